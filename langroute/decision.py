@@ -1,0 +1,83 @@
+"""What a routing call returns: the decision and the evidence behind it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DecisionReason = Literal[
+    "vote",  # label vote over the k nearest exemplars
+    "scores",  # quality estimates from the neighbours' per-route scores
+    "low_confidence",  # the vote was too close to the dial: escalated to the fallback
+    "out_of_distribution",  # no exemplar is similar enough: fallback route
+    "forced",  # the caller named the route
+    "no_query",  # nothing to route on (integrations): fallback route
+]
+
+
+class Neighbour(BaseModel):
+    """One exemplar among the k nearest to the query."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str
+    similarity: float = Field(description="Cosine similarity to the query, in [-1, 1].")
+    route: str | None = Field(
+        default=None,
+        description="The route this exemplar votes for (its label, or derived from scores).",
+    )
+    scores: dict[str, float] | None = None
+    weight: float = 1.0
+
+
+class RouteDecision(BaseModel):
+    """The outcome of routing one query, with everything needed to explain it.
+
+    Example:
+        >>> decision = router.route("What is the capital of France?")  # doctest: +SKIP
+        >>> decision.route, decision.reason, round(decision.confidence, 2)  # doctest: +SKIP
+        ('small', 'vote', 0.93)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str = Field(description="The chosen route (a name from the router's routes).")
+    confidence: float = Field(
+        description=(
+            "For a cheaper route: the estimated probability that it suffices. "
+            "For the strongest route: the estimated probability that it was needed."
+        )
+    )
+    reason: DecisionReason
+    mode: Literal["vote", "scores"] = "vote"
+    probabilities: dict[str, float] = Field(
+        default_factory=dict,
+        description="Vote mode: weighted share of the neighbours' votes per route.",
+    )
+    estimates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Scores mode: estimated quality per route, in [0, 1].",
+    )
+    escalation: float = Field(
+        default=0.0,
+        description=(
+            "Estimated probability that the cheapest route does not suffice; the scalar "
+            "that ranks queries from easy to hard (used by evaluation and calibration)."
+        ),
+    )
+    threshold: float = Field(default=0.5, description="The dial in force for this decision.")
+    neighbours: list[Neighbour] = Field(default_factory=list)
+    max_similarity: float | None = None
+    query: str = Field(default="", description="The text routed on (truncated if long).")
+    truncated: bool = False
+    elapsed_ms: float = 0.0
+    timings_ms: dict[str, float] = Field(
+        default_factory=dict, description="embed / search / decide split of elapsed_ms."
+    )
+
+    @property
+    def escalated(self) -> bool:
+        """True when uncertainty sent the query to the fallback route."""
+        return self.reason in ("low_confidence", "out_of_distribution")

@@ -1,0 +1,83 @@
+"""The langroute exception tree.
+
+Every error raised on purpose by langroute derives from :class:`LangrouteError`::
+
+    LangrouteError
+    ├── ExemplarFormatError      a data file is malformed (file, line, field named)
+    ├── RouterConfigError        routes, settings or exemplars do not fit together
+    ├── InvalidQueryError        empty or whitespace query
+    ├── RouterStoreError         a saved router cannot be read or written safely
+    │   └── EmbedderMismatchError  the saved index was built by another embedder
+    └── AllRoutesFailedError     every route raised (integrations; attempts attached)
+
+``ExemplarFormatError``, ``RouterConfigError`` and ``InvalidQueryError`` also derive
+from :class:`ValueError` so callers that catch ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+class LangrouteError(Exception):
+    """Base class of every error langroute raises on purpose."""
+
+
+class ExemplarFormatError(LangrouteError, ValueError):
+    """A data file (JSONL or CSV) is malformed.
+
+    The message names the file, the 1-based line and the field, so the user can fix it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        where = ""
+        if self.path is not None:
+            where = self.path
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        if field is not None:
+            message = f"field {field!r}: {message}"
+        super().__init__(where + message)
+
+
+class RouterConfigError(LangrouteError, ValueError):
+    """Routes, settings or exemplars are inconsistent (unknown route, no exemplars, ...)."""
+
+
+class InvalidQueryError(LangrouteError, ValueError):
+    """The query cannot be routed (empty or whitespace only)."""
+
+
+class RouterStoreError(LangrouteError):
+    """A saved router is missing, truncated, corrupted, or cannot be written safely."""
+
+
+class EmbedderMismatchError(RouterStoreError):
+    """The saved router was built with a different embedder (fingerprint or dimension)."""
+
+
+class AllRoutesFailedError(LangrouteError):
+    """Every route that was tried raised; ``attempts`` lists ``(route, error)`` pairs.
+
+    The last provider error is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[tuple[str, BaseException]]) -> None:
+        super().__init__(message)
+        self.attempts: list[tuple[str, BaseException]] = list(attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0], self.attempts))

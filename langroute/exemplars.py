@@ -1,0 +1,322 @@
+"""Exemplars: labelled example queries, and reading/writing them as JSONL or CSV.
+
+A file is read whole and validated before anything is returned, so a malformed file
+never half-loads. Errors name the file, the line and the field.
+
+Example:
+    >>> from langroute.exemplars import Exemplar
+    >>> ex = Exemplar(text="Translate 'good morning' into French", route="small")
+    >>> ex.id == Exemplar(text="Translate 'good morning' into French").id
+    True
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from langroute.errors import ExemplarFormatError
+
+# Field names of the shared benchmark data sets accepted as synonyms.
+TEXT_ALIASES = ("text", "prompt", "query")
+ROUTE_ALIASES = ("route", "label")
+_KNOWN_FIELDS = {*TEXT_ALIASES, *ROUTE_ALIASES, "id", "scores", "weight", "metadata"}
+
+
+def text_id(text: str) -> str:
+    """Stable id of a text: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class Exemplar(BaseModel):
+    """One labelled example query.
+
+    Attributes:
+        text: the query as a user would send it.
+        route: the cheapest route that handles it well (vote mode).
+        scores: quality per route or model name, each in [0, 1] (scores mode).
+        weight: how much this exemplar's vote counts (> 0).
+        id: stable identifier; derived from the text when absent, so adding the same
+            text twice replaces the earlier exemplar.
+        metadata: free-form extra fields (kept when saving).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    route: str | None = None
+    scores: dict[str, float] | None = None
+    weight: float = 1.0
+    id: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty")
+        return value
+
+    @field_validator("route")
+    @classmethod
+    def _route_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("route is empty")
+        return value
+
+    @field_validator("scores")
+    @classmethod
+    def _scores_in_unit_interval(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        for name, score in value.items():
+            if not isinstance(score, (int, float)) or math.isnan(score) or not 0.0 <= score <= 1.0:
+                raise ValueError(f"score for {name!r} must be a number in [0, 1], got {score!r}")
+        return {name: float(score) for name, score in value.items()}
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_positive(cls, value: float) -> float:
+        if math.isnan(value) or value <= 0 or math.isinf(value):
+            raise ValueError(f"weight must be a positive finite number, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_id(self) -> Exemplar:
+        if not self.id:
+            self.id = text_id(self.text)
+        return self
+
+    def label_for(
+        self, routes: list[str], score_keys: Mapping[str, str] | None = None
+    ) -> str | None:
+        """The route this exemplar votes for among ``routes`` (cheapest first).
+
+        The explicit ``route`` wins; otherwise the cheapest route whose score equals
+        the best score (the cheapest model that does as well as any).
+        """
+        if self.route is not None:
+            return self.route
+        scores = self.route_scores(routes, score_keys)
+        if scores is None:
+            return None
+        best = max(scores)
+        return routes[scores.index(best)]
+
+    def route_scores(
+        self, routes: list[str], score_keys: Mapping[str, str] | None = None
+    ) -> list[float] | None:
+        """Quality per route in route order, or None when a route has no score.
+
+        A labelled exemplar without scores implies scores: 1 for its route and every
+        stronger one, 0 for cheaper ones.
+        """
+        if self.scores is not None:
+            keys = [(score_keys or {}).get(route, route) for route in routes]
+            if all(key in self.scores for key in keys):
+                return [self.scores[key] for key in keys]
+        if self.route is not None and self.route in routes:
+            position = routes.index(self.route)
+            return [1.0 if i >= position else 0.0 for i in range(len(routes))]
+        return None
+
+
+def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exemplar:
+    """Map a raw record (with accepted aliases) onto an Exemplar, naming what is wrong."""
+    text_keys = [key for key in TEXT_ALIASES if key in raw]
+    if not text_keys:
+        raise ExemplarFormatError(
+            f"missing (expected one of {', '.join(TEXT_ALIASES)})",
+            path=path,
+            line=line,
+            field="text",
+        )
+    route_keys = [key for key in ROUTE_ALIASES if raw.get(key) not in (None, "")]
+    data: dict[str, Any] = {"text": raw[text_keys[0]]}
+    if route_keys:
+        data["route"] = raw[route_keys[0]]
+    for key in ("id", "scores", "weight"):
+        if raw.get(key) not in (None, ""):
+            data[key] = raw[key]
+    metadata = dict(raw.get("metadata") or {}) if isinstance(raw.get("metadata"), dict) else {}
+    if raw.get("metadata") not in (None, "") and not isinstance(raw.get("metadata"), dict):
+        raise ExemplarFormatError("must be an object", path=path, line=line, field="metadata")
+    # Unknown columns (source, category, contaminated, ...) are kept as metadata.
+    for key, value in raw.items():
+        if key not in _KNOWN_FIELDS:
+            metadata[key] = value
+    data["metadata"] = metadata
+    try:
+        return Exemplar.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ExemplarFormatError(message, path=path, line=line, field=field) from exc
+
+
+def _read_jsonl(path: Path) -> list[Exemplar]:
+    exemplars = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ExemplarFormatError(
+                    f"invalid JSON: {exc.msg}", path=path, line=line_no
+                ) from exc
+            if not isinstance(raw, dict):
+                raise ExemplarFormatError("expected a JSON object", path=path, line=line_no)
+            exemplars.append(_record_to_exemplar(raw, path, line_no))
+    return exemplars
+
+
+def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
+    if column in ("scores", "metadata") and value:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ExemplarFormatError(
+                f"invalid JSON object: {exc.msg}", path=path, line=line, field=column
+            ) from exc
+    if column.startswith("score:"):
+        return value
+    if column == "weight" and value:
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise ExemplarFormatError(
+                f"not a number: {value!r}", path=path, line=line, field=column
+            ) from exc
+    return value
+
+
+def _read_csv(path: Path) -> list[Exemplar]:
+    exemplars = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            return []
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                raise ExemplarFormatError("more cells than header columns", path=path, line=line)
+            raw: dict[str, Any] = {}
+            scores: dict[str, Any] = {}
+            for column, value in row.items():
+                value = value if value is not None else ""
+                if column.startswith("score:"):
+                    if value != "":
+                        try:
+                            scores[column.removeprefix("score:")] = float(value)
+                        except ValueError as exc:
+                            raise ExemplarFormatError(
+                                f"not a number: {value!r}", path=path, line=line, field=column
+                            ) from exc
+                    continue
+                raw[column] = _parse_csv_cell(column, value, path, line)
+            if scores:
+                raw["scores"] = scores
+            exemplars.append(_record_to_exemplar(raw, path, line))
+    return exemplars
+
+
+def load_exemplars(path: str | os.PathLike[str]) -> list[Exemplar]:
+    """Read exemplars from a ``.jsonl`` or ``.csv`` file.
+
+    JSONL: one object per line with ``text`` (or ``prompt``), optional ``route`` (or
+    ``label``), ``scores``, ``weight``, ``id``, ``metadata``; other keys go to metadata.
+    CSV: the same columns; ``scores`` and ``metadata`` as JSON cells, or one
+    ``score:<route>`` column per route.
+
+    Raises:
+        ExemplarFormatError: naming file, line and field; nothing is returned then.
+
+    Example:
+        >>> exemplars = load_exemplars("my_exemplars.jsonl")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExemplarFormatError("no such file", path=path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return _read_jsonl(path)
+        if suffix == ".csv":
+            return _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise ExemplarFormatError(f"not UTF-8 text ({exc.reason})", path=path) from exc
+    raise ExemplarFormatError(f"unsupported file type {suffix!r} (use .jsonl or .csv)", path=path)
+
+
+def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
+    """Serialise exemplars as JSONL text (one compact object per line)."""
+    lines = [
+        json.dumps(ex.model_dump(exclude_defaults=True) | {"id": ex.id}, ensure_ascii=False)
+        for ex in exemplars
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) -> Path:
+    """Write exemplars to ``.jsonl`` or ``.csv``, atomically (temp file then rename).
+
+    Example:
+        >>> save_exemplars([Exemplar(text="hi", route="small")], "out.jsonl")  # doctest: +SKIP
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    exemplars = list(exemplars)
+    if suffix in (".jsonl", ".ndjson"):
+        payload = exemplars_to_jsonl(exemplars)
+    elif suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=["id", "text", "route", "weight", "scores", "metadata"]
+        )
+        writer.writeheader()
+        for ex in exemplars:
+            writer.writerow(
+                {
+                    "id": ex.id,
+                    "text": ex.text,
+                    "route": ex.route or "",
+                    "weight": ex.weight,
+                    "scores": json.dumps(ex.scores) if ex.scores is not None else "",
+                    "metadata": json.dumps(ex.metadata, ensure_ascii=False) if ex.metadata else "",
+                }
+            )
+        payload = buffer.getvalue()
+    else:
+        raise ExemplarFormatError(
+            f"unsupported file type {suffix!r} (use .jsonl or .csv)", path=path
+        )
+    atomic_write_text(path, payload)
+    return path
+
+
+def atomic_write_text(path: Path, payload: str) -> None:
+    """Write a file so that readers see either the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
