@@ -29,7 +29,11 @@ class RouterSettings(BaseModel):
     Attributes:
         routes: route names ordered from cheapest to strongest.
         k: how many nearest exemplars decide.
-        threshold: the dial. Higher sends more traffic to cheaper routes.
+        threshold: the dial. Higher sends more traffic to cheaper routes. In vote
+            mode a route is kept while the vote share of stronger routes is below it;
+            in scores mode it is ``0.5 + tolerance``: a stronger route is taken when it
+            is expected to beat the cheaper one by at least ``tolerance``. Default:
+            0.5 (vote) or 0.6 (scores).
         min_similarity: below this best similarity the query is out of distribution.
         min_margin: a decision closer than this to the dial escalates to the fallback.
         fallback: route for uncertain queries (default: the strongest).
@@ -48,7 +52,7 @@ class RouterSettings(BaseModel):
 
     routes: list[str]
     k: int = Field(default=10, ge=1)
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     min_similarity: float = Field(default=0.3, ge=-1.0, le=1.0)
     min_margin: float = Field(default=0.1, ge=0.0, le=1.0)
     fallback: str | None = None
@@ -75,6 +79,12 @@ class RouterSettings(BaseModel):
         if unknown:
             raise ValueError(f"score_keys name unknown routes: {sorted(unknown)}")
         return self
+
+    def threshold_for(self, mode: Literal["vote", "scores"]) -> float:
+        """The dial in force for ``mode`` (the per-mode default when unset)."""
+        if self.threshold is not None:
+            return self.threshold
+        return 0.6 if mode == "scores" else 0.5
 
     @property
     def fallback_route(self) -> str:
@@ -138,6 +148,7 @@ class ExemplarRouter:
         self._labels: dict[str, int] = {}  # exemplar id -> route index (-1: none)
         self._scores: dict[str, np.ndarray] = {}  # exemplar id -> scores in route order
         self._index: VectorIndex | None = None
+        self._scored = 0  # exemplars carrying explicit scores (decides "auto" mode)
         if exemplar_list:
             self._check_exemplars(exemplar_list)
             self._check_coverage(exemplar_list)
@@ -192,7 +203,7 @@ class ExemplarRouter:
     @property
     def threshold(self) -> float:
         """The dial: higher sends more traffic to cheaper routes."""
-        return self.settings.threshold
+        return self.settings.threshold_for(self.mode)
 
     @threshold.setter
     def threshold(self, value: float) -> None:
@@ -218,9 +229,7 @@ class ExemplarRouter:
         """The mode in force (``auto`` resolved)."""
         if self.settings.mode != "auto":
             return self.settings.mode
-        with self._lock:
-            has_scores = any(ex.scores for ex in self._exemplars.values())
-        return "scores" if has_scores else "vote"
+        return "scores" if self._scored else "vote"
 
     def __len__(self) -> int:
         return len(self._exemplars)
@@ -296,6 +305,8 @@ class ExemplarRouter:
                 self._index = VectorIndex(vectors.shape[1], self.settings.index)
             self._index.add([ex.id for ex in batch], vectors)
             for ex in batch:
+                previous = self._exemplars.get(ex.id)
+                self._scored += bool(ex.scores) - bool(previous is not None and previous.scores)
                 self._exemplars[ex.id] = ex
                 label = ex.label_for(routes, keys)
                 self._labels[ex.id] = routes.index(label) if label in routes else -1
@@ -337,6 +348,7 @@ class ExemplarRouter:
             if present and self._index is not None:
                 self._index.remove(present)
             for key in present:
+                self._scored -= bool(self._exemplars[key].scores)
                 del self._exemplars[key]
                 del self._labels[key]
                 del self._scores[key]
@@ -450,6 +462,7 @@ class ExemplarRouter:
     ) -> list[RouteDecision]:
         routes = settings.routes
         mode = self.mode
+        threshold = settings.threshold_for(mode)
         sims64 = sims.astype(np.float64)
         ex_weights = np.array([[ex.weight for ex in row] for row in exemplars], dtype=np.float64)
         ex_weights = ex_weights.reshape(sims.shape)
@@ -471,8 +484,8 @@ class ExemplarRouter:
                 boundary = rules.escalation_from_estimates(estimates)
             else:
                 boundary = rules.escalation_from_probabilities(probabilities)
-            chosen = rules.choose_by_threshold(boundary, settings.threshold)
-            margin = rules.decision_margin(boundary, chosen, settings.threshold)
+            chosen = rules.choose_by_threshold(boundary, threshold)
+            margin = rules.decision_margin(boundary, chosen, threshold)
             confidence = rules.confidence_of(boundary, chosen)
             escalation = boundary[:, 0] if boundary.shape[1] else np.zeros(len(chosen))
         fallback = settings.fallback_route
@@ -484,7 +497,7 @@ class ExemplarRouter:
             reason: DecisionReason = "scores" if mode == "scores" else "vote"
             if max_sim < settings.min_similarity:
                 route_index, reason = fallback_index, "out_of_distribution"
-            elif margin[row] < settings.min_margin and (
+            elif margin[row] < settings.min_margin - 1e-6 and (
                 settings.rule == "argmax" or fallback_index > route_index
             ):
                 route_index, reason = fallback_index, "low_confidence"
@@ -512,7 +525,7 @@ class ExemplarRouter:
                         else {}
                     ),
                     escalation=float(escalation[row]),
-                    threshold=settings.threshold,
+                    threshold=threshold,
                     neighbours=neighbours,
                     max_similarity=max_sim,
                     query=text,
@@ -574,6 +587,7 @@ class ExemplarRouter:
         with self._lock:
             self._index = index
             self._exemplars = {ex.id: ex for ex in exemplars}
+            self._scored = sum(bool(ex.scores) for ex in exemplars)
             for ex in exemplars:
                 label = ex.label_for(routes, keys)
                 self._labels[ex.id] = routes.index(label) if label in routes else -1

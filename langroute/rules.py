@@ -77,16 +77,16 @@ def escalation_from_probabilities(probabilities: np.ndarray) -> np.ndarray:
 
 
 def escalation_from_estimates(estimates: np.ndarray) -> np.ndarray:
-    """``e_i`` = ``(1 + best gain of a stronger route over i) / 2``, in [0, 1]; ``(n, R-1)``.
+    """``e_i`` = ``0.5 + best gain of a stronger route over i``, clipped to [0, 1]; ``(n, R-1)``.
 
-    0.5 means no expected gain; with ``threshold = 0.5 + tolerance / 2`` a route is kept
-    when no stronger one is expected to beat it by ``tolerance`` or more. Unknown
+    0.5 means no expected gain, so with ``threshold = 0.5 + tolerance`` a route is kept
+    unless a stronger one is expected to beat it by ``tolerance`` or more. Unknown
     estimates count as no gain.
     """
     filled = np.nan_to_num(estimates, nan=0.0)
     best_stronger = np.maximum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, 1:]
     gain = best_stronger - filled[:, :-1]
-    return np.clip((1.0 + gain) / 2.0, 0.0, 1.0)
+    return np.clip(0.5 + gain, 0.0, 1.0)
 
 
 def choose_by_threshold(escalation: np.ndarray, threshold: float) -> np.ndarray:

@@ -1,0 +1,217 @@
+"""The ``langroute`` command line.
+
+Heavy libraries are imported inside the commands, so ``langroute --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from langroute.decision import RouteDecision
+    from langroute.router import ExemplarRouter
+
+app = typer.Typer(
+    name="langroute",
+    help="Route each LLM request to the cheapest model that can handle it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RouterOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--router", "-r", help="A saved router directory (default: the bundled starter router)."
+    ),
+]
+
+
+def _quiet_model_loading() -> None:
+    """Keep transformers' progress bars and hub lookups out of CLI output."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        pass
+
+
+def _fail(message: str) -> typer.Exit:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _load_router(path: Path | None) -> ExemplarRouter:
+    from langroute.errors import LangrouteError
+    from langroute.router import ExemplarRouter
+
+    _quiet_model_loading()
+    try:
+        return ExemplarRouter.default() if path is None else ExemplarRouter.load(path)
+    except LangrouteError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def decision_table(decision: RouteDecision) -> object:
+    """A rich renderable explaining one decision: the route, then its neighbours."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    evidence = decision.estimates or decision.probabilities
+    header = Text.assemble(
+        ("route ", "bold"),
+        (decision.route, "bold green"),
+        f"   reason {decision.reason}   confidence {decision.confidence:.2f}   ",
+        f"escalation {decision.escalation:.2f} (dial {decision.threshold:.2f})   ",
+        f"{decision.elapsed_ms:.1f} ms",
+    )
+    per_route = "   ".join(f"{route}: {value:.2f}" for route, value in evidence.items())
+    label = "estimated quality" if decision.estimates else "vote share"
+    table = Table(title="nearest exemplars", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("similarity", justify="right")
+    table.add_column("route")
+    table.add_column("exemplar")
+    for rank, neighbour in enumerate(decision.neighbours, start=1):
+        flat = " ".join(neighbour.text.split())
+        text = flat if len(flat) <= 90 else flat[:87] + "..."
+        table.add_row(str(rank), f"{neighbour.similarity:.3f}", neighbour.route or "-", text)
+    return Group(header, Text(f"{label}: {per_route}"), table)
+
+
+@app.command()
+def route(
+    query: Annotated[str, typer.Argument(help="The request to route.")],
+    router: RouterOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """Route one query and explain the decision."""
+    from rich.console import Console
+
+    from langroute.errors import LangrouteError
+
+    loaded = _load_router(router)
+    try:
+        decision = loaded.route(query)
+    except LangrouteError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(decision.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        return
+    Console().print(decision_table(decision))
+
+
+@app.command()
+def build(
+    exemplars: Annotated[Path, typer.Argument(help="Exemplars file (.jsonl or .csv).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to save the router in.")
+    ],
+    routes: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated routes, cheapest first (default: labels in file order)."
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option(help="Neighbours that vote.")] = 10,
+    threshold: Annotated[
+        float, typer.Option(help="The dial: higher sends more to cheap routes.")
+    ] = 0.5,
+    min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
+    index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
+) -> None:
+    """Embed an exemplars file and save a router."""
+    from rich.console import Console
+
+    from langroute.errors import LangrouteError
+    from langroute.exemplars import load_exemplars
+    from langroute.router import ExemplarRouter
+
+    _quiet_model_loading()
+    console = Console()
+    try:
+        loaded = load_exemplars(exemplars)
+        built = ExemplarRouter(
+            routes=[r.strip() for r in routes.split(",")] if routes else None,
+            exemplars=loaded,
+            k=k,
+            threshold=threshold,
+            min_similarity=min_similarity,
+            index=index,
+            show_progress=True,
+        )
+        built.save(output)
+    except LangrouteError as exc:
+        raise _fail(str(exc)) from exc
+    counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
+    console.print(f"saved router with {len(built)} exemplars ({counts}) to [bold]{output}[/]")
+
+
+@app.command()
+def add(
+    exemplars: Annotated[Path, typer.Argument(help="Exemplars file (.jsonl or .csv) to add.")],
+    router: Annotated[Path, typer.Option("--router", "-r", help="Saved router directory.")],
+) -> None:
+    """Add exemplars to a saved router (same ids are replaced) and save it again."""
+    from rich.console import Console
+
+    from langroute.errors import LangrouteError
+    from langroute.exemplars import load_exemplars
+
+    loaded_router = _load_router(router)
+    try:
+        new = load_exemplars(exemplars)
+        before = len(loaded_router)
+        loaded_router.add_exemplars(new, show_progress=True)
+        loaded_router.save(router)
+    except LangrouteError as exc:
+        raise _fail(str(exc)) from exc
+    Console().print(
+        f"added {len(new)} exemplars ({len(loaded_router) - before} new ids); "
+        f"router now holds {len(loaded_router)}; saved to [bold]{router}[/]"
+    )
+
+
+@app.command()
+def info(router: RouterOption = None) -> None:
+    """Describe a router: routes, exemplar counts, embedder and settings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    loaded = _load_router(router)
+    table = Table(title=f"router: {router or 'bundled starter'}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("routes (cheap -> strong)", " -> ".join(loaded.routes))
+    table.add_row("exemplars", ", ".join(f"{r}: {n}" for r, n in loaded.counts().items()))
+    table.add_row("mode", loaded.mode)
+    table.add_row("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)")
+    for key, value in loaded.settings.model_dump().items():
+        if key != "routes":
+            table.add_row(key, str(value))
+    calibration = getattr(loaded, "calibration", None)
+    if calibration:
+        table.add_row("calibration", json.dumps(calibration))
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point of the ``langroute`` script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

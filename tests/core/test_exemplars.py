@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from langroute import Exemplar, ExemplarFormatError, load_exemplars, save_exemplars
+from langroute.exemplars import text_id
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_id_is_derived_from_text_and_stable():
+    a = Exemplar(text="hello", route="small")
+    b = Exemplar(text="hello", route="large")
+    assert a.id == b.id == text_id("hello")
+    assert Exemplar(text="hello", id="custom").id == "custom"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"text": "   "}, "text is empty"),
+        ({"text": "q", "scores": {"a": 1.5}}, r"in \[0, 1\]"),
+        ({"text": "q", "scores": {"a": float("nan")}}, r"in \[0, 1\]"),
+        ({"text": "q", "weight": 0}, "positive"),
+        ({"text": "q", "route": " "}, "route is empty"),
+    ],
+)
+def test_invalid_exemplars_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Exemplar(**kwargs)
+
+
+def test_label_derived_from_scores_is_cheapest_best():
+    routes = ["weak", "strong"]
+    assert Exemplar(text="q", scores={"weak": 1, "strong": 1}).label_for(routes) == "weak"
+    assert Exemplar(text="q", scores={"weak": 0, "strong": 1}).label_for(routes) == "strong"
+    assert Exemplar(text="q", scores={"weak": 0, "strong": 0}).label_for(routes) == "weak"
+    # score keys can differ from route names
+    ex = Exemplar(text="q", scores={"mixtral": 0.0, "gpt-4": 1.0})
+    assert ex.label_for(routes, {"weak": "mixtral", "strong": "gpt-4"}) == "strong"
+
+
+def test_label_implies_scores():
+    ex = Exemplar(text="q", route="medium")
+    assert ex.route_scores(["small", "medium", "large"]) == [0.0, 1.0, 1.0]
+
+
+def test_jsonl_round_trip_with_shared_field_names(tmp_path):
+    path = write(
+        tmp_path / "data.jsonl",
+        '{"prompt": "What is 2+2?", "scores": {"weak": 1.0, "strong": 1.0}, '
+        '"contaminated": false}\n'
+        "\n"
+        '{"text": "hi", "label": "small", "source": "clinc150"}\n',
+    )
+    loaded = load_exemplars(path)
+    assert [ex.text for ex in loaded] == ["What is 2+2?", "hi"]
+    assert loaded[0].metadata == {"contaminated": False}
+    assert loaded[1].route == "small" and loaded[1].metadata == {"source": "clinc150"}
+    out = save_exemplars(loaded, tmp_path / "out.jsonl")
+    assert load_exemplars(out) == loaded
+
+
+def test_csv_round_trip_and_score_columns(tmp_path):
+    path = write(
+        tmp_path / "data.csv",
+        "text,route,score:weak,score:strong\nhello,small,,\nprove it,,0,1\n",
+    )
+    loaded = load_exemplars(path)
+    assert loaded[0].route == "small" and loaded[0].scores is None
+    assert loaded[1].scores == {"weak": 0.0, "strong": 1.0}
+    out = save_exemplars(loaded, tmp_path / "out.csv")
+    assert load_exemplars(out) == loaded
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "field"),
+    [
+        ('{"text": "ok", "route": "small"}\n{"text": "bad"\n', 2, None),
+        ('{"text": "ok"}\n{"route": "small"}\n', 2, "text"),
+        ('{"text": "ok"}\n{"text": "x", "scores": {"a": 2}}\n', 2, "scores"),
+        ('{"text": "ok"}\n\n{"text": "x", "weight": -1}\n', 3, "weight"),
+        ('["not", "an", "object"]\n', 1, None),
+    ],
+)
+def test_malformed_jsonl_names_file_line_and_field(tmp_path, content, line, field):
+    path = write(tmp_path / "bad.jsonl", content)
+    with pytest.raises(ExemplarFormatError) as info:
+        load_exemplars(path)
+    error = info.value
+    assert error.line == line
+    assert error.field == field
+    assert str(path) in str(error) and f":{line}:" in str(error)
+
+
+def test_malformed_csv_names_line(tmp_path):
+    path = write(tmp_path / "bad.csv", "text,score:weak\nfine,0.5\nbroken,abc\n")
+    with pytest.raises(ExemplarFormatError) as info:
+        load_exemplars(path)
+    assert info.value.line == 3 and info.value.field == "score:weak"
+
+
+def test_unsupported_and_missing_files(tmp_path):
+    with pytest.raises(ExemplarFormatError, match="unsupported file type"):
+        load_exemplars(write(tmp_path / "x.txt", "hi"))
+    with pytest.raises(ExemplarFormatError, match="no such file"):
+        load_exemplars(tmp_path / "missing.jsonl")
+
+
+def test_starter_pack_is_valid_and_balanced():
+    from langroute.router import STARTER_EXEMPLARS
+
+    pack = load_exemplars(STARTER_EXEMPLARS)
+    assert len(pack) >= 300
+    routes = [ex.route for ex in pack]
+    assert set(routes) == {"small", "large"}
+    assert 0.4 < routes.count("small") / len(routes) < 0.6
+    assert len({ex.id for ex in pack}) == len(pack)
+    categories = {ex.metadata["category"] for ex in pack}
+    for expected in ("chit_chat", "translation", "math", "code_generation", "planning"):
+        assert expected in categories
+    # every line is plain JSON we can read back without langroute
+    for line in STARTER_EXEMPLARS.read_text(encoding="utf-8").splitlines():
+        assert json.loads(line)["text"].strip()

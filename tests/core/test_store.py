@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langroute import (
+    EmbedderMismatchError,
+    Exemplar,
+    ExemplarRouter,
+    HashingEmbedder,
+    RouterStoreError,
+    store,
+)
+
+
+def build(**options) -> ExemplarRouter:
+    exemplars = [
+        Exemplar(text="hello there friend", route="small", metadata={"category": "chit_chat"}),
+        Exemplar(text="thanks so much", route="small", weight=2.0),
+        Exemplar(text="prove the theorem step by step", route="large"),
+        Exemplar(text="design a database migration plan", route="large"),
+    ]
+    options.setdefault("min_similarity", 0.05)
+    return ExemplarRouter(
+        routes=["small", "large"], exemplars=exemplars, embedder=HashingEmbedder(), **options
+    )
+
+
+QUERIES = ["hello friend", "prove it step by step", "migration plan please", "thanks"]
+
+
+def test_round_trip_without_re_embedding(tmp_path):
+    router = build(k=3, threshold=0.4)
+    router.remove_exemplars([router.exemplars[0].id])
+    router.add_exemplars([Exemplar(text="hi hello hey", route="small")])
+    path = router.save(tmp_path / "router")
+    assert sorted(p.name for p in path.iterdir()) == [
+        "exemplars.jsonl",
+        "ids.npy",
+        "index.faiss",
+        "manifest.json",
+    ]
+
+    class NoDocuments(HashingEmbedder):
+        def embed_documents(self, texts):
+            raise AssertionError("load must not re-embed exemplars")
+
+        def embed_queries(self, texts):
+            return HashingEmbedder.embed_documents(self, texts)
+
+    loaded = ExemplarRouter.load(path, embedder=NoDocuments())
+    assert loaded.settings == router.settings
+    assert loaded.exemplars == router.exemplars
+    for query in QUERIES:
+        before, after = router.route(query), loaded.route(query)
+        assert (before.route, [n.id for n in before.neighbours]) == (
+            after.route,
+            [n.id for n in after.neighbours],
+        )
+        assert [n.similarity for n in before.neighbours] == pytest.approx(
+            [n.similarity for n in after.neighbours]
+        )
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == store.FORMAT_VERSION
+    assert manifest["embedder"] == {"fingerprint": "hashing:256", "dimension": 256}
+    assert manifest["settings"]["routes"] == ["small", "large"]
+
+
+def test_loaded_router_can_be_tuned_and_saved_again(tmp_path):
+    path = build().save(tmp_path / "r")
+    loaded = ExemplarRouter.load(path, embedder=HashingEmbedder())
+    loaded.feedback("quantum lattice chromodynamics", "small")
+    loaded.save(path)
+    again = ExemplarRouter.load(path, embedder=HashingEmbedder())
+    assert len(again) == 5
+    assert again.route("quantum lattice chromodynamics").neighbours[0].text.startswith("quantum")
+
+
+def test_hnsw_router_round_trip(tmp_path):
+    router = build(index="hnsw")
+    loaded = ExemplarRouter.load(router.save(tmp_path / "h"), embedder=HashingEmbedder())
+    assert loaded._index.kind == "hnsw"
+    assert loaded.route("hello friend").route == "small"
+
+
+def test_different_embedder_is_refused(tmp_path):
+    path = build().save(tmp_path / "r")
+    with pytest.raises(EmbedderMismatchError, match="hashing:256"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder(dimension=128))
+
+    class SameNameOtherSize(HashingEmbedder):
+        @property
+        def fingerprint(self) -> str:
+            return "hashing:256"
+
+    with pytest.raises(EmbedderMismatchError, match="256-dimensional"):
+        ExemplarRouter.load(path, embedder=SameNameOtherSize(dimension=64))
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "exemplars.jsonl", "ids.npy"])
+def test_truncated_or_corrupted_files_are_detected(tmp_path, name):
+    path = build().save(tmp_path / "r")
+    target = path / name
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RouterStoreError, match="truncated"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0xFF
+    target.write_bytes(bytes(flipped))
+    with pytest.raises(RouterStoreError, match="corrupted"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+
+def test_manifest_problems_are_clear(tmp_path):
+    path = build().save(tmp_path / "r")
+    manifest_path = path / "manifest.json"
+    original = json.loads(manifest_path.read_text())
+
+    manifest_path.write_text(json.dumps(original | {"surprise": 1}))
+    with pytest.raises(RouterStoreError, match="surprise"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+    manifest_path.write_text(json.dumps(original | {"format_version": 99}))
+    with pytest.raises(RouterStoreError, match="upgrade langroute"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+    settings = original["settings"] | {"k": 0}
+    manifest_path.write_text(json.dumps(original | {"settings": settings}))
+    with pytest.raises(RouterStoreError, match="invalid settings"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+    manifest_path.write_text("{not json")
+    with pytest.raises(RouterStoreError, match="not JSON"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+    manifest_path.unlink()
+    with pytest.raises(RouterStoreError, match="not a saved langroute router"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+
+def test_missing_router(tmp_path):
+    with pytest.raises(RouterStoreError, match="no saved router"):
+        ExemplarRouter.load(tmp_path / "nothing", embedder=HashingEmbedder())
+
+
+def test_save_refuses_to_overwrite_foreign_directory(tmp_path):
+    foreign = tmp_path / "docs"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(RouterStoreError, match="refusing"):
+        build().save(foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs"]
+
+
+def test_crash_during_save_keeps_previous_copy(tmp_path, monkeypatch):
+    path = build().save(tmp_path / "r")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    bigger = build()
+    bigger.add_exemplars([Exemplar(text="one more", route="small")])
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_write_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        bigger.save(path)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # staging cleaned up
+    assert len(ExemplarRouter.load(path, embedder=HashingEmbedder())) == 4
+
+
+def test_crash_between_renames_is_recovered(tmp_path, monkeypatch):
+    path = build().save(tmp_path / "r")
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # old copy moved aside, new copy not yet in place
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        build().save(path)
+    monkeypatch.undo()
+    assert not path.exists()
+    with pytest.warns(UserWarning, match="interrupted save"):
+        recovered = ExemplarRouter.load(path, embedder=HashingEmbedder())
+    assert len(recovered) == 4
+
+
+def test_ids_file_is_plain_numpy(tmp_path):
+    path = build().save(tmp_path / "r")
+    ids = np.load(path / "ids.npy", allow_pickle=False)
+    assert ids.dtype == np.int64 and len(ids) == 4
+
+
+@pytest.mark.slow
+def test_real_embedder_round_trip(tmp_path, minilm_embedder):
+    router = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=[
+            Exemplar(text="good morning!", route="small"),
+            Exemplar(text="Prove Fermat's little theorem", route="large"),
+        ],
+        embedder=minilm_embedder,
+    )
+    loaded = ExemplarRouter.load(router.save(tmp_path / "r"))
+    assert loaded.embedder.fingerprint == "sentence-transformers:all-MiniLM-L6-v2:normalized"
+    assert loaded.route("hello, good morning to you").route == "small"
