@@ -208,6 +208,23 @@ def info(router: RouterOption = None) -> None:
     Console().print(table)
 
 
+@app.command()
+def report(
+    ledger: Annotated[Path, typer.Argument(help="Cost ledger file (.jsonl or .db/.sqlite).")],
+    order: Annotated[
+        Optional[str], typer.Option(help="Comma-separated routes to list first.")
+    ] = None,
+) -> None:
+    """Print the per-route cost table of a ledger: calls, tokens, cost, latency, savings."""
+    from langroute.costs import print_report
+    from langroute.errors import LangrouteError
+
+    try:
+        print_report(ledger, order=[r.strip() for r in order.split(",")] if order else None)
+    except (FileNotFoundError, LangrouteError) as exc:
+        raise _fail(str(exc)) from exc
+
+
 def main() -> None:
     """Entry point of the ``langroute`` script."""
     app()

@@ -8,6 +8,7 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     ├── InvalidQueryError        empty or whitespace query
     ├── RouterStoreError         a saved router cannot be read or written safely
     │   └── EmbedderMismatchError  the saved index was built by another embedder
+    ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
 
 ``ExemplarFormatError``, ``RouterConfigError`` and ``InvalidQueryError`` also derive

@@ -103,3 +103,29 @@ def test_bad_input_gives_clear_errors(tmp_path):
 
     result = runner.invoke(app, ["info", "--router", str(tmp_path / "missing")])
     assert result.exit_code == 1 and "no saved router" in result.output
+
+
+def test_report_command(tmp_path):
+    from langroute.costs import CostLedger, LedgerRecord
+
+    path = tmp_path / "costs.jsonl"
+    ledger = CostLedger(path)
+    for route, model, cost in [("small", "gpt-4o-mini", 0.001), ("large", "gpt-4o", 0.02)]:
+        ledger.record(
+            LedgerRecord(
+                framework="core",
+                route=route,
+                model=model,
+                input_tokens=100,
+                output_tokens=50,
+                cost=cost,
+                baseline_model="gpt-4o",
+                baseline_cost=0.02,
+                latency_ms=12.0,
+            )
+        )
+    result = runner.invoke(app, ["report", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "small" in result.output and "large" in result.output
+    result = runner.invoke(app, ["report", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 1 and "error" in result.output
