@@ -1,0 +1,963 @@
+"""RoutingChatModel: one LangChain chat model that sends each call to the cheapest route.
+
+Design (see the repository guide, LangChain section):
+
+- The routing model is the only model run. It calls the chosen delegate's ``_generate`` /
+  ``_agenerate`` / ``_stream`` / ``_astream`` directly, passing its own run manager, so a
+  call's usage is counted once, under the delegate's ``response_metadata["model_name"]``.
+- The decision rides on exactly one message or chunk, in
+  ``response_metadata["langroute"]``, and is dispatched as the custom event
+  ``"langroute_route"`` on the model run (visible in ``astream_events(version="v2")``).
+- Tools are bound once in OpenAI format; at call time the chosen delegate's own
+  ``bind_tools`` turns them into its provider's format.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+    Callbacks,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.language_models.chat_models import (
+    agenerate_from_stream,
+    generate_from_stream,
+)
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.config import ensure_config, get_config_list, get_executor_for_config
+from langchain_core.runnables.utils import gather_with_concurrency
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langroute.decision import RouteDecision
+from langroute.errors import AllRoutesFailedError, RouterConfigError
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from langchain_langroute.query import last_human_message
+
+__all__ = [
+    "ROUTE_EVENT",
+    "ROUTE_METADATA_KEY",
+    "ROUTING_LLM_TYPE",
+    "RoutingChatModel",
+    "check_route_models",
+    "escalation_plan",
+    "routing_record",
+]
+
+ROUTE_METADATA_KEY = "langroute"
+"""Key of the routing record in ``AIMessage.response_metadata``."""
+
+ROUTE_EVENT = "langroute_route"
+"""Name of the custom event dispatched with each routing decision."""
+
+ROUTING_LLM_TYPE = "langroute-routing-chat-model"
+"""``_llm_type`` of :class:`RoutingChatModel` (``invocation_params["_type"]`` in callbacks)."""
+
+_CALL_KEY = "_langroute_call"
+_TOOL_KWARGS_KEY = "_langroute_tool_kwargs"
+_PRIVATE_KEYS = (_CALL_KEY, _TOOL_KWARGS_KEY)
+
+# Standard parameters pushed down to route models that declare a field of the same name.
+_STANDARD_PARAMS = ("temperature", "max_tokens", "timeout", "max_retries")
+
+
+@dataclass
+class _CallContext:
+    """What travels from ``stream``/``batch`` to ``_stream``/``_generate`` for one call."""
+
+    decision: RouteDecision | None = None
+    run_id: uuid.UUID | None = None
+    callbacks: Callbacks = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_name_of(model: BaseChatModel) -> str:
+    """The name a chat model reports to tracing (its ``ls_model_name``), best effort."""
+    try:
+        name = model._get_ls_params().get("ls_model_name")
+    except Exception:  # a third-party model whose ls params need call kwargs
+        name = None
+    if not name:
+        for attribute in ("model_name", "model", "model_id", "deployment_name"):
+            value = getattr(model, attribute, None)
+            if isinstance(value, str) and value:
+                return value
+        return type(model).__name__
+    return str(name)
+
+
+def _can_stream(model: BaseChatModel, kwargs: dict[str, Any], *, async_api: bool) -> bool:
+    cls = type(model)
+    implemented = cls._stream is not BaseChatModel._stream or (
+        async_api and cls._astream is not BaseChatModel._astream
+    )
+    if not implemented or model.disable_streaming is True:
+        return False
+    return not (model.disable_streaming == "tool_calling" and kwargs.get("tools"))
+
+
+def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """One chunk holding a whole (non-streamed) answer."""
+    generation = result.generations[0]
+    message = generation.message
+    tool_calls = getattr(message, "tool_calls", None) or []
+    chunk = AIMessageChunk(
+        content=message.content,
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        usage_metadata=getattr(message, "usage_metadata", None),
+        tool_call_chunks=[
+            tool_call_chunk(
+                name=call["name"], args=json.dumps(call["args"]), id=call.get("id"), index=i
+            )
+            for i, call in enumerate(tool_calls)
+        ],
+        id=message.id,
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
+
+
+def _delegate_stream(
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    kwargs: dict[str, Any],
+) -> Iterator[ChatGenerationChunk]:
+    """Stream from a route model, or answer in one chunk if it cannot stream.
+
+    The route model gets no run manager: whoever drives the stream reports the tokens.
+    """
+    if model.rate_limiter is not None:
+        model.rate_limiter.acquire(blocking=True)
+    if _can_stream(model, kwargs, async_api=False):
+        yield from model._stream(messages, stop=stop, **kwargs)
+    else:
+        yield _as_chunk(model._generate(messages, stop=stop, **kwargs))
+
+
+async def _adelegate_stream(
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    kwargs: dict[str, Any],
+) -> AsyncIterator[ChatGenerationChunk]:
+    """Async :func:`_delegate_stream`."""
+    if model.rate_limiter is not None:
+        await model.rate_limiter.aacquire(blocking=True)
+    if _can_stream(model, kwargs, async_api=True):
+        async for chunk in model._astream(messages, stop=stop, **kwargs):
+            yield chunk
+    else:
+        yield _as_chunk(await model._agenerate(messages, stop=stop, **kwargs))
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def check_route_models(
+    routes: Sequence[str], models: Mapping[str, Any], escalation_order: Sequence[str] | None
+) -> None:
+    """Check that ``models`` maps exactly the router's routes to chat models.
+
+    Raises:
+        RouterConfigError: A route has no model, a model has no route, a model is not a
+            ``BaseChatModel``, or ``escalation_order`` names unknown or repeated routes.
+    """
+    missing = [route for route in routes if route not in models]
+    unknown = [route for route in models if route not in routes]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"routes without a model: {missing}")
+        if unknown:
+            parts.append(f"models for unknown routes: {unknown}")
+        raise RouterConfigError(
+            "models must map every route of the router to a chat model; "
+            + "; ".join(parts)
+            + f" (router routes: {list(routes)})"
+        )
+    for route, model in models.items():
+        if not isinstance(model, BaseChatModel):
+            raise RouterConfigError(
+                f"models[{route!r}] must be a LangChain BaseChatModel, got {type(model).__name__}"
+            )
+    if escalation_order is not None:
+        strays = [r for r in escalation_order if r not in routes]
+        if strays or len(set(escalation_order)) != len(escalation_order):
+            raise RouterConfigError(
+                f"escalation_order must list distinct routes of {list(routes)}, "
+                f"got {list(escalation_order)}"
+            )
+
+
+def escalation_plan(route: str, order: Sequence[str]) -> list[str]:
+    """The chosen route, then the stronger routes to escalate to, in order."""
+    if route not in order:
+        return [route]
+    return list(order[list(order).index(route) :])
+
+
+def routing_record(
+    decision: RouteDecision,
+    route: str,
+    attempts: Sequence[tuple[str, BaseException]],
+    route_models: Mapping[str, str],
+    strongest: str,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """The routing record stored in ``response_metadata["langroute"]``.
+
+    Keys: ``route`` and ``model`` (what answered), ``confidence``, ``reason``,
+    ``decided_route`` (the router's choice), ``escalated``, ``escalated_from``,
+    ``attempts`` (failed routes with their errors), ``baseline_route`` /
+    ``baseline_model`` (the strongest route, for savings) and ``routing_ms``.
+    """
+    return {
+        "route": route,
+        "model": model_name or route_models.get(route),
+        "confidence": decision.confidence,
+        "reason": decision.reason,
+        "decided_route": decision.route,
+        "escalated": bool(attempts),
+        "escalated_from": attempts[0][0] if attempts else None,
+        "attempts": [
+            {"route": failed, "model": route_models.get(failed), "error": _error_text(err)}
+            for failed, err in attempts
+        ],
+        "baseline_route": strongest,
+        "baseline_model": route_models.get(strongest),
+        "routing_ms": decision.elapsed_ms,
+    }
+
+
+class RoutingChatModel(BaseChatModel):
+    """A chat model that routes each call to the cheapest route able to answer it.
+
+    Every route of the router must have a chat model. The router sees the user's question
+    (by default the text of the last human message) and picks a route; the route's model
+    answers. When that model raises (timeout, rate limit, provider error) the call
+    escalates to the next stronger route; when all fail, ``AllRoutesFailedError`` is
+    raised with the attempts attached. While streaming, escalation is possible until the
+    first chunk has been yielded.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-langroute langchain-openai
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_openai import ChatOpenAI
+            from langroute import ExemplarRouter
+            from langchain_langroute import RoutingChatModel
+
+            llm = RoutingChatModel(
+                router=ExemplarRouter.default(),  # routes ["small", "large"]
+                models={
+                    "small": ChatOpenAI(model="gpt-4o-mini"),
+                    "large": ChatOpenAI(model="gpt-4o"),
+                },
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            msg = llm.invoke("What is the capital of France?")
+            msg.response_metadata["model_name"]  # 'gpt-4o-mini-2024-07-18'
+            msg.response_metadata["langroute"]
+            # {'route': 'small', 'model': 'gpt-4o-mini', 'confidence': 0.93,
+            #  'reason': 'vote', 'escalated': False, 'attempts': [], ...}
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("Prove that there are infinitely many primes."):
+                print(chunk.content, end="")
+            # the first chunk carries response_metadata["langroute"]
+
+    Force a route, tools, structured output:
+        .. code-block:: python
+
+            llm.invoke("hi", model="large")  # a route name or a route's model name
+            llm.bind_tools([get_weather]).invoke("Weather in Paris?")
+            llm.with_structured_output(Answer).invoke("...")
+
+    Batch (one batched routing call for all inputs):
+        .. code-block:: python
+
+            llm.batch(["hi", "Prove Fermat's little theorem."])
+    """
+
+    router: Any
+    """A langroute router (``ExemplarRouter`` or anything with the same routing methods)."""
+    models: dict[str, Any]
+    """Route name -> the chat model (a ``BaseChatModel``) that answers that route."""
+    query_extractor: Callable[[Sequence[BaseMessage]], str | None] = Field(
+        default=last_human_message
+    )
+    """Messages -> the text to route on (``None``: use the router's fallback decision)."""
+    escalation_order: list[str] | None = None
+    """Routes from cheapest to strongest for escalation on errors (default: the router's
+    order). After route ``r`` fails, the routes that follow ``r`` here are tried in turn."""
+    escalate_on: tuple[type[BaseException], ...] = (Exception,)
+    """Errors that trigger escalation; anything else propagates unchanged."""
+    emit_events: bool = True
+    """Dispatch the ``"langroute_route"`` custom event with each decision."""
+    temperature: float | None = None
+    """Default temperature, pushed to route models that have a ``temperature`` field and
+    did not set it themselves."""
+    max_tokens: int | None = None
+    """Default output-token cap, pushed down like ``temperature``."""
+    timeout: float | None = None
+    """Default request timeout in seconds, pushed down like ``temperature``."""
+    max_retries: int | None = None
+    """Default retry count, pushed down like ``temperature``."""
+    stop: list[str] | None = None
+    """Default stop sequences, passed to the chosen model when a call gives none."""
+    streaming: bool = False
+    """Stream from the chosen model even on ``invoke`` (callbacks see tokens)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    _model_names: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    # ------------------------------------------------------------------ validation
+    def __init__(self, **kwargs: Any) -> None:
+        """Create the routing model; see the class docstring for the fields.
+
+        Raises:
+            RouterConfigError: ``models`` does not map exactly the router's routes to
+                chat models, or ``escalation_order`` names unknown routes.
+        """
+        super().__init__(**kwargs)
+        check_route_models(self._routes(), self.models, self.escalation_order)
+        updates = {
+            name: getattr(self, name)
+            for name in _STANDARD_PARAMS
+            if getattr(self, name) is not None
+        }
+        if updates:
+            self.models = {
+                route: self._with_defaults(model, updates) for route, model in self.models.items()
+            }
+        self._model_names = {route: _model_name_of(model) for route, model in self.models.items()}
+
+    @staticmethod
+    def _with_defaults(model: BaseChatModel, updates: dict[str, Any]) -> BaseChatModel:
+        fields = type(model).model_fields
+        applicable = {
+            name: value
+            for name, value in updates.items()
+            if name in fields and name not in model.model_fields_set
+        }
+        return model.model_copy(update=applicable) if applicable else model
+
+    def _routes(self) -> list[str]:
+        try:
+            return list(self.router.routes)
+        except AttributeError as exc:
+            raise RouterConfigError(
+                f"router must expose .routes (cheapest first); got {type(self.router).__name__}"
+            ) from exc
+
+    # ------------------------------------------------------------------ LangChain metadata
+    @property
+    def _llm_type(self) -> str:
+        return ROUTING_LLM_TYPE
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "router": type(self.router).__name__,
+            "routes": self.route_models,
+        }
+
+    @property
+    def route_models(self) -> dict[str, str]:
+        """Route name -> the model name of that route's chat model."""
+        return dict(self._model_names)
+
+    @property
+    def strongest_route(self) -> str:
+        """The last route of the router (the baseline for savings)."""
+        return self._routes()[-1]
+
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        public = {k: v for k, v in kwargs.items() if k not in _PRIVATE_KEYS}
+        return super()._get_invocation_params(stop=stop, **public)
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        call: _CallContext | None = kwargs.get(_CALL_KEY)
+        if kwargs.get("model"):
+            name = str(kwargs["model"])
+        elif call is not None and call.decision is not None:
+            name = self._model_names[call.decision.route]
+        else:
+            name = "langroute[" + ",".join(self._routes()) + "]"
+        params = LangSmithParams(ls_provider="langroute", ls_model_name=name, ls_model_type="chat")
+        if self.temperature is not None:
+            params["ls_temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["ls_max_tokens"] = self.max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    # ------------------------------------------------------------------ tools
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools; at call time the chosen route's model binds them in its own format.
+
+        Args:
+            tools: LangChain tools, functions, pydantic classes or JSON/OpenAI schemas;
+                converted to OpenAI format here and handed to the chosen model's
+                ``bind_tools``.
+            tool_choice: Passed unchanged to the chosen model's ``bind_tools``
+                (``"any"``, a tool name, ``"auto"``, ...).
+            **kwargs: Further ``bind_tools`` options (``strict``, ``parallel_tool_calls``,
+                ...) passed to the chosen model's ``bind_tools``;
+                ``ls_structured_output_format`` is kept for tracing.
+
+        Returns:
+            A ``RunnableBinding`` of this routing model.
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        bound: dict[str, Any] = {"tools": formatted}
+        if tool_choice is not None:
+            bound["tool_choice"] = tool_choice
+        for key in ("ls_structured_output_format", "structured_output_format"):
+            if key in kwargs:
+                bound[key] = kwargs.pop(key)
+        if kwargs:
+            bound[_TOOL_KWARGS_KEY] = kwargs
+        return self.bind(**bound)
+
+    def _delegate_call(
+        self, route: str, kwargs: dict[str, Any]
+    ) -> tuple[BaseChatModel, dict[str, Any]]:
+        """The model to call for ``route`` and the kwargs for its ``_generate``/``_stream``."""
+        delegate = self.models[route]
+        call_kwargs = dict(kwargs)
+        tools = call_kwargs.pop("tools", None)
+        tool_choice = call_kwargs.pop("tool_choice", None)
+        tool_kwargs = call_kwargs.pop(_TOOL_KWARGS_KEY, None) or {}
+        if tools is None:
+            if tool_choice is not None:
+                call_kwargs["tool_choice"] = tool_choice
+            return delegate, call_kwargs
+        options = dict(tool_kwargs)
+        if tool_choice is not None:
+            options["tool_choice"] = tool_choice
+        binding = delegate.bind_tools(tools, **options)
+        target: Any = binding
+        bound_kwargs: dict[str, Any] = {}
+        while isinstance(target, RunnableBinding):
+            bound_kwargs = {**target.kwargs, **bound_kwargs}
+            target = target.bound
+        if not isinstance(target, BaseChatModel):
+            raise TypeError(
+                f"models[{route!r}].bind_tools returned {type(binding).__name__} that does not "
+                "wrap a chat model; the routing model cannot pass the tools on"
+            )
+        return target, {**bound_kwargs, **call_kwargs}
+
+    # ------------------------------------------------------------------ decisions
+    def _forced_decision(self, forced: str) -> RouteDecision:
+        if forced in self.models:
+            return self.router.forced(forced)
+        for route, name in self._model_names.items():
+            if name == forced:
+                return self.router.forced(route)
+        raise RouterConfigError(
+            f"model={forced!r} names no route and no route model; routes: {self.route_models}"
+        )
+
+    def _pending_decision(
+        self, messages: Sequence[BaseMessage], call: _CallContext | None, kwargs: dict[str, Any]
+    ) -> tuple[RouteDecision | None, str | None]:
+        """A decision that needs no router call, else the query to route on."""
+        forced = kwargs.pop("model", None)
+        if call is not None and call.decision is not None:
+            return call.decision, None
+        if forced:
+            return self._forced_decision(str(forced)), None
+        query = self.query_extractor(messages)
+        if query is None or not str(query).strip():
+            return self.router.fallback_decision("no_query"), None
+        return None, str(query)
+
+    def _decide(
+        self, messages: Sequence[BaseMessage], call: _CallContext | None, kwargs: dict[str, Any]
+    ) -> RouteDecision:
+        decision, query = self._pending_decision(messages, call, kwargs)
+        return decision if decision is not None else self.router.route(query)
+
+    async def _adecide(
+        self, messages: Sequence[BaseMessage], call: _CallContext | None, kwargs: dict[str, Any]
+    ) -> RouteDecision:
+        decision, query = self._pending_decision(messages, call, kwargs)
+        return decision if decision is not None else await self.router.aroute(query)
+
+    def _plan(self, route: str) -> list[str]:
+        """The chosen route, then the stronger routes to escalate to, in order."""
+        order = self.escalation_order if self.escalation_order is not None else self._routes()
+        return escalation_plan(route, order)
+
+    def _event_data(self, decision: RouteDecision) -> dict[str, Any]:
+        strongest = self.strongest_route
+        return {
+            "route": decision.route,
+            "model": self._model_names[decision.route],
+            "confidence": decision.confidence,
+            "reason": decision.reason,
+            "baseline_route": strongest,
+            "baseline_model": self._model_names[strongest],
+            "route_models": self.route_models,
+            "decision": decision.model_dump(mode="json"),
+        }
+
+    def _record(
+        self,
+        decision: RouteDecision,
+        route: str,
+        attempts: list[tuple[str, BaseException]],
+        model_name: str,
+    ) -> dict[str, Any]:
+        return routing_record(
+            decision, route, attempts, self.route_models, self.strongest_route, model_name
+        )
+
+    # ------------------------------------------------------------------ custom events
+    def _sync_event_manager(
+        self, run_manager: CallbackManagerForLLMRun | None, call: _CallContext | None
+    ) -> tuple[CallbackManager, uuid.UUID] | None:
+        if run_manager is not None:
+            manager = CallbackManager(
+                handlers=run_manager.handlers,
+                inheritable_handlers=run_manager.inheritable_handlers,
+                parent_run_id=run_manager.parent_run_id,
+                tags=run_manager.tags,
+                inheritable_tags=run_manager.inheritable_tags,
+                metadata=run_manager.metadata,
+                inheritable_metadata=run_manager.inheritable_metadata,
+            )
+            return manager, run_manager.run_id
+        if call is not None and call.run_id is not None:
+            manager = CallbackManager.configure(
+                call.callbacks,
+                self.callbacks,
+                self.verbose,
+                call.tags,
+                self.tags,
+                call.metadata,
+                self.metadata,
+            )
+            return manager, call.run_id
+        return None
+
+    def _emit(
+        self,
+        decision: RouteDecision,
+        run_manager: CallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        if not self.emit_events:
+            return
+        target = self._sync_event_manager(run_manager, call)
+        if target is not None:
+            manager, run_id = target
+            manager.on_custom_event(ROUTE_EVENT, self._event_data(decision), run_id=run_id)
+
+    async def _aemit(
+        self,
+        decision: RouteDecision,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        if not self.emit_events:
+            return
+        if run_manager is not None:
+            manager = AsyncCallbackManager(
+                handlers=run_manager.handlers,
+                inheritable_handlers=run_manager.inheritable_handlers,
+                parent_run_id=run_manager.parent_run_id,
+                tags=run_manager.tags,
+                inheritable_tags=run_manager.inheritable_tags,
+                metadata=run_manager.metadata,
+                inheritable_metadata=run_manager.inheritable_metadata,
+            )
+            run_id = run_manager.run_id
+        elif call is not None and call.run_id is not None:
+            manager = AsyncCallbackManager.configure(
+                call.callbacks,
+                self.callbacks,
+                self.verbose,
+                call.tags,
+                self.tags,
+                call.metadata,
+                self.metadata,
+            )
+            run_id = call.run_id
+        else:
+            return
+        await manager.on_custom_event(ROUTE_EVENT, self._event_data(decision), run_id=run_id)
+
+    # ------------------------------------------------------------------ annotation
+    def _annotate_result(
+        self,
+        result: ChatResult,
+        decision: RouteDecision,
+        route: str,
+        attempts: list[tuple[str, BaseException]],
+    ) -> ChatResult:
+        if not result.generations:
+            return result
+        message = result.generations[0].message
+        metadata = dict(message.response_metadata or {})
+        info = result.generations[0].generation_info or {}
+        model_name = metadata.get("model_name") or info.get("model_name")
+        if not model_name:
+            model_name = self._model_names[route]
+            metadata["model_name"] = model_name
+        metadata[ROUTE_METADATA_KEY] = self._record(decision, route, attempts, model_name)
+        message.response_metadata = metadata
+        return result
+
+    def _annotate_chunk(
+        self,
+        chunk: ChatGenerationChunk,
+        decision: RouteDecision,
+        route: str,
+        attempts: list[tuple[str, BaseException]],
+    ) -> ChatGenerationChunk:
+        message = chunk.message
+        metadata = dict(message.response_metadata or {})
+        info = chunk.generation_info or {}
+        model_name = metadata.get("model_name") or info.get("model_name")
+        if not model_name:
+            model_name = self._model_names[route]
+            metadata["model_name"] = model_name
+        metadata[ROUTE_METADATA_KEY] = self._record(decision, route, attempts, model_name)
+        message.response_metadata = metadata
+        return chunk
+
+    @staticmethod
+    def _strip_model_name(chunk: ChatGenerationChunk) -> ChatGenerationChunk:
+        """Drop a repeated ``model_name`` (strings concatenate when chunks merge)."""
+        metadata = chunk.message.response_metadata
+        if metadata and "model_name" in metadata:
+            chunk.message.response_metadata = {
+                k: v for k, v in metadata.items() if k != "model_name"
+            }
+        if chunk.generation_info and "model_name" in chunk.generation_info:
+            chunk.generation_info = {
+                k: v for k, v in chunk.generation_info.items() if k != "model_name"
+            }
+        return chunk
+
+    def _give_up(self, attempts: list[tuple[str, BaseException]]) -> AllRoutesFailedError:
+        tried = ", ".join(f"{route} ({_error_text(err)})" for route, err in attempts)
+        return AllRoutesFailedError(f"every route failed: {tried}", attempts)
+
+    @staticmethod
+    def _pop_private(kwargs: dict[str, Any]) -> _CallContext | None:
+        kwargs.pop("ls_structured_output_format", None)
+        kwargs.pop("structured_output_format", None)
+        kwargs.pop("stream", None)
+        return kwargs.pop(_CALL_KEY, None)
+
+    # ------------------------------------------------------------------ streaming choice
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        # On the invoke path (a run manager is given) ``_generate`` decides itself, so that
+        # it keeps the run manager for the route event; ``stream()`` asks without one.
+        if run_manager is not None:
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
+    # ------------------------------------------------------------------ generation
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if super()._should_stream(async_api=False, run_manager=run_manager, **kwargs):
+            chunks = []
+            for chunk in self._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                chunks.append(chunk)
+            return generate_from_stream(iter(chunks))
+        call = self._pop_private(kwargs)
+        stop = stop or self.stop or None
+        decision = self._decide(messages, call, kwargs)
+        self._emit(decision, run_manager, call)
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._plan(decision.route):
+            delegate, call_kwargs = self._delegate_call(route, kwargs)
+            try:
+                if delegate.rate_limiter is not None:
+                    delegate.rate_limiter.acquire(blocking=True)
+                result = delegate._generate(
+                    messages, stop=stop, run_manager=run_manager, **call_kwargs
+                )
+            except self.escalate_on as error:
+                attempts.append((route, error))
+                continue
+            return self._annotate_result(result, decision, route, attempts)
+        raise self._give_up(attempts) from attempts[-1][1]
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if super()._should_stream(async_api=True, run_manager=run_manager, **kwargs):
+
+            async def relay() -> AsyncIterator[ChatGenerationChunk]:
+                async for chunk in self._astream(
+                    messages, stop=stop, run_manager=run_manager, **kwargs
+                ):
+                    if run_manager is not None:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+
+            return await agenerate_from_stream(relay())
+        call = self._pop_private(kwargs)
+        stop = stop or self.stop or None
+        decision = await self._adecide(messages, call, kwargs)
+        await self._aemit(decision, run_manager, call)
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._plan(decision.route):
+            delegate, call_kwargs = self._delegate_call(route, kwargs)
+            try:
+                if delegate.rate_limiter is not None:
+                    await delegate.rate_limiter.aacquire(blocking=True)
+                result = await delegate._agenerate(
+                    messages, stop=stop, run_manager=run_manager, **call_kwargs
+                )
+            except self.escalate_on as error:
+                attempts.append((route, error))
+                continue
+            return self._annotate_result(result, decision, route, attempts)
+        raise self._give_up(attempts) from attempts[-1][1]
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        call = self._pop_private(kwargs)
+        stop = stop or self.stop or None
+        decision = self._decide(messages, call, kwargs)
+        self._emit(decision, run_manager, call)
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._plan(decision.route):
+            delegate, call_kwargs = self._delegate_call(route, kwargs)
+            iterator = _delegate_stream(delegate, messages, stop, call_kwargs)
+            try:
+                first = next(iterator)
+            except StopIteration:
+                return
+            except self.escalate_on as error:
+                attempts.append((route, error))
+                continue
+            yield self._annotate_chunk(first, decision, route, attempts)
+            for chunk in iterator:
+                yield self._strip_model_name(chunk)
+            return
+        raise self._give_up(attempts) from attempts[-1][1]
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._pop_private(kwargs)
+        stop = stop or self.stop or None
+        decision = await self._adecide(messages, call, kwargs)
+        await self._aemit(decision, run_manager, call)
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._plan(decision.route):
+            delegate, call_kwargs = self._delegate_call(route, kwargs)
+            iterator = _adelegate_stream(delegate, messages, stop, call_kwargs).__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except self.escalate_on as error:
+                attempts.append((route, error))
+                continue
+            yield self._annotate_chunk(first, decision, route, attempts)
+            async for chunk in iterator:
+                yield self._strip_model_name(chunk)
+            return
+        raise self._give_up(attempts) from attempts[-1][1]
+
+    # ------------------------------------------------------------------ stream / batch
+    @staticmethod
+    def _stream_context(config: RunnableConfig) -> _CallContext:
+        if config.get("run_id") is None:
+            config["run_id"] = uuid.uuid4()
+        return _CallContext(
+            run_id=config["run_id"],
+            callbacks=config.get("callbacks"),
+            tags=list(config.get("tags") or []),
+            metadata=dict(config.get("metadata") or {}),
+        )
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        """Stream the chosen model's answer; the first chunk carries the decision.
+
+        The model run's id is fixed up front so that the route event can be attached to
+        it (``BaseChatModel.stream`` gives ``_stream`` no run manager).
+        """
+        config = ensure_config(config)
+        call = kwargs.pop(_CALL_KEY, None) or self._stream_context(config)
+        if call.run_id is None:
+            call.run_id = self._stream_context(config).run_id
+        yield from super().stream(input, config, stop=stop, **{_CALL_KEY: call, **kwargs})
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        """Async :meth:`stream`."""
+        config = ensure_config(config)
+        call = kwargs.pop(_CALL_KEY, None) or self._stream_context(config)
+        if call.run_id is None:
+            call.run_id = self._stream_context(config).run_id
+        async for chunk in super().astream(input, config, stop=stop, **{_CALL_KEY: call, **kwargs}):
+            yield chunk
+
+    def _batch_queries(
+        self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any]
+    ) -> tuple[list[RouteDecision | None], list[int], list[str]]:
+        decisions: list[RouteDecision | None] = [None] * len(inputs)
+        if kwargs.get("model"):
+            return decisions, [], []
+        indices: list[int] = []
+        queries: list[str] = []
+        for i, item in enumerate(inputs):
+            messages = self._convert_input(item).to_messages()
+            query = self.query_extractor(messages)
+            if query is None or not str(query).strip():
+                decisions[i] = self.router.fallback_decision("no_query")
+            else:
+                indices.append(i)
+                queries.append(str(query))
+        return decisions, indices, queries
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage | Exception]:  # type: ignore[override]
+        """Answer many inputs; all of them are routed with one ``route_batch`` call."""
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        decisions, indices, queries = self._batch_queries(inputs, kwargs)
+        if queries:
+            for i, decision in zip(indices, self.router.route_batch(queries), strict=True):
+                decisions[i] = decision
+
+        def invoke(i: int) -> Any:
+            call_kwargs = {**kwargs}
+            if decisions[i] is not None:
+                call_kwargs[_CALL_KEY] = _CallContext(decision=decisions[i])
+            try:
+                return self.invoke(inputs[i], configs[i], **call_kwargs)
+            except Exception as error:
+                if return_exceptions:
+                    return error
+                raise
+
+        if len(inputs) == 1:
+            return [invoke(0)]
+        with get_executor_for_config(configs[0]) as executor:
+            return list(executor.map(invoke, range(len(inputs))))
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage | Exception]:  # type: ignore[override]
+        """Async :meth:`batch` (one ``aroute_batch`` call for all inputs)."""
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        decisions, indices, queries = self._batch_queries(inputs, kwargs)
+        if queries:
+            routed = await self.router.aroute_batch(queries)
+            for i, decision in zip(indices, routed, strict=True):
+                decisions[i] = decision
+
+        async def ainvoke(i: int) -> Any:
+            call_kwargs = {**kwargs}
+            if decisions[i] is not None:
+                call_kwargs[_CALL_KEY] = _CallContext(decision=decisions[i])
+            try:
+                return await self.ainvoke(inputs[i], configs[i], **call_kwargs)
+            except Exception as error:
+                if return_exceptions:
+                    return error
+                raise
+
+        return await gather_with_concurrency(
+            configs[0].get("max_concurrency"), *(ainvoke(i) for i in range(len(inputs)))
+        )

@@ -1,0 +1,236 @@
+"""RouterMiddleware: per-call model routing for LangChain v1 agents (``create_agent``).
+
+The agent-side twin of :class:`~langchain_langroute.chat_models.RoutingChatModel`: before
+each model call of the agent loop it routes the user's question (by default the last
+human message, so every step of one turn goes to the same route) and swaps the request's
+model for the chosen route's model. The route's model runs as the agent's ordinary model
+run, so usage is counted once under its own name.
+
+Requires the ``langchain`` package (``pip install "langchain-langroute[agents]"``); the
+rest of ``langchain_langroute`` works without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables.config import ensure_config, var_child_runnable_config
+from langgraph.errors import GraphBubbleUp
+from langroute.decision import RouteDecision
+from langroute.errors import AllRoutesFailedError
+
+from langchain_langroute.chat_models import (
+    ROUTE_EVENT,
+    ROUTE_METADATA_KEY,
+    _model_name_of,
+    check_route_models,
+    escalation_plan,
+    routing_record,
+)
+from langchain_langroute.query import last_human_message
+
+__all__ = ["RouterMiddleware"]
+
+
+class RouterMiddleware(AgentMiddleware):
+    """Route each model call of a LangChain v1 agent to the cheapest adequate model.
+
+    Before every model call the router sees the user's question and the request's model is
+    replaced by the chosen route's model (tools and response format reach it unchanged;
+    the agent binds them in that model's own format). When that model raises, the call
+    escalates to the next stronger route; when all fail, ``AllRoutesFailedError`` is
+    raised with the attempts attached. The decision is added to the answer's
+    ``response_metadata["langroute"]``, emitted as the ``"langroute_route"`` custom event,
+    and put in the model run's metadata (``metadata["langroute"]``) so that a
+    :class:`~langchain_langroute.callbacks.CostCallbackHandler` can record the call.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install "langchain-langroute[agents]" langchain-openai
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+            from langchain_openai import ChatOpenAI
+            from langroute import ExemplarRouter
+            from langchain_langroute.middleware import RouterMiddleware
+
+            small, large = ChatOpenAI(model="gpt-4o-mini"), ChatOpenAI(model="gpt-4o")
+            agent = create_agent(
+                model=small,  # replaced per call by the routed model
+                tools=[get_weather],
+                middleware=[
+                    RouterMiddleware(ExemplarRouter.default(), {"small": small, "large": large})
+                ],
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            state = agent.invoke({"messages": [("user", "Weather in Paris?")]})
+            state["messages"][-1].response_metadata["langroute"]["route"]  # 'small'
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        models: dict[str, BaseChatModel],
+        *,
+        query_extractor: Callable[[Sequence[BaseMessage]], str | None] = last_human_message,
+        escalation_order: Sequence[str] | None = None,
+        escalate_on: tuple[type[BaseException], ...] = (Exception,),
+        emit_events: bool = True,
+    ) -> None:
+        """Create the middleware.
+
+        Args:
+            router: A langroute router (``ExemplarRouter`` or compatible).
+            models: Route name -> the chat model for that route (every route needs one).
+            query_extractor: Messages -> the text to route on (``None``: fallback route).
+            escalation_order: Routes cheapest to strongest for escalation on errors
+                (default: the router's order).
+            escalate_on: Errors that trigger escalation; others propagate.
+            emit_events: Dispatch the ``"langroute_route"`` custom event.
+
+        Raises:
+            RouterConfigError: ``models`` does not match the router's routes.
+        """
+        super().__init__()
+        routes = list(router.routes)
+        check_route_models(routes, models, escalation_order)
+        self.router = router
+        self.models = dict(models)
+        self.routes = routes
+        self.query_extractor = query_extractor
+        self.escalation_order = list(escalation_order) if escalation_order else routes
+        self.escalate_on = escalate_on
+        self.emit_events = emit_events
+        self.route_models = {route: _model_name_of(model) for route, model in self.models.items()}
+
+    # ------------------------------------------------------------------ helpers
+    def _query(self, request: ModelRequest) -> str | None:
+        query = self.query_extractor(request.messages)
+        return query if query is not None and str(query).strip() else None
+
+    def _event(self, decision: RouteDecision) -> dict[str, Any]:
+        strongest = self.routes[-1]
+        return {
+            "route": decision.route,
+            "model": self.route_models[decision.route],
+            "confidence": decision.confidence,
+            "reason": decision.reason,
+            "baseline_route": strongest,
+            "baseline_model": self.route_models[strongest],
+            "route_models": self.route_models,
+            "decision": decision.model_dump(mode="json"),
+        }
+
+    def _record(
+        self, decision: RouteDecision, route: str, attempts: list[tuple[str, BaseException]]
+    ) -> dict[str, Any]:
+        return routing_record(decision, route, attempts, self.route_models, self.routes[-1])
+
+    @contextmanager
+    def _run_metadata(self, record: dict[str, Any]) -> Iterator[None]:
+        """Give the model run below this call ``metadata["langroute"]`` (for cost records).
+
+        The agent invokes the model without an explicit config, so it inherits the
+        current runnable config; failed earlier attempts are their own runs and are not
+        repeated in the record.
+        """
+        config = ensure_config()
+        config["metadata"] = {
+            **(config.get("metadata") or {}),
+            ROUTE_METADATA_KEY: {**record, "attempts": [], "source": "middleware"},
+        }
+        token = var_child_runnable_config.set(config)
+        try:
+            yield
+        finally:
+            var_child_runnable_config.reset(token)
+
+    @staticmethod
+    def _annotate(response: Any, record: dict[str, Any]) -> Any:
+        messages = [response] if isinstance(response, AIMessage) else response.result
+        for message in messages:
+            if isinstance(message, AIMessage):
+                message.response_metadata = {
+                    **(message.response_metadata or {}),
+                    ROUTE_METADATA_KEY: record,
+                }
+                break
+        return response
+
+    def _give_up(self, attempts: list[tuple[str, BaseException]]) -> AllRoutesFailedError:
+        tried = ", ".join(f"{route} ({type(err).__name__}: {err})" for route, err in attempts)
+        return AllRoutesFailedError(f"every route failed: {tried}", attempts)
+
+    def _emit(self, decision: RouteDecision) -> None:
+        if not self.emit_events:
+            return
+        # RuntimeError: no parent run (the agent runs outside any callbacks context).
+        with suppress(RuntimeError):
+            dispatch_custom_event(ROUTE_EVENT, self._event(decision))
+
+    async def _aemit(self, decision: RouteDecision) -> None:
+        if not self.emit_events:
+            return
+        with suppress(RuntimeError):
+            await adispatch_custom_event(ROUTE_EVENT, self._event(decision))
+
+    # ------------------------------------------------------------------ hooks
+    def wrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], ModelResponse],
+    ) -> ModelResponse | AIMessage:
+        """Route the call, run it on the chosen route's model, escalate on errors."""
+        query = self._query(request)
+        decision = self.router.route(query) if query else self.router.fallback_decision("no_query")
+        self._emit(decision)
+        attempts: list[tuple[str, BaseException]] = []
+        for route in escalation_plan(decision.route, self.escalation_order):
+            record = self._record(decision, route, attempts)
+            try:
+                with self._run_metadata(record):
+                    response = handler(request.override(model=self.models[route]))
+            except GraphBubbleUp:
+                raise
+            except self.escalate_on as error:
+                attempts.append((route, error))
+                continue
+            return self._annotate(response, record)
+        raise self._give_up(attempts) from attempts[-1][1]
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
+    ) -> ModelResponse | AIMessage:
+        """Async :meth:`wrap_model_call`."""
+        query = self._query(request)
+        decision = (
+            await self.router.aroute(query) if query else self.router.fallback_decision("no_query")
+        )
+        await self._aemit(decision)
+        attempts: list[tuple[str, BaseException]] = []
+        for route in escalation_plan(decision.route, self.escalation_order):
+            record = self._record(decision, route, attempts)
+            try:
+                with self._run_metadata(record):
+                    response = await handler(request.override(model=self.models[route]))
+            except GraphBubbleUp:
+                raise
+            except self.escalate_on as error:
+                attempts.append((route, error))
+                continue
+            return self._annotate(response, record)
+        raise self._give_up(attempts) from attempts[-1][1]
