@@ -225,6 +225,54 @@ def report(
         raise _fail(str(exc)) from exc
 
 
+DEMO_ENTRY_POINTS = "langroute.demo"
+
+
+@app.command()
+def demo(
+    provider: Annotated[
+        Optional[str],
+        typer.Option(
+            "--provider",
+            envvar="LANGROUTE_DEMO_PROVIDER",
+            help="Run against real models: openai, anthropic or ollama (default: local stand-ins).",
+        ),
+    ] = None,
+    openai: Annotated[bool, typer.Option("--openai", help="Same as --provider openai.")] = False,
+    anthropic: Annotated[
+        bool, typer.Option("--anthropic", help="Same as --provider anthropic.")
+    ] = False,
+    ollama: Annotated[bool, typer.Option("--ollama", help="Same as --provider ollama.")] = False,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where the ledger and the plot are written.")
+    ] = Path("langroute-demo"),
+) -> None:
+    """Run the offline demo: route a mixed workload, then print costs and savings.
+
+    The demo ships with the LangChain integration (``pip install langchain-langroute``);
+    the core finds it through the ``langroute.demo`` entry point, so it never imports
+    an integration itself.
+    """
+    from importlib.metadata import entry_points
+
+    chosen = [
+        name
+        for name, flag in (("openai", openai), ("anthropic", anthropic), ("ollama", ollama))
+        if flag
+    ]
+    if len(chosen) > 1 or (chosen and provider and provider != chosen[0]):
+        raise _fail("choose one provider")
+    provider = chosen[0] if chosen else provider
+    found = list(entry_points(group=DEMO_ENTRY_POINTS))
+    if not found:
+        raise _fail(
+            "the demo needs the LangChain integration: pip install -e ./integrations/langchain"
+        )
+    _quiet_model_loading()
+    run_demo = found[0].load()
+    run_demo(provider=provider, output=output)
+
+
 def main() -> None:
     """Entry point of the ``langroute`` script."""
     app()
