@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from langchain_langroute import RoutingChatModel
 from langchain_langroute.testing import ScriptedChatModel
-
 from langroute import Exemplar, ExemplarRouter
 from langroute.embedders import HashingEmbedder
 

@@ -10,6 +10,7 @@ import warnings
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
+
 from langchain_langroute import (
     CascadeRunnable,
     CostCallbackHandler,
@@ -18,7 +19,6 @@ from langchain_langroute import (
     track_costs,
 )
 from langchain_langroute.testing import FakeProviderError, FakeRateLimitError, ScriptedChatModel
-
 from langroute.costs import CostLedger, ModelPrice, Pricer, UnpricedModelWarning
 from langroute.errors import AllRoutesFailedError
 from langroute.scorers import RefusalDetector

@@ -10,6 +10,7 @@ from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_cal
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+
 from langchain_langroute import (
     CASCADE_EVENT,
     CascadeRunnable,
@@ -19,7 +20,6 @@ from langchain_langroute import (
     llm_judge,
 )
 from langchain_langroute.testing import FakeProviderError, FakeTimeoutError, ScriptedChatModel
-
 from langroute.errors import AllRoutesFailedError
 from langroute.scorers import (
     AllOf,

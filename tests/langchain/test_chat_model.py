@@ -13,6 +13,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableBinding, RunnableLambda
 from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
 from langchain_langroute import ROUTE_EVENT, RoutingChatModel, recent_human_messages
 from langchain_langroute.testing import (
     FakeProviderError,
@@ -20,8 +22,6 @@ from langchain_langroute.testing import (
     FakeTimeoutError,
     ScriptedChatModel,
 )
-from pydantic import BaseModel, Field
-
 from langroute.errors import AllRoutesFailedError, RouterConfigError
 
 EASY = "what is the capital of france"

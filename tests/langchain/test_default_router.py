@@ -6,6 +6,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+
 from langchain_langroute import RoutingChatModel, track_costs
 from langchain_langroute.testing import ScriptedChatModel
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import langchain_langroute
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableBinding
 from langchain_core.tools import tool
+
+import langchain_langroute
 from langchain_langroute.query import last_human_message, message_text, recent_human_messages
 from langchain_langroute.testing import FakeRateLimitError, ScriptedChatModel
 

@@ -7,9 +7,9 @@ from langchain.agents import create_agent
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
+
 from langchain_langroute import ROUTE_EVENT, RouterMiddleware, track_costs
 from langchain_langroute.testing import FakeProviderError, FakeRateLimitError, ScriptedChatModel
-
 from langroute.errors import AllRoutesFailedError, RouterConfigError
 
 

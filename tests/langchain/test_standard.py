@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_langroute import RoutingChatModel
-from langchain_langroute.testing import ScriptedChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
+from langchain_langroute import RoutingChatModel
+from langchain_langroute.testing import ScriptedChatModel
 from langroute import Exemplar, ExemplarRouter
 from langroute.embedders import HashingEmbedder
 

@@ -1,0 +1,1033 @@
+"""``RoutingLLM``: one LlamaIndex LLM that sends each request to the cheapest adequate route."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM, ToolSelection
+from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
+from llama_index.core.types import Model, TokenAsyncGen, TokenGen
+from llama_index.llms.langroute.events import (
+    CallKind,
+    RouteAttemptFailedEvent,
+    RouteCompletedEvent,
+    RouteSelectedEvent,
+    dispatcher,
+)
+from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
+from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
+
+from langroute.decision import RouteDecision
+from langroute.errors import AllRoutesFailedError, InvalidQueryError, RouterConfigError
+from langroute.router import ExemplarRouter
+
+__all__ = ["ROUTE_KEY", "RouteAttempt", "RouteInfo", "RoutingLLM"]
+
+ROUTE_KEY = "langroute"
+"""Key of the routing information in a response's ``additional_kwargs``."""
+
+_TOOL_REQUEST_KEY = "_langroute_tool_request"
+
+R = TypeVar("R", ChatResponse, CompletionResponse)
+T = TypeVar("T")
+
+
+def error_text(exc: BaseException) -> str:
+    """``"ErrorType: message"`` for ledgers and events."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class RouteAttempt(BaseModel):
+    """A route that raised before another one answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    model: str
+    error: str = Field(description='"ErrorType: message".')
+
+
+class RouteInfo(BaseModel):
+    """What a :class:`RoutingLLM` adds to each response, under ``additional_kwargs["langroute"]``.
+
+    The keys are those the LangChain integration puts in ``response_metadata["langroute"]``
+    (plus ``call_id`` and the full ``decision``), so both frameworks read alike.
+
+    Attributes:
+        call_id: Identifier of the routed call (shared with its events and ledger rows).
+        route: The route that answered.
+        model: The model of that route's LLM.
+        confidence: The decision's confidence.
+        reason: The decision's reason (``"vote"``, ``"low_confidence"``, ``"forced"``...).
+        decided_route: The router's choice (differs from ``route`` after escalation).
+        escalated: Whether a route failed before ``route`` answered.
+        escalated_from: The route first tried, when it failed.
+        attempts: The routes that failed, in order, with their errors.
+        baseline_route: The strongest route (for savings).
+        baseline_model: Its model.
+        routing_ms: Time the router took to decide.
+        decision: The full :class:`~langroute.RouteDecision` (scores, neighbours).
+
+    Example:
+        >>> response = llm.chat(messages)  # doctest: +SKIP
+        >>> info = RouteInfo.from_response(response)  # doctest: +SKIP
+        >>> info.route, info.reason, info.escalated  # doctest: +SKIP
+        ('small', 'vote', False)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    route: str
+    model: str
+    confidence: float
+    reason: str
+    decided_route: str
+    escalated: bool = False
+    escalated_from: str | None = None
+    attempts: list[RouteAttempt] = Field(default_factory=list)
+    baseline_route: str
+    baseline_model: str
+    routing_ms: float = 0.0
+    decision: RouteDecision
+
+    @classmethod
+    def from_response(cls, response: ChatResponse | CompletionResponse) -> RouteInfo | None:
+        """Read the routing information back from a response (``None`` if it has none)."""
+        data = response.additional_kwargs.get(ROUTE_KEY)
+        if data is None:
+            return None
+        if isinstance(data, RouteInfo):
+            return data
+        return cls.model_validate(data)
+
+
+@dataclass(frozen=True)
+class _Routing:
+    """A decision made for one call, and the id that ties its events together.
+
+    ``per_call``: pinned by ``force_route``, the decision applies to every call in the
+    block, but each call is its own request (its own id and selection event).
+    """
+
+    call_id: str
+    decision: RouteDecision
+    per_call: bool = False
+
+
+# The routing of the call in progress, set by predict/stream/structured_predict (which see
+# the user's question) for the chat/complete calls they make. Keyed by the RoutingLLM's id
+# so that a RoutingLLM used as a route of another one is not affected.
+_PINNED: ContextVar[tuple[int, _Routing] | None] = ContextVar("langroute_pinned", default=None)
+
+
+@dataclass
+class _ToolRequest:
+    """The arguments of a ``chat_with_tools`` call, kept until the route is known.
+
+    Tools are converted by the chosen route's own LLM (its provider format), at call
+    time, and again for each route escalated to.
+    """
+
+    tools: Sequence[Any]
+    user_msg: str | ChatMessage | None
+    chat_history: list[ChatMessage] | None
+    verbose: bool
+    allow_parallel_tool_calls: bool
+    tool_required: bool
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def messages(self) -> list[ChatMessage]:
+        messages = list(self.chat_history or [])
+        if isinstance(self.user_msg, str):
+            messages.append(ChatMessage(role=MessageRole.USER, content=self.user_msg))
+        elif self.user_msg is not None:
+            messages.append(self.user_msg)
+        return messages
+
+    def prepare(self, route: str, llm: LLM) -> dict[str, Any]:
+        if not isinstance(llm, FunctionCallingLLM):
+            raise TypeError(
+                f"route {route!r} ({type(llm).__name__}) does not support function calling"
+            )
+        return llm._prepare_chat_with_tools_compat(
+            self.tools,
+            user_msg=self.user_msg,
+            chat_history=self.chat_history,
+            verbose=self.verbose,
+            allow_parallel_tool_calls=self.allow_parallel_tool_calls,
+            tool_required=self.tool_required,
+            **self.kwargs,
+        )
+
+
+def _pinned_iter(iterator: Iterator[T], owner: int, routing: _Routing) -> Generator[T, None, None]:
+    """Re-pin the routing around each step of a lazy iterator."""
+    while True:
+        token = _PINNED.set((owner, routing))
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            _PINNED.reset(token)
+        yield item
+
+
+async def _apinned_iter(
+    iterator: AsyncIterator[T], owner: int, routing: _Routing
+) -> AsyncGenerator[T, None]:
+    """Async :func:`_pinned_iter`."""
+    while True:
+        token = _PINNED.set((owner, routing))
+        try:
+            item = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _PINNED.reset(token)
+        yield item
+
+
+class RoutingLLM(FunctionCallingLLM):
+    """A LlamaIndex LLM that routes each request to one of several LLMs.
+
+    An :class:`~langroute.ExemplarRouter` picks the cheapest route that can handle the
+    user's question, and the request goes to that route's LLM. Inside a query engine the
+    router sees the question (the template's ``query_str``), not the filled prompt full
+    of retrieved context; in chat engines and agents, the last user message.
+
+    The routing LLM emits no LLM events of its own: the chosen LLM emits them, so token
+    counters see each call once. It emits a :class:`RouteSelectedEvent` with the decision
+    and a :class:`RouteCompletedEvent` with the answer (see
+    :class:`~llama_index.llms.langroute.costs.LedgerHandler` for costs per route). Every
+    response keeps the chosen LLM's ``raw`` untouched and gains
+    ``additional_kwargs["langroute"]`` (read it with :meth:`RouteInfo.from_response`).
+
+    When a route raises (a provider error: rate limit, outage, timeout), the call is
+    retried on the next stronger route; when every route has failed,
+    :class:`~langroute.errors.AllRoutesFailedError` lists the attempts. Streams escalate
+    until their first chunk.
+
+    Tools pass through: ``chat_with_tools`` and agents (``FunctionAgent``,
+    ``ReActAgent``) work when every route's LLM supports function calling, each route
+    converting the tools into its own provider format.
+
+    Args:
+        router: The router; its ``routes`` are ordered cheapest to strongest.
+        llms: One LLM per route name.
+        query_extractor: Where to find the text to route on (default:
+            :class:`~llama_index.llms.langroute.query.QueryExtractor`).
+        escalate_on: Exception types that send a call on to the next stronger route;
+            ``()`` turns escalation off.
+        callback_manager: Shared with every route's LLM (also when reassigned later, as
+            ``Settings.llm`` and response synthesizers do).
+
+    Raises:
+        RouterConfigError: A route has no LLM, or an LLM has no route.
+
+    Example:
+        Setup::
+
+            pip install llama-index-llms-langroute llama-index-llms-openai
+
+        Instantiate::
+
+            from langroute import ExemplarRouter
+            from llama_index.llms.langroute import RoutingLLM
+            from llama_index.llms.openai import OpenAI
+
+            llm = RoutingLLM(
+                router=ExemplarRouter.default(),  # routes "small" and "large"
+                llms={"small": OpenAI(model="gpt-4o-mini"), "large": OpenAI(model="gpt-4o")},
+            )
+
+        Use it in a RAG pipeline::
+
+            query_engine = index.as_query_engine(llm=llm)
+            print(query_engine.query("What does the contract say about renewals?"))
+
+        Chat and stream::
+
+            from llama_index.core.llms import ChatMessage
+
+            response = llm.chat([ChatMessage(role="user", content="hi!")])
+            print(response.additional_kwargs["langroute"]["route"])  # "small"
+            for chunk in llm.stream_complete("Prove that sqrt(2) is irrational."):
+                print(chunk.delta, end="")
+
+        Force a route::
+
+            with llm.force_route("large"):
+                query_engine.query("...")
+            llm.complete("...", route="small")
+    """
+
+    router: ExemplarRouter = Field(exclude=True, description="The exemplar router.")
+    llms: dict[str, LLM] = Field(exclude=True, description="One LLM per route name.")
+    query_extractor: Any = Field(
+        default_factory=QueryExtractor,
+        exclude=True,
+        description="Finds the text to route on (see QueryExtractorProtocol).",
+    )
+    escalate_on: tuple[type[BaseException], ...] = Field(
+        default=(Exception,),
+        exclude=True,
+        description="Exception types that send a call on to the next stronger route.",
+    )
+
+    def __init__(
+        self,
+        router: ExemplarRouter,
+        llms: Mapping[str, LLM],
+        *,
+        query_extractor: QueryExtractorProtocol | None = None,
+        escalate_on: Sequence[type[BaseException]] = (Exception,),
+        callback_manager: CallbackManager | None = None,
+        **kwargs: Any,
+    ) -> None:
+        routes = list(router.routes)
+        missing = [route for route in routes if route not in llms]
+        unknown = [name for name in llms if name not in routes]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"no LLM for route(s) {missing}")
+            if unknown:
+                parts.append(f"LLM(s) given for unknown route(s) {unknown}")
+            raise RouterConfigError(f"{'; '.join(parts)}; the router's routes are {routes}")
+        if query_extractor is not None and not isinstance(query_extractor, QueryExtractorProtocol):
+            raise TypeError(
+                "query_extractor must have from_prompt, from_messages and from_completion"
+            )
+        if callback_manager is not None:
+            kwargs["callback_manager"] = callback_manager
+        super().__init__(
+            router=router,
+            llms=dict(llms),
+            query_extractor=query_extractor or QueryExtractor(),
+            escalate_on=tuple(escalate_on),
+            **kwargs,
+        )
+        if callback_manager is not None:
+            self._share_callback_manager()
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Class name."""
+        return "RoutingLLM"
+
+    # ------------------------------------------------------------------ configuration
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "callback_manager":
+            self._share_callback_manager()
+
+    def _share_callback_manager(self) -> None:
+        """Give every route's LLM this LLM's callback manager."""
+        llms = self.__dict__.get("llms")
+        if not llms:
+            return
+        for llm in llms.values():
+            llm.callback_manager = self.callback_manager
+
+    @property
+    def routes(self) -> list[str]:
+        """Route names, cheapest first."""
+        return list(self.router.routes)
+
+    def model_for(self, route: str) -> str:
+        """The model name of a route's LLM (``metadata.model_name``)."""
+        return self.llms[route].metadata.model_name
+
+    @property
+    def baseline_model(self) -> str:
+        """The strongest route's model: what every call would cost without routing."""
+        return self.model_for(self.routes[-1])
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Limits every route can honour.
+
+        The smallest context window and output limit among the routes (so prompts built
+        for this LLM fit whichever route is chosen); chat and function calling only when
+        every route supports them.
+        """
+        metas = [self.llms[route].metadata for route in self.routes]
+        roles = {meta.system_role for meta in metas}
+        return LLMMetadata(
+            context_window=min(meta.context_window for meta in metas),
+            num_output=min(meta.num_output for meta in metas),
+            is_chat_model=all(meta.is_chat_model for meta in metas),
+            is_function_calling_model=all(meta.is_function_calling_model for meta in metas),
+            model_name="langroute("
+            + ",".join(f"{route}={meta.model_name}" for route, meta in zip(self.routes, metas))
+            + ")",
+            system_role=roles.pop() if len(roles) == 1 else MessageRole.SYSTEM,
+        )
+
+    @contextlib.contextmanager
+    def force_route(self, route: str) -> Iterator[RouteDecision]:
+        """Send every call made inside the block to ``route`` (escalation still applies).
+
+        Raises:
+            RouterConfigError: ``route`` is not one of the routes.
+
+        Example:
+            >>> with llm.force_route("large"):  # doctest: +SKIP
+            ...     query_engine.query("...")
+        """
+        decision = self.router.forced(route)
+        token = _PINNED.set((id(self), _Routing("", decision, per_call=True)))
+        try:
+            yield decision
+        finally:
+            _PINNED.reset(token)
+
+    # ------------------------------------------------------------------ deciding
+
+    def _pinned(self) -> _Routing | None:
+        pinned = _PINNED.get()
+        if pinned is None or pinned[0] != id(self):
+            return None
+        routing = pinned[1]
+        if routing.per_call:
+            fresh = _Routing(uuid.uuid4().hex, routing.decision)
+            return self._emit_selected(fresh, None, "forced")
+        return routing
+
+    def _emit_selected(self, routing: _Routing, query: str | None, source: str) -> _Routing:
+        route = routing.decision.route
+        dispatcher.event(
+            RouteSelectedEvent(
+                call_id=routing.call_id,
+                route=route,
+                model=self.model_for(route),
+                decision=routing.decision,
+                query=query,
+                source=source if query is not None or source == "forced" else "none",
+            )
+        )
+        return routing
+
+    def _select(self, query: str | None, source: str, forced: str | None = None) -> _Routing:
+        """Decide (sync) and announce the decision."""
+        if forced is not None:
+            decision = self.router.forced(forced)
+        elif query is None or not query.strip():
+            decision = self.router.fallback_decision("no_query")
+        else:
+            try:
+                decision = self.router.route(query)
+            except InvalidQueryError:
+                decision = self.router.fallback_decision("no_query")
+        return self._emit_selected(_Routing(uuid.uuid4().hex, decision), query, source)
+
+    async def _aselect(self, query: str | None, source: str, forced: str | None = None) -> _Routing:
+        """Decide (async) and announce the decision."""
+        if forced is not None:
+            decision = self.router.forced(forced)
+        elif query is None or not query.strip():
+            decision = self.router.fallback_decision("no_query")
+        else:
+            try:
+                decision = await self.router.aroute(query)
+            except InvalidQueryError:
+                decision = self.router.fallback_decision("no_query")
+        return self._emit_selected(_Routing(uuid.uuid4().hex, decision), query, source)
+
+    def _routing(
+        self,
+        kwargs: dict[str, Any],
+        source: str,
+        text: Callable[[], str | None],
+    ) -> _Routing:
+        forced = kwargs.pop("route", None)
+        if forced is not None:
+            return self._select(None, "forced", forced=forced)
+        pinned = self._pinned()
+        if pinned is not None:
+            return pinned
+        return self._select(text(), source)
+
+    async def _arouting(
+        self,
+        kwargs: dict[str, Any],
+        source: str,
+        text: Callable[[], str | None],
+    ) -> _Routing:
+        forced = kwargs.pop("route", None)
+        if forced is not None:
+            return await self._aselect(None, "forced", forced=forced)
+        pinned = self._pinned()
+        if pinned is not None:
+            return pinned
+        return await self._aselect(text(), source)
+
+    def _prompt_routing(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> _Routing:
+        pinned = self._pinned()
+        if pinned is not None:
+            return pinned
+        return self._select(self.query_extractor.from_prompt(prompt, prompt_args), "prompt")
+
+    async def _aprompt_routing(
+        self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]
+    ) -> _Routing:
+        pinned = self._pinned()
+        if pinned is not None:
+            return pinned
+        return await self._aselect(self.query_extractor.from_prompt(prompt, prompt_args), "prompt")
+
+    @contextlib.contextmanager
+    def _pin(self, routing: _Routing) -> Iterator[None]:
+        token = _PINNED.set((id(self), routing))
+        try:
+            yield
+        finally:
+            _PINNED.reset(token)
+
+    # ------------------------------------------------------------------ calling routes
+
+    def _path(self, route: str) -> list[str]:
+        """The chosen route, then every stronger one (the escalation order)."""
+        routes = self.routes
+        return routes[routes.index(route) :]
+
+    def _response_model(self, route: str, response: Any) -> str:
+        raw = getattr(response, "raw", None)
+        model = raw.get("model") if isinstance(raw, Mapping) else getattr(raw, "model", None)
+        return model if isinstance(model, str) and model else self.model_for(route)
+
+    def _info(
+        self, routing: _Routing, route: str, model: str, attempts: list[tuple[str, BaseException]]
+    ) -> dict[str, Any]:
+        decision = routing.decision
+        return RouteInfo(
+            call_id=routing.call_id,
+            route=route,
+            model=model,
+            confidence=decision.confidence,
+            reason=decision.reason,
+            decided_route=decision.route,
+            escalated=bool(attempts),
+            escalated_from=attempts[0][0] if attempts else None,
+            attempts=[
+                RouteAttempt(route=name, model=self.model_for(name), error=error_text(exc))
+                for name, exc in attempts
+            ],
+            baseline_route=self.routes[-1],
+            baseline_model=self.baseline_model,
+            routing_ms=decision.elapsed_ms,
+            decision=decision,
+        ).model_dump(mode="json")
+
+    @staticmethod
+    def _annotate(response: R, info: dict[str, Any]) -> R:
+        return response.model_copy(
+            update={"additional_kwargs": {**response.additional_kwargs, ROUTE_KEY: info}}
+        )
+
+    def _failed(
+        self,
+        routing: _Routing,
+        route: str,
+        exc: BaseException,
+        started: float,
+        attempts: list[tuple[str, BaseException]],
+    ) -> None:
+        attempts.append((route, exc))
+        path = self._path(routing.decision.route)
+        position = path.index(route)
+        dispatcher.event(
+            RouteAttemptFailedEvent(
+                call_id=routing.call_id,
+                route=route,
+                model=self.model_for(route),
+                error=error_text(exc),
+                exception=exc,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                next_route=path[position + 1] if position + 1 < len(path) else None,
+                decision=routing.decision,
+            )
+        )
+
+    def _completed(
+        self,
+        routing: _Routing,
+        kind: CallKind,
+        route: str,
+        response: ChatResponse | CompletionResponse | None,
+        started: float,
+        attempts: list[tuple[str, BaseException]],
+        *,
+        usage: TokenUsage | None = None,
+        streamed: bool = False,
+        error: BaseException | None = None,
+    ) -> None:
+        dispatcher.event(
+            RouteCompletedEvent(
+                call_id=routing.call_id,
+                kind=kind,
+                route=route,
+                model=self._response_model(route, response),
+                baseline_model=self.baseline_model,
+                decision=routing.decision,
+                response=response,
+                usage=usage,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                escalated_from=attempts[0][0] if attempts else None,
+                failed_routes=[name for name, _ in attempts],
+                error=error_text(error) if error is not None else None,
+                streamed=streamed,
+            )
+        )
+
+    @staticmethod
+    def _all_failed(attempts: list[tuple[str, BaseException]]) -> AllRoutesFailedError:
+        summary = "; ".join(f"{route}: {error_text(exc)}" for route, exc in attempts)
+        error = AllRoutesFailedError(f"every route failed ({summary})", attempts)
+        error.__cause__ = attempts[-1][1]
+        return error
+
+    def _call(self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], R]) -> R:
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._path(routing.decision.route):
+            started = time.perf_counter()
+            try:
+                response = invoke(route, self.llms[route])
+            except self.escalate_on as exc:
+                self._failed(routing, route, exc, started, attempts)
+                continue
+            self._completed(
+                routing, kind, route, response, started, attempts, usage=extract_usage(response)
+            )
+            info = self._info(routing, route, self._response_model(route, response), attempts)
+            return self._annotate(response, info)
+        raise self._all_failed(attempts)
+
+    async def _acall(
+        self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], Awaitable[R]]
+    ) -> R:
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._path(routing.decision.route):
+            started = time.perf_counter()
+            try:
+                response = await invoke(route, self.llms[route])
+            except self.escalate_on as exc:
+                self._failed(routing, route, exc, started, attempts)
+                continue
+            self._completed(
+                routing, kind, route, response, started, attempts, usage=extract_usage(response)
+            )
+            info = self._info(routing, route, self._response_model(route, response), attempts)
+            return self._annotate(response, info)
+        raise self._all_failed(attempts)
+
+    def _stream(
+        self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], Iterator[R]]
+    ) -> Generator[R, None, None]:
+        """Stream from the chosen route, escalating until the first chunk arrives."""
+        end = object()
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._path(routing.decision.route):
+            started = time.perf_counter()
+            try:
+                iterator = iter(invoke(route, self.llms[route]))
+                first = next(iterator, end)
+            except self.escalate_on as exc:
+                self._failed(routing, route, exc, started, attempts)
+                continue
+            last: Any = None
+            usage: TokenUsage | None = None
+            error: BaseException | None = None
+            try:
+                if first is not end:
+                    last = first
+                    usage = extract_usage(first)
+                    info = self._info(routing, route, self._response_model(route, first), attempts)
+                    yield self._annotate(first, info)
+                    for chunk in iterator:
+                        last = chunk
+                        usage = merge_usage([usage, extract_usage(chunk)])
+                        yield self._annotate(chunk, info)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                self._completed(
+                    routing,
+                    kind,
+                    route,
+                    last,
+                    started,
+                    attempts,
+                    usage=usage,
+                    streamed=True,
+                    error=error,
+                )
+            return
+        raise self._all_failed(attempts)
+
+    async def _astream(
+        self,
+        routing: _Routing,
+        kind: CallKind,
+        invoke: Callable[[str, LLM], Awaitable[AsyncIterator[R]]],
+    ) -> AsyncGenerator[R, None]:
+        """Async :meth:`_stream`."""
+        end: Any = object()
+        attempts: list[tuple[str, BaseException]] = []
+        for route in self._path(routing.decision.route):
+            started = time.perf_counter()
+            try:
+                iterator = (await invoke(route, self.llms[route])).__aiter__()
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    first = end
+            except self.escalate_on as exc:
+                self._failed(routing, route, exc, started, attempts)
+                continue
+            last: Any = None
+            usage: TokenUsage | None = None
+            error: BaseException | None = None
+            try:
+                if first is not end:
+                    last = first
+                    usage = extract_usage(first)
+                    info = self._info(routing, route, self._response_model(route, first), attempts)
+                    yield self._annotate(first, info)
+                    async for chunk in iterator:
+                        last = chunk
+                        usage = merge_usage([usage, extract_usage(chunk)])
+                        yield self._annotate(chunk, info)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                self._completed(
+                    routing,
+                    kind,
+                    route,
+                    last,
+                    started,
+                    attempts,
+                    usage=usage,
+                    streamed=True,
+                    error=error,
+                )
+            return
+        raise self._all_failed(attempts)
+
+    # ------------------------------------------------------------------ chat
+
+    def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Routing:
+        request: _ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
+        source_messages = request.messages() if request is not None else messages
+        return self._routing(
+            kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
+        )
+
+    async def _achat_routing(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> _Routing:
+        request: _ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
+        source_messages = request.messages() if request is not None else messages
+        return await self._arouting(
+            kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
+        )
+
+    @staticmethod
+    def _chat_args(
+        route: str, llm: LLM, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The child's call arguments: its own tool format when tools are involved."""
+        extra = dict(kwargs)
+        request: _ToolRequest | None = extra.pop(_TOOL_REQUEST_KEY, None)
+        if request is None:
+            return {"messages": messages, **extra}
+        return request.prepare(route, llm)
+
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Chat with the route chosen for the last user message.
+
+        Args:
+            messages: The conversation.
+            **kwargs: Passed to the chosen LLM; ``route="name"`` forces a route.
+        """
+        routing = self._chat_routing(messages, kwargs)
+        return self._call(
+            routing,
+            "chat",
+            lambda route, llm: llm.chat(**self._chat_args(route, llm, messages, kwargs)),
+        )
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat`."""
+        routing = await self._achat_routing(messages, kwargs)
+
+        async def invoke(route: str, llm: LLM) -> ChatResponse:
+            return await llm.achat(**self._chat_args(route, llm, messages, kwargs))
+
+        return await self._acall(routing, "chat", invoke)
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream a chat from the chosen route (escalating until the first chunk)."""
+        routing = self._chat_routing(messages, kwargs)
+        return self._stream(
+            routing,
+            "stream_chat",
+            lambda route, llm: llm.stream_chat(**self._chat_args(route, llm, messages, kwargs)),
+        )
+
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
+        routing = await self._achat_routing(messages, kwargs)
+
+        async def invoke(route: str, llm: LLM) -> ChatResponseAsyncGen:
+            return await llm.astream_chat(**self._chat_args(route, llm, messages, kwargs))
+
+        return self._astream(routing, "stream_chat", invoke)
+
+    # ------------------------------------------------------------------ complete
+
+    def _complete_routing(self, prompt: str, kwargs: dict[str, Any]) -> _Routing:
+        return self._routing(
+            kwargs, "completion", lambda: self.query_extractor.from_completion(prompt)
+        )
+
+    async def _acomplete_routing(self, prompt: str, kwargs: dict[str, Any]) -> _Routing:
+        return await self._arouting(
+            kwargs, "completion", lambda: self.query_extractor.from_completion(prompt)
+        )
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Complete the prompt on the chosen route.
+
+        Args:
+            prompt: The prompt (routed on as is, unless called from ``predict``).
+            formatted: Passed to the chosen LLM.
+            **kwargs: Passed to the chosen LLM; ``route="name"`` forces a route.
+        """
+        routing = self._complete_routing(prompt, kwargs)
+        return self._call(
+            routing,
+            "complete",
+            lambda route, llm: llm.complete(prompt, formatted=formatted, **kwargs),
+        )
+
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        """Async :meth:`complete`."""
+        routing = await self._acomplete_routing(prompt, kwargs)
+
+        async def invoke(route: str, llm: LLM) -> CompletionResponse:
+            return await llm.acomplete(prompt, formatted=formatted, **kwargs)
+
+        return await self._acall(routing, "complete", invoke)
+
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        """Stream a completion from the chosen route (escalating until the first chunk)."""
+        routing = self._complete_routing(prompt, kwargs)
+        return self._stream(
+            routing,
+            "stream_complete",
+            lambda route, llm: llm.stream_complete(prompt, formatted=formatted, **kwargs),
+        )
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
+        routing = await self._acomplete_routing(prompt, kwargs)
+
+        async def invoke(route: str, llm: LLM) -> CompletionResponseAsyncGen:
+            return await llm.astream_complete(prompt, formatted=formatted, **kwargs)
+
+        return self._astream(routing, "stream_complete", invoke)
+
+    # ------------------------------------------------------------------ prompts
+
+    def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """Predict, routing on the template's question (``query_str``), not the filled prompt."""
+        with self._pin(self._prompt_routing(prompt, prompt_args)):
+            return super().predict(prompt, **prompt_args)
+
+    async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """Async :meth:`predict`."""
+        with self._pin(await self._aprompt_routing(prompt, prompt_args)):
+            return await super().apredict(prompt, **prompt_args)
+
+    def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
+        """Stream tokens, routing on the template's question."""
+        routing = self._prompt_routing(prompt, prompt_args)
+        with self._pin(routing):
+            tokens = super().stream(prompt, **prompt_args)
+        return _pinned_iter(tokens, id(self), routing)
+
+    async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
+        """Async :meth:`stream`."""
+        routing = await self._aprompt_routing(prompt, prompt_args)
+        with self._pin(routing):
+            tokens = await super().astream(prompt, **prompt_args)
+        return _apinned_iter(tokens, id(self), routing)
+
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Structured prediction on the route chosen for the template's question."""
+        with self._pin(self._prompt_routing(prompt, prompt_args)):
+            return super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Async :meth:`structured_predict`."""
+        with self._pin(await self._aprompt_routing(prompt, prompt_args)):
+            return await super().astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+
+    def stream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Any, None, None]:
+        """Stream partial structured outputs from the route chosen for the question."""
+        routing = self._prompt_routing(prompt, prompt_args)
+        with self._pin(routing):
+            partials = super().stream_structured_predict(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+        return _pinned_iter(partials, id(self), routing)
+
+    async def astream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Any, None]:
+        """Async :meth:`stream_structured_predict`."""
+        routing = await self._aprompt_routing(prompt, prompt_args)
+        with self._pin(routing):
+            partials = await super().astream_structured_predict(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+        return _apinned_iter(partials, id(self), routing)
+
+    # ------------------------------------------------------------------ tools
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Keep the tool call's arguments until the route is chosen.
+
+        The chosen route's own LLM converts the tools (its provider format) when the call
+        is made; a ``route="name"`` keyword forces a route.
+        """
+        forced = kwargs.pop("route", None)
+        request = _ToolRequest(
+            tools=list(tools),
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            kwargs=kwargs,
+        )
+        prepared: dict[str, Any] = {"messages": request.messages(), _TOOL_REQUEST_KEY: request}
+        if forced is not None:
+            prepared["route"] = forced
+        return prepared
+
+    def _llm_for_response(self, response: ChatResponse) -> LLM:
+        info = RouteInfo.from_response(response)
+        if info is not None and info.route in self.llms:
+            return self.llms[info.route]
+        return self.llms[self.router.fallback]
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Let the LLM that answered validate its response."""
+        kwargs.pop("route", None)
+        llm = self._llm_for_response(response)
+        if isinstance(llm, FunctionCallingLLM):
+            return llm._validate_chat_with_tools_response(
+                response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs
+            )
+        return response
+
+    def get_tool_calls_from_response(
+        self,
+        response: ChatResponse,
+        error_on_no_tool_call: bool = True,
+        **kwargs: Any,
+    ) -> list[ToolSelection]:
+        """Read tool calls with the LLM that answered (each provider stores them its way)."""
+        llm = self._llm_for_response(response)
+        if not isinstance(llm, FunctionCallingLLM):
+            raise TypeError(f"{type(llm).__name__} does not support function calling")
+        return llm.get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )

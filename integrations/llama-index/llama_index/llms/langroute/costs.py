@@ -1,0 +1,205 @@
+"""Cost per route: an instrumentation event handler that writes to the core ``CostLedger``.
+
+:class:`LedgerHandler` listens for the events of :class:`RoutingLLM` and
+:class:`CascadeLLM` and stores one :class:`~langroute.costs.LedgerRecord` per model call:
+route, model, tokens, cost, the baseline cost (the same tokens on the strongest route's
+model), latency, escalation, and the decision's reason and confidence. Records carry
+``framework="llama_index"`` and go to the same ledger (memory, JSONL, SQLite) the
+LangChain integration writes, so one ``langroute report`` covers both.
+
+Tokens are what the provider reported in its responses (see
+:mod:`llama_index.llms.langroute.usage`); for streams, combined over the chunks.
+
+Example:
+    >>> from langroute.costs import CostLedger
+    >>> ledger = CostLedger("costs.jsonl")  # doctest: +SKIP
+    >>> with track_costs(ledger):  # doctest: +SKIP
+    ...     query_engine.query("What is our refund policy?")
+    >>> ledger.summary().route("small").cost  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llama_index.core.bridge.pydantic import ConfigDict, Field
+from llama_index.core.instrumentation import Dispatcher, get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.llms.langroute.events import (
+    CascadeTierEvent,
+    RouteAttemptFailedEvent,
+    RouteCompletedEvent,
+)
+from llama_index.llms.langroute.usage import TokenUsage, extract_usage
+
+from langroute.costs import CostLedger, LedgerRecord
+
+__all__ = ["FRAMEWORK", "LedgerHandler", "TokenUsage", "extract_usage", "track_costs"]
+
+FRAMEWORK = "llama_index"
+
+logger = logging.getLogger(__name__)
+
+
+class LedgerHandler(BaseEventHandler):
+    """Records every routed call and cascade attempt into a :class:`~langroute.costs.CostLedger`.
+
+    One record per model call: the route that answered (``escalated=True`` and
+    ``escalated_from`` when a cheaper route failed first), each failed attempt (with
+    ``error`` and no tokens), and each cascade tier (``kind="cascade"``, ``tier``,
+    ``accepted``). Records of one request share its ``run_id``. Costs are filled by the
+    ledger's :class:`~langroute.costs.Pricer` (``genai-prices`` unless overridden).
+
+    Args:
+        ledger: Where to write (default: a new in-memory ledger).
+        metadata: Added to every record's ``metadata`` (an app or tenant name...).
+
+    Example:
+        >>> from llama_index.core.instrumentation import get_dispatcher
+        >>> handler = LedgerHandler()
+        >>> get_dispatcher().add_event_handler(handler)  # doctest: +SKIP
+        >>> query_engine.query("...")  # doctest: +SKIP
+        >>> handler.ledger.summary().cost  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    ledger: CostLedger = Field(default_factory=CostLedger)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Class name."""
+        return "LedgerHandler"
+
+    def records_for(self, event: BaseEvent) -> list[LedgerRecord]:
+        """The ledger records an event stands for ([] for other events)."""
+        if isinstance(event, RouteCompletedEvent):
+            reported = event.usage if event.usage is not None else extract_usage(event.response)
+            usage = reported or TokenUsage()
+            decision = event.decision
+            return [
+                LedgerRecord(
+                    framework=FRAMEWORK,
+                    run_id=event.call_id,
+                    kind="route",
+                    route=event.route,
+                    model=event.model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    baseline_model=event.baseline_model,
+                    latency_ms=event.latency_ms,
+                    escalated=event.escalated_from is not None,
+                    escalated_from=event.escalated_from,
+                    error=event.error,
+                    reason=decision.reason,
+                    confidence=decision.confidence,
+                    metadata={
+                        **self.metadata,
+                        "call": event.kind,
+                        "streamed": event.streamed,
+                        "decided_route": decision.route,
+                        "usage_reported": reported is not None,
+                    },
+                )
+            ]
+        if isinstance(event, RouteAttemptFailedEvent):
+            decision = event.decision
+            escalated_from = None if event.route == decision.route else decision.route
+            return [
+                LedgerRecord(
+                    framework=FRAMEWORK,
+                    run_id=event.call_id,
+                    kind="route",
+                    route=event.route,
+                    model=event.model,
+                    latency_ms=event.latency_ms,
+                    escalated=escalated_from is not None,
+                    escalated_from=escalated_from,
+                    error=event.error,
+                    reason=decision.reason,
+                    confidence=decision.confidence,
+                    metadata={**self.metadata, "next_route": event.next_route},
+                )
+            ]
+        if isinstance(event, CascadeTierEvent):
+            usage = (
+                event.usage if event.usage is not None else extract_usage(event.response)
+            ) or TokenUsage()
+            return [
+                LedgerRecord(
+                    framework=FRAMEWORK,
+                    run_id=event.call_id,
+                    kind="cascade",
+                    route=event.tier_name,
+                    model=event.model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    baseline_model=event.baseline_model,
+                    latency_ms=event.latency_ms,
+                    escalated=event.tier > 0,
+                    escalated_from=event.metadata.get("previous_tier"),
+                    error=event.error,
+                    reason=event.reason,
+                    confidence=event.score,
+                    tier=event.tier,
+                    accepted=event.accepted,
+                    metadata={**self.metadata, **event.metadata},
+                )
+            ]
+        return []
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        """Record the event if it is one of ours.
+
+        LlamaIndex's dispatcher silently drops exceptions raised by handlers, so a
+        failing write (a full disk, a locked database) is logged here before it is.
+        """
+        try:
+            for record in self.records_for(event):
+                self.ledger.record(record)
+        except Exception:
+            logger.exception(
+                "langroute: could not record %s in %r", event.class_name(), self.ledger
+            )
+            raise
+
+
+@contextlib.contextmanager
+def track_costs(
+    ledger: CostLedger | None = None,
+    *,
+    dispatcher: Dispatcher | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Iterator[LedgerHandler]:
+    """Record routed calls made inside the block into ``ledger``.
+
+    Adds a :class:`LedgerHandler` to the root dispatcher (or ``dispatcher``) and removes
+    it on exit.
+
+    Args:
+        ledger: The ledger (default: a new in-memory one, at ``handler.ledger``).
+        dispatcher: The dispatcher to listen on (default: the root dispatcher).
+        metadata: Added to every record's ``metadata``.
+
+    Example:
+        >>> with track_costs() as handler:  # doctest: +SKIP
+        ...     llm.complete("hello")
+        >>> handler.ledger.summary().calls  # doctest: +SKIP
+        1
+    """
+    target = dispatcher if dispatcher is not None else get_dispatcher()
+    handler = LedgerHandler(
+        ledger=ledger if ledger is not None else CostLedger(), metadata=dict(metadata or {})
+    )
+    target.add_event_handler(handler)
+    try:
+        yield handler
+    finally:
+        target.event_handlers = [h for h in target.event_handlers if h is not handler]
