@@ -30,9 +30,15 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
+from langroute.cascade import (
+    CASCADE_KEY,
+    CascadeAttempt,
+    CascadeResult,
+    failed_attempt,
+    judge_attempt,
+)
 from langroute.errors import AllRoutesFailedError
 from langroute.scorers import JudgeScorer, Scorer, ScoreResult, as_scorer
-from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_langroute.chat_models import ROUTE_METADATA_KEY, RoutingChatModel, _model_name_of
 from langchain_langroute.query import last_human_message, message_text
@@ -51,7 +57,7 @@ __all__ = [
 CASCADE_EVENT = "langroute_cascade_attempt"
 """Name of the custom event dispatched after each cascade attempt."""
 
-CASCADE_METADATA_KEY = "langroute_cascade"
+CASCADE_METADATA_KEY = CASCADE_KEY
 """Key of the cascade record in the answer's ``response_metadata``."""
 
 # Run metadata given to every run below one attempt (read by CostCallbackHandler).
@@ -61,47 +67,6 @@ META_TIER = "langroute_cascade_tier"
 META_TIER_NAME = "langroute_cascade_tier_name"
 META_ROLE = "langroute_cascade_role"
 META_BASELINE = "langroute_cascade_baseline_model"
-
-
-class CascadeAttempt(BaseModel):
-    """One tier's attempt: its answer's score and whether it was accepted."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tier: int = Field(description="Tier index, 0 = cheapest.")
-    tier_name: str
-    model: str
-    accepted: bool
-    score: float | None = Field(default=None, description="None when the answer was not scored.")
-    passed: bool | None = None
-    reason: str = Field(description="Why the answer was accepted or rejected.")
-    error: str | None = Field(default=None, description='"ErrorType: message" if the tier raised.')
-
-
-class CascadeResult(BaseModel):
-    """Which tier answered a cascade call, and why the earlier tiers were rejected.
-
-    Stored as a dict in the answer's ``response_metadata["langroute_cascade"]``; read it
-    back with :func:`get_cascade_result`.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    tier: int = Field(description="The tier whose answer was returned.")
-    tier_name: str
-    model: str
-    reason: str = Field(description="Why this answer was returned.")
-    attempts: list[CascadeAttempt] = Field(default_factory=list)
-
-    @property
-    def escalated(self) -> bool:
-        """True when a cheaper tier was tried first."""
-        return self.tier > 0 or len(self.attempts) > 1
-
-    @property
-    def rejected(self) -> list[CascadeAttempt]:
-        """The attempts that were not accepted (low score or error)."""
-        return [attempt for attempt in self.attempts if not attempt.accepted]
 
 
 def get_cascade_result(message: BaseMessage) -> CascadeResult | None:
@@ -417,44 +382,8 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         name = self.tier_names[tier]
         model = _tier_model_name(self.tiers[tier])
         if error is not None:
-            return CascadeAttempt(
-                tier=tier,
-                tier_name=name,
-                model=model,
-                accepted=False,
-                reason=f"error: {type(error).__name__}: {error}",
-                error=f"{type(error).__name__}: {error}",
-            )
-        if result is None:
-            return CascadeAttempt(
-                tier=tier,
-                tier_name=name,
-                model=model,
-                accepted=True,
-                reason="last tier: returned without scoring",
-            )
-        threshold = self.thresholds[tier]
-        good = result.score >= threshold and result.passed is not False
-        if good:
-            reason = f"accepted: score {result.score:.3g} >= {threshold:g} ({result.reason})"
-        elif last:
-            reason = (
-                f"last tier: returned although score {result.score:.3g} < {threshold:g} "
-                f"or failed ({result.reason})"
-            )
-        else:
-            reason = (
-                f"rejected: score {result.score:.3g} < {threshold:g} or failed ({result.reason})"
-            )
-        return CascadeAttempt(
-            tier=tier,
-            tier_name=name,
-            model=model,
-            accepted=good or last,
-            score=result.score,
-            passed=result.passed,
-            reason=reason,
-        )
+            return failed_attempt(tier, name, model, error)
+        return judge_attempt(tier, name, model, result, threshold=self.thresholds[tier], last=last)
 
     def _event(self, attempt: CascadeAttempt, attempt_id: str) -> dict[str, Any]:
         return {

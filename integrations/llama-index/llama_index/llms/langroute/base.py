@@ -46,6 +46,7 @@ from llama_index.llms.langroute.events import (
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
 from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
 
+from langroute.cascade import error_text
 from langroute.decision import RouteDecision
 from langroute.errors import AllRoutesFailedError, InvalidQueryError, RouterConfigError
 from langroute.router import ExemplarRouter
@@ -59,12 +60,6 @@ _TOOL_REQUEST_KEY = "_langroute_tool_request"
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
 T = TypeVar("T")
-
-
-def error_text(exc: BaseException) -> str:
-    """``"ErrorType: message"`` for ledgers and events."""
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class RouteAttempt(BaseModel):

@@ -1,9 +1,9 @@
 """``CascadeLLM``: ask the cheapest tier first, keep its answer if a scorer accepts it.
 
-The acceptance rule and the result's shape are the LangChain integration's
-(``CascadeRunnable``): an answer is accepted when ``score >= threshold`` and the scorer
-did not fail it (``passed is not False``); the result is stored under the same key,
-``"langroute_cascade"``, with the same fields.
+The acceptance rule and the result's shape are the core's (:mod:`langroute.cascade`),
+shared with the LangChain ``CascadeRunnable``: an answer is accepted when
+``score >= threshold`` and the scorer did not fail it (``passed is not False``); the
+result is stored under the same key, ``"langroute_cascade"``, with the same fields.
 """
 
 from __future__ import annotations
@@ -34,23 +34,22 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
-from llama_index.llms.langroute.base import error_text
 from llama_index.llms.langroute.events import CascadeTierEvent, dispatcher
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
 from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
 
+from langroute.cascade import CASCADE_KEY, CascadeAttempt, error_text, failed_attempt, judge_attempt
+from langroute.cascade import CascadeResult as _CoreCascadeResult
 from langroute.errors import AllRoutesFailedError, RouterConfigError
 from langroute.scorers import Scorer, ScoreResult, as_scorer
 
 __all__ = ["CASCADE_KEY", "CascadeAttempt", "CascadeLLM", "CascadeResult"]
 
-CASCADE_KEY = "langroute_cascade"
-"""Key of the cascade result in a response's ``additional_kwargs``."""
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
@@ -60,70 +59,17 @@ _QUERY: ContextVar[tuple[int, str | None] | None] = ContextVar(
 )
 
 
-class CascadeAttempt(BaseModel):
-    """One tier's attempt: its answer's score and whether it was accepted.
-
-    Attributes:
-        tier: Tier index, 0 = cheapest.
-        tier_name: The tier's name.
-        model: The tier's model.
-        accepted: Whether its answer was returned.
-        score: The scorer's score (``None`` when not scored: the last tier, or an error).
-        passed: The scorer's own verdict, if it has one.
-        reason: Why the answer was accepted or rejected.
-        error: ``"ErrorType: message"`` when the tier raised.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    tier: int
-    tier_name: str
-    model: str
-    accepted: bool
-    score: float | None = None
-    passed: bool | None = None
-    reason: str
-    error: str | None = None
-
-
-class CascadeResult(BaseModel):
+class CascadeResult(_CoreCascadeResult):
     r"""Which tier answered a cascade call, and why the earlier tiers were rejected.
 
-    Stored as a dict in the answer's ``additional_kwargs["langroute_cascade"]``; read it
-    back with :meth:`from_response`.
-
-    Attributes:
-        call_id: Identifier of the cascade call (its events and ledger rows share it).
-        tier: The tier whose answer was returned (0 = cheapest).
-        tier_name: Its name.
-        model: Its model.
-        reason: Why this answer was returned.
-        attempts: Every tier tried, in order, the returned one last.
+    The core :class:`langroute.cascade.CascadeResult`, stored as a dict in the answer's
+    ``additional_kwargs["langroute_cascade"]``; read it back with :meth:`from_response`.
 
     Example:
         >>> result = CascadeResult.from_response(cascade.complete("..."))  # doctest: +SKIP
         >>> result.tier_name, [a.reason for a in result.rejected]  # doctest: +SKIP
         ('large', ['rejected: score 0 < 0.5 or failed (refusal: ...)'])
     """
-
-    model_config = ConfigDict(frozen=True)
-
-    call_id: str
-    tier: int
-    tier_name: str
-    model: str
-    reason: str
-    attempts: list[CascadeAttempt] = Field(default_factory=list)
-
-    @property
-    def escalated(self) -> bool:
-        """True when a cheaper tier was tried first."""
-        return self.tier > 0 or len(self.attempts) > 1
-
-    @property
-    def rejected(self) -> list[CascadeAttempt]:
-        """The attempts that were not accepted (low score or error)."""
-        return [attempt for attempt in self.attempts if not attempt.accepted]
 
     @classmethod
     def from_response(cls, response: ChatResponse | CompletionResponse) -> CascadeResult | None:
@@ -204,14 +150,7 @@ class _Call:
         """A tier raised: it counts as rejected."""
         name = self.cascade.tier_names[tier]
         self.errors.append((name, exc))
-        attempt = CascadeAttempt(
-            tier=tier,
-            tier_name=name,
-            model=self.cascade.model_for(name),
-            accepted=False,
-            reason=f"error: {error_text(exc)}",
-            error=error_text(exc),
-        )
+        attempt = failed_attempt(tier, name, self.cascade.model_for(name), exc)
         self.emit(attempt, None, started, None)
 
     def annotate(self, response: R, attempt: CascadeAttempt) -> R:
@@ -429,37 +368,13 @@ class CascadeLLM(LLM):
     def _attempt(self, tier: int, result: ScoreResult | None) -> CascadeAttempt:
         """Judge one tier's answer (``result`` is ``None`` for an unscored last tier)."""
         name = self.tier_names[tier]
-        model = self.model_for(name)
-        last = tier == len(self.tiers) - 1
-        if result is None:
-            return CascadeAttempt(
-                tier=tier,
-                tier_name=name,
-                model=model,
-                accepted=True,
-                reason="last tier: returned without scoring",
-            )
-        threshold = self.thresholds[tier]
-        good = result.score >= threshold and result.passed is not False
-        if good:
-            reason = f"accepted: score {result.score:.3g} >= {threshold:g} ({result.reason})"
-        elif last:
-            reason = (
-                f"last tier: returned although score {result.score:.3g} < {threshold:g} "
-                f"or failed ({result.reason})"
-            )
-        else:
-            reason = (
-                f"rejected: score {result.score:.3g} < {threshold:g} or failed ({result.reason})"
-            )
-        return CascadeAttempt(
-            tier=tier,
-            tier_name=name,
-            model=model,
-            accepted=good or last,
-            score=result.score,
-            passed=result.passed,
-            reason=reason,
+        return judge_attempt(
+            tier,
+            name,
+            self.model_for(name),
+            result,
+            threshold=self.thresholds[tier],
+            last=tier == len(self.tiers) - 1,
         )
 
     def _judge(self, call: _Call, tier: int, answer: str, logprobs: list[float] | None) -> Any:
