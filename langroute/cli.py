@@ -268,9 +268,14 @@ def demo(
         raise _fail(
             "the demo needs the LangChain integration: pip install -e ./integrations/langchain"
         )
+    from langroute.errors import LangrouteError
+
     _quiet_model_loading()
     run_demo = found[0].load()
-    run_demo(provider=provider, output=output)
+    try:
+        run_demo(provider=provider, output=output)
+    except LangrouteError as exc:  # setup problems: missing package, API key, provider
+        raise _fail(str(exc)) from exc
 
 
 def main() -> None:

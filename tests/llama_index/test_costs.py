@@ -49,11 +49,11 @@ def test_rag_calls_are_recorded_per_route_with_hand_computed_costs(priced, event
         embed_model=HashingEmbedding(),
     )
     engine = index.as_query_engine(llm=llm)
-    with track_costs() as handler:
+    with track_costs() as ledger:
         engine.query(EASY_Q)
         engine.query(HARD_Q)
 
-    small_rec, large_rec = handler.ledger.records()
+    small_rec, large_rec = ledger.records()
     assert (small_rec.framework, small_rec.kind) == ("llama_index", "route")
     assert (small_rec.route, small_rec.model) == ("small", "gpt-4o-mini")
     assert (small_rec.input_tokens, small_rec.output_tokens) == (1000, 500)
@@ -75,7 +75,7 @@ def test_rag_calls_are_recorded_per_route_with_hand_computed_costs(priced, event
     call_ids = [e.call_id for e in events.of("RouteCompletedEvent")]
     assert [small_rec.run_id, large_rec.run_id] == call_ids
 
-    summary = handler.ledger.summary(order=["small", "large"])
+    summary = ledger.summary(order=["small", "large"])
     assert summary.requests == 2 and summary.calls == 2
     assert summary.cost == pytest.approx(0.00845)
     assert summary.baseline_cost == pytest.approx(0.0155)
@@ -170,10 +170,10 @@ def test_merge_usage():
 def test_file_ledgers_can_be_reopened(priced, tmp_path, filename):
     llm, _, _ = priced
     path = tmp_path / filename
-    with track_costs(CostLedger(path), metadata={"app": "docs-bot"}) as handler:
+    with track_costs(CostLedger(path), metadata={"app": "docs-bot"}) as ledger:
         llm.complete(EASY_Q)
         list(llm.stream_complete(HARD_Q))
-    handler.ledger.close()
+    ledger.close()
 
     reopened = CostLedger.open(path)
     records = reopened.records()
@@ -186,10 +186,10 @@ def test_file_ledgers_can_be_reopened(priced, tmp_path, filename):
 
 def test_track_costs_stops_recording_on_exit(priced):
     llm, _, _ = priced
-    with track_costs() as handler:
+    with track_costs() as ledger:
         llm.complete(EASY_Q)
     llm.complete(EASY_Q)
-    assert len(handler.ledger) == 1
+    assert len(ledger) == 1
 
 
 def test_unknown_models_are_recorded_unpriced(router):
@@ -200,9 +200,9 @@ def test_unknown_models_are_recorded_unpriced(router):
             "large": MockProviderLLM(model="gpt-4o", usage=(10, 5)),
         },
     )
-    with pytest.warns(UserWarning, match="my-local-llama"), track_costs() as handler:
+    with pytest.warns(UserWarning, match="my-local-llama"), track_costs() as ledger:
         llm.complete(EASY_Q)
-    (record,) = handler.ledger.records()
+    (record,) = ledger.records()
     assert record.cost is None and record.input_tokens == 10
     assert record.baseline_cost == pytest.approx(10 * 2.5e-6 + 5 * 10e-6)
 

@@ -26,15 +26,15 @@ def test_starter_router_in_a_query_engine(starter_router):
         "Write a detailed comparison of the liability regimes in the warranty clause "
         "and explain the consequences for each party."
     )
-    with track_costs() as handler:
+    with track_costs() as ledger:
         easy_answer = engine.query("Who is the chief executive of Acme?")
         hard_answer = engine.query(hard)
 
     assert str(easy_answer) == "Answer from gpt-4o-mini."
     assert str(hard_answer) == "Answer from gpt-4o."
-    small_rec, large_rec = handler.ledger.records()
+    small_rec, large_rec = ledger.records()
     assert (small_rec.route, large_rec.route) == ("small", "large")
     assert small_rec.reason == large_rec.reason == "vote"
     # 800 * 0.15e-6 + 40 * 0.6e-6 against 800 * 2.5e-6 + 40 * 10e-6
     assert small_rec.cost == pytest.approx(0.000144)
-    assert handler.ledger.summary().savings == pytest.approx(0.0024 - 0.000144)
+    assert ledger.summary().savings == pytest.approx(0.0024 - 0.000144)

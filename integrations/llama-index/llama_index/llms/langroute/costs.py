@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from llama_index.core.bridge.pydantic import ConfigDict, Field
@@ -173,33 +174,34 @@ class LedgerHandler(BaseEventHandler):
 
 @contextlib.contextmanager
 def track_costs(
-    ledger: CostLedger | None = None,
+    ledger: CostLedger | str | Path | None = None,
     *,
     dispatcher: Dispatcher | None = None,
     metadata: Mapping[str, Any] | None = None,
-) -> Iterator[LedgerHandler]:
-    """Record routed calls made inside the block into ``ledger``.
+) -> Iterator[CostLedger]:
+    """Record routed calls made inside the block into ``ledger``, and yield the ledger.
 
     Adds a :class:`LedgerHandler` to the root dispatcher (or ``dispatcher``) and removes
-    it on exit.
+    it on exit. Same shape as the LangChain integration's ``track_costs``.
 
     Args:
-        ledger: The ledger (default: a new in-memory one, at ``handler.ledger``).
+        ledger: A ledger, or the path of a JSONL / SQLite ledger file (default: a new
+            in-memory ledger).
         dispatcher: The dispatcher to listen on (default: the root dispatcher).
         metadata: Added to every record's ``metadata``.
 
     Example:
-        >>> with track_costs() as handler:  # doctest: +SKIP
+        >>> with track_costs("costs.db") as ledger:  # doctest: +SKIP
         ...     llm.complete("hello")
-        >>> handler.ledger.summary().calls  # doctest: +SKIP
+        >>> ledger.summary().calls  # doctest: +SKIP
         1
     """
     target = dispatcher if dispatcher is not None else get_dispatcher()
-    handler = LedgerHandler(
-        ledger=ledger if ledger is not None else CostLedger(), metadata=dict(metadata or {})
-    )
+    if not isinstance(ledger, CostLedger):
+        ledger = CostLedger(ledger)
+    handler = LedgerHandler(ledger=ledger, metadata=dict(metadata or {}))
     target.add_event_handler(handler)
     try:
-        yield handler
+        yield ledger
     finally:
         target.event_handlers = [h for h in target.event_handlers if h is not handler]

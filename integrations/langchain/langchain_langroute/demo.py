@@ -1,0 +1,829 @@
+"""The ``langroute demo``: route a realistic workload, then show what it cost and saved.
+
+The demo builds the starter router (:meth:`langroute.ExemplarRouter.default`), sends a
+mixed workload of everyday and hard requests through a :class:`RoutingChatModel` and a
+few structured-extraction jobs through a :class:`CascadeRunnable` (cheap model first, a
+JSON validator decides, escalate on failure), records every paid call with
+:func:`track_costs` into a SQLite ledger, and prints each decision, the per-route cost
+table, the escalations and the savings against sending everything to the strong model.
+It also writes a cost-per-route plot.
+
+Offline (the default) the two models are :class:`StandInChatModel` instances: local
+chat models that answer like a cheap and a strong model (different answers, token usage
+proportional to the text) and report the names of two real models, ``gpt-4o-mini`` and
+``gpt-4o``, so ``genai-prices`` prices them. With ``provider="openai"``,
+``"anthropic"`` or ``"ollama"`` the same code path runs with real chat models.
+
+The core finds :func:`run_demo` through the ``langroute.demo`` entry point
+(``langroute demo``), so ``langroute`` itself never imports LangChain.
+
+Example:
+    .. code-block:: python
+
+        from pathlib import Path
+        from langchain_langroute.demo import run_demo
+
+        result = run_demo(output=Path("langroute-demo"))  # offline, about 30 s
+        result.savings_pct  # e.g. 71.3
+        result.ledger_path  # Path('langroute-demo/ledger.db')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages.ai import UsageMetadata
+from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer, render_report
+from langroute.errors import LangrouteError
+from langroute.scorers import AllOf, JSONValidator, NonEmptyValidator, RefusalDetector
+from pydantic import Field
+
+from langchain_langroute.callbacks import track_costs
+from langchain_langroute.cascade import CascadeRunnable, get_cascade_result
+from langchain_langroute.chat_models import ROUTE_METADATA_KEY, RoutingChatModel
+from langchain_langroute.query import message_text
+from langchain_langroute.testing import ScriptedChatModel
+
+if TYPE_CHECKING:
+    from langroute.router import ExemplarRouter
+    from rich.console import Console
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "PROVIDERS",
+    "WORKLOAD",
+    "DemoDecision",
+    "DemoRequest",
+    "DemoResult",
+    "DemoSetupError",
+    "StandInChatModel",
+    "chat_models_for",
+    "plot_costs",
+    "run_demo",
+    "stand_in_models",
+]
+
+PROVIDERS = ("offline", "openai", "anthropic", "ollama")
+"""Accepted ``provider`` values (``None`` means ``"offline"``)."""
+
+DEFAULT_MODELS: dict[str, tuple[str, str]] = {
+    "offline": ("gpt-4o-mini", "gpt-4o"),
+    "openai": ("gpt-4o-mini", "gpt-4o"),
+    "anthropic": ("claude-3-5-haiku-latest", "claude-sonnet-4-5"),
+    "ollama": ("llama3.2:3b", "llama3.1:8b"),
+}
+"""Provider -> (cheap model, strong model); override with ``LANGROUTE_CHEAP_MODEL`` /
+``LANGROUTE_STRONG_MODEL``."""
+
+_PROVIDER_SETUP: dict[str, tuple[str, str, str, str | None]] = {
+    # provider: (module, class, pip package, API key variable)
+    "openai": ("langchain_openai", "ChatOpenAI", "langchain-openai", "OPENAI_API_KEY"),
+    "anthropic": (
+        "langchain_anthropic",
+        "ChatAnthropic",
+        "langchain-anthropic",
+        "ANTHROPIC_API_KEY",
+    ),
+    "ollama": ("langchain_ollama", "ChatOllama", "langchain-ollama", None),
+}
+
+SYSTEM_PROMPT = (
+    "You are the assistant of a software company's internal help desk. Answer accurately "
+    "and concisely. When a request is ambiguous, say what you assumed. Use Markdown for "
+    "code and lists. Never invent facts about people, prices or laws; say when you are "
+    "unsure and suggest who to ask. When asked for JSON, reply with JSON only."
+)
+"""The system message sent with every request (routing ignores it: it routes on the
+user's message)."""
+
+
+class DemoSetupError(LangrouteError):
+    """The demo cannot start: unknown provider, missing package or missing API key."""
+
+
+# --------------------------------------------------------------------------- workload
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """One request of the demo workload, with the answers the stand-in models give.
+
+    Attributes:
+        text: The user's request.
+        cheap_answer: What the cheap stand-in answers.
+        strong_answer: What the strong stand-in answers.
+        kind: ``"route"`` (through the routing model) or ``"cascade"``.
+    """
+
+    text: str
+    cheap_answer: str
+    strong_answer: str
+    kind: Literal["route", "cascade"] = "route"
+
+
+WORKLOAD: tuple[DemoRequest, ...] = (
+    # --- everyday requests: a small model does them well
+    DemoRequest(
+        "What's the capital of Australia?",
+        "Canberra.",
+        "The capital of Australia is Canberra, not Sydney as many people assume.",
+    ),
+    DemoRequest(
+        "Translate 'Where is the train station?' into Spanish.",
+        "¿Dónde está la estación de tren?",
+        "In Spanish: «¿Dónde está la estación de tren?» (informal and formal are the same).",
+    ),
+    DemoRequest(
+        "Fix the grammar: 'Me and him goes to the store yesterday.'",
+        "He and I went to the store yesterday.",
+        "Corrected: 'He and I went to the store yesterday.' (subject pronouns, past tense).",
+    ),
+    DemoRequest(
+        "Give me three name ideas for a golden retriever puppy.",
+        "Maple, Biscuit and Sunny.",
+        "Three ideas: Maple (for the coat), Biscuit (friendly and warm) and Sunny (cheerful).",
+    ),
+    DemoRequest(
+        "Convert 72 degrees Fahrenheit to Celsius.",
+        "72 °F is about 22.2 °C.",
+        "(72 - 32) × 5/9 = 22.2, so 72 °F is approximately 22.2 °C.",
+    ),
+    DemoRequest(
+        "Summarise in one sentence: the meeting moved from Tuesday to Thursday because the "
+        "client is travelling.",
+        "The meeting is now on Thursday because the client is travelling.",
+        "Because the client is travelling, the meeting has been moved from Tuesday to Thursday.",
+    ),
+    DemoRequest(
+        "hey, thanks for the help earlier!",
+        "You're welcome, happy to help any time!",
+        "You're very welcome! Let me know if there is anything else I can help with.",
+    ),
+    DemoRequest(
+        "What does HTTP status code 404 mean?",
+        "404 Not Found: the server has no resource at that URL.",
+        "404 Not Found means the server is reachable but has nothing at the requested URL; "
+        "check the path, or whether the resource was moved or deleted.",
+    ),
+    DemoRequest(
+        "Write a polite out-of-office reply for next week.",
+        "Thanks for your email. I'm out of the office next week with limited access to "
+        "email and will reply when I'm back.",
+        "Thank you for your message. I am out of the office from Monday to Friday next week "
+        "and will have limited access to email. For anything urgent, please contact my "
+        "colleague at team@example.com; otherwise I will reply as soon as I return.",
+    ),
+    DemoRequest(
+        "What's 15% of 240?",
+        "36.",
+        "15% of 240 is 0.15 × 240 = 36.",
+    ),
+    # --- an ambiguous request: the vote is too close to the dial, so it escalates
+    DemoRequest(
+        "Recommend a movie for tonight.",
+        "Try Paddington 2: warm, funny and good for any mood.",
+        "If you want something light, Paddington 2; for a thriller, Knives Out; for "
+        "something moving, Past Lives. Tell me your mood and who is watching and I'll narrow "
+        "it down.",
+    ),
+    # --- hard requests: worth the strong model
+    DemoRequest(
+        "Design a multi-region, exactly-once payment processing pipeline on Kafka and "
+        "Postgres, including failure modes and how you would test them.",
+        "Use Kafka transactions and store payments in Postgres.",
+        "Use an outbox table per region so that the payment row and its event commit in one "
+        "Postgres transaction; a relay publishes the outbox to Kafka with idempotent "
+        "producers and transactional writes. Consumers dedupe on a payment id stored with "
+        "a unique constraint, which turns at-least-once delivery into exactly-once effects. "
+        "Cross-region: a single writer region per account (home region), asynchronous "
+        "replication, and a fencing token on failover. Failure modes: relay crash (replays, "
+        "deduped), split brain (fencing), poison messages (dead-letter topic with alerts), "
+        "clock skew (never order by wall time). Test with a fault-injection harness that "
+        "kills brokers and the relay mid-transaction, plus property tests asserting that "
+        "balances are conserved.",
+    ),
+    DemoRequest(
+        "Prove that every bounded monotone sequence of real numbers converges.",
+        "Because it is bounded, it converges.",
+        "Let (a_n) be increasing and bounded above. By completeness, L = sup a_n exists. "
+        "For ε > 0, L - ε is not an upper bound, so a_N > L - ε for some N. Monotonicity "
+        "gives L - ε < a_N ≤ a_n ≤ L for all n ≥ N, hence |a_n - L| < ε and a_n → L. The "
+        "decreasing case follows by applying this to (-a_n).",
+    ),
+    DemoRequest(
+        "Compare the tax implications of an LLC versus an S-corp for a two-founder SaaS "
+        "startup in California and recommend one.",
+        "An S-corp saves tax. Choose the S-corp.",
+        "A multi-member LLC is taxed as a partnership: profits pass through and all of it "
+        "is subject to self-employment tax; California adds the $800 franchise tax plus a "
+        "gross-receipts fee. An S-corp election lets founders take a reasonable salary and "
+        "receive the rest as distributions without payroll tax, but it restricts "
+        "shareholders (no VC preferred stock) and adds payroll overhead. If you plan to "
+        "raise venture capital, neither fits: form a Delaware C-corp. If you will stay "
+        "bootstrapped with profits above roughly $80k per founder, elect S-corp status.",
+    ),
+    DemoRequest(
+        "Is it safe to take ibuprofen together with my blood pressure medication?",
+        "Yes, that is generally fine.",
+        "It can be risky: NSAIDs such as ibuprofen can raise blood pressure and blunt ACE "
+        "inhibitors, ARBs and diuretics, and together they can strain the kidneys. For "
+        "occasional pain, paracetamol (acetaminophen) is usually the safer choice. Ask "
+        "your pharmacist or doctor, who knows which medication you take.",
+    ),
+    # --- structured extraction through the cascade: a JSON validator decides
+    DemoRequest(
+        'Extract the invoice as JSON with keys vendor, date, total: "ACME Corp invoice '
+        'dated 2024-03-14, total due $1,280.00."',
+        '{"vendor": "ACME Corp", "date": "2024-03-14", "total": 1280.00}',
+        '{"vendor": "ACME Corp", "date": "2024-03-14", "total": 1280.0}',
+        kind="cascade",
+    ),
+    DemoRequest(
+        'Return JSON with keys name and email from: "Contact Jane Doe at '
+        'jane.doe@example.com for the quote."',
+        '{"name": "Jane Doe", "email": "jane.doe@example.com"}',
+        '{"name": "Jane Doe", "email": "jane.doe@example.com"}',
+        kind="cascade",
+    ),
+    DemoRequest(
+        "Classify the sentiment of this review as JSON with keys sentiment and confidence: "
+        '"The battery died after two days and support never replied."',
+        '{"sentiment": "negative", "confidence": 0.97}',
+        '{"sentiment": "negative", "confidence": 0.98}',
+        kind="cascade",
+    ),
+    DemoRequest(
+        "List every medication in this discharge note as a JSON array of objects with name, "
+        'dose and frequency: "Metoprolol 25 mg twice daily; atorvastatin 40 mg at night; '
+        'aspirin 81 mg once a day; stop ibuprofen."',
+        "Here are the medications: [{'name': 'Metoprolol', 'dose': '25 mg', 'frequency': "
+        "'twice daily'}, {'name': 'atorvastatin', 'dose': '40 mg'}",
+        '[{"name": "metoprolol", "dose": "25 mg", "frequency": "twice daily"}, '
+        '{"name": "atorvastatin", "dose": "40 mg", "frequency": "nightly"}, '
+        '{"name": "aspirin", "dose": "81 mg", "frequency": "daily"}]',
+        kind="cascade",
+    ),
+    DemoRequest(
+        "Extract the parties, the effective date and the termination notice period from "
+        'this contract excerpt as JSON: "This Agreement between Northwind Ltd and Contoso '
+        "GmbH is effective 1 July 2025; either party may terminate with ninety (90) days "
+        'written notice."',
+        "I'm sorry, but I can't help with legal documents.",
+        '{"parties": ["Northwind Ltd", "Contoso GmbH"], "effective_date": "2025-07-01", '
+        '"termination_notice_days": 90}',
+        kind="cascade",
+    ),
+)
+"""The demo workload: 15 routed requests (easy and hard) and 5 cascade extractions."""
+
+
+# --------------------------------------------------------------------------- stand-ins
+
+
+def _tokens(text: str) -> int:
+    """A realistic token estimate: about four characters per token (at least 1)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+class StandInChatModel(ScriptedChatModel):
+    """A local chat model that answers like a real one, for offline demos and recipes.
+
+    It knows the answers to the demo :data:`WORKLOAD` (``answers``: question -> reply;
+    other questions get a short generic reply), reports token usage proportional to the
+    text (about four characters per token, plus a few tokens per message, like chat
+    APIs), and reports ``model`` as its model name, so a real model name is priced by
+    ``genai-prices``. Everything else (streaming, tools, failures) is
+    :class:`~langchain_langroute.testing.ScriptedChatModel`.
+
+    Example:
+        >>> cheap, strong = stand_in_models()
+        >>> cheap.invoke("What's the capital of Australia?").content
+        'Canberra.'
+        >>> strong.invoke("hi").response_metadata["model_name"]
+        'gpt-4o'
+    """
+
+    answers: dict[str, str] = Field(default_factory=dict)
+    """Question (the last human message) -> the reply."""
+    style: Literal["cheap", "strong"] = "cheap"
+    """How unknown questions are answered: tersely (cheap) or at more length (strong)."""
+
+    def _reply(
+        self, messages: list[BaseMessage], scripted: str | AIMessage | None, kwargs: dict[str, Any]
+    ) -> AIMessage:
+        question = next(
+            (message_text(m) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
+        )
+        if scripted is None and not kwargs.get("tools"):
+            answer = self.answers.get(question.strip())
+            if answer is None:
+                answer = (
+                    f"(offline stand-in for {self.model}) A short answer to: {question}"
+                    if self.style == "cheap"
+                    else f"(offline stand-in for {self.model}) A careful answer to: {question} "
+                    "1. Restate the goal and the constraints. 2. Work through the options and "
+                    "their trade-offs. 3. Recommend one, with the risks and how to check it."
+                )
+            return AIMessage(content=answer)
+        return super()._reply(messages, scripted, kwargs)
+
+    def _usage(self, messages: list[BaseMessage], message: AIMessage) -> UsageMetadata:
+        input_tokens = sum(_tokens(message_text(m)) + 4 for m in messages)
+        output_tokens = _tokens(message.text or "") + 8 * len(message.tool_calls)
+        return UsageMetadata(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+        )
+
+
+def stand_in_models(
+    cheap_model: str = "gpt-4o-mini",
+    strong_model: str = "gpt-4o",
+    workload: Sequence[DemoRequest] = WORKLOAD,
+    *,
+    latency: tuple[float, float] = (0.02, 0.06),
+) -> tuple[StandInChatModel, StandInChatModel]:
+    """A cheap and a strong stand-in model that know the answers of ``workload``.
+
+    Args:
+        cheap_model: Model name the cheap stand-in reports (and is priced as).
+        strong_model: Model name the strong stand-in reports.
+        workload: Requests whose scripted answers the stand-ins give.
+        latency: Seconds each model waits before answering (cheap, strong).
+
+    Returns:
+        ``(cheap, strong)``.
+    """
+    cheap = StandInChatModel(
+        model=cheap_model,
+        provider="openai",
+        answers={r.text: r.cheap_answer for r in workload},
+        style="cheap",
+        latency=latency[0],
+    )
+    strong = StandInChatModel(
+        model=strong_model,
+        provider="openai",
+        answers={r.text: r.strong_answer for r in workload},
+        style="strong",
+        latency=latency[1],
+    )
+    return cheap, strong
+
+
+def _normalise_provider(provider: str | None) -> str:
+    name = (provider or "offline").strip().lower()
+    if name in ("", "none", "local", "stand-in", "standin", "fake"):
+        name = "offline"
+    if name not in PROVIDERS:
+        raise DemoSetupError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
+    return name
+
+
+def chat_models_for(provider: str | None = None) -> tuple[BaseChatModel, BaseChatModel]:
+    """The (cheap, strong) chat models of a provider: stand-ins offline, else real ones.
+
+    Model names come from ``LANGROUTE_CHEAP_MODEL`` / ``LANGROUTE_STRONG_MODEL`` when set,
+    else :data:`DEFAULT_MODELS`. Provider packages are imported only here, on demand.
+
+    Args:
+        provider: ``None`` / ``"offline"``, ``"openai"``, ``"anthropic"`` or ``"ollama"``.
+
+    Returns:
+        ``(cheap, strong)`` chat models.
+
+    Raises:
+        DemoSetupError: Unknown provider, its LangChain package is not installed, or its
+            API key variable is not set.
+
+    Example:
+        >>> cheap, strong = chat_models_for(None)  # offline stand-ins
+        >>> cheap.model, strong.model
+        ('gpt-4o-mini', 'gpt-4o')
+    """
+    name = _normalise_provider(provider)
+    default_cheap, default_strong = DEFAULT_MODELS[name]
+    cheap_name = os.environ.get("LANGROUTE_CHEAP_MODEL") or default_cheap
+    strong_name = os.environ.get("LANGROUTE_STRONG_MODEL") or default_strong
+    if name == "offline":
+        return stand_in_models(cheap_name, strong_name)
+    module_name, class_name, package, key = _PROVIDER_SETUP[name]
+    try:
+        module = import_module(module_name)
+    except ImportError as exc:
+        raise DemoSetupError(
+            f"the {name} demo needs the {package} package: pip install {package}"
+        ) from exc
+    if key is not None and not os.environ.get(key):
+        raise DemoSetupError(f"the {name} demo needs an API key: export {key}=...")
+    chat_class = getattr(module, class_name)
+    return chat_class(model=cheap_name), chat_class(model=strong_name)
+
+
+def _pricer_for(provider: str, models: Sequence[BaseChatModel]) -> Pricer:
+    """Local (Ollama) models are free; everything else is priced by genai-prices."""
+    if provider != "ollama":
+        return Pricer()
+    free = ModelPrice(input_per_mtok=0, output_per_mtok=0)
+    names = {getattr(m, "model", None) or getattr(m, "model_name", None) for m in models}
+    return Pricer({name: free for name in names if name})
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def _requests(records: Sequence[LedgerRecord]) -> list[tuple[float, float | None]]:
+    """(cost, baseline cost) per user request, in order of first record."""
+    groups: dict[str, list[LedgerRecord]] = {}
+    for index, record in enumerate(records):
+        key = record.run_id or f"record-{index}"
+        groups.setdefault(key, []).append(record)
+    result = []
+    for group in groups.values():
+        cost = math.fsum(r.cost or 0.0 for r in group)
+        baselines = [r.baseline_cost for r in group if r.baseline_cost is not None]
+        result.append((cost, max(baselines) if baselines else None))
+    return result
+
+
+def plot_costs(
+    records: Sequence[LedgerRecord],
+    path: str | Path,
+    *,
+    order: Sequence[str] | None = None,
+    title: str = "langroute: cost per route",
+) -> Path:
+    """Plot spend per route and cumulative spend against always using the strong model.
+
+    Left: one bar per route (its cost, with the number of calls). Right: cumulative cost
+    over the requests, next to what the same requests would have cost on the baseline
+    (strongest) model; the gap between the two lines is the saving. Uses matplotlib's
+    Agg canvas directly, so no display and no global backend change are needed.
+
+    Args:
+        records: Ledger records, oldest first (``CostLedger.records()``).
+        path: The PNG to write (parent folders are created).
+        order: Routes to list first (e.g. cheapest to strongest).
+        title: Figure title.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> plot_costs(CostLedger("ledger.db").records(), "costs.png")  # doctest: +SKIP
+    """
+    from langroute.costs import summarize
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records, order=order)
+    figure = Figure(figsize=(11, 4.2), dpi=110)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.5]})
+
+    names = [item.route or "-" for item in summary.routes]
+    costs = [item.cost or 0.0 for item in summary.routes]
+    colours = ["#4C9F70", "#D1495B", "#EDAE49", "#00798C", "#8E6C8A", "#30638E"]
+    bars = left.bar(names, costs, color=[colours[i % len(colours)] for i in range(len(names))])
+    for bar, item in zip(bars, summary.routes, strict=True):
+        left.annotate(
+            f"${item.cost or 0:.4f}\n{item.calls} calls",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    left.set_ylabel("cost (USD)")
+    left.set_title("spend per route")
+    left.margins(y=0.25)
+
+    per_request = _requests(records)
+    xs = list(range(1, len(per_request) + 1))
+    actual: list[float] = []
+    baseline: list[float] = []
+    total = base = 0.0
+    for cost, reference in per_request:
+        total += cost
+        base += reference if reference is not None else cost
+        actual.append(total)
+        baseline.append(base)
+    strong = ", ".join(summary.baseline_models) or "strongest route"
+    right.plot(xs, baseline, color="#D1495B", label=f"always {strong}")
+    right.plot(xs, actual, color="#4C9F70", label="routed")
+    right.fill_between(xs, actual, baseline, color="#4C9F70", alpha=0.15, label="saved")
+    right.set_xlabel("request")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_ylabel("cumulative cost (USD)")
+    saved = "" if summary.savings_pct is None else f" (saved {summary.savings_pct:.0f}%)"
+    right.set_title(f"cumulative spend{saved}")
+    right.legend(loc="upper left", fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class DemoDecision:
+    """What happened to one request of the workload.
+
+    Attributes:
+        query: The request.
+        kind: ``"route"`` (routing model) or ``"cascade"``.
+        route: The route that answered.
+        model: The model that answered.
+        reason: The router's reason (``vote``, ``out_of_distribution``...) or, for the
+            cascade, why the answer was accepted.
+        confidence: The router's confidence (``None`` for cascade requests).
+        escalated: True when the request went to a stronger model than first chosen
+            (router uncertainty, a provider error, or a rejected cascade answer).
+        detail: Why it escalated, when it did.
+        answer: The answer's text.
+    """
+
+    query: str
+    kind: Literal["route", "cascade"]
+    route: str
+    model: str
+    reason: str
+    confidence: float | None
+    escalated: bool
+    detail: str = ""
+    answer: str = ""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Summary of one demo run (what was printed, as data).
+
+    Attributes:
+        provider: ``"offline"``, ``"openai"``, ``"anthropic"`` or ``"ollama"``.
+        models: Route -> model name.
+        decisions: One entry per request, in workload order.
+        requests: Requests sent.
+        calls: Paid model calls recorded in the ledger (escalations add calls).
+        cost: Total cost in USD (``None`` if no call could be priced).
+        baseline_cost: What always using the strong model would have cost.
+        savings: ``baseline_cost - cost`` over the priced requests.
+        savings_pct: ``savings`` in percent of the baseline.
+        ledger_path: The SQLite ledger.
+        plot_path: The PNG plot.
+        elapsed_s: Wall time of the run.
+    """
+
+    provider: str
+    models: dict[str, str]
+    decisions: list[DemoDecision]
+    requests: int
+    calls: int
+    cost: float | None
+    baseline_cost: float | None
+    savings: float | None
+    savings_pct: float | None
+    ledger_path: Path
+    plot_path: Path
+    elapsed_s: float
+    escalations: list[DemoDecision] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def _short(text: str, width: int = 58) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _fresh_ledger(path: Path) -> None:
+    """Remove a previous run's ledger (and its WAL files) so the report covers this run."""
+    for suffix in ("", "-wal", "-shm"):
+        candidate = path.with_name(path.name + suffix)
+        if candidate.exists():
+            candidate.unlink()
+
+
+def _model_name(model: BaseChatModel) -> str:
+    for attribute in ("model", "model_name"):
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
+
+
+def _routed(llm: RoutingChatModel, request: DemoRequest) -> DemoDecision:
+    answer = llm.invoke([SystemMessage(SYSTEM_PROMPT), HumanMessage(request.text)])
+    record: Mapping[str, Any] = answer.response_metadata.get(ROUTE_METADATA_KEY) or {}
+    reason = str(record.get("reason", "?"))
+    detail = ""
+    if reason in ("low_confidence", "out_of_distribution"):
+        detail = f"router {reason.replace('_', ' ')}: sent to the fallback route"
+    if record.get("escalated"):
+        errors = "; ".join(a["error"] for a in record.get("attempts") or [])
+        detail = f"{record.get('escalated_from')} failed ({errors})"
+    return DemoDecision(
+        query=request.text,
+        kind="route",
+        route=str(record.get("route")),
+        model=str(answer.response_metadata.get("model_name") or record.get("model")),
+        reason=reason,
+        confidence=record.get("confidence"),
+        escalated=bool(detail),
+        detail=detail,
+        answer=message_text(answer),
+    )
+
+
+def _cascaded(cascade: CascadeRunnable, request: DemoRequest) -> DemoDecision:
+    answer = cascade.invoke([SystemMessage(SYSTEM_PROMPT), HumanMessage(request.text)])
+    result = get_cascade_result(answer)
+    if result is None:  # pragma: no cover - a cascade always annotates its answer
+        raise RuntimeError("the cascade answer carries no cascade record")
+    rejected = result.rejected
+    detail = "; ".join(f"{a.tier_name} ({a.model}) {a.reason}" for a in rejected)
+    return DemoDecision(
+        query=request.text,
+        kind="cascade",
+        route=result.tier_name,
+        model=result.model,
+        reason="validated" if result.tier == 0 else "escalated",
+        confidence=None,
+        escalated=result.escalated,
+        detail=detail,
+        answer=message_text(answer),
+    )
+
+
+def _decision_table(decisions: Sequence[DemoDecision], costs: Sequence[float | None]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="decisions", title_justify="left", header_style="bold")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("request", min_width=24)  # the only column that wraps when narrow
+    table.add_column("via", no_wrap=True)
+    table.add_column("route", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("reason", no_wrap=True)
+    table.add_column("conf", justify="right", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
+    for number, (item, cost) in enumerate(zip(decisions, costs, strict=True), start=1):
+        style = "bold green" if item.route == "small" else "bold magenta"
+        table.add_row(
+            str(number),
+            _short(item.query, 50),
+            "router" if item.kind == "route" else "cascade",
+            f"[{style}]{item.route}[/]",
+            item.model,
+            item.reason + (" ⤴" if item.escalated else ""),
+            "-" if item.confidence is None else f"{item.confidence:.2f}",
+            "n/a" if cost is None else f"${cost:.6f}",
+        )
+    return table
+
+
+def run_demo(
+    provider: str | None = None,
+    output: Path = Path("langroute-demo"),
+    console: Console | None = None,
+    *,
+    router: ExemplarRouter | None = None,
+    workload: Sequence[DemoRequest] = WORKLOAD,
+) -> DemoResult:
+    """Run the demo: route the workload, record the costs, print the report, plot it.
+
+    Args:
+        provider: ``None`` / ``"offline"`` (local stand-ins priced as gpt-4o-mini and
+            gpt-4o), ``"openai"``, ``"anthropic"`` or ``"ollama"`` (real models; see
+            :func:`chat_models_for` for packages, keys and model names).
+        output: Folder for ``ledger.db`` (SQLite, replaced on each run) and ``costs.png``.
+        console: A ``rich`` console to print to (default: stdout).
+        router: The router (default: :meth:`ExemplarRouter.default`, the starter router).
+        workload: The requests (default: :data:`WORKLOAD`).
+
+    Returns:
+        A :class:`DemoResult` with the decisions, totals and file paths.
+
+    Raises:
+        DemoSetupError: The provider cannot be used (package or API key missing).
+
+    Example:
+        >>> result = run_demo(output=Path("/tmp/demo"))  # doctest: +SKIP
+        >>> result.savings > 0  # doctest: +SKIP
+        True
+    """
+    from rich.console import Console
+    from rich.panel import Panel
+
+    started = time.perf_counter()
+    name = _normalise_provider(provider)
+    cheap, strong = chat_models_for(name)  # fails fast, before loading the embedder
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 140))
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    ledger_path = output / "ledger.db"
+    plot_path = output / "costs.png"
+    models = {"small": _model_name(cheap), "large": _model_name(strong)}
+    where = "local stand-in models" if name == "offline" else f"{name} models"
+    console.print(
+        Panel.fit(
+            f"[bold]langroute demo[/] · {where}: small → [green]{models['small']}[/], "
+            f"large → [magenta]{models['large']}[/] (prices from genai-prices)\n"
+            f"{sum(r.kind == 'route' for r in workload)} requests through a RoutingChatModel, "
+            f"{sum(r.kind == 'cascade' for r in workload)} extractions through a cascade "
+            "(cheap first, a JSON validator decides)",
+        )
+    )
+
+    if router is None:
+        from langroute.router import ExemplarRouter
+
+        with console.status("building the starter router (embedding the bundled exemplars)"):
+            router = ExemplarRouter.default()
+    console.print(
+        f"router: {len(router)} exemplars "
+        f"({', '.join(f'{r}: {n}' for r, n in router.counts().items())}), "
+        f"dial {router.threshold:.2f}, k={router.settings.k}"
+    )
+    llm = RoutingChatModel(router=router, models={"small": cheap, "large": strong})
+    cascade = CascadeRunnable(
+        tiers=[cheap, strong],
+        scorer=AllOf(NonEmptyValidator(), RefusalDetector(), JSONValidator()),
+        threshold=0.5,
+        tier_names=["small", "large"],
+    )
+
+    _fresh_ledger(ledger_path)
+    ledger = CostLedger(ledger_path, pricer=_pricer_for(name, [cheap, strong]))
+    decisions: list[DemoDecision] = []
+    with track_costs(ledger):
+        for request in workload:
+            if request.kind == "cascade":
+                decisions.append(_cascaded(cascade, request))
+            else:
+                decisions.append(_routed(llm, request))
+
+    records = ledger.records()
+    per_request = _requests(records)
+    costs: list[float | None] = [cost for cost, _ in per_request]
+    if len(costs) != len(decisions):  # a record went missing: show no per-request costs
+        costs = [None] * len(decisions)
+    console.print(_decision_table(decisions, costs))
+
+    summary = ledger.summary(order=router.routes)
+    console.print(render_report(summary))
+
+    escalations = [d for d in decisions if d.escalated]
+    console.print(f"[bold]escalations[/] ({len(escalations)} of {len(decisions)} requests)")
+    for item in escalations:
+        console.print(f"  ⤴ {_short(item.query, 70)}\n    [dim]{item.detail}[/] → {item.model}")
+    if not escalations:
+        console.print("  none")
+
+    if summary.savings is not None and summary.baseline_cost is not None:
+        console.print(
+            f"[bold]savings[/]: spent [green]${summary.cost or 0:.6f}[/] instead of "
+            f"${summary.baseline_cost:.6f} with every request on {models['large']}: "
+            f"[bold green]saved ${summary.savings:.6f} ({summary.savings_pct or 0:.1f}%)[/]"
+        )
+    else:
+        console.print("[bold]savings[/]: n/a (the models have no known price)")
+
+    plot_costs(records, plot_path, order=router.routes, title=f"langroute demo ({where})")
+    ledger.close()
+    elapsed = time.perf_counter() - started
+    console.print(f"ledger: [bold]{ledger_path}[/]  (langroute report {ledger_path})")
+    console.print(f"plot:   [bold]{plot_path}[/]")
+    console.print(f"[dim]done in {elapsed:.1f} s[/]")
+    return DemoResult(
+        provider=name,
+        models=models,
+        decisions=decisions,
+        requests=summary.requests,
+        calls=summary.calls,
+        cost=summary.cost,
+        baseline_cost=summary.baseline_cost,
+        savings=summary.savings,
+        savings_pct=summary.savings_pct,
+        ledger_path=ledger_path,
+        plot_path=plot_path,
+        elapsed_s=elapsed,
+        escalations=escalations,
+    )
