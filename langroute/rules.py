@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-Weighting = Literal["softmax", "linear", "uniform"]
+Weighting = Literal["softmax", "linear", "uniform", "power"]
 
 
 def neighbour_weights(
@@ -24,11 +24,14 @@ def neighbour_weights(
     exemplar_weights: np.ndarray,
     weighting: Weighting = "softmax",
     temperature: float = 0.05,
+    power: float = 2.0,
 ) -> np.ndarray:
     """Weight of each neighbour's vote, ``(n, k)``; rows need not sum to one.
 
     ``softmax``: ``exp((s - s_max) / temperature)``, nearest neighbours dominate;
-    ``linear``: ``max(s, 0)``; ``uniform``: 1. Each is multiplied by the exemplar weight.
+    ``linear``: ``max(s, 0)``; ``uniform``: 1; ``power``: ``max(s, 0) ** power`` (a
+    gentle tilt towards the nearest, suited to large ``k``). Each is multiplied by the
+    exemplar weight.
     """
     if similarities.size == 0:
         return np.zeros_like(similarities)
@@ -39,9 +42,55 @@ def neighbour_weights(
         base = np.clip(similarities, 0.0, None) + 1e-6
     elif weighting == "uniform":
         base = np.ones_like(similarities)
+    elif weighting == "power":
+        base = np.clip(similarities, 0.0, None) ** power + 1e-12
     else:
         raise ValueError(f"unknown weighting {weighting!r}")
     return base * exemplar_weights
+
+
+def keep_nearest(weights: np.ndarray, count: int) -> np.ndarray:
+    """Zero the weights of all but the ``count`` nearest neighbours (columns are sorted).
+
+    Example:
+        >>> keep_nearest(np.ones((1, 3)), 2).tolist()
+        [[1.0, 1.0, 0.0]]
+    """
+    out = weights.copy()
+    out[:, count:] = 0.0
+    return out
+
+
+def length_weights(
+    query_lengths: np.ndarray,
+    neighbour_lengths: np.ndarray,
+    exemplar_weights: np.ndarray,
+    scale: float = 0.1,
+) -> np.ndarray:
+    """Weights of neighbours by how close their length is to the query's, ``(n, k)``.
+
+    ``exp(-|log(len_query / len_neighbour)| / scale)`` times the exemplar weight. Among
+    the topical neighbours, the ones of similar length are the better guide to how
+    hard a query is (long GSM8K problems take more steps).
+
+    Example:
+        >>> length_weights(np.array([100]), np.array([[100, 200]]), np.ones((1, 2)), 1.0).round(2)
+        array([[1. , 0.5]])
+    """
+    q = np.log(np.maximum(np.asarray(query_lengths, dtype=np.float64), 1.0))[:, None]
+    nb = np.log(np.maximum(np.asarray(neighbour_lengths, dtype=np.float64), 1.0))
+    return np.exp(-np.abs(q - nb) / max(scale, 1e-6)) * exemplar_weights
+
+
+def blend(evidence: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
+    """``(evidence + weight * other) / (1 + weight)``; where ``other`` is NaN, ``evidence``.
+
+    Example:
+        >>> blend(np.array([0.2]), np.array([0.8]), 1.0).tolist()
+        [0.5]
+    """
+    mixed = (evidence + weight * other) / (1.0 + weight)
+    return np.where(np.isnan(other), evidence, mixed)
 
 
 def vote(weights: np.ndarray, labels: np.ndarray, n_routes: int) -> np.ndarray:
@@ -87,6 +136,47 @@ def escalation_from_estimates(estimates: np.ndarray) -> np.ndarray:
     best_stronger = np.maximum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, 1:]
     gain = best_stronger - filled[:, :-1]
     return np.clip(0.5 + gain, 0.0, 1.0)
+
+
+def escalation_from_scores(
+    weights: np.ndarray, scores: np.ndarray, loss_weight: float = 1.0
+) -> np.ndarray:
+    """Escalation from the neighbours' score pairs, counting wins and losses apart; ``(n, R-1)``.
+
+    ``e_i = 0.5 + max over stronger j of (E[(s_j - s_i)+] - loss_weight * E[(s_i - s_j)+])``,
+    clipped to [0, 1], where ``E`` is the weighted mean over neighbours that have both
+    scores. With ``loss_weight = 1`` this is :func:`escalation_from_estimates` of
+    :func:`estimate` (when every neighbour has every score). A smaller ``loss_weight``
+    trusts the rarer, noisier cases where the cheaper model won a little less: on the
+    RouteLLM MMLU dev data 0.75 ranks queries slightly better than 1 (5-fold APGR 0.677
+    against 0.675 with ``weighting="power"``, ``k=300``).
+
+    Example:
+        >>> w = np.ones((1, 2))
+        >>> s = np.array([[[0.0, 1.0], [1.0, 0.0]]])  # one win, one loss for route 1
+        >>> escalation_from_scores(w, s, 1.0).round(3).tolist()
+        [[0.5]]
+        >>> escalation_from_scores(w, s, 0.5).round(3).tolist()
+        [[0.75]]
+    """
+    n, _, n_routes = scores.shape
+    out = np.full((n, max(n_routes - 1, 0)), 0.5)
+    for i in range(n_routes - 1):
+        best = np.full(n, -np.inf)
+        for j in range(i + 1, n_routes):
+            diff = scores[:, :, j] - scores[:, :, i]
+            known = ~np.isnan(diff)
+            w = weights * known
+            total = w.sum(axis=1)
+            diff = np.nan_to_num(diff)
+            net = (w * (np.clip(diff, 0.0, None) - loss_weight * np.clip(-diff, 0.0, None))).sum(
+                axis=1
+            )
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gain = np.where(total > 0, net / np.where(total > 0, total, 1.0), 0.0)
+            best = np.maximum(best, gain)
+        out[:, i] = 0.5 + best
+    return np.clip(out, 0.0, 1.0)
 
 
 def choose_by_threshold(escalation: np.ndarray, threshold: float) -> np.ndarray:

@@ -369,3 +369,32 @@ def test_real_embedder_vectors_are_normalised(minilm_embedder):
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
     asyncio.run(asyncio.sleep(0))
+
+
+def test_default_router_is_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGROUTE_CACHE_DIR", str(tmp_path))
+    first = ExemplarRouter.default(embedder=HashingEmbedder())
+    assert len(list((tmp_path / "starter").iterdir())) == 1
+
+    class NoEmbedding(HashingEmbedder):
+        def embed_documents(self, texts):
+            raise AssertionError("the cached starter pack must not be embedded again")
+
+        def embed_queries(self, texts):
+            return HashingEmbedder.embed_documents(self, texts)
+
+    second = ExemplarRouter.default(embedder=NoEmbedding(), k=5)
+    assert second.exemplars == first.exemplars
+    assert second.settings.k == 5
+    assert second.route("hello there").route == first.route("hello there").route
+    # another embedder gets its own copy
+    ExemplarRouter.default(embedder=HashingEmbedder(dimension=64))
+    assert len(list((tmp_path / "starter").iterdir())) == 2
+    # a damaged copy is rebuilt, not trusted
+    from langroute.router import _starter_cache_path
+
+    cached = _starter_cache_path(HashingEmbedder())
+    (cached / "index.faiss").write_bytes(b"garbage")
+    rebuilt = ExemplarRouter.default(embedder=HashingEmbedder())
+    assert rebuilt.exemplars == first.exemplars
+    assert ExemplarRouter.load(cached, embedder=HashingEmbedder()).exemplars == first.exemplars
