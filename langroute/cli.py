@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from langroute.evaluation.commands import calibrate_command, eval_command
+
 if TYPE_CHECKING:
     from langroute.decision import RouteDecision
     from langroute.router import ExemplarRouter
@@ -224,6 +226,9 @@ def report(
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
 
+
+app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
 
