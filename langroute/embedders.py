@@ -539,12 +539,12 @@ class HashingEmbedder:
         return self.embed_documents(texts)
 
 
-class _LangChainEmbeddingsAdapter:
-    """Adapts an object with ``embed_documents``/``embed_query`` (LangChain ``Embeddings``)."""
+class _FrameworkEmbeddingAdapter:
+    """Shared part of the adapters: a fingerprint and a dimension found by one probe."""
 
-    def __init__(self, embeddings: Any, fingerprint: str | None = None) -> None:
-        self._embeddings = embeddings
-        self._fingerprint = fingerprint or _describe(embeddings)
+    def __init__(self, wrapped: Any, fingerprint: str | None = None) -> None:
+        self._wrapped = wrapped
+        self._fingerprint = fingerprint or _describe(wrapped)
         self._dimension: int | None = None
 
     @property
@@ -557,37 +557,29 @@ class _LangChainEmbeddingsAdapter:
             self._dimension = int(self.embed_queries(["dimension probe"]).shape[1])
         return self._dimension
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _LangChainEmbeddingsAdapter(_FrameworkEmbeddingAdapter):
+    """Adapts an object with ``embed_documents``/``embed_query`` (LangChain ``Embeddings``)."""
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return normalize(self._embeddings.embed_documents(list(texts)))
+        return normalize(self._wrapped.embed_documents(list(texts)))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         # LangChain models may embed queries differently from documents: keep that.
-        return normalize([self._embeddings.embed_query(text) for text in texts])
+        return normalize([self._wrapped.embed_query(text) for text in texts])
 
 
-class _LlamaIndexEmbeddingAdapter:
+class _LlamaIndexEmbeddingAdapter(_FrameworkEmbeddingAdapter):
     """Adapts an object with ``get_text_embedding_batch``/``get_query_embedding`` (LlamaIndex)."""
 
-    def __init__(self, embedding: Any, fingerprint: str | None = None) -> None:
-        self._embedding = embedding
-        self._fingerprint = fingerprint or _describe(embedding)
-        self._dimension: int | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def dimension(self) -> int:
-        if self._dimension is None:
-            self._dimension = int(self.embed_queries(["dimension probe"]).shape[1])
-        return self._dimension
-
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return normalize(self._embedding.get_text_embedding_batch(list(texts)))
+        return normalize(self._wrapped.get_text_embedding_batch(list(texts)))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return normalize([self._embedding.get_query_embedding(text) for text in texts])
+        return normalize([self._wrapped.get_query_embedding(text) for text in texts])
 
 
 def _describe(obj: Any) -> str:
