@@ -1050,6 +1050,24 @@ def calibrate(
         data=str(data) if isinstance(data, (str, Path)) else None,
     )
     router.calibration = result.model_dump(mode="json")
+    if not reached:
+        floor = float(share_arr.min())
+        if target_strong_share is not None and target_strong_share < floor:
+            why = (
+                f"out-of-distribution queries (below min_similarity={settings.min_similarity}) "
+                f"and low-margin votes (min_margin={settings.min_margin}) always escalate, so "
+                f"no threshold sends fewer than {floor:.1%} of these rows to the strongest "
+                "route; lower those settings (or add exemplars) to go further"
+            )
+        elif target_strong_share is not None:
+            why = "queries with equal escalation scores move together, so shares come in steps"
+        else:
+            why = "no threshold reaches that quality on these rows; the best one was kept"
+        warnings.warn(
+            f"calibration target not reached: closest strong share {result.strong_share:.1%} "
+            f"at quality {result.quality:.3f}: {why}",
+            stacklevel=2,
+        )
     return result
 
 

@@ -415,6 +415,16 @@ def test_calibrate_hits_target_strong_share(target):
     assert report.scores.quality == pytest.approx(result.quality)
 
 
+def test_calibrate_says_why_a_low_share_is_out_of_reach():
+    rows = scored_rows(400)
+    # Half of the held-out rows are far from every exemplar: they always escalate.
+    router = scored_router(rows[:200], min_similarity=0.5)
+    with pytest.warns(UserWarning, match="always escalate"):
+        result = calibrate(router, rows[200:], target_strong_share=0.0)
+    assert not result.reached
+    assert result.strong_share > 0.02
+
+
 def test_calibrate_target_quality_is_the_cheapest_that_reaches_it():
     rows = scored_rows(400)
     router = scored_router(rows[:200])
