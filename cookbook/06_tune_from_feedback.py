@@ -1,7 +1,7 @@
 """Recipe 6: tune from feedback: log misrouted requests, add them as exemplars, save, re-evaluate.
 
 What it shows:
-    * Measuring a router on held-out labelled requests (``langroute.evaluation.harness``):
+    * Measuring a router on held-out labelled requests (``langroute.evaluation.evaluate``):
       accuracy, per-route recall, escalation rate, and the misrouted requests with the
       neighbours that decided them.
     * A misrouting log, as production would write it: one JSON line per request that
