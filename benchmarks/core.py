@@ -30,7 +30,7 @@ from rich.table import Table
 
 from langroute import Exemplar, ExemplarRouter, load_exemplars
 from langroute.embedders import SentenceTransformerEmbedder
-from langroute.evaluation.harness import PrecomputedEmbedder
+from langroute.evaluation.datasets import PrecomputedEmbedder
 from langroute.router import STARTER_EXEMPLARS
 
 QUERIES = [

@@ -40,18 +40,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from langroute import Exemplar, ExemplarRouter, load_exemplars
+from langroute import Exemplar, ExemplarRouter, engine, load_exemplars
 from langroute.embedders import SentenceTransformerEmbedder
-from langroute.evaluation.harness import (
-    PrecomputedEmbedder,
-    assign_folds,
-    calibrate,
-    evaluate,
-    fast_routes,
-    neighbourhood,
-    tune,
-)
+from langroute.evaluation import assign_folds, calibrate, evaluate, tune
+from langroute.evaluation.datasets import PrecomputedEmbedder
 from langroute.evaluation.plot import plot_report
+from langroute.settings import RouterSettings
 
 WEAK = "mixtral-8x7b-instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -105,8 +99,8 @@ console = Console(width=150)
 def embed_once(name: str, rows: list[Exemplar], cache_dir: Path | None) -> PrecomputedEmbedder:
     """Embed every (prepared) text once; optionally keep the vectors on disk."""
     embedder = SentenceTransformerEmbedder()
-    template = ExemplarRouter(routes=["x"], embedder=embedder, cache_size=0)
-    texts = list(dict.fromkeys(template._prepare(r.text)[0] for r in rows))
+    settings = RouterSettings(routes=["x"])
+    texts = list(dict.fromkeys(settings.prepare(r.text)[0] for r in rows))
     if cache_dir is not None:
         digest = hashlib.sha256(
             ("\x00".join(texts) + embedder.fingerprint).encode("utf-8")
@@ -354,13 +348,14 @@ def choose_ood_threshold(
     fit = [r for r, f in zip(train, inner) if f != 0 and r.route != out_of_scope]
     val = [r for r, f in zip(train, inner) if f == 0]
     router = ExemplarRouter(routes=routes, exemplars=fit, embedder=embedder, **settings)
-    nb = neighbourhood(router, [r.text for r in val], router.settings.k)
+    nb = router.neighbours([r.text for r in val])
     is_oos = np.array([r.route == out_of_scope for r in val])
     expected = np.array([routes.index(r.route) if not o else -1 for r, o in zip(val, is_oos)])
     trials = []
     for threshold in np.round(np.arange(-1.0, 0.90, 0.01), 2):
         trial = router.settings.model_copy(update={"min_similarity": float(threshold)})
-        routed, escalated = fast_routes(router, nb, trial)
+        _, choice = engine.weigh_and_choose(nb, trial, router.mode)
+        routed, escalated = choice.route_index, choice.escalated
         in_scope_acc = float(((routed == expected) & ~escalated)[~is_oos].mean())
         recall = float(escalated[is_oos].mean()) if is_oos.any() else 0.0
         trials.append((float(threshold), in_scope_acc, recall))

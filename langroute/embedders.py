@@ -696,3 +696,30 @@ class CachedEmbedder:
         """Empty the cache."""
         with self._lock:
             self._cache.clear()
+
+
+def embed_documents(
+    embedder: Embedder,
+    texts: Sequence[str],
+    *,
+    show_progress: bool = False,
+    label: str = "Embedding",
+) -> np.ndarray:
+    """``embedder.embed_documents(texts)`` in chunks of 256, with a progress bar if asked.
+
+    Example:
+        >>> embed_documents(HashingEmbedder(), ["a", "b"]).shape
+        (2, 256)
+    """
+    if not show_progress or len(texts) <= 256:
+        return embedder.embed_documents(list(texts))
+    from rich.progress import Progress
+
+    parts = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(label, total=len(texts))
+        for start in range(0, len(texts), 256):
+            chunk = list(texts[start : start + 256])
+            parts.append(embedder.embed_documents(chunk))
+            progress.advance(task, len(chunk))
+    return np.concatenate(parts)

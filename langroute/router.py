@@ -8,103 +8,24 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from langroute import rules
-from langroute.decision import DecisionReason, Neighbour, RouteDecision
-from langroute.embedders import CachedEmbedder, Embedder, as_embedder
+from langroute import engine
+from langroute.decision import DecisionReason, RouteDecision
+from langroute.embedders import CachedEmbedder, Embedder, as_embedder, embed_documents
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.exemplars import Exemplar, load_exemplars
-from langroute.index import IndexKind, VectorIndex
+from langroute.index import VectorIndex
+from langroute.settings import RouterSettings
+
+if TYPE_CHECKING:
+    from langroute.store import IndexSnapshot
+
+__all__ = ["STARTER_EXEMPLARS", "ExemplarRouter", "RouterSettings"]
 
 STARTER_EXEMPLARS = Path(__file__).parent / "data" / "starter_exemplars.jsonl"
-
-
-class RouterSettings(BaseModel):
-    """Every knob of a router; saved in the manifest.
-
-    Attributes:
-        routes: route names ordered from cheapest to strongest.
-        k: how many nearest exemplars decide.
-        threshold: the dial. Higher sends more traffic to cheaper routes. In vote
-            mode a route is kept while the vote share of stronger routes is below it;
-            in scores mode it is ``0.5 + tolerance``: a stronger route is taken when it
-            is expected to beat the cheaper one by at least ``tolerance``. Default:
-            0.5 (vote) or 0.6 (scores).
-        min_similarity: below this best similarity the query is out of distribution.
-        min_margin: a decision closer than this to the dial escalates to the fallback.
-        fallback: route for uncertain queries (default: the strongest).
-        mode: ``vote`` on labels, ``scores`` on per-route quality, ``auto`` picks
-            ``scores`` when any exemplar carries scores.
-        rule: ``threshold`` (ordered routes, the dial) or ``argmax`` (unordered
-            labels, e.g. intent classification: the most voted route wins).
-        weighting / temperature: how neighbours' votes are weighted by similarity.
-        power: exponent of ``weighting="power"`` (weight ``max(similarity, 0) ** power``).
-        loss_weight: scores mode: how much a neighbour where the cheaper route scored
-            higher counts against escalating, relative to one where the stronger route
-            did (1: the plain difference of mean scores).
-        local_k: only the ``local_k`` nearest of the ``k`` neighbours give the
-            similarity-weighted evidence (None: all ``k``).
-        length_weight / length_scale: blend in evidence from all ``k`` neighbours
-            weighted by closeness of text length (``exp(-|log ratio| / length_scale)``),
-            with this weight relative to the similarity-weighted evidence (0: off).
-        score_keys: route -> key in ``Exemplar.scores`` when they differ.
-        max_query_chars: longer queries are cut (head and tail kept) before embedding.
-        index: ``flat`` (exact), ``hnsw`` (approximate) or ``auto`` (the default: flat,
-            HNSW from 50k exemplars, with 8-bit vector codes from 200k).
-        cache_size: LRU cache of query embeddings (0 disables).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    routes: list[str]
-    k: int = Field(default=10, ge=1)
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    min_similarity: float = Field(default=0.3, ge=-1.0, le=1.0)
-    min_margin: float = Field(default=0.1, ge=0.0, le=1.0)
-    fallback: str | None = None
-    mode: Literal["auto", "vote", "scores"] = "auto"
-    rule: Literal["threshold", "argmax"] = "threshold"
-    weighting: rules.Weighting = "softmax"
-    temperature: float = Field(default=0.05, gt=0.0)
-    power: float = Field(default=2.0, ge=0.0)
-    loss_weight: float = Field(default=1.0, ge=0.0)
-    local_k: int | None = Field(default=None, ge=1)
-    length_weight: float = Field(default=0.0, ge=0.0)
-    length_scale: float = Field(default=0.1, gt=0.0)
-    score_keys: dict[str, str] = Field(default_factory=dict)
-    max_query_chars: int = Field(default=1000, ge=50)
-    index: IndexKind = "auto"
-    cache_size: int = Field(default=4096, ge=0)
-
-    @model_validator(mode="after")
-    def _check_routes(self) -> RouterSettings:
-        if not self.routes:
-            raise ValueError("at least one route is required")
-        if len(set(self.routes)) != len(self.routes):
-            raise ValueError(f"route names must be unique: {self.routes}")
-        if any(not route.strip() for route in self.routes):
-            raise ValueError("route names must not be empty")
-        if self.fallback is not None and self.fallback not in self.routes:
-            raise ValueError(f"fallback {self.fallback!r} is not one of the routes {self.routes}")
-        unknown = set(self.score_keys) - set(self.routes)
-        if unknown:
-            raise ValueError(f"score_keys name unknown routes: {sorted(unknown)}")
-        return self
-
-    def threshold_for(self, mode: Literal["vote", "scores"]) -> float:
-        """The dial in force for ``mode`` (the per-mode default when unset)."""
-        if self.threshold is not None:
-            return self.threshold
-        return 0.6 if mode == "scores" else 0.5
-
-    @property
-    def fallback_route(self) -> str:
-        """The configured fallback, or the strongest route."""
-        return self.fallback if self.fallback is not None else self.routes[-1]
 
 
 class ExemplarRouter:
@@ -164,6 +85,8 @@ class ExemplarRouter:
         self._scores: dict[str, np.ndarray] = {}  # exemplar id -> scores in route order
         self._index: VectorIndex | None = None
         self._scored = 0  # exemplars carrying explicit scores (decides "auto" mode)
+        self.calibration: dict[str, Any] | None = None
+        """The record of the last :func:`langroute.evaluation.calibrate` (saved with it)."""
         if exemplar_list:
             self._check_exemplars(exemplar_list)
             self._check_coverage(exemplar_list)
@@ -338,39 +261,34 @@ class ExemplarRouter:
         for ex in batch:  # the same id twice in one batch: the later wins
             unique[ex.id] = ex
         batch = list(unique.values())
-        vectors = self._embed_documents([self._prepare(ex.text)[0] for ex in batch], show_progress)
-        routes, keys = self.settings.routes, self.settings.score_keys
+        vectors = embed_documents(
+            self.embedder,
+            [self.settings.prepare(ex.text)[0] for ex in batch],
+            show_progress=show_progress,
+            label="Embedding exemplars",
+        )
         with self._lock:
             if self._index is None:
                 self._index = VectorIndex(vectors.shape[1], self.settings.index)
             self._index.add([ex.id for ex in batch], vectors)
             for ex in batch:
-                previous = self._exemplars.get(ex.id)
-                self._scored += bool(ex.scores) - bool(previous is not None and previous.scores)
-                self._exemplars[ex.id] = ex
-                label = ex.label_for(routes, keys)
-                self._labels[ex.id] = routes.index(label) if label in routes else -1
-                scores = ex.route_scores(routes, keys)
-                self._scores[ex.id] = (
-                    np.asarray(scores, dtype=np.float64)
-                    if scores is not None
-                    else np.full(len(routes), np.nan)
-                )
+                self._remember(ex)
         return [ex.id for ex in batch]
 
-    def _embed_documents(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        if not show_progress or len(texts) <= 256:
-            return self.embedder.embed_documents(texts)
-        from rich.progress import Progress
-
-        parts = []
-        with Progress(transient=True) as progress:
-            task = progress.add_task("Embedding exemplars", total=len(texts))
-            for start in range(0, len(texts), 256):
-                chunk = texts[start : start + 256]
-                parts.append(self.embedder.embed_documents(chunk))
-                progress.advance(task, len(chunk))
-        return np.concatenate(parts)
+    def _remember(self, ex: Exemplar) -> None:
+        """Keep ``ex`` and its label and scores in route order (call under the lock)."""
+        routes, keys = self.settings.routes, self.settings.score_keys
+        previous = self._exemplars.get(ex.id)
+        self._scored += bool(ex.scores) - bool(previous is not None and previous.scores)
+        self._exemplars[ex.id] = ex
+        label = ex.label_for(routes, keys)
+        self._labels[ex.id] = routes.index(label) if label in routes else -1
+        scores = ex.route_scores(routes, keys)
+        self._scores[ex.id] = (
+            np.asarray(scores, dtype=np.float64)
+            if scores is not None
+            else np.full(len(routes), np.nan)
+        )
 
     def remove_exemplars(self, ids: Iterable[str]) -> int:
         """Remove exemplars by id; unknown ids are ignored. Returns how many were removed.
@@ -428,15 +346,6 @@ class ExemplarRouter:
             raise InvalidQueryError("query is empty or whitespace")
         return query
 
-    def _prepare(self, query: str) -> tuple[str, bool]:
-        """Cut very long text to what the encoder can use: the head and the tail."""
-        limit = self.settings.max_query_chars
-        if len(query) <= limit:
-            return query, False
-        head = (limit * 3) // 5
-        tail = limit - head - 3
-        return f"{query[:head]} … {query[-tail:]}", True
-
     def route(self, query: str) -> RouteDecision:
         """Route one query.
 
@@ -456,7 +365,7 @@ class ExemplarRouter:
         if isinstance(queries, str):
             raise TypeError("route_batch takes a sequence of queries, not a string")
         start = time.perf_counter()
-        prepared = [self._prepare(self._check_query(q)) for q in queries]
+        prepared = [self.settings.prepare(self._check_query(q)) for q in queries]
         if not prepared:
             return []
         if not self._exemplars:
@@ -464,21 +373,9 @@ class ExemplarRouter:
         vectors = self.embedder.embed_queries([text for text, _ in prepared])
         embedded = time.perf_counter()
         settings = self.settings
-        with self._lock:
-            if self._index is None:  # pragma: no cover - guarded above
-                raise RouterConfigError("the router has no exemplars")
-            sims, keys = self._index.search(vectors, settings.k)
-            exemplars = [[self._exemplars[key] for key in row] for row in keys]
-            labels = np.array([[self._labels[key] for key in row] for row in keys], dtype=np.int64)
-            n_routes = len(settings.routes)
-            scores = (
-                np.stack([np.stack([self._scores[key] for key in row]) for row in keys])
-                if keys and keys[0]
-                else np.zeros((len(keys), 0, n_routes))
-            )
+        nb = self._search(prepared, vectors, settings.k)
         searched = time.perf_counter()
-        labels = labels.reshape(len(keys), -1)
-        decisions = self._decide(sims, exemplars, labels, scores, prepared, settings)
+        decisions = engine.decide(nb, settings, self.mode)
         done = time.perf_counter()
         n = len(decisions)
         timings = {
@@ -491,116 +388,58 @@ class ExemplarRouter:
             d.model_copy(update={"elapsed_ms": elapsed, "timings_ms": timings}) for d in decisions
         ]
 
-    def _decide(
-        self,
-        sims: np.ndarray,
-        exemplars: list[list[Exemplar]],
-        labels: np.ndarray,
-        scores: np.ndarray,
-        prepared: list[tuple[str, bool]],
-        settings: RouterSettings,
-    ) -> list[RouteDecision]:
-        routes = settings.routes
-        mode = self.mode
-        threshold = settings.threshold_for(mode)
-        sims64 = sims.astype(np.float64)
-        ex_weights = np.array([[ex.weight for ex in row] for row in exemplars], dtype=np.float64)
-        ex_weights = ex_weights.reshape(sims.shape)
-        weights = rules.neighbour_weights(
-            sims64, ex_weights, settings.weighting, settings.temperature, settings.power
+    def neighbours(self, queries: Sequence[str], k: int | None = None) -> engine.Neighbourhood:
+        """The ``k`` nearest exemplars of each query (default: ``settings.k``), as arrays.
+
+        Search once, then replay :func:`langroute.engine.decide` under many settings
+        (evaluation, calibration and tuning do); it gives exactly what :meth:`route_batch`
+        gives.
+
+        Example:
+            >>> nb = router.neighbours(["hello there"], k=2)
+            >>> nb.sims.shape
+            (1, 2)
+        """
+        if isinstance(queries, str):
+            raise TypeError("neighbours takes a sequence of queries, not a string")
+        prepared = [self.settings.prepare(self._check_query(q)) for q in queries]
+        if not self._exemplars:
+            raise RouterConfigError("the router has no exemplars: add some before routing")
+        vectors = self.embedder.embed_queries([text for text, _ in prepared])
+        return self._search(prepared, vectors, k or self.settings.k)
+
+    def _search(
+        self, prepared: list[tuple[str, bool]], vectors: np.ndarray, k: int
+    ) -> engine.Neighbourhood:
+        n_routes = len(self.settings.routes)
+        limit = self.settings.max_query_chars
+        with self._lock:
+            if self._index is None:
+                raise RouterConfigError("the router has no exemplars: add some before routing")
+            sims, keys = self._index.search(vectors, k)
+            exemplars = [[self._exemplars[key] for key in row] for row in keys]
+            labels = [[self._labels[key] for key in row] for row in keys]
+            scores = (
+                np.stack([np.stack([self._scores[key] for key in row]) for row in keys])
+                if keys and keys[0]
+                else np.zeros((len(keys), 0, n_routes))
+            )
+        n = len(keys)
+        width = len(keys[0]) if keys else 0
+        return engine.Neighbourhood(
+            queries=[text for text, _ in prepared],
+            truncated=[cut for _, cut in prepared],
+            sims=np.asarray(sims, dtype=np.float64).reshape(n, width),
+            labels=np.array(labels, dtype=np.int64).reshape(n, width),
+            scores=scores,
+            weights=np.array(
+                [[ex.weight for ex in row] for row in exemplars], dtype=np.float64
+            ).reshape(n, width),
+            lengths=np.array(
+                [[min(len(ex.text), limit) for ex in row] for row in exemplars]
+            ).reshape(n, width),
+            exemplars=exemplars,
         )
-        if settings.local_k is not None:
-            weights = rules.keep_nearest(weights, settings.local_k)
-        by_length = None
-        if settings.length_weight > 0:
-            limit = settings.max_query_chars
-            by_length = rules.length_weights(
-                np.array([len(text) for text, _ in prepared]),
-                np.array([[min(len(ex.text), limit) for ex in row] for row in exemplars]).reshape(
-                    sims.shape
-                ),
-                ex_weights,
-                settings.length_scale,
-            )
-        probabilities = rules.vote(weights, labels, len(routes))
-        estimates = rules.estimate(weights, scores) if mode == "scores" else None
-        if by_length is not None:
-            length_vote = rules.vote(by_length, labels, len(routes))
-            probabilities = rules.blend(probabilities, length_vote, settings.length_weight)
-            if estimates is not None:
-                length_estimates = rules.estimate(by_length, scores)
-                estimates = rules.blend(estimates, length_estimates, settings.length_weight)
-        if settings.rule == "argmax":
-            evidence = estimates if estimates is not None else probabilities
-            filled = np.nan_to_num(evidence, nan=-1.0)
-            chosen = filled.argmax(axis=1)
-            ordered = np.sort(filled, axis=1)
-            margin = ordered[:, -1] - (ordered[:, -2] if len(routes) > 1 else 0.0)
-            confidence = probabilities[np.arange(len(chosen)), chosen]
-            escalation = 1.0 - probabilities[:, 0]
-        else:
-            if estimates is not None and settings.loss_weight != 1.0:
-                boundary = rules.escalation_from_scores(weights, scores, settings.loss_weight)
-                if by_length is not None:
-                    length_boundary = rules.escalation_from_scores(
-                        by_length, scores, settings.loss_weight
-                    )
-                    boundary = rules.blend(boundary, length_boundary, settings.length_weight)
-            elif estimates is not None:
-                boundary = rules.escalation_from_estimates(estimates)
-            else:
-                boundary = rules.escalation_from_probabilities(probabilities)
-            chosen = rules.choose_by_threshold(boundary, threshold)
-            margin = rules.decision_margin(boundary, chosen, threshold)
-            confidence = rules.confidence_of(boundary, chosen)
-            escalation = boundary[:, 0] if boundary.shape[1] else np.zeros(len(chosen))
-        fallback = settings.fallback_route
-        fallback_index = routes.index(fallback)
-        decisions = []
-        for row, (text, truncated) in enumerate(prepared):
-            max_sim = float(sims[row, 0]) if sims.shape[1] else -1.0
-            route_index = int(chosen[row])
-            reason: DecisionReason = "scores" if mode == "scores" else "vote"
-            if max_sim < settings.min_similarity:
-                route_index, reason = fallback_index, "out_of_distribution"
-            elif margin[row] < settings.min_margin - 1e-6 and (
-                settings.rule == "argmax" or fallback_index > route_index
-            ):
-                route_index, reason = fallback_index, "low_confidence"
-            neighbours = [
-                Neighbour.model_construct(
-                    id=ex.id,
-                    text=ex.text,
-                    similarity=float(sims[row, col]),
-                    route=routes[labels[row, col]] if labels[row, col] >= 0 else None,
-                    scores=ex.scores,
-                    weight=ex.weight,
-                )
-                for col, ex in enumerate(exemplars[row])
-            ]
-            decisions.append(
-                RouteDecision.model_construct(
-                    route=routes[route_index],
-                    confidence=float(np.clip(confidence[row], 0.0, 1.0)),
-                    reason=reason,
-                    mode=mode,
-                    probabilities={r: float(p) for r, p in zip(routes, probabilities[row])},
-                    estimates=(
-                        {r: float(e) for r, e in zip(routes, estimates[row]) if not np.isnan(e)}
-                        if estimates is not None
-                        else {}
-                    ),
-                    escalation=float(escalation[row]),
-                    threshold=threshold,
-                    neighbours=neighbours,
-                    max_similarity=max_sim,
-                    query=text,
-                    truncated=truncated,
-                    elapsed_ms=0.0,
-                    timings_ms={},
-                )
-            )
-        return decisions
 
     async def aroute(self, query: str) -> RouteDecision:
         """Async :meth:`route` (runs in a worker thread; the event loop is not blocked)."""
@@ -632,7 +471,29 @@ class ExemplarRouter:
         """
         from langroute.store import save_router
 
-        return save_router(self, Path(path))
+        return save_router(
+            Path(path),
+            settings=self.settings,
+            embedder=self.embedder,
+            write_index=self.write_index,
+            calibration=self.calibration,
+        )
+
+    def write_index(self, path: Path) -> IndexSnapshot:
+        """Write the FAISS index to ``path`` and say which exemplars it holds (used by save).
+
+        One consistent snapshot: an exemplar added meanwhile is in the file and the
+        snapshot, or in neither.
+        """
+        from langroute.errors import RouterStoreError
+        from langroute.store import IndexSnapshot
+
+        with self._lock:
+            if self._index is None:
+                raise RouterStoreError("the router has no exemplars; nothing to save")
+            faiss_ids = self._index.write(path)
+            exemplars = [self._exemplars[key] for key in self._index.keys()]  # noqa: SIM118
+            return IndexSnapshot(exemplars, faiss_ids, self._index.kind)
 
     @classmethod
     def load(cls, path: str | Path, *, embedder: Any = None) -> ExemplarRouter:
@@ -643,26 +504,41 @@ class ExemplarRouter:
         """
         from langroute.store import load_router
 
-        return load_router(cls, Path(path), embedder)
+        stored = load_router(Path(path), embedder)
+        return cls.from_index(
+            stored.settings,
+            stored.exemplars,
+            stored.index,
+            embedder=stored.embedder,
+            calibration=stored.calibration,
+        )
 
-    def _restore(
-        self, exemplars: list[Exemplar], index: VectorIndex
-    ) -> None:  # used by langroute.store
-        routes, keys = self.settings.routes, self.settings.score_keys
-        self._check_exemplars(exemplars)
-        with self._lock:
-            self._index = index
-            self._exemplars = {ex.id: ex for ex in exemplars}
-            self._scored = sum(bool(ex.scores) for ex in exemplars)
-            for ex in exemplars:
-                label = ex.label_for(routes, keys)
-                self._labels[ex.id] = routes.index(label) if label in routes else -1
-                scores = ex.route_scores(routes, keys)
-                self._scores[ex.id] = (
-                    np.asarray(scores, dtype=np.float64)
-                    if scores is not None
-                    else np.full(len(routes), np.nan)
-                )
+    @classmethod
+    def from_index(
+        cls,
+        settings: RouterSettings,
+        exemplars: Sequence[Exemplar],
+        index: VectorIndex,
+        *,
+        embedder: Any = None,
+        calibration: dict[str, Any] | None = None,
+    ) -> ExemplarRouter:
+        """A router over an index that already holds the exemplars' vectors (no embedding).
+
+        ``index`` must hold one vector per exemplar, keyed by exemplar id, made by
+        ``embedder``; this is how :meth:`load` rebuilds a saved router.
+        """
+        router = cls(settings=settings, embedder=embedder)
+        exemplar_list = list(exemplars)
+        if sorted(index.keys()) != sorted(ex.id for ex in exemplar_list):
+            raise RouterConfigError("the index and the exemplars hold different ids")
+        router._check_exemplars(exemplar_list)
+        with router._lock:
+            router._index = index
+            for ex in exemplar_list:
+                router._remember(ex)
+        router.calibration = calibration
+        return router
 
     def __repr__(self) -> str:
         return (

@@ -21,20 +21,20 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from langroute.embedders import as_embedder
+from langroute.embedders import Embedder, as_embedder
 from langroute.errors import EmbedderMismatchError, ExemplarFormatError, RouterStoreError
-from langroute.exemplars import exemplars_to_jsonl, load_exemplars
+from langroute.exemplars import Exemplar, exemplars_to_jsonl, load_exemplars
 from langroute.index import VectorIndex
-
-if TYPE_CHECKING:
-    from langroute.router import ExemplarRouter
+from langroute.settings import RouterSettings
 
 FORMAT_NAME = "langroute-router"
 FORMAT_VERSION = 1
@@ -107,8 +107,34 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def save_router(router: ExemplarRouter, path: Path) -> Path:
-    """Write ``router`` to directory ``path`` atomically (see module docs)."""
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """What a router wrote when it saved its index: one consistent state."""
+
+    exemplars: list[Exemplar]
+    """The exemplars, in index order."""
+    faiss_ids: list[int]
+    """FAISS id of each exemplar, in the same order."""
+    kind: Literal["flat", "hnsw"]
+
+
+IndexWriter = Callable[[Path], IndexSnapshot]
+"""Writes a FAISS index to a path and says what it holds."""
+
+
+def save_router(
+    path: Path,
+    *,
+    settings: RouterSettings,
+    embedder: Embedder,
+    write_index: IndexWriter,
+    calibration: dict[str, Any] | None = None,
+) -> Path:
+    """Write a router to directory ``path`` atomically (see module docs).
+
+    ``write_index`` (:meth:`ExemplarRouter.write_index`) writes a consistent snapshot
+    of the index and says which exemplars it holds.
+    """
     from langroute import __version__
 
     if path.exists() and not path.is_dir():
@@ -121,19 +147,11 @@ def save_router(router: ExemplarRouter, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.saving-"))
     try:
-        with router._lock:
-            exemplars = router.exemplars
-            index = router._index
-            if index is None:
-                raise RouterStoreError("the router has no exemplars; nothing to save")
-            faiss_ids = index.write(staging / INDEX)
-            keys = index.keys()
-        if keys != [ex.id for ex in exemplars]:
-            order = {key: i for i, key in enumerate(keys)}
-            exemplars = sorted(exemplars, key=lambda ex: order[ex.id])
+        snapshot = write_index(staging / INDEX)
+        exemplars = snapshot.exemplars
         _write_file(staging / EXEMPLARS, exemplars_to_jsonl(exemplars).encode("utf-8"))
         with (staging / IDS).open("wb") as handle:
-            np.save(handle, np.asarray(faiss_ids, dtype=np.int64), allow_pickle=False)
+            np.save(handle, np.asarray(snapshot.faiss_ids, dtype=np.int64), allow_pickle=False)
             handle.flush()
             os.fsync(handle.fileno())
         manifest = Manifest(
@@ -141,14 +159,12 @@ def save_router(router: ExemplarRouter, path: Path) -> Path:
             format_version=FORMAT_VERSION,
             langroute_version=__version__,
             created_at=datetime.now(timezone.utc),
-            embedder=EmbedderInfo(
-                fingerprint=router.embedder.fingerprint, dimension=router.embedder.dimension
-            ),
-            settings=router.settings.model_dump(mode="json"),
-            index_kind=index.kind,
+            embedder=EmbedderInfo(fingerprint=embedder.fingerprint, dimension=embedder.dimension),
+            settings=settings.model_dump(mode="json"),
+            index_kind=snapshot.kind,
             exemplar_count=len(exemplars),
             files={name: _sha256(staging / name) for name in (EXEMPLARS, IDS, INDEX)},
-            calibration=getattr(router, "calibration", None),
+            calibration=calibration,
         )
         _write_file(staging / MANIFEST, manifest.model_dump_json(indent=2).encode("utf-8"))
         _fsync_dir(staging)
@@ -212,10 +228,19 @@ def read_manifest(path: Path) -> Manifest:
         raise RouterStoreError(f"{manifest_path} is invalid: {problems}") from exc
 
 
-def load_router(cls: type[ExemplarRouter], path: Path, embedder: Any = None) -> ExemplarRouter:
-    """Load a router saved by :func:`save_router` (checks everything before use)."""
-    from langroute.router import RouterSettings
+@dataclass(frozen=True)
+class StoredRouter:
+    """What a saved router directory holds, checked, for :meth:`ExemplarRouter.from_index`."""
 
+    settings: RouterSettings
+    embedder: Embedder
+    exemplars: list[Exemplar]
+    index: VectorIndex
+    calibration: dict[str, Any] | None
+
+
+def load_router(path: Path, embedder: Any = None) -> StoredRouter:
+    """Read a router saved by :func:`save_router` (checks everything before use)."""
     path = _recover(path)
     manifest = read_manifest(path)
     for name in (EXEMPLARS, IDS, INDEX):
@@ -263,7 +288,4 @@ def load_router(cls: type[ExemplarRouter], path: Path, embedder: Any = None) -> 
         index.read(path / INDEX, [ex.id for ex in exemplars], [int(i) for i in faiss_ids])
     except (RuntimeError, ValueError) as exc:
         raise RouterStoreError(f"{path / INDEX} could not be read: {exc}") from exc
-    router = cls(settings=settings, embedder=resolved)
-    router._restore(exemplars, index)
-    router.calibration = manifest.calibration
-    return router
+    return StoredRouter(settings, resolved, exemplars, index, manifest.calibration)

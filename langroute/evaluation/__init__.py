@@ -14,17 +14,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from langroute.evaluation.harness import (
-        CalibrationResult,
-        EvalReport,
-        TuningReport,
-        assign_folds,
-        calibrate,
-        cross_validate,
-        evaluate,
-        load_eval_set,
-        tune,
-    )
+    from langroute.evaluation.calibration import CalibrationResult, calibrate
+    from langroute.evaluation.datasets import assign_folds, load_eval_set
+    from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.metrics import (
         CostQualityCurve,
         cost_quality_curve,
@@ -32,17 +24,19 @@ if TYPE_CHECKING:
         routellm_protocol,
     )
     from langroute.evaluation.plot import plot_report
+    from langroute.evaluation.reports import EvalReport
+    from langroute.evaluation.tuning import TuningReport, tune
 
 _EXPORTS = {
-    "CalibrationResult": "langroute.evaluation.harness",
-    "EvalReport": "langroute.evaluation.harness",
-    "TuningReport": "langroute.evaluation.harness",
-    "assign_folds": "langroute.evaluation.harness",
-    "calibrate": "langroute.evaluation.harness",
-    "cross_validate": "langroute.evaluation.harness",
-    "evaluate": "langroute.evaluation.harness",
-    "load_eval_set": "langroute.evaluation.harness",
-    "tune": "langroute.evaluation.harness",
+    "CalibrationResult": "langroute.evaluation.calibration",
+    "EvalReport": "langroute.evaluation.reports",
+    "TuningReport": "langroute.evaluation.tuning",
+    "assign_folds": "langroute.evaluation.datasets",
+    "calibrate": "langroute.evaluation.calibration",
+    "cross_validate": "langroute.evaluation.evaluator",
+    "evaluate": "langroute.evaluation.evaluator",
+    "load_eval_set": "langroute.evaluation.datasets",
+    "tune": "langroute.evaluation.tuning",
     "CostQualityCurve": "langroute.evaluation.metrics",
     "cost_quality_curve": "langroute.evaluation.metrics",
     "label_metrics": "langroute.evaluation.metrics",

@@ -157,7 +157,7 @@ def eval_command(
 ) -> None:
     """Measure a router built from EXEMPLARS on EVALSET: table, plot and optional JSON."""
     from langroute.errors import LangrouteError
-    from langroute.evaluation.harness import cross_validate, evaluate
+    from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.plot import plot_report
     from langroute.exemplars import load_exemplars
     from langroute.router import ExemplarRouter
@@ -241,7 +241,7 @@ def calibrate_command(
     import warnings
 
     from langroute.errors import LangrouteError
-    from langroute.evaluation.harness import calibrate
+    from langroute.evaluation.calibration import calibrate
     from langroute.router import ExemplarRouter
     from langroute.store import read_manifest
 

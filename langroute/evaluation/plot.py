@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from langroute.evaluation.harness import EvalReport
+    from langroute.evaluation.reports import EvalReport
 
 __all__ = ["plot_curves", "plot_report"]
 

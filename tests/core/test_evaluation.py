@@ -9,20 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langroute import Exemplar, ExemplarRouter
+from langroute import Exemplar, ExemplarRouter, engine
 from langroute.embedders import HashingEmbedder
 from langroute.errors import RouterConfigError
+from langroute.evaluation import assign_folds, calibrate, cross_validate, evaluate, tune
 from langroute.evaluation import metrics as m
-from langroute.evaluation.harness import (
-    assign_folds,
-    calibrate,
-    cross_validate,
-    evaluate,
-    fast_boundaries,
-    fast_routes,
-    neighbourhood,
-    tune,
-)
+from langroute.evaluation.evaluator import neighbourhood
 
 # -- metrics: hand-computed cases -----------------------------------------------------------
 
@@ -259,35 +251,79 @@ def test_evaluate_scored_report_and_baselines():
     json.dumps(data, allow_nan=False)
 
 
-def test_fast_path_matches_the_router():
+PARITY_OPTIONS = [
+    {},
+    {"weighting": "power", "power": 2.0, "loss_weight": 0.75},
+    {"weighting": "linear", "local_k": 5, "length_weight": 0.5, "length_scale": 0.2},
+    {"weighting": "uniform", "local_k": 10, "length_weight": 1.0, "loss_weight": 0.5},
+    {"weighting": "softmax", "temperature": 0.1, "min_margin": 0.2},
+]
+
+
+def _assert_replay_matches_routing(router, texts):
+    """The engine replayed over one search gives exactly the live decisions."""
+    nb = neighbourhood(router, texts)
+    live = router.route_batch(texts)
+    evidence, choice = engine.weigh_and_choose(nb, router.settings, router.mode)
+    assert evidence.escalation == pytest.approx([d.escalation for d in live])
+    assert [router.routes[i] for i in choice.route_index] == [d.route for d in live]
+    assert choice.escalated.tolist() == [d.escalated for d in live]
+    replayed = engine.decide(nb, router.settings, router.mode)
+    assert [(d.route, d.reason) for d in replayed] == [(d.route, d.reason) for d in live]
+    assert [d.confidence for d in replayed] == pytest.approx([d.confidence for d in live])
+
+
+@pytest.mark.parametrize("rule", ["threshold", "argmax"])
+@pytest.mark.parametrize("mode", ["vote", "scores"])
+@pytest.mark.parametrize("options", PARITY_OPTIONS)
+def test_evaluation_replay_and_live_routing_decide_alike(rule, mode, options):
     rows = scored_rows()
-    router = scored_router(rows[:160], weighting="softmax", temperature=0.1)
     texts = [r.text for r in rows[160:]]
-    nb = neighbourhood(router, texts, router.settings.k)  # ties at the cut may order either way
-    z = fast_boundaries(router, nb, router.settings)[:, 0]
-    decisions = router.route_batch(texts)
-    assert z == pytest.approx([d.escalation for d in decisions])
-    routed, _ = fast_routes(router, nb, router.settings)
-    assert [router.routes[i] for i in routed] == [d.route for d in decisions]
-    # The added rule options: power weighting and the loss weight.
-    for options in (
-        {"weighting": "power", "power": 2.0, "loss_weight": 0.75},
-        {"local_k": 5, "length_weight": 0.5, "length_scale": 0.2},
-        {"local_k": 10, "length_weight": 1.0, "loss_weight": 0.5},
-    ):
-        router.configure(**options)
-        z = fast_boundaries(router, nb, router.settings)[:, 0]
-        assert z == pytest.approx([d.escalation for d in router.route_batch(texts)])
-    # Vote mode, with the default margin and out-of-distribution floor.
-    labelled = [Exemplar(text=r.text, route=r.label_for(["weak", "strong"])) for r in rows[:160]]
-    voter = ExemplarRouter(
-        routes=["weak", "strong"], exemplars=labelled, embedder=HashingEmbedder(), k=7
+    if mode == "scores":
+        router = scored_router(rows[:160], **({"rule": rule, "min_margin": 0.05} | options))
+    else:
+        labelled = [
+            Exemplar(text=r.text, route=r.label_for(["weak", "strong"])) for r in rows[:160]
+        ]
+        router = ExemplarRouter(
+            routes=["weak", "strong"],
+            exemplars=labelled,
+            embedder=HashingEmbedder(),
+            k=7,
+            rule=rule,
+            **options,
+        )
+    assert router.mode == mode
+    _assert_replay_matches_routing(router, texts)
+    # A deeper search cut to k replays the same (tuning searches once at the largest k),
+    # except where exemplars tie at the cut: FAISS may then keep either of them.
+    k = router.settings.k
+    deep = neighbourhood(router, texts, k=k + 20)
+    clear = [i for i in range(len(texts)) if deep.sims[i, k - 1] > deep.sims[i, k] + 1e-6]
+    if clear:  # the hashing embedder's coarse similarities tie often at large k
+        live = router.route_batch([texts[i] for i in clear])
+        evidence, choice = engine.weigh_and_choose(deep.rows(clear), router.settings, router.mode)
+        assert evidence.escalation == pytest.approx([d.escalation for d in live])
+        assert [router.routes[i] for i in choice.route_index] == [d.route for d in live]
+    # Some decisions escalate and some do not, so both paths are compared.
+    escalated = [d.escalated for d in router.route_batch(texts)]
+    assert any(escalated) and not all(escalated)
+
+
+def test_three_routes_replay_matches_routing_with_a_middle_fallback():
+    rows = [
+        Exemplar(text=" ".join(WORDS[i % 8 : i % 8 + 3]), route=route)
+        for i, route in enumerate(["small", "medium", "large"] * 30)
+    ]
+    router = ExemplarRouter(
+        routes=["small", "medium", "large"],
+        exemplars=rows,
+        embedder=HashingEmbedder(),
+        fallback="medium",
+        k=9,
     )
-    nb = neighbourhood(voter, texts, 7)
-    routed, escalated = fast_routes(voter, nb, voter.settings)
-    decisions = voter.route_batch(texts)
-    assert [voter.routes[i] for i in routed] == [d.route for d in decisions]
-    assert escalated.tolist() == [d.escalated for d in decisions]
+    texts = [" ".join(WORDS[i : i + 2]) for i in range(20)]
+    _assert_replay_matches_routing(router, texts)
 
 
 def test_evaluate_labels_with_out_of_scope_rows():
@@ -606,7 +642,7 @@ def test_commands_module_imports_light():
 
 
 def test_shared_data_oracle_matches_the_readme(shared_data):
-    from langroute.evaluation.harness import is_contaminated, load_eval_set
+    from langroute.evaluation.datasets import is_contaminated, load_eval_set
 
     expected = {
         "mmlu": (7097, 0.060, 0.096, 1.43, 1.31),
@@ -643,7 +679,7 @@ def test_shared_data_gsm8k_cross_validation(shared_data):
 
 
 def test_package_exports_the_evaluate_function():
-    import langroute.evaluation.harness as module
+    import langroute.evaluation.evaluator as module
     from langroute.evaluation import evaluate as exported
 
     rows = scored_rows(80)
