@@ -73,12 +73,20 @@ class EmbedderMismatchError(RouterStoreError):
 class AllRoutesFailedError(LangrouteError):
     """Every route that was tried raised; ``attempts`` lists ``(route, error)`` pairs.
 
-    The last provider error is chained as ``__cause__``.
+    ``call`` is the :class:`~langroute.calls.RoutedCall` with every attempt, when the
+    call was run by :class:`~langroute.escalation.Escalation`. The last provider error
+    is chained as ``__cause__``.
     """
 
-    def __init__(self, message: str, attempts: Sequence[tuple[str, BaseException]]) -> None:
+    def __init__(
+        self,
+        message: str,
+        attempts: Sequence[tuple[str, BaseException]],
+        call: Any = None,
+    ) -> None:
         super().__init__(message)
         self.attempts: list[tuple[str, BaseException]] = list(attempts)
+        self.call = call
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.args[0], self.attempts))
+        return (type(self), (self.args[0], self.attempts, self.call))

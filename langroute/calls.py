@@ -1,0 +1,230 @@
+"""The record of a routed call: the decision, then every attempt, in order.
+
+Both integrations describe a routed request with one :class:`RoutedCall`: the router's
+decision, each route that was tried (its model, error, token usage and latency) and
+the strongest route that savings are measured against. They put
+:meth:`RoutedCall.metadata` on the answer (LangChain ``response_metadata["langroute"]``,
+LlamaIndex ``additional_kwargs["langroute"]``) and turn the call into ledger rows with
+:meth:`RoutedCall.ledger_records`: one row per paid attempt, priced by the ledger.
+
+Example:
+    >>> from langroute.decision import RouteDecision
+    >>> call = RoutedCall(
+    ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
+    ...     baseline_route="large",
+    ...     baseline_model="gpt-4o",
+    ... )
+    >>> call.add_attempt(Attempt(route="small", model="gpt-4o-mini", error="RateLimitError: 429"))
+    >>> call.add_attempt(Attempt(route="large", model="gpt-4o", usage=TokenUsage(input_tokens=9)))
+    >>> call.route, call.escalated, call.escalated_from
+    ('large', True, 'small')
+    >>> [(r.route, r.error is None) for r in call.ledger_records(framework="core")]
+    [('small', False), ('large', True)]
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from langroute.decision import RouteDecision
+
+__all__ = ["ROUTE_KEY", "Attempt", "RoutedCall", "TokenUsage", "error_text"]
+
+ROUTE_KEY = "langroute"
+"""Key of :meth:`RoutedCall.metadata` in an answer's metadata (both integrations)."""
+
+
+def error_text(error: BaseException) -> str:
+    """``"ErrorType: message"``, the one form errors take in records, reasons and messages.
+
+    Example:
+        >>> error_text(TimeoutError("read timed out"))
+        'TimeoutError: read timed out'
+    """
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class TokenUsage(BaseModel):
+    """Token counts of one model call. ``input_tokens`` includes the cached ones.
+
+    Example:
+        >>> TokenUsage(input_tokens=1200, output_tokens=80, cached_tokens=1000).input_tokens
+        1200
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cached_tokens: int = Field(default=0, ge=0)
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+
+class Attempt(BaseModel):
+    """One route tried for a call: the model that was asked and what came of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    model: str | None = Field(default=None, description="The model that served (or failed).")
+    error: str | None = Field(default=None, description='"ErrorType: message" if it failed.')
+    usage: TokenUsage | None = Field(
+        default=None, description="Tokens the provider reported; None when it reported none."
+    )
+    latency_ms: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when this attempt raised."""
+        return self.error is not None
+
+
+class RoutedCall(BaseModel):
+    """One routed request: the decision, then every attempt, in order.
+
+    Attributes:
+        call_id: Identifier shared by the call's events, metadata and ledger rows.
+        decision: The router's decision (``forced`` or ``no_query`` ones included).
+        attempts: Every route tried, in order; all but the last failed unless the call
+            is still running or every route failed.
+        baseline_route: The strongest route, for savings.
+        baseline_model: That route's model.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    call_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    decision: RouteDecision
+    attempts: list[Attempt] = Field(default_factory=list)
+    baseline_route: str
+    baseline_model: str | None = None
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        """Append an attempt (thread-safe)."""
+        with self._lock:
+            self.attempts.append(attempt)
+
+    def complete_attempt(self, attempt: Attempt) -> None:
+        """Replace the last attempt (a stream's provisional record) with its final record."""
+        with self._lock:
+            if not self.attempts or self.attempts[-1].route != attempt.route:
+                raise ValueError(f"the last attempt is not one of route {attempt.route!r}")
+            self.attempts[-1] = attempt
+
+    @property
+    def failed_attempts(self) -> list[Attempt]:
+        """The attempts that raised, in order."""
+        return [a for a in self.attempts if a.failed]
+
+    @property
+    def answered(self) -> Attempt | None:
+        """The attempt that answered (the last one, when it did not fail)."""
+        if self.attempts and not self.attempts[-1].failed:
+            return self.attempts[-1]
+        return None
+
+    @property
+    def route(self) -> str | None:
+        """The route that answered (None while none has)."""
+        answered = self.answered
+        return answered.route if answered is not None else None
+
+    @property
+    def model(self) -> str | None:
+        """The model that answered."""
+        answered = self.answered
+        return answered.model if answered is not None else None
+
+    @property
+    def escalated(self) -> bool:
+        """True when a route failed before the one that answered (or every route failed)."""
+        return bool(self.failed_attempts)
+
+    @property
+    def escalated_from(self) -> str | None:
+        """The first route tried, when it failed."""
+        return self.attempts[0].route if self.escalated else None
+
+    def metadata(self) -> dict[str, Any]:
+        """The record put on an answer under :data:`ROUTE_KEY` (JSON-safe).
+
+        Keys: ``call_id``, ``route`` and ``model`` (what answered), ``confidence``,
+        ``reason``, ``decided_route`` (the router's choice), ``escalated``,
+        ``escalated_from``, ``attempts`` (the failed routes with ``route``, ``model``,
+        ``error``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
+        """
+        decision = self.decision
+        return {
+            "call_id": self.call_id,
+            "route": self.route,
+            "model": self.model,
+            "confidence": decision.confidence,
+            "reason": decision.reason,
+            "decided_route": decision.route,
+            "escalated": self.escalated,
+            "escalated_from": self.escalated_from,
+            "attempts": [
+                {"route": a.route, "model": a.model, "error": a.error} for a in self.failed_attempts
+            ],
+            "baseline_route": self.baseline_route,
+            "baseline_model": self.baseline_model,
+            "routing_ms": decision.elapsed_ms,
+        }
+
+    def ledger_records(
+        self,
+        *,
+        framework: str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Any]:
+        """One :class:`~langroute.costs.LedgerRecord` per attempt, unpriced.
+
+        The ledger prices them (:meth:`CostLedger.record`), so prices live in one place.
+        A failed attempt carries its error and the tokens the provider reported, if any.
+        """
+        from langroute.costs import LedgerRecord
+
+        first = self.attempts[0].route if self.attempts else None
+        extra = dict(metadata or {})
+        records = []
+        for index, attempt in enumerate(self.attempts):
+            usage = attempt.usage or TokenUsage()
+            records.append(
+                LedgerRecord(
+                    framework=framework,
+                    run_id=self.call_id,
+                    kind="route",
+                    route=attempt.route,
+                    model=attempt.model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    baseline_model=self.baseline_model,
+                    latency_ms=attempt.latency_ms,
+                    escalated=index > 0,
+                    escalated_from=first if index > 0 else None,
+                    error=attempt.error,
+                    reason=self.decision.reason,
+                    confidence=self.decision.confidence,
+                    metadata={
+                        **extra,
+                        "decided_route": self.decision.route,
+                        "routing_ms": self.decision.elapsed_ms,
+                        "usage_reported": attempt.usage is not None,
+                    },
+                )
+            )
+        return records

@@ -1,0 +1,308 @@
+"""Escalation on errors: try the chosen route, then each stronger one, recording every try.
+
+Every integration entry point (a routed ``invoke``, ``stream``, ``chat``, a cascade
+tier, an agent's model call) runs its provider calls through one :class:`Escalation`,
+so errors escalate alike everywhere: an error listed in ``escalate_on`` moves the call
+to the next route of the path, any other error propagates at once, and when every
+route fails :class:`~langroute.errors.AllRoutesFailedError` is raised with one message
+format. A stream escalates until its first chunk; after that an error reaches the
+caller, because part of an answer has already been delivered. Every try lands in the
+call's :class:`~langroute.calls.RoutedCall` as an :class:`~langroute.calls.Attempt`
+with its model, error, usage and latency.
+
+Example:
+    >>> from langroute.calls import RoutedCall
+    >>> from langroute.decision import RouteDecision
+    >>> call = RoutedCall(
+    ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
+    ...     baseline_route="large",
+    ... )
+    >>> def ask(route):
+    ...     if route == "small":
+    ...         raise TimeoutError("read timed out")
+    ...     return f"answer from {route}"
+    >>> escalation = Escalation(call, ["small", "large"], model_for=lambda r: f"{r}-model")
+    >>> escalation.run(ask)
+    ('large', 'answer from large')
+    >>> [(a.route, a.error) for a in call.attempts]
+    [('small', 'TimeoutError: read timed out'), ('large', None)]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import Any, Generic, TypeVar
+
+from langroute.calls import Attempt, RoutedCall, TokenUsage, error_text
+from langroute.errors import AllRoutesFailedError
+
+__all__ = ["Escalation", "escalation_path", "max_usage", "sum_usage"]
+
+T = TypeVar("T")
+
+UsageOf = Callable[[Any], TokenUsage | None]
+"""Reads the usage a provider reported on an answer or a chunk (None: not reported)."""
+ModelOf = Callable[[str, Any], str | None]
+"""``(route, answer or first chunk)`` -> the model that served (None: the route's model)."""
+UsageMerge = Callable[[TokenUsage | None, TokenUsage | None], TokenUsage | None]
+FailureHook = Callable[[Attempt, str | None, BaseException], None]
+"""Called for each failed attempt with the next route to try (None: none left)."""
+
+
+def escalation_path(route: str, order: Sequence[str]) -> list[str]:
+    """The chosen route, then the routes after it in ``order`` (cheapest first).
+
+    Example:
+        >>> escalation_path("medium", ["small", "medium", "large"])
+        ['medium', 'large']
+        >>> escalation_path("other", ["small", "large"])
+        ['other']
+    """
+    order = list(order)
+    if route not in order:
+        return [route]
+    return order[order.index(route) :]
+
+
+def sum_usage(a: TokenUsage | None, b: TokenUsage | None) -> TokenUsage | None:
+    """Chunk usage that adds up (LangChain: exactly one chunk carries it)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return a + b
+
+
+def max_usage(a: TokenUsage | None, b: TokenUsage | None) -> TokenUsage | None:
+    """Chunk usage reported as running totals: the field-wise maximum (LlamaIndex)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return TokenUsage(
+        input_tokens=max(a.input_tokens, b.input_tokens),
+        output_tokens=max(a.output_tokens, b.output_tokens),
+        cached_tokens=max(a.cached_tokens, b.cached_tokens),
+    )
+
+
+def _no_usage(_: Any) -> TokenUsage | None:
+    return None
+
+
+class Escalation(Generic[T]):
+    """Runs one routed call along its escalation path and records every attempt.
+
+    Args:
+        call: The record the attempts are added to.
+        path: Routes to try in order (see :func:`escalation_path`).
+        model_for: Route -> the configured model name of that route.
+        escalate_on: Errors that move the call to the next route; others propagate.
+        on_failure: Called for each failed attempt (events, logging).
+        usage_of: Reads the provider's usage from an answer or chunk.
+        model_of: Reads the served model name from an answer or the first chunk (the
+            dated name a provider reports); None keeps ``model_for(route)``.
+        merge_usage: Combines chunk usages of a stream (default :func:`sum_usage`).
+    """
+
+    def __init__(
+        self,
+        call: RoutedCall,
+        path: Sequence[str],
+        *,
+        model_for: Callable[[str], str | None],
+        escalate_on: tuple[type[BaseException], ...] = (Exception,),
+        on_failure: FailureHook | None = None,
+        usage_of: UsageOf = _no_usage,
+        model_of: ModelOf | None = None,
+        merge_usage: UsageMerge = sum_usage,
+    ) -> None:
+        if not path:
+            raise ValueError("an escalation needs at least one route")
+        self.call = call
+        self.path = list(path)
+        self.model_for = model_for
+        self.escalate_on = escalate_on
+        self.on_failure = on_failure
+        self.usage_of = usage_of
+        self.model_of = model_of
+        self.merge_usage = merge_usage
+        self._failures: list[tuple[str, BaseException]] = []
+
+    # ------------------------------------------------------------------ records
+    def _served_by(self, route: str, answer: Any) -> str | None:
+        if self.model_of is not None and answer is not None:
+            served = self.model_of(route, answer)
+            if served:
+                return served
+        return self.model_for(route)
+
+    def _failed(self, route: str, error: BaseException, started: float) -> bool:
+        """Record a failed attempt; True when the call should move on to the next route."""
+        attempt = Attempt(
+            route=route,
+            model=self.model_for(route),
+            error=error_text(error),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        self.call.add_attempt(attempt)
+        self._failures.append((route, error))
+        escalate = isinstance(error, self.escalate_on)
+        if self.on_failure is not None:
+            position = self.path.index(route)
+            following = self.path[position + 1] if position + 1 < len(self.path) else None
+            self.on_failure(attempt, following if escalate else None, error)
+        return escalate
+
+    def _answered(
+        self,
+        route: str,
+        model: str | None,
+        usage: TokenUsage | None,
+        started: float,
+        error: BaseException | None = None,
+    ) -> Attempt:
+        return Attempt(
+            route=route,
+            model=model,
+            error=error_text(error) if error is not None else None,
+            usage=usage,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def all_failed(self) -> AllRoutesFailedError:
+        """The error raised when every route failed (the last provider error as its cause)."""
+        tried = ", ".join(f"{route} ({error_text(err)})" for route, err in self._failures)
+        error = AllRoutesFailedError(f"every route failed: {tried}", self._failures, self.call)
+        if self._failures:
+            error.__cause__ = self._failures[-1][1]
+        return error
+
+    # ------------------------------------------------------------------ one answer
+    def run(self, invoke: Callable[[str], T]) -> tuple[str, T]:
+        """``invoke(route)`` along the path until one answers; returns ``(route, answer)``.
+
+        Raises:
+            AllRoutesFailedError: every route raised an error listed in ``escalate_on``.
+        """
+        for route in self.path:
+            started = time.perf_counter()
+            try:
+                answer = invoke(route)
+            except Exception as error:
+                if self._failed(route, error, started):
+                    continue
+                raise
+            model = self._served_by(route, answer)
+            self.call.add_attempt(self._answered(route, model, self.usage_of(answer), started))
+            return route, answer
+        raise self.all_failed()
+
+    async def arun(self, invoke: Callable[[str], Awaitable[T]]) -> tuple[str, T]:
+        """Async :meth:`run`."""
+        for route in self.path:
+            started = time.perf_counter()
+            try:
+                answer = await invoke(route)
+            except Exception as error:
+                if self._failed(route, error, started):
+                    continue
+                raise
+            model = self._served_by(route, answer)
+            self.call.add_attempt(self._answered(route, model, self.usage_of(answer), started))
+            return route, answer
+        raise self.all_failed()
+
+    # ------------------------------------------------------------------ streams
+    def stream(self, open_stream: Callable[[str], Iterable[T]]) -> Iterator[tuple[str, T]]:
+        """Yield ``(route, chunk)`` from the first route whose stream starts.
+
+        A route whose stream raises before its first chunk is a failed attempt and the
+        next route is tried. Once a chunk has been yielded, the route is recorded as the
+        answering attempt (``call.route`` is set); it is completed with the stream's usage
+        and latency when the stream ends, breaks (the error is kept on the attempt and
+        raised) or is closed by the caller. An empty stream answers with no chunks.
+        """
+        end = object()
+        for route in self.path:
+            started = time.perf_counter()
+            try:
+                iterator = iter(open_stream(route))
+                first = next(iterator, end)
+            except Exception as error:
+                if self._failed(route, error, started):
+                    continue
+                raise
+            yield from self._relay(route, first, end, iterator, started)
+            return
+        raise self.all_failed()
+
+    def _relay(
+        self, route: str, first: Any, end: object, iterator: Iterator[T], started: float
+    ) -> Iterator[tuple[str, T]]:
+        model = self._served_by(route, first if first is not end else None)
+        usage = self.usage_of(first) if first is not end else None
+        self.call.add_attempt(self._answered(route, model, None, started))
+        error: BaseException | None = None
+        try:
+            if first is not end:
+                yield route, first
+                for chunk in iterator:
+                    usage = self.merge_usage(usage, self.usage_of(chunk))
+                    yield route, chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._complete_last(self._answered(route, model, usage, started, error))
+
+    async def astream(
+        self,
+        open_stream: Callable[[str], AsyncIterable[T] | Awaitable[AsyncIterable[T]]],
+    ) -> AsyncIterator[tuple[str, T]]:
+        """Async :meth:`stream`; ``open_stream`` may return the stream or await it."""
+        for route in self.path:
+            started = time.perf_counter()
+            try:
+                opened = open_stream(route)
+                if isinstance(opened, Awaitable):
+                    opened = await opened
+                iterator = opened.__aiter__()  # type: ignore[union-attr]
+                try:
+                    first: Any = await iterator.__anext__()
+                    empty = False
+                except StopAsyncIteration:
+                    first, empty = None, True
+            except Exception as error:
+                if self._failed(route, error, started):
+                    continue
+                raise
+            model = self._served_by(route, None if empty else first)
+            usage = None if empty else self.usage_of(first)
+            self.call.add_attempt(self._answered(route, model, None, started))
+            error_seen: BaseException | None = None
+            try:
+                if not empty:
+                    yield route, first
+                    async for chunk in iterator:
+                        usage = self.merge_usage(usage, self.usage_of(chunk))
+                        yield route, chunk
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error_seen = exc
+                raise
+            finally:
+                self._complete_last(self._answered(route, model, usage, started, error_seen))
+            return
+        raise self.all_failed()
+
+    def _complete_last(self, attempt: Attempt) -> None:
+        self.call.complete_attempt(attempt)
