@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from langroute.decision import RouteDecision
 
-__all__ = ["ROUTE_KEY", "Attempt", "RoutedCall", "TokenUsage", "error_text"]
+__all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
 ROUTE_KEY = "langroute"
 """Key of :meth:`RoutedCall.metadata` in an answer's metadata (both integrations)."""
@@ -89,6 +89,47 @@ class Attempt(BaseModel):
     def failed(self) -> bool:
         """True when this attempt raised."""
         return self.error is not None
+
+
+class RouteMetadata(BaseModel):
+    """The routing record on an answer, typed: what :meth:`RoutedCall.metadata` writes.
+
+    Read it back from an answer's metadata mapping with :meth:`from_metadata`.
+
+    Example:
+        >>> meta = RouteMetadata.from_metadata({"langroute": {
+        ...     "call_id": "c1", "route": "small", "model": "gpt-4o-mini", "confidence": 0.9,
+        ...     "reason": "vote", "decided_route": "small", "baseline_route": "large"}})
+        >>> meta.route, meta.escalated
+        ('small', False)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    route: str | None = Field(description="The route that answered.")
+    model: str | None = Field(description="The model that answered (as the provider named it).")
+    confidence: float
+    reason: str = Field(description='The decision\'s reason ("vote", "forced", ...).')
+    decided_route: str = Field(description="The router's choice (differs after escalation).")
+    escalated: bool = False
+    escalated_from: str | None = None
+    attempts: list[Attempt] = Field(
+        default_factory=list, description="The routes that failed, in order, with their errors."
+    )
+    baseline_route: str
+    baseline_model: str | None = None
+    routing_ms: float = 0.0
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
+        """The record under :data:`ROUTE_KEY` of an answer's metadata (None if absent)."""
+        data = (metadata or {}).get(ROUTE_KEY)
+        if data is None:
+            return None
+        if isinstance(data, RouteMetadata):
+            return data
+        return cls.model_validate(data)
 
 
 class RoutedCall(BaseModel):
@@ -167,22 +208,20 @@ class RoutedCall(BaseModel):
         ``error``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
         """
         decision = self.decision
-        return {
-            "call_id": self.call_id,
-            "route": self.route,
-            "model": self.model,
-            "confidence": decision.confidence,
-            "reason": decision.reason,
-            "decided_route": decision.route,
-            "escalated": self.escalated,
-            "escalated_from": self.escalated_from,
-            "attempts": [
-                {"route": a.route, "model": a.model, "error": a.error} for a in self.failed_attempts
-            ],
-            "baseline_route": self.baseline_route,
-            "baseline_model": self.baseline_model,
-            "routing_ms": decision.elapsed_ms,
-        }
+        return RouteMetadata(
+            call_id=self.call_id,
+            route=self.route,
+            model=self.model,
+            confidence=decision.confidence,
+            reason=decision.reason,
+            decided_route=decision.route,
+            escalated=self.escalated,
+            escalated_from=self.escalated_from,
+            attempts=self.failed_attempts,
+            baseline_route=self.baseline_route,
+            baseline_model=self.baseline_model,
+            routing_ms=decision.elapsed_ms,
+        ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
         self,
