@@ -542,11 +542,6 @@ def _index_kwargs(storage: str | None) -> dict[str, Any]:
     return {"storage": storage} if storage and "storage" in params else {}
 
 
-def _describe_index(index: Any) -> str:
-    describe = getattr(index, "describe", None)
-    return describe() if callable(describe) else index.kind
-
-
 def bench_scale(cfg: Config) -> dict[str, Any]:
     """Build, search latency, memory and recall@10 at each size; exact vs approximate."""
     from langroute.index import VectorIndex
@@ -596,7 +591,7 @@ def bench_scale(cfg: Config) -> dict[str, Any]:
             rows.append(
                 {
                     "n": n,
-                    "index": _describe_index(index),
+                    "index": index.describe(),
                     "build_s": round(build_s, 2),
                     "build_per_s": round(n / build_s),
                     "p50_ms": stats["p50"],
@@ -644,7 +639,7 @@ def bench_overhead(cfg: Config) -> dict[str, Any]:
         rows.append(
             {
                 "exemplars": n,
-                "index": _describe_index(router._index),
+                "index": router.describe_index(),
                 "build_s": round(build_ms / 1000, 1),
                 "overhead_p50_ms": percentiles([t - e for t, e in zip(total, embed)])["p50"],
                 "overhead_p99_ms": percentiles([t - e for t, e in zip(total, embed)])["p99"],

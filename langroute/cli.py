@@ -204,7 +204,7 @@ def info(router: RouterOption = None) -> None:
     for key, value in loaded.settings.model_dump().items():
         if key != "routes":
             table.add_row(key, str(value))
-    calibration = getattr(loaded, "calibration", None)
+    calibration = loaded.calibration
     if calibration:
         table.add_row("calibration", json.dumps(calibration))
     Console().print(table)

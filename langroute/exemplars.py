@@ -245,7 +245,9 @@ def load_exemplars(path: str | os.PathLike[str]) -> list[Exemplar]:
         ExemplarFormatError: naming file, line and field; nothing is returned then.
 
     Example:
-        >>> exemplars = load_exemplars("my_exemplars.jsonl")  # doctest: +SKIP
+        >>> exemplars = load_exemplars("ex.jsonl")
+        >>> exemplars[0].text, exemplars[0].route
+        ('hello there', 'small')
     """
     path = Path(path)
     if not path.is_file():
@@ -274,7 +276,10 @@ def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) 
     """Write exemplars to ``.jsonl`` or ``.csv``, atomically (temp file then rename).
 
     Example:
-        >>> save_exemplars([Exemplar(text="hi", route="small")], "out.jsonl")  # doctest: +SKIP
+        >>> save_exemplars([Exemplar(text="hi", route="small")], "out.jsonl").name
+        'out.jsonl'
+        >>> load_exemplars("out.jsonl")[0].route
+        'small'
     """
     path = Path(path)
     suffix = path.suffix.lower()

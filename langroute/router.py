@@ -149,7 +149,12 @@ class ExemplarRouter:
         """Build a router from a JSONL or CSV exemplar file.
 
         Example:
-            >>> router = ExemplarRouter.from_file("ex.jsonl", routes=["small", "large"])
+            >>> from langroute.embedders import HashingEmbedder
+            >>> router = ExemplarRouter.from_file(
+            ...     "ex.jsonl", routes=["small", "large"], embedder=HashingEmbedder()
+            ... )
+            >>> len(router)
+            4
         """
         return cls(routes=routes, exemplars=load_exemplars(path), embedder=embedder, **options)
 
@@ -196,6 +201,11 @@ class ExemplarRouter:
 
     def __len__(self) -> int:
         return len(self._exemplars)
+
+    def describe_index(self) -> str:
+        """The FAISS structure in use, e.g. ``flat`` or ``hnsw-sq8(M=32,ef=128)``."""
+        with self._lock:
+            return self._index.describe() if self._index is not None else "empty"
 
     @property
     def exemplars(self) -> list[Exemplar]:
@@ -251,7 +261,9 @@ class ExemplarRouter:
         Safe while other threads route: they see the set before or after the batch.
 
         Example:
-            >>> router.add_exemplars([Exemplar(text="summarise this", route="small")])
+            >>> ids = router.add_exemplars([Exemplar(text="summarise this", route="small")])
+            >>> len(ids)
+            1
         """
         batch = [exemplars] if isinstance(exemplars, Exemplar) else list(exemplars)
         if not batch:
@@ -323,7 +335,8 @@ class ExemplarRouter:
         """Record that ``route`` was right for ``query``: adds (or replaces) a labelled exemplar.
 
         Example:
-            >>> router.feedback("Draft a 3-year hiring plan", "large")  # doctest: +SKIP
+            >>> router.feedback("Draft a 3-year hiring plan", "large").metadata
+            {'source': 'feedback'}
         """
         if route not in self.settings.routes:
             raise RouterConfigError(f"unknown route {route!r}; routes are {self.settings.routes}")
@@ -467,7 +480,8 @@ class ExemplarRouter:
         """Save to a directory: FAISS index, exemplars JSONL and a manifest; atomic.
 
         Example:
-            >>> router.save("routers/support")  # doctest: +SKIP
+            >>> router.save("routers/support").name
+            'support'
         """
         from langroute.store import save_router
 
@@ -500,7 +514,10 @@ class ExemplarRouter:
         """Load a saved router without re-embedding; the embedder must match the saved one.
 
         Example:
-            >>> router = ExemplarRouter.load("routers/support")  # doctest: +SKIP
+            >>> path = router.save("routers/support")
+            >>> loaded = ExemplarRouter.load(path, embedder=router.embedder)
+            >>> len(loaded) == len(router)
+            True
         """
         from langroute.store import load_router
 

@@ -1,0 +1,82 @@
+"""Test set-up for the whole repository: the core's tests and doctests, and both integrations'.
+
+Never reach a model hub; caches in a fresh folder; shared data located beside the repo;
+the names the core's doctests use (``router``, ``Exemplar``, an exemplar file).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Caches (embedded starter pack, ONNX exports) go to a fresh folder per test session,
+# shared with the subprocesses the tests start; never to the user's home.
+os.environ["LANGROUTE_CACHE_DIR"] = tempfile.mkdtemp(prefix="langroute-test-cache-")
+
+REPO = Path(__file__).resolve().parent
+SHARED_DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared benchmark data folder; tests using it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder():
+    """The bundled all-MiniLM-L6-v2, loaded once per test session."""
+    from langroute.embedders import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def starter_router(minilm_embedder):
+    """The bundled starter router over the real embedder (built once; do not mutate)."""
+    from langroute import ExemplarRouter
+
+    return ExemplarRouter.default(embedder=minilm_embedder)
+
+
+_DOCTEST_EXEMPLARS = """\
+{"text": "hello there", "route": "small"}
+{"text": "translate good night into German", "route": "small"}
+{"text": "prove the theorem step by step", "route": "large"}
+{"text": "design a distributed payment system", "route": "large"}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _doctest_names(request: pytest.FixtureRequest) -> None:
+    """Doctests run in a temporary folder holding ``ex.jsonl``, with a small ``router``.
+
+    The router uses the hashing embedder, so examples run offline in milliseconds; an
+    example that needs the bundled model or the network is marked ``+SKIP``.
+    """
+    if not isinstance(request.node, pytest.DoctestItem):
+        return
+    from langroute import Exemplar, ExemplarRouter, load_exemplars
+    from langroute.embedders import HashingEmbedder
+
+    folder = request.getfixturevalue("tmp_path")
+    (folder / "ex.jsonl").write_text(_DOCTEST_EXEMPLARS, encoding="utf-8")
+    request.getfixturevalue("monkeypatch").chdir(folder)
+    namespace = request.getfixturevalue("doctest_namespace")
+    namespace["Exemplar"] = Exemplar
+    namespace["ExemplarRouter"] = ExemplarRouter
+    namespace["router"] = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=load_exemplars(folder / "ex.jsonl"),
+        embedder=HashingEmbedder(),
+        min_similarity=0.1,
+    )
