@@ -13,7 +13,8 @@ Three layers, each usable on its own:
 * :meth:`CostLedger.summary` aggregates the records per route into a
   :class:`LedgerSummary` (cost, tokens, latency percentiles, escalations, savings against
   always calling the strongest route), and :func:`render_report` / :func:`print_report`
-  show it as a table (the ``langroute report LEDGER`` command).
+  show it as a table (the ``langroute report LEDGER`` command); :func:`plot_costs`
+  draws spend per route and cumulative spend against that baseline (matplotlib).
 
 Example:
     >>> ledger = CostLedger()  # in memory
@@ -31,6 +32,7 @@ Example:
 from __future__ import annotations
 
 from langroute.costs.ledger import CostLedger
+from langroute.costs.plot import plot_costs
 from langroute.costs.pricing import ModelPrice, Pricer, UnpricedModelWarning
 from langroute.costs.records import LedgerFormatError, LedgerRecord
 from langroute.costs.report import print_report, render_report
@@ -50,6 +52,7 @@ __all__ = [
     "SQLiteSink",
     "Sink",
     "UnpricedModelWarning",
+    "plot_costs",
     "print_report",
     "render_report",
     "summarize",

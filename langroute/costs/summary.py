@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from langroute.costs.records import LedgerRecord
 
-__all__ = ["LedgerSummary", "RouteCostSummary", "summarize"]
+__all__ = ["LedgerSummary", "RouteCostSummary", "request_costs", "summarize"]
 
 
 class RouteCostSummary(BaseModel):
@@ -208,3 +208,27 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
         first_timestamp=min(timestamps) if timestamps else None,
         last_timestamp=max(timestamps) if timestamps else None,
     )
+
+
+def request_costs(records: Sequence[LedgerRecord]) -> list[tuple[float, float | None]]:
+    """(cost, baseline cost) per user request, in order of first record.
+
+    Records sharing a ``run_id`` are one request; an unpriced call counts as 0 and a
+    request with no ``baseline_cost`` has ``None`` as its baseline.
+
+    Example:
+        >>> request_costs([LedgerRecord(run_id="a", cost=0.5, baseline_cost=2.0),
+        ...                LedgerRecord(run_id="a", cost=1.0, baseline_cost=2.0),
+        ...                LedgerRecord(cost=0.25)])
+        [(1.5, 2.0), (0.25, None)]
+    """
+    groups: dict[str, list[LedgerRecord]] = {}
+    for index, record in enumerate(records):
+        key = record.run_id or f"record-{index}"
+        groups.setdefault(key, []).append(record)
+    result = []
+    for group in groups.values():
+        cost = math.fsum(r.cost or 0.0 for r in group)
+        baselines = [r.baseline_cost for r in group if r.baseline_cost is not None]
+        result.append((cost, max(baselines) if baselines else None))
+    return result
