@@ -7,7 +7,7 @@ What it shows:
       savings against always calling the strongest route), i.e. ``langroute report PATH``.
     * Savings over time: per-day cost against the always-strong baseline, from the records.
     * Plain SQL on the ledger table, for your own dashboards.
-    * Plots: spend per route (``langchain_langroute.demo.plot_costs``) and savings per day.
+    * Plots: spend per route (``langroute.costs.plot_costs``) and savings per day.
 
 Run it:
     python cookbook/07_cost_report.py                        # a simulated week of traffic
@@ -30,8 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from langchain_langroute.demo import plot_costs
-from langroute.costs import CostLedger, LedgerRecord, print_report
+from langroute.costs import CostLedger, LedgerRecord, plot_costs, print_report
 
 OUTPUT = Path(__file__).parent / "output"
 

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -42,7 +43,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages.ai import UsageMetadata
-from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer, render_report
+from langroute.costs import CostLedger, ModelPrice, Pricer, plot_costs, render_report
+from langroute.costs.summary import request_costs
 from langroute.errors import LangrouteError
 from langroute.scorers import AllOf, JSONValidator, NonEmptyValidator, RefusalDetector
 from pydantic import Field
@@ -130,160 +132,23 @@ class DemoRequest:
     kind: Literal["route", "cascade"] = "route"
 
 
-WORKLOAD: tuple[DemoRequest, ...] = (
-    # --- everyday requests: a small model does them well
-    DemoRequest(
-        "What's the capital of Australia?",
-        "Canberra.",
-        "The capital of Australia is Canberra, not Sydney as many people assume.",
-    ),
-    DemoRequest(
-        "Translate 'Where is the train station?' into Spanish.",
-        "¿Dónde está la estación de tren?",
-        "In Spanish: «¿Dónde está la estación de tren?» (informal and formal are the same).",
-    ),
-    DemoRequest(
-        "Fix the grammar: 'Me and him goes to the store yesterday.'",
-        "He and I went to the store yesterday.",
-        "Corrected: 'He and I went to the store yesterday.' (subject pronouns, past tense).",
-    ),
-    DemoRequest(
-        "Give me three name ideas for a golden retriever puppy.",
-        "Maple, Biscuit and Sunny.",
-        "Three ideas: Maple (for the coat), Biscuit (friendly and warm) and Sunny (cheerful).",
-    ),
-    DemoRequest(
-        "Convert 72 degrees Fahrenheit to Celsius.",
-        "72 °F is about 22.2 °C.",
-        "(72 - 32) × 5/9 = 22.2, so 72 °F is approximately 22.2 °C.",
-    ),
-    DemoRequest(
-        "Summarise in one sentence: the meeting moved from Tuesday to Thursday because the "
-        "client is travelling.",
-        "The meeting is now on Thursday because the client is travelling.",
-        "Because the client is travelling, the meeting has been moved from Tuesday to Thursday.",
-    ),
-    DemoRequest(
-        "hey, thanks for the help earlier!",
-        "You're welcome, happy to help any time!",
-        "You're very welcome! Let me know if there is anything else I can help with.",
-    ),
-    DemoRequest(
-        "What does HTTP status code 404 mean?",
-        "404 Not Found: the server has no resource at that URL.",
-        "404 Not Found means the server is reachable but has nothing at the requested URL; "
-        "check the path, or whether the resource was moved or deleted.",
-    ),
-    DemoRequest(
-        "Write a polite out-of-office reply for next week.",
-        "Thanks for your email. I'm out of the office next week with limited access to "
-        "email and will reply when I'm back.",
-        "Thank you for your message. I am out of the office from Monday to Friday next week "
-        "and will have limited access to email. For anything urgent, please contact my "
-        "colleague at team@example.com; otherwise I will reply as soon as I return.",
-    ),
-    DemoRequest(
-        "What's 15% of 240?",
-        "36.",
-        "15% of 240 is 0.15 × 240 = 36.",
-    ),
-    # --- an ambiguous request: the vote is too close to the dial, so it escalates
-    DemoRequest(
-        "Recommend a movie for tonight.",
-        "Try Paddington 2: warm, funny and good for any mood.",
-        "If you want something light, Paddington 2; for a thriller, Knives Out; for "
-        "something moving, Past Lives. Tell me your mood and who is watching and I'll narrow "
-        "it down.",
-    ),
-    # --- hard requests: worth the strong model
-    DemoRequest(
-        "Design a multi-region, exactly-once payment processing pipeline on Kafka and "
-        "Postgres, including failure modes and how you would test them.",
-        "Use Kafka transactions and store payments in Postgres.",
-        "Use an outbox table per region so that the payment row and its event commit in one "
-        "Postgres transaction; a relay publishes the outbox to Kafka with idempotent "
-        "producers and transactional writes. Consumers dedupe on a payment id stored with "
-        "a unique constraint, which turns at-least-once delivery into exactly-once effects. "
-        "Cross-region: a single writer region per account (home region), asynchronous "
-        "replication, and a fencing token on failover. Failure modes: relay crash (replays, "
-        "deduped), split brain (fencing), poison messages (dead-letter topic with alerts), "
-        "clock skew (never order by wall time). Test with a fault-injection harness that "
-        "kills brokers and the relay mid-transaction, plus property tests asserting that "
-        "balances are conserved.",
-    ),
-    DemoRequest(
-        "Prove that every bounded monotone sequence of real numbers converges.",
-        "Because it is bounded, it converges.",
-        "Let (a_n) be increasing and bounded above. By completeness, L = sup a_n exists. "
-        "For ε > 0, L - ε is not an upper bound, so a_N > L - ε for some N. Monotonicity "
-        "gives L - ε < a_N ≤ a_n ≤ L for all n ≥ N, hence |a_n - L| < ε and a_n → L. The "
-        "decreasing case follows by applying this to (-a_n).",
-    ),
-    DemoRequest(
-        "Compare the tax implications of an LLC versus an S-corp for a two-founder SaaS "
-        "startup in California and recommend one.",
-        "An S-corp saves tax. Choose the S-corp.",
-        "A multi-member LLC is taxed as a partnership: profits pass through and all of it "
-        "is subject to self-employment tax; California adds the $800 franchise tax plus a "
-        "gross-receipts fee. An S-corp election lets founders take a reasonable salary and "
-        "receive the rest as distributions without payroll tax, but it restricts "
-        "shareholders (no VC preferred stock) and adds payroll overhead. If you plan to "
-        "raise venture capital, neither fits: form a Delaware C-corp. If you will stay "
-        "bootstrapped with profits above roughly $80k per founder, elect S-corp status.",
-    ),
-    DemoRequest(
-        "Is it safe to take ibuprofen together with my blood pressure medication?",
-        "Yes, that is generally fine.",
-        "It can be risky: NSAIDs such as ibuprofen can raise blood pressure and blunt ACE "
-        "inhibitors, ARBs and diuretics, and together they can strain the kidneys. For "
-        "occasional pain, paracetamol (acetaminophen) is usually the safer choice. Ask "
-        "your pharmacist or doctor, who knows which medication you take.",
-    ),
-    # --- structured extraction through the cascade: a JSON validator decides
-    DemoRequest(
-        'Extract the invoice as JSON with keys vendor, date, total: "ACME Corp invoice '
-        'dated 2024-03-14, total due $1,280.00."',
-        '{"vendor": "ACME Corp", "date": "2024-03-14", "total": 1280.00}',
-        '{"vendor": "ACME Corp", "date": "2024-03-14", "total": 1280.0}',
-        kind="cascade",
-    ),
-    DemoRequest(
-        'Return JSON with keys name and email from: "Contact Jane Doe at '
-        'jane.doe@example.com for the quote."',
-        '{"name": "Jane Doe", "email": "jane.doe@example.com"}',
-        '{"name": "Jane Doe", "email": "jane.doe@example.com"}',
-        kind="cascade",
-    ),
-    DemoRequest(
-        "Classify the sentiment of this review as JSON with keys sentiment and confidence: "
-        '"The battery died after two days and support never replied."',
-        '{"sentiment": "negative", "confidence": 0.97}',
-        '{"sentiment": "negative", "confidence": 0.98}',
-        kind="cascade",
-    ),
-    DemoRequest(
-        "List every medication in this discharge note as a JSON array of objects with name, "
-        'dose and frequency: "Metoprolol 25 mg twice daily; atorvastatin 40 mg at night; '
-        'aspirin 81 mg once a day; stop ibuprofen."',
-        "Here are the medications: [{'name': 'Metoprolol', 'dose': '25 mg', 'frequency': "
-        "'twice daily'}, {'name': 'atorvastatin', 'dose': '40 mg'}",
-        '[{"name": "metoprolol", "dose": "25 mg", "frequency": "twice daily"}, '
-        '{"name": "atorvastatin", "dose": "40 mg", "frequency": "nightly"}, '
-        '{"name": "aspirin", "dose": "81 mg", "frequency": "daily"}]',
-        kind="cascade",
-    ),
-    DemoRequest(
-        "Extract the parties, the effective date and the termination notice period from "
-        'this contract excerpt as JSON: "This Agreement between Northwind Ltd and Contoso '
-        "GmbH is effective 1 July 2025; either party may terminate with ninety (90) days "
-        'written notice."',
-        "I'm sorry, but I can't help with legal documents.",
-        '{"parties": ["Northwind Ltd", "Contoso GmbH"], "effective_date": "2025-07-01", '
-        '"termination_notice_days": 90}',
-        kind="cascade",
-    ),
-)
-"""The demo workload: 15 routed requests (easy and hard) and 5 cascade extractions."""
+_WORKLOAD_FILE = Path(__file__).parent / "data" / "demo_workload.jsonl"
+
+
+def _load_workload(path: Path) -> tuple[DemoRequest, ...]:
+    """Read a workload file: one JSON object per line with the :class:`DemoRequest` fields."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(DemoRequest(**json.loads(line)) for line in lines if line.strip())
+
+
+WORKLOAD: tuple[DemoRequest, ...] = _load_workload(_WORKLOAD_FILE)
+"""The demo workload: 15 routed requests (easy and hard) and 5 cascade extractions.
+
+Read from ``data/demo_workload.jsonl``, in order: ten everyday requests a small model
+does well, one ambiguous request (the vote is too close to the dial, so it escalates),
+four hard requests worth the strong model, and five structured extractions through the
+cascade (a JSON validator decides).
+"""
 
 
 # --------------------------------------------------------------------------- stand-ins
@@ -437,103 +302,6 @@ def _pricer_for(provider: str, models: Sequence[BaseChatModel]) -> Pricer:
     free = ModelPrice(input_per_mtok=0, output_per_mtok=0)
     names = {getattr(m, "model", None) or getattr(m, "model_name", None) for m in models}
     return Pricer({name: free for name in names if name})
-
-
-# --------------------------------------------------------------------------- plot
-
-
-def _requests(records: Sequence[LedgerRecord]) -> list[tuple[float, float | None]]:
-    """(cost, baseline cost) per user request, in order of first record."""
-    groups: dict[str, list[LedgerRecord]] = {}
-    for index, record in enumerate(records):
-        key = record.run_id or f"record-{index}"
-        groups.setdefault(key, []).append(record)
-    result = []
-    for group in groups.values():
-        cost = math.fsum(r.cost or 0.0 for r in group)
-        baselines = [r.baseline_cost for r in group if r.baseline_cost is not None]
-        result.append((cost, max(baselines) if baselines else None))
-    return result
-
-
-def plot_costs(
-    records: Sequence[LedgerRecord],
-    path: str | Path,
-    *,
-    order: Sequence[str] | None = None,
-    title: str = "langroute: cost per route",
-) -> Path:
-    """Plot spend per route and cumulative spend against always using the strong model.
-
-    Left: one bar per route (its cost, with the number of calls). Right: cumulative cost
-    over the requests, next to what the same requests would have cost on the baseline
-    (strongest) model; the gap between the two lines is the saving. Uses matplotlib's
-    Agg canvas directly, so no display and no global backend change are needed.
-
-    Args:
-        records: Ledger records, oldest first (``CostLedger.records()``).
-        path: The PNG to write (parent folders are created).
-        order: Routes to list first (e.g. cheapest to strongest).
-        title: Figure title.
-
-    Returns:
-        The path written.
-
-    Example:
-        >>> plot_costs(CostLedger("ledger.db").records(), "costs.png")  # doctest: +SKIP
-    """
-    from langroute.costs import summarize
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary = summarize(records, order=order)
-    figure = Figure(figsize=(11, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.5]})
-
-    names = [item.route or "-" for item in summary.routes]
-    costs = [item.cost or 0.0 for item in summary.routes]
-    colours = ["#4C9F70", "#D1495B", "#EDAE49", "#00798C", "#8E6C8A", "#30638E"]
-    bars = left.bar(names, costs, color=[colours[i % len(colours)] for i in range(len(names))])
-    for bar, item in zip(bars, summary.routes, strict=True):
-        left.annotate(
-            f"${item.cost or 0:.4f}\n{item.calls} calls",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
-    left.set_ylabel("cost (USD)")
-    left.set_title("spend per route")
-    left.margins(y=0.25)
-
-    per_request = _requests(records)
-    xs = list(range(1, len(per_request) + 1))
-    actual: list[float] = []
-    baseline: list[float] = []
-    total = base = 0.0
-    for cost, reference in per_request:
-        total += cost
-        base += reference if reference is not None else cost
-        actual.append(total)
-        baseline.append(base)
-    strong = ", ".join(summary.baseline_models) or "strongest route"
-    right.plot(xs, baseline, color="#D1495B", label=f"always {strong}")
-    right.plot(xs, actual, color="#4C9F70", label="routed")
-    right.fill_between(xs, actual, baseline, color="#4C9F70", alpha=0.15, label="saved")
-    right.set_xlabel("request")
-    right.xaxis.set_major_locator(MaxNLocator(integer=True))
-    right.set_ylabel("cumulative cost (USD)")
-    saved = "" if summary.savings_pct is None else f" (saved {summary.savings_pct:.0f}%)"
-    right.set_title(f"cumulative spend{saved}")
-    right.legend(loc="upper left", fontsize=8)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path)
-    return path
 
 
 # --------------------------------------------------------------------------- result
@@ -781,7 +549,7 @@ def run_demo(
                 decisions.append(_routed(llm, request))
 
     records = ledger.records()
-    per_request = _requests(records)
+    per_request = request_costs(records)
     costs: list[float | None] = [cost for cost, _ in per_request]
     if len(costs) != len(decisions):  # a record went missing: show no per-request costs
         costs = [None] * len(decisions)

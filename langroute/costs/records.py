@@ -1,0 +1,121 @@
+"""The ledger record (one paid model call) and the error for malformed ledger files."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from langroute.errors import LangrouteError
+
+__all__ = ["LedgerFormatError", "LedgerRecord"]
+
+
+class LedgerFormatError(LangrouteError, ValueError):
+    """A ledger file is malformed or of an unsupported type.
+
+    Like :class:`langroute.errors.ExemplarFormatError`, the message names the file and,
+    when known, the 1-based line, so the user can fix it.
+
+    Example:
+        >>> str(LedgerFormatError("not JSON", path="costs.jsonl", line=3))
+        'costs.jsonl:3: not JSON'
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = self.path
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        super().__init__(where + message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_ledger_format_error, (self.message, self.path, self.line))
+
+
+def _rebuild_ledger_format_error(
+    message: str, path: str | None, line: int | None
+) -> LedgerFormatError:
+    return LedgerFormatError(message, path=path, line=line)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through JSON so what is stored equals what is read back."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class LedgerRecord(BaseModel):
+    """One paid model call (or one attempt of a cascade), as the ledger stores it.
+
+    Attempts that belong to one user request (cascade tiers, a fallback after an error)
+    should share ``run_id``: the summary then counts the request, and its baseline cost,
+    once. Records without ``run_id`` are each their own request.
+
+    ``baseline_cost`` is what the same tokens would have cost on ``baseline_model`` (the
+    strongest route's model). :meth:`~langroute.costs.CostLedger.record` fills ``cost`` and
+    ``baseline_cost`` from its :class:`~langroute.costs.Pricer` when they are left ``None``.
+
+    Example:
+        >>> rec = LedgerRecord(framework="core", kind="route", route="small",
+        ...                    model="gpt-4o-mini", input_tokens=12, output_tokens=30)
+        >>> rec.timestamp.tzinfo is not None, rec.escalated
+        (True, False)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    timestamp: datetime = Field(default_factory=_utcnow, description="When the call ended (UTC).")
+    framework: str = Field(default="core", description='"langchain", "llama_index", "core", ...')
+    run_id: str | None = Field(default=None, description="Identifier of the user request.")
+    kind: Literal["route", "cascade"] = "route"
+    route: str | None = None
+    model: str | None = None
+    input_tokens: int = Field(default=0, ge=0, description="Input tokens, cached ones included.")
+    output_tokens: int = Field(default=0, ge=0)
+    cached_tokens: int = Field(default=0, ge=0, description="Part of input_tokens read from cache.")
+    cost: float | None = Field(default=None, description="USD; None when the price is unknown.")
+    baseline_model: str | None = Field(default=None, description="The strongest route's model.")
+    baseline_cost: float | None = Field(
+        default=None, description="The same tokens priced at baseline_model (USD)."
+    )
+    latency_ms: float | None = None
+    escalated: bool = Field(
+        default=False, description="This call happened because a cheaper route failed/was rejected."
+    )
+    escalated_from: str | None = None
+    error: str | None = Field(default=None, description='"ErrorType: message" if it failed.')
+    reason: str | None = Field(default=None, description='Decision reason ("vote", ...).')
+    confidence: float | None = None
+    tier: int | None = Field(default=None, description="Cascade tier index (0 = cheapest).")
+    accepted: bool | None = Field(default=None, description="Cascade: was this answer accepted.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _json_safe(value)
