@@ -18,7 +18,7 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.llms.langroute import LedgerHandler, RoutingLLM
+from llama_index.llms.langroute import CostCallbackHandler, RoutingLLM
 from llama_index.llms.langroute.testing import HashingEmbedding, MockProviderLLM
 
 from langroute import Exemplar, ExemplarRouter
@@ -104,7 +104,7 @@ def large() -> MockProviderLLM:
 
 @pytest.fixture
 def llm(router: ExemplarRouter, small: MockProviderLLM, large: MockProviderLLM) -> RoutingLLM:
-    return RoutingLLM(router=router, llms={"small": small, "large": large})
+    return RoutingLLM(router=router, models={"small": small, "large": large})
 
 
 class EventCollector(BaseEventHandler):
@@ -138,8 +138,8 @@ def events() -> Iterator[EventCollector]:
 
 
 @pytest.fixture
-def ledger_handler() -> Iterator[LedgerHandler]:
-    handler = LedgerHandler(ledger=CostLedger())
+def ledger_handler() -> Iterator[CostCallbackHandler]:
+    handler = CostCallbackHandler(ledger=CostLedger())
     root = get_dispatcher()
     root.add_event_handler(handler)
     try:
