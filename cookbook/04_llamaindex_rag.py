@@ -103,7 +103,7 @@ def main() -> None:
 
     cheap, strong = llms_for(args.provider)
     router = ExemplarRouter.from_file(DATA / "helpdesk_exemplars.jsonl", routes=["small", "large"])
-    llm = RoutingLLM(router=router, llms={"small": cheap, "large": strong})
+    llm = RoutingLLM(router=router, models={"small": cheap, "large": strong})
 
     documents = SimpleDirectoryReader(str(DATA / "handbook")).load_data()
     index = VectorStoreIndex.from_documents(documents, embed_model=HashingEmbedding())

@@ -4,19 +4,19 @@ Example:
     >>> from langroute import ExemplarRouter  # doctest: +SKIP
     >>> from llama_index.llms.langroute import RoutingLLM  # doctest: +SKIP
     >>> llm = RoutingLLM(  # doctest: +SKIP
-    ...     router=ExemplarRouter.default(), llms={"small": small_llm, "large": large_llm}
+    ...     router=ExemplarRouter.default(), models={"small": small_llm, "large": large_llm}
     ... )
     >>> index.as_query_engine(llm=llm).query("What is the notice period?")  # doctest: +SKIP
 """
 
-from llama_index.llms.langroute.base import ROUTE_KEY, RouteAttempt, RouteInfo, RoutingLLM
+from llama_index.llms.langroute.base import ROUTE_KEY, RouteMetadata, RoutingLLM
 from llama_index.llms.langroute.cascade import (
     CASCADE_KEY,
     CascadeAttempt,
     CascadeLLM,
     CascadeResult,
 )
-from llama_index.llms.langroute.costs import LedgerHandler, track_costs
+from llama_index.llms.langroute.costs import CostCallbackHandler, track_costs
 from llama_index.llms.langroute.events import (
     CascadeTierEvent,
     RouteAttemptFailedEvent,
@@ -33,13 +33,12 @@ __all__ = [
     "CascadeLLM",
     "CascadeResult",
     "CascadeTierEvent",
-    "LedgerHandler",
+    "CostCallbackHandler",
     "QueryExtractor",
     "QueryExtractorProtocol",
-    "RouteAttempt",
     "RouteAttemptFailedEvent",
     "RouteCompletedEvent",
-    "RouteInfo",
+    "RouteMetadata",
     "RouteSelectedEvent",
     "RoutingLLM",
     "TokenUsage",

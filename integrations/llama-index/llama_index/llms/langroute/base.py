@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from collections.abc import (
     AsyncGenerator,
@@ -30,7 +29,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
@@ -44,87 +43,20 @@ from llama_index.llms.langroute.events import (
     dispatcher,
 )
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
-from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
+from llama_index.llms.langroute.usage import extract_usage
 
-from langroute.cascade import error_text
+from langroute.calls import ROUTE_KEY, Attempt, RoutedCall, RouteMetadata
 from langroute.decision import RouteDecision
-from langroute.errors import AllRoutesFailedError, InvalidQueryError, RouterConfigError
-from langroute.router import ExemplarRouter
+from langroute.errors import InvalidQueryError, RouterConfigError
+from langroute.escalation import Escalation, escalation_path, max_usage
+from langroute.protocols import Router
 
-__all__ = ["ROUTE_KEY", "RouteAttempt", "RouteInfo", "RoutingLLM"]
-
-ROUTE_KEY = "langroute"
-"""Key of the routing information in a response's ``additional_kwargs``."""
+__all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
 
 _TOOL_REQUEST_KEY = "_langroute_tool_request"
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
 T = TypeVar("T")
-
-
-class RouteAttempt(BaseModel):
-    """A route that raised before another one answered."""
-
-    model_config = ConfigDict(frozen=True)
-
-    route: str
-    model: str
-    error: str = Field(description='"ErrorType: message".')
-
-
-class RouteInfo(BaseModel):
-    """What a :class:`RoutingLLM` adds to each response, under ``additional_kwargs["langroute"]``.
-
-    The keys are those the LangChain integration puts in ``response_metadata["langroute"]``
-    (plus ``call_id`` and the full ``decision``), so both frameworks read alike.
-
-    Attributes:
-        call_id: Identifier of the routed call (shared with its events and ledger rows).
-        route: The route that answered.
-        model: The model of that route's LLM.
-        confidence: The decision's confidence.
-        reason: The decision's reason (``"vote"``, ``"low_confidence"``, ``"forced"``...).
-        decided_route: The router's choice (differs from ``route`` after escalation).
-        escalated: Whether a route failed before ``route`` answered.
-        escalated_from: The route first tried, when it failed.
-        attempts: The routes that failed, in order, with their errors.
-        baseline_route: The strongest route (for savings).
-        baseline_model: Its model.
-        routing_ms: Time the router took to decide.
-        decision: The full :class:`~langroute.RouteDecision` (scores, neighbours).
-
-    Example:
-        >>> response = llm.chat(messages)  # doctest: +SKIP
-        >>> info = RouteInfo.from_response(response)  # doctest: +SKIP
-        >>> info.route, info.reason, info.escalated  # doctest: +SKIP
-        ('small', 'vote', False)
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    call_id: str
-    route: str
-    model: str
-    confidence: float
-    reason: str
-    decided_route: str
-    escalated: bool = False
-    escalated_from: str | None = None
-    attempts: list[RouteAttempt] = Field(default_factory=list)
-    baseline_route: str
-    baseline_model: str
-    routing_ms: float = 0.0
-    decision: RouteDecision
-
-    @classmethod
-    def from_response(cls, response: ChatResponse | CompletionResponse) -> RouteInfo | None:
-        """Read the routing information back from a response (``None`` if it has none)."""
-        data = response.additional_kwargs.get(ROUTE_KEY)
-        if data is None:
-            return None
-        if isinstance(data, RouteInfo):
-            return data
-        return cls.model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -214,6 +146,92 @@ async def _apinned_iter(
         yield item
 
 
+def _annotate(response: R, record: dict[str, Any]) -> R:
+    """The child's response (its ``raw`` untouched) with the routing record added."""
+    return response.model_copy(
+        update={"additional_kwargs": {**response.additional_kwargs, ROUTE_KEY: record}}
+    )
+
+
+class _RoutedRun:
+    """One routed call on its way: its record, its escalation, and the events it emits.
+
+    The :class:`~langroute.escalation.Escalation` tries the routes and records every
+    attempt in :attr:`call`; this object turns those attempts into the integration's
+    events: a :class:`RouteAttemptFailedEvent` per route that raised an error listed in
+    ``escalate_on``, and one :class:`RouteCompletedEvent` for the route that answered
+    (for streams: once the stream ended, broke or was closed).
+    """
+
+    def __init__(self, llm: RoutingLLM, routing: _Routing, kind: CallKind, call: RoutedCall):
+        self.llm = llm
+        self.routing = routing
+        self.kind = kind
+        self.call = call
+        self.failures = 0
+        self.escalation: Escalation[Any] = Escalation(
+            call,
+            escalation_path(routing.decision.route, llm.routes),
+            model_for=llm.model_for,
+            escalate_on=llm.escalate_on,
+            on_failure=self.failed,
+            usage_of=extract_usage,
+            model_of=llm._response_model,
+            merge_usage=max_usage,
+        )
+
+    def _snapshot(self) -> RoutedCall:
+        """The call as it stands now (events keep it; later attempts do not change it)."""
+        return self.call.model_copy(update={"attempts": list(self.call.attempts)})
+
+    def failed(self, attempt: Attempt, next_route: str | None, error: BaseException) -> None:
+        self.failures += 1
+        if not isinstance(error, self.llm.escalate_on):
+            return  # not an escalation: the error reaches the caller, as before
+        dispatcher.event(
+            RouteAttemptFailedEvent(
+                call_id=self.call.call_id,
+                route=attempt.route,
+                model=attempt.model or self.llm.model_for(attempt.route),
+                error=attempt.error or "",
+                exception=error,
+                latency_ms=attempt.latency_ms or 0.0,
+                next_route=next_route,
+                decision=self.routing.decision,
+                call=self._snapshot(),
+            )
+        )
+
+    def completed(
+        self, response: ChatResponse | CompletionResponse | None, streamed: bool = False
+    ) -> None:
+        attempt = self.call.attempts[-1]
+        failed = self.call.attempts[: self.failures]
+        dispatcher.event(
+            RouteCompletedEvent(
+                call_id=self.call.call_id,
+                kind=self.kind,
+                route=attempt.route,
+                model=attempt.model or self.llm.model_for(attempt.route),
+                baseline_model=self.llm.baseline_model,
+                decision=self.routing.decision,
+                response=response,
+                usage=attempt.usage,
+                latency_ms=attempt.latency_ms or 0.0,
+                escalated_from=failed[0].route if failed else None,
+                failed_routes=[a.route for a in failed],
+                error=attempt.error,
+                streamed=streamed,
+                call=self._snapshot(),
+            )
+        )
+
+    def stream_ended(self, last: ChatResponse | CompletionResponse | None) -> None:
+        """Announce the answering route, if a stream was opened (ended, broke or closed)."""
+        if len(self.call.attempts) > self.failures:
+            self.completed(last, streamed=True)
+
+
 class RoutingLLM(FunctionCallingLLM):
     """A LlamaIndex LLM that routes each request to one of several LLMs.
 
@@ -225,9 +243,12 @@ class RoutingLLM(FunctionCallingLLM):
     The routing LLM emits no LLM events of its own: the chosen LLM emits them, so token
     counters see each call once. It emits a :class:`RouteSelectedEvent` with the decision
     and a :class:`RouteCompletedEvent` with the answer (see
-    :class:`~llama_index.llms.langroute.costs.LedgerHandler` for costs per route). Every
+    :class:`~llama_index.llms.langroute.costs.CostCallbackHandler` for costs per route). Every
     response keeps the chosen LLM's ``raw`` untouched and gains
-    ``additional_kwargs["langroute"]`` (read it with :meth:`RouteInfo.from_response`).
+    ``additional_kwargs["langroute"]``: the core routing record
+    (:meth:`langroute.calls.RoutedCall.metadata`, the keys the LangChain integration puts
+    in ``response_metadata["langroute"]``); read it typed with
+    ``RouteMetadata.from_metadata(response.additional_kwargs)``.
 
     When a route raises (a provider error: rate limit, outage, timeout), the call is
     retried on the next stronger route; when every route has failed,
@@ -239,8 +260,10 @@ class RoutingLLM(FunctionCallingLLM):
     converting the tools into its own provider format.
 
     Args:
-        router: The router; its ``routes`` are ordered cheapest to strongest.
-        llms: One LLM per route name.
+        router: The router (a :class:`langroute.protocols.Router`, such as an
+            :class:`~langroute.ExemplarRouter`); its ``routes`` are ordered cheapest to
+            strongest.
+        models: One LLM per route name (route -> LLM), like the LangChain ``RoutingChatModel``.
         query_extractor: Where to find the text to route on (default:
             :class:`~llama_index.llms.langroute.query.QueryExtractor`).
         escalate_on: Exception types that send a call on to the next stronger route;
@@ -264,7 +287,7 @@ class RoutingLLM(FunctionCallingLLM):
 
             llm = RoutingLLM(
                 router=ExemplarRouter.default(),  # routes "small" and "large"
-                llms={"small": OpenAI(model="gpt-4o-mini"), "large": OpenAI(model="gpt-4o")},
+                models={"small": OpenAI(model="gpt-4o-mini"), "large": OpenAI(model="gpt-4o")},
             )
 
         Use it in a RAG pipeline::
@@ -288,8 +311,8 @@ class RoutingLLM(FunctionCallingLLM):
             llm.complete("...", route="small")
     """
 
-    router: ExemplarRouter = Field(exclude=True, description="The exemplar router.")
-    llms: dict[str, LLM] = Field(exclude=True, description="One LLM per route name.")
+    router: Router = Field(exclude=True, description="The router (langroute.protocols.Router).")
+    models: dict[str, LLM] = Field(exclude=True, description="One LLM per route name.")
     query_extractor: Any = Field(
         default_factory=QueryExtractor,
         exclude=True,
@@ -303,8 +326,8 @@ class RoutingLLM(FunctionCallingLLM):
 
     def __init__(
         self,
-        router: ExemplarRouter,
-        llms: Mapping[str, LLM],
+        router: Router,
+        models: Mapping[str, LLM],
         *,
         query_extractor: QueryExtractorProtocol | None = None,
         escalate_on: Sequence[type[BaseException]] = (Exception,),
@@ -312,8 +335,8 @@ class RoutingLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> None:
         routes = list(router.routes)
-        missing = [route for route in routes if route not in llms]
-        unknown = [name for name in llms if name not in routes]
+        missing = [route for route in routes if route not in models]
+        unknown = [name for name in models if name not in routes]
         if missing or unknown:
             parts = []
             if missing:
@@ -329,7 +352,7 @@ class RoutingLLM(FunctionCallingLLM):
             kwargs["callback_manager"] = callback_manager
         super().__init__(
             router=router,
-            llms=dict(llms),
+            models=dict(models),
             query_extractor=query_extractor or QueryExtractor(),
             escalate_on=tuple(escalate_on),
             **kwargs,
@@ -351,10 +374,10 @@ class RoutingLLM(FunctionCallingLLM):
 
     def _share_callback_manager(self) -> None:
         """Give every route's LLM this LLM's callback manager."""
-        llms = self.__dict__.get("llms")
-        if not llms:
+        models = self.__dict__.get("models")
+        if not models:
             return
-        for llm in llms.values():
+        for llm in models.values():
             llm.callback_manager = self.callback_manager
 
     @property
@@ -364,7 +387,7 @@ class RoutingLLM(FunctionCallingLLM):
 
     def model_for(self, route: str) -> str:
         """The model name of a route's LLM (``metadata.model_name``)."""
-        return self.llms[route].metadata.model_name
+        return self.models[route].metadata.model_name
 
     @property
     def baseline_model(self) -> str:
@@ -379,7 +402,7 @@ class RoutingLLM(FunctionCallingLLM):
         for this LLM fit whichever route is chosen); chat and function calling only when
         every route supports them.
         """
-        metas = [self.llms[route].metadata for route in self.routes]
+        metas = [self.models[route].metadata for route in self.routes]
         roles = {meta.system_role for meta in metas}
         return LLMMetadata(
             context_window=min(meta.context_window for meta in metas),
@@ -514,187 +537,52 @@ class RoutingLLM(FunctionCallingLLM):
 
     # ------------------------------------------------------------------ calling routes
 
-    def _path(self, route: str) -> list[str]:
-        """The chosen route, then every stronger one (the escalation order)."""
-        routes = self.routes
-        return routes[routes.index(route) :]
-
     def _response_model(self, route: str, response: Any) -> str:
+        """The model the provider named in the response's ``raw``, else the route's model."""
         raw = getattr(response, "raw", None)
         model = raw.get("model") if isinstance(raw, Mapping) else getattr(raw, "model", None)
         return model if isinstance(model, str) and model else self.model_for(route)
 
-    def _info(
-        self, routing: _Routing, route: str, model: str, attempts: list[tuple[str, BaseException]]
-    ) -> dict[str, Any]:
-        decision = routing.decision
-        return RouteInfo(
+    def _escalation(self, routing: _Routing, kind: CallKind) -> _RoutedRun:
+        """The routed call's record and the escalation that runs it, with its events."""
+        call = RoutedCall(
             call_id=routing.call_id,
-            route=route,
-            model=model,
-            confidence=decision.confidence,
-            reason=decision.reason,
-            decided_route=decision.route,
-            escalated=bool(attempts),
-            escalated_from=attempts[0][0] if attempts else None,
-            attempts=[
-                RouteAttempt(route=name, model=self.model_for(name), error=error_text(exc))
-                for name, exc in attempts
-            ],
+            decision=routing.decision,
             baseline_route=self.routes[-1],
             baseline_model=self.baseline_model,
-            routing_ms=decision.elapsed_ms,
-            decision=decision,
-        ).model_dump(mode="json")
-
-    @staticmethod
-    def _annotate(response: R, info: dict[str, Any]) -> R:
-        return response.model_copy(
-            update={"additional_kwargs": {**response.additional_kwargs, ROUTE_KEY: info}}
         )
-
-    def _failed(
-        self,
-        routing: _Routing,
-        route: str,
-        exc: BaseException,
-        started: float,
-        attempts: list[tuple[str, BaseException]],
-    ) -> None:
-        attempts.append((route, exc))
-        path = self._path(routing.decision.route)
-        position = path.index(route)
-        dispatcher.event(
-            RouteAttemptFailedEvent(
-                call_id=routing.call_id,
-                route=route,
-                model=self.model_for(route),
-                error=error_text(exc),
-                exception=exc,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                next_route=path[position + 1] if position + 1 < len(path) else None,
-                decision=routing.decision,
-            )
-        )
-
-    def _completed(
-        self,
-        routing: _Routing,
-        kind: CallKind,
-        route: str,
-        response: ChatResponse | CompletionResponse | None,
-        started: float,
-        attempts: list[tuple[str, BaseException]],
-        *,
-        usage: TokenUsage | None = None,
-        streamed: bool = False,
-        error: BaseException | None = None,
-    ) -> None:
-        dispatcher.event(
-            RouteCompletedEvent(
-                call_id=routing.call_id,
-                kind=kind,
-                route=route,
-                model=self._response_model(route, response),
-                baseline_model=self.baseline_model,
-                decision=routing.decision,
-                response=response,
-                usage=usage,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                escalated_from=attempts[0][0] if attempts else None,
-                failed_routes=[name for name, _ in attempts],
-                error=error_text(error) if error is not None else None,
-                streamed=streamed,
-            )
-        )
-
-    @staticmethod
-    def _all_failed(attempts: list[tuple[str, BaseException]]) -> AllRoutesFailedError:
-        summary = "; ".join(f"{route}: {error_text(exc)}" for route, exc in attempts)
-        error = AllRoutesFailedError(f"every route failed ({summary})", attempts)
-        error.__cause__ = attempts[-1][1]
-        return error
+        return _RoutedRun(self, routing, kind, call)
 
     def _call(self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], R]) -> R:
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._path(routing.decision.route):
-            started = time.perf_counter()
-            try:
-                response = invoke(route, self.llms[route])
-            except self.escalate_on as exc:
-                self._failed(routing, route, exc, started, attempts)
-                continue
-            self._completed(
-                routing, kind, route, response, started, attempts, usage=extract_usage(response)
-            )
-            info = self._info(routing, route, self._response_model(route, response), attempts)
-            return self._annotate(response, info)
-        raise self._all_failed(attempts)
+        run = self._escalation(routing, kind)
+        _, response = run.escalation.run(lambda route: invoke(route, self.models[route]))
+        run.completed(response)
+        return _annotate(response, run.call.metadata())
 
     async def _acall(
         self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], Awaitable[R]]
     ) -> R:
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._path(routing.decision.route):
-            started = time.perf_counter()
-            try:
-                response = await invoke(route, self.llms[route])
-            except self.escalate_on as exc:
-                self._failed(routing, route, exc, started, attempts)
-                continue
-            self._completed(
-                routing, kind, route, response, started, attempts, usage=extract_usage(response)
-            )
-            info = self._info(routing, route, self._response_model(route, response), attempts)
-            return self._annotate(response, info)
-        raise self._all_failed(attempts)
+        run = self._escalation(routing, kind)
+        _, response = await run.escalation.arun(lambda route: invoke(route, self.models[route]))
+        run.completed(response)
+        return _annotate(response, run.call.metadata())
 
     def _stream(
         self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], Iterator[R]]
     ) -> Generator[R, None, None]:
         """Stream from the chosen route, escalating until the first chunk arrives."""
-        end = object()
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._path(routing.decision.route):
-            started = time.perf_counter()
-            try:
-                iterator = iter(invoke(route, self.llms[route]))
-                first = next(iterator, end)
-            except self.escalate_on as exc:
-                self._failed(routing, route, exc, started, attempts)
-                continue
-            last: Any = None
-            usage: TokenUsage | None = None
-            error: BaseException | None = None
-            try:
-                if first is not end:
-                    last = first
-                    usage = extract_usage(first)
-                    info = self._info(routing, route, self._response_model(route, first), attempts)
-                    yield self._annotate(first, info)
-                    for chunk in iterator:
-                        last = chunk
-                        usage = merge_usage([usage, extract_usage(chunk)])
-                        yield self._annotate(chunk, info)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                self._completed(
-                    routing,
-                    kind,
-                    route,
-                    last,
-                    started,
-                    attempts,
-                    usage=usage,
-                    streamed=True,
-                    error=error,
-                )
-            return
-        raise self._all_failed(attempts)
+        run = self._escalation(routing, kind)
+        chunks = run.escalation.stream(lambda route: invoke(route, self.models[route]))
+        last: R | None = None
+        info: dict[str, Any] | None = None
+        try:
+            for _, chunk in chunks:
+                last = chunk
+                info = info or run.call.metadata()
+                yield _annotate(chunk, info)
+        finally:
+            chunks.close()
+            run.stream_ended(last)
 
     async def _astream(
         self,
@@ -703,51 +591,18 @@ class RoutingLLM(FunctionCallingLLM):
         invoke: Callable[[str, LLM], Awaitable[AsyncIterator[R]]],
     ) -> AsyncGenerator[R, None]:
         """Async :meth:`_stream`."""
-        end: Any = object()
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._path(routing.decision.route):
-            started = time.perf_counter()
-            try:
-                iterator = (await invoke(route, self.llms[route])).__aiter__()
-                try:
-                    first = await iterator.__anext__()
-                except StopAsyncIteration:
-                    first = end
-            except self.escalate_on as exc:
-                self._failed(routing, route, exc, started, attempts)
-                continue
-            last: Any = None
-            usage: TokenUsage | None = None
-            error: BaseException | None = None
-            try:
-                if first is not end:
-                    last = first
-                    usage = extract_usage(first)
-                    info = self._info(routing, route, self._response_model(route, first), attempts)
-                    yield self._annotate(first, info)
-                    async for chunk in iterator:
-                        last = chunk
-                        usage = merge_usage([usage, extract_usage(chunk)])
-                        yield self._annotate(chunk, info)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                self._completed(
-                    routing,
-                    kind,
-                    route,
-                    last,
-                    started,
-                    attempts,
-                    usage=usage,
-                    streamed=True,
-                    error=error,
-                )
-            return
-        raise self._all_failed(attempts)
+        run = self._escalation(routing, kind)
+        chunks = run.escalation.astream(lambda route: invoke(route, self.models[route]))
+        last: R | None = None
+        info: dict[str, Any] | None = None
+        try:
+            async for _, chunk in chunks:
+                last = chunk
+                info = info or run.call.metadata()
+                yield _annotate(chunk, info)
+        finally:
+            await chunks.aclose()
+            run.stream_ended(last)
 
     # ------------------------------------------------------------------ chat
 
@@ -992,10 +847,10 @@ class RoutingLLM(FunctionCallingLLM):
         return prepared
 
     def _llm_for_response(self, response: ChatResponse) -> LLM:
-        info = RouteInfo.from_response(response)
-        if info is not None and info.route in self.llms:
-            return self.llms[info.route]
-        return self.llms[self.router.fallback]
+        record = RouteMetadata.from_metadata(response.additional_kwargs)
+        if record is not None and record.route in self.models:
+            return self.models[record.route]
+        return self.models[getattr(self.router, "fallback", self.routes[-1])]
 
     def _validate_chat_with_tools_response(
         self,

@@ -18,7 +18,6 @@ from collections.abc import (
     Callable,
     Generator,
     Iterator,
-    Mapping,
     Sequence,
 )
 from contextvars import ContextVar
@@ -199,28 +198,31 @@ class CascadeLLM(LLM):
     if accepted); an unscored last tier streams live.
 
     Args:
-        tiers: Tier name -> LLM, cheapest first (or a sequence of LLMs, named after their
-            models); at least two.
+        tiers: LLMs, cheapest first; at least two (the shape of the LangChain
+            ``CascadeRunnable``).
         scorer: A scorer, or any callable ``(query, answer) -> float | bool | ScoreResult``
             (sync or async; see :func:`langroute.scorers.as_scorer`).
         threshold: Minimum score to accept an answer: one value, or one per scored tier.
+        tier_names: Names used in results and the cost ledger, one per tier (default:
+            the tiers' model names).
         score_last_tier: Also score the last tier (recorded; its answer is returned).
         query_extractor: Where to find the question (default: :class:`QueryExtractor`).
         escalate_on: Exception types that make a tier count as rejected; others propagate.
         callback_manager: Shared with every tier's LLM (also when reassigned later).
 
     Raises:
-        RouterConfigError: Fewer than two tiers, duplicate names, or a threshold list of
-            the wrong length.
+        RouterConfigError: Fewer than two tiers, duplicate names, or a threshold or
+            ``tier_names`` list of the wrong length.
 
     Example:
         >>> from langroute.scorers import AllOf, NonEmptyValidator, RefusalDetector
         >>> from llama_index.llms.langroute.testing import MockProviderLLM
         >>> cascade = CascadeLLM(
-        ...     tiers={
-        ...         "small": MockProviderLLM(model="gpt-4o-mini", script=["Sorry, I can't."]),
-        ...         "large": MockProviderLLM(model="gpt-4o", script=["Here is how..."]),
-        ...     },
+        ...     tiers=[
+        ...         MockProviderLLM(model="gpt-4o-mini", script=["Sorry, I can't."]),
+        ...         MockProviderLLM(model="gpt-4o", script=["Here is how..."]),
+        ...     ],
+        ...     tier_names=["small", "large"],
         ...     scorer=AllOf(NonEmptyValidator(), RefusalDetector()),
         ... )
         >>> response = cascade.complete("How do I rotate an API key?")
@@ -229,7 +231,8 @@ class CascadeLLM(LLM):
         ('large', True)
     """
 
-    tiers: dict[str, LLM] = Field(exclude=True, description="Tier name -> LLM, cheapest first.")
+    tiers: list[LLM] = Field(exclude=True, description="The tiers' LLMs, cheapest first.")
+    tier_names: list[str] = Field(description="Tier names, cheapest first.")
     scorer: Any = Field(exclude=True, description="The langroute scorer.")
     thresholds: list[float] = Field(description="Minimum score per tier.")
     score_last_tier: bool = False
@@ -238,44 +241,45 @@ class CascadeLLM(LLM):
 
     def __init__(
         self,
-        tiers: Mapping[str, LLM] | Sequence[LLM],
+        tiers: Sequence[LLM],
         scorer: Scorer | Callable[..., Any],
         threshold: float | Sequence[float] = 0.5,
         *,
+        tier_names: Sequence[str] | None = None,
         score_last_tier: bool = False,
         query_extractor: QueryExtractorProtocol | None = None,
         escalate_on: Sequence[type[BaseException]] = (Exception,),
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(tiers, Mapping):
-            named = dict(tiers)
-        else:
-            named = {}
-            for llm in tiers:
-                name = llm.metadata.model_name
-                if name in named:
-                    raise RouterConfigError(f"two tiers are named {name!r}; pass a mapping")
-                named[name] = llm
-        if len(named) < 2:
+        llms = list(tiers)
+        if len(llms) < 2:
             raise RouterConfigError("a cascade needs at least two tiers, cheapest first")
-        scored = len(named) if score_last_tier else len(named) - 1
+        names = list(tier_names) if tier_names is not None else None
+        if names is not None and len(names) != len(llms):
+            raise RouterConfigError(f"tier_names needs {len(llms)} names, got {len(names)}")
+        names = names or [llm.metadata.model_name for llm in llms]
+        for name in names:
+            if names.count(name) > 1:
+                raise RouterConfigError(f"two tiers are named {name!r}; pass tier_names")
+        scored = len(llms) if score_last_tier else len(llms) - 1
         if isinstance(threshold, (int, float)):
-            thresholds = [float(threshold)] * len(named)
+            thresholds = [float(threshold)] * len(llms)
         else:
             thresholds = [float(t) for t in threshold]
-            if len(thresholds) not in (scored, len(named)):
+            if len(thresholds) not in (scored, len(llms)):
                 raise RouterConfigError(
                     f"threshold needs one value or {scored} (one per scored tier), "
                     f"got {len(thresholds)}"
                 )
-            thresholds += [thresholds[-1]] * (len(named) - len(thresholds))
+            thresholds += [thresholds[-1]] * (len(llms) - len(thresholds))
         if any(not 0.0 <= t <= 1.0 for t in thresholds):
             raise RouterConfigError(f"thresholds must lie in [0, 1], got {thresholds}")
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
         super().__init__(
-            tiers=named,
+            tiers=llms,
+            tier_names=names,
             scorer=as_scorer(scorer),
             thresholds=thresholds,
             score_last_tier=score_last_tier,
@@ -298,17 +302,12 @@ class CascadeLLM(LLM):
 
     def _share_callback_manager(self) -> None:
         tiers = self.__dict__.get("tiers")
-        for llm in (tiers or {}).values():
+        for llm in tiers or []:
             llm.callback_manager = self.callback_manager
-
-    @property
-    def tier_names(self) -> list[str]:
-        """Tier names, cheapest first."""
-        return list(self.tiers)
 
     def model_for(self, tier: str) -> str:
         """The model name of a tier's LLM."""
-        return self.tiers[tier].metadata.model_name
+        return self.tiers[self.tier_names.index(tier)].metadata.model_name
 
     @property
     def baseline_model(self) -> str:
@@ -318,14 +317,14 @@ class CascadeLLM(LLM):
     @property
     def metadata(self) -> LLMMetadata:
         """The smallest limits among the tiers; a chat model only if every tier is one."""
-        metas = [llm.metadata for llm in self.tiers.values()]
+        metas = [llm.metadata for llm in self.tiers]
         return LLMMetadata(
             context_window=min(meta.context_window for meta in metas),
             num_output=min(meta.num_output for meta in metas),
             is_chat_model=all(meta.is_chat_model for meta in metas),
             is_function_calling_model=False,
             model_name="cascade("
-            + ",".join(f"{name}={meta.model_name}" for name, meta in zip(self.tiers, metas))
+            + ",".join(f"{name}={meta.model_name}" for name, meta in zip(self.tier_names, metas))
             + ")",
         )
 
@@ -397,10 +396,10 @@ class CascadeLLM(LLM):
 
     def _run(self, query: str | None, invoke: Callable[[LLM], R]) -> R:
         call = _Call(self, query)
-        for tier, name in enumerate(self.tier_names):
+        for tier, llm in enumerate(self.tiers):
             started = time.perf_counter()
             try:
-                response = invoke(self.tiers[name])
+                response = invoke(llm)
             except self.escalate_on as exc:
                 call.failed(tier, exc, started)
                 continue
@@ -412,10 +411,10 @@ class CascadeLLM(LLM):
 
     async def _arun(self, query: str | None, invoke: Callable[[LLM], Awaitable[R]]) -> R:
         call = _Call(self, query)
-        for tier, name in enumerate(self.tier_names):
+        for tier, llm in enumerate(self.tiers):
             started = time.perf_counter()
             try:
-                response = await invoke(self.tiers[name])
+                response = await invoke(llm)
             except self.escalate_on as exc:
                 call.failed(tier, exc, started)
                 continue
@@ -429,11 +428,11 @@ class CascadeLLM(LLM):
         self, query: str | None, invoke: Callable[[LLM], Iterator[R]]
     ) -> Generator[R, None, None]:
         call = _Call(self, query)
-        for tier, name in enumerate(self.tier_names):
+        for tier, llm in enumerate(self.tiers):
             started = time.perf_counter()
             if self._scored(tier):
                 try:
-                    chunks = list(invoke(self.tiers[name]))
+                    chunks = list(invoke(llm))
                 except self.escalate_on as exc:
                     call.failed(tier, exc, started)
                     continue
@@ -450,7 +449,7 @@ class CascadeLLM(LLM):
             # the unscored last tier streams live
             attempt = self._attempt(tier, None)
             try:
-                iterator = iter(invoke(self.tiers[name]))
+                iterator = iter(invoke(llm))
                 first = next(iterator, None)
             except self.escalate_on as exc:
                 call.failed(tier, exc, started)
@@ -479,11 +478,11 @@ class CascadeLLM(LLM):
         self, query: str | None, invoke: Callable[[LLM], Awaitable[AsyncIterator[R]]]
     ) -> AsyncGenerator[R, None]:
         call = _Call(self, query)
-        for tier, name in enumerate(self.tier_names):
+        for tier, llm in enumerate(self.tiers):
             started = time.perf_counter()
             if self._scored(tier):
                 try:
-                    chunks = [chunk async for chunk in await invoke(self.tiers[name])]
+                    chunks = [chunk async for chunk in await invoke(llm)]
                 except self.escalate_on as exc:
                     call.failed(tier, exc, started)
                     continue
@@ -499,7 +498,7 @@ class CascadeLLM(LLM):
                 continue
             attempt = self._attempt(tier, None)
             try:
-                iterator = (await invoke(self.tiers[name])).__aiter__()
+                iterator = (await invoke(llm)).__aiter__()
                 try:
                     first: R | None = await iterator.__anext__()
                 except StopAsyncIteration:

@@ -1,6 +1,6 @@
 """Cost per route: an instrumentation event handler that writes to the core ``CostLedger``.
 
-:class:`LedgerHandler` listens for the events of :class:`RoutingLLM` and
+:class:`CostCallbackHandler` listens for the events of :class:`RoutingLLM` and
 :class:`CascadeLLM` and stores one :class:`~langroute.costs.LedgerRecord` per model call:
 route, model, tokens, cost, the baseline cost (the same tokens on the strongest route's
 model), latency, escalation, and the decision's reason and confidence. Records carry
@@ -39,21 +39,24 @@ from llama_index.llms.langroute.usage import TokenUsage, extract_usage
 
 from langroute.costs import CostLedger, LedgerRecord
 
-__all__ = ["FRAMEWORK", "LedgerHandler", "TokenUsage", "extract_usage", "track_costs"]
+__all__ = ["FRAMEWORK", "CostCallbackHandler", "TokenUsage", "extract_usage", "track_costs"]
 
 FRAMEWORK = "llama_index"
 
 logger = logging.getLogger(__name__)
 
 
-class LedgerHandler(BaseEventHandler):
+class CostCallbackHandler(BaseEventHandler):
     """Records every routed call and cascade attempt into a :class:`~langroute.costs.CostLedger`.
 
     One record per model call: the route that answered (``escalated=True`` and
     ``escalated_from`` when a cheaper route failed first), each failed attempt (with
     ``error`` and no tokens), and each cascade tier (``kind="cascade"``, ``tier``,
-    ``accepted``). Records of one request share its ``run_id``. Costs are filled by the
-    ledger's :class:`~langroute.costs.Pricer` (``genai-prices`` unless overridden).
+    ``accepted``). Routed calls become rows through the core
+    (:meth:`langroute.calls.RoutedCall.ledger_records`, the call each event carries),
+    as in the LangChain integration; nothing is priced here. Records of one request
+    share its ``run_id``. Costs are filled by the ledger's
+    :class:`~langroute.costs.Pricer` (``genai-prices`` unless overridden).
 
     Args:
         ledger: Where to write (default: a new in-memory ledger).
@@ -61,7 +64,7 @@ class LedgerHandler(BaseEventHandler):
 
     Example:
         >>> from llama_index.core.instrumentation import get_dispatcher
-        >>> handler = LedgerHandler()
+        >>> handler = CostCallbackHandler()
         >>> get_dispatcher().add_event_handler(handler)  # doctest: +SKIP
         >>> query_engine.query("...")  # doctest: +SKIP
         >>> handler.ledger.summary().cost  # doctest: +SKIP
@@ -75,59 +78,18 @@ class LedgerHandler(BaseEventHandler):
     @classmethod
     def class_name(cls) -> str:
         """Class name."""
-        return "LedgerHandler"
+        return "CostCallbackHandler"
 
     def records_for(self, event: BaseEvent) -> list[LedgerRecord]:
         """The ledger records an event stands for ([] for other events)."""
         if isinstance(event, RouteCompletedEvent):
-            reported = event.usage if event.usage is not None else extract_usage(event.response)
-            usage = reported or TokenUsage()
-            decision = event.decision
-            return [
-                LedgerRecord(
-                    framework=FRAMEWORK,
-                    run_id=event.call_id,
-                    kind="route",
-                    route=event.route,
-                    model=event.model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    baseline_model=event.baseline_model,
-                    latency_ms=event.latency_ms,
-                    escalated=event.escalated_from is not None,
-                    escalated_from=event.escalated_from,
-                    error=event.error,
-                    reason=decision.reason,
-                    confidence=decision.confidence,
-                    metadata={
-                        **self.metadata,
-                        "call": event.kind,
-                        "streamed": event.streamed,
-                        "decided_route": decision.route,
-                        "usage_reported": reported is not None,
-                    },
-                )
-            ]
+            # the call's last attempt is the route that answered
+            metadata = {**self.metadata, "call": event.kind, "streamed": event.streamed}
+            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata)[-1:]
         if isinstance(event, RouteAttemptFailedEvent):
-            decision = event.decision
-            escalated_from = None if event.route == decision.route else decision.route
-            return [
-                LedgerRecord(
-                    framework=FRAMEWORK,
-                    run_id=event.call_id,
-                    kind="route",
-                    route=event.route,
-                    model=event.model,
-                    latency_ms=event.latency_ms,
-                    escalated=escalated_from is not None,
-                    escalated_from=escalated_from,
-                    error=event.error,
-                    reason=decision.reason,
-                    confidence=decision.confidence,
-                    metadata={**self.metadata, "next_route": event.next_route},
-                )
-            ]
+            # the call's last attempt is the route that failed
+            metadata = {**self.metadata, "next_route": event.next_route}
+            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata)[-1:]
         if isinstance(event, CascadeTierEvent):
             usage = (
                 event.usage if event.usage is not None else extract_usage(event.response)
@@ -181,8 +143,8 @@ def track_costs(
 ) -> Iterator[CostLedger]:
     """Record routed calls made inside the block into ``ledger``, and yield the ledger.
 
-    Adds a :class:`LedgerHandler` to the root dispatcher (or ``dispatcher``) and removes
-    it on exit. Same shape as the LangChain integration's ``track_costs``.
+    Adds a :class:`CostCallbackHandler` to the root dispatcher (or ``dispatcher``) and
+    removes it on exit. Same shape as the LangChain integration's ``track_costs``.
 
     Args:
         ledger: A ledger, or the path of a JSONL / SQLite ledger file (default: a new
@@ -199,7 +161,7 @@ def track_costs(
     target = dispatcher if dispatcher is not None else get_dispatcher()
     if not isinstance(ledger, CostLedger):
         ledger = CostLedger(ledger)
-    handler = LedgerHandler(ledger=ledger, metadata=dict(metadata or {}))
+    handler = CostCallbackHandler(ledger=ledger, metadata=dict(metadata or {}))
     target.add_event_handler(handler)
     try:
         yield ledger

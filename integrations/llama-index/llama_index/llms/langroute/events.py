@@ -33,8 +33,8 @@ from llama_index.core.base.llms.types import ChatResponse, CompletionResponse
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.llms.langroute.usage import TokenUsage
 
+from langroute.calls import RoutedCall, TokenUsage
 from langroute.decision import RouteDecision
 
 __all__ = [
@@ -92,6 +92,8 @@ class RouteAttemptFailedEvent(BaseEvent):
         latency_ms: Time spent on the failed attempt.
         next_route: The route tried next, or ``None`` when none is left.
         decision: The decision of the call.
+        call: The routed call up to this attempt (its last attempt is this one); the
+            cost handler turns it into the ledger row.
     """
 
     call_id: str
@@ -102,6 +104,7 @@ class RouteAttemptFailedEvent(BaseEvent):
     latency_ms: float
     next_route: str | None = None
     decision: RouteDecision
+    call: RoutedCall = Field(exclude=True)
 
     @classmethod
     def class_name(cls) -> str:
@@ -128,6 +131,8 @@ class RouteCompletedEvent(BaseEvent):
         failed_routes: Routes that raised before this one answered, in order.
         error: Set when a stream broke after its first chunk.
         streamed: True for streaming calls.
+        call: The routed call, every attempt included (its last attempt is the one that
+            answered); the cost handler turns it into the ledger row.
     """
 
     call_id: str
@@ -143,6 +148,7 @@ class RouteCompletedEvent(BaseEvent):
     failed_routes: list[str] = Field(default_factory=list)
     error: str | None = None
     streamed: bool = False
+    call: RoutedCall = Field(exclude=True)
 
     @classmethod
     def class_name(cls) -> str:

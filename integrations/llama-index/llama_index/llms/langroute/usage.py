@@ -17,32 +17,23 @@ shape in ``response.raw`` (and some copy the counts into ``additional_kwargs``).
 Streams spread usage over chunks (OpenAI: the last one; Anthropic: input on the
 ``message_start`` event, ``{"message": {"usage": ...}}``, output on the last
 ``message_delta``): :func:`merge_usage` combines them.
+
+:class:`TokenUsage` is the core :class:`langroute.calls.TokenUsage`, shared with the
+LangChain integration and the cost ledger.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatResponse, CompletionResponse
-from llama_index.core.bridge.pydantic import BaseModel, ConfigDict
+
+from langroute.calls import TokenUsage
+from langroute.escalation import max_usage
 
 __all__ = ["TokenUsage", "extract_usage", "merge_usage"]
-
-
-class TokenUsage(BaseModel):
-    """Token counts of one call. ``input_tokens`` includes the cached ones.
-
-    Example:
-        >>> TokenUsage(input_tokens=1200, output_tokens=80, cached_tokens=1000).input_tokens
-        1200
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
 
 
 def _as_mapping(value: Any) -> Mapping[str, Any] | None:
@@ -124,17 +115,11 @@ def merge_usage(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:
     """Combine the usage reported by the chunks of one stream (field-wise maximum).
 
     Providers report per-stream totals, either once or cumulatively, sometimes split
-    across chunks; the maximum of each field is the stream's usage in every case.
+    across chunks; the maximum of each field is the stream's usage in every case
+    (:func:`langroute.escalation.max_usage`, which :class:`RoutingLLM` streams use).
 
     Example:
         >>> merge_usage([TokenUsage(input_tokens=10), None, TokenUsage(output_tokens=4)])
         TokenUsage(input_tokens=10, output_tokens=4, cached_tokens=0)
     """
-    found = [usage for usage in usages if usage is not None]
-    if not found:
-        return None
-    return TokenUsage(
-        input_tokens=max(u.input_tokens for u in found),
-        output_tokens=max(u.output_tokens for u in found),
-        cached_tokens=max(u.cached_tokens for u in found),
-    )
+    return functools.reduce(max_usage, usages, None)

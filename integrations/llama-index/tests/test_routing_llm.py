@@ -8,7 +8,7 @@ import pytest
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms import ChatMessage
 from llama_index.core.prompts import PromptTemplate
-from llama_index.llms.langroute import ROUTE_KEY, RouteInfo, RoutingLLM
+from llama_index.llms.langroute import ROUTE_KEY, RouteMetadata, RoutingLLM
 from llama_index.llms.langroute.testing import MockProviderError, MockProviderLLM, StreamFailure
 
 from langroute.errors import AllRoutesFailedError, RouterConfigError
@@ -26,12 +26,12 @@ def user(text: str) -> list[ChatMessage]:
 
 def test_every_route_needs_an_llm(router, small):
     with pytest.raises(RouterConfigError, match=r"no LLM for route\(s\) \['large'\]"):
-        RoutingLLM(router=router, llms={"small": small})
+        RoutingLLM(router=router, models={"small": small})
 
 
 def test_unknown_route_names_are_rejected(router, small, large):
     with pytest.raises(RouterConfigError, match="unknown route"):
-        RoutingLLM(router=router, llms={"small": small, "large": large, "huge": large})
+        RoutingLLM(router=router, models={"small": small, "large": large, "huge": large})
 
 
 def test_metadata_is_the_weakest_common_denominator(router):
@@ -39,7 +39,7 @@ def test_metadata_is_the_weakest_common_denominator(router):
     large = MockProviderLLM(
         model="gpt-4o", context_window=64_000, num_output=16_384, function_calling=False
     )
-    meta = RoutingLLM(router=router, llms={"small": small, "large": large}).metadata
+    meta = RoutingLLM(router=router, models={"small": small, "large": large}).metadata
     assert meta.context_window == 64_000
     assert meta.num_output == 4_096
     assert meta.is_chat_model is True
@@ -62,13 +62,13 @@ def test_childrens_callback_managers_are_kept_when_none_is_given(router):
     manager = CallbackManager([])
     small = MockProviderLLM(model="gpt-4o-mini", callback_manager=manager)
     large = MockProviderLLM(model="gpt-4o", callback_manager=manager)
-    RoutingLLM(router=router, llms={"small": small, "large": large})
+    RoutingLLM(router=router, models={"small": small, "large": large})
     assert small.callback_manager is manager and large.callback_manager is manager
 
 
 def test_callback_manager_given_at_construction_is_shared(router, small, large):
     manager = CallbackManager([])
-    RoutingLLM(router=router, llms={"small": small, "large": large}, callback_manager=manager)
+    RoutingLLM(router=router, models={"small": small, "large": large}, callback_manager=manager)
     assert small.callback_manager is manager and large.callback_manager is manager
 
 
@@ -86,7 +86,7 @@ def test_chat_routes_on_the_last_user_message(llm, small, large):
     )
     assert response.message.content == "Answer from gpt-4o-mini."
     assert len(small.calls) == 1 and not large.calls
-    assert RouteInfo.from_response(response).route == "small"
+    assert RouteMetadata.from_metadata(response.additional_kwargs).route == "small"
 
 
 def test_complete_routes_hard_prompts_to_the_strong_route(llm, small, large):
@@ -95,7 +95,7 @@ def test_complete_routes_hard_prompts_to_the_strong_route(llm, small, large):
     assert [c.method for c in large.calls] == ["complete"] and not small.calls
 
 
-def test_child_raw_passes_through_untouched_and_decision_is_added(llm):
+def test_child_raw_passes_through_untouched_and_decision_is_added(llm, events):
     response = llm.chat(user(EASY_Q))
     assert set(response.raw) == {"id", "object", "model", "choices", "usage"}
     assert response.raw["model"] == "gpt-4o-mini"
@@ -104,17 +104,19 @@ def test_child_raw_passes_through_untouched_and_decision_is_added(llm):
     assert response.additional_kwargs["prompt_tokens"] == 4
     info = response.additional_kwargs[ROUTE_KEY]
     assert info["route"] == "small" and info["model"] == "gpt-4o-mini"
-    assert info["reason"] == info["decision"]["reason"] == "vote"
+    assert info["reason"] == "vote"
     assert (info["decided_route"], info["escalated"], info["attempts"]) == ("small", False, [])
     assert (info["baseline_route"], info["baseline_model"]) == ("large", "gpt-4o")
-    assert info["decision"]["query"] == EASY_Q
-    assert RouteInfo.from_response(response).escalated_from is None
+    # the full decision (scores, neighbours, query) rides on the selection event
+    (selected,) = events.of("RouteSelectedEvent")
+    assert selected.decision.query == EASY_Q and selected.call_id == info["call_id"]
+    assert RouteMetadata.from_metadata(response.additional_kwargs).escalated_from is None
 
 
 def test_stream_chat_annotates_every_chunk(llm):
     chunks = list(llm.stream_chat(user(HARD_Q)))
     assert "".join(c.delta for c in chunks) == "Answer from gpt-4o."
-    assert {RouteInfo.from_response(c).route for c in chunks} == {"large"}
+    assert {RouteMetadata.from_metadata(c.additional_kwargs).route for c in chunks} == {"large"}
     assert chunks[-1].raw["usage"]["completion_tokens"] == 3
 
 
@@ -171,7 +173,7 @@ def test_route_keyword_forces_a_route_and_is_not_passed_on(llm, small, large):
     response = llm.complete(HARD_Q, route="small")
     assert response.text == "Answer from gpt-4o-mini."
     assert "route" not in small.calls[0].kwargs
-    assert RouteInfo.from_response(response).decision.reason == "forced"
+    assert RouteMetadata.from_metadata(response.additional_kwargs).reason == "forced"
 
 
 def test_force_route_context(llm, small, large):
@@ -217,7 +219,7 @@ def test_custom_query_extractor(router, small, large):
 
     llm = RoutingLLM(
         router=router,
-        llms={"small": small, "large": large},
+        models={"small": small, "large": large},
         query_extractor=LastMessageOfAnyRole(),
     )
     llm.chat([ChatMessage(role="user", content=EASY_Q), ChatMessage(role="system", content=HARD_Q)])
@@ -226,7 +228,7 @@ def test_custom_query_extractor(router, small, large):
 
 def test_query_extractor_must_fit_the_protocol(router, small, large):
     with pytest.raises(TypeError, match="from_prompt"):
-        RoutingLLM(router=router, llms={"small": small, "large": large}, query_extractor=object())
+        RoutingLLM(router=router, models={"small": small, "large": large}, query_extractor=object())
 
 
 # --------------------------------------------------------------------------- events
@@ -272,15 +274,15 @@ def test_selected_and_completed_events_share_a_call_id(llm, events):
 
 def test_provider_error_escalates_to_the_next_route(router, large, events):
     small = MockProviderLLM(model="gpt-4o-mini", script=[MockProviderError("429 rate limited")])
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     response = llm.chat(user(EASY_Q))
     assert response.message.content == "Answer from gpt-4o."
-    info = RouteInfo.from_response(response)
-    assert info.route == "large" and info.decision.route == "small"
+    info = RouteMetadata.from_metadata(response.additional_kwargs)
+    assert info.route == "large" and info.decided_route == "small"
     assert info.escalated_from == "small"
     assert info.escalated is True and info.decided_route == "small"
-    assert [a.model_dump() for a in info.attempts] == [
-        {"route": "small", "model": "gpt-4o-mini", "error": "MockProviderError: 429 rate limited"}
+    assert [(a.route, a.model, a.error) for a in info.attempts] == [
+        ("small", "gpt-4o-mini", "MockProviderError: 429 rate limited")
     ]
     (failed,) = events.of("RouteAttemptFailedEvent")
     assert failed.route == "small" and failed.next_route == "large"
@@ -292,7 +294,7 @@ def test_every_route_failing_raises_with_attempts(router):
     boom_small, boom_large = MockProviderError("small down"), MockProviderError("large down")
     llm = RoutingLLM(
         router=router,
-        llms={
+        models={
             "small": MockProviderLLM(model="gpt-4o-mini", script=[boom_small]),
             "large": MockProviderLLM(model="gpt-4o", script=[boom_large]),
         },
@@ -306,7 +308,7 @@ def test_every_route_failing_raises_with_attempts(router):
 def test_the_strongest_route_has_nowhere_to_escalate(router, small):
     boom = MockProviderError("down")
     large = MockProviderLLM(model="gpt-4o", script=[boom])
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     with pytest.raises(AllRoutesFailedError) as caught:
         llm.complete(HARD_Q)
     assert caught.value.attempts == [("large", boom)]
@@ -315,7 +317,7 @@ def test_the_strongest_route_has_nowhere_to_escalate(router, small):
 
 def test_escalation_can_be_turned_off(router, large):
     small = MockProviderLLM(model="gpt-4o-mini", script=[MockProviderError("down")])
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large}, escalate_on=())
+    llm = RoutingLLM(router=router, models={"small": small, "large": large}, escalate_on=())
     with pytest.raises(MockProviderError):
         llm.complete(EASY_Q)
     assert not large.calls
@@ -324,7 +326,7 @@ def test_escalation_can_be_turned_off(router, large):
 def test_escalate_on_limits_which_errors_escalate(router, large):
     small = MockProviderLLM(model="gpt-4o-mini", script=[ValueError("bad request")])
     llm = RoutingLLM(
-        router=router, llms={"small": small, "large": large}, escalate_on=(MockProviderError,)
+        router=router, models={"small": small, "large": large}, escalate_on=(MockProviderError,)
     )
     with pytest.raises(ValueError, match="bad request"):
         llm.complete(EASY_Q)
@@ -335,10 +337,10 @@ def test_stream_escalates_before_the_first_chunk(router, large):
     small = MockProviderLLM(
         model="gpt-4o-mini", script=[StreamFailure(error=MockProviderError("overloaded"))]
     )
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     chunks = list(llm.stream_chat(user(EASY_Q)))
     assert "".join(c.delta for c in chunks) == "Answer from gpt-4o."
-    assert RouteInfo.from_response(chunks[0]).escalated_from == "small"
+    assert RouteMetadata.from_metadata(chunks[0].additional_kwargs).escalated_from == "small"
 
 
 def test_stream_does_not_escalate_after_the_first_chunk(router, large, events):
@@ -346,7 +348,7 @@ def test_stream_does_not_escalate_after_the_first_chunk(router, large, events):
         model="gpt-4o-mini",
         script=[StreamFailure(error=MockProviderError("connection reset"), after_chunks=2)],
     )
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     received = []
     with pytest.raises(MockProviderError, match="connection reset"):
         for chunk in llm.stream_complete(EASY_Q):
@@ -361,16 +363,16 @@ async def test_async_stream_escalates_before_the_first_chunk(router, large):
     small = MockProviderLLM(
         model="gpt-4o-mini", script=[StreamFailure(error=MockProviderError("overloaded"))]
     )
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     chunks = [c async for c in await llm.astream_complete(EASY_Q)]
     assert "".join(c.delta for c in chunks) == "Answer from gpt-4o."
-    assert RouteInfo.from_response(chunks[-1]).attempts[0].route == "small"
+    assert RouteMetadata.from_metadata(chunks[-1].additional_kwargs).attempts[0].route == "small"
 
 
 async def test_async_every_route_failing(router):
     llm = RoutingLLM(
         router=router,
-        llms={
+        models={
             "small": MockProviderLLM(model="gpt-4o-mini", script=[MockProviderError("a")]),
             "large": MockProviderLLM(model="gpt-4o", script=[MockProviderError("b")]),
         },

@@ -17,7 +17,7 @@ DOCS = [
 def test_starter_router_in_a_query_engine(starter_router):
     small = MockProviderLLM(model="gpt-4o-mini", usage=(800, 40))
     large = MockProviderLLM(model="gpt-4o", usage=(800, 40))
-    llm = RoutingLLM(router=starter_router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=starter_router, models={"small": small, "large": large})
     index = VectorStoreIndex.from_documents(
         [Document(text=t) for t in DOCS], embed_model=HashingEmbedding()
     )

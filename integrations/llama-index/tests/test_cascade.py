@@ -32,7 +32,8 @@ def make(small_script, large_script=(), scorer=None, **kwargs) -> tuple[CascadeL
     small = MockProviderLLM(model="gpt-4o-mini", script=list(small_script), usage=(1000, 100))
     large = MockProviderLLM(model="gpt-4o", script=list(large_script), usage=(1000, 100))
     cascade = CascadeLLM(
-        tiers={"small": small, "large": large},
+        tiers=[small, large],
+        tier_names=["small", "large"],
         scorer=scorer or AllOf(NonEmptyValidator(), RefusalDetector()),
         **kwargs,
     )
@@ -78,9 +79,10 @@ def test_graded_scorer_uses_the_threshold():
     hesitant = MockProviderLLM(model="gpt-4o-mini", token_logprob=math.log(0.3))
     large = MockProviderLLM(model="gpt-4o")
     scorer = MeanTokenProbabilityScorer()
-    kept = CascadeLLM(tiers={"small": confident, "large": large}, scorer=scorer, threshold=0.8)
+    names = ["small", "large"]
+    kept = CascadeLLM([confident, large], scorer, threshold=0.8, tier_names=names)
     assert CascadeResult.from_response(kept.chat(user(QUESTION))).tier_name == "small"
-    moved = CascadeLLM(tiers={"small": hesitant, "large": large}, scorer=scorer, threshold=0.8)
+    moved = CascadeLLM([hesitant, large], scorer, threshold=0.8, tier_names=names)
     info = CascadeResult.from_response(moved.chat(user(QUESTION)))
     assert info.tier_name == "large"
     assert info.rejected[0].score == pytest.approx(0.3)
@@ -209,7 +211,7 @@ def test_cascade_in_a_query_engine_scores_against_the_question():
 
     small = MockProviderLLM(model="gpt-4o-mini")
     cascade = CascadeLLM(
-        tiers={"small": small, "large": MockProviderLLM(model="gpt-4o")}, scorer=scorer
+        tiers=[small, MockProviderLLM(model="gpt-4o")], tier_names=["small", "large"], scorer=scorer
     )
     index = VectorStoreIndex.from_documents(
         [Document(text="Keys are rotated monthly.")], embed_model=HashingEmbedding()
@@ -232,6 +234,18 @@ def test_tiers_from_a_sequence_are_named_after_their_models():
         CascadeLLM(tiers=[MockProviderLLM()], scorer=NonEmptyValidator())
     with pytest.raises(RouterConfigError, match="two tiers are named"):
         CascadeLLM(tiers=[MockProviderLLM(), MockProviderLLM()], scorer=NonEmptyValidator())
+    with pytest.raises(RouterConfigError, match="tier_names needs 2 names"):
+        CascadeLLM(
+            tiers=[MockProviderLLM(), MockProviderLLM()],
+            scorer=NonEmptyValidator(),
+            tier_names=["only"],
+        )
+    named = CascadeLLM(
+        tiers=[MockProviderLLM(), MockProviderLLM()],
+        scorer=NonEmptyValidator(),
+        tier_names=["cheap", "strong"],
+    )
+    assert named.tier_names == ["cheap", "strong"]
 
 
 def test_per_tier_thresholds_and_scoring_the_last_tier(ledger_handler):
@@ -240,16 +254,25 @@ def test_per_tier_thresholds_and_scoring_the_last_tier(ledger_handler):
         for name, model in (("small", "gpt-4o-mini"), ("medium", "gpt-4o"), ("large", "o3"))
     }
     # small must reach 1.1 (impossible), medium 0.5: a constant 0.7 is accepted at medium
-    cascade = CascadeLLM(tiers=tiers, scorer=lambda q, a: 0.7, threshold=[1.0, 0.5])
+    names = list(tiers)
+    cascade = CascadeLLM(
+        tiers=list(tiers.values()), tier_names=names, scorer=lambda q, a: 0.7, threshold=[1.0, 0.5]
+    )
     with pytest.raises(RouterConfigError, match="one per scored tier"):
-        CascadeLLM(tiers=tiers, scorer=lambda q, a: 0.7, threshold=[1.0, 0.5, 0.5, 0.5])
+        CascadeLLM(
+            tiers=list(tiers.values()),
+            tier_names=names,
+            scorer=lambda q, a: 0.7,
+            threshold=[1.0, 0.5, 0.5, 0.5],
+        )
     assert cascade.thresholds == [1.0, 0.5, 0.5]
     result = CascadeResult.from_response(cascade.complete(QUESTION))
     assert result.tier_name == "medium"
     assert result.attempts[0].reason.startswith("rejected: score 0.7 < 1")
 
     scored_last = CascadeLLM(
-        tiers={"small": tiers["small"], "large": tiers["large"]},
+        tiers=[tiers["small"], tiers["large"]],
+        tier_names=["small", "large"],
         scorer=lambda q, a: 0.1,
         score_last_tier=True,
     )
@@ -263,7 +286,7 @@ def test_per_tier_thresholds_and_scoring_the_last_tier(ledger_handler):
 def test_tiers_keep_their_callback_managers_when_none_is_given():
     manager = CallbackManager([])
     small = MockProviderLLM(model="gpt-4o-mini", callback_manager=manager)
-    CascadeLLM(tiers={"small": small, "large": MockProviderLLM()}, scorer=NonEmptyValidator())
+    CascadeLLM(tiers=[small, MockProviderLLM(model="gpt-4o")], scorer=NonEmptyValidator())
     assert small.callback_manager is manager
 
 

@@ -16,7 +16,7 @@ import pytest
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.llms import ChatMessage, ChatResponse, CompletionResponse
 from llama_index.llms.langroute import (
-    LedgerHandler,
+    CostCallbackHandler,
     RoutingLLM,
     TokenUsage,
     extract_usage,
@@ -39,7 +39,7 @@ def user(text: str) -> list[ChatMessage]:
 def priced(router) -> tuple[RoutingLLM, MockProviderLLM, MockProviderLLM]:
     small = MockProviderLLM(model="gpt-4o-mini", usage=(1000, 500))
     large = MockProviderLLM(model="gpt-4o", usage=(2000, 300))
-    return RoutingLLM(router=router, llms={"small": small, "large": large}), small, large
+    return RoutingLLM(router=router, models={"small": small, "large": large}), small, large
 
 
 def test_rag_calls_are_recorded_per_route_with_hand_computed_costs(priced, events):
@@ -102,7 +102,7 @@ def test_escalation_records_the_failed_attempt_and_the_answer(router, ledger_han
         model="gpt-4o-mini", usage=(1000, 500), script=[MockProviderError("429 rate limited")]
     )
     large = MockProviderLLM(model="gpt-4o", usage=(2000, 300))
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     llm.chat(user(EASY_Q))
 
     failed, answered = ledger_handler.ledger.records()
@@ -125,7 +125,7 @@ def test_cached_tokens_are_priced_at_the_cached_rate(router, ledger_handler):
     large = MockProviderLLM(
         model="claude-sonnet-4-5", api_format="anthropic", usage=(1000, 500), cached_tokens=800
     )
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     llm.chat(user(EASY_Q))
     llm.chat(user(HARD_Q))
     openai_rec, anthropic_rec = ledger_handler.ledger.records()
@@ -144,7 +144,7 @@ def test_anthropic_streams_split_usage_over_chunks(router, ledger_handler):
         model="claude-sonnet-4-5", api_format="anthropic", usage=(1000, 500), cached_tokens=800
     )
     llm = RoutingLLM(
-        router=router, llms={"small": MockProviderLLM(model="gpt-4o-mini"), "large": large}
+        router=router, models={"small": MockProviderLLM(model="gpt-4o-mini"), "large": large}
     )
     chunks = list(llm.stream_chat(user(HARD_Q)))
     assert chunks[0].raw["type"] == "message_start"
@@ -195,7 +195,7 @@ def test_track_costs_stops_recording_on_exit(priced):
 def test_unknown_models_are_recorded_unpriced(router):
     llm = RoutingLLM(
         router=router,
-        llms={
+        models={
             "small": MockProviderLLM(model="my-local-llama", usage=(10, 5)),
             "large": MockProviderLLM(model="gpt-4o", usage=(10, 5)),
         },
@@ -221,7 +221,9 @@ async def test_async_calls_are_recorded(priced, ledger_handler):
 
 def test_a_stream_closed_early_is_still_recorded(router, ledger_handler):
     small = MockProviderLLM(model="gpt-4o-mini", reply="one two three four five")
-    llm = RoutingLLM(router=router, llms={"small": small, "large": MockProviderLLM(model="gpt-4o")})
+    llm = RoutingLLM(
+        router=router, models={"small": small, "large": MockProviderLLM(model="gpt-4o")}
+    )
     stream = llm.stream_complete(EASY_Q)
     next(stream)
     stream.close()
@@ -302,7 +304,7 @@ def test_extract_usage_from_provider_objects():
 def test_handler_records_only_langroute_events(priced, events):
     llm, _, _ = priced
     llm.chat(user(EASY_Q))
-    handler = LedgerHandler()
+    handler = CostCallbackHandler()
     recorded = [type(e).__name__ for e in events.events if handler.records_for(e)]
     assert recorded == ["RouteCompletedEvent"]
     assert "LLMChatEndEvent" in events.names()  # seen, but not recorded twice

@@ -1,7 +1,14 @@
-"""Fixtures for the LlamaIndex integration tests: a hashing router, scripted LLMs, events."""
+"""Fixtures for the LlamaIndex integration tests: a hashing router, scripted LLMs, events.
+
+The tests live beside the integration (as LlamaIndex partner packages keep theirs), so
+the repository's ``tests/conftest.py`` is not a parent: the set-up they need from it
+(offline model hub, a per-session cache folder, the starter router) is repeated here.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,12 +18,18 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.llms.langroute import LedgerHandler, RoutingLLM
+from llama_index.llms.langroute import CostCallbackHandler, RoutingLLM
 from llama_index.llms.langroute.testing import HashingEmbedding, MockProviderLLM
 
 from langroute import Exemplar, ExemplarRouter
 from langroute.costs import CostLedger
 from langroute.embedders import HashingEmbedder
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("LANGROUTE_CACHE_DIR", tempfile.mkdtemp(prefix="langroute-test-cache-"))
 
 EASY = [
     "what is the capital of france",
@@ -34,6 +47,14 @@ HARD = [
     "compare the architectural trade offs of both designs in depth",
     "explain the legal liability implications and derive the consequences",
 ]
+
+
+@pytest.fixture(scope="session")
+def starter_router() -> ExemplarRouter:
+    """The bundled starter router over the real embedder (built once; do not mutate)."""
+    from langroute.embedders import SentenceTransformerEmbedder
+
+    return ExemplarRouter.default(embedder=SentenceTransformerEmbedder())
 
 
 class SettingsMustNotBeUsed(MockProviderLLM):
@@ -83,7 +104,7 @@ def large() -> MockProviderLLM:
 
 @pytest.fixture
 def llm(router: ExemplarRouter, small: MockProviderLLM, large: MockProviderLLM) -> RoutingLLM:
-    return RoutingLLM(router=router, llms={"small": small, "large": large})
+    return RoutingLLM(router=router, models={"small": small, "large": large})
 
 
 class EventCollector(BaseEventHandler):
@@ -117,8 +138,8 @@ def events() -> Iterator[EventCollector]:
 
 
 @pytest.fixture
-def ledger_handler() -> Iterator[LedgerHandler]:
-    handler = LedgerHandler(ledger=CostLedger())
+def ledger_handler() -> Iterator[CostCallbackHandler]:
+    handler = CostCallbackHandler(ledger=CostLedger())
     root = get_dispatcher()
     root.add_event_handler(handler)
     try:

@@ -8,7 +8,7 @@ from llama_index.core.bridge.pydantic import BaseModel
 from llama_index.core.llms import ChatMessage
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.langroute import RouteInfo, RoutingLLM
+from llama_index.llms.langroute import RouteMetadata, RoutingLLM
 from llama_index.llms.langroute.testing import (
     MockProviderError,
     MockProviderLLM,
@@ -42,7 +42,7 @@ def anthropic_large() -> MockProviderLLM:
 @pytest.fixture
 def mixed(router, openai_small, anthropic_large) -> RoutingLLM:
     """Two providers with different tool formats behind one routing LLM."""
-    return RoutingLLM(router=router, llms={"small": openai_small, "large": anthropic_large})
+    return RoutingLLM(router=router, models={"small": openai_small, "large": anthropic_large})
 
 
 def test_each_route_gets_tools_in_its_own_format(mixed, openai_small, anthropic_large, tool):
@@ -68,11 +68,11 @@ def test_each_route_gets_tools_in_its_own_format(mixed, openai_small, anthropic_
 def test_tool_call_escalation_reconverts_the_tools(router, anthropic_large, tool):
     small = MockProviderLLM(model="gpt-4o-mini", script=[MockProviderError("503")])
     anthropic_large.script = [ScriptedToolCall(name="multiply", kwargs={"a": 6, "b": 7})]
-    llm = RoutingLLM(router=router, llms={"small": small, "large": anthropic_large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": anthropic_large})
     response = llm.chat_with_tools([tool], user_msg=EASY_Q)
     assert small.calls[0].kwargs["tools"][0]["type"] == "function"
     assert anthropic_large.calls[0].kwargs["tools"][0]["name"] == "multiply"
-    assert RouteInfo.from_response(response).escalated_from == "small"
+    assert RouteMetadata.from_metadata(response.additional_kwargs).escalated_from == "small"
     assert llm.get_tool_calls_from_response(response)[0].tool_kwargs == {"a": 6, "b": 7}
 
 
@@ -87,14 +87,14 @@ def test_a_route_forced_for_a_tool_call(mixed, openai_small, anthropic_large, to
     anthropic_large.script = [ScriptedToolCall(name="multiply", kwargs={"a": 1, "b": 2})]
     response = mixed.chat_with_tools([tool], user_msg=EASY_Q, route="large")
     assert not openai_small.calls
-    assert RouteInfo.from_response(response).decision.reason == "forced"
+    assert RouteMetadata.from_metadata(response.additional_kwargs).reason == "forced"
     assert "route" not in anthropic_large.calls[0].kwargs
 
 
 def test_tools_need_every_route_to_call_functions(router, tool):
     llm = RoutingLLM(
         router=router,
-        llms={
+        models={
             "small": MockProviderLLM(model="gpt-4o-mini"),
             "large": MockProviderLLM(model="gpt-4o", function_calling=False),
         },
@@ -184,7 +184,7 @@ async def test_react_agent_routes_on_the_question_not_on_observations(router, to
         ],
     )
     large = MockProviderLLM(model="gpt-4o", function_calling=False)
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     agent = ReActAgent(tools=[tool], llm=llm)
     result = await agent.run(user_msg=EASY_Q)
     assert str(result) == "42"
@@ -197,7 +197,7 @@ async def test_react_agent_routes_on_the_question_not_on_observations(router, to
 def test_structured_predict_without_function_calling_parses_text(router):
     small = MockProviderLLM(model="gpt-4o-mini", function_calling=False, script=['{"total": 5}'])
     large = MockProviderLLM(model="gpt-4o", function_calling=False)
-    llm = RoutingLLM(router=router, llms={"small": small, "large": large})
+    llm = RoutingLLM(router=router, models={"small": small, "large": large})
     prompt = PromptTemplate("Context: {context_str}\nQuestion: {query_str}")
     result = llm.structured_predict(
         Invoice,

@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     tomllib = None
 
-ROOT = Path(__file__).resolve().parents[2] / "integrations" / "llama-index"
+ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED = {
     "CASCADE_KEY",
@@ -22,13 +22,12 @@ EXPECTED = {
     "CascadeLLM",
     "CascadeResult",
     "CascadeTierEvent",
-    "LedgerHandler",
+    "CostCallbackHandler",
     "QueryExtractor",
     "QueryExtractorProtocol",
-    "RouteAttempt",
     "RouteAttemptFailedEvent",
     "RouteCompletedEvent",
-    "RouteInfo",
+    "RouteMetadata",
     "RouteSelectedEvent",
     "RoutingLLM",
     "TokenUsage",

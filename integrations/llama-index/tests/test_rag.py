@@ -173,7 +173,7 @@ def test_llm_events_equal_child_calls_across_a_pipeline(index, llm, small, large
 def test_as_settings_llm(index, router, small, large):
     from llama_index.llms.langroute import RoutingLLM
 
-    routing = RoutingLLM(router=router, llms={"small": small, "large": large})
+    routing = RoutingLLM(router=router, models={"small": small, "large": large})
     manager = CallbackManager([])
     Settings.callback_manager = manager
     Settings.llm = routing
