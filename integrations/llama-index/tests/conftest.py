@@ -1,14 +1,11 @@
 """Fixtures for the LlamaIndex integration tests: a hashing router, scripted LLMs, events.
 
-The tests live beside the integration (as LlamaIndex partner packages keep theirs), so
-the repository's ``tests/conftest.py`` is not a parent: the set-up they need from it
-(offline model hub, a per-session cache folder, the starter router) is repeated here.
+The offline set-up and the ``starter_router`` fixture come from the repository's root
+``conftest.py``, a parent of these tests.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,12 +21,6 @@ from llama_index.llms.langroute.testing import HashingEmbedding, MockProviderLLM
 from langroute import Exemplar, ExemplarRouter
 from langroute.costs import CostLedger
 from langroute.embedders import HashingEmbedder
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("LANGROUTE_CACHE_DIR", tempfile.mkdtemp(prefix="langroute-test-cache-"))
 
 EASY = [
     "what is the capital of france",
@@ -47,14 +38,6 @@ HARD = [
     "compare the architectural trade offs of both designs in depth",
     "explain the legal liability implications and derive the consequences",
 ]
-
-
-@pytest.fixture(scope="session")
-def starter_router() -> ExemplarRouter:
-    """The bundled starter router over the real embedder (built once; do not mutate)."""
-    from langroute.embedders import SentenceTransformerEmbedder
-
-    return ExemplarRouter.default(embedder=SentenceTransformerEmbedder())
 
 
 class SettingsMustNotBeUsed(MockProviderLLM):
