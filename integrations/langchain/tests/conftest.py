@@ -1,8 +1,23 @@
-"""Fixtures for the LangChain integration tests: a fast HashingEmbedder router and fakes."""
+"""Fixtures for the LangChain integration tests: a fast HashingEmbedder router and fakes.
+
+These tests live beside the integration, outside ``tests/``, so the root
+``tests/conftest.py`` does not apply to them: the offline set-up and the
+``starter_router`` fixture they need are repeated here (kept in step with it).
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Caches (embedded starter pack, ONNX exports) go to a fresh folder per test session.
+os.environ["LANGROUTE_CACHE_DIR"] = tempfile.mkdtemp(prefix="langroute-test-cache-")
 
 from langchain_langroute import RoutingChatModel
 from langchain_langroute.testing import ScriptedChatModel
@@ -55,3 +70,11 @@ def large() -> ScriptedChatModel:
 @pytest.fixture
 def llm(router, small, large) -> RoutingChatModel:
     return RoutingChatModel(router=router, models={"small": small, "large": large})
+
+
+@pytest.fixture(scope="session")
+def starter_router():
+    """The bundled starter router over the real embedder (built once; do not mutate)."""
+    from langroute.embedders import SentenceTransformerEmbedder
+
+    return ExemplarRouter.default(embedder=SentenceTransformerEmbedder())
