@@ -19,10 +19,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Caches (embedded starter pack, ONNX exports) go to a fresh folder per test session.
 os.environ["LANGROUTE_CACHE_DIR"] = tempfile.mkdtemp(prefix="langroute-test-cache-")
 
-from langchain_langroute import RoutingChatModel
-from langchain_langroute.testing import ScriptedChatModel
 from langroute import Exemplar, ExemplarRouter
 from langroute.embedders import HashingEmbedder
+
+from langchain_langroute import RoutingChatModel
+from langchain_langroute.testing import ScriptedChatModel
 
 SMALL_EXEMPLARS = [
     "hello",
