@@ -397,6 +397,10 @@ def test_all_routes_failing_raises_with_attempts(router):
     assert [route for route, _ in info.value.attempts] == ["small", "large"]
     assert isinstance(info.value.attempts[0][1], FakeTimeoutError)
     assert info.value.__cause__ is info.value.attempts[-1][1]
+    assert str(info.value) == (
+        "every route failed: small (FakeTimeoutError: timed out), large (FakeProviderError: 502)"
+    )
+    assert [a.route for a in info.value.call.attempts] == ["small", "large"]  # the RoutedCall
 
 
 def test_strongest_route_failing_has_nowhere_to_go(router, small):

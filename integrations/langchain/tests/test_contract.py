@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from langroute.calls import RoutedCall
-from langroute.errors import AllRoutesFailedError
 
 from langchain_langroute import ROUTE_KEY, CostCallbackHandler, RouteMetadata, RoutingChatModel
 from langchain_langroute.testing import FakeTimeoutError, ScriptedChatModel
@@ -79,16 +77,3 @@ def test_route_metadata_round_trips(escalating):
     streamed = RouteMetadata.from_metadata(full.response_metadata)
     assert (streamed.route, streamed.escalated) == ("small", False)
     assert streamed.call_id != meta.call_id
-
-
-def test_all_routes_failing_attaches_the_routed_call(router):
-    small = ScriptedChatModel(model="gpt-4o-mini", fail_always=FakeTimeoutError("slow"))
-    large = ScriptedChatModel(model="gpt-4o", fail_always=FakeTimeoutError("stuck"))
-    llm = RoutingChatModel(router=router, models={"small": small, "large": large})
-    with pytest.raises(AllRoutesFailedError) as info:
-        llm.invoke(EASY)
-    assert str(info.value) == (
-        "every route failed: small (FakeTimeoutError: slow), large (FakeTimeoutError: stuck)"
-    )
-    assert isinstance(info.value.call, RoutedCall)
-    assert [a.route for a in info.value.call.attempts] == ["small", "large"]
