@@ -25,7 +25,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from rich.console import Console
 
-from langchain_langroute import RoutingChatModel, track_costs
+from langchain_langroute import RouteMetadata, RoutingChatModel, track_costs
 from langchain_langroute.demo import chat_models_for
 from langroute import ExemplarRouter
 from langroute.costs import print_report
@@ -82,8 +82,8 @@ def main() -> None:
             "thanks, all sorted!",
         ]
         for question, message in zip(questions, llm.batch(questions)):
-            record = message.response_metadata["langroute"]
-            print(f"batch: ROUTE {record['route']:<5} {record['model']:<12} {question[:60]}")
+            record = RouteMetadata.from_metadata(message.response_metadata)
+            print(f"batch: ROUTE {record.route:<5} {record.model:<12} {question[:60]}")
 
     summary = ledger.summary(order=router.routes)
     print_report(summary, console=Console(width=120))

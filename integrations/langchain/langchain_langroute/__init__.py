@@ -4,6 +4,7 @@
 - :class:`CascadeRunnable`: cheapest model first, escalate while answers score too low.
 - :class:`CostCallbackHandler` and :func:`track_costs`: cost per route in a ledger.
 - :class:`RouterMiddleware`: the same routing for LangChain v1 agents (needs ``langchain``).
+- :class:`RouteMetadata` and :data:`ROUTE_KEY`: the routing record on every routed answer.
 
 Example:
     .. code-block:: python
@@ -17,12 +18,18 @@ Example:
         with track_costs() as ledger:
             llm.invoke("What is the capital of France?")
         print(ledger.summary())
+
+Read the routing record of an answer with
+``RouteMetadata.from_metadata(msg.response_metadata)`` (``msg.response_metadata[ROUTE_KEY]``
+as a dict).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from langroute.calls import RouteMetadata
 
 from langchain_langroute.callbacks import CostCallbackHandler, track_costs
 from langchain_langroute.cascade import (
@@ -35,7 +42,7 @@ from langchain_langroute.cascade import (
     get_cascade_result,
     llm_judge,
 )
-from langchain_langroute.chat_models import ROUTE_EVENT, ROUTE_METADATA_KEY, RoutingChatModel
+from langchain_langroute.chat_models import ROUTE_EVENT, ROUTE_KEY, RoutingChatModel
 from langchain_langroute.query import last_human_message, message_text, recent_human_messages
 
 if TYPE_CHECKING:
@@ -47,11 +54,12 @@ __all__ = [
     "CASCADE_EVENT",
     "CASCADE_METADATA_KEY",
     "ROUTE_EVENT",
-    "ROUTE_METADATA_KEY",
+    "ROUTE_KEY",
     "CascadeAttempt",
     "CascadeResult",
     "CascadeRunnable",
     "CostCallbackHandler",
+    "RouteMetadata",
     "RouterMiddleware",
     "RoutingChatModel",
     "__version__",

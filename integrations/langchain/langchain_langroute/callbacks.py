@@ -3,9 +3,11 @@
 :class:`CostCallbackHandler` watches model runs made by a
 :class:`~langchain_langroute.chat_models.RoutingChatModel` or inside a
 :class:`~langchain_langroute.cascade.CascadeRunnable` and writes one
-:class:`langroute.costs.LedgerRecord` per call: route, model, input/output/cached tokens
-from ``usage_metadata``, cost (``genai-prices`` via :class:`langroute.costs.Pricer`), the
-baseline cost at the strongest route's model, latency, escalation and error. Aggregation
+:class:`langroute.costs.LedgerRecord` per attempt: route, model, input/output/cached
+tokens from ``usage_metadata``, latency, escalation and error. A routed call's rows come
+from the core record (:class:`langroute.calls.RouteMetadata` read back into a
+:class:`langroute.calls.RoutedCall`, then :meth:`~langroute.calls.RoutedCall.ledger_records`).
+Pricing (cost, and the baseline cost at the strongest route's model), aggregation
 (per-route calls, tokens, cost, latency p50/p95, escalation rate, savings) and storage
 (memory, JSONL, SQLite) live in the core :class:`langroute.costs.CostLedger`.
 
@@ -28,7 +30,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
+from langroute.calls import ROUTE_KEY, Attempt, RoutedCall, RouteMetadata, error_text
 from langroute.costs import CostLedger, LedgerRecord, Pricer
+from langroute.decision import RouteDecision
 from langroute.errors import AllRoutesFailedError
 
 from langchain_langroute.cascade import (
@@ -40,7 +44,7 @@ from langchain_langroute.cascade import (
     META_TIER,
     META_TIER_NAME,
 )
-from langchain_langroute.chat_models import ROUTE_EVENT, ROUTE_METADATA_KEY, ROUTING_LLM_TYPE
+from langchain_langroute.chat_models import ROUTE_EVENT, ROUTING_LLM_TYPE, usage_of_message
 
 __all__ = ["CostCallbackHandler", "track_costs"]
 
@@ -58,22 +62,40 @@ class _Run:
 
 @dataclass
 class _Pending:
-    """Records of one cascade attempt, held until the cascade says whether it was accepted."""
+    """Records of one cascade attempt, held until the cascade says whether it was accepted.
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    Each item is a record with its cascade role (``"tier"``/``"judge"``) and tier name.
+    """
+
+    records: list[tuple[LedgerRecord, str | None, str | None]] = field(default_factory=list)
 
 
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+def _routed_call(meta: RouteMetadata, last: Attempt) -> RoutedCall:
+    """The routed call a record describes, its failed attempts followed by ``last``."""
+    decision = RouteDecision(
+        route=meta.decided_route,
+        confidence=meta.confidence,
+        reason=meta.reason,  # type: ignore[arg-type]
+        elapsed_ms=meta.routing_ms,
+    )
+    return RoutedCall(
+        call_id=meta.call_id,
+        decision=decision,
+        attempts=[*meta.attempts, last],
+        baseline_route=meta.baseline_route,
+        baseline_model=meta.baseline_model,
+    )
 
 
-def _usage(message: BaseMessage | None) -> tuple[int, int, int]:
-    usage = getattr(message, "usage_metadata", None) or {}
-    details = usage.get("input_token_details") or {}
-    return (
-        int(usage.get("input_tokens") or 0),
-        int(usage.get("output_tokens") or 0),
-        int(details.get("cache_read") or 0),
+def _event_call(event: Mapping[str, Any], last: Attempt) -> RoutedCall:
+    """The routed call of a ``"langroute_route"`` event's decision, tried once: ``last``."""
+    kwargs = {"call_id": event["call_id"]} if event.get("call_id") else {}
+    return RoutedCall(
+        decision=RouteDecision.model_validate(event["decision"]),
+        attempts=[last],
+        baseline_route=event.get("baseline_route") or event["decision"]["route"],
+        baseline_model=event.get("baseline_model"),
+        **kwargs,
     )
 
 
@@ -137,15 +159,18 @@ class CostCallbackHandler(BaseCallbackHandler):
 
         Args:
             ledger: Where records go (default: a new in-memory :class:`CostLedger`).
-            pricer: Prices calls (default: the ledger's pricer). Unknown models cost
-                ``None`` with one warning; pricing never raises.
+            pricer: Prices calls: it becomes the ledger's pricer (pricing happens only in
+                :meth:`CostLedger.record`), replacing that of a ``ledger`` passed in.
+                Default: the ledger's own. Unknown models cost ``None`` with one
+                warning; pricing never raises.
             record_all: Also record model calls that are neither routed nor cascaded
                 (``route=None``).
             framework: The ``framework`` field of the records.
         """
         super().__init__()
         self.ledger = ledger if ledger is not None else CostLedger(pricer=pricer)
-        self.pricer = pricer if pricer is not None else self.ledger.pricer
+        if pricer is not None:
+            self.ledger.pricer = pricer
         self.record_all = record_all
         self.framework = framework
         self._lock = threading.Lock()
@@ -171,7 +196,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         metadata = dict(metadata or {})
         params = kwargs.get("invocation_params") or {}
         routing = params.get("_type") == ROUTING_LLM_TYPE
-        routed = isinstance(metadata.get(ROUTE_METADATA_KEY), Mapping)  # RouterMiddleware
+        routed = isinstance(metadata.get(ROUTE_KEY), Mapping)  # RouterMiddleware
         if not (routing or routed or META_ATTEMPT in metadata or self.record_all):
             return
         with self._lock:
@@ -223,8 +248,8 @@ class CostCallbackHandler(BaseCallbackHandler):
         elif name == CASCADE_EVENT and isinstance(data, Mapping):
             with self._lock:
                 pending = self._pending.pop(str(data.get("attempt_id")), None)
-            for fields in pending.records if pending else []:
-                self._write(self._cascade_fields(fields, data))
+            for record, role, tier_name in pending.records if pending else []:
+                self.ledger.record(self._cascade_verdict(record, role, tier_name, data))
 
     def on_llm_end(
         self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
@@ -242,61 +267,29 @@ class CostCallbackHandler(BaseCallbackHandler):
         info = (message.response_metadata if message is not None else None) or {}
         if generation is not None and generation.generation_info:
             info = {**generation.generation_info, **info}
-        routing = info.get(ROUTE_METADATA_KEY) if isinstance(info, Mapping) else None
-        if not isinstance(routing, Mapping):
-            routing = run.metadata.get(ROUTE_METADATA_KEY)
-        input_tokens, output_tokens, cached = _usage(message)
-        model = info.get("model_name") or (routing or {}).get("model") or run.model_hint
-        records: list[dict[str, Any]] = []
-        if isinstance(routing, Mapping):
-            for index, attempt in enumerate(routing.get("attempts") or []):
-                records.append(
-                    {
-                        "run_id": str(run_id),
-                        "route": attempt.get("route"),
-                        "model": attempt.get("model"),
-                        "baseline_model": routing.get("baseline_model"),
-                        "escalated": index > 0,
-                        "escalated_from": routing["attempts"][0]["route"] if index else None,
-                        "error": attempt.get("error"),
-                        "reason": routing.get("reason"),
-                        "confidence": routing.get("confidence"),
-                        "metadata": {"decided_route": routing.get("decided_route")},
-                    }
-                )
-            records.append(
-                {
-                    "run_id": str(run_id),
-                    "route": routing.get("route"),
-                    "model": model,
-                    "input_tokens": input_tokens,
-                    "output_tokens": output_tokens,
-                    "cached_tokens": cached,
-                    "baseline_model": routing.get("baseline_model"),
-                    "latency_ms": latency_ms,
-                    "escalated": bool(routing.get("escalated")),
-                    "escalated_from": routing.get("escalated_from"),
-                    "reason": routing.get("reason"),
-                    "confidence": routing.get("confidence"),
-                    "metadata": {
-                        "decided_route": routing.get("decided_route"),
-                        "routing_ms": routing.get("routing_ms"),
-                    },
-                }
+        usage = usage_of_message(message)
+        meta = RouteMetadata.from_metadata(info)  # a RoutingChatModel answer
+        own_run = meta is not None
+        if meta is None and isinstance(run.metadata.get(ROUTE_KEY), Mapping):
+            meta = RouteMetadata.from_metadata(run.metadata)  # a RouterMiddleware model run
+        model = info.get("model_name") or (meta.model if meta else None) or run.model_hint
+        if meta is None:
+            plain = LedgerRecord(
+                framework=self.framework,
+                run_id=str(run_id),
+                model=model,
+                input_tokens=usage.input_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
+                cached_tokens=usage.cached_tokens if usage else 0,
+                latency_ms=latency_ms,
             )
-        else:
-            records.append(
-                {
-                    "run_id": str(run_id),
-                    "route": None,
-                    "model": model,
-                    "input_tokens": input_tokens,
-                    "output_tokens": output_tokens,
-                    "cached_tokens": cached,
-                    "latency_ms": latency_ms,
-                }
-            )
-        self._dispatch(run, records)
+            self._dispatch(run, [plain])
+            return
+        answered = Attempt(route=meta.route, model=model, usage=usage, latency_ms=latency_ms)
+        records = _routed_call(meta, answered).ledger_records(framework=self.framework)
+        # A RoutingChatModel run made every attempt; under RouterMiddleware the failed
+        # attempts were model runs of their own (recorded by on_llm_error).
+        self._dispatch(run, records if own_run else records[-1:])
 
     def on_llm_error(
         self,
@@ -312,111 +305,84 @@ class CostCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         latency_ms = (time.perf_counter() - run.started) * 1000
-        decision = run.decision or run.metadata.get(ROUTE_METADATA_KEY) or {}
-        route_models: Mapping[str, str] = decision.get("route_models") or {}
-        base = {
-            "run_id": str(run_id),
-            "baseline_model": decision.get("baseline_model"),
-            "reason": decision.get("reason"),
-            "confidence": decision.get("confidence"),
-        }
-        records: list[dict[str, Any]] = []
-        if isinstance(error, AllRoutesFailedError) and error.attempts:
-            first = error.attempts[0][0]
-            for index, (route, cause) in enumerate(error.attempts):
-                records.append(
-                    {
-                        **base,
-                        "route": route,
-                        "model": route_models.get(route),
-                        "escalated": index > 0,
-                        "escalated_from": first if index else None,
-                        "error": _error_text(cause),
-                        "latency_ms": latency_ms if index == len(error.attempts) - 1 else None,
-                    }
-                )
+        call = getattr(error, "call", None) if isinstance(error, AllRoutesFailedError) else None
+        if isinstance(call, RoutedCall):  # a RoutingChatModel that ran out of routes
+            self._dispatch(run, call.ledger_records(framework=self.framework))
+            return
+        event = run.decision
+        meta = RouteMetadata.from_metadata(run.metadata)
+        route = meta.route if meta else (event or {}).get("route")
+        model = (meta.model if meta else (event or {}).get("model")) or run.model_hint
+        failed = Attempt(
+            route=route or "", model=model, error=error_text(error), latency_ms=latency_ms
+        )
+        if route is not None and meta is not None:  # a RouterMiddleware attempt
+            # its earlier attempts were runs of their own: only this one is recorded here
+            records = _routed_call(meta, failed).ledger_records(framework=self.framework)[-1:]
+        elif route is not None and event is not None and isinstance(event.get("decision"), Mapping):
+            records = _event_call(event, failed).ledger_records(framework=self.framework)
         else:
-            route = decision.get("route")
-            records.append(
-                {
-                    **base,
-                    "route": route,
-                    "model": decision.get("model") or run.model_hint,
-                    "escalated": bool(decision.get("escalated")),
-                    "escalated_from": decision.get("escalated_from"),
-                    "error": _error_text(error),
-                    "latency_ms": latency_ms,
-                }
-            )
+            records = [
+                LedgerRecord(
+                    framework=self.framework,
+                    run_id=str(run_id),
+                    model=model,
+                    error=failed.error,
+                    latency_ms=latency_ms,
+                )
+            ]
         self._dispatch(run, records)
 
     # ------------------------------------------------------------------ records
-    def _dispatch(self, run: _Run, records: list[dict[str, Any]]) -> None:
+    def _dispatch(self, run: _Run, records: list[LedgerRecord]) -> None:
         attempt = run.metadata.get(META_ATTEMPT)
         if attempt is None:
-            for fields in records:
-                self._write({"kind": "route", **fields})
+            for record in records:
+                self.ledger.record(record)
             return
-        cascade_fields = {
-            "run_id": str(run.metadata.get(META_RUN)),
-            "kind": "cascade",
-            "tier": run.metadata.get(META_TIER),
-            "tier_name": run.metadata.get(META_TIER_NAME),
-            "role": run.metadata.get(META_ROLE),
-            "baseline_model": run.metadata.get(META_BASELINE),
-        }
+        role = run.metadata.get(META_ROLE)
+        tier_name = run.metadata.get(META_TIER_NAME)
         with self._lock:
             pending = self._pending.setdefault(str(attempt), _Pending())
-            for fields in records:
-                metadata = dict(fields.get("metadata") or {})
-                if fields.get("route") is not None:
-                    metadata["routed_route"] = fields["route"]
-                pending.records.append({**fields, **cascade_fields, "metadata": metadata})
+            for record in records:
+                metadata = dict(record.metadata)
+                if record.route is not None:
+                    metadata["routed_route"] = record.route
+                cascaded = record.model_copy(
+                    update={
+                        "run_id": str(run.metadata.get(META_RUN)),
+                        "kind": "cascade",
+                        "tier": run.metadata.get(META_TIER),
+                        "baseline_model": run.metadata.get(META_BASELINE),
+                        "metadata": metadata,
+                    }
+                )
+                pending.records.append((cascaded, role, tier_name))
 
-    def _cascade_fields(self, fields: dict[str, Any], verdict: Mapping[str, Any]) -> dict[str, Any]:
-        role = fields.pop("role", None)
-        tier_name = fields.pop("tier_name", None)
-        metadata = dict(fields.get("metadata") or {})
+    @staticmethod
+    def _cascade_verdict(
+        record: LedgerRecord, role: str | None, tier_name: str | None, verdict: Mapping[str, Any]
+    ) -> LedgerRecord:
+        metadata = dict(record.metadata)
         metadata["cascade_reason"] = verdict.get("reason")
         if verdict.get("score") is not None:
             metadata["score"] = verdict.get("score")
-        tier = fields.get("tier")
         if role == "judge":
             metadata["role"] = "judge"
-            return {
-                **fields,
+            update: dict[str, Any] = {
                 "route": "judge",
                 "baseline_model": None,
                 "accepted": None,
                 "escalated": False,
-                "metadata": metadata,
             }
-        escalated = bool(tier)
-        return {
-            **fields,
-            "route": tier_name,
-            "accepted": bool(verdict.get("accepted")) and not fields.get("error"),
-            "escalated": escalated or bool(fields.get("escalated")),
-            "reason": fields.get("reason") or "cascade",
-            "metadata": metadata,
-        }
-
-    def _write(self, fields: dict[str, Any]) -> None:
-        fields = {k: v for k, v in fields.items() if v is not None or k in ("accepted",)}
-        model = fields.get("model")
-        tokens = (
-            int(fields.get("input_tokens", 0)),
-            int(fields.get("output_tokens", 0)),
-            int(fields.get("cached_tokens", 0)),
-        )
-        if model is not None:
-            fields["cost"] = self.pricer.cost(model, *tokens)
-        baseline = fields.get("baseline_model")
-        if baseline is not None:
-            fields["baseline_cost"] = (
-                fields.get("cost") if baseline == model else self.pricer.cost(baseline, *tokens)
-            )
-        self.ledger.record(LedgerRecord(framework=self.framework, **fields))
+        else:
+            update = {
+                "route": tier_name,
+                "accepted": bool(verdict.get("accepted")) and not record.error,
+                "escalated": bool(record.tier) or record.escalated,
+                "reason": record.reason or "cascade",
+            }
+        return record.model_copy(update={**update, "metadata": metadata})
 
     def flush(self) -> int:
         """Write cascade records still waiting for a verdict (``accepted=None``).
@@ -428,10 +394,8 @@ class CostCallbackHandler(BaseCallbackHandler):
             pending, self._pending = self._pending, {}
         written = 0
         for item in pending.values():
-            for fields in item.records:
-                fields.pop("role", None)
-                fields["route"] = fields.pop("tier_name", None)
-                self._write(fields)
+            for record, _role, tier_name in item.records:
+                self.ledger.record(record.model_copy(update={"route": tier_name}))
                 written += 1
         return written
 
@@ -459,7 +423,7 @@ def track_costs(
     Args:
         ledger: A :class:`CostLedger`, a sink path (``"costs.jsonl"``, ``"costs.db"``),
             or ``None`` for a new in-memory ledger.
-        pricer: Prices the calls (default: the ledger's pricer).
+        pricer: Prices the calls; it becomes the ledger's pricer (default: the ledger's).
         record_all: Also record model calls that are neither routed nor cascaded.
 
     Yields:

@@ -30,6 +30,7 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
+from langroute.calls import ROUTE_KEY
 from langroute.cascade import (
     CASCADE_KEY,
     CascadeAttempt,
@@ -37,10 +38,10 @@ from langroute.cascade import (
     failed_attempt,
     judge_attempt,
 )
-from langroute.errors import AllRoutesFailedError
+from langroute.errors import AllRoutesFailedError, RouterConfigError
 from langroute.scorers import JudgeScorer, Scorer, ScoreResult, as_scorer
 
-from langchain_langroute.chat_models import ROUTE_METADATA_KEY, RoutingChatModel, _model_name_of
+from langchain_langroute.chat_models import RoutingChatModel, _model_name_of
 from langchain_langroute.query import last_human_message, message_text
 
 __all__ = [
@@ -287,10 +288,11 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             name: Run name of the cascade (default ``"CascadeRunnable"``).
 
         Raises:
-            ValueError: Fewer than two tiers, or thresholds/names of the wrong length.
+            RouterConfigError: Fewer than two tiers, or thresholds/names of the wrong length
+                (a ``ValueError``).
         """
         if len(tiers) < 2:
-            raise ValueError("a cascade needs at least two tiers, cheapest first")
+            raise RouterConfigError("a cascade needs at least two tiers, cheapest first")
         self.tiers: list[Runnable[LanguageModelInput, BaseMessage]] = list(tiers)
         self.scorer: Scorer = as_scorer(scorer)
         scored = len(self.tiers) if score_last_tier else len(self.tiers) - 1
@@ -299,7 +301,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         else:
             thresholds = [float(t) for t in threshold]
             if len(thresholds) not in (scored, len(self.tiers)):
-                raise ValueError(
+                raise RouterConfigError(
                     f"threshold needs one value or {scored} (one per scored tier), "
                     f"got {len(thresholds)}"
                 )
@@ -307,7 +309,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         self.thresholds = thresholds
         names = list(tier_names) if tier_names is not None else None
         if names is not None and len(names) != len(self.tiers):
-            raise ValueError(f"tier_names needs {len(self.tiers)} names, got {len(names)}")
+            raise RouterConfigError(f"tier_names needs {len(self.tiers)} names, got {len(names)}")
         self.tier_names = names or [_tier_model_name(tier) for tier in self.tiers]
         self.query_extractor = query_extractor
         self.escalate_on = escalate_on
@@ -371,7 +373,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             "model": _tier_model_name(self.tiers[tier]),
             "response_metadata": dict(answer.response_metadata or {}),
         }
-        routing = (answer.response_metadata or {}).get(ROUTE_METADATA_KEY)
+        routing = (answer.response_metadata or {}).get(ROUTE_KEY)
         if isinstance(routing, Mapping) and "confidence" in routing:
             metadata["confidence"] = routing["confidence"]
         return query, message_text(answer), extract_logprobs(answer), metadata

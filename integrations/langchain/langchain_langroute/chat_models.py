@@ -35,30 +35,30 @@ from langchain_core.language_models.chat_models import (
 )
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list, get_executor_for_config
 from langchain_core.runnables.utils import gather_with_concurrency
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langroute.calls import ROUTE_KEY, RoutedCall, TokenUsage
 from langroute.decision import RouteDecision
-from langroute.errors import AllRoutesFailedError, RouterConfigError
+from langroute.errors import RouterConfigError
+from langroute.escalation import Escalation, escalation_path
+from langroute.protocols import Router
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from langchain_langroute.query import last_human_message
 
 __all__ = [
     "ROUTE_EVENT",
-    "ROUTE_METADATA_KEY",
+    "ROUTE_KEY",
     "ROUTING_LLM_TYPE",
     "RoutingChatModel",
     "check_route_models",
-    "escalation_plan",
-    "routing_record",
+    "route_escalation",
+    "usage_of_message",
 ]
-
-ROUTE_METADATA_KEY = "langroute"
-"""Key of the routing record in ``AIMessage.response_metadata``."""
 
 ROUTE_EVENT = "langroute_route"
 """Name of the custom event dispatched with each routing decision."""
@@ -166,8 +166,86 @@ async def _adelegate_stream(
         yield _as_chunk(await model._agenerate(messages, stop=stop, **kwargs))
 
 
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+def _answer_parts(answer: Any) -> tuple[BaseMessage | None, Mapping[str, Any]]:
+    """The message of an answer and its generation info.
+
+    An answer is a ``ChatResult`` (``_generate``), a ``ChatGenerationChunk``
+    (``_stream``), a message, or an agent ``ModelResponse`` (its first AI message).
+    """
+    if isinstance(answer, ChatResult):
+        if not answer.generations:
+            return None, {}
+        answer = answer.generations[0]
+    if isinstance(answer, ChatGeneration):
+        return answer.message, answer.generation_info or {}
+    if isinstance(answer, BaseMessage):
+        return answer, {}
+    for message in getattr(answer, "result", None) or []:
+        if isinstance(message, AIMessage):
+            return message, {}
+    return None, {}
+
+
+def usage_of_message(message: BaseMessage | None) -> TokenUsage | None:
+    """The provider's token usage on a message (``usage_metadata``); None if it has none."""
+    usage = getattr(message, "usage_metadata", None)
+    if not usage:
+        return None
+    details = usage.get("input_token_details") or {}
+    return TokenUsage(
+        input_tokens=int(usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cached_tokens=int(details.get("cache_read") or 0),
+    )
+
+
+def _usage_of(answer: Any) -> TokenUsage | None:
+    return usage_of_message(_answer_parts(answer)[0])
+
+
+def _served_model(route: str, answer: Any) -> str | None:
+    """The model name the provider reported on an answer or first chunk (None: unknown)."""
+    message, info = _answer_parts(answer)
+    metadata = (message.response_metadata if message is not None else None) or {}
+    return metadata.get("model_name") or info.get("model_name")
+
+
+def route_escalation(
+    call: RoutedCall,
+    order: Sequence[str],
+    route_models: Mapping[str, str],
+    escalate_on: tuple[type[BaseException], ...],
+) -> Escalation[Any]:
+    """The :class:`~langroute.escalation.Escalation` of one routed LangChain call.
+
+    It tries the decided route, then the routes after it in ``order``; each attempt is
+    recorded with the model the provider reported (else the route's configured model)
+    and the message's ``usage_metadata``.
+    """
+    return Escalation(
+        call,
+        escalation_path(call.decision.route, order),
+        model_for=route_models.get,
+        escalate_on=escalate_on,
+        usage_of=_usage_of,
+        model_of=_served_model,
+    )
+
+
+def route_event_data(call: RoutedCall, route_models: Mapping[str, str]) -> dict[str, Any]:
+    """Data of the ``"langroute_route"`` custom event for a call's decision."""
+    decision = call.decision
+    return {
+        "call_id": call.call_id,
+        "route": decision.route,
+        "model": route_models[decision.route],
+        "confidence": decision.confidence,
+        "reason": decision.reason,
+        "baseline_route": call.baseline_route,
+        "baseline_model": call.baseline_model,
+        "route_models": dict(route_models),
+        "decision": decision.model_dump(mode="json"),
+    }
 
 
 def check_route_models(
@@ -206,46 +284,6 @@ def check_route_models(
             )
 
 
-def escalation_plan(route: str, order: Sequence[str]) -> list[str]:
-    """The chosen route, then the stronger routes to escalate to, in order."""
-    if route not in order:
-        return [route]
-    return list(order[list(order).index(route) :])
-
-
-def routing_record(
-    decision: RouteDecision,
-    route: str,
-    attempts: Sequence[tuple[str, BaseException]],
-    route_models: Mapping[str, str],
-    strongest: str,
-    model_name: str | None = None,
-) -> dict[str, Any]:
-    """The routing record stored in ``response_metadata["langroute"]``.
-
-    Keys: ``route`` and ``model`` (what answered), ``confidence``, ``reason``,
-    ``decided_route`` (the router's choice), ``escalated``, ``escalated_from``,
-    ``attempts`` (failed routes with their errors), ``baseline_route`` /
-    ``baseline_model`` (the strongest route, for savings) and ``routing_ms``.
-    """
-    return {
-        "route": route,
-        "model": model_name or route_models.get(route),
-        "confidence": decision.confidence,
-        "reason": decision.reason,
-        "decided_route": decision.route,
-        "escalated": bool(attempts),
-        "escalated_from": attempts[0][0] if attempts else None,
-        "attempts": [
-            {"route": failed, "model": route_models.get(failed), "error": _error_text(err)}
-            for failed, err in attempts
-        ],
-        "baseline_route": strongest,
-        "baseline_model": route_models.get(strongest),
-        "routing_ms": decision.elapsed_ms,
-    }
-
-
 class RoutingChatModel(BaseChatModel):
     """A chat model that routes each call to the cheapest route able to answer it.
 
@@ -281,9 +319,10 @@ class RoutingChatModel(BaseChatModel):
 
             msg = llm.invoke("What is the capital of France?")
             msg.response_metadata["model_name"]  # 'gpt-4o-mini-2024-07-18'
-            msg.response_metadata["langroute"]
-            # {'route': 'small', 'model': 'gpt-4o-mini', 'confidence': 0.93,
-            #  'reason': 'vote', 'escalated': False, 'attempts': [], ...}
+            msg.response_metadata["langroute"]  # RoutedCall.metadata()
+            # {'call_id': '3f2a...', 'route': 'small', 'model': 'gpt-4o-mini-2024-07-18',
+            #  'confidence': 0.93, 'reason': 'vote', 'escalated': False, 'attempts': [], ...}
+            RouteMetadata.from_metadata(msg.response_metadata).route  # 'small'
 
     Stream:
         .. code-block:: python
@@ -305,8 +344,9 @@ class RoutingChatModel(BaseChatModel):
             llm.batch(["hi", "Prove Fermat's little theorem."])
     """
 
-    router: Any
-    """A langroute router (``ExemplarRouter`` or anything with the same routing methods)."""
+    router: Router
+    """A :class:`langroute.protocols.Router` (``ExemplarRouter`` or anything with the same
+    routing methods)."""
     models: dict[str, Any]
     """Route name -> the chat model (a ``BaseChatModel``) that answers that route."""
     query_extractor: Callable[[Sequence[BaseMessage]], str | None] = Field(
@@ -522,34 +562,18 @@ class RoutingChatModel(BaseChatModel):
         decision, query = self._pending_decision(messages, call, kwargs)
         return decision if decision is not None else await self.router.aroute(query)
 
-    def _plan(self, route: str) -> list[str]:
-        """The chosen route, then the stronger routes to escalate to, in order."""
-        order = self.escalation_order if self.escalation_order is not None else self._routes()
-        return escalation_plan(route, order)
-
-    def _event_data(self, decision: RouteDecision) -> dict[str, Any]:
+    def _routed_call(self, decision: RouteDecision) -> RoutedCall:
         strongest = self.strongest_route
-        return {
-            "route": decision.route,
-            "model": self._model_names[decision.route],
-            "confidence": decision.confidence,
-            "reason": decision.reason,
-            "baseline_route": strongest,
-            "baseline_model": self._model_names[strongest],
-            "route_models": self.route_models,
-            "decision": decision.model_dump(mode="json"),
-        }
-
-    def _record(
-        self,
-        decision: RouteDecision,
-        route: str,
-        attempts: list[tuple[str, BaseException]],
-        model_name: str,
-    ) -> dict[str, Any]:
-        return routing_record(
-            decision, route, attempts, self.route_models, self.strongest_route, model_name
+        return RoutedCall(
+            decision=decision,
+            baseline_route=strongest,
+            baseline_model=self._model_names[strongest],
         )
+
+    def _escalation(self, call: RoutedCall) -> Escalation[Any]:
+        """Escalation after ``call``'s decided route, along ``escalation_order``."""
+        order = self.escalation_order if self.escalation_order is not None else self._routes()
+        return route_escalation(call, order, self._model_names, self.escalate_on)
 
     # ------------------------------------------------------------------ custom events
     def _sync_event_manager(
@@ -581,7 +605,7 @@ class RoutingChatModel(BaseChatModel):
 
     def _emit(
         self,
-        decision: RouteDecision,
+        routed: RoutedCall,
         run_manager: CallbackManagerForLLMRun | None,
         call: _CallContext | None,
     ) -> None:
@@ -590,11 +614,12 @@ class RoutingChatModel(BaseChatModel):
         target = self._sync_event_manager(run_manager, call)
         if target is not None:
             manager, run_id = target
-            manager.on_custom_event(ROUTE_EVENT, self._event_data(decision), run_id=run_id)
+            data = route_event_data(routed, self._model_names)
+            manager.on_custom_event(ROUTE_EVENT, data, run_id=run_id)
 
     async def _aemit(
         self,
-        decision: RouteDecision,
+        routed: RoutedCall,
         run_manager: AsyncCallbackManagerForLLMRun | None,
         call: _CallContext | None,
     ) -> None:
@@ -624,46 +649,19 @@ class RoutingChatModel(BaseChatModel):
             run_id = call.run_id
         else:
             return
-        await manager.on_custom_event(ROUTE_EVENT, self._event_data(decision), run_id=run_id)
+        data = route_event_data(routed, self._model_names)
+        await manager.on_custom_event(ROUTE_EVENT, data, run_id=run_id)
 
     # ------------------------------------------------------------------ annotation
-    def _annotate_result(
-        self,
-        result: ChatResult,
-        decision: RouteDecision,
-        route: str,
-        attempts: list[tuple[str, BaseException]],
-    ) -> ChatResult:
-        if not result.generations:
-            return result
-        message = result.generations[0].message
+    def _annotate(self, generation: ChatGeneration, call: RoutedCall, route: str) -> None:
+        """Put the call's record (and a ``model_name`` if the provider gave none) on it."""
+        message = generation.message
         metadata = dict(message.response_metadata or {})
-        info = result.generations[0].generation_info or {}
-        model_name = metadata.get("model_name") or info.get("model_name")
-        if not model_name:
-            model_name = self._model_names[route]
-            metadata["model_name"] = model_name
-        metadata[ROUTE_METADATA_KEY] = self._record(decision, route, attempts, model_name)
+        info = generation.generation_info or {}
+        if not (metadata.get("model_name") or info.get("model_name")):
+            metadata["model_name"] = self._model_names[route]
+        metadata[ROUTE_KEY] = call.metadata()
         message.response_metadata = metadata
-        return result
-
-    def _annotate_chunk(
-        self,
-        chunk: ChatGenerationChunk,
-        decision: RouteDecision,
-        route: str,
-        attempts: list[tuple[str, BaseException]],
-    ) -> ChatGenerationChunk:
-        message = chunk.message
-        metadata = dict(message.response_metadata or {})
-        info = chunk.generation_info or {}
-        model_name = metadata.get("model_name") or info.get("model_name")
-        if not model_name:
-            model_name = self._model_names[route]
-            metadata["model_name"] = model_name
-        metadata[ROUTE_METADATA_KEY] = self._record(decision, route, attempts, model_name)
-        message.response_metadata = metadata
-        return chunk
 
     @staticmethod
     def _strip_model_name(chunk: ChatGenerationChunk) -> ChatGenerationChunk:
@@ -678,10 +676,6 @@ class RoutingChatModel(BaseChatModel):
                 k: v for k, v in chunk.generation_info.items() if k != "model_name"
             }
         return chunk
-
-    def _give_up(self, attempts: list[tuple[str, BaseException]]) -> AllRoutesFailedError:
-        tried = ", ".join(f"{route} ({_error_text(err)})" for route, err in attempts)
-        return AllRoutesFailedError(f"every route failed: {tried}", attempts)
 
     @staticmethod
     def _pop_private(kwargs: dict[str, Any]) -> _CallContext | None:
@@ -721,22 +715,19 @@ class RoutingChatModel(BaseChatModel):
             return generate_from_stream(iter(chunks))
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        decision = self._decide(messages, call, kwargs)
-        self._emit(decision, run_manager, call)
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._plan(decision.route):
+        routed = self._routed_call(self._decide(messages, call, kwargs))
+        self._emit(routed, run_manager, call)
+
+        def generate(route: str) -> ChatResult:
             delegate, call_kwargs = self._delegate_call(route, kwargs)
-            try:
-                if delegate.rate_limiter is not None:
-                    delegate.rate_limiter.acquire(blocking=True)
-                result = delegate._generate(
-                    messages, stop=stop, run_manager=run_manager, **call_kwargs
-                )
-            except self.escalate_on as error:
-                attempts.append((route, error))
-                continue
-            return self._annotate_result(result, decision, route, attempts)
-        raise self._give_up(attempts) from attempts[-1][1]
+            if delegate.rate_limiter is not None:
+                delegate.rate_limiter.acquire(blocking=True)
+            return delegate._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+
+        route, result = self._escalation(routed).run(generate)
+        if result.generations:
+            self._annotate(result.generations[0], routed, route)
+        return result
 
     async def _agenerate(
         self,
@@ -758,22 +749,21 @@ class RoutingChatModel(BaseChatModel):
             return await agenerate_from_stream(relay())
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        decision = await self._adecide(messages, call, kwargs)
-        await self._aemit(decision, run_manager, call)
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._plan(decision.route):
+        routed = self._routed_call(await self._adecide(messages, call, kwargs))
+        await self._aemit(routed, run_manager, call)
+
+        async def agenerate(route: str) -> ChatResult:
             delegate, call_kwargs = self._delegate_call(route, kwargs)
-            try:
-                if delegate.rate_limiter is not None:
-                    await delegate.rate_limiter.aacquire(blocking=True)
-                result = await delegate._agenerate(
-                    messages, stop=stop, run_manager=run_manager, **call_kwargs
-                )
-            except self.escalate_on as error:
-                attempts.append((route, error))
-                continue
-            return self._annotate_result(result, decision, route, attempts)
-        raise self._give_up(attempts) from attempts[-1][1]
+            if delegate.rate_limiter is not None:
+                await delegate.rate_limiter.aacquire(blocking=True)
+            return await delegate._agenerate(
+                messages, stop=stop, run_manager=run_manager, **call_kwargs
+            )
+
+        route, result = await self._escalation(routed).arun(agenerate)
+        if result.generations:
+            self._annotate(result.generations[0], routed, route)
+        return result
 
     def _stream(
         self,
@@ -784,24 +774,21 @@ class RoutingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        decision = self._decide(messages, call, kwargs)
-        self._emit(decision, run_manager, call)
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._plan(decision.route):
+        routed = self._routed_call(self._decide(messages, call, kwargs))
+        self._emit(routed, run_manager, call)
+
+        def open_stream(route: str) -> Iterator[ChatGenerationChunk]:
             delegate, call_kwargs = self._delegate_call(route, kwargs)
-            iterator = _delegate_stream(delegate, messages, stop, call_kwargs)
-            try:
-                first = next(iterator)
-            except StopIteration:
-                return
-            except self.escalate_on as error:
-                attempts.append((route, error))
-                continue
-            yield self._annotate_chunk(first, decision, route, attempts)
-            for chunk in iterator:
+            return _delegate_stream(delegate, messages, stop, call_kwargs)
+
+        first = True
+        for route, chunk in self._escalation(routed).stream(open_stream):
+            if first:
+                self._annotate(chunk, routed, route)
+                first = False
+                yield chunk
+            else:
                 yield self._strip_model_name(chunk)
-            return
-        raise self._give_up(attempts) from attempts[-1][1]
 
     async def _astream(
         self,
@@ -812,24 +799,21 @@ class RoutingChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        decision = await self._adecide(messages, call, kwargs)
-        await self._aemit(decision, run_manager, call)
-        attempts: list[tuple[str, BaseException]] = []
-        for route in self._plan(decision.route):
+        routed = self._routed_call(await self._adecide(messages, call, kwargs))
+        await self._aemit(routed, run_manager, call)
+
+        def open_stream(route: str) -> AsyncIterator[ChatGenerationChunk]:
             delegate, call_kwargs = self._delegate_call(route, kwargs)
-            iterator = _adelegate_stream(delegate, messages, stop, call_kwargs).__aiter__()
-            try:
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except self.escalate_on as error:
-                attempts.append((route, error))
-                continue
-            yield self._annotate_chunk(first, decision, route, attempts)
-            async for chunk in iterator:
+            return _adelegate_stream(delegate, messages, stop, call_kwargs)
+
+        first = True
+        async for route, chunk in self._escalation(routed).astream(open_stream):
+            if first:
+                self._annotate(chunk, routed, route)
+                first = False
+                yield chunk
+            else:
                 yield self._strip_model_name(chunk)
-            return
-        raise self._give_up(attempts) from attempts[-1][1]
 
     # ------------------------------------------------------------------ stream / batch
     @staticmethod

@@ -34,7 +34,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages.ai import UsageMetadata
+from langroute.calls import RouteMetadata
 from langroute.costs import CostLedger, ModelPrice, Pricer, plot_costs, render_report
 from langroute.costs.summary import request_costs
 from langroute.errors import LangrouteError
@@ -51,7 +52,7 @@ from pydantic import Field
 
 from langchain_langroute.callbacks import track_costs
 from langchain_langroute.cascade import CascadeRunnable, get_cascade_result
-from langchain_langroute.chat_models import ROUTE_METADATA_KEY, RoutingChatModel
+from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.query import message_text
 from langchain_langroute.testing import ScriptedChatModel
 
@@ -396,21 +397,23 @@ def _model_name(model: BaseChatModel) -> str:
 
 def _routed(llm: RoutingChatModel, request: DemoRequest) -> DemoDecision:
     answer = llm.invoke([SystemMessage(SYSTEM_PROMPT), HumanMessage(request.text)])
-    record: Mapping[str, Any] = answer.response_metadata.get(ROUTE_METADATA_KEY) or {}
-    reason = str(record.get("reason", "?"))
+    record = RouteMetadata.from_metadata(answer.response_metadata)
+    if record is None:  # pragma: no cover - a routing model always annotates its answer
+        raise RuntimeError("the routed answer carries no routing record")
+    reason = record.reason
     detail = ""
     if reason in ("low_confidence", "out_of_distribution"):
         detail = f"router {reason.replace('_', ' ')}: sent to the fallback route"
-    if record.get("escalated"):
-        errors = "; ".join(a["error"] for a in record.get("attempts") or [])
-        detail = f"{record.get('escalated_from')} failed ({errors})"
+    if record.escalated:
+        errors = "; ".join(a.error or "" for a in record.attempts)
+        detail = f"{record.escalated_from} failed ({errors})"
     return DemoDecision(
         query=request.text,
         kind="route",
-        route=str(record.get("route")),
-        model=str(answer.response_metadata.get("model_name") or record.get("model")),
+        route=str(record.route),
+        model=str(answer.response_metadata.get("model_name") or record.model),
         reason=reason,
-        confidence=record.get("confidence"),
+        confidence=record.confidence,
         escalated=bool(detail),
         detail=detail,
         answer=message_text(answer),

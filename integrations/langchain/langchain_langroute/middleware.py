@@ -22,20 +22,33 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
+from langroute.calls import ROUTE_KEY, RoutedCall
 from langroute.decision import RouteDecision
-from langroute.errors import AllRoutesFailedError
+from langroute.escalation import Escalation
+from langroute.protocols import Router
 
 from langchain_langroute.chat_models import (
     ROUTE_EVENT,
-    ROUTE_METADATA_KEY,
     _model_name_of,
     check_route_models,
-    escalation_plan,
-    routing_record,
+    route_escalation,
+    route_event_data,
 )
 from langchain_langroute.query import last_human_message
 
 __all__ = ["RouterMiddleware"]
+
+
+class _Interrupt(BaseException):
+    """Carries a ``GraphBubbleUp`` (an agent interrupt) through the escalation untouched.
+
+    An interrupt is not a failed route: :class:`~langroute.escalation.Escalation` only
+    catches ``Exception``, so wrapped in this it is neither recorded nor escalated.
+    """
+
+    def __init__(self, signal: GraphBubbleUp) -> None:
+        super().__init__(signal)
+        self.signal = signal
 
 
 class RouterMiddleware(AgentMiddleware):
@@ -81,7 +94,7 @@ class RouterMiddleware(AgentMiddleware):
 
     def __init__(
         self,
-        router: Any,
+        router: Router,
         models: dict[str, BaseChatModel],
         *,
         query_extractor: Callable[[Sequence[BaseMessage]], str | None] = last_human_message,
@@ -92,7 +105,7 @@ class RouterMiddleware(AgentMiddleware):
         """Create the middleware.
 
         Args:
-            router: A langroute router (``ExemplarRouter`` or compatible).
+            router: A :class:`langroute.protocols.Router` (``ExemplarRouter`` or compatible).
             models: Route name -> the chat model for that route (every route needs one).
             query_extractor: Messages -> the text to route on (``None``: fallback route).
             escalation_order: Routes cheapest to strongest for escalation on errors
@@ -120,36 +133,33 @@ class RouterMiddleware(AgentMiddleware):
         query = self.query_extractor(request.messages)
         return query if query is not None and str(query).strip() else None
 
-    def _event(self, decision: RouteDecision) -> dict[str, Any]:
+    def _routed_call(self, decision: RouteDecision) -> RoutedCall:
         strongest = self.routes[-1]
-        return {
-            "route": decision.route,
-            "model": self.route_models[decision.route],
-            "confidence": decision.confidence,
-            "reason": decision.reason,
-            "baseline_route": strongest,
-            "baseline_model": self.route_models[strongest],
-            "route_models": self.route_models,
-            "decision": decision.model_dump(mode="json"),
-        }
+        return RoutedCall(
+            decision=decision,
+            baseline_route=strongest,
+            baseline_model=self.route_models[strongest],
+        )
 
-    def _record(
-        self, decision: RouteDecision, route: str, attempts: list[tuple[str, BaseException]]
-    ) -> dict[str, Any]:
-        return routing_record(decision, route, attempts, self.route_models, self.routes[-1])
+    def _escalation(self, call: RoutedCall) -> Escalation[Any]:
+        return route_escalation(call, self.escalation_order, self.route_models, self.escalate_on)
+
+    def _attempt_record(self, call: RoutedCall, route: str) -> dict[str, Any]:
+        """The call's record as it stands while ``route`` is being tried."""
+        return {**call.metadata(), "route": route, "model": self.route_models[route]}
 
     @contextmanager
     def _run_metadata(self, record: dict[str, Any]) -> Iterator[None]:
         """Give the model run below this call ``metadata["langroute"]`` (for cost records).
 
         The agent invokes the model without an explicit config, so it inherits the
-        current runnable config; failed earlier attempts are their own runs and are not
-        repeated in the record.
+        current runnable config. ``source: "middleware"`` tells the cost handler that the
+        earlier (failed) attempts listed in the record were model runs of their own.
         """
         config = ensure_config()
         config["metadata"] = {
             **(config.get("metadata") or {}),
-            ROUTE_METADATA_KEY: {**record, "attempts": [], "source": "middleware"},
+            ROUTE_KEY: {**record, "source": "middleware"},
         }
         token = var_child_runnable_config.set(config)
         try:
@@ -158,33 +168,29 @@ class RouterMiddleware(AgentMiddleware):
             var_child_runnable_config.reset(token)
 
     @staticmethod
-    def _annotate(response: Any, record: dict[str, Any]) -> Any:
+    def _annotate(response: Any, call: RoutedCall) -> Any:
         messages = [response] if isinstance(response, AIMessage) else response.result
         for message in messages:
             if isinstance(message, AIMessage):
                 message.response_metadata = {
                     **(message.response_metadata or {}),
-                    ROUTE_METADATA_KEY: record,
+                    ROUTE_KEY: call.metadata(),
                 }
                 break
         return response
 
-    def _give_up(self, attempts: list[tuple[str, BaseException]]) -> AllRoutesFailedError:
-        tried = ", ".join(f"{route} ({type(err).__name__}: {err})" for route, err in attempts)
-        return AllRoutesFailedError(f"every route failed: {tried}", attempts)
-
-    def _emit(self, decision: RouteDecision) -> None:
+    def _emit(self, call: RoutedCall) -> None:
         if not self.emit_events:
             return
         # RuntimeError: no parent run (the agent runs outside any callbacks context).
         with suppress(RuntimeError):
-            dispatch_custom_event(ROUTE_EVENT, self._event(decision))
+            dispatch_custom_event(ROUTE_EVENT, route_event_data(call, self.route_models))
 
-    async def _aemit(self, decision: RouteDecision) -> None:
+    async def _aemit(self, call: RoutedCall) -> None:
         if not self.emit_events:
             return
         with suppress(RuntimeError):
-            await adispatch_custom_event(ROUTE_EVENT, self._event(decision))
+            await adispatch_custom_event(ROUTE_EVENT, route_event_data(call, self.route_models))
 
     # ------------------------------------------------------------------ hooks
     def wrap_model_call(
@@ -195,20 +201,23 @@ class RouterMiddleware(AgentMiddleware):
         """Route the call, run it on the chosen route's model, escalate on errors."""
         query = self._query(request)
         decision = self.router.route(query) if query else self.router.fallback_decision("no_query")
-        self._emit(decision)
-        attempts: list[tuple[str, BaseException]] = []
-        for route in escalation_plan(decision.route, self.escalation_order):
-            record = self._record(decision, route, attempts)
+        call = self._routed_call(decision)
+        self._emit(call)
+
+        def model_call(route: str) -> ModelResponse:
             try:
-                with self._run_metadata(record):
-                    response = handler(request.override(model=self.models[route]))
-            except GraphBubbleUp:
-                raise
-            except self.escalate_on as error:
-                attempts.append((route, error))
-                continue
-            return self._annotate(response, record)
-        raise self._give_up(attempts) from attempts[-1][1]
+                with self._run_metadata(self._attempt_record(call, route)):
+                    return handler(request.override(model=self.models[route]))
+            except GraphBubbleUp as signal:
+                raise _Interrupt(signal) from None
+
+        try:
+            _, response = self._escalation(call).run(model_call)
+        except _Interrupt as interrupt:
+            signal = interrupt.signal
+        else:
+            return self._annotate(response, call)
+        raise signal
 
     async def awrap_model_call(
         self,
@@ -220,17 +229,20 @@ class RouterMiddleware(AgentMiddleware):
         decision = (
             await self.router.aroute(query) if query else self.router.fallback_decision("no_query")
         )
-        await self._aemit(decision)
-        attempts: list[tuple[str, BaseException]] = []
-        for route in escalation_plan(decision.route, self.escalation_order):
-            record = self._record(decision, route, attempts)
+        call = self._routed_call(decision)
+        await self._aemit(call)
+
+        async def model_call(route: str) -> ModelResponse:
             try:
-                with self._run_metadata(record):
-                    response = await handler(request.override(model=self.models[route]))
-            except GraphBubbleUp:
-                raise
-            except self.escalate_on as error:
-                attempts.append((route, error))
-                continue
-            return self._annotate(response, record)
-        raise self._give_up(attempts) from attempts[-1][1]
+                with self._run_metadata(self._attempt_record(call, route)):
+                    return await handler(request.override(model=self.models[route]))
+            except GraphBubbleUp as signal:
+                raise _Interrupt(signal) from None
+
+        try:
+            _, response = await self._escalation(call).arun(model_call)
+        except _Interrupt as interrupt:
+            signal = interrupt.signal
+        else:
+            return self._annotate(response, call)
+        raise signal

@@ -7,10 +7,10 @@ from langchain.agents import create_agent
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
+from langroute.errors import AllRoutesFailedError, RouterConfigError
 
 from langchain_langroute import ROUTE_EVENT, RouterMiddleware, track_costs
 from langchain_langroute.testing import FakeProviderError, FakeRateLimitError, ScriptedChatModel
-from langroute.errors import AllRoutesFailedError, RouterConfigError
 
 
 @tool

@@ -1,13 +1,17 @@
-"""Fixtures for the LangChain integration tests: a fast HashingEmbedder router and fakes."""
+"""Fixtures for the LangChain integration tests: a fast HashingEmbedder router and fakes.
+
+The offline set-up and the ``starter_router`` fixture come from the repository's root
+``conftest.py``, a parent of these tests.
+"""
 
 from __future__ import annotations
 
 import pytest
+from langroute import Exemplar, ExemplarRouter
+from langroute.embedders import HashingEmbedder
 
 from langchain_langroute import RoutingChatModel
 from langchain_langroute.testing import ScriptedChatModel
-from langroute import Exemplar, ExemplarRouter
-from langroute.embedders import HashingEmbedder
 
 SMALL_EXEMPLARS = [
     "hello",

@@ -6,11 +6,11 @@ from typing import Any
 
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
+from langroute import Exemplar, ExemplarRouter
+from langroute.embedders import HashingEmbedder
 
 from langchain_langroute import RoutingChatModel
 from langchain_langroute.testing import ScriptedChatModel
-from langroute import Exemplar, ExemplarRouter
-from langroute.embedders import HashingEmbedder
 
 _ROUTER = ExemplarRouter(
     routes=["small", "large"],

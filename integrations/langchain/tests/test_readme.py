@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "integrations" / "langchain" / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_example_runs(capsys):

@@ -13,6 +13,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableBinding, RunnableLambda
 from langchain_core.tools import tool
+from langroute.errors import AllRoutesFailedError, RouterConfigError
 from pydantic import BaseModel, Field
 
 from langchain_langroute import ROUTE_EVENT, RoutingChatModel, recent_human_messages
@@ -22,7 +23,6 @@ from langchain_langroute.testing import (
     FakeTimeoutError,
     ScriptedChatModel,
 )
-from langroute.errors import AllRoutesFailedError, RouterConfigError
 
 EASY = "what is the capital of france"
 HARD = "prove that there are infinitely many primes"
@@ -377,9 +377,12 @@ def test_escalates_to_the_next_stronger_route_on_error(router, large):
     assert record["decided_route"] == "small"
     assert record["escalated"] is True
     assert record["escalated_from"] == "small"
-    assert record["attempts"] == [
-        {"route": "small", "model": "gpt-4o-mini", "error": "FakeRateLimitError: 429"}
-    ]
+    [failed] = record["attempts"]
+    assert {k: failed[k] for k in ("route", "model", "error")} == {
+        "route": "small",
+        "model": "gpt-4o-mini",
+        "error": "FakeRateLimitError: 429",
+    }
     assert answer.response_metadata["model_name"] == "gpt-4o"
     # the next call to the small route succeeds again
     assert route_of(llm.invoke(EASY)) == "small"
@@ -394,6 +397,10 @@ def test_all_routes_failing_raises_with_attempts(router):
     assert [route for route, _ in info.value.attempts] == ["small", "large"]
     assert isinstance(info.value.attempts[0][1], FakeTimeoutError)
     assert info.value.__cause__ is info.value.attempts[-1][1]
+    assert str(info.value) == (
+        "every route failed: small (FakeTimeoutError: timed out), large (FakeProviderError: 502)"
+    )
+    assert [a.route for a in info.value.call.attempts] == ["small", "large"]  # the RoutedCall
 
 
 def test_strongest_route_failing_has_nowhere_to_go(router, small):

@@ -10,6 +10,15 @@ from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_cal
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langroute.errors import AllRoutesFailedError
+from langroute.scorers import (
+    AllOf,
+    JSONValidator,
+    MeanTokenProbabilityScorer,
+    NonEmptyValidator,
+    RefusalDetector,
+    RouterConfidenceScorer,
+)
 
 from langchain_langroute import (
     CASCADE_EVENT,
@@ -20,15 +29,6 @@ from langchain_langroute import (
     llm_judge,
 )
 from langchain_langroute.testing import FakeProviderError, FakeTimeoutError, ScriptedChatModel
-from langroute.errors import AllRoutesFailedError
-from langroute.scorers import (
-    AllOf,
-    JSONValidator,
-    MeanTokenProbabilityScorer,
-    NonEmptyValidator,
-    RefusalDetector,
-    RouterConfidenceScorer,
-)
 
 REFUSAL = "I'm sorry, but I can't help with that."
 

@@ -10,6 +10,9 @@ import warnings
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langroute.costs import CostLedger, ModelPrice, Pricer, UnpricedModelWarning
+from langroute.errors import AllRoutesFailedError
+from langroute.scorers import RefusalDetector
 
 from langchain_langroute import (
     CascadeRunnable,
@@ -19,9 +22,6 @@ from langchain_langroute import (
     track_costs,
 )
 from langchain_langroute.testing import FakeProviderError, FakeRateLimitError, ScriptedChatModel
-from langroute.costs import CostLedger, ModelPrice, Pricer, UnpricedModelWarning
-from langroute.errors import AllRoutesFailedError
-from langroute.scorers import RefusalDetector
 
 EASY = "what is the capital of france"
 HARD = "prove that there are infinitely many primes"
