@@ -287,6 +287,7 @@ def test_choose_by_threshold():
     # the ends of the dial: 0 sends everything to the strongest, 1 to the first e < 1
     assert rules.choose_by_threshold(ESCALATION, 0.0).tolist() == [2, 2, 2, 2, 2, 2]
     assert rules.choose_by_threshold(a([[1.0, 0.99], [0.2, 1.0]]), 1.0).tolist() == [1, 0]
+    assert rules.choose_by_threshold(np.zeros((3, 0)), 0.5).tolist() == [0, 0, 0]
 
 
 def test_decision_margin():
@@ -426,3 +427,16 @@ def test_router_local_k_decides_with_the_local_evidence():
     uniform = fixed_router(weighting="uniform", local_k=2).route("query")
     # escalation 0.5 is not below the dial 0.5: the strongest route, confidence 0.5
     assert (uniform.route, uniform.confidence) == ("large", approx(0.5, rel=1e-6))
+
+
+def test_a_single_route_router_sends_everything_to_it():
+    router = ExemplarRouter(
+        routes=["only"],
+        exemplars=[Exemplar(text="a", route="only"), Exemplar(text="b", route="only")],
+        embedder=FixedEmbedder(VECTORS),
+        k=2,
+    )
+    decision = router.route("query")
+    assert (decision.route, decision.reason) == ("only", "vote")
+    assert decision.probabilities == {"only": 1.0}
+    assert (decision.confidence, decision.escalation) == (1.0, 0.0)
