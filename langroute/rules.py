@@ -182,6 +182,8 @@ def escalation_from_scores(
 def choose_by_threshold(escalation: np.ndarray, threshold: float) -> np.ndarray:
     """Index of the cheapest route whose escalation score is below ``threshold``."""
     boundaries = escalation.shape[1]
+    if boundaries == 0:  # a single route: nothing to choose (argmax of nothing fails)
+        return np.zeros(escalation.shape[0], dtype=np.int64)
     below = escalation < threshold
     first = np.where(below.any(axis=1), below.argmax(axis=1), boundaries)
     return first.astype(np.int64)

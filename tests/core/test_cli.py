@@ -129,3 +129,41 @@ def test_report_command(tmp_path):
     assert "small" in result.output and "large" in result.output
     result = runner.invoke(app, ["report", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 1 and "error" in result.output
+
+
+def _route_rows(output: str) -> list[str]:
+    """The route column of the report's body rows, top to bottom (total row excluded)."""
+    routes = []
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        if line.lstrip().startswith("│") and cells[0] not in ("", "total"):
+            routes.append(cells[0])
+    return routes
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "db"])
+def test_report_order_option_orders_the_rows(tmp_path, suffix):
+    from langroute.costs import CostLedger, LedgerRecord
+
+    path = tmp_path / f"costs.{suffix}"
+    ledger = CostLedger(path)
+    for route, model in [("alpha", "m-one"), ("omega", "m-three"), ("beta", "m-two")]:
+        ledger.record(
+            LedgerRecord(
+                framework="core",
+                route=route,
+                model=model,
+                input_tokens=10,
+                output_tokens=5,
+                cost=0.001,
+            )
+        )
+    plain = runner.invoke(app, ["report", str(path)])
+    assert plain.exit_code == 0, plain.output
+    assert _route_rows(plain.output) == ["alpha", "omega", "beta"]  # first appearance
+    ordered = runner.invoke(app, ["report", str(path), "--order", "beta, omega"])
+    assert ordered.exit_code == 0, ordered.output
+    # the named routes first, in the order given; the others follow
+    assert _route_rows(ordered.output) == ["beta", "omega", "alpha"]
+    every = runner.invoke(app, ["report", str(path), "--order", "omega,beta,alpha,unused"])
+    assert _route_rows(every.output) == ["omega", "beta", "alpha"]  # no row for "unused"

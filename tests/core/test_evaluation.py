@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -678,12 +679,53 @@ def test_shared_data_gsm8k_cross_validation(shared_data):
     assert random.apgr == pytest.approx(0.5, abs=0.05)
 
 
+EVALUATION_ALL = [
+    "CalibrationResult",
+    "CostQualityCurve",
+    "EvalReport",
+    "TuningReport",
+    "assign_folds",
+    "calibrate",
+    "cost_quality_curve",
+    "cross_validate",
+    "evaluate",
+    "label_metrics",
+    "load_eval_set",
+    "plot_report",
+    "routellm_protocol",
+    "tune",
+]
+
+
+def test_evaluation_package_exports_each_name_as_itself():
+    import langroute.evaluation as package
+
+    assert sorted(package.__all__) == EVALUATION_ALL
+    for name in EVALUATION_ALL:
+        value = getattr(package, name)
+        # a function or class of the evaluation package, exported under its own name
+        assert inspect.isfunction(value) or inspect.isclass(value), name
+        assert value.__name__ == name
+        assert value.__module__.startswith("langroute.evaluation."), value.__module__
+
+
 def test_package_exports_the_evaluate_function():
-    import langroute.evaluation.evaluator as module
+    from langroute.evaluation import EvalReport
     from langroute.evaluation import evaluate as exported
 
+    assert inspect.isfunction(exported) and exported.__name__ == "evaluate"
     rows = scored_rows(80)
     router = scored_router(rows[:40])
-    assert exported(router, rows[40:]).apgr == pytest.approx(
-        module.evaluate(router, rows[40:]).apgr
-    )
+    report = exported(router, rows[40:])
+    assert isinstance(report, EvalReport) and report.kind == "scores"
+    # rows 40..79: row 57 is marked contaminated (i % 50 == 7) and left out
+    assert (report.n, report.excluded_contaminated) == (39, 1)
+    assert report.overlap_with_exemplars == 0
+    assert report.threshold == router.threshold == 0.6
+    assert {b.name for b in report.baselines} == {
+        "random (10 seeds)",
+        "always-cheap",
+        "always-strong",
+        "oracle",
+    }
+    assert report.labels is not None and sum(report.labels.support.values()) == 39

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from langroute import (
     RouterStoreError,
     store,
 )
+from langroute.exemplars import load_exemplars
 
 
 def build(**options) -> ExemplarRouter:
@@ -101,19 +103,98 @@ def test_different_embedder_is_refused(tmp_path):
         ExemplarRouter.load(path, embedder=SameNameOtherSize(dimension=64))
 
 
+@pytest.fixture
+def neutral_dir(tmp_path_factory) -> Path:
+    """A folder whose path holds none of the words the refusal messages are checked for.
+
+    ``tmp_path`` is named after the test, so a test called ``..._corrupted_...`` would
+    satisfy ``match="corrupted"`` through the path in the message alone.
+    """
+    folder = tmp_path_factory.mktemp("store")
+    for word in ("truncated", "altered", "corrupted", "checksum", "mismatch"):
+        assert word not in str(folder).lower()
+    return folder
+
+
 @pytest.mark.parametrize("name", ["index.faiss", "exemplars.jsonl", "ids.npy"])
-def test_truncated_or_corrupted_files_are_detected(tmp_path, name):
-    path = build().save(tmp_path / "r")
+def test_truncated_or_corrupted_files_are_detected(neutral_dir, name):
+    path = build().save(neutral_dir / "r")
     target = path / name
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RouterStoreError, match="truncated"):
+    half = len(data) // 2
+    with pytest.raises(RouterStoreError, match=rf"truncated or altered: {half} bytes, expected"):
         ExemplarRouter.load(path, embedder=HashingEmbedder())
     flipped = bytearray(data)
     flipped[len(flipped) // 2] ^= 0xFF
     target.write_bytes(bytes(flipped))
-    with pytest.raises(RouterStoreError, match="corrupted"):
+    with pytest.raises(RouterStoreError, match=r"is corrupted: checksum mismatch$"):
         ExemplarRouter.load(path, embedder=HashingEmbedder())
+
+
+def _swap_route_label(data: bytes) -> bytes:
+    """The first exemplar's route, "small", becomes "large": same length, valid JSON."""
+    first, rest = data.split(b"\n", 1)
+    assert b'"route": "small"' in first
+    return first.replace(b'"route": "small"', b'"route": "large"') + b"\n" + rest
+
+
+def _swap_two_ids(data: bytes) -> bytes:
+    """The FAISS ids of the first two exemplars change places: a valid ``.npy`` file."""
+    ids = np.load(io.BytesIO(data), allow_pickle=False)
+    assert ids.tolist()[:2] == [0, 1]
+    ids[[0, 1]] = ids[[1, 0]]
+    out = io.BytesIO()
+    np.save(out, ids, allow_pickle=False)
+    return out.getvalue()
+
+
+def _edit_one_float(data: bytes) -> bytes:
+    """One component of the first exemplar's stored vector changes sign: same size."""
+    vector = HashingEmbedder().embed_documents(["hello there friend"])[0]
+    start = data.find(vector.tobytes())
+    assert start >= 0, "the stored vector was not found in index.faiss"
+    component = int(np.flatnonzero(vector)[0])
+    edited = vector.copy()
+    edited[component] = -edited[component]
+    return data[:start] + edited.tobytes() + data[start + vector.nbytes :]
+
+
+def _still_parses(path: Path, name: str) -> None:
+    """The tampered file is readable on its own: only the checksum can tell."""
+    if name == "exemplars.jsonl":
+        assert load_exemplars(path / name)[0].route == "large"
+    elif name == "ids.npy":
+        assert np.load(path / name, allow_pickle=False).tolist()[:2] == [1, 0]
+    else:
+        import faiss
+
+        assert faiss.read_index(str(path / name)).ntotal == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "tamper"),
+    [
+        ("exemplars.jsonl", _swap_route_label),
+        ("ids.npy", _swap_two_ids),
+        ("index.faiss", _edit_one_float),
+    ],
+)
+def test_tampered_files_that_still_parse_are_refused_by_checksum(neutral_dir, name, tamper):
+    path = build().save(neutral_dir / "r")
+    target = path / name
+    data = target.read_bytes()
+    tampered = tamper(data)
+    assert len(tampered) == len(data) and tampered != data
+    target.write_bytes(tampered)
+    _still_parses(path, name)
+    with pytest.raises(RouterStoreError) as refused:
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+    message = str(refused.value)
+    assert message == f"{target} is corrupted: checksum mismatch"
+    assert "checksum" not in str(target) and "mismatch" not in str(target)
+    target.write_bytes(data)  # the original loads again
+    assert len(ExemplarRouter.load(path, embedder=HashingEmbedder())) == 4
 
 
 def test_manifest_problems_are_clear(tmp_path):

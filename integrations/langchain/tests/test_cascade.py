@@ -18,6 +18,7 @@ from langroute.scorers import (
     NonEmptyValidator,
     RefusalDetector,
     RouterConfidenceScorer,
+    ScoreResult,
 )
 
 from langchain_langroute import (
@@ -104,6 +105,53 @@ def test_every_attempt_is_a_child_model_run_with_usage_counted():
     events = [(n, d["tier"], d["accepted"]) for n, d, _ in runs.events]
     assert events == [(CASCADE_EVENT, 0, False), (CASCADE_EVENT, 1, True)]
     assert all(run_id == cascade_run for _, _, run_id in runs.events)
+
+
+def validator(passed: bool | None):
+    """A scorer that grades every answer 0.95 and gives ``passed`` as its own verdict."""
+
+    def check(query: str, answer: str) -> ScoreResult:
+        return ScoreResult(score=0.95, passed=passed, reason=f"schema check: {passed}")
+
+    return check
+
+
+async def _answer(cascade: CascadeRunnable, call: str) -> Any:
+    if call == "invoke":
+        return cascade.invoke("Give me the order as JSON")
+    if call == "ainvoke":
+        return await cascade.ainvoke("Give me the order as JSON")
+    chunks = (
+        list(cascade.stream("Give me the order as JSON"))
+        if call == "stream"
+        else [c async for c in cascade.astream("Give me the order as JSON")]
+    )
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    return full
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream"])
+async def test_a_validator_veto_rejects_even_a_high_score(call):
+    # the same score without a veto is accepted: only ``passed`` differs
+    for passed in (None, True):
+        small, large = cheap("order: 42"), strong('{"order": 42}')
+        kept = await _answer(
+            CascadeRunnable([small, large], validator(passed), threshold=0.5), call
+        )
+        assert (kept.content, get_cascade_result(kept).tier) == ("order: 42", 0)
+        assert large.call_count == 0
+    small, large = cheap("order: 42"), strong('{"order": 42}')
+    cascade = CascadeRunnable([small, large], scorer=validator(False), threshold=0.5)
+    answer = await _answer(cascade, call)
+    assert answer.content == '{"order": 42}'
+    result = get_cascade_result(answer)
+    assert result.tier == 1 and result.escalated
+    vetoed = result.attempts[0]
+    assert (vetoed.accepted, vetoed.score, vetoed.passed) == (False, 0.95, False)
+    assert vetoed.reason == "rejected: score 0.95 < 0.5 or failed (schema check: False)"
+    assert (small.call_count, large.call_count) == (1, 1)
 
 
 def test_tier_errors_escalate_and_all_failing_raises():

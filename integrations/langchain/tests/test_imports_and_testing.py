@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableBinding
@@ -11,35 +16,59 @@ import langchain_langroute
 from langchain_langroute.query import last_human_message, message_text, recent_human_messages
 from langchain_langroute.testing import FakeRateLimitError, ScriptedChatModel
 
-EXPECTED_ALL = [
-    "CASCADE_EVENT",
-    "CASCADE_METADATA_KEY",
-    "ROUTE_EVENT",
-    "ROUTE_KEY",
-    "CascadeAttempt",
-    "CascadeResult",
-    "CascadeRunnable",
-    "CostCallbackHandler",
-    "RouteMetadata",
-    "RouterMiddleware",
-    "RoutingChatModel",
-    "__version__",
-    "extract_logprobs",
-    "get_cascade_result",
-    "last_human_message",
-    "llm_judge",
-    "message_text",
-    "recent_human_messages",
-    "track_costs",
-]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EXPECTED_ALL = {  # public name -> the module that defines it
+    "CASCADE_EVENT": "langchain_langroute.cascade",
+    "CASCADE_METADATA_KEY": "langchain_langroute.cascade",
+    "ROUTE_EVENT": "langchain_langroute.chat_models",
+    "ROUTE_KEY": "langroute.calls",
+    "CascadeAttempt": "langroute.cascade",
+    "CascadeResult": "langroute.cascade",
+    "CascadeRunnable": "langchain_langroute.cascade",
+    "CostCallbackHandler": "langchain_langroute.callbacks",
+    "RouteMetadata": "langroute.calls",
+    "RouterMiddleware": "langchain_langroute.middleware",
+    "RoutingChatModel": "langchain_langroute.chat_models",
+    "__version__": "langchain_langroute",
+    "extract_logprobs": "langchain_langroute.cascade",
+    "get_cascade_result": "langchain_langroute.cascade",
+    "last_human_message": "langchain_langroute.query",
+    "llm_judge": "langchain_langroute.cascade",
+    "message_text": "langchain_langroute.query",
+    "recent_human_messages": "langchain_langroute.query",
+    "track_costs": "langchain_langroute.callbacks",
+}
+CONSTANTS = {  # values other packages and users match on
+    "CASCADE_EVENT": "langroute_cascade_attempt",
+    "CASCADE_METADATA_KEY": "langroute_cascade",
+    "ROUTE_EVENT": "langroute_route",
+    "ROUTE_KEY": "langroute",
+}
 
 
 def test_all_is_curated_and_importable():
     assert sorted(langchain_langroute.__all__) == sorted(EXPECTED_ALL)
-    for name in langchain_langroute.__all__:
-        assert getattr(langchain_langroute, name) is not None
+    for name, module_name in EXPECTED_ALL.items():
+        value = getattr(langchain_langroute, name)
+        # the package re-exports the defining module's object, not a copy or a stand-in
+        assert value is getattr(importlib.import_module(module_name), name), name
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert (value.__module__, value.__name__) == (module_name, name)
+    assert {name: getattr(langchain_langroute, name) for name in CONSTANTS} == CONSTANTS
     with pytest.raises(AttributeError):
         langchain_langroute.DoesNotExist  # noqa: B018
+
+
+def test_version_matches_the_distribution():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert data["project"]["name"] == "langchain-langroute"
+    assert langchain_langroute.__version__ == data["project"]["version"]
 
 
 def test_query_extractors():

@@ -88,6 +88,44 @@ def test_graded_scorer_uses_the_threshold():
     assert info.rejected[0].score == pytest.approx(0.3)
 
 
+def test_a_validator_veto_rejects_even_a_high_score(events):
+    def validator(passed: bool | None):
+        def check(query: str, answer: str) -> ScoreResult:
+            return ScoreResult(score=0.95, passed=passed, reason=f"schema check: {passed}")
+
+        return check
+
+    # the same score without a veto is accepted: only ``passed`` differs
+    for passed in (None, True):
+        cascade, _, large = make(["order: 42"], ['{"order": 42}'], scorer=validator(passed))
+        kept = cascade.chat(user(QUESTION))
+        assert CascadeResult.from_response(kept).tier_name == "small"
+        assert not large.calls
+    cascade, small, large = make(["order: 42"], ['{"order": 42}'], scorer=validator(False))
+    response = cascade.chat(user(QUESTION))
+    assert response.message.content == '{"order": 42}'
+    info = CascadeResult.from_response(response)
+    assert (info.tier_name, info.escalated) == ("large", True)
+    (vetoed,) = info.rejected
+    assert (vetoed.tier_name, vetoed.score, vetoed.passed) == ("small", 0.95, False)
+    assert vetoed.reason == "rejected: score 0.95 < 0.5 or failed (schema check: False)"
+    assert (len(small.calls), len(large.calls)) == (1, 1)
+    tiers = events.of("CascadeTierEvent")
+    assert [(e.tier_name, e.accepted) for e in tiers][-2:] == [("small", False), ("large", True)]
+
+
+async def test_a_validator_veto_rejects_a_high_score_async_and_streaming():
+    def veto(query: str, answer: str) -> ScoreResult:
+        return ScoreResult(score=0.95, passed=False, reason="schema check failed")
+
+    cascade, _, _ = make(["order: 42"], ["JSON one"], scorer=veto)
+    response = await cascade.achat(user(QUESTION))
+    assert CascadeResult.from_response(response).tier_name == "large"
+    cascade, _, _ = make(["order: 42"], ["JSON two"], scorer=veto)
+    chunks = list(cascade.stream_complete(QUESTION))
+    assert "".join(c.delta for c in chunks) == "JSON two"
+
+
 def test_a_plain_function_scores_against_the_question():
     seen = []
 

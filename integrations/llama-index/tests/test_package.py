@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -15,32 +16,40 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 
-EXPECTED = {
-    "CASCADE_KEY",
-    "ROUTE_KEY",
-    "CascadeAttempt",
-    "CascadeLLM",
-    "CascadeResult",
-    "CascadeTierEvent",
-    "CostCallbackHandler",
-    "QueryExtractor",
-    "QueryExtractorProtocol",
-    "RouteAttemptFailedEvent",
-    "RouteCompletedEvent",
-    "RouteMetadata",
-    "RouteSelectedEvent",
-    "RoutingLLM",
-    "TokenUsage",
-    "extract_usage",
-    "merge_usage",
-    "track_costs",
+BASE = "llama_index.llms.langroute"
+EXPECTED = {  # public name -> the module that defines it
+    "CASCADE_KEY": "langroute.cascade",
+    "ROUTE_KEY": "langroute.calls",
+    "CascadeAttempt": "langroute.cascade",
+    "CascadeLLM": f"{BASE}.cascade",
+    "CascadeResult": f"{BASE}.cascade",
+    "CascadeTierEvent": f"{BASE}.events",
+    "CostCallbackHandler": f"{BASE}.costs",
+    "QueryExtractor": f"{BASE}.query",
+    "QueryExtractorProtocol": f"{BASE}.query",
+    "RouteAttemptFailedEvent": f"{BASE}.events",
+    "RouteCompletedEvent": f"{BASE}.events",
+    "RouteMetadata": "langroute.calls",
+    "RouteSelectedEvent": f"{BASE}.events",
+    "RoutingLLM": f"{BASE}.base",
+    "TokenUsage": "langroute.calls",
+    "extract_usage": f"{BASE}.usage",
+    "merge_usage": f"{BASE}.usage",
+    "track_costs": f"{BASE}.costs",
 }
 
 
 def test_all_is_curated_and_importable():
-    assert set(package.__all__) == EXPECTED
-    for name in package.__all__:
-        assert getattr(package, name) is not None
+    assert set(package.__all__) == set(EXPECTED)
+    assert len(package.__all__) == len(EXPECTED)  # no name listed twice
+    for name, module_name in EXPECTED.items():
+        value = getattr(package, name)
+        # the package re-exports the defining module's object, not a copy or a stand-in
+        assert value is getattr(importlib.import_module(module_name), name), name
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert (value.__module__, value.__name__) == (module_name, name)
+    # the metadata keys are the ones the core and the LangChain integration use
+    assert (package.ROUTE_KEY, package.CASCADE_KEY) == ("langroute", "langroute_cascade")
 
 
 def test_namespace_layout_leaves_llama_index_core_importable():
