@@ -15,6 +15,7 @@ MODULES = ["query", "usage", "events", "testing", "costs", "base", "cascade"]
 def test_docstring_examples(name):
     module = importlib.import_module(f"llama_index.llms.langroute.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 0, f"{name} has no example that runs"
     assert result.failed == 0
 
 

@@ -423,8 +423,24 @@ class RoutingLLM(FunctionCallingLLM):
             RouterConfigError: ``route`` is not one of the routes.
 
         Example:
-            >>> with llm.force_route("large"):  # doctest: +SKIP
-            ...     query_engine.query("...")
+            >>> from langroute import Exemplar, ExemplarRouter
+            >>> from langroute.embedders import HashingEmbedder
+            >>> from llama_index.llms.langroute.testing import MockProviderLLM
+            >>> router = ExemplarRouter(
+            ...     routes=["small", "large"],
+            ...     exemplars=[Exemplar(text="hello", route="small")],
+            ...     embedder=HashingEmbedder(),
+            ... )
+            >>> llm = RoutingLLM(
+            ...     router=router,
+            ...     models={
+            ...         "small": MockProviderLLM(model="gpt-4o-mini"),
+            ...         "large": MockProviderLLM(model="gpt-4o"),
+            ...     },
+            ... )
+            >>> with llm.force_route("large"):
+            ...     llm.complete("hello").text
+            'Answer from gpt-4o.'
         """
         decision = self.router.forced(route)
         token = _PINNED.set((id(self), _Routing("", decision, per_call=True)))
