@@ -84,11 +84,20 @@ class Attempt(BaseModel):
         default=None, description="Tokens the provider reported; None when it reported none."
     )
     latency_ms: float | None = None
+    rejected: bool = Field(
+        default=False,
+        description="True when the route answered but the answer was not accepted (a cascade).",
+    )
 
     @property
     def failed(self) -> bool:
         """True when this attempt raised."""
         return self.error is not None
+
+    @property
+    def passed_over(self) -> bool:
+        """True when the call moved on from this attempt (it raised or was rejected)."""
+        return self.failed or self.rejected
 
 
 class RouteMetadata(BaseModel):
@@ -115,7 +124,8 @@ class RouteMetadata(BaseModel):
     escalated: bool = False
     escalated_from: str | None = None
     attempts: list[Attempt] = Field(
-        default_factory=list, description="The routes that failed, in order, with their errors."
+        default_factory=list,
+        description="The routes passed over (failed or rejected), in order, with their errors.",
     )
     baseline_route: str
     baseline_model: str | None = None
@@ -171,9 +181,14 @@ class RoutedCall(BaseModel):
         return [a for a in self.attempts if a.failed]
 
     @property
+    def passed_over(self) -> list[Attempt]:
+        """The attempts the call moved on from (raised or rejected), in order."""
+        return [a for a in self.attempts if a.passed_over]
+
+    @property
     def answered(self) -> Attempt | None:
-        """The attempt that answered (the last one, when it did not fail)."""
-        if self.attempts and not self.attempts[-1].failed:
+        """The attempt that answered (the last one, when it was neither failed nor rejected)."""
+        if self.attempts and not self.attempts[-1].passed_over:
             return self.attempts[-1]
         return None
 
@@ -191,8 +206,8 @@ class RoutedCall(BaseModel):
 
     @property
     def escalated(self) -> bool:
-        """True when a route failed before the one that answered (or every route failed)."""
-        return bool(self.failed_attempts)
+        """True when a route was passed over before the one that answered (or all failed)."""
+        return bool(self.passed_over)
 
     @property
     def escalated_from(self) -> str | None:
@@ -204,8 +219,8 @@ class RoutedCall(BaseModel):
 
         Keys: ``call_id``, ``route`` and ``model`` (what answered), ``confidence``,
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
-        ``escalated_from``, ``attempts`` (the failed routes with ``route``, ``model``,
-        ``error``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
+        ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
+        ``error``, ``rejected``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
         """
         decision = self.decision
         return RouteMetadata(
@@ -217,7 +232,7 @@ class RoutedCall(BaseModel):
             decided_route=decision.route,
             escalated=self.escalated,
             escalated_from=self.escalated_from,
-            attempts=self.failed_attempts,
+            attempts=self.passed_over,
             baseline_route=self.baseline_route,
             baseline_model=self.baseline_model,
             routing_ms=decision.elapsed_ms,
@@ -263,6 +278,7 @@ class RoutedCall(BaseModel):
                         "decided_route": self.decision.route,
                         "routing_ms": self.decision.elapsed_ms,
                         "usage_reported": attempt.usage is not None,
+                        **({"rejected": True} if attempt.rejected else {}),
                     },
                 )
             )

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import (
     AsyncIterable,
@@ -45,7 +46,7 @@ from typing import Any, Generic, TypeVar
 from langroute.calls import Attempt, RoutedCall, TokenUsage, error_text
 from langroute.errors import AllRoutesFailedError
 
-__all__ = ["Escalation", "escalation_path", "max_usage", "sum_usage"]
+__all__ = ["Accept", "AsyncAccept", "Escalation", "escalation_path", "max_usage", "sum_usage"]
 
 T = TypeVar("T")
 
@@ -54,8 +55,44 @@ UsageOf = Callable[[Any], TokenUsage | None]
 ModelOf = Callable[[str, Any], str | None]
 """``(route, answer or first chunk)`` -> the model that served (None: the route's model)."""
 UsageMerge = Callable[[TokenUsage | None, TokenUsage | None], TokenUsage | None]
-FailureHook = Callable[[Attempt, str | None, BaseException], None]
-"""Called for each failed attempt with the next route to try (None: none left)."""
+FailureHook = Callable[[Attempt, str | None, BaseException], Any]
+"""Called for each failed attempt with the next route to try (None: none left).
+
+In :meth:`Escalation.arun` and :meth:`Escalation.astream` it may return an awaitable,
+which is awaited before the next route runs."""
+Accept = Callable[[str, T], bool]
+"""``(route, answer) -> bool``: False moves a call on from an answer (a cascade's scorer)."""
+AsyncAccept = Callable[[str, T], Awaitable[bool]]
+AttemptHook = Callable[[Attempt], Any]
+"""Called with each final attempt record; may return an awaitable in the async variants."""
+
+
+async def _settle(value: Any) -> Any:
+    """Await ``value`` when it is awaitable (sync and async hooks alike)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _describe(attempt: Attempt) -> str:
+    return "rejected" if attempt.rejected else f"error: {attempt.error}"
+
+
+async def _settle_all(values: list[Any]) -> None:
+    for value in values:
+        await _settle(value)
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def escalation_path(route: str, order: Sequence[str]) -> list[str]:
@@ -108,6 +145,10 @@ class Escalation(Generic[T]):
         model_of: Reads the served model name from an answer or the first chunk (the
             dated name a provider reports); None keeps ``model_for(route)``.
         merge_usage: Combines chunk usages of a stream (default :func:`sum_usage`).
+        on_attempt: Called with each attempt once its record is final (failed, rejected,
+            answered, or a stream ended or broke), e.g. to announce it as an event.
+        describe: An attempt -> its reason in the error raised when no answer was
+            accepted (default: ``"rejected"`` or ``"error: ..."``).
     """
 
     def __init__(
@@ -121,6 +162,8 @@ class Escalation(Generic[T]):
         usage_of: UsageOf = _no_usage,
         model_of: ModelOf | None = None,
         merge_usage: UsageMerge = sum_usage,
+        on_attempt: AttemptHook | None = None,
+        describe: Callable[[Attempt], str] | None = None,
     ) -> None:
         if not path:
             raise ValueError("an escalation needs at least one route")
@@ -132,6 +175,8 @@ class Escalation(Generic[T]):
         self.usage_of = usage_of
         self.model_of = model_of
         self.merge_usage = merge_usage
+        self.on_attempt = on_attempt
+        self.describe = describe
         self._failures: list[tuple[str, BaseException]] = []
 
     # ------------------------------------------------------------------ records
@@ -142,22 +187,34 @@ class Escalation(Generic[T]):
                 return served
         return self.model_for(route)
 
-    def _failed(self, route: str, error: BaseException, started: float) -> bool:
-        """Record a failed attempt; True when the call should move on to the next route."""
+    def _failed(self, position: int, error: BaseException, started: float) -> tuple[bool, Any]:
+        """Record a failed attempt.
+
+        Returns whether the call moves on to the next route, and what ``on_failure``
+        returned (an awaitable the async variants wait for).
+        """
+        route = self.path[position]
         attempt = Attempt(
             route=route,
             model=self.model_for(route),
             error=error_text(error),
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-        self.call.add_attempt(attempt)
         self._failures.append((route, error))
+        hooked = [self._record(attempt)]
         escalate = isinstance(error, self.escalate_on)
         if self.on_failure is not None:
-            position = self.path.index(route)
             following = self.path[position + 1] if position + 1 < len(self.path) else None
-            self.on_failure(attempt, following if escalate else None, error)
-        return escalate
+            hooked.append(self.on_failure(attempt, following if escalate else None, error))
+        return escalate, hooked
+
+    def _record(self, attempt: Attempt, *, completes: bool = False) -> Any:
+        """Add (or complete) an attempt's final record and announce it to ``on_attempt``."""
+        if completes:
+            self.call.complete_attempt(attempt)
+        else:
+            self.call.add_attempt(attempt)
+        return self.on_attempt(attempt) if self.on_attempt is not None else None
 
     def _answered(
         self,
@@ -166,6 +223,7 @@ class Escalation(Generic[T]):
         usage: TokenUsage | None,
         started: float,
         error: BaseException | None = None,
+        rejected: bool = False,
     ) -> Attempt:
         return Attempt(
             route=route,
@@ -173,74 +231,128 @@ class Escalation(Generic[T]):
             error=error_text(error) if error is not None else None,
             usage=usage,
             latency_ms=(time.perf_counter() - started) * 1000,
+            rejected=rejected,
         )
+
+    def _is_last(self, position: int) -> bool:
+        return position == len(self.path) - 1
 
     def all_failed(self) -> AllRoutesFailedError:
         """The error raised when every route failed (the last provider error as its cause)."""
-        tried = ", ".join(f"{route} ({error_text(err)})" for route, err in self._failures)
-        error = AllRoutesFailedError(f"every route failed: {tried}", self._failures, self.call)
+        if any(attempt.rejected for attempt in self.call.attempts):
+            describe = self.describe or _describe
+            tried = "; ".join(f"{a.route}: {describe(a)}" for a in self.call.attempts)
+            message = f"no route gave an accepted answer ({tried})"
+        else:
+            tried = ", ".join(f"{route} ({error_text(err)})" for route, err in self._failures)
+            message = f"every route failed: {tried}"
+        error = AllRoutesFailedError(message, self._failures, self.call)
         if self._failures:
             error.__cause__ = self._failures[-1][1]
         return error
 
     # ------------------------------------------------------------------ one answer
-    def run(self, invoke: Callable[[str], T]) -> tuple[str, T]:
+    def run(self, invoke: Callable[[str], T], *, accept: Accept[T] | None = None) -> tuple[str, T]:
         """``invoke(route)`` along the path until one answers; returns ``(route, answer)``.
+
+        Args:
+            invoke: Calls the provider of one route.
+            accept: ``(route, answer) -> bool``; a rejected answer is recorded (as a paid,
+                rejected attempt) and the next route runs. The last route's answer is
+                returned whatever ``accept`` says: nothing stronger is left.
 
         Raises:
             AllRoutesFailedError: every route raised an error listed in ``escalate_on``.
         """
-        for route in self.path:
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
             try:
                 answer = invoke(route)
             except Exception as error:
-                if self._failed(route, error, started):
+                if self._failed(position, error, started)[0]:
                     continue
                 raise
-            model = self._served_by(route, answer)
-            self.call.add_attempt(self._answered(route, model, self.usage_of(answer), started))
+            attempt = self._answered(
+                route, self._served_by(route, answer), self.usage_of(answer), started
+            )
+            if accept is not None and not accept(route, answer) and not self._is_last(position):
+                self._record(attempt.model_copy(update={"rejected": True}))
+                continue
+            self._record(attempt)
             return route, answer
         raise self.all_failed()
 
-    async def arun(self, invoke: Callable[[str], Awaitable[T]]) -> tuple[str, T]:
-        """Async :meth:`run`."""
-        for route in self.path:
+    async def arun(
+        self,
+        invoke: Callable[[str], Awaitable[T]],
+        *,
+        accept: Accept[T] | AsyncAccept[T] | None = None,
+    ) -> tuple[str, T]:
+        """Async :meth:`run`; ``accept`` and ``on_failure`` may be coroutines."""
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
             try:
                 answer = await invoke(route)
             except Exception as error:
-                if self._failed(route, error, started):
+                escalate, hooked = self._failed(position, error, started)
+                await _settle_all(hooked)
+                if escalate:
                     continue
                 raise
-            model = self._served_by(route, answer)
-            self.call.add_attempt(self._answered(route, model, self.usage_of(answer), started))
+            attempt = self._answered(
+                route, self._served_by(route, answer), self.usage_of(answer), started
+            )
+            if (
+                accept is not None
+                and not await _settle(accept(route, answer))
+                and not self._is_last(position)
+            ):
+                await _settle(self._record(attempt.model_copy(update={"rejected": True})))
+                continue
+            await _settle(self._record(attempt))
             return route, answer
         raise self.all_failed()
 
     # ------------------------------------------------------------------ streams
-    def stream(self, open_stream: Callable[[str], Iterable[T]]) -> Iterator[tuple[str, T]]:
+    def stream(
+        self, open_stream: Callable[[str], Iterable[T]], *, accept: Accept[T] | None = None
+    ) -> Iterator[tuple[str, T]]:
         """Yield ``(route, chunk)`` from the first route whose stream starts.
 
         A route whose stream raises before its first chunk is a failed attempt and the
-        next route is tried. Once a chunk has been yielded, the route is recorded as the
-        answering attempt (``call.route`` is set); it is completed with the stream's usage
-        and latency when the stream ends, breaks (the error is kept on the attempt and
-        raised) or is closed by the caller. An empty stream answers with no chunks.
+        next route is tried. ``accept(route, first_chunk)``, when given, may reject a
+        route on its first chunk (a cascade buffers a whole answer into one chunk); the
+        stream is closed, recorded as rejected and the next route runs. Once a chunk has
+        been yielded, the route is recorded as the answering attempt (``call.route`` is
+        set); it is completed with the stream's usage and latency when the stream ends,
+        breaks (the error is kept on the attempt and raised) or is closed by the caller.
+        An empty stream answers with no chunks.
         """
         end = object()
-        for route in self.path:
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
             try:
                 iterator = iter(open_stream(route))
                 first = next(iterator, end)
             except Exception as error:
-                if self._failed(route, error, started):
+                if self._failed(position, error, started)[0]:
                     continue
                 raise
+            if accept is not None and first is not end:
+                accepted = accept(route, first)  # type: ignore[arg-type]
+                if not accepted and not self._is_last(position):
+                    _close(iterator)
+                    self._reject(route, first, started)
+                    continue
             yield from self._relay(route, first, end, iterator, started)
             return
         raise self.all_failed()
+
+    def _reject(self, route: str, first: Any, started: float) -> Any:
+        model = self._served_by(route, first)
+        return self._record(
+            self._answered(route, model, self.usage_of(first), started, rejected=True)
+        )
 
     def _relay(
         self, route: str, first: Any, end: object, iterator: Iterator[T], started: float
@@ -261,14 +373,16 @@ class Escalation(Generic[T]):
             error = exc
             raise
         finally:
-            self._complete_last(self._answered(route, model, usage, started, error))
+            self._record(self._answered(route, model, usage, started, error), completes=True)
 
     async def astream(
         self,
         open_stream: Callable[[str], AsyncIterable[T] | Awaitable[AsyncIterable[T]]],
+        *,
+        accept: Accept[T] | AsyncAccept[T] | None = None,
     ) -> AsyncIterator[tuple[str, T]]:
         """Async :meth:`stream`; ``open_stream`` may return the stream or await it."""
-        for route in self.path:
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
             try:
                 opened = open_stream(route)
@@ -281,9 +395,17 @@ class Escalation(Generic[T]):
                 except StopAsyncIteration:
                     first, empty = None, True
             except Exception as error:
-                if self._failed(route, error, started):
+                escalate, hooked = self._failed(position, error, started)
+                await _settle_all(hooked)
+                if escalate:
                     continue
                 raise
+            if accept is not None and not empty:
+                accepted = await _settle(accept(route, first))
+                if not accepted and not self._is_last(position):
+                    await _aclose(iterator)
+                    await _settle(self._reject(route, first, started))
+                    continue
             model = self._served_by(route, None if empty else first)
             usage = None if empty else self.usage_of(first)
             self.call.add_attempt(self._answered(route, model, None, started))
@@ -300,9 +422,7 @@ class Escalation(Generic[T]):
                 error_seen = exc
                 raise
             finally:
-                self._complete_last(self._answered(route, model, usage, started, error_seen))
+                final = self._answered(route, model, usage, started, error_seen)
+                await _settle(self._record(final, completes=True))
             return
         raise self.all_failed()
-
-    def _complete_last(self, attempt: Attempt) -> None:
-        self.call.complete_attempt(attempt)
