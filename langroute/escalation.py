@@ -149,6 +149,8 @@ class Escalation(Generic[T]):
             answered, or a stream ended or broke), e.g. to announce it as an event.
         describe: An attempt -> its reason in the error raised when no answer was
             accepted (default: ``"rejected"`` or ``"error: ..."``).
+        propagate: Errors that are signals, not failures (an agent's interrupt): they
+            reach the caller at once, unrecorded, even when ``escalate_on`` matches them.
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class Escalation(Generic[T]):
         merge_usage: UsageMerge = sum_usage,
         on_attempt: AttemptHook | None = None,
         describe: Callable[[Attempt], str] | None = None,
+        propagate: tuple[type[BaseException], ...] = (),
     ) -> None:
         if not path:
             raise ValueError("an escalation needs at least one route")
@@ -177,6 +180,7 @@ class Escalation(Generic[T]):
         self.merge_usage = merge_usage
         self.on_attempt = on_attempt
         self.describe = describe
+        self.propagate = propagate
         self._failures: list[tuple[str, BaseException]] = []
 
     # ------------------------------------------------------------------ records
@@ -269,6 +273,8 @@ class Escalation(Generic[T]):
             try:
                 answer = invoke(route)
             except Exception as error:
+                if isinstance(error, self.propagate):
+                    raise
                 if self._failed(position, error, started)[0]:
                     continue
                 raise
@@ -294,6 +300,8 @@ class Escalation(Generic[T]):
             try:
                 answer = await invoke(route)
             except Exception as error:
+                if isinstance(error, self.propagate):
+                    raise
                 escalate, hooked = self._failed(position, error, started)
                 await _settle_all(hooked)
                 if escalate:
@@ -335,6 +343,8 @@ class Escalation(Generic[T]):
                 iterator = iter(open_stream(route))
                 first = next(iterator, end)
             except Exception as error:
+                if isinstance(error, self.propagate):
+                    raise
                 if self._failed(position, error, started)[0]:
                     continue
                 raise
@@ -395,6 +405,8 @@ class Escalation(Generic[T]):
                 except StopAsyncIteration:
                     first, empty = None, True
             except Exception as error:
+                if isinstance(error, self.propagate):
+                    raise
                 escalate, hooked = self._failed(position, error, started)
                 await _settle_all(hooked)
                 if escalate:

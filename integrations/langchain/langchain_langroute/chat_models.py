@@ -215,12 +215,15 @@ def route_escalation(
     order: Sequence[str],
     route_models: Mapping[str, str],
     escalate_on: tuple[type[BaseException], ...],
+    *,
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> Escalation[Any]:
     """The :class:`~langroute.escalation.Escalation` of one routed LangChain call.
 
     It tries the decided route, then the routes after it in ``order``; each attempt is
     recorded with the model the provider reported (else the route's configured model)
-    and the message's ``usage_metadata``.
+    and the message's ``usage_metadata``. ``propagate`` errors (an agent's interrupt)
+    pass through unrecorded.
     """
     return Escalation(
         call,
@@ -229,6 +232,7 @@ def route_escalation(
         escalate_on=escalate_on,
         usage_of=_usage_of,
         model_of=_served_model,
+        propagate=propagate,
     )
 
 
