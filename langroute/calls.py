@@ -8,7 +8,7 @@ LlamaIndex ``additional_kwargs["langroute"]``) and turn the call into ledger row
 :meth:`RoutedCall.ledger_records`: one row per paid attempt, priced by the ledger.
 
 Example:
-    >>> from langroute.decision import RouteDecision
+    >>> from langroute.decision import DecisionReason, RouteDecision
     >>> call = RoutedCall(
     ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
     ...     baseline_route="large",
@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from langroute.decision import RouteDecision
+from langroute.decision import DecisionReason, RouteDecision
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
@@ -119,7 +119,7 @@ class RouteMetadata(BaseModel):
     route: str | None = Field(description="The route that answered.")
     model: str | None = Field(description="The model that answered (as the provider named it).")
     confidence: float
-    reason: str = Field(description='The decision\'s reason ("vote", "forced", ...).')
+    reason: DecisionReason = Field(description='The decision\'s reason ("vote", "forced", ...).')
     decided_route: str = Field(description="The router's choice (differs after escalation).")
     escalated: bool = False
     escalated_from: str | None = None
