@@ -218,11 +218,15 @@ def report(
     ] = None,
 ) -> None:
     """Print the per-route cost table of a ledger: calls, tokens, cost, latency, savings."""
-    from langroute.costs import print_report
+    import warnings
+
+    from langroute.costs import TornLinesWarning, print_report
     from langroute.errors import LangrouteError
 
     try:
-        print_report(ledger, order=[r.strip() for r in order.split(",")] if order else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TornLinesWarning)  # the report notes them
+            print_report(ledger, order=[r.strip() for r in order.split(",")] if order else None)
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
 

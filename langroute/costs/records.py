@@ -1,4 +1,4 @@
-"""The ledger record (one paid model call) and the error for malformed ledger files."""
+"""The ledger record (one paid model call), the error for malformed files, the torn-line warning."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langroute.errors import LangrouteError
 
-__all__ = ["LedgerFormatError", "LedgerRecord"]
+__all__ = ["LedgerFormatError", "LedgerRecord", "TornLinesWarning"]
 
 
 class LedgerFormatError(LangrouteError, ValueError):
@@ -45,6 +45,18 @@ class LedgerFormatError(LangrouteError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_ledger_format_error, (self.message, self.path, self.line))
+
+
+class TornLinesWarning(UserWarning):
+    """A JSON Lines ledger holds torn lines, which were skipped.
+
+    A torn line is a record cut short: its writer was killed in the middle of a write.
+    The record is lost, but the lines around it are intact, so readers skip it and name
+    the file and lines (also in :attr:`JSONLSink.torn_lines
+    <langroute.costs.JSONLSink.torn_lines>` and ``langroute report``). A record that an
+    older writer glued onto a torn line is kept. Lines that are complete but are not
+    records still raise :class:`LedgerFormatError`.
+    """
 
 
 def _rebuild_ledger_format_error(

@@ -126,6 +126,9 @@ def print_report(
         console: Where to print (default: a new ``rich`` console on stdout).
         order: Route names to list first.
 
+    A JSONL ledger's torn lines (records cut short by a killed writer) are skipped and
+    noted below the table with their file and line.
+
     Returns:
         The summary that was printed.
 
@@ -136,15 +139,33 @@ def print_report(
     Example:
         >>> print_report("costs.jsonl")  # doctest: +SKIP
     """
+    ledger: CostLedger | None = None
     if isinstance(source, LedgerSummary):
         summary = source
-    elif isinstance(source, CostLedger):
-        summary = source.summary(order=order)
     else:
-        summary = CostLedger.open(source).summary(order=order)
+        ledger = source if isinstance(source, CostLedger) else CostLedger.open(source)
+        summary = ledger.summary(order=order)
     if console is None:
         from rich.console import Console
 
         console = Console()
     console.print(render_report(summary))
+    if ledger is not None and ledger.torn_lines:
+        from rich.text import Text
+
+        console.print(Text(_torn_note(ledger), style="yellow"))
     return summary
+
+
+def _torn_note(ledger: CostLedger) -> str:
+    """The report's note on torn lines: how many, and where."""
+    torn = ledger.torn_lines
+    path = getattr(ledger.sink, "path", ledger.sink)
+    places = ", ".join(f"{path}:{number}" for number in torn[:5])
+    if len(torn) > 5:
+        places += f", ... (+{len(torn) - 5} more)"
+    plural = "s" if len(torn) > 1 else ""
+    return (
+        f"note: skipped {len(torn)} torn line{plural}: {places} (records cut short by an "
+        "interrupted write, e.g. a killed process; they are lost, the rest is complete)"
+    )

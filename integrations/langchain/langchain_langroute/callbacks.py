@@ -427,7 +427,8 @@ def track_costs(
         record_all: Also record model calls that are neither routed nor cascaded.
 
     Yields:
-        The ledger being written.
+        The ledger being written. On exit its pending writes are flushed, so a ledger
+        file holds every record of the block.
 
     Example:
         .. code-block:: python
@@ -445,3 +446,4 @@ def track_costs(
     finally:
         _handler_var.reset(token)
         handler.flush()
+        ledger.flush()
