@@ -458,7 +458,9 @@ class RoutingChatModel(BaseChatModel):
     answers. When that model raises (timeout, rate limit, provider error) the call
     escalates to the next stronger route; when all fail, ``AllRoutesFailedError`` is
     raised with the attempts attached. While streaming, escalation is possible until the
-    first chunk has been yielded.
+    first chunk with text or a tool call has been yielded (an empty stream escalates too).
+    The answer names the model the provider served (``model_name``, often a dated name);
+    on a stream, the chunk that names it may come last.
 
     Setup:
         .. code-block:: bash

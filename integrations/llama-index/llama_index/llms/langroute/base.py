@@ -315,7 +315,7 @@ class RoutingLLM(FunctionCallingLLM):
     When a route raises (a provider error: rate limit, outage, timeout), the call is
     retried on the next stronger route; when every route has failed,
     :class:`~langroute.errors.AllRoutesFailedError` lists the attempts. Streams escalate
-    until their first chunk.
+    until their first chunk with text or a tool call (an empty stream escalates too).
 
     Tools pass through: ``chat_with_tools`` and agents (``FunctionAgent``,
     ``ReActAgent``) work when every route's LLM supports function calling, each route
