@@ -88,6 +88,11 @@ class Attempt(BaseModel):
         default=False,
         description="True when the route answered but the answer was not accepted (a cascade).",
     )
+    partial: bool = Field(
+        default=False,
+        description="A stream that broke after output reached the caller: paid for, "
+        "though its provider usually reported no usage.",
+    )
 
     @property
     def failed(self) -> bool:
@@ -98,6 +103,16 @@ class Attempt(BaseModel):
     def passed_over(self) -> bool:
         """True when the call moved on from this attempt (it raised or was rejected)."""
         return self.failed or self.rejected
+
+    @property
+    def measured(self) -> bool:
+        """False when the attempt produced output but its provider reported no usage.
+
+        Its cost is unknown (not zero): the ledger leaves it unpriced and counts it as
+        unmeasured. An attempt that failed before any output (a 429, a timeout) is
+        measured: it produced nothing to pay for that langroute could see.
+        """
+        return self.usage is not None or (self.failed and not self.partial)
 
 
 class RouteMetadata(BaseModel):
@@ -248,8 +263,10 @@ class RoutedCall(BaseModel):
 
         The ledger prices them (:meth:`CostLedger.record`), so prices live in one place.
         A failed attempt carries its error and the tokens the provider reported, if any.
+        An attempt that is not :attr:`Attempt.measured` is marked unmeasured
+        (:attr:`~langroute.costs.LedgerRecord.measured`): the ledger does not price it.
         """
-        from langroute.costs import LedgerRecord
+        from langroute.costs.records import UNMEASURED_KEY, LedgerRecord
 
         first = self.attempts[0].route if self.attempts else None
         extra = dict(metadata or {})
@@ -279,6 +296,7 @@ class RoutedCall(BaseModel):
                         "routing_ms": self.decision.elapsed_ms,
                         "usage_reported": attempt.usage is not None,
                         **({"rejected": True} if attempt.rejected else {}),
+                        **({UNMEASURED_KEY: True} if not attempt.measured else {}),
                     },
                 )
             )

@@ -5,8 +5,9 @@ tier, an agent's model call) runs its provider calls through one :class:`Escalat
 so errors escalate alike everywhere: an error listed in ``escalate_on`` moves the call
 to the next route of the path, any other error propagates at once, and when every
 route fails :class:`~langroute.errors.AllRoutesFailedError` is raised with one message
-format. A stream escalates until its first chunk; after that an error reaches the
-caller, because part of an answer has already been delivered. Every try lands in the
+format. A stream escalates until its first chunk that delivers output (an empty stream
+escalates too); after that an error reaches the caller, because part of an answer has
+already been delivered. Every try lands in the
 call's :class:`~langroute.calls.RoutedCall` as an :class:`~langroute.calls.Attempt`
 with its model, error, usage and latency.
 
@@ -44,7 +45,7 @@ from collections.abc import (
 from typing import Any, Generic, TypeVar
 
 from langroute.calls import Attempt, RoutedCall, TokenUsage, error_text
-from langroute.errors import AllRoutesFailedError
+from langroute.errors import AllRoutesFailedError, EmptyStreamError
 
 __all__ = ["Accept", "AsyncAccept", "Escalation", "escalation_path", "max_usage", "sum_usage"]
 
@@ -132,6 +133,17 @@ def _no_usage(_: Any) -> TokenUsage | None:
     return None
 
 
+_END = object()
+
+
+async def _next(iterator: AsyncIterator[T]) -> Any:
+    """The next item of an async iterator, or ``_END``."""
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
 class Escalation(Generic[T]):
     """Runs one routed call along its escalation path and records every attempt.
 
@@ -151,6 +163,9 @@ class Escalation(Generic[T]):
             accepted (default: ``"rejected"`` or ``"error: ..."``).
         propagate: Errors that are signals, not failures (an agent's interrupt): they
             reach the caller at once, unrecorded, even when ``escalate_on`` matches them.
+        delivers: Whether a stream chunk delivers output to the caller (text, a tool
+            call). A stream escalates until its first such chunk; the chunks before it
+            are held back. None: every chunk delivers.
     """
 
     def __init__(
@@ -167,6 +182,7 @@ class Escalation(Generic[T]):
         on_attempt: AttemptHook | None = None,
         describe: Callable[[Attempt], str] | None = None,
         propagate: tuple[type[BaseException], ...] = (),
+        delivers: Callable[[Any], bool] | None = None,
     ) -> None:
         if not path:
             raise ValueError("an escalation needs at least one route")
@@ -181,6 +197,7 @@ class Escalation(Generic[T]):
         self.on_attempt = on_attempt
         self.describe = describe
         self.propagate = propagate
+        self.delivers = delivers
         self._failures: list[tuple[str, BaseException]] = []
 
     # ------------------------------------------------------------------ records
@@ -236,6 +253,7 @@ class Escalation(Generic[T]):
             usage=usage,
             latency_ms=(time.perf_counter() - started) * 1000,
             rejected=rejected,
+            partial=error is not None,
         )
 
     def _is_last(self, position: int) -> bool:
@@ -322,68 +340,98 @@ class Escalation(Generic[T]):
         raise self.all_failed()
 
     # ------------------------------------------------------------------ streams
+    def _delivers(self, chunk: Any) -> bool:
+        return self.delivers is None or bool(self.delivers(chunk))
+
+    def _observe(
+        self, route: str, chunk: Any, model: str | None, usage: TokenUsage | None
+    ) -> tuple[str | None, TokenUsage | None]:
+        """The served model (the first a chunk names) and the usage so far, with ``chunk``."""
+        if model is None and self.model_of is not None:
+            model = self.model_of(route, chunk) or None
+        return model, self.merge_usage(usage, self.usage_of(chunk))
+
+    def _seen(self, route: str, held: list[Any]) -> tuple[str | None, TokenUsage | None]:
+        model: str | None = None
+        usage: TokenUsage | None = None
+        for chunk in held:
+            model, usage = self._observe(route, chunk, model, usage)
+        return model, usage
+
+    def _empty(self, route: str) -> EmptyStreamError:
+        return EmptyStreamError(
+            f"the stream of route {route!r} ({self.model_for(route)}) ended without a chunk"
+        )
+
     def stream(
         self, open_stream: Callable[[str], Iterable[T]], *, accept: Accept[T] | None = None
     ) -> Iterator[tuple[str, T]]:
-        """Yield ``(route, chunk)`` from the first route whose stream starts.
+        """Yield ``(route, chunk)`` from the first route whose stream delivers output.
 
-        A route whose stream raises before its first chunk is a failed attempt and the
-        next route is tried. ``accept(route, first_chunk)``, when given, may reject a
-        route on its first chunk (a cascade buffers a whole answer into one chunk); the
-        stream is closed, recorded as rejected and the next route runs. Once a chunk has
-        been yielded, the route is recorded as the answering attempt (``call.route`` is
-        set); it is completed with the stream's usage and latency when the stream ends,
-        breaks (the error is kept on the attempt and raised) or is closed by the caller.
-        An empty stream answers with no chunks.
+        Chunks are held back until one delivers output (``delivers``; by default every
+        chunk does). A route whose stream raises before that, or ends without a single
+        chunk (:class:`~langroute.errors.EmptyStreamError`), is a failed attempt and the
+        next route is tried. ``accept(route, chunk)``, when given, may reject a route on
+        that first delivering chunk (a cascade buffers a whole answer into one chunk);
+        the stream is closed, recorded as rejected and the next route runs. Once output
+        is delivered, the route is recorded as the answering attempt (``call.route`` is
+        set); it is completed with the stream's usage, the model the chunks named, and
+        its latency when the stream ends, breaks (the error is kept on the attempt,
+        marked ``partial``, and raised) or is closed by the caller. A stream whose chunks
+        all deliver nothing answers with them.
         """
-        end = object()
         for position, route in enumerate(self.path):
             started = time.perf_counter()
+            held: list[T] = []
             try:
                 iterator = iter(open_stream(route))
-                first = next(iterator, end)
+                for chunk in iterator:
+                    held.append(chunk)
+                    if self._delivers(chunk):
+                        break
+                if not held:
+                    raise self._empty(route)
             except Exception as error:
                 if isinstance(error, self.propagate):
                     raise
                 if self._failed(position, error, started)[0]:
                     continue
                 raise
-            if accept is not None and first is not end:
-                accepted = accept(route, first)  # type: ignore[arg-type]
+            if accept is not None:
+                accepted = accept(route, held[-1])
                 if not accepted and not self._is_last(position):
                     _close(iterator)
-                    self._reject(route, first, started)
+                    self._reject(route, held, started)
                     continue
-            yield from self._relay(route, first, end, iterator, started)
+            yield from self._relay(route, held, iterator, started)
             return
         raise self.all_failed()
 
-    def _reject(self, route: str, first: Any, started: float) -> Any:
-        model = self._served_by(route, first)
-        return self._record(
-            self._answered(route, model, self.usage_of(first), started, rejected=True)
-        )
+    def _reject(self, route: str, held: list[Any], started: float) -> Any:
+        model, usage = self._seen(route, held)
+        served = model or self.model_for(route)
+        return self._record(self._answered(route, served, usage, started, rejected=True))
 
     def _relay(
-        self, route: str, first: Any, end: object, iterator: Iterator[T], started: float
+        self, route: str, held: list[T], iterator: Iterator[T], started: float
     ) -> Iterator[tuple[str, T]]:
-        model = self._served_by(route, first if first is not end else None)
-        usage = self.usage_of(first) if first is not end else None
-        self.call.add_attempt(self._answered(route, model, None, started))
+        model, usage = self._seen(route, held)
+        self.call.add_attempt(self._answered(route, model or self.model_for(route), None, started))
         error: BaseException | None = None
         try:
-            if first is not end:
-                yield route, first
-                for chunk in iterator:
-                    usage = self.merge_usage(usage, self.usage_of(chunk))
-                    yield route, chunk
+            for chunk in held:
+                yield route, chunk
+            for chunk in iterator:
+                model, usage = self._observe(route, chunk, model, usage)
+                yield route, chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
             error = exc
             raise
         finally:
-            self._record(self._answered(route, model, usage, started, error), completes=True)
+            final = self._answered(route, model or self.model_for(route), usage, started, error)
+            self._record(final, completes=True)
 
     async def astream(
         self,
@@ -394,16 +442,18 @@ class Escalation(Generic[T]):
         """Async :meth:`stream`; ``open_stream`` may return the stream or await it."""
         for position, route in enumerate(self.path):
             started = time.perf_counter()
+            held: list[T] = []
             try:
                 opened = open_stream(route)
                 if isinstance(opened, Awaitable):
                     opened = await opened
                 iterator = opened.__aiter__()  # type: ignore[union-attr]
-                try:
-                    first: Any = await iterator.__anext__()
-                    empty = False
-                except StopAsyncIteration:
-                    first, empty = None, True
+                while (chunk := await _next(iterator)) is not _END:
+                    held.append(chunk)
+                    if self._delivers(chunk):
+                        break
+                if not held:
+                    raise self._empty(route)
             except Exception as error:
                 if isinstance(error, self.propagate):
                     raise
@@ -412,29 +462,31 @@ class Escalation(Generic[T]):
                 if escalate:
                     continue
                 raise
-            if accept is not None and not empty:
-                accepted = await _settle(accept(route, first))
+            if accept is not None:
+                accepted = await _settle(accept(route, held[-1]))
                 if not accepted and not self._is_last(position):
                     await _aclose(iterator)
-                    await _settle(self._reject(route, first, started))
+                    await _settle(self._reject(route, held, started))
                     continue
-            model = self._served_by(route, None if empty else first)
-            usage = None if empty else self.usage_of(first)
-            self.call.add_attempt(self._answered(route, model, None, started))
+            model, usage = self._seen(route, held)
+            self.call.add_attempt(
+                self._answered(route, model or self.model_for(route), None, started)
+            )
             error_seen: BaseException | None = None
             try:
-                if not empty:
-                    yield route, first
-                    async for chunk in iterator:
-                        usage = self.merge_usage(usage, self.usage_of(chunk))
-                        yield route, chunk
+                for chunk in held:
+                    yield route, chunk
+                while (chunk := await _next(iterator)) is not _END:
+                    model, usage = self._observe(route, chunk, model, usage)
+                    yield route, chunk
             except GeneratorExit:
                 raise
             except BaseException as exc:
                 error_seen = exc
                 raise
             finally:
-                final = self._answered(route, model, usage, started, error_seen)
+                served = model or self.model_for(route)
+                final = self._answered(route, served, usage, started, error_seen)
                 await _settle(self._record(final, completes=True))
             return
         raise self.all_failed()

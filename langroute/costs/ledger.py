@@ -118,9 +118,13 @@ class CostLedger:
     def price(self, record: LedgerRecord) -> LedgerRecord:
         """Fill ``cost`` and ``baseline_cost`` where they are ``None`` and a model is set.
 
+        An unmeasured record (:attr:`LedgerRecord.measured` is False) is left unpriced.
+
         Returns:
             The record, or an updated copy.
         """
+        if not record.measured:
+            return record
         update: dict[str, float] = {}
         tokens = (record.input_tokens, record.output_tokens, record.cached_tokens)
         if record.cost is None and record.model is not None:

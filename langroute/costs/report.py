@@ -38,10 +38,12 @@ def _fmt_count(value: int) -> str:
     return f"{value:,}"
 
 
-def _fmt_cost(cost: float | None, unpriced: int) -> str:
+def _fmt_cost(cost: float | None, unpriced: int, unmeasured: int = 0) -> str:
     text = _fmt_usd(cost)
     if unpriced and cost is not None:
         text += f" (+{unpriced} unpriced)"
+    if unmeasured:
+        text += f" (+{unmeasured} unmeasured)"
     return text
 
 
@@ -51,6 +53,8 @@ def render_report(summary: LedgerSummary, *, title: str | None = "langroute cost
     The total row's "esc" cell counts requests with an escalation (and their
     share of all requests); route rows count that route's escalated calls (and their
     share of its calls). The "cached" column appears only when some input was cached.
+    Calls whose provider reported no usage are shown as "(+N unmeasured)" in the cost
+    cells and named in the caption; savings leave their requests out.
 
     Example:
         >>> from rich.console import Console
@@ -73,7 +77,11 @@ def render_report(summary: LedgerSummary, *, title: str | None = "langroute cost
         ("in tok", _fmt_count(summary.input_tokens), "right"),
         ("cached", _fmt_count(summary.cached_tokens), "right"),
         ("out tok", _fmt_count(summary.output_tokens), "right"),
-        ("cost", _fmt_cost(summary.cost, summary.unpriced_calls), "right"),
+        (
+            "cost",
+            _fmt_cost(summary.cost, summary.unpriced_calls, summary.unmeasured_calls),
+            "right",
+        ),
         ("p50 / p95 ms", _fmt_ms(summary.latency_p50_ms, summary.latency_p95_ms), "right"),
     ]
     for header, footer, justify in columns:
@@ -96,13 +104,18 @@ def render_report(summary: LedgerSummary, *, title: str | None = "langroute cost
             _fmt_count(item.input_tokens),
             _fmt_count(item.cached_tokens),
             _fmt_count(item.output_tokens),
-            _fmt_cost(item.cost, item.unpriced_calls),
+            _fmt_cost(item.cost, item.unpriced_calls, item.unmeasured_calls),
             _fmt_ms(item.latency_p50_ms, item.latency_p95_ms),
         ]
         if not show_cached:
             del cells[6]
         table.add_row(*cells)
     lines = [f"{summary.requests:,} requests, {summary.calls:,} calls"]
+    if summary.unmeasured_calls:
+        lines.append(
+            f"{summary.unmeasured_calls:,} calls unmeasured (no usage reported; "
+            f"{summary.unmeasured_requests:,} requests left out of cost and savings)"
+        )
     if summary.baseline_cost is not None:
         baseline = ", ".join(summary.baseline_models) or "baseline"
         lines.append(f"always {baseline}: {_fmt_usd(summary.baseline_cost)}")

@@ -47,4 +47,3 @@ def test_result_reports_escalation_and_rejections():
     assert result.escalated and result.rejected == [rejected]
     alone = CascadeResult(tier=0, tier_name="small", model="tiny", reason="ok", attempts=[answered])
     assert not alone.escalated
-

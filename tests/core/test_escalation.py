@@ -128,3 +128,76 @@ def test_signals_pass_through_unrecorded():
         escalation(call, propagate=(Pause,)).run(ask)
     assert asked == ["small"]
     assert call.attempts == []
+
+
+# ------------------------------------------------------------------ streams like invoke
+def test_an_empty_stream_is_a_failed_attempt_and_the_next_route_streams():
+    call = new_call()
+
+    def open_stream(route: str):
+        if route == "small":
+            return iter(())
+        return iter([f"{route}-1"])
+
+    assert list(escalation(call).stream(open_stream)) == [("medium", "medium-1")]
+    assert call.attempts[0].error.startswith("EmptyStreamError: the stream of route 'small'")
+    assert [a.route for a in call.attempts] == ["small", "medium"]
+
+
+async def test_an_empty_async_stream_is_a_failed_attempt():
+    call = new_call()
+
+    async def open_stream(route: str):
+        if route != "small":
+            yield f"{route}-1"
+
+    chunks = [c async for c in escalation(call).astream(open_stream)]
+    assert chunks == [("medium", "medium-1")]
+    assert call.attempts[0].error.startswith("EmptyStreamError")
+
+
+def test_chunks_before_output_are_held_and_a_break_there_escalates():
+    call = new_call()
+
+    def open_stream(route: str):
+        yield ""  # a role chunk: nothing for the caller yet
+        if route == "small":
+            raise ConnectionError("peer closed connection")
+        yield f"{route}-text"
+
+    chunks = list(escalation(call, delivers=bool).stream(open_stream))
+    assert chunks == [("medium", ""), ("medium", "medium-text")]
+    assert call.attempts[0].error == "ConnectionError: peer closed connection"
+    assert not call.attempts[0].partial and call.attempts[0].measured
+
+
+def test_a_stream_whose_chunks_deliver_nothing_answers_with_them():
+    call = new_call()
+    chunks = list(escalation(call, delivers=bool).stream(lambda route: iter(["", ""])))
+    assert chunks == [("small", ""), ("small", "")]
+    assert call.route == "small"
+
+
+def test_a_stream_names_its_served_model_on_a_later_chunk():
+    call = new_call()
+    served = {"b": "small-model-2024-07-18"}
+    esc = escalation(call, model_of=lambda route, chunk: served.get(chunk))
+    assert [c for _, c in esc.stream(lambda route: iter(["a", "b", "c"]))] == ["a", "b", "c"]
+    assert call.model == "small-model-2024-07-18"
+
+
+async def test_a_stream_broken_after_output_is_a_partial_unmeasured_attempt():
+    call = new_call()
+
+    async def open_stream(route: str):
+        yield "text"
+        raise ConnectionError("peer closed connection")
+
+    received = []
+    with pytest.raises(ConnectionError):
+        esc = Escalation(call, PATH, model_for=lambda r: f"{r}-model")  # no usage reported
+        async for _, chunk in esc.astream(open_stream):
+            received.append(chunk)
+    assert received == ["text"]
+    (attempt,) = call.attempts
+    assert attempt.partial and attempt.failed and not attempt.measured
