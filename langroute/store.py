@@ -325,7 +325,9 @@ def _cannot_save(path: Path, exc: OSError) -> RouterStoreError:
         return RouterStoreError(
             f"cannot save to {path}: {where} is not writable ({reason}); nothing was written"
         )
-    return RouterStoreError(f"cannot save to {path}: {exc.filename or path}: {reason}")
+    return RouterStoreError(
+        f"cannot save to {path}: {exc.filename or path}: {reason}; nothing was written"
+    )
 
 
 def _save_target(path: Path) -> Path:
@@ -385,7 +387,8 @@ def save_router(
         raise _cannot_save(path, exc) from exc
     try:
         if lock is not None:
-            _clean_up(target)
+            with suppress(OSError):  # cleaning is a courtesy; the save goes on regardless
+                _clean_up(target)
         try:
             staging = _new_copy_dir(target)
         except OSError as exc:
