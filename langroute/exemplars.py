@@ -165,22 +165,24 @@ def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exempl
         raise ExemplarFormatError(message, path=path, line=line, field=field) from exc
 
 
-def _read_jsonl(path: Path) -> list[Exemplar]:
+def _parse_jsonl(lines: Iterable[str], path: Path) -> list[Exemplar]:
     exemplars = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ExemplarFormatError(
-                    f"invalid JSON: {exc.msg}", path=path, line=line_no
-                ) from exc
-            if not isinstance(raw, dict):
-                raise ExemplarFormatError("expected a JSON object", path=path, line=line_no)
-            exemplars.append(_record_to_exemplar(raw, path, line_no))
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ExemplarFormatError(f"invalid JSON: {exc.msg}", path=path, line=line_no) from exc
+        if not isinstance(raw, dict):
+            raise ExemplarFormatError("expected a JSON object", path=path, line=line_no)
+        exemplars.append(_record_to_exemplar(raw, path, line_no))
     return exemplars
+
+
+def _read_jsonl(path: Path) -> list[Exemplar]:
+    with path.open(encoding="utf-8") as handle:
+        return _parse_jsonl(handle, path)
 
 
 def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
@@ -270,6 +272,20 @@ def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
         for ex in exemplars
     ]
     return "".join(line + "\n" for line in lines)
+
+
+def exemplars_from_jsonl(text: str, source: str | os.PathLike[str]) -> list[Exemplar]:
+    """Parse JSONL text written by :func:`exemplars_to_jsonl`; errors name ``source``.
+
+    Raises:
+        ExemplarFormatError: naming ``source``, line and field.
+
+    Example:
+        >>> text = exemplars_to_jsonl([Exemplar(text="hi", route="small")])
+        >>> exemplars_from_jsonl(text, "ex.jsonl")[0].route
+        'small'
+    """
+    return _parse_jsonl(io.StringIO(text, newline=None), Path(source))
 
 
 def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) -> Path:
