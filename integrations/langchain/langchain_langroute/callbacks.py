@@ -45,11 +45,8 @@ from langchain_langroute.cascade import (
     META_TIER,
     META_TIER_NAME,
 )
-from langchain_langroute.chat_models import (
-    CALL_FAILED_EVENT,
-    ROUTE_EVENT,
-    ROUTING_LLM_TYPE,
-)
+from langchain_langroute.chat_models import ROUTING_LLM_TYPE
+from langchain_langroute.events import CALL_FAILED_EVENT, ROUTE_EVENT
 from langchain_langroute.route_models import (
     usage_of_message,
 )

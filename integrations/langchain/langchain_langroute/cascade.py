@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
-    AsyncCallbackManager,
     AsyncCallbackManagerForChainRun,
-    CallbackManager,
     CallbackManagerForChainRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -44,6 +42,7 @@ from langroute.scorers import JudgeScorer, Scorer, as_scorer
 from langchain_langroute.chat_models import (
     RoutingChatModel,
 )
+from langchain_langroute.events import adispatch, dispatch, run_target
 from langchain_langroute.query import last_human_message, message_text
 from langchain_langroute.route_models import (
     model_name_of,
@@ -364,21 +363,6 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             "baseline_model": self.baseline_model,
         }
 
-    @staticmethod
-    def _event_manager(
-        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
-        manager_type: type[CallbackManager] | type[AsyncCallbackManager],
-    ) -> Any:
-        return manager_type(
-            handlers=run_manager.handlers,
-            inheritable_handlers=run_manager.inheritable_handlers,
-            parent_run_id=run_manager.parent_run_id,
-            tags=run_manager.tags,
-            inheritable_tags=run_manager.inheritable_tags,
-            metadata=run_manager.metadata,
-            inheritable_metadata=run_manager.inheritable_metadata,
-        )
-
     def _run(
         self,
         messages: list[BaseMessage],
@@ -654,16 +638,11 @@ class _CascadeRun:
         )
 
     def announce(self, attempt: Attempt) -> None:
-        manager = CascadeRunnable._event_manager(self.run_manager, CallbackManager)
-        manager.on_custom_event(
-            CASCADE_EVENT, self._event_data(attempt), run_id=self.run_manager.run_id
-        )
+        dispatch(CASCADE_EVENT, self._event_data(attempt), run_target(self.run_manager))
 
     async def aannounce(self, attempt: Attempt) -> None:
-        manager = CascadeRunnable._event_manager(self.run_manager, AsyncCallbackManager)
-        await manager.on_custom_event(
-            CASCADE_EVENT, self._event_data(attempt), run_id=self.run_manager.run_id
-        )
+        target = run_target(self.run_manager, asynchronous=True)
+        await adispatch(CASCADE_EVENT, self._event_data(attempt), target)
 
     def with_result(self, name: str, answer: BaseMessage) -> BaseMessage:
         """The answer (or first chunk) with the cascade record in its metadata."""

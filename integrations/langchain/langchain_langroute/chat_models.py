@@ -46,6 +46,14 @@ from langroute.escalation import Escalation
 from langroute.protocols import Router
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from langchain_langroute.events import (
+    CALL_FAILED_EVENT,
+    ROUTE_EVENT,
+    EventTarget,
+    adispatch,
+    dispatch,
+    run_target,
+)
 from langchain_langroute.query import last_human_message
 from langchain_langroute.route_models import (
     STANDARD_PARAMS,
@@ -71,17 +79,6 @@ __all__ = [
     "route_escalation",
     "usage_of_message",
 ]
-
-ROUTE_EVENT = "langroute_route"
-"""Name of the custom event dispatched with each routing decision."""
-
-CALL_FAILED_EVENT = "langroute_call_failed"
-"""Name of the custom event dispatched when a routed call ends in an error.
-
-Its data is ``{"call": RoutedCall.model_dump(mode="json")}``: every attempt, each with
-its own route, model and error (a stream that broke after escalating included), so a
-cost handler can record each paid attempt.
-"""
 
 ROUTING_LLM_TYPE = "langroute-routing-chat-model"
 """``_llm_type`` of :class:`RoutingChatModel` (``invocation_params["_type"]`` in callbacks)."""
@@ -392,22 +389,19 @@ class RoutingChatModel(BaseChatModel):
         return route_escalation(call, order, self._model_names, self.escalate_on)
 
     # ------------------------------------------------------------------ custom events
-    def _sync_event_manager(
-        self, run_manager: CallbackManagerForLLMRun | None, call: _CallContext | None
-    ) -> tuple[CallbackManager, uuid.UUID] | None:
+    def _event_target(
+        self,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+        *,
+        asynchronous: bool = False,
+    ) -> EventTarget | None:
+        """Where this call's events go: its model run, else the run ``stream`` started."""
         if run_manager is not None:
-            manager = CallbackManager(
-                handlers=run_manager.handlers,
-                inheritable_handlers=run_manager.inheritable_handlers,
-                parent_run_id=run_manager.parent_run_id,
-                tags=run_manager.tags,
-                inheritable_tags=run_manager.inheritable_tags,
-                metadata=run_manager.metadata,
-                inheritable_metadata=run_manager.inheritable_metadata,
-            )
-            return manager, run_manager.run_id
+            return run_target(run_manager, asynchronous=asynchronous)
         if call is not None and call.run_id is not None:
-            manager = CallbackManager.configure(
+            manager_type = AsyncCallbackManager if asynchronous else CallbackManager
+            manager = manager_type.configure(
                 call.callbacks,
                 self.callbacks,
                 self.verbose,
@@ -419,18 +413,6 @@ class RoutingChatModel(BaseChatModel):
             return manager, call.run_id
         return None
 
-    def _dispatch(
-        self,
-        name: str,
-        data: dict[str, Any],
-        run_manager: CallbackManagerForLLMRun | None,
-        call: _CallContext | None,
-    ) -> None:
-        target = self._sync_event_manager(run_manager, call)
-        if target is not None:
-            manager, run_id = target
-            manager.on_custom_event(name, data, run_id=run_id)
-
     def _emit(
         self,
         routed: RoutedCall,
@@ -439,7 +421,7 @@ class RoutingChatModel(BaseChatModel):
     ) -> None:
         if self.emit_events:
             data = route_event_data(routed, self._model_names)
-            self._dispatch(ROUTE_EVENT, data, run_manager, call)
+            dispatch(ROUTE_EVENT, data, self._event_target(run_manager, call))
 
     def _emit_failure(
         self,
@@ -450,7 +432,7 @@ class RoutingChatModel(BaseChatModel):
         """Report every attempt of a call that ends in an error (for cost records)."""
         if routed.attempts:
             data = {"call": routed.model_dump(mode="json")}
-            self._dispatch(CALL_FAILED_EVENT, data, run_manager, call)
+            dispatch(CALL_FAILED_EVENT, data, self._event_target(run_manager, call))
 
     async def _aemit(
         self,
@@ -460,7 +442,8 @@ class RoutingChatModel(BaseChatModel):
     ) -> None:
         if self.emit_events:
             data = route_event_data(routed, self._model_names)
-            await self._adispatch(ROUTE_EVENT, data, run_manager, call)
+            target = self._event_target(run_manager, call, asynchronous=True)
+            await adispatch(ROUTE_EVENT, data, target)
 
     async def _aemit_failure(
         self,
@@ -471,40 +454,8 @@ class RoutingChatModel(BaseChatModel):
         """Async :meth:`_emit_failure`."""
         if routed.attempts:
             data = {"call": routed.model_dump(mode="json")}
-            await self._adispatch(CALL_FAILED_EVENT, data, run_manager, call)
-
-    async def _adispatch(
-        self,
-        name: str,
-        data: dict[str, Any],
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-        call: _CallContext | None,
-    ) -> None:
-        if run_manager is not None:
-            manager = AsyncCallbackManager(
-                handlers=run_manager.handlers,
-                inheritable_handlers=run_manager.inheritable_handlers,
-                parent_run_id=run_manager.parent_run_id,
-                tags=run_manager.tags,
-                inheritable_tags=run_manager.inheritable_tags,
-                metadata=run_manager.metadata,
-                inheritable_metadata=run_manager.inheritable_metadata,
-            )
-            run_id = run_manager.run_id
-        elif call is not None and call.run_id is not None:
-            manager = AsyncCallbackManager.configure(
-                call.callbacks,
-                self.callbacks,
-                self.verbose,
-                call.tags,
-                self.tags,
-                call.metadata,
-                self.metadata,
-            )
-            run_id = call.run_id
-        else:
-            return
-        await manager.on_custom_event(name, data, run_id=run_id)
+            target = self._event_target(run_manager, call, asynchronous=True)
+            await adispatch(CALL_FAILED_EVENT, data, target)
 
     # ------------------------------------------------------------------ annotation
     @staticmethod

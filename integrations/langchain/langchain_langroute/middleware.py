@@ -27,9 +27,7 @@ from langroute.decision import RouteDecision
 from langroute.escalation import Escalation
 from langroute.protocols import Router
 
-from langchain_langroute.chat_models import (
-    ROUTE_EVENT,
-)
+from langchain_langroute.events import ROUTE_EVENT
 from langchain_langroute.query import last_human_message
 from langchain_langroute.route_models import (
     check_route_models,

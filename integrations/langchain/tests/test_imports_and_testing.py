@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_ALL = {  # public name -> the module that defines it
     "CASCADE_EVENT": "langchain_langroute.cascade",
     "CASCADE_METADATA_KEY": "langchain_langroute.cascade",
-    "ROUTE_EVENT": "langchain_langroute.chat_models",
+    "ROUTE_EVENT": "langchain_langroute.events",
     "ROUTE_KEY": "langroute.calls",
     "CascadeAttempt": "langroute.cascade",
     "CascadeResult": "langroute.cascade",
