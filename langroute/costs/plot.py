@@ -65,7 +65,9 @@ def plot_costs(
     left.set_title("spend per route")
     left.margins(y=0.25)
 
-    per_request = request_costs(records)
+    # requests whose cost is unknown (a call unpriced or unmeasured) are left out, not $0
+    per_request = [(c, b) for c, b in request_costs(records) if c is not None]
+    unknown = len(request_costs(records)) - len(per_request)
     xs = list(range(1, len(per_request) + 1))
     actual: list[float] = []
     baseline: list[float] = []
@@ -79,7 +81,7 @@ def plot_costs(
     right.plot(xs, baseline, color="#D1495B", label=f"always {strong}")
     right.plot(xs, actual, color="#4C9F70", label="routed")
     right.fill_between(xs, actual, baseline, color="#4C9F70", alpha=0.15, label="saved")
-    right.set_xlabel("request")
+    right.set_xlabel("request" if not unknown else f"request ({unknown} of unknown cost left out)")
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_ylabel("cumulative cost (USD)")
     saved = "" if summary.savings_pct is None else f" (saved {summary.savings_pct:.0f}%)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from langroute.costs.records import LedgerRecord
 
-__all__ = ["LedgerSummary", "RouteCostSummary", "request_costs", "summarize"]
+__all__ = ["LedgerSummary", "RouteCostSummary", "group_requests", "request_costs", "summarize"]
 
 
 class RouteCostSummary(BaseModel):
@@ -163,11 +162,9 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
     """
     records = list(records)
     by_route: dict[str | None, list[LedgerRecord]] = {name: [] for name in order or ()}
-    requests: dict[str, list[LedgerRecord]] = {}
     for rec in records:
         by_route.setdefault(rec.route, []).append(rec)
-        key = f"run:{rec.run_id}" if rec.run_id is not None else f"rec:{uuid.uuid4().hex}"
-        requests.setdefault(key, []).append(rec)
+    requests = group_requests(records)
     routes = [_summarize_route(name, recs) for name, recs in by_route.items() if recs]
 
     baseline_total: list[float] = []
@@ -175,7 +172,7 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
     compared_cost: list[float] = []
     escalated_requests = 0
     unmeasured_requests = 0
-    for group in requests.values():
+    for group in requests:
         escalated_requests += any(r.escalated for r in group)
         if not all(r.measured for r in group):
             unmeasured_requests += 1  # its cost and its baseline are unknown
@@ -228,25 +225,35 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
     )
 
 
-def request_costs(records: Sequence[LedgerRecord]) -> list[tuple[float, float | None]]:
+def request_costs(records: Sequence[LedgerRecord]) -> list[tuple[float | None, float | None]]:
     """(cost, baseline cost) per user request, in order of first record.
 
-    Records sharing a ``run_id`` are one request; an unpriced call counts as 0 and a
-    request with no ``baseline_cost`` has ``None`` as its baseline.
+    Records sharing a ``run_id`` are one request. A request's cost is ``None`` when one
+    of its calls is unpriced or unmeasured (what it cost is unknown, not zero); its
+    baseline is ``None`` when no record has a ``baseline_cost``.
 
     Example:
         >>> request_costs([LedgerRecord(run_id="a", cost=0.5, baseline_cost=2.0),
         ...                LedgerRecord(run_id="a", cost=1.0, baseline_cost=2.0),
-        ...                LedgerRecord(cost=0.25)])
-        [(1.5, 2.0), (0.25, None)]
+        ...                LedgerRecord(cost=0.25), LedgerRecord(cost=None)])
+        [(1.5, 2.0), (0.25, None), (None, None)]
     """
-    groups: dict[str, list[LedgerRecord]] = {}
-    for index, record in enumerate(records):
-        key = record.run_id or f"record-{index}"
-        groups.setdefault(key, []).append(record)
-    result = []
-    for group in groups.values():
-        cost = math.fsum(r.cost or 0.0 for r in group)
+    result: list[tuple[float | None, float | None]] = []
+    for group in group_requests(records):
+        known = all(r.cost is not None and r.measured for r in group)
+        cost = math.fsum(r.cost or 0.0 for r in group) if known else None
         baselines = [r.baseline_cost for r in group if r.baseline_cost is not None]
         result.append((cost, max(baselines) if baselines else None))
     return result
+
+
+def group_requests(records: Iterable[LedgerRecord]) -> list[list[LedgerRecord]]:
+    """The records of each user request (those sharing a ``run_id``), in order of first.
+
+    A record without a ``run_id`` is a request of its own.
+    """
+    requests: dict[object, list[LedgerRecord]] = {}
+    for record in records:
+        key = record.run_id if record.run_id is not None else object()
+        requests.setdefault(key, []).append(record)
+    return list(requests.values())
