@@ -157,7 +157,8 @@ class ExemplarRouter:
             >>> len(router)
             4
         """
-        return cls(routes=routes, exemplars=load_exemplars(path), embedder=embedder, **options)
+        exemplars = load_exemplars(path, routes=routes)
+        return cls(routes=routes, exemplars=exemplars, embedder=embedder, **options)
 
     @property
     def routes(self) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from langroute.costs.records import LedgerFormatError, LedgerRecord
+from langroute.textfiles import utf8_lines
 
 __all__ = ["JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
@@ -81,8 +82,8 @@ class MemorySink:
 
 
 def _read_jsonl(path: Path) -> Iterator[LedgerRecord]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, line in utf8_lines(handle, path, LedgerFormatError):
             if not line.strip():
                 continue
             try:
