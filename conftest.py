@@ -6,9 +6,13 @@ the names the core's doctests use (``router``, ``Exemplar``, an exemplar file).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +34,39 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _provider_server_module() -> Any:
+    """``tests/provider_server.py``, loaded by path (``tests`` is not a package)."""
+    name = "langroute_provider_server"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "provider_server.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def _provider_server() -> Iterator[Any]:
+    server = _provider_server_module().FakeProvider().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def provider(_provider_server: Any) -> Any:
+    """A local fake OpenAI/Anthropic server (``tests/provider_server.py``), reset per test.
+
+    Point real clients at ``provider.openai_url`` / ``provider.anthropic_url``; script
+    faults with ``provider.script(model, "429", "ok")``; count requests with
+    ``provider.count(model)``.
+    """
+    _provider_server.reset()
+    return _provider_server
 
 
 @pytest.fixture(scope="session")

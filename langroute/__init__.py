@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from langroute.errors import (
         AllRoutesFailedError,
         EmbedderMismatchError,
+        EmptyStreamError,
         ExemplarFormatError,
         InvalidQueryError,
         LangrouteError,
@@ -57,6 +58,7 @@ _EXPORTS = {
     "InvalidQueryError": "langroute.errors",
     "RouterStoreError": "langroute.errors",
     "EmbedderMismatchError": "langroute.errors",
+    "EmptyStreamError": "langroute.errors",
     "AllRoutesFailedError": "langroute.errors",
 }
 
@@ -65,6 +67,7 @@ __all__ = [
     "CachedEmbedder",
     "Embedder",
     "EmbedderMismatchError",
+    "EmptyStreamError",
     "Exemplar",
     "ExemplarFormatError",
     "ExemplarRouter",

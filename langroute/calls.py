@@ -8,7 +8,7 @@ LlamaIndex ``additional_kwargs["langroute"]``) and turn the call into ledger row
 :meth:`RoutedCall.ledger_records`: one row per paid attempt, priced by the ledger.
 
 Example:
-    >>> from langroute.decision import RouteDecision
+    >>> from langroute.decision import DecisionReason, RouteDecision
     >>> call = RoutedCall(
     ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
     ...     baseline_route="large",
@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from langroute.decision import RouteDecision
+from langroute.decision import DecisionReason, RouteDecision
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
@@ -84,11 +84,35 @@ class Attempt(BaseModel):
         default=None, description="Tokens the provider reported; None when it reported none."
     )
     latency_ms: float | None = None
+    rejected: bool = Field(
+        default=False,
+        description="True when the route answered but the answer was not accepted (a cascade).",
+    )
+    partial: bool = Field(
+        default=False,
+        description="A stream that broke after output reached the caller: paid for, "
+        "though its provider usually reported no usage.",
+    )
 
     @property
     def failed(self) -> bool:
         """True when this attempt raised."""
         return self.error is not None
+
+    @property
+    def passed_over(self) -> bool:
+        """True when the call moved on from this attempt (it raised or was rejected)."""
+        return self.failed or self.rejected
+
+    @property
+    def measured(self) -> bool:
+        """False when the attempt produced output but its provider reported no usage.
+
+        Its cost is unknown (not zero): the ledger leaves it unpriced and counts it as
+        unmeasured. An attempt that failed before any output (a 429, a timeout) is
+        measured: it produced nothing to pay for that langroute could see.
+        """
+        return self.usage is not None or (self.failed and not self.partial)
 
 
 class RouteMetadata(BaseModel):
@@ -110,12 +134,13 @@ class RouteMetadata(BaseModel):
     route: str | None = Field(description="The route that answered.")
     model: str | None = Field(description="The model that answered (as the provider named it).")
     confidence: float
-    reason: str = Field(description='The decision\'s reason ("vote", "forced", ...).')
+    reason: DecisionReason = Field(description='The decision\'s reason ("vote", "forced", ...).')
     decided_route: str = Field(description="The router's choice (differs after escalation).")
     escalated: bool = False
     escalated_from: str | None = None
     attempts: list[Attempt] = Field(
-        default_factory=list, description="The routes that failed, in order, with their errors."
+        default_factory=list,
+        description="The routes passed over (failed or rejected), in order, with their errors.",
     )
     baseline_route: str
     baseline_model: str | None = None
@@ -171,9 +196,14 @@ class RoutedCall(BaseModel):
         return [a for a in self.attempts if a.failed]
 
     @property
+    def passed_over(self) -> list[Attempt]:
+        """The attempts the call moved on from (raised or rejected), in order."""
+        return [a for a in self.attempts if a.passed_over]
+
+    @property
     def answered(self) -> Attempt | None:
-        """The attempt that answered (the last one, when it did not fail)."""
-        if self.attempts and not self.attempts[-1].failed:
+        """The attempt that answered (the last one, when it was neither failed nor rejected)."""
+        if self.attempts and not self.attempts[-1].passed_over:
             return self.attempts[-1]
         return None
 
@@ -191,8 +221,8 @@ class RoutedCall(BaseModel):
 
     @property
     def escalated(self) -> bool:
-        """True when a route failed before the one that answered (or every route failed)."""
-        return bool(self.failed_attempts)
+        """True when a route was passed over before the one that answered (or all failed)."""
+        return bool(self.passed_over)
 
     @property
     def escalated_from(self) -> str | None:
@@ -204,8 +234,8 @@ class RoutedCall(BaseModel):
 
         Keys: ``call_id``, ``route`` and ``model`` (what answered), ``confidence``,
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
-        ``escalated_from``, ``attempts`` (the failed routes with ``route``, ``model``,
-        ``error``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
+        ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
+        ``error``, ``rejected``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
         """
         decision = self.decision
         return RouteMetadata(
@@ -217,7 +247,7 @@ class RoutedCall(BaseModel):
             decided_route=decision.route,
             escalated=self.escalated,
             escalated_from=self.escalated_from,
-            attempts=self.failed_attempts,
+            attempts=self.passed_over,
             baseline_route=self.baseline_route,
             baseline_model=self.baseline_model,
             routing_ms=decision.elapsed_ms,
@@ -233,8 +263,10 @@ class RoutedCall(BaseModel):
 
         The ledger prices them (:meth:`CostLedger.record`), so prices live in one place.
         A failed attempt carries its error and the tokens the provider reported, if any.
+        An attempt that is not :attr:`Attempt.measured` is marked unmeasured
+        (:attr:`~langroute.costs.LedgerRecord.measured`): the ledger does not price it.
         """
-        from langroute.costs import LedgerRecord
+        from langroute.costs.records import UNMEASURED_KEY, LedgerRecord
 
         first = self.attempts[0].route if self.attempts else None
         extra = dict(metadata or {})
@@ -263,6 +295,8 @@ class RoutedCall(BaseModel):
                         "decided_route": self.decision.route,
                         "routing_ms": self.decision.elapsed_ms,
                         "usage_reported": attempt.usage is not None,
+                        **({"rejected": True} if attempt.rejected else {}),
+                        **({UNMEASURED_KEY: True} if not attempt.measured else {}),
                     },
                 )
             )

@@ -16,9 +16,27 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from langroute.calls import Attempt, RoutedCall, error_text
+from langroute.decision import RouteDecision
+from langroute.errors import RouterConfigError
+from langroute.escalation import AttemptHook, Escalation, UsageMerge, UsageOf, sum_usage
 from langroute.scorers import ScoreResult
+
+__all__ = [
+    "CASCADE_KEY",
+    "CascadeAttempt",
+    "CascadeCall",
+    "CascadePolicy",
+    "CascadeResult",
+    "error_text",
+    "failed_attempt",
+    "judge_attempt",
+]
 
 CASCADE_KEY = "langroute_cascade"
 """Key of the cascade result in an answer's metadata (both integrations)."""
@@ -66,15 +84,14 @@ class CascadeResult(BaseModel):
         return [attempt for attempt in self.attempts if not attempt.accepted]
 
 
-def error_text(error: BaseException) -> str:
-    """``"ErrorType: message"``, the form errors take in records and reasons."""
-    message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+def failed_attempt(
+    tier: int, tier_name: str, model: str, error: BaseException | str
+) -> CascadeAttempt:
+    """The record of a tier that raised instead of answering (never accepted).
 
-
-def failed_attempt(tier: int, tier_name: str, model: str, error: BaseException) -> CascadeAttempt:
-    """The record of a tier that raised instead of answering (never accepted)."""
-    text = error_text(error)
+    ``error`` is the exception or its :func:`~langroute.calls.error_text`.
+    """
+    text = error if isinstance(error, str) else error_text(error)
     return CascadeAttempt(
         tier=tier,
         tier_name=tier_name,
@@ -126,3 +143,212 @@ def judge_attempt(
         passed=result.passed,
         reason=reason,
     )
+
+
+def _names_for(models: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for model in models:
+        seen = sum(1 for earlier in models[: len(names)] if earlier == model)
+        names.append(model if seen == 0 else f"{model}#{seen + 1}")
+    return names
+
+
+class CascadePolicy(BaseModel):
+    """A cascade's tiers, cheapest first, and the score each must reach to be accepted.
+
+    Both integrations build one from their constructor arguments, so the same mistakes
+    give the same :class:`~langroute.errors.RouterConfigError`.
+
+    Example:
+        >>> policy = CascadePolicy.build(["small", "large"], ["gpt-4o-mini", "gpt-4o"], 0.7)
+        >>> policy.thresholds, policy.scored(0), policy.scored(1)
+        ([0.7, 0.7], True, False)
+        >>> CascadePolicy.build(None, ["gpt-4o", "gpt-4o"], 0.5).tier_names
+        ['gpt-4o', 'gpt-4o#2']
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tier_names: list[str]
+    models: list[str] = Field(description="The model name of each tier.")
+    thresholds: list[float] = Field(description="Minimum score per tier.")
+    score_last_tier: bool = False
+    baseline: str | None = Field(default=None, description="Overrides the baseline model.")
+
+    @classmethod
+    def build(
+        cls,
+        tier_names: Sequence[str] | None,
+        models: Sequence[str],
+        threshold: float | Sequence[float],
+        *,
+        score_last_tier: bool = False,
+        baseline_model: str | None = None,
+    ) -> CascadePolicy:
+        """Check the tiers and spread ``threshold`` (one value, or one per scored tier).
+
+        Without ``tier_names`` the tiers are named for their models; a model used by
+        two tiers (say, at two temperatures) names the second ``"model#2"``.
+        ``baseline_model`` is what savings are measured against (default: the last
+        tier's model; a routing model as last tier names its strongest route's model).
+
+        Raises:
+            RouterConfigError: Fewer than two tiers, two tiers with one name, or a
+                threshold list of the wrong length or outside [0, 1].
+        """
+        names = list(tier_names) if tier_names is not None else _names_for(models)
+        if len(models) < 2:
+            raise RouterConfigError("a cascade needs at least two tiers, cheapest first")
+        if len(models) != len(names):
+            raise RouterConfigError(f"tier_names needs {len(models)} names, got {len(names)}")
+        for name in names:
+            if names.count(name) > 1:
+                raise RouterConfigError(f"two tiers are named {name!r}; pass tier_names")
+        scored = len(names) if score_last_tier else len(names) - 1
+        if isinstance(threshold, (int, float)):
+            thresholds = [float(threshold)] * len(names)
+        else:
+            thresholds = [float(t) for t in threshold]
+            if len(thresholds) not in (scored, len(names)):
+                raise RouterConfigError(
+                    f"threshold needs one value or {scored} (one per scored tier), "
+                    f"got {len(thresholds)}"
+                )
+            thresholds += [thresholds[-1]] * (len(names) - len(thresholds))
+        if any(not 0.0 <= t <= 1.0 for t in thresholds):
+            raise RouterConfigError(f"thresholds must lie in [0, 1], got {thresholds}")
+        return cls(
+            tier_names=names,
+            models=list(models),
+            thresholds=thresholds,
+            score_last_tier=score_last_tier,
+            baseline=baseline_model,
+        )
+
+    @property
+    def baseline_model(self) -> str:
+        """The model savings are measured against (default: the last tier's)."""
+        return self.baseline or self.models[-1]
+
+    def tier(self, name: str) -> int:
+        """The index of the tier called ``name``."""
+        return self.tier_names.index(name)
+
+    def scored(self, tier: int) -> bool:
+        """Whether the tier's answer is scored (all but the last, unless ``score_last_tier``)."""
+        return tier < len(self.tier_names) - 1 or self.score_last_tier
+
+    def judge(self, tier: int, result: ScoreResult | None) -> CascadeAttempt:
+        """Apply the acceptance rule to a tier's answer (``None``: returned unscored)."""
+        return judge_attempt(
+            tier,
+            self.tier_names[tier],
+            self.models[tier],
+            result,
+            threshold=self.thresholds[tier],
+            last=tier == len(self.tier_names) - 1,
+        )
+
+
+class CascadeCall:
+    """One cascade call: its :class:`~langroute.calls.RoutedCall` and each tier's verdict.
+
+    The integrations run the tiers with :meth:`escalation` (so errors escalate as in a
+    routed call) and keep each tier's verdict with :meth:`verdict`; :meth:`attempt_for`
+    turns a final attempt record into the cascade's record of it.
+
+    Example:
+        >>> policy = CascadePolicy.build(["small", "large"], ["gpt-4o-mini", "gpt-4o"], 0.5)
+        >>> cascade = CascadeCall(policy)
+        >>> def ask(tier):
+        ...     return "Sorry, I can't." if tier == "small" else "Here is how."
+        >>> def accept(tier, answer):
+        ...     score = ScoreResult(score=0.0 if "Sorry" in answer else 1.0)
+        ...     return cascade.verdict(tier, score if policy.scored(policy.tier(tier)) else None)
+        >>> cascade.escalation().run(ask, accept=accept)
+        ('large', 'Here is how.')
+        >>> [a.reason for a in cascade.attempts]
+        ['rejected: score 0 < 0.5 or failed ()', 'last tier: returned without scoring']
+    """
+
+    def __init__(
+        self,
+        policy: CascadePolicy,
+        *,
+        escalate_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
+        self.policy = policy
+        self.escalate_on = escalate_on
+        self.call = RoutedCall(
+            decision=RouteDecision(route=policy.tier_names[0], confidence=1.0, reason="cascade"),
+            baseline_route=policy.tier_names[-1],
+            baseline_model=policy.baseline_model,
+        )
+        self.scores: dict[str, ScoreResult | None] = {}
+        self._verdicts: dict[str, CascadeAttempt] = {}
+
+    @property
+    def call_id(self) -> str:
+        """The identifier of the call (shared by its events and ledger rows)."""
+        return self.call.call_id
+
+    def escalation(
+        self,
+        *,
+        usage_of: UsageOf | None = None,
+        model_of: Callable[[str, Any], str | None] | None = None,
+        merge_usage: UsageMerge = sum_usage,
+        on_attempt: AttemptHook | None = None,
+    ) -> Escalation[Any]:
+        """The :class:`~langroute.escalation.Escalation` that runs the tiers in order."""
+        options: dict[str, Any] = {"usage_of": usage_of} if usage_of is not None else {}
+        return Escalation(
+            self.call,
+            self.policy.tier_names,
+            model_for=lambda name: self.policy.models[self.policy.tier(name)],
+            escalate_on=self.escalate_on,
+            model_of=model_of,
+            merge_usage=merge_usage,
+            on_attempt=on_attempt,
+            describe=lambda attempt: self.attempt_for(attempt).reason,
+            **options,
+        )
+
+    def verdict(self, tier_name: str, result: ScoreResult | None) -> bool:
+        """Judge a tier's answer, keep the verdict, and say whether it is accepted."""
+        attempt = self.policy.judge(self.policy.tier(tier_name), result)
+        self.scores[tier_name] = result
+        self._verdicts[tier_name] = attempt
+        return attempt.accepted
+
+    def attempt_for(self, attempt: Attempt) -> CascadeAttempt:
+        """The cascade's record of a final attempt (a failed one, or its verdict)."""
+        tier = self.policy.tier(attempt.route)
+        if attempt.failed:
+            model = self.policy.models[tier]
+            return failed_attempt(tier, attempt.route, model, attempt.error or "")
+        return self._verdicts[attempt.route]
+
+    @property
+    def attempts(self) -> list[CascadeAttempt]:
+        """The cascade records of the attempts so far (an answering stream included)."""
+        records = []
+        for attempt in self.call.attempts:
+            if attempt.failed or attempt.route in self._verdicts:
+                records.append(self.attempt_for(attempt))
+        return records
+
+    def result(self, tier_name: str) -> CascadeResult:
+        """The record of an answer from ``tier_name``, with every attempt so far."""
+        tier = self.policy.tier(tier_name)
+        attempts = self.attempts
+        if not attempts or attempts[-1].tier_name != tier_name:
+            attempts.append(self._verdicts[tier_name])
+        return CascadeResult(
+            call_id=self.call_id,
+            tier=tier,
+            tier_name=tier_name,
+            model=self.policy.models[tier],
+            reason=self._verdicts[tier_name].reason,
+            attempts=attempts,
+        )

@@ -249,23 +249,29 @@ def report(
     The table fits the terminal (80 columns in pipes and CI logs: a compact layout that
     keeps every cost visible); ``--json`` and ``--csv`` print machine-readable output.
     """
-    from langroute.costs import CostLedger, print_report, report_csv, report_json
+    from langroute.costs import (
+        CostLedger,
+        TornLinesWarning,
+        print_report,
+        report_csv,
+        report_json,
+    )
     from langroute.errors import LangrouteError
 
     if as_json and as_csv:
         raise _fail("choose one of --json and --csv")
+    route_order = [r.strip() for r in order.split(",")] if order else None
     try:
-        summary = CostLedger.open(ledger).summary(
-            order=[r.strip() for r in order.split(",")] if order else None
-        )
+        if not (as_json or as_csv):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TornLinesWarning)  # the report notes them
+                print_report(ledger, order=route_order)
+            return
+        # torn lines are warned about on stderr; stdout stays data
+        summary = CostLedger.open(ledger).summary(order=route_order)
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
-    if as_json:
-        typer.echo(report_json(summary))
-    elif as_csv:
-        typer.echo(report_csv(summary), nl=False)
-    else:
-        print_report(summary)
+    typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
 
 
 app.command("eval")(eval_command)

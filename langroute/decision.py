@@ -13,6 +13,7 @@ DecisionReason = Literal[
     "out_of_distribution",  # no exemplar is similar enough: fallback route
     "forced",  # the caller named the route
     "no_query",  # nothing to route on (integrations): fallback route
+    "cascade",  # a cascade: the cheapest tier first, escalating on a low score
 ]
 
 

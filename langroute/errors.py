@@ -9,6 +9,7 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     ├── RouterStoreError         a saved router cannot be read or written safely
     │   └── EmbedderMismatchError  the saved index was built by another embedder
     ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
+    ├── EmptyStreamError         a model's stream ended without a single chunk
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
 
 ``ExemplarFormatError``, ``RouterConfigError`` and ``InvalidQueryError`` also derive
@@ -71,6 +72,15 @@ class RouterStoreError(LangrouteError):
 
 class EmbedderMismatchError(RouterStoreError):
     """The saved router was built with a different embedder (fingerprint or dimension)."""
+
+
+class EmptyStreamError(LangrouteError):
+    """A route's stream ended without yielding a single chunk.
+
+    :class:`~langroute.escalation.Escalation` records it as a failed attempt, so an
+    empty stream escalates to the next route like any other provider error (a call
+    answered with ``invoke`` would have failed too).
+    """
 
 
 class AllRoutesFailedError(LangrouteError):

@@ -5,8 +5,9 @@ tier, an agent's model call) runs its provider calls through one :class:`Escalat
 so errors escalate alike everywhere: an error listed in ``escalate_on`` moves the call
 to the next route of the path, any other error propagates at once, and when every
 route fails :class:`~langroute.errors.AllRoutesFailedError` is raised with one message
-format. A stream escalates until its first chunk; after that an error reaches the
-caller, because part of an answer has already been delivered. Every try lands in the
+format. A stream escalates until its first chunk that delivers output (an empty stream
+escalates too); after that an error reaches the caller, because part of an answer has
+already been delivered. Every try lands in the
 call's :class:`~langroute.calls.RoutedCall` as an :class:`~langroute.calls.Attempt`
 with its model, error, usage and latency.
 
@@ -30,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import (
     AsyncIterable,
@@ -43,9 +45,9 @@ from collections.abc import (
 from typing import Any, Generic, TypeVar
 
 from langroute.calls import Attempt, RoutedCall, TokenUsage, error_text
-from langroute.errors import AllRoutesFailedError
+from langroute.errors import AllRoutesFailedError, EmptyStreamError
 
-__all__ = ["Escalation", "escalation_path", "max_usage", "sum_usage"]
+__all__ = ["Accept", "AsyncAccept", "Escalation", "escalation_path", "max_usage", "sum_usage"]
 
 T = TypeVar("T")
 
@@ -54,8 +56,44 @@ UsageOf = Callable[[Any], TokenUsage | None]
 ModelOf = Callable[[str, Any], str | None]
 """``(route, answer or first chunk)`` -> the model that served (None: the route's model)."""
 UsageMerge = Callable[[TokenUsage | None, TokenUsage | None], TokenUsage | None]
-FailureHook = Callable[[Attempt, str | None, BaseException], None]
-"""Called for each failed attempt with the next route to try (None: none left)."""
+FailureHook = Callable[[Attempt, str | None, BaseException], Any]
+"""Called for each failed attempt with the next route to try (None: none left).
+
+In :meth:`Escalation.arun` and :meth:`Escalation.astream` it may return an awaitable,
+which is awaited before the next route runs."""
+Accept = Callable[[str, T], bool]
+"""``(route, answer) -> bool``: False moves a call on from an answer (a cascade's scorer)."""
+AsyncAccept = Callable[[str, T], Awaitable[bool]]
+AttemptHook = Callable[[Attempt], Any]
+"""Called with each final attempt record; may return an awaitable in the async variants."""
+
+
+async def _settle(value: Any) -> Any:
+    """Await ``value`` when it is awaitable (sync and async hooks alike)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _describe(attempt: Attempt) -> str:
+    return "rejected" if attempt.rejected else f"error: {attempt.error}"
+
+
+async def _settle_all(values: list[Any]) -> None:
+    for value in values:
+        await _settle(value)
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def escalation_path(route: str, order: Sequence[str]) -> list[str]:
@@ -95,6 +133,17 @@ def _no_usage(_: Any) -> TokenUsage | None:
     return None
 
 
+_END = object()
+
+
+async def _next(iterator: AsyncIterator[T]) -> Any:
+    """The next item of an async iterator, or ``_END``."""
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
 class Escalation(Generic[T]):
     """Runs one routed call along its escalation path and records every attempt.
 
@@ -108,6 +157,15 @@ class Escalation(Generic[T]):
         model_of: Reads the served model name from an answer or the first chunk (the
             dated name a provider reports); None keeps ``model_for(route)``.
         merge_usage: Combines chunk usages of a stream (default :func:`sum_usage`).
+        on_attempt: Called with each attempt once its record is final (failed, rejected,
+            answered, or a stream ended or broke), e.g. to announce it as an event.
+        describe: An attempt -> its reason in the error raised when no answer was
+            accepted (default: ``"rejected"`` or ``"error: ..."``).
+        propagate: Errors that are signals, not failures (an agent's interrupt): they
+            reach the caller at once, unrecorded, even when ``escalate_on`` matches them.
+        delivers: Whether a stream chunk delivers output to the caller (text, a tool
+            call). A stream escalates until its first such chunk; the chunks before it
+            are held back. None: every chunk delivers.
     """
 
     def __init__(
@@ -121,6 +179,10 @@ class Escalation(Generic[T]):
         usage_of: UsageOf = _no_usage,
         model_of: ModelOf | None = None,
         merge_usage: UsageMerge = sum_usage,
+        on_attempt: AttemptHook | None = None,
+        describe: Callable[[Attempt], str] | None = None,
+        propagate: tuple[type[BaseException], ...] = (),
+        delivers: Callable[[Any], bool] | None = None,
     ) -> None:
         if not path:
             raise ValueError("an escalation needs at least one route")
@@ -132,6 +194,10 @@ class Escalation(Generic[T]):
         self.usage_of = usage_of
         self.model_of = model_of
         self.merge_usage = merge_usage
+        self.on_attempt = on_attempt
+        self.describe = describe
+        self.propagate = propagate
+        self.delivers = delivers
         self._failures: list[tuple[str, BaseException]] = []
 
     # ------------------------------------------------------------------ records
@@ -142,22 +208,34 @@ class Escalation(Generic[T]):
                 return served
         return self.model_for(route)
 
-    def _failed(self, route: str, error: BaseException, started: float) -> bool:
-        """Record a failed attempt; True when the call should move on to the next route."""
+    def _failed(self, position: int, error: BaseException, started: float) -> tuple[bool, Any]:
+        """Record a failed attempt.
+
+        Returns whether the call moves on to the next route, and what ``on_failure``
+        returned (an awaitable the async variants wait for).
+        """
+        route = self.path[position]
         attempt = Attempt(
             route=route,
             model=self.model_for(route),
             error=error_text(error),
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-        self.call.add_attempt(attempt)
         self._failures.append((route, error))
+        hooked = [self._record(attempt)]
         escalate = isinstance(error, self.escalate_on)
         if self.on_failure is not None:
-            position = self.path.index(route)
             following = self.path[position + 1] if position + 1 < len(self.path) else None
-            self.on_failure(attempt, following if escalate else None, error)
-        return escalate
+            hooked.append(self.on_failure(attempt, following if escalate else None, error))
+        return escalate, hooked
+
+    def _record(self, attempt: Attempt, *, completes: bool = False) -> Any:
+        """Add (or complete) an attempt's final record and announce it to ``on_attempt``."""
+        if completes:
+            self.call.complete_attempt(attempt)
+        else:
+            self.call.add_attempt(attempt)
+        return self.on_attempt(attempt) if self.on_attempt is not None else None
 
     def _answered(
         self,
@@ -166,6 +244,7 @@ class Escalation(Generic[T]):
         usage: TokenUsage | None,
         started: float,
         error: BaseException | None = None,
+        rejected: bool = False,
     ) -> Attempt:
         return Attempt(
             route=route,
@@ -173,136 +252,241 @@ class Escalation(Generic[T]):
             error=error_text(error) if error is not None else None,
             usage=usage,
             latency_ms=(time.perf_counter() - started) * 1000,
+            rejected=rejected,
+            partial=error is not None,
         )
+
+    def _is_last(self, position: int) -> bool:
+        return position == len(self.path) - 1
 
     def all_failed(self) -> AllRoutesFailedError:
         """The error raised when every route failed (the last provider error as its cause)."""
-        tried = ", ".join(f"{route} ({error_text(err)})" for route, err in self._failures)
-        error = AllRoutesFailedError(f"every route failed: {tried}", self._failures, self.call)
+        if any(attempt.rejected for attempt in self.call.attempts):
+            describe = self.describe or _describe
+            tried = "; ".join(f"{a.route}: {describe(a)}" for a in self.call.attempts)
+            message = f"no route gave an accepted answer ({tried})"
+        else:
+            tried = ", ".join(f"{route} ({error_text(err)})" for route, err in self._failures)
+            message = f"every route failed: {tried}"
+        error = AllRoutesFailedError(message, self._failures, self.call)
         if self._failures:
             error.__cause__ = self._failures[-1][1]
         return error
 
     # ------------------------------------------------------------------ one answer
-    def run(self, invoke: Callable[[str], T]) -> tuple[str, T]:
+    def run(self, invoke: Callable[[str], T], *, accept: Accept[T] | None = None) -> tuple[str, T]:
         """``invoke(route)`` along the path until one answers; returns ``(route, answer)``.
+
+        Args:
+            invoke: Calls the provider of one route.
+            accept: ``(route, answer) -> bool``; a rejected answer is recorded (as a paid,
+                rejected attempt) and the next route runs. The last route's answer is
+                returned whatever ``accept`` says: nothing stronger is left.
 
         Raises:
             AllRoutesFailedError: every route raised an error listed in ``escalate_on``.
         """
-        for route in self.path:
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
             try:
                 answer = invoke(route)
             except Exception as error:
-                if self._failed(route, error, started):
+                if isinstance(error, self.propagate):
+                    raise
+                if self._failed(position, error, started)[0]:
                     continue
                 raise
-            model = self._served_by(route, answer)
-            self.call.add_attempt(self._answered(route, model, self.usage_of(answer), started))
+            attempt = self._answered(
+                route, self._served_by(route, answer), self.usage_of(answer), started
+            )
+            if accept is not None and not accept(route, answer) and not self._is_last(position):
+                self._record(attempt.model_copy(update={"rejected": True}))
+                continue
+            self._record(attempt)
             return route, answer
         raise self.all_failed()
 
-    async def arun(self, invoke: Callable[[str], Awaitable[T]]) -> tuple[str, T]:
-        """Async :meth:`run`."""
-        for route in self.path:
+    async def arun(
+        self,
+        invoke: Callable[[str], Awaitable[T]],
+        *,
+        accept: Accept[T] | AsyncAccept[T] | None = None,
+    ) -> tuple[str, T]:
+        """Async :meth:`run`; ``accept`` and ``on_failure`` may be coroutines."""
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
             try:
                 answer = await invoke(route)
             except Exception as error:
-                if self._failed(route, error, started):
+                if isinstance(error, self.propagate):
+                    raise
+                escalate, hooked = self._failed(position, error, started)
+                await _settle_all(hooked)
+                if escalate:
                     continue
                 raise
-            model = self._served_by(route, answer)
-            self.call.add_attempt(self._answered(route, model, self.usage_of(answer), started))
+            attempt = self._answered(
+                route, self._served_by(route, answer), self.usage_of(answer), started
+            )
+            if (
+                accept is not None
+                and not await _settle(accept(route, answer))
+                and not self._is_last(position)
+            ):
+                await _settle(self._record(attempt.model_copy(update={"rejected": True})))
+                continue
+            await _settle(self._record(attempt))
             return route, answer
         raise self.all_failed()
 
     # ------------------------------------------------------------------ streams
-    def stream(self, open_stream: Callable[[str], Iterable[T]]) -> Iterator[tuple[str, T]]:
-        """Yield ``(route, chunk)`` from the first route whose stream starts.
+    def _delivers(self, chunk: Any) -> bool:
+        return self.delivers is None or bool(self.delivers(chunk))
 
-        A route whose stream raises before its first chunk is a failed attempt and the
-        next route is tried. Once a chunk has been yielded, the route is recorded as the
-        answering attempt (``call.route`` is set); it is completed with the stream's usage
-        and latency when the stream ends, breaks (the error is kept on the attempt and
-        raised) or is closed by the caller. An empty stream answers with no chunks.
+    def _observe(
+        self, route: str, chunk: Any, model: str | None, usage: TokenUsage | None
+    ) -> tuple[str | None, TokenUsage | None]:
+        """The served model (the first a chunk names) and the usage so far, with ``chunk``."""
+        if model is None and self.model_of is not None:
+            model = self.model_of(route, chunk) or None
+        return model, self.merge_usage(usage, self.usage_of(chunk))
+
+    def _seen(self, route: str, held: list[Any]) -> tuple[str | None, TokenUsage | None]:
+        model: str | None = None
+        usage: TokenUsage | None = None
+        for chunk in held:
+            model, usage = self._observe(route, chunk, model, usage)
+        return model, usage
+
+    def _empty(self, route: str) -> EmptyStreamError:
+        return EmptyStreamError(
+            f"the stream of route {route!r} ({self.model_for(route)}) ended without a chunk"
+        )
+
+    def stream(
+        self, open_stream: Callable[[str], Iterable[T]], *, accept: Accept[T] | None = None
+    ) -> Iterator[tuple[str, T]]:
+        """Yield ``(route, chunk)`` from the first route whose stream delivers output.
+
+        Chunks are held back until one delivers output (``delivers``; by default every
+        chunk does). A route whose stream raises before that, or ends without a single
+        chunk (:class:`~langroute.errors.EmptyStreamError`), is a failed attempt and the
+        next route is tried. ``accept(route, chunk)``, when given, may reject a route on
+        that first delivering chunk (a cascade buffers a whole answer into one chunk);
+        the stream is closed, recorded as rejected and the next route runs. Once output
+        is delivered, the route is recorded as the answering attempt (``call.route`` is
+        set); it is completed with the stream's usage, the model the chunks named, and
+        its latency when the stream ends, breaks (the error is kept on the attempt,
+        marked ``partial``, and raised) or is closed by the caller. A stream whose chunks
+        all deliver nothing answers with them.
         """
-        end = object()
-        for route in self.path:
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
+            held: list[T] = []
             try:
                 iterator = iter(open_stream(route))
-                first = next(iterator, end)
+                for chunk in iterator:
+                    held.append(chunk)
+                    if self._delivers(chunk):
+                        break
+                if not held:
+                    raise self._empty(route)
             except Exception as error:
-                if self._failed(route, error, started):
+                if isinstance(error, self.propagate):
+                    raise
+                if self._failed(position, error, started)[0]:
                     continue
                 raise
-            yield from self._relay(route, first, end, iterator, started)
+            if accept is not None:
+                accepted = accept(route, held[-1])
+                if not accepted and not self._is_last(position):
+                    _close(iterator)
+                    self._reject(route, held, started)
+                    continue
+            yield from self._relay(route, held, iterator, started)
             return
         raise self.all_failed()
 
+    def _reject(self, route: str, held: list[Any], started: float) -> Any:
+        model, usage = self._seen(route, held)
+        served = model or self.model_for(route)
+        return self._record(self._answered(route, served, usage, started, rejected=True))
+
     def _relay(
-        self, route: str, first: Any, end: object, iterator: Iterator[T], started: float
+        self, route: str, held: list[T], iterator: Iterator[T], started: float
     ) -> Iterator[tuple[str, T]]:
-        model = self._served_by(route, first if first is not end else None)
-        usage = self.usage_of(first) if first is not end else None
-        self.call.add_attempt(self._answered(route, model, None, started))
+        model, usage = self._seen(route, held)
+        self.call.add_attempt(self._answered(route, model or self.model_for(route), None, started))
         error: BaseException | None = None
         try:
-            if first is not end:
-                yield route, first
-                for chunk in iterator:
-                    usage = self.merge_usage(usage, self.usage_of(chunk))
-                    yield route, chunk
+            for chunk in held:
+                yield route, chunk
+            for chunk in iterator:
+                model, usage = self._observe(route, chunk, model, usage)
+                yield route, chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
             error = exc
             raise
         finally:
-            self._complete_last(self._answered(route, model, usage, started, error))
+            final = self._answered(route, model or self.model_for(route), usage, started, error)
+            self._record(final, completes=True)
 
     async def astream(
         self,
         open_stream: Callable[[str], AsyncIterable[T] | Awaitable[AsyncIterable[T]]],
+        *,
+        accept: Accept[T] | AsyncAccept[T] | None = None,
     ) -> AsyncIterator[tuple[str, T]]:
         """Async :meth:`stream`; ``open_stream`` may return the stream or await it."""
-        for route in self.path:
+        for position, route in enumerate(self.path):
             started = time.perf_counter()
+            held: list[T] = []
             try:
                 opened = open_stream(route)
                 if isinstance(opened, Awaitable):
                     opened = await opened
                 iterator = opened.__aiter__()  # type: ignore[union-attr]
-                try:
-                    first: Any = await iterator.__anext__()
-                    empty = False
-                except StopAsyncIteration:
-                    first, empty = None, True
+                while (chunk := await _next(iterator)) is not _END:
+                    held.append(chunk)
+                    if self._delivers(chunk):
+                        break
+                if not held:
+                    raise self._empty(route)
             except Exception as error:
-                if self._failed(route, error, started):
+                if isinstance(error, self.propagate):
+                    raise
+                escalate, hooked = self._failed(position, error, started)
+                await _settle_all(hooked)
+                if escalate:
                     continue
                 raise
-            model = self._served_by(route, None if empty else first)
-            usage = None if empty else self.usage_of(first)
-            self.call.add_attempt(self._answered(route, model, None, started))
+            if accept is not None:
+                accepted = await _settle(accept(route, held[-1]))
+                if not accepted and not self._is_last(position):
+                    await _aclose(iterator)
+                    await _settle(self._reject(route, held, started))
+                    continue
+            model, usage = self._seen(route, held)
+            self.call.add_attempt(
+                self._answered(route, model or self.model_for(route), None, started)
+            )
             error_seen: BaseException | None = None
             try:
-                if not empty:
-                    yield route, first
-                    async for chunk in iterator:
-                        usage = self.merge_usage(usage, self.usage_of(chunk))
-                        yield route, chunk
+                for chunk in held:
+                    yield route, chunk
+                while (chunk := await _next(iterator)) is not _END:
+                    model, usage = self._observe(route, chunk, model, usage)
+                    yield route, chunk
             except GeneratorExit:
                 raise
             except BaseException as exc:
                 error_seen = exc
                 raise
             finally:
-                self._complete_last(self._answered(route, model, usage, started, error_seen))
+                served = model or self.model_for(route)
+                final = self._answered(route, served, usage, started, error_seen)
+                await _settle(self._record(final, completes=True))
             return
         raise self.all_failed()
-
-    def _complete_last(self, attempt: Attempt) -> None:
-        self.call.complete_attempt(attempt)

@@ -1,9 +1,9 @@
 r"""Reading UTF-8 data files so that an undecodable byte is reported with its line.
 
-The exemplar files and the JSONL cost ledger are read through these functions; each
-reader passes its own format error (``ExemplarFormatError``, ``LedgerFormatError``),
-which is raised naming the file, the line and the byte. A leading UTF-8 byte-order
-mark (as spreadsheet programs write it) is dropped.
+The exemplar files (JSONL and CSV) are read through these functions; the reader passes
+its format error (``ExemplarFormatError``), which is raised naming the file, the line
+and the byte. A leading UTF-8 byte-order mark (as spreadsheet programs write it) is
+dropped.
 
 Example:
     >>> from pathlib import Path

@@ -9,7 +9,9 @@ Three layers, each usable on its own:
   :class:`ModelPrice` overrides win over the package.
 * :class:`CostLedger` stores one :class:`LedgerRecord` per paid model call (a routed call
   or one attempt of a cascade) in a sink: memory, a JSONL file or a SQLite database that
-  several processes can append to.
+  several processes can append to. File and database writes happen on a background
+  thread, so a request never waits for them; :attr:`CostLedger.stats` counts what was
+  written, is pending, was dropped or failed.
 * :meth:`CostLedger.summary` aggregates the records per route into a
   :class:`LedgerSummary` (cost, tokens, latency percentiles, escalations, savings against
   always calling the strongest route), and :func:`render_report` / :func:`print_report`
@@ -35,23 +37,27 @@ from __future__ import annotations
 from langroute.costs.ledger import CostLedger
 from langroute.costs.plot import plot_costs
 from langroute.costs.pricing import ModelPrice, Pricer, UnpricedModelWarning
-from langroute.costs.records import LedgerFormatError, LedgerRecord
+from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
 from langroute.costs.report import print_report, render_report, report_csv, report_json
 from langroute.costs.sinks import JSONLSink, MemorySink, Sink, SQLiteSink
 from langroute.costs.summary import LedgerSummary, RouteCostSummary, summarize
+from langroute.costs.writer import LedgerStats, LedgerWriteWarning
 
 __all__ = [
     "CostLedger",
     "JSONLSink",
     "LedgerFormatError",
     "LedgerRecord",
+    "LedgerStats",
     "LedgerSummary",
+    "LedgerWriteWarning",
     "MemorySink",
     "ModelPrice",
     "Pricer",
     "RouteCostSummary",
     "SQLiteSink",
     "Sink",
+    "TornLinesWarning",
     "UnpricedModelWarning",
     "plot_costs",
     "print_report",

@@ -1,15 +1,18 @@
-"""The cost ledger: prices each record and stores it in a sink."""
+"""The cost ledger: prices each record and stores it in a sink, off the request path."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 from langroute.costs.pricing import Pricer
-from langroute.costs.records import LedgerRecord
+from langroute.costs.records import LedgerFormatError, LedgerRecord
 from langroute.costs.sinks import MemorySink, Sink, sink_for
 from langroute.costs.summary import LedgerSummary, summarize
+from langroute.costs.writer import LedgerStats, LedgerWriter, flush_writers_of
 
 __all__ = ["CostLedger"]
 
@@ -24,12 +27,28 @@ class CostLedger:
         pricer: Prices records whose ``cost`` / ``baseline_cost`` are ``None``
             (default: a plain :class:`Pricer`).
         auto_price: Set ``False`` to store records exactly as given.
+        background: Write on a background thread, so :meth:`record` never waits for a
+            file lock, a busy database or a slow disk. Default: on for every sink but
+            :class:`MemorySink`. ``False`` writes inside :meth:`record`, which then
+            raises what the sink raises.
+        max_pending: Records that may wait for the background writer; beyond that
+            :meth:`record` drops them (counted in :attr:`stats`, with a
+            :class:`LedgerWriteWarning`) rather than wait.
 
     Raises:
-        LedgerFormatError: The path has an unsupported suffix.
+        LedgerFormatError: The path has an unsupported suffix, or names an existing file
+            that is not a ledger (checked when the sink has a ``check()`` method).
+        ValueError: ``max_pending`` is below 1.
 
-    Thread-safe; from asyncio use :meth:`arecord` (or :meth:`record`, which only does
-    a fast local write).
+    Writes: :meth:`record` prices the record and queues it; a background thread stores
+    it. Nothing is lost silently: :attr:`stats` counts written, pending, dropped and
+    failed records, and each loss is reported with a :class:`LedgerWriteWarning`.
+    Reading (:meth:`records`, :meth:`summary`, ``len``) first waits for this process's
+    pending writes to the same sink or file, so a record is visible as soon as
+    :meth:`record` returns. :meth:`flush` waits for pending writes; :meth:`close`, the
+    garbage collector and interpreter exit write them too.
+
+    Thread-safe; from asyncio :meth:`record` and :meth:`arecord` never block the loop.
 
     Example:
         >>> ledger = CostLedger()
@@ -45,10 +64,20 @@ class CostLedger:
         *,
         pricer: Pricer | None = None,
         auto_price: bool = True,
+        background: bool | None = None,
+        max_pending: int = 10_000,
     ) -> None:
         self.sink: Sink = sink_for(sink)
         self.pricer = pricer if pricer is not None else Pricer()
         self.auto_price = auto_price
+        check = getattr(self.sink, "check", None)
+        if callable(check):  # a file that is not a ledger fails here, not in the writer
+            check()
+        if background is None:
+            background = not isinstance(self.sink, MemorySink)
+        self._writer = LedgerWriter(self.sink, max_pending=max_pending, background=background)
+        # writes what is pending when the ledger is collected or the interpreter exits
+        self._finalizer = weakref.finalize(self, self._writer.close)
 
     @classmethod
     def open(cls, path: str | Path, *, pricer: Pricer | None = None) -> CostLedger:
@@ -63,8 +92,11 @@ class CostLedger:
             >>> CostLedger.open("costs.jsonl").summary()  # doctest: +SKIP
         """
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no ledger at {path}")
+        if not path.exists():  # perhaps this process still has writes to it queued
+            with contextlib.suppress(LedgerFormatError):
+                flush_writers_of(sink_for(path))
+            if not path.exists():
+                raise FileNotFoundError(f"no ledger at {path}")
         ledger = cls(path, pricer=pricer)
         ledger.records()  # validate now: fail with file and line
         return ledger
@@ -73,6 +105,7 @@ class CostLedger:
         return f"CostLedger({self.sink!r})"
 
     def __len__(self) -> int:
+        flush_writers_of(self.sink)
         count = getattr(self.sink, "count", None)
         return int(count()) if callable(count) else len(self.sink.read())
 
@@ -85,9 +118,13 @@ class CostLedger:
     def price(self, record: LedgerRecord) -> LedgerRecord:
         """Fill ``cost`` and ``baseline_cost`` where they are ``None`` and a model is set.
 
+        An unmeasured record (:attr:`LedgerRecord.measured` is False) is left unpriced.
+
         Returns:
             The record, or an updated copy.
         """
+        if not record.measured:
+            return record
         update: dict[str, float] = {}
         tokens = (record.input_tokens, record.output_tokens, record.cached_tokens)
         if record.cost is None and record.model is not None:
@@ -103,22 +140,49 @@ class CostLedger:
     def record(self, record: LedgerRecord) -> LedgerRecord:
         """Price (unless ``auto_price=False``) and store one record.
 
+        With a background writer this only queues the record: it never waits for the
+        sink. A record that cannot be queued (``max_pending`` reached) or written is
+        counted in :attr:`stats` and reported with a :class:`LedgerWriteWarning`.
+
         Returns:
             The record as stored.
         """
         if self.auto_price:
             record = self.price(record)
-        self.sink.write(record)
+        self._writer.submit(record)
         return record
 
     async def arecord(self, record: LedgerRecord) -> LedgerRecord:
-        """Async :meth:`record`: file and database writes run in a worker thread."""
-        if isinstance(self.sink, MemorySink):
+        """Async :meth:`record`: an inline file or database write runs in a worker thread."""
+        if self._writer.background or isinstance(self.sink, MemorySink):
             return self.record(record)
         return await asyncio.to_thread(self.record, record)
 
+    @property
+    def stats(self) -> LedgerStats:
+        """Records written, pending, dropped and failed by this ledger in this process."""
+        return self._writer.stats
+
+    @property
+    def torn_lines(self) -> list[int]:
+        """Line numbers of the torn lines the last read skipped (JSONL ledgers; else [])."""
+        return list(getattr(self.sink, "torn_lines", []))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the records given so far are written (or have failed).
+
+        Args:
+            timeout: Seconds to wait at most (``None``: until done; each write is bounded
+                by the sink's lock timeout).
+
+        Returns:
+            ``True`` when none of them is still pending.
+        """
+        return self._writer.flush(timeout)
+
     def records(self) -> list[LedgerRecord]:
-        """All records, oldest first."""
+        """All records, oldest first (after this process's pending writes to the sink)."""
+        flush_writers_of(self.sink)
         return self.sink.read()
 
     def summary(self, order: Sequence[str] | None = None) -> LedgerSummary:
@@ -130,5 +194,9 @@ class CostLedger:
         return summarize(self.records(), order=order)
 
     def close(self) -> None:
-        """Close the sink."""
+        """Write what is pending, stop the background thread and close the sink.
+
+        The ledger stays usable: a later :meth:`record` starts a new thread.
+        """
+        self._writer.close()
         self.sink.close()

@@ -1,4 +1,4 @@
-"""The ledger record (one paid model call) and the error for malformed ledger files."""
+"""The ledger record (one paid model call), the error for malformed files, the torn-line warning."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langroute.errors import LangrouteError
 
-__all__ = ["LedgerFormatError", "LedgerRecord"]
+__all__ = ["UNMEASURED_KEY", "LedgerFormatError", "LedgerRecord", "TornLinesWarning"]
+
+UNMEASURED_KEY = "unmeasured"
+"""``metadata`` key set to ``true`` on a record whose provider reported no token usage."""
 
 
 class LedgerFormatError(LangrouteError, ValueError):
@@ -47,6 +50,18 @@ class LedgerFormatError(LangrouteError, ValueError):
         return (_rebuild_ledger_format_error, (self.message, self.path, self.line))
 
 
+class TornLinesWarning(UserWarning):
+    """A JSON Lines ledger holds torn lines, which were skipped.
+
+    A torn line is a record cut short: its writer was killed in the middle of a write.
+    The record is lost, but the lines around it are intact, so readers skip it and name
+    the file and lines (also in :attr:`JSONLSink.torn_lines
+    <langroute.costs.JSONLSink.torn_lines>` and ``langroute report``). A record that an
+    older writer glued onto a torn line is kept. Lines that are complete but are not
+    records still raise :class:`LedgerFormatError`.
+    """
+
+
 def _rebuild_ledger_format_error(
     message: str, path: str | None, line: int | None
 ) -> LedgerFormatError:
@@ -71,7 +86,9 @@ class LedgerRecord(BaseModel):
 
     ``baseline_cost`` is what the same tokens would have cost on ``baseline_model`` (the
     strongest route's model). :meth:`~langroute.costs.CostLedger.record` fills ``cost`` and
-    ``baseline_cost`` from its :class:`~langroute.costs.Pricer` when they are left ``None``.
+    ``baseline_cost`` from its :class:`~langroute.costs.Pricer` when they are left ``None``,
+    except for an unmeasured record (``metadata["unmeasured"]``: the call produced output
+    but its provider reported no usage), whose cost is unknown rather than zero.
 
     Example:
         >>> rec = LedgerRecord(framework="core", kind="route", route="small",
@@ -107,6 +124,20 @@ class LedgerRecord(BaseModel):
     tier: int | None = Field(default=None, description="Cascade tier index (0 = cheapest).")
     accepted: bool | None = Field(default=None, description="Cascade: was this answer accepted.")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def measured(self) -> bool:
+        """False when the provider reported no usage for a call that produced output.
+
+        Such a record's token counts are not the call's (they are zeros), so it is never
+        priced, and the summary counts it in ``unmeasured_calls``, outside cost and
+        savings.
+
+        Example:
+            >>> LedgerRecord(metadata={"unmeasured": True}).measured
+            False
+        """
+        return self.metadata.get(UNMEASURED_KEY) is not True
 
     @field_validator("timestamp")
     @classmethod

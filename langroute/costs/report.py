@@ -42,10 +42,12 @@ def _fmt_count(value: int) -> str:
     return f"{value:,}"
 
 
-def _fmt_cost(cost: float | None, unpriced: int) -> str:
+def _fmt_cost(cost: float | None, unpriced: int, unmeasured: int = 0) -> str:
     text = _fmt_usd(cost)
     if unpriced and cost is not None:
         text += f" (+{unpriced} unpriced)"
+    if unmeasured:
+        text += f" (+{unmeasured} unmeasured)"
     return text
 
 
@@ -72,8 +74,8 @@ def _number_columns(summary: LedgerSummary, compact: bool) -> list[tuple[str, li
 
     def cost(item: Item) -> str:
         if not compact:
-            return _fmt_cost(item.cost, item.unpriced_calls)
-        marked = item.unpriced_calls and item.cost is not None
+            return _fmt_cost(item.cost, item.unpriced_calls, item.unmeasured_calls)
+        marked = (item.unpriced_calls and item.cost is not None) or item.unmeasured_calls
         return _fmt_usd(item.cost) + ("*" if marked else "")
 
     cells: list[tuple[str, Callable[[Item], str]]] = [
@@ -118,6 +120,8 @@ def render_report(
     The total row's "esc" cell counts requests with an escalation (and their
     share of all requests); route rows count that route's escalated calls (and their
     share of its calls). The "cached" column appears only when some input was cached.
+    Calls whose provider reported no usage are shown as "(+N unmeasured)" in the cost
+    cells and named in the caption; savings leave their requests out.
     Route and model names are shown as text, never read as markup.
 
     Args:
@@ -126,10 +130,10 @@ def render_report(
         width: The columns available (for example ``console.width``). When the full
             table is wider, a compact layout is used (80 columns: pipes, CI logs):
             input and output tokens share a column, cached tokens are left out, the
-            models are listed under the table and a cost that leaves unpriced calls out
-            is marked ``*``; if that is still too wide, the latency, token, escalation
-            and error columns are left out in that order. Costs are never cut, and
-            route names wrap. ``None``: always the full table.
+            models are listed under the table and a cost that leaves unpriced or
+            unmeasured calls out is marked ``*``; if that is still too wide, the
+            latency, token, escalation and error columns are left out in that order.
+            Costs are never cut, and route names wrap. ``None``: always the full table.
 
     Example:
         >>> from rich.console import Console
@@ -177,6 +181,11 @@ def render_report(
         )
 
     lines = [f"{summary.requests:,} requests, {summary.calls:,} calls"]
+    if summary.unmeasured_calls:
+        lines.append(
+            f"{summary.unmeasured_calls:,} calls unmeasured (no usage reported; "
+            f"{summary.unmeasured_requests:,} requests left out of cost and savings)"
+        )
     if summary.baseline_cost is not None:
         baseline = ", ".join(summary.baseline_models) or "baseline"
         lines.append(f"always {baseline}: {_fmt_usd(summary.baseline_cost)}")
@@ -185,9 +194,16 @@ def render_report(
         lines.append(f"saved {_fmt_usd(summary.savings)}{pct}")
     caption = "; ".join(lines)
     if compact:
-        if summary.unpriced_calls and summary.cost is not None:
-            calls = "call" if summary.unpriced_calls == 1 else "calls"
-            caption += f"\n* leaves out {summary.unpriced_calls:,} unpriced {calls}"
+        left_out = [
+            f"{count:,} {kind} call{'' if count == 1 else 's'}"
+            for count, kind in (
+                (summary.unpriced_calls if summary.cost is not None else 0, "unpriced"),
+                (summary.unmeasured_calls, "unmeasured"),
+            )
+            if count
+        ]
+        if left_out:
+            caption += f"\n* leaves out {' and '.join(left_out)}"
         listed = "; ".join(f"{name}: {model}" for name, model in zip(names, models, strict=True))
         if listed:
             caption += f"\nmodels: {listed}"
@@ -221,6 +237,7 @@ CSV_COLUMNS = [
     "output_tokens",
     "cost",
     "unpriced_calls",
+    "unmeasured_calls",
     "latency_p50_ms",
     "latency_p95_ms",
     "baseline_cost",
@@ -239,7 +256,7 @@ def report_csv(summary: LedgerSummary) -> str:
 
     Example:
         >>> print(report_csv(CostLedger().summary()).splitlines()[-1])
-        total,,,0,0,0,0.0,0,0,0,,0,,,,,
+        total,,,0,0,0,0.0,0,0,0,,0,0,,,,,
     """
 
     def number(value: float | int | None) -> str:
@@ -263,6 +280,7 @@ def report_csv(summary: LedgerSummary) -> str:
                     item.output_tokens,
                     item.cost,
                     item.unpriced_calls,
+                    item.unmeasured_calls,
                     item.latency_p50_ms,
                     item.latency_p95_ms,
                 )
@@ -301,6 +319,9 @@ def print_report(
         console: Where to print (default: a new ``rich`` console on stdout).
         order: Route names to list first.
 
+    A JSONL ledger's torn lines (records cut short by a killed writer) are skipped and
+    noted below the table with their file and line.
+
     Returns:
         The summary that was printed.
 
@@ -311,15 +332,33 @@ def print_report(
     Example:
         >>> print_report("costs.jsonl")  # doctest: +SKIP
     """
+    ledger: CostLedger | None = None
     if isinstance(source, LedgerSummary):
         summary = source
-    elif isinstance(source, CostLedger):
-        summary = source.summary(order=order)
     else:
-        summary = CostLedger.open(source).summary(order=order)
+        ledger = source if isinstance(source, CostLedger) else CostLedger.open(source)
+        summary = ledger.summary(order=order)
     if console is None:
         from rich.console import Console
 
         console = Console()
     console.print(render_report(summary, width=console.width))
+    if ledger is not None and ledger.torn_lines:
+        from rich.text import Text
+
+        console.print(Text(printable(_torn_note(ledger)), style="yellow"))
     return summary
+
+
+def _torn_note(ledger: CostLedger) -> str:
+    """The report's note on torn lines: how many, and where."""
+    torn = ledger.torn_lines
+    path = getattr(ledger.sink, "path", ledger.sink)
+    places = ", ".join(f"{path}:{number}" for number in torn[:5])
+    if len(torn) > 5:
+        places += f", ... (+{len(torn) - 5} more)"
+    plural = "s" if len(torn) > 1 else ""
+    return (
+        f"note: skipped {len(torn)} torn line{plural}: {places} (records cut short by an "
+        "interrupted write, e.g. a killed process; they are lost, the rest is complete)"
+    )

@@ -5,18 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from langroute.costs.records import LedgerFormatError, LedgerRecord
-from langroute.textfiles import utf8_lines
+from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
 
 __all__ = ["JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
@@ -28,8 +29,10 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 class Sink(Protocol):
     """Where a :class:`~langroute.costs.CostLedger` keeps its records.
 
-    Implementations must be safe to call from several threads. ``count()`` is optional
-    (the ledger falls back to ``len(read())``).
+    Implementations must be safe to call from several threads. Optional methods:
+    ``count()`` (the ledger falls back to ``len(read())``), ``write_many(records)`` (used
+    by the background writer to store a batch at once, all or none) and ``check()``
+    (called when a ledger is built, to reject a file that is not a ledger at once).
     """
 
     def write(self, record: LedgerRecord) -> None:
@@ -81,70 +84,185 @@ class MemorySink:
         """Nothing to release."""
 
 
-def _read_jsonl(path: Path) -> Iterator[LedgerRecord]:
-    with path.open("rb") as handle:
-        for number, line in utf8_lines(handle, path, LedgerFormatError):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LedgerFormatError(
-                    f"not valid JSON ({exc.msg})", path=path, line=number
-                ) from exc
-            if not isinstance(data, dict):
-                raise LedgerFormatError(
-                    f"expected a JSON object, got {type(data).__name__}", path=path, line=number
-                )
-            try:
-                yield LedgerRecord.model_validate(data)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                field = ".".join(str(part) for part in first["loc"]) or "record"
-                raise LedgerFormatError(
-                    f"field {field!r}: {first['msg']}", path=path, line=number
-                ) from exc
+# The end of a JSON object cut short: the token the text stops in (or nothing).
+_PARTIAL_TOKEN = re.compile(
+    r"""
+    -?\d*(?:\.\d*)?(?:[eE][+-]?\d*)?                        # a number, or nothing
+    | t(?:r(?:u)?)? | f(?:a(?:l(?:s)?)?)? | n(?:u(?:l)?)?   # a literal's first letters
+    | u[0-9a-fA-F]{0,4}                                     # a \\u escape in a string
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _cut_short(text: str) -> bool:
+    """Whether ``text`` is the start of a JSON object that stops before the object ends."""
+    if not text.startswith("{"):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg.startswith("Unterminated string"):  # the string runs to the end
+            return True
+        return _PARTIAL_TOKEN.fullmatch(text, exc.pos) is not None
+    return False
+
+
+def _parse_line(body: bytes) -> tuple[Any, bool]:
+    """One non-blank line: its JSON value (``None`` if all torn) and whether a tear was skipped.
+
+    A line is torn when it is a JSON object cut short (its writer was killed mid-write);
+    a complete object that a writer appended to a torn line without a newline between
+    them is kept.
+
+    Raises:
+        ValueError: The line is neither a JSON value nor torn (the message says why).
+    """
+    try:
+        return json.loads(body.decode("utf-8")), False
+    except UnicodeDecodeError:
+        problem = "not valid UTF-8"
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON ({exc.msg})"
+    start = body.find(b'{"', 1)
+    while start != -1:  # a whole record glued onto a torn one?
+        head, tail = body[:start], body[start:]
+        if _cut_short(head.decode("utf-8", errors="replace").strip()):
+            with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
+                value = json.loads(tail.decode("utf-8"))
+                # writers start a record with its timestamp and end it with its metadata
+                if isinstance(value, dict) and {"timestamp", "metadata"} <= value.keys():
+                    return value, True
+        start = body.find(b'{"', start + 1)
+    if _cut_short(body.decode("utf-8", errors="replace").strip()):
+        return None, True
+    raise ValueError(problem)
+
+
+def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[int]]:
+    """The records of a JSONL ledger and the numbers of the torn lines it skipped."""
+    records: list[LedgerRecord] = []
+    torn: list[int] = []
+    for number, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            data, tear = _parse_line(raw.rstrip(b"\r\n"))
+        except ValueError as exc:
+            raise LedgerFormatError(str(exc), path=path, line=number) from exc
+        if tear:
+            torn.append(number)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise LedgerFormatError(
+                f"expected a JSON object, got {type(data).__name__}", path=path, line=number
+            )
+        try:
+            records.append(LedgerRecord.model_validate(data))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "record"
+            raise LedgerFormatError(
+                f"field {field!r}: {first['msg']}", path=path, line=number
+            ) from exc
+    return records, torn
+
+
+def _torn_message(path: Path, torn: Sequence[int]) -> str:
+    shown = ", ".join(str(number) for number in torn[:10])
+    if len(torn) > 10:
+        shown += f", ... (+{len(torn) - 10} more)"
+    plural = "s" if len(torn) > 1 else ""
+    return f"{path}: skipped {len(torn)} torn line{plural} (line{plural} {shown})"
 
 
 class JSONLSink:
     """Appends records to a JSON Lines file, one record per line.
 
-    Each write opens the file in append mode, writes one line, flushes and closes it, so
-    nothing stays open, a crash loses at most the record being written, and log
+    Each write opens the file in append mode, writes whole lines, flushes and closes it,
+    so nothing stays open, a crash loses at most the records being written, and log
     rotation is safe. A lock serialises this process's threads; on POSIX an advisory
-    ``flock`` also serialises writers in other processes. The file and its parent folder
+    ``flock`` also serialises writers in other processes (a writer waits at most
+    ``timeout`` seconds for it, then raises :class:`TimeoutError`). A writer that finds
+    the file ending in a partial line (left by a writer killed mid-write) starts on a new
+    line, so records are never glued onto a torn one. The file and its parent folder
     are created on the first write.
+
+    Readers skip torn lines, warn with :class:`~langroute.costs.TornLinesWarning` and
+    keep their numbers in :attr:`torn_lines`.
+
+    Args:
+        path: The ``.jsonl`` file.
+        timeout: Seconds a writer waits for another process's lock.
 
     Example:
         >>> sink = JSONLSink("costs.jsonl")  # doctest: +SKIP
         >>> sink.write(LedgerRecord(model="gpt-4o-mini"))  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
+        self.timeout = timeout
+        self.torn_lines: list[int] = []
+        """1-based numbers of the torn lines the last :meth:`read` skipped."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"JSONLSink({str(self.path)!r})"
 
     def write(self, record: LedgerRecord) -> None:
-        """Append one record as one line and flush it."""
-        line = record.model_dump_json() + "\n"
+        """Append one record as one line and flush it.
+
+        Raises:
+            TimeoutError: Another process held the file's lock for ``timeout`` seconds.
+        """
+        self.write_many([record])
+
+    def write_many(self, records: Sequence[LedgerRecord]) -> None:
+        """Append records, one line each, in one locked write (all or none are attempted).
+
+        Raises:
+            TimeoutError: Another process held the file's lock for ``timeout`` seconds.
+        """
+        data = b"".join(record.model_dump_json().encode("utf-8") + b"\n" for record in records)
+        if not data:
+            return
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle, _file_lock(handle):
-                handle.write(line)
+            with self.path.open("ab+") as handle, _file_lock(handle, self.path, self.timeout):
+                if _ends_mid_line(handle):
+                    data = b"\n" + data  # end the torn line; never glue onto it
+                handle.write(data)
                 handle.flush()
 
     def read(self) -> list[LedgerRecord]:
         """All records in file order ([] if the file does not exist yet).
 
+        Torn lines are skipped, counted in :attr:`torn_lines` and reported with a
+        :class:`~langroute.costs.TornLinesWarning` (when they differ from the last
+        read's). The read waits up to ``timeout`` for writers to finish, then reads
+        anyway.
+
         Raises:
-            LedgerFormatError: A line is not a valid record (file and line named).
+            LedgerFormatError: A complete line is not a valid record (file and line named).
         """
-        if not self.path.exists():
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            self.torn_lines = []
             return []
-        return list(_read_jsonl(self.path))
+        with handle:
+            try:
+                with _file_lock(handle, self.path, self.timeout, shared=True):
+                    records, torn = _read_jsonl(self.path, handle)
+            except TimeoutError:  # a writer holds the lock: complete lines are still right
+                handle.seek(0)
+                records, torn = _read_jsonl(self.path, handle)
+        if torn and torn != self.torn_lines:  # once per sink, and again for new ones
+            warnings.warn(TornLinesWarning(_torn_message(self.path, torn)), stacklevel=2)
+        self.torn_lines = torn
+        return records
 
     def count(self) -> int:
         """Number of records."""
@@ -154,14 +272,44 @@ class JSONLSink:
         """Nothing stays open between writes; kept for the :class:`Sink` protocol."""
 
 
+def _ends_mid_line(handle: BinaryIO) -> bool:
+    """Whether the file's last byte is not a newline (a torn line is at its end)."""
+    size = handle.seek(0, os.SEEK_END)
+    if size == 0:
+        return False
+    handle.seek(size - 1)
+    return handle.read(1) != b"\n"
+
+
 @contextlib.contextmanager
-def _file_lock(handle: Any) -> Iterator[None]:
+def _file_lock(
+    handle: BinaryIO, path: Path, timeout: float, *, shared: bool = False
+) -> Iterator[None]:
+    """Hold an advisory ``flock`` on ``handle``, waiting at most ``timeout`` seconds for it.
+
+    Raises:
+        TimeoutError: Another process held the lock all that time.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: O_APPEND line writes only
         yield
         return
-    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), mode)
+            break
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"{path}: another process held the ledger's lock for {timeout:g} s"
+                ) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
     try:
         yield
     finally:
@@ -282,15 +430,36 @@ class SQLiteSink:
             )
 
     def write(self, record: LedgerRecord) -> None:
-        """Insert one record (committed before returning)."""
-        row = _record_to_row(record)
+        """Insert one record (committed before returning).
+
+        Raises:
+            sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
+        """
+        self.write_many([record])
+
+    def write_many(self, records: Sequence[LedgerRecord]) -> None:
+        """Insert records in one transaction (committed before returning; all or none).
+
+        Raises:
+            sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
+        """
+        rows = [_record_to_row(record) for record in records]
+        if not rows:
+            return
         with self._lock:
             try:
                 if self._ready_pid != os.getpid():
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = self._conn()
                 self._ensure_schema(conn)
-                conn.execute(_SQL_INSERT, row)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_SQL_INSERT, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
             except sqlite3.OperationalError:
                 raise
             except sqlite3.DatabaseError as exc:  # "file is not a database" and the like
@@ -306,17 +475,8 @@ class SQLiteSink:
             return []
         try:
             conn = self._conn()
-            tables = {
-                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            if _SQL_TABLE not in tables:
-                if not tables:
-                    return []
-                raise LedgerFormatError(
-                    f"no {_SQL_TABLE!r} table (found {sorted(tables)}): not a langroute ledger",
-                    path=self.path,
-                )
-            self._check_columns(conn)
+            if not self._has_table(conn):
+                return []
             rows = conn.execute(_SQL_SELECT).fetchall()
         except sqlite3.DatabaseError as exc:
             raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
@@ -329,6 +489,39 @@ class SQLiteSink:
                     f"row {number} is not a valid record: {exc}", path=self.path
                 ) from exc
         return records
+
+    def check(self) -> None:
+        """Fail now if the file exists but is not a langroute ledger (reads only).
+
+        Raises:
+            LedgerFormatError: Not a SQLite database, or its tables are not a ledger's.
+        """
+        if not self.path.exists():
+            return
+        try:
+            self._has_table(self._conn())
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
+
+    def _has_table(self, conn: sqlite3.Connection) -> bool:
+        """Whether the ledger table exists (``False`` in an empty database).
+
+        Raises:
+            LedgerFormatError: Other tables but no ledger, or a ledger table without our
+                columns.
+        """
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if _SQL_TABLE not in tables:
+            if not tables:
+                return False
+            raise LedgerFormatError(
+                f"no {_SQL_TABLE!r} table (found {sorted(tables)}): not a langroute ledger",
+                path=self.path,
+            )
+        self._check_columns(conn)
+        return True
 
     def count(self) -> int:
         """Number of records."""

@@ -20,7 +20,9 @@ class RouteCostSummary(BaseModel):
     ``escalations`` counts this route's calls that happened because a cheaper route
     failed or was rejected; ``rejected`` counts its cascade answers that were not
     accepted. ``cost`` sums the priced calls (``None`` when none was priced);
-    ``unpriced_calls`` says how many are missing from it.
+    ``unpriced_calls`` says how many measured calls are missing from it (no known
+    price) and ``unmeasured_calls`` how many calls produced output whose provider
+    reported no usage (their cost is unknown, and left out).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -37,6 +39,7 @@ class RouteCostSummary(BaseModel):
     cached_tokens: int = 0
     cost: float | None = None
     unpriced_calls: int = 0
+    unmeasured_calls: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
 
@@ -51,6 +54,10 @@ class LedgerSummary(BaseModel):
     * ``savings`` / ``savings_pct``: baseline minus actual cost, over the requests whose
       calls are all priced and whose baseline is known; ``savings_pct`` is in percent of
       that baseline. ``None`` when no request qualifies.
+    * ``unmeasured_calls``: calls whose provider reported no usage although they produced
+      output (:attr:`LedgerRecord.measured`). They are not priced, and the requests they
+      belong to (``unmeasured_requests``) are left out of ``baseline_cost`` and savings:
+      what they cost is unknown, not zero.
     * Latency percentiles use linear interpolation between closest ranks (numpy's default).
 
     Example:
@@ -73,6 +80,8 @@ class LedgerSummary(BaseModel):
     cached_tokens: int = 0
     cost: float | None = None
     unpriced_calls: int = 0
+    unmeasured_calls: int = 0
+    unmeasured_requests: int = 0
     baseline_models: list[str] = Field(default_factory=list)
     baseline_cost: float | None = None
     savings: float | None = None
@@ -105,14 +114,16 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _sum_costs(records: Sequence[LedgerRecord]) -> tuple[float | None, int]:
+def _sum_costs(records: Sequence[LedgerRecord]) -> tuple[float | None, int, int]:
+    """The summed known costs, the measured calls without a price, the unmeasured calls."""
     known = [r.cost for r in records if r.cost is not None]
-    unpriced = len(records) - len(known)
-    return (math.fsum(known) if known else None), unpriced
+    unmeasured = sum(not r.measured for r in records)
+    unpriced = sum(r.cost is None and r.measured for r in records)
+    return (math.fsum(known) if known else None), unpriced, unmeasured
 
 
 def _summarize_route(route: str | None, records: Sequence[LedgerRecord]) -> RouteCostSummary:
-    cost, unpriced = _sum_costs(records)
+    cost, unpriced, unmeasured = _sum_costs(records)
     latencies = [r.latency_ms for r in records if r.latency_ms is not None]
     escalations = sum(r.escalated for r in records)
     models = list(dict.fromkeys(r.model for r in records if r.model is not None))
@@ -129,6 +140,7 @@ def _summarize_route(route: str | None, records: Sequence[LedgerRecord]) -> Rout
         cached_tokens=sum(r.cached_tokens for r in records),
         cost=cost,
         unpriced_calls=unpriced,
+        unmeasured_calls=unmeasured,
         latency_p50_ms=_percentile(latencies, 50),
         latency_p95_ms=_percentile(latencies, 95),
     )
@@ -162,8 +174,12 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
     compared_baseline: list[float] = []
     compared_cost: list[float] = []
     escalated_requests = 0
+    unmeasured_requests = 0
     for group in requests.values():
         escalated_requests += any(r.escalated for r in group)
+        if not all(r.measured for r in group):
+            unmeasured_requests += 1  # its cost and its baseline are unknown
+            continue
         baselines = [r.baseline_cost for r in group if r.baseline_cost is not None]
         if not baselines:
             continue
@@ -180,7 +196,7 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
         savings = base - math.fsum(compared_cost)
         savings_pct = 100.0 * savings / base if base > 0 else None
 
-    cost, unpriced = _sum_costs(records)
+    cost, unpriced, unmeasured = _sum_costs(records)
     latencies = [r.latency_ms for r in records if r.latency_ms is not None]
     timestamps = [r.timestamp for r in records]
     escalations = sum(r.escalated for r in records)
@@ -197,6 +213,8 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
         cached_tokens=sum(r.cached_tokens for r in records),
         cost=cost,
         unpriced_calls=unpriced,
+        unmeasured_calls=unmeasured,
+        unmeasured_requests=unmeasured_requests,
         baseline_models=list(
             dict.fromkeys(r.baseline_model for r in records if r.baseline_model is not None)
         ),

@@ -417,7 +417,7 @@ def test_report_on_a_ledger_that_is_not_utf8(tmp_path):
     result = run_cli("report", path, cwd=tmp_path)
     assert_clean(result)
     assert result.returncode == 1
-    assert f"error: {path}:2: not UTF-8 text" in " ".join(result.stderr.decode().split())
+    assert f"error: {path}:2: not valid UTF-8" in " ".join(result.stderr.decode().split())
 
 
 def test_printable_escapes_what_a_terminal_would_act_on():

@@ -342,7 +342,7 @@ def test_jsonl_ledger_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> No
     with pytest.raises(LedgerFormatError) as info:
         CostLedger.open(path)
     assert info.value.line == 3
-    assert f"{path}:3: not UTF-8" in str(info.value)
+    assert f"{path}:3: not valid UTF-8" in str(info.value)
 
 
 def test_jsonl_invalid_field_names_line_and_field(tmp_path: Path) -> None:
@@ -655,3 +655,53 @@ def test_render_and_print_report(tmp_path: Path) -> None:
 def test_print_report_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         print_report(tmp_path / "missing.db", console=Console(record=True))
+
+
+# ------------------------------------------------------------------ unmeasured calls
+def unmeasured_call() -> list[LedgerRecord]:
+    """A request that escalated: small 429 (no output), large answered without usage."""
+    from langroute.calls import Attempt, RoutedCall, TokenUsage
+    from langroute.decision import RouteDecision
+
+    call = RoutedCall(
+        decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
+        baseline_route="large",
+        baseline_model="gpt-4o",
+    )
+    call.add_attempt(Attempt(route="small", model=CHEAP, error="RateLimitError: 429"))
+    call.add_attempt(Attempt(route="large", model="gpt-4o"))
+    measured = RoutedCall(
+        decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
+        baseline_route="large",
+        baseline_model="gpt-4o",
+    )
+    measured.add_attempt(
+        Attempt(route="small", model=CHEAP, usage=TokenUsage(input_tokens=1000, output_tokens=10))
+    )
+    return call.ledger_records(framework="core") + measured.ledger_records(framework="core")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_unmeasured_calls_are_not_priced_and_left_out_of_savings(
+    tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"ledger{suffix}"
+    with CostLedger(path) as ledger:
+        for record in unmeasured_call():
+            ledger.record(record)
+    records = CostLedger.open(path).records()  # the mark survives the file
+    assert [r.measured for r in records] == [True, False, True]
+    assert records[0].cost == 0.0  # the 429 produced nothing to pay for
+    assert records[1].cost is None and records[1].baseline_cost is None
+    summary = CostLedger.open(path).summary()
+    assert (summary.unmeasured_calls, summary.unmeasured_requests) == (1, 1)
+    assert summary.unpriced_calls == 0
+    assert summary.route("large").unmeasured_calls == 1
+    only_measured = records[2]
+    assert summary.baseline_cost == pytest.approx(only_measured.baseline_cost)
+    assert summary.savings == pytest.approx(only_measured.baseline_cost - only_measured.cost)
+    console = Console(record=True, width=200, color_system=None)
+    print_report(path, console=console)
+    text = console.export_text()
+    assert "(+1 unmeasured)" in text
+    assert "1 calls unmeasured (no usage reported; 1 requests left out of cost and savings)" in text

@@ -32,6 +32,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 from langroute.calls import ROUTE_KEY, Attempt, RoutedCall, RouteMetadata, error_text
 from langroute.costs import CostLedger, LedgerRecord, Pricer
+from langroute.costs.records import UNMEASURED_KEY
 from langroute.decision import RouteDecision
 from langroute.errors import AllRoutesFailedError
 
@@ -44,7 +45,12 @@ from langchain_langroute.cascade import (
     META_TIER,
     META_TIER_NAME,
 )
-from langchain_langroute.chat_models import ROUTE_EVENT, ROUTING_LLM_TYPE, usage_of_message
+from langchain_langroute.chat_models import (
+    CALL_FAILED_EVENT,
+    ROUTE_EVENT,
+    ROUTING_LLM_TYPE,
+    usage_of_message,
+)
 
 __all__ = ["CostCallbackHandler", "track_costs"]
 
@@ -58,6 +64,7 @@ class _Run:
     metadata: dict[str, Any]
     model_hint: str | None
     decision: dict[str, Any] | None = None
+    failed_call: dict[str, Any] | None = None
 
 
 @dataclass
@@ -105,7 +112,8 @@ class CostCallbackHandler(BaseCallbackHandler):
     One :class:`~langroute.costs.LedgerRecord` per call. For a routing model: the route
     and model that answered, tokens (cached ones included), cost, baseline cost (the same
     tokens at the strongest route's model), latency, and escalation after errors (each
-    failed attempt is recorded too, with its error and no tokens). For a cascade: one
+    failed attempt is recorded too, with its own route, model and error). A call whose
+    provider reported no usage is recorded unmeasured (not priced, not $0). For a cascade: one
     record per tier attempt (``kind="cascade"``, ``tier``, ``accepted``), plus judge calls
     (``route="judge"``). Records of one user request share ``run_id``, so the ledger's
     summary counts the request, and its baseline, once.
@@ -245,6 +253,11 @@ class CostCallbackHandler(BaseCallbackHandler):
                 run = self._runs.get(run_id)
                 if run is not None:
                     run.decision = dict(data)
+        elif name == CALL_FAILED_EVENT and isinstance(data, Mapping):
+            with self._lock:
+                run = self._runs.get(run_id)
+                if run is not None and isinstance(data.get("call"), Mapping):
+                    run.failed_call = dict(data["call"])
         elif name == CASCADE_EVENT and isinstance(data, Mapping):
             with self._lock:
                 pending = self._pending.pop(str(data.get("attempt_id")), None)
@@ -282,6 +295,7 @@ class CostCallbackHandler(BaseCallbackHandler):
                 output_tokens=usage.output_tokens if usage else 0,
                 cached_tokens=usage.cached_tokens if usage else 0,
                 latency_ms=latency_ms,
+                metadata={UNMEASURED_KEY: True} if usage is None else {},
             )
             self._dispatch(run, [plain])
             return
@@ -305,6 +319,10 @@ class CostCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         latency_ms = (time.perf_counter() - run.started) * 1000
+        if run.failed_call is not None:  # a RoutingChatModel reported every attempt
+            failed = RoutedCall.model_validate(run.failed_call)
+            self._dispatch(run, failed.ledger_records(framework=self.framework))
+            return
         call = getattr(error, "call", None) if isinstance(error, AllRoutesFailedError) else None
         if isinstance(call, RoutedCall):  # a RoutingChatModel that ran out of routes
             self._dispatch(run, call.ledger_records(framework=self.framework))
@@ -427,7 +445,8 @@ def track_costs(
         record_all: Also record model calls that are neither routed nor cascaded.
 
     Yields:
-        The ledger being written.
+        The ledger being written. On exit its pending writes are flushed, so a ledger
+        file holds every record of the block.
 
     Example:
         .. code-block:: python
@@ -445,3 +464,4 @@ def track_costs(
     finally:
         _handler_var.reset(token)
         handler.flush()
+        ledger.flush()

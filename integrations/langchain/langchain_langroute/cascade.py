@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -30,18 +30,23 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
-from langroute.calls import ROUTE_KEY
+from langroute.calls import ROUTE_KEY, Attempt
 from langroute.cascade import (
     CASCADE_KEY,
     CascadeAttempt,
+    CascadeCall,
+    CascadePolicy,
     CascadeResult,
-    failed_attempt,
-    judge_attempt,
 )
-from langroute.errors import AllRoutesFailedError, RouterConfigError
-from langroute.scorers import JudgeScorer, Scorer, ScoreResult, as_scorer
+from langroute.escalation import Escalation
+from langroute.scorers import JudgeScorer, Scorer, as_scorer
 
-from langchain_langroute.chat_models import RoutingChatModel, _model_name_of
+from langchain_langroute.chat_models import (
+    RoutingChatModel,
+    _model_name_of,
+    _served_model,
+    _usage_of,
+)
 from langchain_langroute.query import last_human_message, message_text
 
 __all__ = [
@@ -291,31 +296,23 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             RouterConfigError: Fewer than two tiers, or thresholds/names of the wrong length
                 (a ``ValueError``).
         """
-        if len(tiers) < 2:
-            raise RouterConfigError("a cascade needs at least two tiers, cheapest first")
         self.tiers: list[Runnable[LanguageModelInput, BaseMessage]] = list(tiers)
+        models = [_tier_model_name(tier) for tier in self.tiers]
+        self.policy = CascadePolicy.build(
+            tier_names,
+            models,
+            threshold,
+            score_last_tier=score_last_tier,
+            baseline_model=_baseline_model_name(self.tiers[-1]) if self.tiers else None,
+        )
         self.scorer: Scorer = as_scorer(scorer)
-        scored = len(self.tiers) if score_last_tier else len(self.tiers) - 1
-        if isinstance(threshold, (int, float)):
-            thresholds = [float(threshold)] * len(self.tiers)
-        else:
-            thresholds = [float(t) for t in threshold]
-            if len(thresholds) not in (scored, len(self.tiers)):
-                raise RouterConfigError(
-                    f"threshold needs one value or {scored} (one per scored tier), "
-                    f"got {len(thresholds)}"
-                )
-            thresholds += [thresholds[-1]] * (len(self.tiers) - len(thresholds))
-        self.thresholds = thresholds
-        names = list(tier_names) if tier_names is not None else None
-        if names is not None and len(names) != len(self.tiers):
-            raise RouterConfigError(f"tier_names needs {len(self.tiers)} names, got {len(names)}")
-        self.tier_names = names or [_tier_model_name(tier) for tier in self.tiers]
+        self.thresholds = self.policy.thresholds
+        self.tier_names = self.policy.tier_names
         self.query_extractor = query_extractor
         self.escalate_on = escalate_on
         self.score_last_tier = score_last_tier
         self.name = name or "CascadeRunnable"
-        self.baseline_model = _baseline_model_name(self.tiers[-1])
+        self.baseline_model = self.policy.baseline_model
 
     def __repr__(self) -> str:
         return f"CascadeRunnable(tiers={self.tier_names}, thresholds={self.thresholds})"
@@ -343,26 +340,6 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
 
         return list(convert_to_messages(input))
 
-    def _attempt_config(
-        self,
-        config: RunnableConfig,
-        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
-        tier: int,
-        attempt_id: str,
-        role: Literal["tier", "judge"],
-    ) -> RunnableConfig:
-        child = patch_config(config, callbacks=run_manager.get_child(f"{role}:{tier}"))
-        child["metadata"] = {
-            **(child.get("metadata") or {}),
-            META_RUN: str(run_manager.run_id),
-            META_ATTEMPT: attempt_id,
-            META_TIER: tier,
-            META_TIER_NAME: self.tier_names[tier],
-            META_ROLE: role,
-            META_BASELINE: self.baseline_model,
-        }
-        return child
-
     def _score_inputs(
         self, messages: list[BaseMessage], answer: BaseMessage, tier: int
     ) -> tuple[str, str, list[float] | None, dict[str, Any]]:
@@ -370,22 +347,13 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         metadata: dict[str, Any] = {
             "tier": tier,
             "tier_name": self.tier_names[tier],
-            "model": _tier_model_name(self.tiers[tier]),
+            "model": self.policy.models[tier],
             "response_metadata": dict(answer.response_metadata or {}),
         }
         routing = (answer.response_metadata or {}).get(ROUTE_KEY)
         if isinstance(routing, Mapping) and "confidence" in routing:
             metadata["confidence"] = routing["confidence"]
         return query, message_text(answer), extract_logprobs(answer), metadata
-
-    def _judge(
-        self, result: ScoreResult | None, tier: int, last: bool, error: BaseException | None
-    ) -> CascadeAttempt:
-        name = self.tier_names[tier]
-        model = _tier_model_name(self.tiers[tier])
-        if error is not None:
-            return failed_attempt(tier, name, model, error)
-        return judge_attempt(tier, name, model, result, threshold=self.thresholds[tier], last=last)
 
     def _event(self, attempt: CascadeAttempt, attempt_id: str) -> dict[str, Any]:
         return {
@@ -395,8 +363,11 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         }
 
     @staticmethod
-    def _emit(run_manager: CallbackManagerForChainRun, data: dict[str, Any]) -> None:
-        CallbackManager(
+    def _event_manager(
+        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+        manager_type: type[CallbackManager] | type[AsyncCallbackManager],
+    ) -> Any:
+        return manager_type(
             handlers=run_manager.handlers,
             inheritable_handlers=run_manager.inheritable_handlers,
             parent_run_id=run_manager.parent_run_id,
@@ -404,87 +375,8 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             inheritable_tags=run_manager.inheritable_tags,
             metadata=run_manager.metadata,
             inheritable_metadata=run_manager.inheritable_metadata,
-        ).on_custom_event(CASCADE_EVENT, data, run_id=run_manager.run_id)
-
-    @staticmethod
-    async def _aemit(run_manager: AsyncCallbackManagerForChainRun, data: dict[str, Any]) -> None:
-        await AsyncCallbackManager(
-            handlers=run_manager.handlers,
-            inheritable_handlers=run_manager.inheritable_handlers,
-            parent_run_id=run_manager.parent_run_id,
-            tags=run_manager.tags,
-            inheritable_tags=run_manager.inheritable_tags,
-            metadata=run_manager.metadata,
-            inheritable_metadata=run_manager.inheritable_metadata,
-        ).on_custom_event(CASCADE_EVENT, data, run_id=run_manager.run_id)
-
-    def _result(self, tier: int, attempts: list[CascadeAttempt]) -> dict[str, Any]:
-        return CascadeResult(
-            tier=tier,
-            tier_name=self.tier_names[tier],
-            model=_tier_model_name(self.tiers[tier]),
-            reason=attempts[-1].reason,
-            attempts=attempts,
-        ).model_dump()
-
-    def _with_result(
-        self, answer: BaseMessage, tier: int, attempts: list[CascadeAttempt]
-    ) -> BaseMessage:
-        if not isinstance(answer, BaseMessage):
-            raise TypeError(
-                f"cascade tier {self.tier_names[tier]!r} returned {type(answer).__name__}; "
-                "tiers must return a message (use chat models or runnables ending in one)"
-            )
-        metadata = {**(answer.response_metadata or {})}
-        metadata[CASCADE_METADATA_KEY] = self._result(tier, attempts)
-        return answer.model_copy(update={"response_metadata": metadata})
-
-    def _give_up(self, attempts: list[CascadeAttempt], errors: list[BaseException]) -> None:
-        failed = [a for a in attempts if a.error is not None]
-        pairs = [(a.tier_name, e) for a, e in zip(failed, errors, strict=True)]
-        tried = "; ".join(f"{a.tier_name}: {a.reason}" for a in attempts)
-        raise AllRoutesFailedError(
-            f"no cascade tier produced an answer ({tried})", pairs
-        ) from errors[-1]
-
-    def _score(
-        self,
-        config: RunnableConfig,
-        run_manager: CallbackManagerForChainRun,
-        messages: list[BaseMessage],
-        answer: BaseMessage,
-        tier: int,
-        attempt_id: str,
-    ) -> ScoreResult:
-        query, text, logprobs, metadata = self._score_inputs(messages, answer, tier)
-        # LangChain calls made by the scorer (an LLM judge) become child runs of the cascade.
-        token = var_child_runnable_config.set(
-            self._attempt_config(config, run_manager, tier, attempt_id, "judge")
         )
-        try:
-            return self.scorer(query, text, logprobs=logprobs, metadata=metadata)
-        finally:
-            var_child_runnable_config.reset(token)
 
-    async def _ascore(
-        self,
-        config: RunnableConfig,
-        run_manager: AsyncCallbackManagerForChainRun,
-        messages: list[BaseMessage],
-        answer: BaseMessage,
-        tier: int,
-        attempt_id: str,
-    ) -> ScoreResult:
-        query, text, logprobs, metadata = self._score_inputs(messages, answer, tier)
-        token = var_child_runnable_config.set(
-            self._attempt_config(config, run_manager, tier, attempt_id, "judge")
-        )
-        try:
-            return await self.scorer.ascore(query, text, logprobs=logprobs, metadata=metadata)
-        finally:
-            var_child_runnable_config.reset(token)
-
-    # ------------------------------------------------------------------ sync core
     def _run(
         self,
         messages: list[BaseMessage],
@@ -495,64 +387,15 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         kwargs: dict[str, Any],
     ) -> Iterator[BaseMessage | AIMessageChunk]:
         """Run the tiers; yield the accepted answer (or the last tier's live chunks)."""
-        attempts: list[CascadeAttempt] = []
-        errors: list[BaseException] = []
-        for tier, runnable in enumerate(self.tiers):
-            last = tier == len(self.tiers) - 1
-            attempt_id = uuid.uuid4().hex
-            tier_config = self._attempt_config(config, run_manager, tier, attempt_id, "tier")
-            if last and stream_last and not self.score_last_tier:
-                yield from self._stream_last(
-                    runnable, messages, tier_config, run_manager, attempts, attempt_id, kwargs
-                )
-                return
-            try:
-                answer = runnable.invoke(messages, tier_config, **kwargs)
-            except self.escalate_on as error:
-                attempt = self._judge(None, tier, last, error)
-                attempts.append(attempt)
-                errors.append(error)
-                self._emit(run_manager, self._event(attempt, attempt_id))
-                continue
-            result = (
-                self._score(config, run_manager, messages, answer, tier, attempt_id)
-                if not last or self.score_last_tier
-                else None
-            )
-            attempt = self._judge(result, tier, last, None)
-            attempts.append(attempt)
-            self._emit(run_manager, self._event(attempt, attempt_id))
-            if attempt.accepted:
-                yield self._with_result(answer, tier, attempts)
-                return
-        self._give_up(attempts, errors)
-
-    def _stream_last(
-        self,
-        runnable: Runnable[LanguageModelInput, BaseMessage],
-        messages: list[BaseMessage],
-        tier_config: RunnableConfig,
-        run_manager: CallbackManagerForChainRun,
-        attempts: list[CascadeAttempt],
-        attempt_id: str,
-        kwargs: dict[str, Any],
-    ) -> Iterator[AIMessageChunk]:
-        tier = len(self.tiers) - 1
-        attempt = self._judge(None, tier, True, None)
-        record = self._result(tier, [*attempts, attempt])
+        run = _CascadeRun(self, messages, run_manager, config, kwargs)
+        if not stream_last:
+            name, answer = run.escalation().run(run.invoke, accept=run.accept)
+            yield run.with_result(name, answer)
+            return
         first = True
-        try:
-            for chunk in runnable.stream(messages, tier_config, **kwargs):
-                if first:
-                    metadata = {**(chunk.response_metadata or {}), CASCADE_METADATA_KEY: record}
-                    chunk = chunk.model_copy(update={"response_metadata": metadata})
-                    first = False
-                yield chunk
-        except self.escalate_on as error:
-            failed = self._judge(None, tier, True, error)
-            self._emit(run_manager, self._event(failed, attempt_id))
-            raise
-        self._emit(run_manager, self._event(attempt, attempt_id))
+        for name, chunk in run.escalation().stream(run.open_stream, accept=run.accept):
+            yield run.with_result(name, chunk) if first else chunk
+            first = False
 
     def _invoke(
         self,
@@ -613,52 +456,19 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         stream_last: bool,
         kwargs: dict[str, Any],
     ) -> AsyncIterator[BaseMessage | AIMessageChunk]:
-        attempts: list[CascadeAttempt] = []
-        errors: list[BaseException] = []
-        for tier, runnable in enumerate(self.tiers):
-            last = tier == len(self.tiers) - 1
-            attempt_id = uuid.uuid4().hex
-            tier_config = self._attempt_config(config, run_manager, tier, attempt_id, "tier")
-            if last and stream_last and not self.score_last_tier:
-                attempt = self._judge(None, tier, True, None)
-                record = self._result(tier, [*attempts, attempt])
-                first = True
-                try:
-                    async for chunk in runnable.astream(messages, tier_config, **kwargs):
-                        if first:
-                            metadata = {
-                                **(chunk.response_metadata or {}),
-                                CASCADE_METADATA_KEY: record,
-                            }
-                            chunk = chunk.model_copy(update={"response_metadata": metadata})
-                            first = False
-                        yield chunk
-                except self.escalate_on as error:
-                    failed = self._judge(None, tier, True, error)
-                    await self._aemit(run_manager, self._event(failed, attempt_id))
-                    raise
-                await self._aemit(run_manager, self._event(attempt, attempt_id))
-                return
-            try:
-                answer = await runnable.ainvoke(messages, tier_config, **kwargs)
-            except self.escalate_on as error:
-                attempt = self._judge(None, tier, last, error)
-                attempts.append(attempt)
-                errors.append(error)
-                await self._aemit(run_manager, self._event(attempt, attempt_id))
-                continue
-            result = (
-                await self._ascore(config, run_manager, messages, answer, tier, attempt_id)
-                if not last or self.score_last_tier
-                else None
+        run = _CascadeRun(self, messages, run_manager, config, kwargs)
+        if not stream_last:
+            name, answer = await run.escalation(asynchronous=True).arun(
+                run.ainvoke, accept=run.aaccept
             )
-            attempt = self._judge(result, tier, last, None)
-            attempts.append(attempt)
-            await self._aemit(run_manager, self._event(attempt, attempt_id))
-            if attempt.accepted:
-                yield self._with_result(answer, tier, attempts)
-                return
-        self._give_up(attempts, errors)
+            yield run.with_result(name, answer)
+            return
+        first = True
+        async for name, chunk in run.escalation(asynchronous=True).astream(
+            run.aopen_stream, accept=run.aaccept
+        ):
+            yield run.with_result(name, chunk) if first else chunk
+            first = False
 
     async def _ainvoke(
         self,
@@ -720,3 +530,144 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             input, self._atransform, config, **kwargs
         ):
             yield chunk
+
+
+class _CascadeRun:
+    """One cascade call: each tier a child run, each final attempt a custom event."""
+
+    def __init__(
+        self,
+        cascade: CascadeRunnable,
+        messages: list[BaseMessage],
+        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.cascade = cascade
+        self.policy = cascade.policy
+        self.messages = messages
+        self.run_manager = run_manager
+        self.config = config
+        self.kwargs = kwargs
+        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on)
+        self.attempt_ids: dict[str, str] = {}
+
+    def escalation(self, *, asynchronous: bool = False) -> Escalation[Any]:
+        return self.record.escalation(
+            usage_of=_usage_of,
+            model_of=_served_model,
+            on_attempt=self.aannounce if asynchronous else self.announce,
+        )
+
+    # ------------------------------------------------------------------ one tier
+    def _config(self, name: str, role: Literal["tier", "judge"]) -> RunnableConfig:
+        if role == "tier":
+            self.attempt_ids[name] = uuid.uuid4().hex
+        tier = self.policy.tier(name)
+        run_manager = self.run_manager
+        child = patch_config(self.config, callbacks=run_manager.get_child(f"{role}:{tier}"))
+        child["metadata"] = {
+            **(child.get("metadata") or {}),
+            META_RUN: str(run_manager.run_id),
+            META_ATTEMPT: self.attempt_ids[name],
+            META_TIER: tier,
+            META_TIER_NAME: name,
+            META_ROLE: role,
+            META_BASELINE: self.cascade.baseline_model,
+        }
+        return child
+
+    def _runnable(self, name: str) -> Runnable[LanguageModelInput, BaseMessage]:
+        return self.cascade.tiers[self.policy.tier(name)]
+
+    def invoke(self, name: str) -> BaseMessage:
+        return self._runnable(name).invoke(self.messages, self._config(name, "tier"), **self.kwargs)
+
+    async def ainvoke(self, name: str) -> BaseMessage:
+        return await self._runnable(name).ainvoke(
+            self.messages, self._config(name, "tier"), **self.kwargs
+        )
+
+    def open_stream(self, name: str) -> Iterable[BaseMessage]:
+        """A scored tier's answer buffered into one item; an unscored last tier live."""
+        if self.policy.scored(self.policy.tier(name)):
+            return [self.invoke(name)]
+        return self._runnable(name).stream(self.messages, self._config(name, "tier"), **self.kwargs)
+
+    def aopen_stream(self, name: str) -> AsyncIterator[BaseMessage]:
+        if self.policy.scored(self.policy.tier(name)):
+            return self._abuffered(name)
+        return self._runnable(name).astream(
+            self.messages, self._config(name, "tier"), **self.kwargs
+        )
+
+    async def _abuffered(self, name: str) -> AsyncIterator[BaseMessage]:
+        yield await self.ainvoke(name)
+
+    # ------------------------------------------------------------------ verdicts
+    def _checked(self, name: str, answer: Any) -> BaseMessage:
+        if not isinstance(answer, BaseMessage):
+            raise TypeError(
+                f"cascade tier {name!r} returned {type(answer).__name__}; "
+                "tiers must return a message (use chat models or runnables ending in one)"
+            )
+        return answer
+
+    def _judge_config(self, name: str) -> Any:
+        # LangChain calls made by the scorer (an LLM judge) become child runs of the cascade.
+        return var_child_runnable_config.set(self._config(name, "judge"))
+
+    def accept(self, name: str, answer: Any) -> bool:
+        message = self._checked(name, answer)
+        tier = self.policy.tier(name)
+        if not self.policy.scored(tier):
+            return self.record.verdict(name, None)
+        query, text, logprobs, metadata = self.cascade._score_inputs(self.messages, message, tier)
+        token = self._judge_config(name)
+        try:
+            result = self.cascade.scorer(query, text, logprobs=logprobs, metadata=metadata)
+        finally:
+            var_child_runnable_config.reset(token)
+        return self.record.verdict(name, result)
+
+    async def aaccept(self, name: str, answer: Any) -> bool:
+        message = self._checked(name, answer)
+        tier = self.policy.tier(name)
+        if not self.policy.scored(tier):
+            return self.record.verdict(name, None)
+        query, text, logprobs, metadata = self.cascade._score_inputs(self.messages, message, tier)
+        token = self._judge_config(name)
+        try:
+            result = await self.cascade.scorer.ascore(
+                query, text, logprobs=logprobs, metadata=metadata
+            )
+        finally:
+            var_child_runnable_config.reset(token)
+        return self.record.verdict(name, result)
+
+    # ------------------------------------------------------------------ records
+    def _event_data(self, attempt: Attempt) -> dict[str, Any]:
+        return self.cascade._event(
+            self.record.attempt_for(attempt), self.attempt_ids.get(attempt.route, "")
+        )
+
+    def announce(self, attempt: Attempt) -> None:
+        manager = CascadeRunnable._event_manager(self.run_manager, CallbackManager)
+        manager.on_custom_event(
+            CASCADE_EVENT, self._event_data(attempt), run_id=self.run_manager.run_id
+        )
+
+    async def aannounce(self, attempt: Attempt) -> None:
+        manager = CascadeRunnable._event_manager(self.run_manager, AsyncCallbackManager)
+        await manager.on_custom_event(
+            CASCADE_EVENT, self._event_data(attempt), run_id=self.run_manager.run_id
+        )
+
+    def with_result(self, name: str, answer: BaseMessage) -> BaseMessage:
+        """The answer (or first chunk) with the cascade record in its metadata."""
+        message = self._checked(name, answer)
+        metadata = {
+            **(message.response_metadata or {}),
+            CASCADE_METADATA_KEY: self.record.result(name).model_dump(exclude={"call_id"}),
+        }
+        return message.model_copy(update={"response_metadata": metadata})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from langchain_langroute.query import last_human_message
 
 __all__ = [
+    "CALL_FAILED_EVENT",
     "ROUTE_EVENT",
     "ROUTE_KEY",
     "ROUTING_LLM_TYPE",
@@ -64,6 +66,14 @@ __all__ = [
 ROUTE_EVENT = "langroute_route"
 """Name of the custom event dispatched with each routing decision."""
 
+CALL_FAILED_EVENT = "langroute_call_failed"
+"""Name of the custom event dispatched when a routed call ends in an error.
+
+Its data is ``{"call": RoutedCall.model_dump(mode="json")}``: every attempt, each with
+its own route, model and error (a stream that broke after escalating included), so a
+cost handler can record each paid attempt.
+"""
+
 ROUTING_LLM_TYPE = "langroute-routing-chat-model"
 """``_llm_type`` of :class:`RoutingChatModel` (``invocation_params["_type"]`` in callbacks)."""
 
@@ -71,8 +81,15 @@ _CALL_KEY = "_langroute_call"
 _TOOL_KWARGS_KEY = "_langroute_tool_kwargs"
 _PRIVATE_KEYS = (_CALL_KEY, _TOOL_KWARGS_KEY)
 
-# Standard parameters pushed down to route models that declare a field of the same name.
+# Standard parameters pushed down to route models that declare a field of that name or alias.
 _STANDARD_PARAMS = ("temperature", "max_tokens", "timeout", "max_retries")
+# Parameters that must reach the provider's SDK client; a route model without them is named
+# in a warning (the setting cannot take effect there).
+_CLIENT_PARAMS = ("timeout", "max_retries")
+# Fields of partner chat models holding SDK clients that their validators build from the
+# other fields (langchain-openai and the packages built on it, langchain-groq, ...). They
+# are left out when a model is rebuilt, so that its new clients take the new settings.
+_CLIENT_FIELDS = frozenset({"client", "async_client", "root_client", "root_async_client"})
 
 
 @dataclass
@@ -112,14 +129,18 @@ def _can_stream(model: BaseChatModel, kwargs: dict[str, Any], *, async_api: bool
 
 
 def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """One chunk holding a whole (non-streamed) answer."""
+    """One chunk holding a whole (non-streamed) answer (with the model its provider named)."""
     generation = result.generations[0]
     message = generation.message
     tool_calls = getattr(message, "tool_calls", None) or []
+    metadata = dict(message.response_metadata or {})
+    served = (result.llm_output or {}).get("model_name")
+    if served and not metadata.get("model_name"):
+        metadata["model_name"] = served
     chunk = AIMessageChunk(
         content=message.content,
         additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
+        response_metadata=metadata,
         usage_metadata=getattr(message, "usage_metadata", None),
         tool_call_chunks=[
             tool_call_chunk(
@@ -131,6 +152,44 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
         chunk_position="last",
     )
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
+
+
+def _stream_usage_kwargs(model: BaseChatModel, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Ask a route model for usage on its stream where it can report it but would not.
+
+    ``ChatOpenAI`` with a ``base_url`` leaves ``stream_usage`` unset (no usage chunk);
+    a stream without usage cannot be priced. A model or call that chose
+    (``stream_usage``, ``stream_options``) keeps its choice.
+    """
+    if "stream_usage" not in type(model).model_fields:
+        return {}
+    if getattr(model, "stream_usage", None) is not None:
+        return {}
+    model_kwargs = getattr(model, "model_kwargs", None) or {}
+    if "stream_usage" in kwargs or "stream_options" in kwargs or "stream_options" in model_kwargs:
+        return {}
+    return {"stream_usage": True}
+
+
+def _delivers(chunk: ChatGenerationChunk) -> bool:
+    """Whether a chunk delivers output to the caller: text, a content block, a tool call."""
+    message = chunk.message
+    content = message.content
+    if isinstance(content, str):
+        has_content = bool(content)
+    else:
+        has_content = any(
+            block.get("type") != "text" or bool(block.get("text"))
+            if isinstance(block, dict)
+            else bool(block)
+            for block in content
+        )
+    extra = message.additional_kwargs or {}
+    return (
+        has_content
+        or bool(getattr(message, "tool_call_chunks", None))
+        or bool(extra.get("tool_calls") or extra.get("function_call"))
+    )
 
 
 def _delegate_stream(
@@ -146,6 +205,7 @@ def _delegate_stream(
     if model.rate_limiter is not None:
         model.rate_limiter.acquire(blocking=True)
     if _can_stream(model, kwargs, async_api=False):
+        kwargs = {**kwargs, **_stream_usage_kwargs(model, kwargs)}
         yield from model._stream(messages, stop=stop, **kwargs)
     else:
         yield _as_chunk(model._generate(messages, stop=stop, **kwargs))
@@ -161,6 +221,7 @@ async def _adelegate_stream(
     if model.rate_limiter is not None:
         await model.rate_limiter.aacquire(blocking=True)
     if _can_stream(model, kwargs, async_api=True):
+        kwargs = {**kwargs, **_stream_usage_kwargs(model, kwargs)}
         async for chunk in model._astream(messages, stop=stop, **kwargs):
             yield chunk
     else:
@@ -205,10 +266,17 @@ def _usage_of(answer: Any) -> TokenUsage | None:
 
 
 def _served_model(route: str, answer: Any) -> str | None:
-    """The model name the provider reported on an answer or first chunk (None: unknown)."""
+    """The model name the provider reported on an answer or a chunk (None: not on it).
+
+    Looked up in the message's ``response_metadata``, the generation info (streamed
+    chunks of ``ChatOpenAI``) and a ``ChatResult``'s ``llm_output`` (its ``_generate``).
+    """
     message, info = _answer_parts(answer)
     metadata = (message.response_metadata if message is not None else None) or {}
-    return metadata.get("model_name") or info.get("model_name")
+    served = metadata.get("model_name") or info.get("model_name")
+    if not served and isinstance(answer, ChatResult):
+        served = (answer.llm_output or {}).get("model_name")
+    return served if isinstance(served, str) and served else None
 
 
 def route_escalation(
@@ -216,12 +284,16 @@ def route_escalation(
     order: Sequence[str],
     route_models: Mapping[str, str],
     escalate_on: tuple[type[BaseException], ...],
+    *,
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> Escalation[Any]:
     """The :class:`~langroute.escalation.Escalation` of one routed LangChain call.
 
     It tries the decided route, then the routes after it in ``order``; each attempt is
     recorded with the model the provider reported (else the route's configured model)
-    and the message's ``usage_metadata``.
+    and the message's ``usage_metadata``. ``propagate`` errors (an agent's interrupt)
+    pass through unrecorded. A stream escalates until a chunk delivers text or a tool
+    call.
     """
     return Escalation(
         call,
@@ -230,6 +302,8 @@ def route_escalation(
         escalate_on=escalate_on,
         usage_of=_usage_of,
         model_of=_served_model,
+        propagate=propagate,
+        delivers=_delivers,
     )
 
 
@@ -247,6 +321,40 @@ def route_event_data(call: RoutedCall, route_models: Mapping[str, str]) -> dict[
         "route_models": dict(route_models),
         "decision": decision.model_dump(mode="json"),
     }
+
+
+class _StreamedModelName:
+    """Passes exactly one ``model_name`` down a stream: the first one a chunk carries.
+
+    Providers name the served model on one chunk (``ChatOpenAI``: the last content
+    chunk; ``ChatAnthropic``: the first), or on several; strings concatenate when chunks
+    merge, so later ones are dropped. A stream that named none gets a closing empty
+    chunk naming the model that answered.
+    """
+
+    def __init__(self) -> None:
+        self.first = True
+        self.named = False
+
+    def pass_on(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
+        self.first = False
+        metadata = chunk.message.response_metadata or {}
+        info = chunk.generation_info or {}
+        if not (metadata.get("model_name") or info.get("model_name")):
+            return chunk
+        if not self.named:
+            self.named = True
+            return chunk
+        chunk.message.response_metadata = {k: v for k, v in metadata.items() if k != "model_name"}
+        if "model_name" in info:
+            chunk.generation_info = {k: v for k, v in info.items() if k != "model_name"}
+        return chunk
+
+    def closing(self, call: RoutedCall) -> ChatGenerationChunk | None:
+        if self.named or self.first or call.model is None:
+            return None
+        message = AIMessageChunk(content="", response_metadata={"model_name": call.model})
+        return ChatGenerationChunk(message=message)
 
 
 def check_route_models(
@@ -285,6 +393,64 @@ def check_route_models(
             )
 
 
+def _setting_field(model: BaseChatModel, param: str) -> str | None:
+    """The field of ``model`` that holds a standard setting: same name, else that alias."""
+    fields = type(model).model_fields
+    if param in fields:
+        return param
+    for name, info in fields.items():
+        if param in (info.alias, info.validation_alias):
+            return name
+    return None
+
+
+def _with_defaults(route: str, model: BaseChatModel, updates: dict[str, Any]) -> BaseChatModel:
+    """``model`` with the routing model's defaults for the settings it did not set itself.
+
+    The model is constructed anew from the fields it was given, so that validators that
+    build SDK clients (``ChatOpenAI``'s ``root_client``, ``ChatAnthropic``'s cached
+    client) build them with the new timeout and retry count. Should that fail, the
+    fields are copied and a warning says that the client may keep its old settings.
+    """
+    applicable: dict[str, Any] = {}
+    for param, value in updates.items():
+        name = _setting_field(model, param)
+        if name is None:
+            if param in _CLIENT_PARAMS:
+                warnings.warn(
+                    f"models[{route!r}] ({type(model).__name__}) has no {param!r} setting: "
+                    f"RoutingChatModel({param}=...) does not reach it",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            continue
+        if name not in model.model_fields_set:
+            applicable[name] = value
+    if not applicable:
+        return model
+    fields = type(model).model_fields
+    values: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        if name in _CLIENT_FIELDS or name in applicable:
+            continue
+        alias = fields[name].alias if name in fields else None
+        values[alias if isinstance(alias, str) else name] = getattr(model, name)
+    for name, value in applicable.items():
+        alias = fields[name].alias
+        values[alias if isinstance(alias, str) else name] = value
+    try:
+        return type(model)(**values)
+    except Exception as error:  # a third-party model that cannot be rebuilt from its fields
+        warnings.warn(
+            f"models[{route!r}] ({type(model).__name__}) could not be rebuilt with "
+            f"{sorted(applicable)} ({error}); the fields were copied, but a client it "
+            "already built keeps its own settings",
+            UserWarning,
+            stacklevel=4,
+        )
+        return model.model_copy(update=applicable)
+
+
 class RoutingChatModel(BaseChatModel):
     """A chat model that routes each call to the cheapest route able to answer it.
 
@@ -293,7 +459,9 @@ class RoutingChatModel(BaseChatModel):
     answers. When that model raises (timeout, rate limit, provider error) the call
     escalates to the next stronger route; when all fail, ``AllRoutesFailedError`` is
     raised with the attempts attached. While streaming, escalation is possible until the
-    first chunk has been yielded.
+    first chunk with text or a tool call has been yielded (an empty stream escalates too).
+    The answer names the model the provider served (``model_name``, often a dated name);
+    on a stream, the chunk that names it may come last.
 
     Setup:
         .. code-block:: bash
@@ -367,9 +535,16 @@ class RoutingChatModel(BaseChatModel):
     max_tokens: int | None = None
     """Default output-token cap, pushed down like ``temperature``."""
     timeout: float | None = None
-    """Default request timeout in seconds, pushed down like ``temperature``."""
+    """Default request timeout in seconds, for route models that did not set their own.
+
+    It reaches the provider's SDK client: the model's timeout field is found by name or
+    alias (``ChatOpenAI.request_timeout``, ``ChatAnthropic.default_request_timeout``) and
+    the model is rebuilt so that its client is created with it. A model without such a
+    field is named in a warning. A route that times out escalates."""
     max_retries: int | None = None
-    """Default retry count, pushed down like ``temperature``."""
+    """Default retry count of the provider's SDK client, applied like ``timeout``.
+
+    ``0`` makes a rate-limited or failing route escalate after its first request."""
     stop: list[str] | None = None
     """Default stop sequences, passed to the chosen model when a call gives none."""
     streaming: bool = False
@@ -396,19 +571,9 @@ class RoutingChatModel(BaseChatModel):
         }
         if updates:
             self.models = {
-                route: self._with_defaults(model, updates) for route, model in self.models.items()
+                route: _with_defaults(route, model, updates) for route, model in self.models.items()
             }
         self._model_names = {route: _model_name_of(model) for route, model in self.models.items()}
-
-    @staticmethod
-    def _with_defaults(model: BaseChatModel, updates: dict[str, Any]) -> BaseChatModel:
-        fields = type(model).model_fields
-        applicable = {
-            name: value
-            for name, value in updates.items()
-            if name in fields and name not in model.model_fields_set
-        }
-        return model.model_copy(update=applicable) if applicable else model
 
     def _routes(self) -> list[str]:
         try:
@@ -604,19 +769,38 @@ class RoutingChatModel(BaseChatModel):
             return manager, call.run_id
         return None
 
+    def _dispatch(
+        self,
+        name: str,
+        data: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        target = self._sync_event_manager(run_manager, call)
+        if target is not None:
+            manager, run_id = target
+            manager.on_custom_event(name, data, run_id=run_id)
+
     def _emit(
         self,
         routed: RoutedCall,
         run_manager: CallbackManagerForLLMRun | None,
         call: _CallContext | None,
     ) -> None:
-        if not self.emit_events:
-            return
-        target = self._sync_event_manager(run_manager, call)
-        if target is not None:
-            manager, run_id = target
+        if self.emit_events:
             data = route_event_data(routed, self._model_names)
-            manager.on_custom_event(ROUTE_EVENT, data, run_id=run_id)
+            self._dispatch(ROUTE_EVENT, data, run_manager, call)
+
+    def _emit_failure(
+        self,
+        routed: RoutedCall,
+        run_manager: CallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        """Report every attempt of a call that ends in an error (for cost records)."""
+        if routed.attempts:
+            data = {"call": routed.model_dump(mode="json")}
+            self._dispatch(CALL_FAILED_EVENT, data, run_manager, call)
 
     async def _aemit(
         self,
@@ -624,8 +808,28 @@ class RoutingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         call: _CallContext | None,
     ) -> None:
-        if not self.emit_events:
-            return
+        if self.emit_events:
+            data = route_event_data(routed, self._model_names)
+            await self._adispatch(ROUTE_EVENT, data, run_manager, call)
+
+    async def _aemit_failure(
+        self,
+        routed: RoutedCall,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        """Async :meth:`_emit_failure`."""
+        if routed.attempts:
+            data = {"call": routed.model_dump(mode="json")}
+            await self._adispatch(CALL_FAILED_EVENT, data, run_manager, call)
+
+    async def _adispatch(
+        self,
+        name: str,
+        data: dict[str, Any],
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
         if run_manager is not None:
             manager = AsyncCallbackManager(
                 handlers=run_manager.handlers,
@@ -650,33 +854,23 @@ class RoutingChatModel(BaseChatModel):
             run_id = call.run_id
         else:
             return
-        data = route_event_data(routed, self._model_names)
-        await manager.on_custom_event(ROUTE_EVENT, data, run_id=run_id)
+        await manager.on_custom_event(name, data, run_id=run_id)
 
     # ------------------------------------------------------------------ annotation
-    def _annotate(self, generation: ChatGeneration, call: RoutedCall, route: str) -> None:
-        """Put the call's record (and a ``model_name`` if the provider gave none) on it."""
+    @staticmethod
+    def _annotate(generation: ChatGeneration, call: RoutedCall, model_name: str | None) -> None:
+        """Put the call's record on an answer, and ``model_name`` if it names no model.
+
+        ``model_name`` is the model that served (as the provider named it, dated); a
+        streamed first chunk gets none, as the name may come on a later chunk.
+        """
         message = generation.message
         metadata = dict(message.response_metadata or {})
         info = generation.generation_info or {}
-        if not (metadata.get("model_name") or info.get("model_name")):
-            metadata["model_name"] = self._model_names[route]
+        if model_name and not (metadata.get("model_name") or info.get("model_name")):
+            metadata["model_name"] = model_name
         metadata[ROUTE_KEY] = call.metadata()
         message.response_metadata = metadata
-
-    @staticmethod
-    def _strip_model_name(chunk: ChatGenerationChunk) -> ChatGenerationChunk:
-        """Drop a repeated ``model_name`` (strings concatenate when chunks merge)."""
-        metadata = chunk.message.response_metadata
-        if metadata and "model_name" in metadata:
-            chunk.message.response_metadata = {
-                k: v for k, v in metadata.items() if k != "model_name"
-            }
-        if chunk.generation_info and "model_name" in chunk.generation_info:
-            chunk.generation_info = {
-                k: v for k, v in chunk.generation_info.items() if k != "model_name"
-            }
-        return chunk
 
     @staticmethod
     def _pop_private(kwargs: dict[str, Any]) -> _CallContext | None:
@@ -723,11 +917,21 @@ class RoutingChatModel(BaseChatModel):
             delegate, call_kwargs = self._delegate_call(route, kwargs)
             if delegate.rate_limiter is not None:
                 delegate.rate_limiter.acquire(blocking=True)
+            if delegate._should_stream(async_api=False, **call_kwargs):  # streaming=True
+                call_kwargs = {**call_kwargs, **_stream_usage_kwargs(delegate, call_kwargs)}
+                chunks = delegate._stream(
+                    messages, stop=stop, run_manager=run_manager, **call_kwargs
+                )
+                return generate_from_stream(chunks)
             return delegate._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
 
-        route, result = self._escalation(routed).run(generate)
+        try:
+            _, result = self._escalation(routed).run(generate)
+        except Exception:
+            self._emit_failure(routed, run_manager, call)
+            raise
         if result.generations:
-            self._annotate(result.generations[0], routed, route)
+            self._annotate(result.generations[0], routed, routed.model)
         return result
 
     async def _agenerate(
@@ -757,13 +961,23 @@ class RoutingChatModel(BaseChatModel):
             delegate, call_kwargs = self._delegate_call(route, kwargs)
             if delegate.rate_limiter is not None:
                 await delegate.rate_limiter.aacquire(blocking=True)
+            if delegate._should_stream(async_api=True, **call_kwargs):  # streaming=True
+                call_kwargs = {**call_kwargs, **_stream_usage_kwargs(delegate, call_kwargs)}
+                chunks = delegate._astream(
+                    messages, stop=stop, run_manager=run_manager, **call_kwargs
+                )
+                return await agenerate_from_stream(chunks)
             return await delegate._agenerate(
                 messages, stop=stop, run_manager=run_manager, **call_kwargs
             )
 
-        route, result = await self._escalation(routed).arun(agenerate)
+        try:
+            _, result = await self._escalation(routed).arun(agenerate)
+        except Exception:
+            await self._aemit_failure(routed, run_manager, call)
+            raise
         if result.generations:
-            self._annotate(result.generations[0], routed, route)
+            self._annotate(result.generations[0], routed, routed.model)
         return result
 
     def _stream(
@@ -782,14 +996,18 @@ class RoutingChatModel(BaseChatModel):
             delegate, call_kwargs = self._delegate_call(route, kwargs)
             return _delegate_stream(delegate, messages, stop, call_kwargs)
 
-        first = True
-        for route, chunk in self._escalation(routed).stream(open_stream):
-            if first:
-                self._annotate(chunk, routed, route)
-                first = False
-                yield chunk
-            else:
-                yield self._strip_model_name(chunk)
+        names = _StreamedModelName()
+        try:
+            for _, chunk in self._escalation(routed).stream(open_stream):
+                if names.first:
+                    self._annotate(chunk, routed, None)
+                yield names.pass_on(chunk)
+        except Exception:
+            self._emit_failure(routed, run_manager, call)
+            raise
+        closing = names.closing(routed)
+        if closing is not None:
+            yield closing
 
     async def _astream(
         self,
@@ -807,14 +1025,18 @@ class RoutingChatModel(BaseChatModel):
             delegate, call_kwargs = self._delegate_call(route, kwargs)
             return _adelegate_stream(delegate, messages, stop, call_kwargs)
 
-        first = True
-        async for route, chunk in self._escalation(routed).astream(open_stream):
-            if first:
-                self._annotate(chunk, routed, route)
-                first = False
-                yield chunk
-            else:
-                yield self._strip_model_name(chunk)
+        names = _StreamedModelName()
+        try:
+            async for _, chunk in self._escalation(routed).astream(open_stream):
+                if names.first:
+                    self._annotate(chunk, routed, None)
+                yield names.pass_on(chunk)
+        except Exception:
+            await self._aemit_failure(routed, run_manager, call)
+            raise
+        closing = names.closing(routed)
+        if closing is not None:
+            yield closing
 
     # ------------------------------------------------------------------ stream / batch
     @staticmethod

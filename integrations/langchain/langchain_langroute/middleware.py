@@ -39,18 +39,6 @@ from langchain_langroute.query import last_human_message
 __all__ = ["RouterMiddleware"]
 
 
-class _Interrupt(BaseException):
-    """Carries a ``GraphBubbleUp`` (an agent interrupt) through the escalation untouched.
-
-    An interrupt is not a failed route: :class:`~langroute.escalation.Escalation` only
-    catches ``Exception``, so wrapped in this it is neither recorded nor escalated.
-    """
-
-    def __init__(self, signal: GraphBubbleUp) -> None:
-        super().__init__(signal)
-        self.signal = signal
-
-
 class RouterMiddleware(AgentMiddleware):
     """Route each model call of a LangChain v1 agent to the cheapest adequate model.
 
@@ -142,7 +130,14 @@ class RouterMiddleware(AgentMiddleware):
         )
 
     def _escalation(self, call: RoutedCall) -> Escalation[Any]:
-        return route_escalation(call, self.escalation_order, self.route_models, self.escalate_on)
+        # an interrupt is the agent pausing, not a failed route: it passes through
+        return route_escalation(
+            call,
+            self.escalation_order,
+            self.route_models,
+            self.escalate_on,
+            propagate=(GraphBubbleUp,),
+        )
 
     def _attempt_record(self, call: RoutedCall, route: str) -> dict[str, Any]:
         """The call's record as it stands while ``route`` is being tried."""
@@ -205,19 +200,11 @@ class RouterMiddleware(AgentMiddleware):
         self._emit(call)
 
         def model_call(route: str) -> ModelResponse:
-            try:
-                with self._run_metadata(self._attempt_record(call, route)):
-                    return handler(request.override(model=self.models[route]))
-            except GraphBubbleUp as signal:
-                raise _Interrupt(signal) from None
+            with self._run_metadata(self._attempt_record(call, route)):
+                return handler(request.override(model=self.models[route]))
 
-        try:
-            _, response = self._escalation(call).run(model_call)
-        except _Interrupt as interrupt:
-            signal = interrupt.signal
-        else:
-            return self._annotate(response, call)
-        raise signal
+        _, response = self._escalation(call).run(model_call)
+        return self._annotate(response, call)
 
     async def awrap_model_call(
         self,
@@ -233,16 +220,8 @@ class RouterMiddleware(AgentMiddleware):
         await self._aemit(call)
 
         async def model_call(route: str) -> ModelResponse:
-            try:
-                with self._run_metadata(self._attempt_record(call, route)):
-                    return await handler(request.override(model=self.models[route]))
-            except GraphBubbleUp as signal:
-                raise _Interrupt(signal) from None
+            with self._run_metadata(self._attempt_record(call, route)):
+                return await handler(request.override(model=self.models[route]))
 
-        try:
-            _, response = await self._escalation(call).arun(model_call)
-        except _Interrupt as interrupt:
-            signal = interrupt.signal
-        else:
-            return self._annotate(response, call)
-        raise signal
+        _, response = await self._escalation(call).arun(model_call)
+        return self._annotate(response, call)

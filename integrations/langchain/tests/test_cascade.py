@@ -10,7 +10,7 @@ from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_cal
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from langroute.errors import AllRoutesFailedError
+from langroute.errors import AllRoutesFailedError, RouterConfigError
 from langroute.scorers import (
     AllOf,
     JSONValidator,
@@ -339,3 +339,51 @@ async def test_ainvoke_escalation():
     )
     answer = await cascade.ainvoke("q")
     assert get_cascade_result(answer).attempts[0].error == "FakeTimeoutError: t"
+
+
+def _every_tier_fails() -> CascadeRunnable:
+    return CascadeRunnable(
+        [cheap(fail_always=FakeTimeoutError("t")), strong(fail_always=FakeProviderError("p"))],
+        scorer=NonEmptyValidator(),
+    )
+
+
+def test_stream_raises_like_invoke_when_every_tier_fails():
+    with pytest.raises(AllRoutesFailedError) as info:
+        list(_every_tier_fails().stream("hi"))
+    assert [name for name, _ in info.value.attempts] == ["gpt-4o-mini", "gpt-4o"]
+    assert isinstance(info.value.__cause__, FakeProviderError)
+    assert [a.error for a in info.value.call.attempts] == [
+        "FakeTimeoutError: t",
+        "FakeProviderError: p",
+    ]
+
+
+async def test_astream_raises_like_ainvoke_when_every_tier_fails():
+    with pytest.raises(AllRoutesFailedError) as info:
+        [chunk async for chunk in _every_tier_fails().astream("hi")]
+    assert [name for name, _ in info.value.attempts] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_the_call_record_keeps_rejected_answers_when_the_last_tier_fails():
+    cascade = CascadeRunnable(
+        [cheap(REFUSAL), strong(fail_always=FakeProviderError("502"))],
+        scorer=RefusalDetector(),
+    )
+    with pytest.raises(AllRoutesFailedError, match="no route gave an accepted answer") as info:
+        cascade.invoke("hi")
+    rejected, failed = info.value.call.attempts
+    assert (rejected.route, rejected.rejected, rejected.error) == ("gpt-4o-mini", True, None)
+    assert (failed.route, failed.error) == ("gpt-4o", "FakeProviderError: 502")
+
+
+def test_tiers_sharing_a_model_get_distinct_default_names():
+    cascade = CascadeRunnable([cheap(REFUSAL), cheap("fine")], scorer=RefusalDetector())
+    assert cascade.tier_names == ["gpt-4o-mini", "gpt-4o-mini#2"]
+    result = get_cascade_result(cascade.invoke("hi"))
+    assert [(a.tier_name, a.accepted) for a in result.attempts] == [
+        ("gpt-4o-mini", False),
+        ("gpt-4o-mini#2", True),
+    ]
+    with pytest.raises(RouterConfigError, match="two tiers are named"):
+        CascadeRunnable([cheap(), strong()], scorer=RefusalDetector(), tier_names=["a", "a"])

@@ -103,3 +103,16 @@ async def test_async_agent_and_route_event(router, small, large):
     assert [e["data"]["route"] for e in custom] == ["small", "small"]
     result = await agent.ainvoke({"messages": [HumanMessage("what is the capital of france")]})
     assert result["messages"][-1].response_metadata["langroute"]["route"] == "small"
+
+
+def test_an_interrupt_pauses_the_agent_without_escalating(router):
+    from langgraph.errors import GraphInterrupt
+    from langgraph.types import Interrupt
+
+    pause = GraphInterrupt((Interrupt(value="approve the refund?"),))
+    small = ScriptedChatModel(model="gpt-4o-mini", fail_always=pause)
+    large = ScriptedChatModel(model="gpt-4o", responses=["never"])
+    agent = agent_for(router, small, large)
+    state = agent.invoke({"messages": [HumanMessage("what is the capital of france")]})
+    assert [i.value for i in state["__interrupt__"]] == ["approve the refund?"]
+    assert (small.call_count, large.call_count) == (1, 0)

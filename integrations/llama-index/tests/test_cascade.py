@@ -270,8 +270,16 @@ def test_tiers_from_a_sequence_are_named_after_their_models():
     assert cascade.metadata.model_name == "cascade(gpt-4o-mini=gpt-4o-mini,gpt-4o=gpt-4o)"
     with pytest.raises(RouterConfigError, match="at least two tiers"):
         CascadeLLM(tiers=[MockProviderLLM()], scorer=NonEmptyValidator())
+    # tiers sharing a model get distinct default names, as in the LangChain cascade
+    shared = CascadeLLM(tiers=[MockProviderLLM(), MockProviderLLM()], scorer=NonEmptyValidator())
+    model = shared.tiers[0].metadata.model_name
+    assert shared.tier_names == [model, f"{model}#2"]
     with pytest.raises(RouterConfigError, match="two tiers are named"):
-        CascadeLLM(tiers=[MockProviderLLM(), MockProviderLLM()], scorer=NonEmptyValidator())
+        CascadeLLM(
+            tiers=[MockProviderLLM(), MockProviderLLM()],
+            scorer=NonEmptyValidator(),
+            tier_names=["a", "a"],
+        )
     with pytest.raises(RouterConfigError, match="tier_names needs 2 names"):
         CascadeLLM(
             tiers=[MockProviderLLM(), MockProviderLLM()],
@@ -333,3 +341,24 @@ def test_callback_manager_is_shared_with_tiers():
     manager = CallbackManager([])
     cascade.callback_manager = manager
     assert small.callback_manager is manager and large.callback_manager is manager
+
+
+def test_streams_raise_like_complete_when_every_tier_fails_and_keep_the_call_record():
+    cascade, _, _ = make([MockProviderError("a")], [MockProviderError("b")])
+    with pytest.raises(AllRoutesFailedError) as caught:
+        list(cascade.stream_complete(QUESTION))
+    assert [(a.route, a.error) for a in caught.value.call.attempts] == [
+        ("small", "MockProviderError: a"),
+        ("large", "MockProviderError: b"),
+    ]
+
+
+async def test_async_stream_of_a_rejected_tier_then_the_last_tier_live():
+    cascade, _, _ = make([REFUSAL], ["a fine answer"])
+    chunks = [chunk async for chunk in await cascade.astream_complete(QUESTION)]
+    result = CascadeResult.from_response(chunks[-1])
+    assert chunks[-1].text == "a fine answer"
+    assert [(a.tier_name, a.accepted) for a in result.attempts] == [
+        ("small", False),
+        ("large", True),
+    ]

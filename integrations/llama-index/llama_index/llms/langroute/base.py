@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import uuid
+import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -146,6 +148,65 @@ async def _apinned_iter(
         yield item
 
 
+def _with_limits(route: str, llm: LLM, limits: Mapping[str, Any]) -> LLM:
+    """A copy of a route's LLM with the routing LLM's ``timeout`` / ``max_retries``.
+
+    The fields are set on the copy (llama-index's own retry loop reads ``max_retries``,
+    and clients built later read both), and an SDK client the LLM already holds is
+    replaced by its ``with_options(...)`` copy (the OpenAI and Anthropic SDKs), so the
+    settings take effect at once. An LLM without such a field is named in a warning.
+    """
+    fields = type(llm).model_fields
+    update: dict[str, Any] = {}
+    for name, value in limits.items():
+        if name in fields:
+            update[name] = value
+        else:
+            warnings.warn(
+                f"models[{route!r}] ({type(llm).__name__}) has no {name!r} setting: "
+                f"RoutingLLM({name}=...) does not reach it",
+                UserWarning,
+                stacklevel=4,
+            )
+    if not update:
+        return llm
+    copy = llm.model_copy(update=update)
+    private = copy.__pydantic_private__ or {}
+    for key, value in list(private.items()):
+        with_options = getattr(value, "with_options", None)
+        if callable(with_options):
+            private[key] = with_options(**update)
+    return copy
+
+
+def _stream_usage_kwargs(llm: LLM, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Ask an OpenAI-family LLM for usage on its stream (it sends none by default).
+
+    llama-index's ``OpenAI`` (and its subclasses such as ``OpenAILike``) stream without
+    ``stream_options``, so the provider sends no usage and the call cannot be priced.
+    A call or LLM that sets ``stream_options`` itself keeps its choice.
+    """
+    module = sys.modules.get("llama_index.llms.openai.base")
+    openai_llm = getattr(module, "OpenAI", None)
+    if openai_llm is None or not isinstance(llm, openai_llm):
+        return {}
+    if "stream_options" in kwargs or "stream_options" in (llm.additional_kwargs or {}):
+        return {}
+    return {"stream_options": {"include_usage": True}}
+
+
+def _delivers(chunk: ChatResponse | CompletionResponse) -> bool:
+    """Whether a streamed chunk delivers output to the caller: text or a tool call."""
+    if chunk.delta or chunk.additional_kwargs.get("thinking_delta"):
+        return True
+    if isinstance(chunk, ChatResponse):
+        message = chunk.message
+        return bool(message.additional_kwargs.get("tool_calls")) or any(
+            getattr(block, "block_type", None) == "tool_call" for block in message.blocks
+        )
+    return False
+
+
 def _annotate(response: R, record: dict[str, Any]) -> R:
     """The child's response (its ``raw`` untouched) with the routing record added."""
     return response.model_copy(
@@ -178,6 +239,7 @@ class _RoutedRun:
             usage_of=extract_usage,
             model_of=llm._response_model,
             merge_usage=max_usage,
+            delivers=_delivers,
         )
 
     def _snapshot(self) -> RoutedCall:
@@ -253,7 +315,7 @@ class RoutingLLM(FunctionCallingLLM):
     When a route raises (a provider error: rate limit, outage, timeout), the call is
     retried on the next stronger route; when every route has failed,
     :class:`~langroute.errors.AllRoutesFailedError` lists the attempts. Streams escalate
-    until their first chunk.
+    until their first chunk with text or a tool call (an empty stream escalates too).
 
     Tools pass through: ``chat_with_tools`` and agents (``FunctionAgent``,
     ``ReActAgent``) work when every route's LLM supports function calling, each route
@@ -268,6 +330,11 @@ class RoutingLLM(FunctionCallingLLM):
             :class:`~llama_index.llms.langroute.query.QueryExtractor`).
         escalate_on: Exception types that send a call on to the next stronger route;
             ``()`` turns escalation off.
+        timeout: Request timeout in seconds for every route's LLM (replacing its own),
+            so that a hanging route escalates. It reaches the LLM's SDK client.
+        max_retries: Retry count for every route's LLM (replacing its own); ``0`` makes a
+            rate-limited route escalate after its first request (llama-index's
+            ``OpenAI`` otherwise retries a 429 a dozen times before raising).
         callback_manager: Shared with every route's LLM (also when reassigned later, as
             ``Settings.llm`` and response synthesizers do).
 
@@ -323,6 +390,12 @@ class RoutingLLM(FunctionCallingLLM):
         exclude=True,
         description="Exception types that send a call on to the next stronger route.",
     )
+    timeout: float | None = Field(
+        default=None, description="Request timeout (s) given to every route's LLM."
+    )
+    max_retries: int | None = Field(
+        default=None, ge=0, description="Retry count given to every route's LLM."
+    )
 
     def __init__(
         self,
@@ -331,6 +404,8 @@ class RoutingLLM(FunctionCallingLLM):
         *,
         query_extractor: QueryExtractorProtocol | None = None,
         escalate_on: Sequence[type[BaseException]] = (Exception,),
+        timeout: float | None = None,
+        max_retries: int | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
@@ -350,11 +425,18 @@ class RoutingLLM(FunctionCallingLLM):
             )
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
+        limits = {
+            name: value
+            for name, value in (("timeout", timeout), ("max_retries", max_retries))
+            if value is not None
+        }
         super().__init__(
             router=router,
-            models=dict(models),
+            models={route: _with_limits(route, llm, limits) for route, llm in models.items()},
             query_extractor=query_extractor or QueryExtractor(),
             escalate_on=tuple(escalate_on),
+            timeout=timeout,
+            max_retries=max_retries,
             **kwargs,
         )
         if callback_manager is not None:
@@ -553,11 +635,20 @@ class RoutingLLM(FunctionCallingLLM):
 
     # ------------------------------------------------------------------ calling routes
 
-    def _response_model(self, route: str, response: Any) -> str:
-        """The model the provider named in the response's ``raw``, else the route's model."""
+    @staticmethod
+    def _response_model(route: str, response: Any) -> str | None:
+        """The model the provider named in a response's (or chunk's) ``raw``; None if none.
+
+        The escalation falls back on the route's configured model.
+        """
+
+        def pick(value: Any, key: str) -> Any:
+            return value.get(key) if isinstance(value, Mapping) else getattr(value, key, None)
+
         raw = getattr(response, "raw", None)
-        model = raw.get("model") if isinstance(raw, Mapping) else getattr(raw, "model", None)
-        return model if isinstance(model, str) and model else self.model_for(route)
+        # Anthropic's stream names it in its message_start event: {"message": {"model": ...}}
+        model = pick(raw, "model") or pick(pick(raw, "message"), "model")
+        return model if isinstance(model, str) and model else None
 
     def _escalation(self, routing: _Routing, kind: CallKind) -> _RoutedRun:
         """The routed call's record and the escalation that runs it, with its events."""
@@ -640,14 +731,22 @@ class RoutingLLM(FunctionCallingLLM):
 
     @staticmethod
     def _chat_args(
-        route: str, llm: LLM, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+        route: str,
+        llm: LLM,
+        messages: Sequence[ChatMessage],
+        kwargs: dict[str, Any],
+        stream: bool = False,
     ) -> dict[str, Any]:
-        """The child's call arguments: its own tool format when tools are involved."""
+        """The child's call arguments: its own tool format when tools are involved.
+
+        A stream also asks for usage where the child would not (OpenAI-family LLMs).
+        """
         extra = dict(kwargs)
         request: _ToolRequest | None = extra.pop(_TOOL_REQUEST_KEY, None)
-        if request is None:
-            return {"messages": messages, **extra}
-        return request.prepare(route, llm)
+        args = {"messages": messages, **extra} if request is None else request.prepare(route, llm)
+        if stream:
+            args.update(_stream_usage_kwargs(llm, args))
+        return args
 
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Chat with the route chosen for the last user message.
@@ -678,7 +777,9 @@ class RoutingLLM(FunctionCallingLLM):
         return self._stream(
             routing,
             "stream_chat",
-            lambda route, llm: llm.stream_chat(**self._chat_args(route, llm, messages, kwargs)),
+            lambda route, llm: llm.stream_chat(
+                **self._chat_args(route, llm, messages, kwargs, stream=True)
+            ),
         )
 
     async def astream_chat(
@@ -688,7 +789,9 @@ class RoutingLLM(FunctionCallingLLM):
         routing = await self._achat_routing(messages, kwargs)
 
         async def invoke(route: str, llm: LLM) -> ChatResponseAsyncGen:
-            return await llm.astream_chat(**self._chat_args(route, llm, messages, kwargs))
+            return await llm.astream_chat(
+                **self._chat_args(route, llm, messages, kwargs, stream=True)
+            )
 
         return self._astream(routing, "stream_chat", invoke)
 
@@ -750,7 +853,9 @@ class RoutingLLM(FunctionCallingLLM):
         return self._stream(
             routing,
             "stream_complete",
-            lambda route, llm: llm.stream_complete(prompt, formatted=formatted, **kwargs),
+            lambda route, llm: llm.stream_complete(
+                prompt, formatted=formatted, **kwargs, **_stream_usage_kwargs(llm, kwargs)
+            ),
         )
 
     async def astream_complete(
@@ -760,7 +865,9 @@ class RoutingLLM(FunctionCallingLLM):
         routing = await self._acomplete_routing(prompt, kwargs)
 
         async def invoke(route: str, llm: LLM) -> CompletionResponseAsyncGen:
-            return await llm.astream_complete(prompt, formatted=formatted, **kwargs)
+            return await llm.astream_complete(
+                prompt, formatted=formatted, **kwargs, **_stream_usage_kwargs(llm, kwargs)
+            )
 
         return self._astream(routing, "stream_complete", invoke)
 

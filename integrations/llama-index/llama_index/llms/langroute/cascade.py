@@ -9,14 +9,13 @@ result is stored under the same key, ``"langroute_cascade"``, with the same fiel
 from __future__ import annotations
 
 import contextlib
-import time
-import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
     Generator,
+    Iterable,
     Iterator,
     Sequence,
 )
@@ -42,10 +41,11 @@ from llama_index.llms.langroute.events import CascadeTierEvent, dispatcher
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
 from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
 
-from langroute.cascade import CASCADE_KEY, CascadeAttempt, error_text, failed_attempt, judge_attempt
+from langroute.calls import Attempt
+from langroute.cascade import CASCADE_KEY, CascadeAttempt, CascadeCall, CascadePolicy
 from langroute.cascade import CascadeResult as _CoreCascadeResult
-from langroute.errors import AllRoutesFailedError, RouterConfigError
-from langroute.scorers import Scorer, ScoreResult, as_scorer
+from langroute.escalation import Escalation, max_usage
+from langroute.scorers import Scorer, as_scorer
 
 __all__ = ["CASCADE_KEY", "CascadeAttempt", "CascadeLLM", "CascadeResult"]
 
@@ -99,81 +99,115 @@ def _merge_logprobs(chunks: Sequence[ChatResponse | CompletionResponse]) -> list
     return values or None
 
 
-class _Call:
-    """Bookkeeping for one cascade call: its attempts, events and errors."""
+async def _one(item: Any) -> AsyncIterator[Any]:
+    yield item
+
+
+class _Buffered:
+    """A scored tier's whole stream, read to the end so it can be scored."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self.chunks = chunks
+
+    @property
+    def final(self) -> Any:
+        return self.chunks[-1] if self.chunks else None
+
+
+def _usage_of(item: Any) -> TokenUsage | None:
+    if isinstance(item, _Buffered):
+        return merge_usage(extract_usage(chunk) for chunk in item.chunks)
+    return extract_usage(item)
+
+
+class _CascadeRun:
+    """One cascade call: each tier's verdict, and a :class:`CascadeTierEvent` per attempt."""
 
     def __init__(self, cascade: CascadeLLM, query: str | None) -> None:
         self.cascade = cascade
+        self.policy = cascade.policy
         self.query = query
-        self.call_id = uuid.uuid4().hex
-        self.attempts: list[CascadeAttempt] = []
-        self.errors: list[tuple[str, BaseException]] = []
+        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on)
+        self.responses: dict[str, Any] = {}
+        self._results: dict[str, dict[str, Any]] = {}
 
-    def emit(
-        self,
-        attempt: CascadeAttempt,
-        response: ChatResponse | CompletionResponse | None,
-        started: float,
-        result: ScoreResult | None,
-        *,
-        usage: TokenUsage | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Keep the attempt and announce it (the ledger handler records it)."""
-        self.attempts.append(attempt)
+    def escalation(self) -> Escalation[Any]:
+        return self.record.escalation(
+            usage_of=_usage_of, merge_usage=max_usage, on_attempt=self.announce
+        )
+
+    def _score_args(
+        self, name: str, answer: str, logprobs: list[float] | None
+    ) -> tuple[tuple[str, str], dict[str, Any]]:
+        metadata = {"tier": self.policy.tier(name), "tier_name": name}
+        return (self.query or "", answer), {"logprobs": logprobs, "metadata": metadata}
+
+    def _answer(self, name: str, answer: Any) -> tuple[str, list[float] | None] | None:
+        """Keep the answer; the text and log-probabilities to score (None: not scored)."""
+        if isinstance(answer, _Buffered):
+            self.responses[name] = answer.final
+            text = _text(answer.final) if answer.final is not None else ""
+            logprobs = _merge_logprobs(answer.chunks)
+        else:
+            self.responses[name] = answer
+            text, logprobs = _text(answer), _logprobs(answer)
+        return (text, logprobs) if self.policy.scored(self.policy.tier(name)) else None
+
+    def accept(self, name: str, answer: Any) -> bool:
+        scored = self._answer(name, answer)
+        if scored is None:
+            return self.record.verdict(name, None)
+        args, kwargs = self._score_args(name, *scored)
+        return self.record.verdict(name, self.cascade.scorer(*args, **kwargs))
+
+    async def aaccept(self, name: str, answer: Any) -> bool:
+        scored = self._answer(name, answer)
+        if scored is None:
+            return self.record.verdict(name, None)
+        args, kwargs = self._score_args(name, *scored)
+        return self.record.verdict(name, await self.cascade.scorer.ascore(*args, **kwargs))
+
+    def announce(self, attempt: Attempt) -> None:
+        """Announce a final attempt (the ledger handler records it)."""
+        verdict = self.record.attempt_for(attempt)
         metadata: dict[str, Any] = {}
-        if attempt.tier > 0:
-            metadata["previous_tier"] = self.cascade.tier_names[attempt.tier - 1]
+        if verdict.tier > 0:
+            metadata["previous_tier"] = self.policy.tier_names[verdict.tier - 1]
+        result = None if attempt.failed else self.record.scores.get(attempt.route)
         if result is not None:
             metadata["score_result"] = result.model_dump()
+        response = None if attempt.failed else self.responses.get(attempt.route)
         dispatcher.event(
             CascadeTierEvent(
-                call_id=self.call_id,
-                tier=attempt.tier,
-                tier_name=attempt.tier_name,
-                model=attempt.model,
-                baseline_model=self.cascade.baseline_model,
+                call_id=self.record.call_id,
+                tier=verdict.tier,
+                tier_name=verdict.tier_name,
+                model=verdict.model,
+                baseline_model=self.policy.baseline_model,
                 response=response,
-                usage=usage if usage is not None else extract_usage(response),
-                latency_ms=(time.perf_counter() - started) * 1000,
-                accepted=attempt.accepted,
-                score=attempt.score,
-                reason=attempt.reason,
-                error=error_text(error) if error is not None else attempt.error,
+                usage=attempt.usage,
+                latency_ms=attempt.latency_ms or 0.0,
+                accepted=verdict.accepted and attempt.error is None,
+                score=verdict.score,
+                reason=verdict.reason,
+                error=attempt.error,
                 query=self.query,
                 metadata=metadata,
             )
         )
 
-    def failed(self, tier: int, exc: BaseException, started: float) -> None:
-        """A tier raised: it counts as rejected."""
-        name = self.cascade.tier_names[tier]
-        self.errors.append((name, exc))
-        attempt = failed_attempt(tier, name, self.cascade.model_for(name), exc)
-        self.emit(attempt, None, started, None)
-
-    def annotate(self, response: R, attempt: CascadeAttempt) -> R:
+    def annotate(self, name: str, response: R) -> R:
         """The tier's response with the cascade result added (its ``raw`` untouched)."""
-        result = CascadeResult(
-            call_id=self.call_id,
-            tier=attempt.tier,
-            tier_name=attempt.tier_name,
-            model=attempt.model,
-            reason=attempt.reason,
-            attempts=[a for a in self.attempts if a is not attempt] + [attempt],
-        ).model_dump(mode="json")
+        if name not in self._results:
+            self._results[name] = self.record.result(name).model_dump(mode="json")
         return response.model_copy(
-            update={"additional_kwargs": {**response.additional_kwargs, CASCADE_KEY: result}}
+            update={
+                "additional_kwargs": {
+                    **response.additional_kwargs,
+                    CASCADE_KEY: self._results[name],
+                }
+            }
         )
-
-    def all_failed(self) -> AllRoutesFailedError:
-        """No answer: the last tier raised (earlier tiers raised or were rejected)."""
-        parts = [f"{a.tier_name}: {a.reason}" for a in self.attempts]
-        error = AllRoutesFailedError(
-            f"no cascade tier produced an answer ({'; '.join(parts)})", self.errors
-        )
-        error.__cause__ = self.errors[-1][1]
-        return error
 
 
 class CascadeLLM(LLM):
@@ -253,35 +287,19 @@ class CascadeLLM(LLM):
         **kwargs: Any,
     ) -> None:
         llms = list(tiers)
-        if len(llms) < 2:
-            raise RouterConfigError("a cascade needs at least two tiers, cheapest first")
-        names = list(tier_names) if tier_names is not None else None
-        if names is not None and len(names) != len(llms):
-            raise RouterConfigError(f"tier_names needs {len(llms)} names, got {len(names)}")
-        names = names or [llm.metadata.model_name for llm in llms]
-        for name in names:
-            if names.count(name) > 1:
-                raise RouterConfigError(f"two tiers are named {name!r}; pass tier_names")
-        scored = len(llms) if score_last_tier else len(llms) - 1
-        if isinstance(threshold, (int, float)):
-            thresholds = [float(threshold)] * len(llms)
-        else:
-            thresholds = [float(t) for t in threshold]
-            if len(thresholds) not in (scored, len(llms)):
-                raise RouterConfigError(
-                    f"threshold needs one value or {scored} (one per scored tier), "
-                    f"got {len(thresholds)}"
-                )
-            thresholds += [thresholds[-1]] * (len(llms) - len(thresholds))
-        if any(not 0.0 <= t <= 1.0 for t in thresholds):
-            raise RouterConfigError(f"thresholds must lie in [0, 1], got {thresholds}")
+        policy = CascadePolicy.build(
+            tier_names,
+            [llm.metadata.model_name for llm in llms],
+            threshold,
+            score_last_tier=score_last_tier,
+        )
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
         super().__init__(
             tiers=llms,
-            tier_names=names,
+            tier_names=policy.tier_names,
             scorer=as_scorer(scorer),
-            thresholds=thresholds,
+            thresholds=policy.thresholds,
             score_last_tier=score_last_tier,
             query_extractor=query_extractor or QueryExtractor(),
             escalate_on=tuple(escalate_on),
@@ -304,6 +322,16 @@ class CascadeLLM(LLM):
         tiers = self.__dict__.get("tiers")
         for llm in tiers or []:
             llm.callback_manager = self.callback_manager
+
+    @property
+    def policy(self) -> CascadePolicy:
+        """The tiers' names, models and thresholds (the core's cascade rule)."""
+        return CascadePolicy(
+            tier_names=self.tier_names,
+            models=[llm.metadata.model_name for llm in self.tiers],
+            thresholds=self.thresholds,
+            score_last_tier=self.score_last_tier,
+        )
 
     def model_for(self, tier: str) -> str:
         """The model name of a tier's LLM."""
@@ -353,178 +381,56 @@ class CascadeLLM(LLM):
         finally:
             _QUERY.reset(token)
 
-    # ------------------------------------------------------------------ scoring
-
-    def _scored(self, tier: int) -> bool:
-        return tier < len(self.tiers) - 1 or self.score_last_tier
-
-    def _score_args(
-        self, call: _Call, tier: int, answer: str, logprobs: list[float] | None
-    ) -> tuple[tuple[str, str], dict[str, Any]]:
-        metadata = {"tier": tier, "tier_name": self.tier_names[tier]}
-        return (call.query or "", answer), {"logprobs": logprobs, "metadata": metadata}
-
-    def _attempt(self, tier: int, result: ScoreResult | None) -> CascadeAttempt:
-        """Judge one tier's answer (``result`` is ``None`` for an unscored last tier)."""
-        name = self.tier_names[tier]
-        return judge_attempt(
-            tier,
-            name,
-            self.model_for(name),
-            result,
-            threshold=self.thresholds[tier],
-            last=tier == len(self.tiers) - 1,
-        )
-
-    def _judge(self, call: _Call, tier: int, answer: str, logprobs: list[float] | None) -> Any:
-        if not self._scored(tier):
-            return self._attempt(tier, None), None
-        args, kwargs = self._score_args(call, tier, answer, logprobs)
-        result = self.scorer(*args, **kwargs)
-        return self._attempt(tier, result), result
-
-    async def _ajudge(
-        self, call: _Call, tier: int, answer: str, logprobs: list[float] | None
-    ) -> Any:
-        if not self._scored(tier):
-            return self._attempt(tier, None), None
-        args, kwargs = self._score_args(call, tier, answer, logprobs)
-        result = await self.scorer.ascore(*args, **kwargs)
-        return self._attempt(tier, result), result
-
     # ------------------------------------------------------------------ running tiers
 
+    def _llm(self, name: str) -> LLM:
+        return self.tiers[self.tier_names.index(name)]
+
     def _run(self, query: str | None, invoke: Callable[[LLM], R]) -> R:
-        call = _Call(self, query)
-        for tier, llm in enumerate(self.tiers):
-            started = time.perf_counter()
-            try:
-                response = invoke(llm)
-            except self.escalate_on as exc:
-                call.failed(tier, exc, started)
-                continue
-            attempt, result = self._judge(call, tier, _text(response), _logprobs(response))
-            call.emit(attempt, response, started, result)
-            if attempt.accepted:
-                return call.annotate(response, attempt)
-        raise call.all_failed()
+        run = _CascadeRun(self, query)
+        name, response = run.escalation().run(
+            lambda tier: invoke(self._llm(tier)), accept=run.accept
+        )
+        return run.annotate(name, response)
 
     async def _arun(self, query: str | None, invoke: Callable[[LLM], Awaitable[R]]) -> R:
-        call = _Call(self, query)
-        for tier, llm in enumerate(self.tiers):
-            started = time.perf_counter()
-            try:
-                response = await invoke(llm)
-            except self.escalate_on as exc:
-                call.failed(tier, exc, started)
-                continue
-            attempt, result = await self._ajudge(call, tier, _text(response), _logprobs(response))
-            call.emit(attempt, response, started, result)
-            if attempt.accepted:
-                return call.annotate(response, attempt)
-        raise call.all_failed()
+        run = _CascadeRun(self, query)
+        name, response = await run.escalation().arun(
+            lambda tier: invoke(self._llm(tier)), accept=run.aaccept
+        )
+        return run.annotate(name, response)
 
     def _stream(
         self, query: str | None, invoke: Callable[[LLM], Iterator[R]]
     ) -> Generator[R, None, None]:
-        call = _Call(self, query)
-        for tier, llm in enumerate(self.tiers):
-            started = time.perf_counter()
-            if self._scored(tier):
-                try:
-                    chunks = list(invoke(llm))
-                except self.escalate_on as exc:
-                    call.failed(tier, exc, started)
-                    continue
-                final = chunks[-1] if chunks else None
-                answer = _text(final) if final is not None else ""
-                attempt, result = self._judge(call, tier, answer, _merge_logprobs(chunks))
-                usage = merge_usage(extract_usage(chunk) for chunk in chunks)
-                call.emit(attempt, final, started, result, usage=usage)
-                if attempt.accepted:
-                    for chunk in chunks:
-                        yield call.annotate(chunk, attempt)
-                    return
-                continue
-            # the unscored last tier streams live
-            attempt = self._attempt(tier, None)
-            try:
-                iterator = iter(invoke(llm))
-                first = next(iterator, None)
-            except self.escalate_on as exc:
-                call.failed(tier, exc, started)
-                break
-            latest = first
-            usage = extract_usage(first) if first is not None else None
-            error: BaseException | None = None
-            try:
-                if first is not None:
-                    yield call.annotate(first, attempt)
-                    for chunk in iterator:
-                        latest = chunk
-                        usage = merge_usage([usage, extract_usage(chunk)])
-                        yield call.annotate(chunk, attempt)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                call.emit(attempt, latest, started, None, usage=usage, error=error)
-            return
-        raise call.all_failed()
+        run = _CascadeRun(self, query)
+
+        def open_stream(name: str) -> Iterable[Any]:
+            # scored tiers are read to the end (and scored); an unscored last tier is live
+            if self.policy.scored(self.tier_names.index(name)):
+                return [_Buffered(list(invoke(self._llm(name))))]
+            return invoke(self._llm(name))
+
+        for name, item in run.escalation().stream(open_stream, accept=run.accept):
+            for chunk in item.chunks if isinstance(item, _Buffered) else [item]:
+                run.responses[name] = chunk
+                yield run.annotate(name, chunk)
 
     async def _astream(
         self, query: str | None, invoke: Callable[[LLM], Awaitable[AsyncIterator[R]]]
     ) -> AsyncGenerator[R, None]:
-        call = _Call(self, query)
-        for tier, llm in enumerate(self.tiers):
-            started = time.perf_counter()
-            if self._scored(tier):
-                try:
-                    chunks = [chunk async for chunk in await invoke(llm)]
-                except self.escalate_on as exc:
-                    call.failed(tier, exc, started)
-                    continue
-                final = chunks[-1] if chunks else None
-                answer = _text(final) if final is not None else ""
-                attempt, result = await self._ajudge(call, tier, answer, _merge_logprobs(chunks))
-                usage = merge_usage(extract_usage(chunk) for chunk in chunks)
-                call.emit(attempt, final, started, result, usage=usage)
-                if attempt.accepted:
-                    for chunk in chunks:
-                        yield call.annotate(chunk, attempt)
-                    return
-                continue
-            attempt = self._attempt(tier, None)
-            try:
-                iterator = (await invoke(llm)).__aiter__()
-                try:
-                    first: R | None = await iterator.__anext__()
-                except StopAsyncIteration:
-                    first = None
-            except self.escalate_on as exc:
-                call.failed(tier, exc, started)
-                break
-            latest = first
-            usage = extract_usage(first) if first is not None else None
-            error: BaseException | None = None
-            try:
-                if first is not None:
-                    yield call.annotate(first, attempt)
-                    async for chunk in iterator:
-                        latest = chunk
-                        usage = merge_usage([usage, extract_usage(chunk)])
-                        yield call.annotate(chunk, attempt)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                call.emit(attempt, latest, started, None, usage=usage, error=error)
-            return
-        raise call.all_failed()
+        run = _CascadeRun(self, query)
+
+        async def open_stream(name: str) -> AsyncIterator[Any]:
+            stream = await invoke(self._llm(name))
+            if self.policy.scored(self.tier_names.index(name)):
+                return _one(_Buffered([chunk async for chunk in stream]))
+            return stream
+
+        async for name, item in run.escalation().astream(open_stream, accept=run.aaccept):
+            for chunk in item.chunks if isinstance(item, _Buffered) else [item]:
+                run.responses[name] = chunk
+                yield run.annotate(name, chunk)
 
     # ------------------------------------------------------------------ LLM surface
 

@@ -144,7 +144,8 @@ def track_costs(
     """Record routed calls made inside the block into ``ledger``, and yield the ledger.
 
     Adds a :class:`CostCallbackHandler` to the root dispatcher (or ``dispatcher``) and
-    removes it on exit. Same shape as the LangChain integration's ``track_costs``.
+    removes it on exit, then flushes the ledger's pending writes (so a ledger file holds
+    every record of the block). Same shape as the LangChain integration's ``track_costs``.
 
     Args:
         ledger: A ledger, or the path of a JSONL / SQLite ledger file (default: a new
@@ -167,3 +168,4 @@ def track_costs(
         yield ledger
     finally:
         target.event_handlers = [h for h in target.event_handlers if h is not handler]
+        ledger.flush()

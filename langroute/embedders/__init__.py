@@ -1,0 +1,51 @@
+"""Embedders: turn texts into normalised float32 vectors.
+
+The core speaks one small protocol, :class:`Embedder`. Anything with LangChain's
+``Embeddings`` methods (``embed_documents``/``embed_query``) or LlamaIndex's
+(``get_text_embedding_batch``/``get_query_embedding``) is adapted by
+:func:`as_embedder` without importing either framework.
+
+Example:
+    >>> from langroute.embedders import HashingEmbedder
+    >>> emb = HashingEmbedder(dimension=64)
+    >>> emb.embed_documents(["hello world"]).shape
+    (1, 64)
+"""
+
+from langroute.embedders.adapters import as_embedder
+from langroute.embedders.base import Embedder, embed_documents, embedding_dimension, normalize
+from langroute.embedders.cache import CachedEmbedder
+from langroute.embedders.hashing import HashingEmbedder
+from langroute.embedders.onnx import (
+    ONNX_EXPORT_VERSION,
+    OnnxEncoder,
+    cache_dir,
+    export_onnx,
+    onnx_export_dir,
+)
+from langroute.embedders.sentence_transformer import (
+    BACKENDS,
+    DEFAULT_MODEL_NAME,
+    SentenceTransformerEmbedder,
+)
+from langroute.embedders.threads import configure_torch_threads, num_threads
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL_NAME",
+    "ONNX_EXPORT_VERSION",
+    "CachedEmbedder",
+    "Embedder",
+    "HashingEmbedder",
+    "OnnxEncoder",
+    "SentenceTransformerEmbedder",
+    "as_embedder",
+    "cache_dir",
+    "configure_torch_threads",
+    "embed_documents",
+    "embedding_dimension",
+    "export_onnx",
+    "normalize",
+    "num_threads",
+    "onnx_export_dir",
+]

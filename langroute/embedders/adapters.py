@@ -1,0 +1,98 @@
+"""Any embedding model as an :class:`~langroute.embedders.Embedder`.
+
+LangChain ``Embeddings`` and LlamaIndex ``BaseEmbedding`` objects (or anything with
+their methods) are adapted without importing either framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from langroute.embedders.base import Embedder, normalize
+from langroute.embedders.cache import CachedEmbedder
+from langroute.embedders.sentence_transformer import SentenceTransformerEmbedder
+
+__all__ = ["as_embedder"]
+
+
+class _FrameworkEmbeddingAdapter:
+    """Shared part of the adapters: a fingerprint and a dimension found by one probe."""
+
+    def __init__(self, wrapped: Any, fingerprint: str | None = None) -> None:
+        self._wrapped = wrapped
+        self._fingerprint = fingerprint or _describe(wrapped)
+        self._dimension: int | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.embed_queries(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _LangChainEmbeddingsAdapter(_FrameworkEmbeddingAdapter):
+    """Adapts an object with ``embed_documents``/``embed_query`` (LangChain ``Embeddings``)."""
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return normalize(self._wrapped.embed_documents(list(texts)))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        # LangChain models may embed queries differently from documents: keep that.
+        return normalize([self._wrapped.embed_query(text) for text in texts])
+
+
+class _LlamaIndexEmbeddingAdapter(_FrameworkEmbeddingAdapter):
+    """Adapts an object with ``get_text_embedding_batch``/``get_query_embedding`` (LlamaIndex)."""
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return normalize(self._wrapped.get_text_embedding_batch(list(texts)))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return normalize([self._wrapped.get_query_embedding(text) for text in texts])
+
+
+def _describe(obj: Any) -> str:
+    for attribute in ("model", "model_name", "model_id"):
+        value = getattr(obj, attribute, None)
+        if isinstance(value, str) and value:
+            return f"{type(obj).__name__}:{value}"
+    return type(obj).__name__
+
+
+def as_embedder(obj: Any = None, *, fingerprint: str | None = None) -> Embedder:
+    """Return an :class:`Embedder` for ``obj``.
+
+    ``None`` gives the bundled MiniLM; a LangChain ``Embeddings`` or a LlamaIndex
+    ``BaseEmbedding`` (or anything with their methods) is adapted; an ``Embedder`` is
+    returned as is.
+
+    Example:
+        >>> from langroute.embedders import HashingEmbedder
+        >>> as_embedder(HashingEmbedder()).fingerprint
+        'hashing:256'
+    """
+    if obj is None:
+        return SentenceTransformerEmbedder()
+    if isinstance(obj, CachedEmbedder):
+        return obj
+    if hasattr(obj, "get_text_embedding_batch") and hasattr(obj, "get_query_embedding"):
+        return _LlamaIndexEmbeddingAdapter(obj, fingerprint)
+    if hasattr(obj, "embed_queries") and hasattr(obj, "fingerprint") and hasattr(obj, "dimension"):
+        return obj
+    if hasattr(obj, "embed_documents") and hasattr(obj, "embed_query"):
+        return _LangChainEmbeddingsAdapter(obj, fingerprint)
+    raise TypeError(
+        f"{type(obj).__name__} is not an embedder: expected embed_documents/embed_queries "
+        "(langroute), embed_documents/embed_query (LangChain) or "
+        "get_text_embedding_batch/get_query_embedding (LlamaIndex)"
+    )

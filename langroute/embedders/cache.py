@@ -1,0 +1,94 @@
+"""A bounded LRU cache of query vectors in front of any embedder."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from langroute.embedders.base import Embedder
+
+__all__ = ["CachedEmbedder"]
+
+
+class CachedEmbedder:
+    """Wraps an embedder with a bounded LRU cache of query vectors (exact text match).
+
+    Example:
+        >>> from langroute.embedders import HashingEmbedder
+        >>> emb = CachedEmbedder(HashingEmbedder(), max_size=2)
+        >>> _ = emb.embed_queries(["a", "a"])
+        >>> emb.cache_info()["hits"]
+        1
+    """
+
+    def __init__(self, embedder: Embedder, max_size: int = 4096) -> None:
+        self.inner = embedder
+        self.max_size = max_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """The wrapped embedder's fingerprint (caching does not change vectors)."""
+        return self.inner.fingerprint
+
+    @property
+    def dimension(self) -> int:
+        """The wrapped embedder's dimension."""
+        return self.inner.dimension
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Exemplars are embedded once; no caching needed."""
+        return self.inner.embed_documents(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed queries, computing only those not in the cache (in one batch)."""
+        if self.max_size <= 0:
+            return self.inner.embed_queries(texts)
+        found: dict[int, np.ndarray] = {}
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                vector = self._cache.get(text)
+                if vector is not None:
+                    self._cache.move_to_end(text)
+                    found[i] = vector
+                    self._hits += 1
+                else:
+                    missing.setdefault(text, []).append(i)
+        if missing:
+            unique = list(missing)
+            vectors = self.inner.embed_queries(unique)
+            with self._lock:
+                for text, vector in zip(unique, vectors):
+                    for i in missing[text]:
+                        found[i] = vector
+                    self._misses += 1
+                    self._hits += len(missing[text]) - 1
+                    self._cache[text] = vector
+                    self._cache.move_to_end(text)
+                while len(self._cache) > self.max_size:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.ascontiguousarray(np.stack([found[i] for i in range(len(texts))]))
+
+    def cache_info(self) -> dict[str, int]:
+        """Hits, misses and current size."""
+        with self._lock:
+            return {
+                "hits": self._hits,
+                "misses": self._misses,
+                "size": len(self._cache),
+                "max_size": self.max_size,
+            }
+
+    def clear(self) -> None:
+        """Empty the cache."""
+        with self._lock:
+            self._cache.clear()

@@ -1,0 +1,203 @@
+"""Escalation: the one helper every integration runs provider calls through."""
+
+from __future__ import annotations
+
+import pytest
+
+from langroute.calls import Attempt, RoutedCall, TokenUsage
+from langroute.decision import RouteDecision
+from langroute.errors import AllRoutesFailedError
+from langroute.escalation import Escalation
+
+PATH = ["small", "medium", "large"]
+
+
+def new_call() -> RoutedCall:
+    return RoutedCall(
+        decision=RouteDecision(route="small", confidence=1.0, reason="vote"),
+        baseline_route="large",
+    )
+
+
+def escalation(call: RoutedCall, **options) -> Escalation:
+    return Escalation(
+        call,
+        PATH,
+        model_for=lambda r: f"{r}-model",
+        usage_of=lambda a: TokenUsage(output_tokens=len(a)),
+        **options,
+    )
+
+
+def test_a_rejected_answer_is_a_paid_attempt_and_the_next_route_runs():
+    call, announced = new_call(), []
+    run = escalation(call, on_attempt=announced.append)
+    route, answer = run.run(lambda r: f"{r} says hi", accept=lambda r, a: r == "medium")
+    assert (route, answer) == ("medium", "medium says hi")
+    assert [(a.route, a.rejected, a.usage.output_tokens) for a in call.attempts] == [
+        ("small", True, 13),
+        ("medium", False, 14),
+    ]
+    assert call.escalated and call.route == "medium"
+    assert announced == call.attempts
+    assert [a["route"] for a in call.metadata()["attempts"]] == ["small"]
+
+
+def test_the_last_route_answers_whatever_accept_says():
+    call = new_call()
+    route, _ = escalation(call).run(lambda r: r, accept=lambda r, a: False)
+    assert route == "large"
+    assert [a.rejected for a in call.attempts] == [True, True, False]
+
+
+def test_rejections_then_a_failing_last_route_explain_every_attempt():
+    call = new_call()
+
+    def ask(route: str) -> str:
+        if route == "large":
+            raise TimeoutError("read timed out")
+        return "meh"
+
+    with pytest.raises(AllRoutesFailedError) as info:
+        escalation(call).run(ask, accept=lambda r, a: False)
+    assert str(info.value) == (
+        "no route gave an accepted answer (small: rejected; medium: rejected; "
+        "large: error: TimeoutError: read timed out)"
+    )
+    assert info.value.call is call
+    assert [route for route, _ in info.value.attempts] == ["large"]
+
+
+async def test_async_accept_and_hooks_are_awaited():
+    call, announced = new_call(), []
+
+    async def accept(route: str, answer: str) -> bool:
+        return route != "small"
+
+    async def announce(attempt: Attempt) -> None:
+        announced.append(attempt.route)
+
+    async def ask(route: str) -> str:
+        return route
+
+    route, _ = await escalation(call, on_attempt=announce).arun(ask, accept=accept)
+    assert route == "medium"
+    assert announced == ["small", "medium"]
+
+
+def test_a_stream_rejected_on_its_first_chunk_is_closed_and_the_next_one_streams():
+    call, closed = new_call(), []
+
+    def open_stream(route: str):
+        try:
+            yield f"{route}-1"
+            yield f"{route}-2"
+        finally:
+            closed.append(route)
+
+    chunks = list(escalation(call).stream(open_stream, accept=lambda r, c: r != "small"))
+    assert chunks == [("medium", "medium-1"), ("medium", "medium-2")]
+    assert closed == ["small", "medium"]
+    assert [(a.route, a.rejected) for a in call.attempts] == [("small", True), ("medium", False)]
+
+
+async def test_an_async_stream_rejected_on_its_first_chunk_moves_on():
+    call = new_call()
+
+    async def open_stream(route: str):
+        yield f"{route}-1"
+
+    chunks = [
+        c async for c in escalation(call).astream(open_stream, accept=lambda r, c: r == "large")
+    ]
+    assert chunks == [("large", "large-1")]
+    assert [a.rejected for a in call.attempts] == [True, True, False]
+
+
+def test_signals_pass_through_unrecorded():
+    class Pause(Exception):
+        pass
+
+    call, asked = new_call(), []
+
+    def ask(route: str) -> str:
+        asked.append(route)
+        raise Pause()
+
+    with pytest.raises(Pause):
+        escalation(call, propagate=(Pause,)).run(ask)
+    assert asked == ["small"]
+    assert call.attempts == []
+
+
+# ------------------------------------------------------------------ streams like invoke
+def test_an_empty_stream_is_a_failed_attempt_and_the_next_route_streams():
+    call = new_call()
+
+    def open_stream(route: str):
+        if route == "small":
+            return iter(())
+        return iter([f"{route}-1"])
+
+    assert list(escalation(call).stream(open_stream)) == [("medium", "medium-1")]
+    assert call.attempts[0].error.startswith("EmptyStreamError: the stream of route 'small'")
+    assert [a.route for a in call.attempts] == ["small", "medium"]
+
+
+async def test_an_empty_async_stream_is_a_failed_attempt():
+    call = new_call()
+
+    async def open_stream(route: str):
+        if route != "small":
+            yield f"{route}-1"
+
+    chunks = [c async for c in escalation(call).astream(open_stream)]
+    assert chunks == [("medium", "medium-1")]
+    assert call.attempts[0].error.startswith("EmptyStreamError")
+
+
+def test_chunks_before_output_are_held_and_a_break_there_escalates():
+    call = new_call()
+
+    def open_stream(route: str):
+        yield ""  # a role chunk: nothing for the caller yet
+        if route == "small":
+            raise ConnectionError("peer closed connection")
+        yield f"{route}-text"
+
+    chunks = list(escalation(call, delivers=bool).stream(open_stream))
+    assert chunks == [("medium", ""), ("medium", "medium-text")]
+    assert call.attempts[0].error == "ConnectionError: peer closed connection"
+    assert not call.attempts[0].partial and call.attempts[0].measured
+
+
+def test_a_stream_whose_chunks_deliver_nothing_answers_with_them():
+    call = new_call()
+    chunks = list(escalation(call, delivers=bool).stream(lambda route: iter(["", ""])))
+    assert chunks == [("small", ""), ("small", "")]
+    assert call.route == "small"
+
+
+def test_a_stream_names_its_served_model_on_a_later_chunk():
+    call = new_call()
+    served = {"b": "small-model-2024-07-18"}
+    esc = escalation(call, model_of=lambda route, chunk: served.get(chunk))
+    assert [c for _, c in esc.stream(lambda route: iter(["a", "b", "c"]))] == ["a", "b", "c"]
+    assert call.model == "small-model-2024-07-18"
+
+
+async def test_a_stream_broken_after_output_is_a_partial_unmeasured_attempt():
+    call = new_call()
+
+    async def open_stream(route: str):
+        yield "text"
+        raise ConnectionError("peer closed connection")
+
+    received = []
+    with pytest.raises(ConnectionError):
+        esc = Escalation(call, PATH, model_for=lambda r: f"{r}-model")  # no usage reported
+        async for _, chunk in esc.astream(open_stream):
+            received.append(chunk)
+    assert received == ["text"]
+    (attempt,) = call.attempts
+    assert attempt.partial and attempt.failed and not attempt.measured
