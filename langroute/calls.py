@@ -190,6 +190,11 @@ class RoutedCall(BaseModel):
                 raise ValueError(f"the last attempt is not one of route {attempt.route!r}")
             self.attempts[-1] = attempt
 
+    def snapshot(self) -> RoutedCall:
+        """A copy of the call as it stands now (later attempts do not change it)."""
+        with self._lock:
+            return self.model_copy(update={"attempts": list(self.attempts)})
+
     @property
     def failed_attempts(self) -> list[Attempt]:
         """The attempts that raised, in order."""

@@ -166,22 +166,25 @@ def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exempl
         raise ExemplarFormatError(message, path=path, line=line, field=field) from exc
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, Exemplar]]:
+def _parse_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> list[tuple[int, Exemplar]]:
+    """Numbered JSONL lines to ``(line, exemplar)`` pairs, errors naming file and line."""
     exemplars = []
-    with path.open("rb") as handle:
-        for line_no, line in utf8_lines(handle, path, ExemplarFormatError):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ExemplarFormatError(
-                    f"invalid JSON: {exc.msg}", path=path, line=line_no
-                ) from exc
-            if not isinstance(raw, dict):
-                raise ExemplarFormatError("expected a JSON object", path=path, line=line_no)
-            exemplars.append((line_no, _record_to_exemplar(raw, path, line_no)))
+    for line_no, line in lines:
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ExemplarFormatError(f"invalid JSON: {exc.msg}", path=path, line=line_no) from exc
+        if not isinstance(raw, dict):
+            raise ExemplarFormatError("expected a JSON object", path=path, line=line_no)
+        exemplars.append((line_no, _record_to_exemplar(raw, path, line_no)))
     return exemplars
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, Exemplar]]:
+    with path.open("rb") as handle:
+        return _parse_jsonl(utf8_lines(handle, path, ExemplarFormatError), path)
 
 
 def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
@@ -315,6 +318,21 @@ def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
         for ex in exemplars
     ]
     return "".join(line + "\n" for line in lines)
+
+
+def exemplars_from_jsonl(text: str, source: str | os.PathLike[str]) -> list[Exemplar]:
+    """Parse JSONL text written by :func:`exemplars_to_jsonl`; errors name ``source``.
+
+    Raises:
+        ExemplarFormatError: naming ``source``, line and field.
+
+    Example:
+        >>> text = exemplars_to_jsonl([Exemplar(text="hi", route="small")])
+        >>> exemplars_from_jsonl(text, "ex.jsonl")[0].route
+        'small'
+    """
+    lines = enumerate(io.StringIO(text, newline=None), start=1)
+    return [exemplar for _, exemplar in _parse_jsonl(lines, Path(source))]
 
 
 def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -303,10 +303,16 @@ class VectorIndex:
             faiss.write_index(self._index, str(path))
             return sorted(self._key_of)
 
-    def read(self, path: Path, keys: Sequence[str], faiss_ids: Sequence[int]) -> None:
-        """Replace the contents with an index file written by :meth:`write`."""
+    def read(self, source: Path | BinaryIO, keys: Sequence[str], faiss_ids: Sequence[int]) -> None:
+        """Replace the contents with an index file written by :meth:`write`.
+
+        ``source`` is the file's path or an open binary file (read from where it stands).
+        """
         faiss = _faiss()
-        index = faiss.read_index(str(path))
+        if isinstance(source, Path):
+            index = faiss.read_index(str(source))
+        else:
+            index = faiss.read_index(faiss.PyCallbackIOReader(source.read))
         if index.d != self.dimension:
             raise ValueError(f"index dimension {index.d} != expected {self.dimension}")
         stored = (

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -197,22 +200,34 @@ def test_tampered_files_that_still_parse_are_refused_by_checksum(neutral_dir, na
     assert len(ExemplarRouter.load(path, embedder=HashingEmbedder())) == 4
 
 
+def write_manifest(path: Path, fields: dict) -> None:
+    """Write manifest fields with a checksum that matches them: an edit, not damage.
+
+    The checksum is computed here from the documented rule (SHA-256 of the other fields
+    as JSON with sorted keys and no spaces), not by langroute's own code.
+    """
+    body = {key: value for key, value in fields.items() if key != "manifest_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(body | {"manifest_sha256": digest}, indent=2))
+
+
 def test_manifest_problems_are_clear(tmp_path):
     path = build().save(tmp_path / "r")
     manifest_path = path / "manifest.json"
     original = json.loads(manifest_path.read_text())
 
-    manifest_path.write_text(json.dumps(original | {"surprise": 1}))
+    write_manifest(path, original | {"surprise": 1})
     with pytest.raises(RouterStoreError, match="surprise"):
         ExemplarRouter.load(path, embedder=HashingEmbedder())
 
-    manifest_path.write_text(json.dumps(original | {"format_version": 99}))
+    write_manifest(path, original | {"format_version": 99})
     with pytest.raises(RouterStoreError, match="upgrade langroute"):
         ExemplarRouter.load(path, embedder=HashingEmbedder())
 
     settings = original["settings"] | {"k": 0}
-    manifest_path.write_text(json.dumps(original | {"settings": settings}))
-    with pytest.raises(RouterStoreError, match="invalid settings"):
+    write_manifest(path, original | {"settings": settings})
+    with pytest.raises(RouterStoreError, match=r"invalid settings: field 'settings\.k'"):
         ExemplarRouter.load(path, embedder=HashingEmbedder())
 
     manifest_path.write_text("{not json")
@@ -297,3 +312,162 @@ def test_real_embedder_round_trip(tmp_path, minilm_embedder):
     loaded = ExemplarRouter.load(router.save(tmp_path / "r"))
     assert loaded.embedder.fingerprint == "sentence-transformers:all-MiniLM-L6-v2:normalized"
     assert loaded.route("hello, good morning to you").route == "small"
+
+
+# -- the manifest: its own checksum, strict types -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", [b'"k": 7', b'"min_margin": 0.15', b'"temperature": 0.07', b'"format_version": 2']
+)
+def test_every_bit_flip_in_a_manifest_value_is_refused(neutral_dir, value):
+    path = build(k=7, min_margin=0.15, temperature=0.07).save(neutral_dir / "r")
+    manifest_path = path / "manifest.json"
+    data = manifest_path.read_bytes()
+    assert data.count(value) == 1
+    start = data.index(value) + value.index(b":") + 2  # the value's bytes, after ": "
+    still_json = 0
+    for offset in range(start, data.index(value) + len(value)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[offset] ^= 1 << bit
+            manifest_path.write_bytes(bytes(flipped))
+            with pytest.raises(RouterStoreError) as refused:
+                ExemplarRouter.load(path, embedder=HashingEmbedder())
+            message = str(refused.value)
+            assert str(manifest_path) in message
+            try:
+                json.loads(bytes(flipped))
+            except ValueError:
+                continue
+            still_json += 1  # only the checksum can tell: it must, and say so
+            assert message == (
+                f"{manifest_path} is corrupted: checksum mismatch "
+                "(field 'manifest_sha256' does not match the other fields)"
+            ), message
+    assert still_json > 0
+    manifest_path.write_bytes(data)
+    assert ExemplarRouter.load(path, embedder=HashingEmbedder()).settings.k == 7
+
+
+@pytest.mark.parametrize("version", ["2", "1", 0, -5, True, 2.0, None])
+def test_format_version_must_be_a_known_integer(neutral_dir, version):
+    path = build().save(neutral_dir / "r")
+    fields = json.loads((path / "manifest.json").read_text()) | {"format_version": version}
+    write_manifest(path, fields)
+    with pytest.raises(RouterStoreError, match="field 'format_version'") as refused:
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+    assert str(path / "manifest.json") in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("settings.k", lambda m: m["settings"].update(k="7")),
+        ("settings.k", lambda m: m["settings"].update(k=True)),
+        ("settings.temperature", lambda m: m["settings"].update(temperature="0.07")),
+        ("settings.routes", lambda m: m["settings"].update(routes="small")),
+        ("exemplar_count", lambda m: m.update(exemplar_count="4")),
+        ("exemplar_count", lambda m: m.update(exemplar_count=-1)),
+        ("files.ids.npy.bytes", lambda m: m["files"]["ids.npy"].update(bytes=True)),
+        ("embedder.dimension", lambda m: m["embedder"].update(dimension="256")),
+    ],
+)
+def test_manifest_types_are_strict(neutral_dir, field, change):
+    path = build().save(neutral_dir / "r")
+    fields = json.loads((path / "manifest.json").read_text())
+    change(fields)
+    write_manifest(path, fields)
+    with pytest.raises(RouterStoreError, match=re.escape(f"field '{field}'")) as refused:
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+    assert str(path / "manifest.json") in str(refused.value)
+
+
+def test_format_version_1_without_manifest_checksum_still_loads(tmp_path):
+    path = build(k=3).save(tmp_path / "r")
+    fields = json.loads((path / "manifest.json").read_text())
+    assert fields["format_version"] == store.FORMAT_VERSION == 2
+    del fields["manifest_sha256"]
+    # what langroute 0.1.0 wrote: format version 1, no checksum of the manifest
+    (path / "manifest.json").write_text(json.dumps(fields | {"format_version": 1}, indent=2))
+    loaded = ExemplarRouter.load(path, embedder=HashingEmbedder())
+    assert (len(loaded), loaded.settings.k) == (4, 3)
+    # version 2 must carry its checksum
+    (path / "manifest.json").write_text(json.dumps(fields, indent=2))
+    with pytest.raises(RouterStoreError, match="field 'manifest_sha256' is missing"):
+        ExemplarRouter.load(path, embedder=HashingEmbedder())
+    # saving again writes the current version
+    loaded.save(path)
+    assert json.loads((path / "manifest.json").read_text())["format_version"] == 2
+
+
+# -- where a save goes: modes, symlinks, places it cannot write ----------------------------
+
+
+def test_save_keeps_the_directory_mode(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = build().save(tmp_path / "r")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755  # a new router: mkdir's default
+    for mode in (0o750, 0o705, 0o555):
+        path.chmod(mode)
+        build().save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        assert [p.name for p in tmp_path.iterdir()] == ["r"]
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_save_through_a_symlink_keeps_the_link(tmp_path, relative):
+    real = build().save(tmp_path / "data" / "r")
+    link = tmp_path / "current"
+    link.symlink_to(Path("data") / "r" if relative else real)
+    before = os.readlink(link)
+    bigger = build()
+    bigger.add_exemplars([Exemplar(text="one more", route="small")])
+    assert bigger.save(link) == link
+    assert link.is_symlink() and os.readlink(link) == before
+    assert len(ExemplarRouter.load(real, embedder=HashingEmbedder())) == 5
+    assert len(ExemplarRouter.load(link, embedder=HashingEmbedder())) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "data"]
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["r"]
+
+
+def test_save_under_a_file_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    for path in (blocker / "r", blocker / "deeper" / "r"):
+        with pytest.raises(RouterStoreError, match="not a directory; nothing was written") as err:
+            build().save(path)
+        assert f"{blocker} is a file" in str(err.value)
+    assert blocker.read_text() == "keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_save_to_a_broken_symlink_is_a_clear_error(tmp_path):
+    link = tmp_path / "r"
+    link.symlink_to(tmp_path / "unmounted" / "r")
+    with pytest.raises(RouterStoreError, match=r"symlink to .* which does not exist"):
+        build().save(link)
+    assert link.is_symlink() and not (tmp_path / "unmounted").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permissions")
+def test_save_into_a_read_only_folder_is_a_clear_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = build().save(folder / "r")
+    (folder / ".r.saving-abcd1234").mkdir()  # left by a killed save
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(RouterStoreError, match=re.escape(f"{folder} is not writable")):
+            build().save(folder / "r")
+        with pytest.raises(RouterStoreError, match=re.escape(f"{folder} is not writable")):
+            build().save(folder / "new")
+        assert len(ExemplarRouter.load(path, embedder=HashingEmbedder())) == 4  # still reads
+    finally:
+        folder.chmod(0o755)
+    assert sorted(p.name for p in folder.iterdir()) == [".r.saving-abcd1234", "r"]

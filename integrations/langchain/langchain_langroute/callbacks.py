@@ -49,6 +49,8 @@ from langchain_langroute.chat_models import (
     CALL_FAILED_EVENT,
     ROUTE_EVENT,
     ROUTING_LLM_TYPE,
+)
+from langchain_langroute.route_models import (
     usage_of_message,
 )
 

@@ -43,11 +43,13 @@ from langroute.scorers import JudgeScorer, Scorer, as_scorer
 
 from langchain_langroute.chat_models import (
     RoutingChatModel,
-    _model_name_of,
-    _served_model,
-    _usage_of,
 )
 from langchain_langroute.query import last_human_message, message_text
+from langchain_langroute.route_models import (
+    model_name_of,
+    served_model,
+    usage_of,
+)
 
 __all__ = [
     "CASCADE_EVENT",
@@ -175,14 +177,14 @@ def _unwrap(runnable: Any) -> Any:
 def _tier_model_name(tier: Runnable[Any, Any]) -> str:
     inner = _unwrap(tier)
     if isinstance(inner, BaseChatModel):
-        return _model_name_of(inner)
+        return model_name_of(inner)
     return inner.get_name()
 
 
 def _baseline_model_name(tier: Runnable[Any, Any]) -> str:
     inner = _unwrap(tier)
     if isinstance(inner, RoutingChatModel):
-        return _model_name_of(inner.models[inner.strongest_route])
+        return model_name_of(inner.models[inner.strongest_route])
     return _tier_model_name(tier)
 
 
@@ -554,8 +556,8 @@ class _CascadeRun:
 
     def escalation(self, *, asynchronous: bool = False) -> Escalation[Any]:
         return self.record.escalation(
-            usage_of=_usage_of,
-            model_of=_served_model,
+            usage_of=usage_of,
+            model_of=served_model,
             on_attempt=self.aannounce if asynchronous else self.announce,
         )
 

@@ -14,10 +14,8 @@ Design (see the repository guide, LangChain section):
 
 from __future__ import annotations
 
-import json
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,22 +33,34 @@ from langchain_core.language_models.chat_models import (
     generate_from_stream,
 )
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list, get_executor_for_config
 from langchain_core.runnables.utils import gather_with_concurrency
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langroute.calls import ROUTE_KEY, RoutedCall, TokenUsage
+from langroute.calls import ROUTE_KEY, RoutedCall
 from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
-from langroute.escalation import Escalation, escalation_path
+from langroute.escalation import Escalation
 from langroute.protocols import Router
 from langroute.queries import has_visible_text
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from langchain_langroute.query import last_human_message
+from langchain_langroute.route_models import (
+    STANDARD_PARAMS,
+    StreamedModelName,
+    adelegate_stream,
+    check_route_models,
+    delegate_stream,
+    model_name_of,
+    route_escalation,
+    route_event_data,
+    stream_usage_kwargs,
+    usage_of_message,
+    with_route_settings,
+)
 
 __all__ = [
     "CALL_FAILED_EVENT",
@@ -81,16 +91,6 @@ _CALL_KEY = "_langroute_call"
 _TOOL_KWARGS_KEY = "_langroute_tool_kwargs"
 _PRIVATE_KEYS = (_CALL_KEY, _TOOL_KWARGS_KEY)
 
-# Standard parameters pushed down to route models that declare a field of that name or alias.
-_STANDARD_PARAMS = ("temperature", "max_tokens", "timeout", "max_retries")
-# Parameters that must reach the provider's SDK client; a route model without them is named
-# in a warning (the setting cannot take effect there).
-_CLIENT_PARAMS = ("timeout", "max_retries")
-# Fields of partner chat models holding SDK clients that their validators build from the
-# other fields (langchain-openai and the packages built on it, langchain-groq, ...). They
-# are left out when a model is rebuilt, so that its new clients take the new settings.
-_CLIENT_FIELDS = frozenset({"client", "async_client", "root_client", "root_async_client"})
-
 
 @dataclass
 class _CallContext:
@@ -101,354 +101,6 @@ class _CallContext:
     callbacks: Callbacks = None
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _model_name_of(model: BaseChatModel) -> str:
-    """The name a chat model reports to tracing (its ``ls_model_name``), best effort."""
-    try:
-        name = model._get_ls_params().get("ls_model_name")
-    except Exception:  # a third-party model whose ls params need call kwargs
-        name = None
-    if not name:
-        for attribute in ("model_name", "model", "model_id", "deployment_name"):
-            value = getattr(model, attribute, None)
-            if isinstance(value, str) and value:
-                return value
-        return type(model).__name__
-    return str(name)
-
-
-def _can_stream(model: BaseChatModel, kwargs: dict[str, Any], *, async_api: bool) -> bool:
-    cls = type(model)
-    implemented = cls._stream is not BaseChatModel._stream or (
-        async_api and cls._astream is not BaseChatModel._astream
-    )
-    if not implemented or model.disable_streaming is True:
-        return False
-    return not (model.disable_streaming == "tool_calling" and kwargs.get("tools"))
-
-
-def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """One chunk holding a whole (non-streamed) answer (with the model its provider named)."""
-    generation = result.generations[0]
-    message = generation.message
-    tool_calls = getattr(message, "tool_calls", None) or []
-    metadata = dict(message.response_metadata or {})
-    served = (result.llm_output or {}).get("model_name")
-    if served and not metadata.get("model_name"):
-        metadata["model_name"] = served
-    chunk = AIMessageChunk(
-        content=message.content,
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=metadata,
-        usage_metadata=getattr(message, "usage_metadata", None),
-        tool_call_chunks=[
-            tool_call_chunk(
-                name=call["name"], args=json.dumps(call["args"]), id=call.get("id"), index=i
-            )
-            for i, call in enumerate(tool_calls)
-        ],
-        id=message.id,
-        chunk_position="last",
-    )
-    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
-
-
-def _stream_usage_kwargs(model: BaseChatModel, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Ask a route model for usage on its stream where it can report it but would not.
-
-    ``ChatOpenAI`` with a ``base_url`` leaves ``stream_usage`` unset (no usage chunk);
-    a stream without usage cannot be priced. A model or call that chose
-    (``stream_usage``, ``stream_options``) keeps its choice.
-    """
-    if "stream_usage" not in type(model).model_fields:
-        return {}
-    if getattr(model, "stream_usage", None) is not None:
-        return {}
-    model_kwargs = getattr(model, "model_kwargs", None) or {}
-    if "stream_usage" in kwargs or "stream_options" in kwargs or "stream_options" in model_kwargs:
-        return {}
-    return {"stream_usage": True}
-
-
-def _delivers(chunk: ChatGenerationChunk) -> bool:
-    """Whether a chunk delivers output to the caller: text, a content block, a tool call."""
-    message = chunk.message
-    content = message.content
-    if isinstance(content, str):
-        has_content = bool(content)
-    else:
-        has_content = any(
-            block.get("type") != "text" or bool(block.get("text"))
-            if isinstance(block, dict)
-            else bool(block)
-            for block in content
-        )
-    extra = message.additional_kwargs or {}
-    return (
-        has_content
-        or bool(getattr(message, "tool_call_chunks", None))
-        or bool(extra.get("tool_calls") or extra.get("function_call"))
-    )
-
-
-def _delegate_stream(
-    model: BaseChatModel,
-    messages: list[BaseMessage],
-    stop: list[str] | None,
-    kwargs: dict[str, Any],
-) -> Iterator[ChatGenerationChunk]:
-    """Stream from a route model, or answer in one chunk if it cannot stream.
-
-    The route model gets no run manager: whoever drives the stream reports the tokens.
-    """
-    if model.rate_limiter is not None:
-        model.rate_limiter.acquire(blocking=True)
-    if _can_stream(model, kwargs, async_api=False):
-        kwargs = {**kwargs, **_stream_usage_kwargs(model, kwargs)}
-        yield from model._stream(messages, stop=stop, **kwargs)
-    else:
-        yield _as_chunk(model._generate(messages, stop=stop, **kwargs))
-
-
-async def _adelegate_stream(
-    model: BaseChatModel,
-    messages: list[BaseMessage],
-    stop: list[str] | None,
-    kwargs: dict[str, Any],
-) -> AsyncIterator[ChatGenerationChunk]:
-    """Async :func:`_delegate_stream`."""
-    if model.rate_limiter is not None:
-        await model.rate_limiter.aacquire(blocking=True)
-    if _can_stream(model, kwargs, async_api=True):
-        kwargs = {**kwargs, **_stream_usage_kwargs(model, kwargs)}
-        async for chunk in model._astream(messages, stop=stop, **kwargs):
-            yield chunk
-    else:
-        yield _as_chunk(await model._agenerate(messages, stop=stop, **kwargs))
-
-
-def _answer_parts(answer: Any) -> tuple[BaseMessage | None, Mapping[str, Any]]:
-    """The message of an answer and its generation info.
-
-    An answer is a ``ChatResult`` (``_generate``), a ``ChatGenerationChunk``
-    (``_stream``), a message, or an agent ``ModelResponse`` (its first AI message).
-    """
-    if isinstance(answer, ChatResult):
-        if not answer.generations:
-            return None, {}
-        answer = answer.generations[0]
-    if isinstance(answer, ChatGeneration):
-        return answer.message, answer.generation_info or {}
-    if isinstance(answer, BaseMessage):
-        return answer, {}
-    for message in getattr(answer, "result", None) or []:
-        if isinstance(message, AIMessage):
-            return message, {}
-    return None, {}
-
-
-def usage_of_message(message: BaseMessage | None) -> TokenUsage | None:
-    """The provider's token usage on a message (``usage_metadata``); None if it has none."""
-    usage = getattr(message, "usage_metadata", None)
-    if not usage:
-        return None
-    details = usage.get("input_token_details") or {}
-    return TokenUsage(
-        input_tokens=int(usage.get("input_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
-        cached_tokens=int(details.get("cache_read") or 0),
-    )
-
-
-def _usage_of(answer: Any) -> TokenUsage | None:
-    return usage_of_message(_answer_parts(answer)[0])
-
-
-def _served_model(route: str, answer: Any) -> str | None:
-    """The model name the provider reported on an answer or a chunk (None: not on it).
-
-    Looked up in the message's ``response_metadata``, the generation info (streamed
-    chunks of ``ChatOpenAI``) and a ``ChatResult``'s ``llm_output`` (its ``_generate``).
-    """
-    message, info = _answer_parts(answer)
-    metadata = (message.response_metadata if message is not None else None) or {}
-    served = metadata.get("model_name") or info.get("model_name")
-    if not served and isinstance(answer, ChatResult):
-        served = (answer.llm_output or {}).get("model_name")
-    return served if isinstance(served, str) and served else None
-
-
-def route_escalation(
-    call: RoutedCall,
-    order: Sequence[str],
-    route_models: Mapping[str, str],
-    escalate_on: tuple[type[BaseException], ...],
-    *,
-    propagate: tuple[type[BaseException], ...] = (),
-) -> Escalation[Any]:
-    """The :class:`~langroute.escalation.Escalation` of one routed LangChain call.
-
-    It tries the decided route, then the routes after it in ``order``; each attempt is
-    recorded with the model the provider reported (else the route's configured model)
-    and the message's ``usage_metadata``. ``propagate`` errors (an agent's interrupt)
-    pass through unrecorded. A stream escalates until a chunk delivers text or a tool
-    call.
-    """
-    return Escalation(
-        call,
-        escalation_path(call.decision.route, order),
-        model_for=route_models.get,
-        escalate_on=escalate_on,
-        usage_of=_usage_of,
-        model_of=_served_model,
-        propagate=propagate,
-        delivers=_delivers,
-    )
-
-
-def route_event_data(call: RoutedCall, route_models: Mapping[str, str]) -> dict[str, Any]:
-    """Data of the ``"langroute_route"`` custom event for a call's decision."""
-    decision = call.decision
-    return {
-        "call_id": call.call_id,
-        "route": decision.route,
-        "model": route_models[decision.route],
-        "confidence": decision.confidence,
-        "reason": decision.reason,
-        "baseline_route": call.baseline_route,
-        "baseline_model": call.baseline_model,
-        "route_models": dict(route_models),
-        "decision": decision.model_dump(mode="json"),
-    }
-
-
-class _StreamedModelName:
-    """Passes exactly one ``model_name`` down a stream: the first one a chunk carries.
-
-    Providers name the served model on one chunk (``ChatOpenAI``: the last content
-    chunk; ``ChatAnthropic``: the first), or on several; strings concatenate when chunks
-    merge, so later ones are dropped. A stream that named none gets a closing empty
-    chunk naming the model that answered.
-    """
-
-    def __init__(self) -> None:
-        self.first = True
-        self.named = False
-
-    def pass_on(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
-        self.first = False
-        metadata = chunk.message.response_metadata or {}
-        info = chunk.generation_info or {}
-        if not (metadata.get("model_name") or info.get("model_name")):
-            return chunk
-        if not self.named:
-            self.named = True
-            return chunk
-        chunk.message.response_metadata = {k: v for k, v in metadata.items() if k != "model_name"}
-        if "model_name" in info:
-            chunk.generation_info = {k: v for k, v in info.items() if k != "model_name"}
-        return chunk
-
-    def closing(self, call: RoutedCall) -> ChatGenerationChunk | None:
-        if self.named or self.first or call.model is None:
-            return None
-        message = AIMessageChunk(content="", response_metadata={"model_name": call.model})
-        return ChatGenerationChunk(message=message)
-
-
-def check_route_models(
-    routes: Sequence[str], models: Mapping[str, Any], escalation_order: Sequence[str] | None
-) -> None:
-    """Check that ``models`` maps exactly the router's routes to chat models.
-
-    Raises:
-        RouterConfigError: A route has no model, a model has no route, a model is not a
-            ``BaseChatModel``, or ``escalation_order`` names unknown or repeated routes.
-    """
-    missing = [route for route in routes if route not in models]
-    unknown = [route for route in models if route not in routes]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"routes without a model: {missing}")
-        if unknown:
-            parts.append(f"models for unknown routes: {unknown}")
-        raise RouterConfigError(
-            "models must map every route of the router to a chat model; "
-            + "; ".join(parts)
-            + f" (router routes: {list(routes)})"
-        )
-    for route, model in models.items():
-        if not isinstance(model, BaseChatModel):
-            raise RouterConfigError(
-                f"models[{route!r}] must be a LangChain BaseChatModel, got {type(model).__name__}"
-            )
-    if escalation_order is not None:
-        strays = [r for r in escalation_order if r not in routes]
-        if strays or len(set(escalation_order)) != len(escalation_order):
-            raise RouterConfigError(
-                f"escalation_order must list distinct routes of {list(routes)}, "
-                f"got {list(escalation_order)}"
-            )
-
-
-def _setting_field(model: BaseChatModel, param: str) -> str | None:
-    """The field of ``model`` that holds a standard setting: same name, else that alias."""
-    fields = type(model).model_fields
-    if param in fields:
-        return param
-    for name, info in fields.items():
-        if param in (info.alias, info.validation_alias):
-            return name
-    return None
-
-
-def _with_defaults(route: str, model: BaseChatModel, updates: dict[str, Any]) -> BaseChatModel:
-    """``model`` with the routing model's defaults for the settings it did not set itself.
-
-    The model is constructed anew from the fields it was given, so that validators that
-    build SDK clients (``ChatOpenAI``'s ``root_client``, ``ChatAnthropic``'s cached
-    client) build them with the new timeout and retry count. Should that fail, the
-    fields are copied and a warning says that the client may keep its old settings.
-    """
-    applicable: dict[str, Any] = {}
-    for param, value in updates.items():
-        name = _setting_field(model, param)
-        if name is None:
-            if param in _CLIENT_PARAMS:
-                warnings.warn(
-                    f"models[{route!r}] ({type(model).__name__}) has no {param!r} setting: "
-                    f"RoutingChatModel({param}=...) does not reach it",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            continue
-        if name not in model.model_fields_set:
-            applicable[name] = value
-    if not applicable:
-        return model
-    fields = type(model).model_fields
-    values: dict[str, Any] = {}
-    for name in model.model_fields_set:
-        if name in _CLIENT_FIELDS or name in applicable:
-            continue
-        alias = fields[name].alias if name in fields else None
-        values[alias if isinstance(alias, str) else name] = getattr(model, name)
-    for name, value in applicable.items():
-        alias = fields[name].alias
-        values[alias if isinstance(alias, str) else name] = value
-    try:
-        return type(model)(**values)
-    except Exception as error:  # a third-party model that cannot be rebuilt from its fields
-        warnings.warn(
-            f"models[{route!r}] ({type(model).__name__}) could not be rebuilt with "
-            f"{sorted(applicable)} ({error}); the fields were copied, but a client it "
-            "already built keeps its own settings",
-            UserWarning,
-            stacklevel=4,
-        )
-        return model.model_copy(update=applicable)
 
 
 class RoutingChatModel(BaseChatModel):
@@ -565,15 +217,14 @@ class RoutingChatModel(BaseChatModel):
         super().__init__(**kwargs)
         check_route_models(self._routes(), self.models, self.escalation_order)
         updates = {
-            name: getattr(self, name)
-            for name in _STANDARD_PARAMS
-            if getattr(self, name) is not None
+            name: getattr(self, name) for name in STANDARD_PARAMS if getattr(self, name) is not None
         }
         if updates:
             self.models = {
-                route: _with_defaults(route, model, updates) for route, model in self.models.items()
+                route: with_route_settings(route, model, updates)
+                for route, model in self.models.items()
             }
-        self._model_names = {route: _model_name_of(model) for route, model in self.models.items()}
+        self._model_names = {route: model_name_of(model) for route, model in self.models.items()}
 
     def _routes(self) -> list[str]:
         try:
@@ -918,7 +569,7 @@ class RoutingChatModel(BaseChatModel):
             if delegate.rate_limiter is not None:
                 delegate.rate_limiter.acquire(blocking=True)
             if delegate._should_stream(async_api=False, **call_kwargs):  # streaming=True
-                call_kwargs = {**call_kwargs, **_stream_usage_kwargs(delegate, call_kwargs)}
+                call_kwargs = {**call_kwargs, **stream_usage_kwargs(delegate, call_kwargs)}
                 chunks = delegate._stream(
                     messages, stop=stop, run_manager=run_manager, **call_kwargs
                 )
@@ -962,7 +613,7 @@ class RoutingChatModel(BaseChatModel):
             if delegate.rate_limiter is not None:
                 await delegate.rate_limiter.aacquire(blocking=True)
             if delegate._should_stream(async_api=True, **call_kwargs):  # streaming=True
-                call_kwargs = {**call_kwargs, **_stream_usage_kwargs(delegate, call_kwargs)}
+                call_kwargs = {**call_kwargs, **stream_usage_kwargs(delegate, call_kwargs)}
                 chunks = delegate._astream(
                     messages, stop=stop, run_manager=run_manager, **call_kwargs
                 )
@@ -994,9 +645,9 @@ class RoutingChatModel(BaseChatModel):
 
         def open_stream(route: str) -> Iterator[ChatGenerationChunk]:
             delegate, call_kwargs = self._delegate_call(route, kwargs)
-            return _delegate_stream(delegate, messages, stop, call_kwargs)
+            return delegate_stream(delegate, messages, stop, call_kwargs)
 
-        names = _StreamedModelName()
+        names = StreamedModelName()
         try:
             for _, chunk in self._escalation(routed).stream(open_stream):
                 if names.first:
@@ -1023,9 +674,9 @@ class RoutingChatModel(BaseChatModel):
 
         def open_stream(route: str) -> AsyncIterator[ChatGenerationChunk]:
             delegate, call_kwargs = self._delegate_call(route, kwargs)
-            return _adelegate_stream(delegate, messages, stop, call_kwargs)
+            return adelegate_stream(delegate, messages, stop, call_kwargs)
 
-        names = _StreamedModelName()
+        names = StreamedModelName()
         try:
             async for _, chunk in self._escalation(routed).astream(open_stream):
                 if names.first:

@@ -29,12 +29,14 @@ from langroute.protocols import Router
 
 from langchain_langroute.chat_models import (
     ROUTE_EVENT,
-    _model_name_of,
+)
+from langchain_langroute.query import last_human_message
+from langchain_langroute.route_models import (
     check_route_models,
+    model_name_of,
     route_escalation,
     route_event_data,
 )
-from langchain_langroute.query import last_human_message
 
 __all__ = ["RouterMiddleware"]
 
@@ -114,7 +116,7 @@ class RouterMiddleware(AgentMiddleware):
         self.escalation_order = list(escalation_order) if escalation_order else routes
         self.escalate_on = escalate_on
         self.emit_events = emit_events
-        self.route_models = {route: _model_name_of(model) for route, model in self.models.items()}
+        self.route_models = {route: model_name_of(model) for route, model in self.models.items()}
 
     # ------------------------------------------------------------------ helpers
     def _query(self, request: ModelRequest) -> str | None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import uuid
-import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -16,8 +14,6 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -39,18 +35,27 @@ from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
 from llama_index.core.types import Model, TokenAsyncGen, TokenGen
 from llama_index.llms.langroute.events import (
     CallKind,
-    RouteAttemptFailedEvent,
-    RouteCompletedEvent,
     RouteSelectedEvent,
     dispatcher,
 )
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
-from llama_index.llms.langroute.usage import extract_usage
+from llama_index.llms.langroute.route_llms import (
+    stream_usage_kwargs,
+    with_route_limits,
+)
+from llama_index.llms.langroute.routed_run import (
+    PINNED,
+    RoutedRun,
+    Routing,
+    ToolRequest,
+    annotate,
+    apinned_iter,
+    pinned_iter,
+)
 
-from langroute.calls import ROUTE_KEY, Attempt, RoutedCall, RouteMetadata
+from langroute.calls import ROUTE_KEY, RoutedCall, RouteMetadata
 from langroute.decision import RouteDecision
 from langroute.errors import InvalidQueryError, RouterConfigError
-from langroute.escalation import Escalation, escalation_path, max_usage
 from langroute.protocols import Router
 
 __all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
@@ -59,239 +64,6 @@ _TOOL_REQUEST_KEY = "_langroute_tool_request"
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Routing:
-    """A decision made for one call, and the id that ties its events together.
-
-    ``per_call``: pinned by ``force_route``, the decision applies to every call in the
-    block, but each call is its own request (its own id and selection event).
-    """
-
-    call_id: str
-    decision: RouteDecision
-    per_call: bool = False
-
-
-# The routing of the call in progress, set by predict/stream/structured_predict (which see
-# the user's question) for the chat/complete calls they make. Keyed by the RoutingLLM's id
-# so that a RoutingLLM used as a route of another one is not affected.
-_PINNED: ContextVar[tuple[int, _Routing] | None] = ContextVar("langroute_pinned", default=None)
-
-
-@dataclass
-class _ToolRequest:
-    """The arguments of a ``chat_with_tools`` call, kept until the route is known.
-
-    Tools are converted by the chosen route's own LLM (its provider format), at call
-    time, and again for each route escalated to.
-    """
-
-    tools: Sequence[Any]
-    user_msg: str | ChatMessage | None
-    chat_history: list[ChatMessage] | None
-    verbose: bool
-    allow_parallel_tool_calls: bool
-    tool_required: bool
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def messages(self) -> list[ChatMessage]:
-        messages = list(self.chat_history or [])
-        if isinstance(self.user_msg, str):
-            messages.append(ChatMessage(role=MessageRole.USER, content=self.user_msg))
-        elif self.user_msg is not None:
-            messages.append(self.user_msg)
-        return messages
-
-    def prepare(self, route: str, llm: LLM) -> dict[str, Any]:
-        if not isinstance(llm, FunctionCallingLLM):
-            raise TypeError(
-                f"route {route!r} ({type(llm).__name__}) does not support function calling"
-            )
-        return llm._prepare_chat_with_tools_compat(
-            self.tools,
-            user_msg=self.user_msg,
-            chat_history=self.chat_history,
-            verbose=self.verbose,
-            allow_parallel_tool_calls=self.allow_parallel_tool_calls,
-            tool_required=self.tool_required,
-            **self.kwargs,
-        )
-
-
-def _pinned_iter(iterator: Iterator[T], owner: int, routing: _Routing) -> Generator[T, None, None]:
-    """Re-pin the routing around each step of a lazy iterator."""
-    while True:
-        token = _PINNED.set((owner, routing))
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            _PINNED.reset(token)
-        yield item
-
-
-async def _apinned_iter(
-    iterator: AsyncIterator[T], owner: int, routing: _Routing
-) -> AsyncGenerator[T, None]:
-    """Async :func:`_pinned_iter`."""
-    while True:
-        token = _PINNED.set((owner, routing))
-        try:
-            item = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        finally:
-            _PINNED.reset(token)
-        yield item
-
-
-def _with_limits(route: str, llm: LLM, limits: Mapping[str, Any]) -> LLM:
-    """A copy of a route's LLM with the routing LLM's ``timeout`` / ``max_retries``.
-
-    The fields are set on the copy (llama-index's own retry loop reads ``max_retries``,
-    and clients built later read both), and an SDK client the LLM already holds is
-    replaced by its ``with_options(...)`` copy (the OpenAI and Anthropic SDKs), so the
-    settings take effect at once. An LLM without such a field is named in a warning.
-    """
-    fields = type(llm).model_fields
-    update: dict[str, Any] = {}
-    for name, value in limits.items():
-        if name in fields:
-            update[name] = value
-        else:
-            warnings.warn(
-                f"models[{route!r}] ({type(llm).__name__}) has no {name!r} setting: "
-                f"RoutingLLM({name}=...) does not reach it",
-                UserWarning,
-                stacklevel=4,
-            )
-    if not update:
-        return llm
-    copy = llm.model_copy(update=update)
-    private = copy.__pydantic_private__ or {}
-    for key, value in list(private.items()):
-        with_options = getattr(value, "with_options", None)
-        if callable(with_options):
-            private[key] = with_options(**update)
-    return copy
-
-
-def _stream_usage_kwargs(llm: LLM, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Ask an OpenAI-family LLM for usage on its stream (it sends none by default).
-
-    llama-index's ``OpenAI`` (and its subclasses such as ``OpenAILike``) stream without
-    ``stream_options``, so the provider sends no usage and the call cannot be priced.
-    A call or LLM that sets ``stream_options`` itself keeps its choice.
-    """
-    module = sys.modules.get("llama_index.llms.openai.base")
-    openai_llm = getattr(module, "OpenAI", None)
-    if openai_llm is None or not isinstance(llm, openai_llm):
-        return {}
-    if "stream_options" in kwargs or "stream_options" in (llm.additional_kwargs or {}):
-        return {}
-    return {"stream_options": {"include_usage": True}}
-
-
-def _delivers(chunk: ChatResponse | CompletionResponse) -> bool:
-    """Whether a streamed chunk delivers output to the caller: text or a tool call."""
-    if chunk.delta or chunk.additional_kwargs.get("thinking_delta"):
-        return True
-    if isinstance(chunk, ChatResponse):
-        message = chunk.message
-        return bool(message.additional_kwargs.get("tool_calls")) or any(
-            getattr(block, "block_type", None) == "tool_call" for block in message.blocks
-        )
-    return False
-
-
-def _annotate(response: R, record: dict[str, Any]) -> R:
-    """The child's response (its ``raw`` untouched) with the routing record added."""
-    return response.model_copy(
-        update={"additional_kwargs": {**response.additional_kwargs, ROUTE_KEY: record}}
-    )
-
-
-class _RoutedRun:
-    """One routed call on its way: its record, its escalation, and the events it emits.
-
-    The :class:`~langroute.escalation.Escalation` tries the routes and records every
-    attempt in :attr:`call`; this object turns those attempts into the integration's
-    events: a :class:`RouteAttemptFailedEvent` per route that raised an error listed in
-    ``escalate_on``, and one :class:`RouteCompletedEvent` for the route that answered
-    (for streams: once the stream ended, broke or was closed).
-    """
-
-    def __init__(self, llm: RoutingLLM, routing: _Routing, kind: CallKind, call: RoutedCall):
-        self.llm = llm
-        self.routing = routing
-        self.kind = kind
-        self.call = call
-        self.failures = 0
-        self.escalation: Escalation[Any] = Escalation(
-            call,
-            escalation_path(routing.decision.route, llm.routes),
-            model_for=llm.model_for,
-            escalate_on=llm.escalate_on,
-            on_failure=self.failed,
-            usage_of=extract_usage,
-            model_of=llm._response_model,
-            merge_usage=max_usage,
-            delivers=_delivers,
-        )
-
-    def _snapshot(self) -> RoutedCall:
-        """The call as it stands now (events keep it; later attempts do not change it)."""
-        return self.call.model_copy(update={"attempts": list(self.call.attempts)})
-
-    def failed(self, attempt: Attempt, next_route: str | None, error: BaseException) -> None:
-        self.failures += 1
-        if not isinstance(error, self.llm.escalate_on):
-            return  # not an escalation: the error reaches the caller, as before
-        dispatcher.event(
-            RouteAttemptFailedEvent(
-                call_id=self.call.call_id,
-                route=attempt.route,
-                model=attempt.model or self.llm.model_for(attempt.route),
-                error=attempt.error or "",
-                exception=error,
-                latency_ms=attempt.latency_ms or 0.0,
-                next_route=next_route,
-                decision=self.routing.decision,
-                call=self._snapshot(),
-            )
-        )
-
-    def completed(
-        self, response: ChatResponse | CompletionResponse | None, streamed: bool = False
-    ) -> None:
-        attempt = self.call.attempts[-1]
-        failed = self.call.attempts[: self.failures]
-        dispatcher.event(
-            RouteCompletedEvent(
-                call_id=self.call.call_id,
-                kind=self.kind,
-                route=attempt.route,
-                model=attempt.model or self.llm.model_for(attempt.route),
-                baseline_model=self.llm.baseline_model,
-                decision=self.routing.decision,
-                response=response,
-                usage=attempt.usage,
-                latency_ms=attempt.latency_ms or 0.0,
-                escalated_from=failed[0].route if failed else None,
-                failed_routes=[a.route for a in failed],
-                error=attempt.error,
-                streamed=streamed,
-                call=self._snapshot(),
-            )
-        )
-
-    def stream_ended(self, last: ChatResponse | CompletionResponse | None) -> None:
-        """Announce the answering route, if a stream was opened (ended, broke or closed)."""
-        if len(self.call.attempts) > self.failures:
-            self.completed(last, streamed=True)
 
 
 class RoutingLLM(FunctionCallingLLM):
@@ -432,7 +204,7 @@ class RoutingLLM(FunctionCallingLLM):
         }
         super().__init__(
             router=router,
-            models={route: _with_limits(route, llm, limits) for route, llm in models.items()},
+            models={route: with_route_limits(route, llm, limits) for route, llm in models.items()},
             query_extractor=query_extractor or QueryExtractor(),
             escalate_on=tuple(escalate_on),
             timeout=timeout,
@@ -525,25 +297,25 @@ class RoutingLLM(FunctionCallingLLM):
             'Answer from gpt-4o.'
         """
         decision = self.router.forced(route)
-        token = _PINNED.set((id(self), _Routing("", decision, per_call=True)))
+        token = PINNED.set((id(self), Routing("", decision, per_call=True)))
         try:
             yield decision
         finally:
-            _PINNED.reset(token)
+            PINNED.reset(token)
 
     # ------------------------------------------------------------------ deciding
 
-    def _pinned(self) -> _Routing | None:
-        pinned = _PINNED.get()
+    def _pinned(self) -> Routing | None:
+        pinned = PINNED.get()
         if pinned is None or pinned[0] != id(self):
             return None
         routing = pinned[1]
         if routing.per_call:
-            fresh = _Routing(uuid.uuid4().hex, routing.decision)
+            fresh = Routing(uuid.uuid4().hex, routing.decision)
             return self._emit_selected(fresh, None, "forced")
         return routing
 
-    def _emit_selected(self, routing: _Routing, query: str | None, source: str) -> _Routing:
+    def _emit_selected(self, routing: Routing, query: str | None, source: str) -> Routing:
         route = routing.decision.route
         dispatcher.event(
             RouteSelectedEvent(
@@ -557,7 +329,7 @@ class RoutingLLM(FunctionCallingLLM):
         )
         return routing
 
-    def _select(self, query: str | None, source: str, forced: str | None = None) -> _Routing:
+    def _select(self, query: str | None, source: str, forced: str | None = None) -> Routing:
         """Decide (sync) and announce the decision."""
         if forced is not None:
             decision = self.router.forced(forced)
@@ -568,9 +340,9 @@ class RoutingLLM(FunctionCallingLLM):
                 decision = self.router.route(query)
             except InvalidQueryError:
                 decision = self.router.fallback_decision("no_query")
-        return self._emit_selected(_Routing(uuid.uuid4().hex, decision), query, source)
+        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
-    async def _aselect(self, query: str | None, source: str, forced: str | None = None) -> _Routing:
+    async def _aselect(self, query: str | None, source: str, forced: str | None = None) -> Routing:
         """Decide (async) and announce the decision."""
         if forced is not None:
             decision = self.router.forced(forced)
@@ -581,14 +353,14 @@ class RoutingLLM(FunctionCallingLLM):
                 decision = await self.router.aroute(query)
             except InvalidQueryError:
                 decision = self.router.fallback_decision("no_query")
-        return self._emit_selected(_Routing(uuid.uuid4().hex, decision), query, source)
+        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     def _routing(
         self,
         kwargs: dict[str, Any],
         source: str,
         text: Callable[[], str | None],
-    ) -> _Routing:
+    ) -> Routing:
         forced = kwargs.pop("route", None)
         if forced is not None:
             return self._select(None, "forced", forced=forced)
@@ -602,7 +374,7 @@ class RoutingLLM(FunctionCallingLLM):
         kwargs: dict[str, Any],
         source: str,
         text: Callable[[], str | None],
-    ) -> _Routing:
+    ) -> Routing:
         forced = kwargs.pop("route", None)
         if forced is not None:
             return await self._aselect(None, "forced", forced=forced)
@@ -611,7 +383,7 @@ class RoutingLLM(FunctionCallingLLM):
             return pinned
         return await self._aselect(text(), source)
 
-    def _prompt_routing(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> _Routing:
+    def _prompt_routing(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> Routing:
         pinned = self._pinned()
         if pinned is not None:
             return pinned
@@ -619,38 +391,23 @@ class RoutingLLM(FunctionCallingLLM):
 
     async def _aprompt_routing(
         self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]
-    ) -> _Routing:
+    ) -> Routing:
         pinned = self._pinned()
         if pinned is not None:
             return pinned
         return await self._aselect(self.query_extractor.from_prompt(prompt, prompt_args), "prompt")
 
     @contextlib.contextmanager
-    def _pin(self, routing: _Routing) -> Iterator[None]:
-        token = _PINNED.set((id(self), routing))
+    def _pin(self, routing: Routing) -> Iterator[None]:
+        token = PINNED.set((id(self), routing))
         try:
             yield
         finally:
-            _PINNED.reset(token)
+            PINNED.reset(token)
 
     # ------------------------------------------------------------------ calling routes
 
-    @staticmethod
-    def _response_model(route: str, response: Any) -> str | None:
-        """The model the provider named in a response's (or chunk's) ``raw``; None if none.
-
-        The escalation falls back on the route's configured model.
-        """
-
-        def pick(value: Any, key: str) -> Any:
-            return value.get(key) if isinstance(value, Mapping) else getattr(value, key, None)
-
-        raw = getattr(response, "raw", None)
-        # Anthropic's stream names it in its message_start event: {"message": {"model": ...}}
-        model = pick(raw, "model") or pick(pick(raw, "message"), "model")
-        return model if isinstance(model, str) and model else None
-
-    def _escalation(self, routing: _Routing, kind: CallKind) -> _RoutedRun:
+    def _escalation(self, routing: Routing, kind: CallKind) -> RoutedRun:
         """The routed call's record and the escalation that runs it, with its events."""
         call = RoutedCall(
             call_id=routing.call_id,
@@ -658,24 +415,24 @@ class RoutingLLM(FunctionCallingLLM):
             baseline_route=self.routes[-1],
             baseline_model=self.baseline_model,
         )
-        return _RoutedRun(self, routing, kind, call)
+        return RoutedRun(self, routing, kind, call)
 
-    def _call(self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], R]) -> R:
+    def _call(self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], R]) -> R:
         run = self._escalation(routing, kind)
         _, response = run.escalation.run(lambda route: invoke(route, self.models[route]))
         run.completed(response)
-        return _annotate(response, run.call.metadata())
+        return annotate(response, run.call.metadata())
 
     async def _acall(
-        self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], Awaitable[R]]
+        self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], Awaitable[R]]
     ) -> R:
         run = self._escalation(routing, kind)
         _, response = await run.escalation.arun(lambda route: invoke(route, self.models[route]))
         run.completed(response)
-        return _annotate(response, run.call.metadata())
+        return annotate(response, run.call.metadata())
 
     def _stream(
-        self, routing: _Routing, kind: CallKind, invoke: Callable[[str, LLM], Iterator[R]]
+        self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], Iterator[R]]
     ) -> Generator[R, None, None]:
         """Stream from the chosen route, escalating until the first chunk arrives."""
         run = self._escalation(routing, kind)
@@ -686,14 +443,14 @@ class RoutingLLM(FunctionCallingLLM):
             for _, chunk in chunks:
                 last = chunk
                 info = info or run.call.metadata()
-                yield _annotate(chunk, info)
+                yield annotate(chunk, info)
         finally:
             chunks.close()
             run.stream_ended(last)
 
     async def _astream(
         self,
-        routing: _Routing,
+        routing: Routing,
         kind: CallKind,
         invoke: Callable[[str, LLM], Awaitable[AsyncIterator[R]]],
     ) -> AsyncGenerator[R, None]:
@@ -706,15 +463,15 @@ class RoutingLLM(FunctionCallingLLM):
             async for _, chunk in chunks:
                 last = chunk
                 info = info or run.call.metadata()
-                yield _annotate(chunk, info)
+                yield annotate(chunk, info)
         finally:
             await chunks.aclose()
             run.stream_ended(last)
 
     # ------------------------------------------------------------------ chat
 
-    def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Routing:
-        request: _ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
+    def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Routing:
+        request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
         source_messages = request.messages() if request is not None else messages
         return self._routing(
             kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
@@ -722,8 +479,8 @@ class RoutingLLM(FunctionCallingLLM):
 
     async def _achat_routing(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> _Routing:
-        request: _ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
+    ) -> Routing:
+        request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
         source_messages = request.messages() if request is not None else messages
         return await self._arouting(
             kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
@@ -742,10 +499,10 @@ class RoutingLLM(FunctionCallingLLM):
         A stream also asks for usage where the child would not (OpenAI-family LLMs).
         """
         extra = dict(kwargs)
-        request: _ToolRequest | None = extra.pop(_TOOL_REQUEST_KEY, None)
+        request: ToolRequest | None = extra.pop(_TOOL_REQUEST_KEY, None)
         args = {"messages": messages, **extra} if request is None else request.prepare(route, llm)
         if stream:
-            args.update(_stream_usage_kwargs(llm, args))
+            args.update(stream_usage_kwargs(llm, args))
         return args
 
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -804,13 +561,13 @@ class RoutingLLM(FunctionCallingLLM):
                 f"RoutingLLM: the prompt must be a string, got {type(prompt).__name__}"
             )
 
-    def _complete_routing(self, prompt: str, kwargs: dict[str, Any]) -> _Routing:
+    def _complete_routing(self, prompt: str, kwargs: dict[str, Any]) -> Routing:
         self._check_prompt(prompt)
         return self._routing(
             kwargs, "completion", lambda: self.query_extractor.from_completion(prompt)
         )
 
-    async def _acomplete_routing(self, prompt: str, kwargs: dict[str, Any]) -> _Routing:
+    async def _acomplete_routing(self, prompt: str, kwargs: dict[str, Any]) -> Routing:
         self._check_prompt(prompt)
         return await self._arouting(
             kwargs, "completion", lambda: self.query_extractor.from_completion(prompt)
@@ -854,7 +611,7 @@ class RoutingLLM(FunctionCallingLLM):
             routing,
             "stream_complete",
             lambda route, llm: llm.stream_complete(
-                prompt, formatted=formatted, **kwargs, **_stream_usage_kwargs(llm, kwargs)
+                prompt, formatted=formatted, **kwargs, **stream_usage_kwargs(llm, kwargs)
             ),
         )
 
@@ -866,7 +623,7 @@ class RoutingLLM(FunctionCallingLLM):
 
         async def invoke(route: str, llm: LLM) -> CompletionResponseAsyncGen:
             return await llm.astream_complete(
-                prompt, formatted=formatted, **kwargs, **_stream_usage_kwargs(llm, kwargs)
+                prompt, formatted=formatted, **kwargs, **stream_usage_kwargs(llm, kwargs)
             )
 
         return self._astream(routing, "stream_complete", invoke)
@@ -888,14 +645,14 @@ class RoutingLLM(FunctionCallingLLM):
         routing = self._prompt_routing(prompt, prompt_args)
         with self._pin(routing):
             tokens = super().stream(prompt, **prompt_args)
-        return _pinned_iter(tokens, id(self), routing)
+        return pinned_iter(tokens, id(self), routing)
 
     async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
         """Async :meth:`stream`."""
         routing = await self._aprompt_routing(prompt, prompt_args)
         with self._pin(routing):
             tokens = await super().astream(prompt, **prompt_args)
-        return _apinned_iter(tokens, id(self), routing)
+        return apinned_iter(tokens, id(self), routing)
 
     def structured_predict(
         self,
@@ -932,7 +689,7 @@ class RoutingLLM(FunctionCallingLLM):
             partials = super().stream_structured_predict(
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
-        return _pinned_iter(partials, id(self), routing)
+        return pinned_iter(partials, id(self), routing)
 
     async def astream_structured_predict(
         self,
@@ -947,7 +704,7 @@ class RoutingLLM(FunctionCallingLLM):
             partials = await super().astream_structured_predict(
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
-        return _apinned_iter(partials, id(self), routing)
+        return apinned_iter(partials, id(self), routing)
 
     # ------------------------------------------------------------------ tools
 
@@ -967,7 +724,7 @@ class RoutingLLM(FunctionCallingLLM):
         is made; a ``route="name"`` keyword forces a route.
         """
         forced = kwargs.pop("route", None)
-        request = _ToolRequest(
+        request = ToolRequest(
             tools=list(tools),
             user_msg=user_msg,
             chat_history=chat_history,
