@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
 from langroute.evaluation.commands import calibrate_command, eval_command
+from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
     from langroute.decision import RouteDecision
@@ -50,8 +52,9 @@ def _quiet_model_loading() -> None:
 
 def _fail(message: str) -> typer.Exit:
     from rich.console import Console
+    from rich.text import Text
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True).print(Text.assemble(("error:", "bold red"), " ", data_text(message)))
     return typer.Exit(code=1)
 
 
@@ -75,7 +78,7 @@ def decision_table(decision: RouteDecision) -> object:
     evidence = decision.estimates or decision.probabilities
     header = Text.assemble(
         ("route ", "bold"),
-        (decision.route, "bold green"),
+        data_text(decision.route, "bold green", one_line=True),
         f"   reason {decision.reason}   confidence {decision.confidence:.2f}   ",
         f"escalation {decision.escalation:.2f} (dial {decision.threshold:.2f})   ",
         f"{decision.elapsed_ms:.1f} ms",
@@ -90,8 +93,13 @@ def decision_table(decision: RouteDecision) -> object:
     for rank, neighbour in enumerate(decision.neighbours, start=1):
         flat = " ".join(neighbour.text.split())
         text = flat if len(flat) <= 90 else flat[:87] + "..."
-        table.add_row(str(rank), f"{neighbour.similarity:.3f}", neighbour.route or "-", text)
-    return Group(header, Text(f"{label}: {per_route}"), table)
+        table.add_row(
+            str(rank),
+            f"{neighbour.similarity:.3f}",
+            data_text(neighbour.route or "-", one_line=True),
+            data_text(text, one_line=True),
+        )
+    return Group(header, data_text(f"{label}: {per_route}", one_line=True), table)
 
 
 @app.command()
@@ -130,8 +138,12 @@ def build(
     ] = None,
     k: Annotated[int, typer.Option(help="Neighbours that vote.")] = 10,
     threshold: Annotated[
-        float, typer.Option(help="The dial: higher sends more to cheap routes.")
-    ] = 0.5,
+        Optional[float],
+        typer.Option(
+            help="The dial: higher sends more to cheap routes "
+            "(default: 0.5 for labelled data, 0.6 for scored data, as in the Python API)."
+        ),
+    ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
     index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
 ) -> None:
@@ -144,10 +156,11 @@ def build(
 
     _quiet_model_loading()
     console = Console()
+    route_list = [r.strip() for r in routes.split(",")] if routes else None
     try:
-        loaded = load_exemplars(exemplars)
+        loaded = load_exemplars(exemplars, routes=route_list)
         built = ExemplarRouter(
-            routes=[r.strip() for r in routes.split(",")] if routes else None,
+            routes=route_list,
             exemplars=loaded,
             k=k,
             threshold=threshold,
@@ -159,7 +172,11 @@ def build(
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
     counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
-    console.print(f"saved router with {len(built)} exemplars ({counts}) to [bold]{output}[/]")
+    console.print(
+        data_text(f"saved router with {len(built)} exemplars ({counts}) to ").append(
+            data_text(output, "bold")
+        )
+    )
 
 
 @app.command()
@@ -175,15 +192,17 @@ def add(
 
     loaded_router = _load_router(router)
     try:
-        new = load_exemplars(exemplars)
+        new = load_exemplars(exemplars, routes=loaded_router.routes)
         before = len(loaded_router)
         loaded_router.add_exemplars(new, show_progress=True)
         loaded_router.save(router)
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
     Console().print(
-        f"added {len(new)} exemplars ({len(loaded_router) - before} new ids); "
-        f"router now holds {len(loaded_router)}; saved to [bold]{router}[/]"
+        data_text(
+            f"added {len(new)} exemplars ({len(loaded_router) - before} new ids); "
+            f"router now holds {len(loaded_router)}; saved to "
+        ).append(data_text(router, "bold"))
     )
 
 
@@ -194,19 +213,20 @@ def info(router: RouterOption = None) -> None:
     from rich.table import Table
 
     loaded = _load_router(router)
-    table = Table(title=f"router: {router or 'bundled starter'}", show_header=False)
+    table = Table(title=data_text(f"router: {router or 'bundled starter'}"), show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
-    table.add_row("routes (cheap -> strong)", " -> ".join(loaded.routes))
-    table.add_row("exemplars", ", ".join(f"{r}: {n}" for r, n in loaded.counts().items()))
-    table.add_row("mode", loaded.mode)
-    table.add_row("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)")
-    for key, value in loaded.settings.model_dump().items():
-        if key != "routes":
-            table.add_row(key, str(value))
-    calibration = loaded.calibration
-    if calibration:
-        table.add_row("calibration", json.dumps(calibration))
+    rows = [
+        ("routes (cheap -> strong)", " -> ".join(loaded.routes)),
+        ("exemplars", ", ".join(f"{r}: {n}" for r, n in loaded.counts().items())),
+        ("mode", loaded.mode),
+        ("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)"),
+    ]
+    rows += [(k, str(v)) for k, v in loaded.settings.model_dump().items() if k != "routes"]
+    if loaded.calibration:
+        rows.append(("calibration", json.dumps(loaded.calibration)))
+    for key, value in rows:
+        table.add_row(data_text(key), data_text(value, one_line=True))
     Console().print(table)
 
 
@@ -216,19 +236,42 @@ def report(
     order: Annotated[
         Optional[str], typer.Option(help="Comma-separated routes to list first.")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")
+    ] = False,
+    as_csv: Annotated[
+        bool,
+        typer.Option("--csv", help="Print CSV instead of a table: a row per route and a total."),
+    ] = False,
 ) -> None:
-    """Print the per-route cost table of a ledger: calls, tokens, cost, latency, savings."""
-    import warnings
+    """Print the per-route cost table of a ledger: calls, tokens, cost, latency, savings.
 
-    from langroute.costs import TornLinesWarning, print_report
+    The table fits the terminal (80 columns in pipes and CI logs: a compact layout that
+    keeps every cost visible); ``--json`` and ``--csv`` print machine-readable output.
+    """
+    from langroute.costs import (
+        CostLedger,
+        TornLinesWarning,
+        print_report,
+        report_csv,
+        report_json,
+    )
     from langroute.errors import LangrouteError
 
+    if as_json and as_csv:
+        raise _fail("choose one of --json and --csv")
+    route_order = [r.strip() for r in order.split(",")] if order else None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TornLinesWarning)  # the report notes them
-            print_report(ledger, order=[r.strip() for r in order.split(",")] if order else None)
+        if not (as_json or as_csv):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TornLinesWarning)  # the report notes them
+                print_report(ledger, order=route_order)
+            return
+        # torn lines are warned about on stderr; stdout stays data
+        summary = CostLedger.open(ledger).summary(order=route_order)
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
+    typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
 
 
 app.command("eval")(eval_command)
@@ -287,8 +330,21 @@ def demo(
         raise _fail(str(exc)) from exc
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one escaped line: warnings quote route names and file paths."""
+    typer.echo(f"warning: {printable(message)}", err=True)
+
+
 def main() -> None:
     """Entry point of the ``langroute`` script."""
+    warnings.showwarning = _show_warning
     app()
 
 

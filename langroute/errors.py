@@ -5,7 +5,7 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     LangrouteError
     ├── ExemplarFormatError      a data file is malformed (file, line, field named)
     ├── RouterConfigError        routes, settings or exemplars do not fit together
-    ├── InvalidQueryError        empty or whitespace query
+    ├── InvalidQueryError        not a string, or no visible text in the query
     ├── RouterStoreError         a saved router cannot be read or written safely
     │   └── EmbedderMismatchError  the saved index was built by another embedder
     ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
@@ -60,7 +60,10 @@ class RouterConfigError(LangrouteError, ValueError):
 
 
 class InvalidQueryError(LangrouteError, ValueError):
-    """The query cannot be routed (empty or whitespace only)."""
+    """The query cannot be routed: not a string, or nothing visible in it.
+
+    Empty, whitespace, zero-width and control characters only all count as empty.
+    """
 
 
 class RouterStoreError(LangrouteError):

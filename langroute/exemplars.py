@@ -19,13 +19,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from langroute.errors import ExemplarFormatError
+from langroute.textfiles import read_utf8, utf8_lines
 
 # Field names of the shared benchmark data sets accepted as synonyms.
 TEXT_ALIASES = ("text", "prompt", "query")
@@ -165,9 +166,10 @@ def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exempl
         raise ExemplarFormatError(message, path=path, line=line, field=field) from exc
 
 
-def _parse_jsonl(lines: Iterable[str], path: Path) -> list[Exemplar]:
+def _parse_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> list[tuple[int, Exemplar]]:
+    """Numbered JSONL lines to ``(line, exemplar)`` pairs, errors naming file and line."""
     exemplars = []
-    for line_no, line in enumerate(lines, start=1):
+    for line_no, line in lines:
         if not line.strip():
             continue
         try:
@@ -176,13 +178,13 @@ def _parse_jsonl(lines: Iterable[str], path: Path) -> list[Exemplar]:
             raise ExemplarFormatError(f"invalid JSON: {exc.msg}", path=path, line=line_no) from exc
         if not isinstance(raw, dict):
             raise ExemplarFormatError("expected a JSON object", path=path, line=line_no)
-        exemplars.append(_record_to_exemplar(raw, path, line_no))
+        exemplars.append((line_no, _record_to_exemplar(raw, path, line_no)))
     return exemplars
 
 
-def _read_jsonl(path: Path) -> list[Exemplar]:
-    with path.open(encoding="utf-8") as handle:
-        return _parse_jsonl(handle, path)
+def _read_jsonl(path: Path) -> list[tuple[int, Exemplar]]:
+    with path.open("rb") as handle:
+        return _parse_jsonl(utf8_lines(handle, path, ExemplarFormatError), path)
 
 
 def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
@@ -205,43 +207,89 @@ def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
     return value
 
 
-def _read_csv(path: Path) -> list[Exemplar]:
+def _read_csv(path: Path) -> list[tuple[int, Exemplar]]:
     exemplars = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            return []
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                raise ExemplarFormatError("more cells than header columns", path=path, line=line)
-            raw: dict[str, Any] = {}
-            scores: dict[str, Any] = {}
-            for column, value in row.items():
-                value = value if value is not None else ""
-                if column.startswith("score:"):
-                    if value != "":
-                        try:
-                            scores[column.removeprefix("score:")] = float(value)
-                        except ValueError as exc:
-                            raise ExemplarFormatError(
-                                f"not a number: {value!r}", path=path, line=line, field=column
-                            ) from exc
-                    continue
-                raw[column] = _parse_csv_cell(column, value, path, line)
-            if scores:
-                raw["scores"] = scores
-            exemplars.append(_record_to_exemplar(raw, path, line))
+    reader = csv.DictReader(io.StringIO(read_utf8(path, ExemplarFormatError), newline=""))
+    if not reader.fieldnames:
+        return []
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise ExemplarFormatError("more cells than header columns", path=path, line=line)
+        missing = [column for column, value in row.items() if value is None]
+        if missing:
+            raise ExemplarFormatError(
+                f"missing cell: the row has {len(row) - len(missing)} cells, the header "
+                f"{len(row)} columns",
+                path=path,
+                line=line,
+                field=missing[0],
+            )
+        raw: dict[str, Any] = {}
+        scores: dict[str, Any] = {}
+        for column, value in row.items():
+            if column.startswith("score:"):
+                if value != "":
+                    try:
+                        scores[column.removeprefix("score:")] = float(value)
+                    except ValueError as exc:
+                        raise ExemplarFormatError(
+                            f"not a number: {value!r}", path=path, line=line, field=column
+                        ) from exc
+                continue
+            raw[column] = _parse_csv_cell(column, value, path, line)
+        if scores:
+            raw["scores"] = scores
+        exemplars.append((line, _record_to_exemplar(raw, path, line)))
     return exemplars
 
 
-def load_exemplars(path: str | os.PathLike[str]) -> list[Exemplar]:
+def _check_rows(
+    rows: list[tuple[int, Exemplar]], path: Path, routes: Sequence[str] | None
+) -> list[Exemplar]:
+    """Unknown routes and one id given conflicting labels are errors (file, line, field)."""
+    first: dict[str, tuple[int, Exemplar]] = {}
+    for line, ex in rows:
+        if routes is not None and ex.route is not None and ex.route not in routes:
+            raise ExemplarFormatError(
+                f"unknown route {ex.route!r}; the routes are {list(routes)}",
+                path=path,
+                line=line,
+                field="route",
+            )
+        seen = first.setdefault(ex.id, (line, ex))
+        earlier_line, earlier = seen
+        if earlier is ex:
+            continue
+        same = f"id {ex.id!r}" if ex.id != text_id(ex.text) else "the same text"
+        for field in ("route", "scores"):
+            if getattr(earlier, field) != getattr(ex, field):
+                raise ExemplarFormatError(
+                    f"{same} as line {earlier_line} with a different {field} "
+                    f"({getattr(earlier, field)!r} there, {getattr(ex, field)!r} here); "
+                    "keep one of them",
+                    path=path,
+                    line=line,
+                    field=field,
+                )
+    return [ex for _, ex in rows]
+
+
+def load_exemplars(
+    path: str | os.PathLike[str], *, routes: Sequence[str] | None = None
+) -> list[Exemplar]:
     """Read exemplars from a ``.jsonl`` or ``.csv`` file.
 
     JSONL: one object per line with ``text`` (or ``prompt``), optional ``route`` (or
     ``label``), ``scores``, ``weight``, ``id``, ``metadata``; other keys go to metadata.
     CSV: the same columns; ``scores`` and ``metadata`` as JSON cells, or one
-    ``score:<route>`` column per route.
+    ``score:<route>`` column per route. Files are UTF-8, with or without a byte-order
+    mark. The same text (or id) twice with different labels is an error; with the
+    same labels the later row wins.
+
+    Args:
+        path: The file.
+        routes: When given, a row labelled with a route not among them is an error.
 
     Raises:
         ExemplarFormatError: naming file, line and field; nothing is returned then.
@@ -255,14 +303,12 @@ def load_exemplars(path: str | os.PathLike[str]) -> list[Exemplar]:
     if not path.is_file():
         raise ExemplarFormatError("no such file", path=path)
     suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return _read_jsonl(path)
-        if suffix == ".csv":
-            return _read_csv(path)
-    except UnicodeDecodeError as exc:
-        raise ExemplarFormatError(f"not UTF-8 text ({exc.reason})", path=path) from exc
-    raise ExemplarFormatError(f"unsupported file type {suffix!r} (use .jsonl or .csv)", path=path)
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise ExemplarFormatError(
+            f"unsupported file type {suffix!r} (use .jsonl or .csv)", path=path
+        )
+    rows = _read_csv(path) if suffix == ".csv" else _read_jsonl(path)
+    return _check_rows(rows, path, routes)
 
 
 def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
@@ -285,7 +331,8 @@ def exemplars_from_jsonl(text: str, source: str | os.PathLike[str]) -> list[Exem
         >>> exemplars_from_jsonl(text, "ex.jsonl")[0].route
         'small'
     """
-    return _parse_jsonl(io.StringIO(text, newline=None), Path(source))
+    lines = enumerate(io.StringIO(text, newline=None), start=1)
+    return [exemplar for _, exemplar in _parse_jsonl(lines, Path(source))]
 
 
 def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) -> Path:

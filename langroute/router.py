@@ -15,9 +15,10 @@ import numpy as np
 from langroute import engine
 from langroute.decision import DecisionReason, RouteDecision
 from langroute.embedders import CachedEmbedder, Embedder, as_embedder, embed_documents
-from langroute.errors import InvalidQueryError, RouterConfigError
+from langroute.errors import RouterConfigError
 from langroute.exemplars import Exemplar, load_exemplars
 from langroute.index import VectorIndex
+from langroute.queries import clean_query
 from langroute.settings import RouterSettings
 
 if TYPE_CHECKING:
@@ -156,7 +157,8 @@ class ExemplarRouter:
             >>> len(router)
             4
         """
-        return cls(routes=routes, exemplars=load_exemplars(path), embedder=embedder, **options)
+        exemplars = load_exemplars(path, routes=routes)
+        return cls(routes=routes, exemplars=exemplars, embedder=embedder, **options)
 
     @property
     def routes(self) -> list[str]:
@@ -353,17 +355,15 @@ class ExemplarRouter:
 
     @staticmethod
     def _check_query(query: Any) -> str:
-        if not isinstance(query, str):
-            raise InvalidQueryError(f"query must be a string, got {type(query).__name__}")
-        if not query.strip():
-            raise InvalidQueryError("query is empty or whitespace")
-        return query
+        return clean_query(query)
 
     def route(self, query: str) -> RouteDecision:
         """Route one query.
 
         Raises:
-            InvalidQueryError: for an empty or whitespace query.
+            InvalidQueryError: for a query with no visible text (empty, whitespace,
+                zero-width or control characters only; see
+                :func:`langroute.queries.clean_query`).
             RouterConfigError: when the router has no exemplars.
 
         Example:

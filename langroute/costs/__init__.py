@@ -15,7 +15,8 @@ Three layers, each usable on its own:
 * :meth:`CostLedger.summary` aggregates the records per route into a
   :class:`LedgerSummary` (cost, tokens, latency percentiles, escalations, savings against
   always calling the strongest route), and :func:`render_report` / :func:`print_report`
-  show it as a table (the ``langroute report LEDGER`` command); :func:`plot_costs`
+  show it as a table (the ``langroute report LEDGER`` command), and
+  :func:`report_json` / :func:`report_csv` write it for machines; :func:`plot_costs`
   draws spend per route and cumulative spend against that baseline (matplotlib).
 
 Example:
@@ -37,7 +38,7 @@ from langroute.costs.ledger import CostLedger
 from langroute.costs.plot import plot_costs
 from langroute.costs.pricing import ModelPrice, Pricer, UnpricedModelWarning
 from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
-from langroute.costs.report import print_report, render_report
+from langroute.costs.report import print_report, render_report, report_csv, report_json
 from langroute.costs.sinks import JSONLSink, MemorySink, Sink, SQLiteSink
 from langroute.costs.summary import LedgerSummary, RouteCostSummary, summarize
 from langroute.costs.writer import LedgerStats, LedgerWriteWarning
@@ -61,5 +62,7 @@ __all__ = [
     "plot_costs",
     "print_report",
     "render_report",
+    "report_csv",
+    "report_json",
     "summarize",
 ]

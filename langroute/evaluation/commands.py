@@ -16,6 +16,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from langroute.terminal import data_text, printable
+
 __all__ = ["calibrate_command", "eval_command"]
 
 
@@ -42,11 +44,12 @@ def _fmt(value: float | None, percent: bool = False) -> str:
 def _print_report(report: Any, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if report.scores is not None:
         s = report.scores
-        table = Table(title=title)
+        table = Table(title=data_text(title, one_line=True))
         table.add_column("router", no_wrap=True)
         for column in ("APGR", "CPT50", "CPT80", "95% of S", "APGR 11pt", "strong", "quality"):
             table.add_column(column, justify="right")
@@ -63,7 +66,7 @@ def _print_report(report: Any, title: str) -> None:
         )
         for b in report.baselines:
             table.add_row(
-                b.name.replace(" seeds)", ")"),
+                data_text(b.name.replace(" seeds)", ")"), one_line=True),
                 _fmt(b.apgr),
                 _fmt(b.cpt50, True),
                 _fmt(b.cpt80, True),
@@ -74,18 +77,21 @@ def _print_report(report: Any, title: str) -> None:
             )
         console.print(table)
         console.print(
-            f"weak {s.weak}: {s.weak_quality:.4f}   strong {s.strong}: {s.strong_quality:.4f}   "
-            f"n={report.n} (contaminated left out: {report.excluded_contaminated}); "
-            f"at threshold {report.threshold:.3g}: PGR {_fmt(s.pgr)}"
+            data_text(
+                f"weak {s.weak}: {s.weak_quality:.4f}   strong {s.strong}: "
+                f"{s.strong_quality:.4f}   n={report.n} (contaminated left out: "
+                f"{report.excluded_contaminated}); at threshold {report.threshold:.3g}: "
+                f"PGR {_fmt(s.pgr)}"
+            )
         )
     if report.labels is not None and report.scores is None:
         lab = report.labels
-        table = Table(title=title)
+        table = Table(title=data_text(title, one_line=True))
         table.add_column("router")
         table.add_column("accuracy", justify="right")
         table.add_row("this router", _fmt(lab.accuracy, True), style="bold")
         for b in report.baselines:
-            table.add_row(b.name, _fmt(b.accuracy, True))
+            table.add_row(data_text(b.name, one_line=True), _fmt(b.accuracy, True))
         console.print(table)
         line = (
             f"n={lab.n}  escalation rate {_fmt(lab.escalation_rate, True)}  "
@@ -100,8 +106,15 @@ def _print_report(report: Any, title: str) -> None:
         console.print(line)
         for miss in lab.misrouted[:5]:
             console.print(
-                f"  [red]misrouted[/red] {miss.text[:70]!r}: expected {miss.expected}, "
-                f"got {miss.predicted} ({miss.reason})"
+                Text.assemble(
+                    "  ",
+                    ("misrouted", "red"),
+                    data_text(
+                        f" {miss.text[:70]!r}: expected {miss.expected}, "
+                        f"got {miss.predicted} ({miss.reason})",
+                        one_line=True,
+                    ),
+                )
             )
     if report.folds:
         console.print(f"{report.folds}-fold cross-validation (identical texts share a fold)")
@@ -179,12 +192,13 @@ def eval_command(
     }
     route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
     oos = list(out_of_scope or [])
+    known = [*route_list, *oos] if route_list else None  # rows with other labels: errors
     try:
         same = exemplars.resolve() == evalset.resolve()
         if same or folds is not None:
-            rows = load_exemplars(exemplars)
+            rows = load_exemplars(exemplars, routes=known)
             if not same:
-                rows += load_exemplars(evalset)
+                rows += load_exemplars(evalset, routes=known)
             report = cross_validate(
                 rows,
                 routes=route_list,
@@ -198,7 +212,7 @@ def eval_command(
                 **options,
             )
         else:
-            rows = [ex for ex in load_exemplars(exemplars) if ex.route not in oos]
+            rows = [ex for ex in load_exemplars(exemplars, routes=known) if ex.route not in oos]
             if route_list is None and weak and strong:
                 route_list = [weak, strong]
             router = ExemplarRouter(
@@ -210,15 +224,15 @@ def eval_command(
             )
             report = evaluate(router, evalset, weak=weak, strong=strong, show_progress=True)
     except (LangrouteError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(1) from exc
     _print_report(report, f"langroute eval: {evalset.name}")
     written = plot_report(report, plot)
-    typer.echo(f"plot written to {written}")
+    typer.echo(f"plot written to {printable(written)}")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report.to_json_dict(), indent=2), encoding="utf-8")
-        typer.echo(f"JSON written to {json_path}")
+        typer.echo(f"JSON written to {printable(json_path)}")
 
 
 def calibrate_command(
@@ -265,10 +279,10 @@ def calibrate_command(
                 show_progress=True,
             )
         for warning in caught:
-            typer.echo(f"warning: {warning.message}", err=True)
+            typer.echo(f"warning: {printable(warning.message)}", err=True)
         loaded.save(router)
     except (LangrouteError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(1) from exc
     line = (
         f"threshold {result.previous_threshold:.4g} -> {result.threshold:.4g}: "
@@ -279,4 +293,4 @@ def calibrate_command(
     if not result.reached:
         line += " (target not reachable; closest point taken)"
     typer.echo(line)
-    typer.echo(f"saved to {router}")
+    typer.echo(f"saved to {printable(router)}")

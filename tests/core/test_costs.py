@@ -334,6 +334,17 @@ def test_jsonl_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     assert isinstance(info.value, LangrouteError) and isinstance(info.value, ValueError)
 
 
+def test_jsonl_ledger_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    good = LedgerRecord(route="a").model_dump_json().encode()
+    bad = LedgerRecord(route="caf\u00e9").model_dump_json().encode("latin-1")
+    path.write_bytes(good + b"\n" + good + b"\n" + bad + b"\n")
+    with pytest.raises(LedgerFormatError) as info:
+        CostLedger.open(path)
+    assert info.value.line == 3
+    assert f"{path}:3: not valid UTF-8" in str(info.value)
+
+
 def test_jsonl_invalid_field_names_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(

@@ -128,3 +128,99 @@ def test_starter_pack_is_valid_and_balanced():
     # every line is plain JSON we can read back without langroute
     for line in STARTER_EXEMPLARS.read_text(encoding="utf-8").splitlines():
         assert json.loads(line)["text"].strip()
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_invalid_utf8_is_reported_with_its_line(tmp_path, suffix):
+    rows = (
+        [b'{"text": "fine", "route": "small"}', b'{"text": "ok", "route": "large"}']
+        if suffix == "jsonl"
+        else [b"text,route", b"fine,small"]
+    )
+    bad = b'{"text": "caf\xe9", "route": "small"}' if suffix == "jsonl" else b"caf\xe9,small"
+    path = tmp_path / f"latin1.{suffix}"
+    path.write_bytes(b"\n".join([*rows, bad, b""]))
+    with pytest.raises(ExemplarFormatError) as info:
+        load_exemplars(path)
+    assert info.value.line == 3
+    assert f"{path}:3:" in str(info.value) and "not UTF-8" in str(info.value)
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"text": "hello", "route": "small"}\n')
+    csv_file = tmp_path / "bom.csv"
+    csv_file.write_bytes(b"\xef\xbb\xbftext,route\r\nhello,small\r\n")
+    for path in (jsonl, csv_file):
+        (exemplar,) = load_exemplars(path)
+        assert (exemplar.text, exemplar.route, exemplar.metadata) == ("hello", "small", {})
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("r.jsonl", '{"text": "a", "route": "small"}\n\n{"text": "b", "route": "medium"}\n'),
+        ("r.csv", "text,route\na,small\n\nb,medium\n"),
+    ],
+)
+def test_unknown_route_names_file_line_and_field(tmp_path, name, content):
+    from langroute import ExemplarRouter, HashingEmbedder
+
+    path = write(tmp_path / name, content)
+    assert [ex.route for ex in load_exemplars(path)] == ["small", "medium"]  # no routes given
+    for load in (
+        lambda: load_exemplars(path, routes=["small", "large"]),
+        lambda: ExemplarRouter.from_file(path, ["small", "large"], embedder=HashingEmbedder()),
+    ):
+        with pytest.raises(ExemplarFormatError) as info:
+            load()
+        assert (info.value.line, info.value.field) == (3 if name.endswith("jsonl") else 4, "route")
+        assert "'medium'" in str(info.value) and f"{path}:" in str(info.value)
+
+
+def test_csv_row_missing_its_route_cell_names_line_and_field(tmp_path):
+    path = write(tmp_path / "short.csv", "text,route\nhello,small\nprove it\n")
+    with pytest.raises(ExemplarFormatError) as info:
+        load_exemplars(path)
+    assert (info.value.line, info.value.field) == (3, "route")
+    assert "missing cell" in str(info.value) and f"{path}:3:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "says"),
+    [
+        (
+            '{"text": "hi", "route": "small"}\n{"text": "x", "route": "small"}\n'
+            '{"text": "hi", "route": "large"}\n',
+            "route",
+            "the same text as line 1",
+        ),
+        (
+            '{"id": "q1", "text": "hi", "route": "small"}\n'
+            '{"id": "q1", "text": "hello", "route": "large"}\n{"text": "x"}\n',
+            "route",
+            "id 'q1' as line 1",
+        ),
+        (
+            '{"text": "x"}\n{"text": "hi", "scores": {"a": 1.0}}\n'
+            '{"text": "hi", "scores": {"a": 0.0}}\n',
+            "scores",
+            "the same text as line 2",
+        ),
+    ],
+)
+def test_duplicate_ids_with_conflicting_labels_are_errors(tmp_path, content, field, says):
+    path = write(tmp_path / "dup.jsonl", content)
+    with pytest.raises(ExemplarFormatError) as info:
+        load_exemplars(path)
+    error = info.value
+    line = 2 if "q1" in content else 3
+    assert (error.line, error.field) == (line, field) and says in str(error)
+
+
+def test_duplicates_with_the_same_labels_are_allowed(tmp_path):
+    path = write(
+        tmp_path / "dup.jsonl",
+        '{"text": "hi", "route": "small"}\n{"text": "hi", "route": "small", "weight": 2}\n',
+    )
+    assert [ex.weight for ex in load_exemplars(path)] == [1.0, 2.0]

@@ -208,6 +208,51 @@ def test_non_string_query_is_an_error():
         make_router().route(None)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("query", ["\u200b", "\x00", "\u200b\u200d \x00\ufeff", "\ud800"])
+def test_query_of_invisible_characters_is_empty(query):
+    router = make_router()
+    with pytest.raises(InvalidQueryError, match="no visible characters"):
+        router.route(query)
+    with pytest.raises(InvalidQueryError, match="no visible characters"):
+        router.route_batch(["hello how are you", query])
+
+
+def test_lone_surrogate_is_replaced_before_embedding():
+    seen: list[str] = []
+
+    class StrictEmbedder(HashingEmbedder):
+        """Refuses text that is not valid Unicode, as real tokenizers do."""
+
+        def embed_queries(self, texts):
+            for text in texts:
+                text.encode("utf-8")  # raises on a lone surrogate
+            seen.extend(texts)
+            return super().embed_queries(texts)
+
+    exemplars = [Exemplar(text=t, route="small") for t in EASY] + [
+        Exemplar(text=t, route="large") for t in HARD
+    ]
+    router = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=exemplars,
+        embedder=StrictEmbedder(),
+        min_similarity=0.05,
+        k=5,
+    )
+    decision = router.route("hello how are you \ud800")
+    assert decision.route == "small" and decision.query == "hello how are you \ufffd"
+    batch = router.route_batch(["prove the theorem \udcff step by step", "\ud83d\ude00 hello"])
+    assert [d.route for d in batch] == ["large", "small"]
+    assert batch[1].query == "\U0001f600 hello"  # a surrogate pair is joined, not replaced
+    assert all(text.encode("utf-8") for text in seen)
+
+
+@pytest.mark.slow
+def test_lone_surrogate_routes_with_the_real_tokenizer(starter_router):
+    decision = starter_router.route("Translate 'good night' into German \ud800")
+    assert decision.route == "small" and "\ufffd" in decision.query
+
+
 def test_huge_query_is_truncated_and_still_routed():
     router = make_router()
     query = "prove the theorem step by step " + "lorem ipsum " * 9000 + " derive the gradient"

@@ -44,6 +44,7 @@ from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
 from langroute.escalation import Escalation
 from langroute.protocols import Router
+from langroute.queries import has_visible_text
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from langchain_langroute.events import (
@@ -359,7 +360,7 @@ class RoutingChatModel(BaseChatModel):
         if forced:
             return self._forced_decision(str(forced)), None
         query = self.query_extractor(messages)
-        if query is None or not str(query).strip():
+        if query is None or not has_visible_text(str(query)):
             return self.router.fallback_decision("no_query"), None
         return None, str(query)
 
@@ -697,12 +698,23 @@ class RoutingChatModel(BaseChatModel):
         for i, item in enumerate(inputs):
             messages = self._convert_input(item).to_messages()
             query = self.query_extractor(messages)
-            if query is None or not str(query).strip():
+            if query is None or not has_visible_text(str(query)):
                 decisions[i] = self.router.fallback_decision("no_query")
             else:
                 indices.append(i)
                 queries.append(str(query))
         return decisions, indices, queries
+
+    def _route_batch(self, queries: list[str]) -> list[RouteDecision | None]:
+        """Route ``queries`` in one call; ``None`` for each when that call raises.
+
+        Every input is then routed (and fails) on its own: one bad query never fails
+        its neighbours.
+        """
+        try:
+            return list(self.router.route_batch(queries))
+        except Exception:
+            return [None] * len(queries)
 
     def batch(
         self,
@@ -718,7 +730,7 @@ class RoutingChatModel(BaseChatModel):
         configs = get_config_list(config, len(inputs))
         decisions, indices, queries = self._batch_queries(inputs, kwargs)
         if queries:
-            for i, decision in zip(indices, self.router.route_batch(queries), strict=True):
+            for i, decision in zip(indices, self._route_batch(queries), strict=True):
                 decisions[i] = decision
 
         def invoke(i: int) -> Any:
@@ -751,7 +763,10 @@ class RoutingChatModel(BaseChatModel):
         configs = get_config_list(config, len(inputs))
         decisions, indices, queries = self._batch_queries(inputs, kwargs)
         if queries:
-            routed = await self.router.aroute_batch(queries)
+            try:
+                routed: list[RouteDecision | None] = list(await self.router.aroute_batch(queries))
+            except Exception:  # one bad query: each input is routed (and fails) on its own
+                routed = [None] * len(queries)
             for i, decision in zip(indices, routed, strict=True):
                 decisions[i] = decision
 

@@ -365,6 +365,62 @@ def test_batch_return_exceptions(router, large):
     assert all(isinstance(r, AllRoutesFailedError) for r in results)
 
 
+class _FussyRouter(_CountingRouter):
+    """A router whose batch call fails as a whole when one query contains "boom"."""
+
+    def route_batch(self, queries):
+        self.batch_calls.append(list(queries))
+        if any("boom" in q for q in queries):
+            raise ValueError("cannot route a boom")
+        return self.inner.route_batch(queries)
+
+    async def aroute_batch(self, queries):
+        return self.route_batch(queries)
+
+    def route(self, query):
+        self.route_calls += 1
+        if "boom" in query:
+            raise ValueError("cannot route a boom")
+        return self.inner.route(query)
+
+    async def aroute(self, query):
+        return self.route(query)
+
+
+def test_one_bad_query_never_fails_its_neighbours_in_a_batch(router, small, large):
+    fussy = _FussyRouter(router)
+    llm = RoutingChatModel(router=fussy, models={"small": small, "large": large})
+    results = llm.batch([EASY, "boom", HARD], return_exceptions=True)
+    assert route_of(results[0]) == "small" and route_of(results[2]) == "large"
+    assert isinstance(results[1], ValueError) and "boom" in str(results[1])
+
+
+async def test_one_bad_query_never_fails_its_neighbours_in_an_abatch(router, small, large):
+    fussy = _FussyRouter(router)
+    llm = RoutingChatModel(router=fussy, models={"small": small, "large": large})
+    results = await llm.abatch([EASY, "boom", HARD], return_exceptions=True)
+    assert route_of(results[0]) == "small" and route_of(results[2]) == "large"
+    assert isinstance(results[1], ValueError) and "boom" in str(results[1])
+
+
+@pytest.mark.slow
+def test_hostile_text_in_batch_and_invoke_with_the_real_tokenizer(starter_router, small, large):
+    llm = RoutingChatModel(router=starter_router, models={"small": small, "large": large})
+    surrogate = "Translate 'good night' into German \ud800"
+    results = llm.batch(
+        [surrogate, "\u200b\u200b", "\x00", "Translate 'thank you' into French"],
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, Exception)], results
+    reasons = [r.response_metadata["langroute"]["reason"] for r in results]
+    assert reasons[1:3] == ["no_query", "no_query"]
+    assert route_of(results[0]) == route_of(results[3]) == "small"
+    assert route_of(llm.invoke(surrogate)) == "small"
+    invisible = llm.invoke("\u200b")
+    assert invisible.response_metadata["langroute"]["reason"] == "no_query"
+    assert route_of(invisible) == starter_router.fallback
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -11,7 +11,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.llms.langroute import ROUTE_KEY, RouteMetadata, RoutingLLM
 from llama_index.llms.langroute.testing import MockProviderError, MockProviderLLM, StreamFailure
 
-from langroute.errors import AllRoutesFailedError, RouterConfigError
+from langroute.errors import AllRoutesFailedError, InvalidQueryError, RouterConfigError
 
 EASY_Q = "hello, how are you?"
 HARD_Q = "Prove that the square root of two is irrational."
@@ -167,6 +167,29 @@ def test_no_question_goes_to_the_fallback(llm, large, events):
     assert selected.decision.reason == "no_query"
     assert selected.source == "none"
     assert selected.route == llm.router.fallback == "large"
+
+
+@pytest.mark.parametrize("prompt", [None, 42, b"bytes"])
+async def test_a_prompt_that_is_not_a_string_is_a_clear_error(llm, small, large, prompt):
+    for call in (llm.complete, llm.stream_complete):
+        with pytest.raises(InvalidQueryError, match="prompt must be a string"):
+            call(prompt)
+    for acall in (llm.acomplete, llm.astream_complete):
+        with pytest.raises(InvalidQueryError, match="prompt must be a string"):
+            await acall(prompt)
+    assert not small.calls and not large.calls
+
+
+@pytest.mark.slow
+def test_hostile_text_with_the_real_tokenizer(starter_router, small, large, events):
+    llm = RoutingLLM(router=starter_router, models={"small": small, "large": large})
+    assert llm.complete("Translate 'good night' into German \ud800").text == (
+        "Answer from gpt-4o-mini."
+    )
+    llm.complete("\u200b\x00")
+    first, second = events.of("RouteSelectedEvent")
+    assert first.decision.reason == "vote" and "\ufffd" in first.decision.query
+    assert second.decision.reason == "no_query" and second.route == starter_router.fallback
 
 
 def test_route_keyword_forces_a_route_and_is_not_passed_on(llm, small, large):

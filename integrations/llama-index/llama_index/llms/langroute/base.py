@@ -554,12 +554,21 @@ class RoutingLLM(FunctionCallingLLM):
 
     # ------------------------------------------------------------------ complete
 
+    @staticmethod
+    def _check_prompt(prompt: object) -> None:
+        if not isinstance(prompt, str):
+            raise InvalidQueryError(
+                f"RoutingLLM: the prompt must be a string, got {type(prompt).__name__}"
+            )
+
     def _complete_routing(self, prompt: str, kwargs: dict[str, Any]) -> Routing:
+        self._check_prompt(prompt)
         return self._routing(
             kwargs, "completion", lambda: self.query_extractor.from_completion(prompt)
         )
 
     async def _acomplete_routing(self, prompt: str, kwargs: dict[str, Any]) -> Routing:
+        self._check_prompt(prompt)
         return await self._arouting(
             kwargs, "completion", lambda: self.query_extractor.from_completion(prompt)
         )
@@ -571,6 +580,9 @@ class RoutingLLM(FunctionCallingLLM):
             prompt: The prompt (routed on as is, unless called from ``predict``).
             formatted: Passed to the chosen LLM.
             **kwargs: Passed to the chosen LLM; ``route="name"`` forces a route.
+
+        Raises:
+            InvalidQueryError: ``prompt`` is not a string.
         """
         routing = self._complete_routing(prompt, kwargs)
         return self._call(

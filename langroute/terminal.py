@@ -1,0 +1,54 @@
+r"""Showing data in a terminal: control characters made visible, rich markup left inert.
+
+Exemplar texts, route and model names, ledger fields and file paths come from files
+that anyone may have written. Printed as they are, ``[/]`` breaks rich markup,
+``[bold red]`` restyles the output and ANSI escape sequences (clear the screen, set
+the window title) reach the terminal. Every command builds what it prints from data
+with :func:`printable` (plain strings) or :func:`data_text` (rich renderables).
+
+Example:
+    >>> printable("route [bold red]x[/] \x1b[2J")
+    'route [bold red]x[/] \\x1b[2J'
+    >>> data_text("[/]").plain
+    '[/]'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+__all__ = ["data_text", "printable"]
+
+# C0 and C1 controls except tab and newline, DEL, bidi overrides and isolates (which
+# reorder what is shown), and lone surrogates (which cannot be written as UTF-8).
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def printable(value: object, *, one_line: bool = False) -> str:
+    r"""``str(value)`` with unsafe characters written as Python escapes (``\x1b``).
+
+    Args:
+        value: Anything; it is converted with ``str``.
+        one_line: Also escape newlines and tabs (for table cells and headers).
+    """
+    text = _UNSAFE.sub(_escape, str(value))
+    if one_line:
+        text = text.replace("\t", "\\t").replace("\n", "\\n")
+    return text
+
+
+def data_text(value: object, style: str = "", *, one_line: bool = False) -> Text:
+    """A rich ``Text`` of :func:`printable` ``(value)``: never read as markup or emoji."""
+    from rich.text import Text
+
+    return Text(printable(value, one_line=one_line), style=style)
