@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from langroute.errors import ExemplarFormatError
+from langroute.queries import has_visible_text
 from langroute.textfiles import read_utf8, utf8_lines
 
 # Field names of the shared benchmark data sets accepted as synonyms.
@@ -64,8 +65,10 @@ class Exemplar(BaseModel):
     @field_validator("text")
     @classmethod
     def _text_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is empty")
+        # an exemplar nobody can read (zero-width or control characters only) would
+        # attract every invisible query; it is as empty as a blank one
+        if not has_visible_text(value):
+            raise ValueError("text is empty (no visible character)")
         return value
 
     @field_validator("route")

@@ -252,7 +252,8 @@ def report_csv(summary: LedgerSummary) -> str:
 
     Costs are US dollars, unrounded; an unknown value is an empty cell. Baseline cost
     and savings are totals, so only the total row has them. Control characters in route
-    and model names are written as escapes (``\x1b``).
+    and model names are written as escapes (``\x1b``), and a name a spreadsheet would
+    run as a formula (starting with ``=``, ``+``, ``-``, ``@``) gets a leading ``'``.
 
     Example:
         >>> print(report_csv(CostLedger().summary()).splitlines()[-1])
@@ -262,12 +263,16 @@ def report_csv(summary: LedgerSummary) -> str:
     def number(value: float | int | None) -> str:
         return "" if value is None else str(value)
 
+    def text(value: str) -> str:
+        cell = printable(value, one_line=True)
+        return f"'{cell}" if cell[:1] in ("=", "+", "-", "@") else cell
+
     def row(kind: str, item: Item) -> list[str]:
         route, models = ("", []) if isinstance(item, LedgerSummary) else (item.route, item.models)
         return [
             kind,
-            printable(route or "", one_line=True),
-            printable(";".join(models), one_line=True),
+            text(route or ""),
+            text(";".join(models)),
             *(
                 number(value)
                 for value in (

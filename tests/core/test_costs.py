@@ -705,3 +705,22 @@ def test_unmeasured_calls_are_not_priced_and_left_out_of_savings(
     text = console.export_text()
     assert "(+1 unmeasured)" in text
     assert "1 calls unmeasured (no usage reported; 1 requests left out of cost and savings)" in text
+
+
+def test_report_csv_never_writes_a_name_a_spreadsheet_would_run():
+    import csv
+    import io
+
+    from langroute.costs import report_csv
+    from langroute.costs.summary import summarize
+
+    records = [
+        LedgerRecord(route="=HYPERLINK(1)", model="@SUM(A1)", cost=0.5),
+        LedgerRecord(route="-small", model="+gpt", cost=-0.0),
+    ]
+    rows = list(csv.DictReader(io.StringIO(report_csv(summarize(records)))))
+    assert [(r["route"], r["models"]) for r in rows[:2]] == [
+        ("'=HYPERLINK(1)", "'@SUM(A1)"),
+        ("'-small", "'+gpt"),
+    ]
+    assert float(rows[0]["cost"]) == 0.5

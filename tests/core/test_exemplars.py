@@ -224,3 +224,13 @@ def test_duplicates_with_the_same_labels_are_allowed(tmp_path):
         '{"text": "hi", "route": "small"}\n{"text": "hi", "route": "small", "weight": 2}\n',
     )
     assert [ex.weight for ex in load_exemplars(path)] == [1.0, 2.0]
+
+
+def test_exemplar_text_of_invisible_characters_only_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "ex.jsonl"
+    path.write_text(
+        '{"text": "hello there", "route": "small"}\n{"text": "\\u200b\\u0000", "route": "small"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ExemplarFormatError, match=r"ex.jsonl:2.*no visible character"):
+        load_exemplars(path)
