@@ -229,7 +229,7 @@ class MockProviderLLM(FunctionCallingLLM):
             number,
             self.script,
             fallback=partial(self._default_reply, messages),
-            streaming=method.startswith("stream"),
+            streaming="stream" in method,
         )
         calls = [step] if isinstance(step, ScriptedToolCall) else step
         calls = calls if isinstance(calls, list) else []
