@@ -161,6 +161,65 @@ class Turn(BaseModel):
         default=None, description="When set, the stream of this answer breaks (see cut)."
     )
 
+    @classmethod
+    def from_step(
+        cls,
+        step: str | ToolRequest | list[ToolRequest] | None,
+        prompts: Iterable[str],
+        *,
+        offered: Sequence[str] | None = None,
+        usage: tuple[int, int] | None = None,
+        cached_tokens: int = 0,
+        failure: StreamFailure | None = None,
+        model: str = "the scripted model",
+    ) -> Turn:
+        """The answer a neutral step makes: a reply text, or a call of one or more tools.
+
+        Args:
+            step: A reply, a :class:`ToolRequest`, a list of them, or ``None`` (no text).
+            prompts: The texts sent, for :func:`word_usage`.
+            offered: The names of the tools the call offered; a tool request naming
+                another one is an error. ``None`` skips the check.
+            usage: Fixed ``(input_tokens, output_tokens)``; by default counted in words.
+            cached_tokens: Input tokens reported as cache reads (at most the input).
+            failure: The failure that breaks this answer's stream.
+            model: Who answers, for error messages.
+
+        Example:
+            >>> turn = Turn.from_step(ToolRequest(name="add", id="c1"), ["add 1 and 2"])
+            >>> turn.text, [c.name for c in turn.tool_calls], turn.usage.output_tokens
+            ('', ['add'], 2)
+            >>> Turn.from_step(ToolRequest(name="add"), ["hi"], offered=[], model="gpt-4o")
+            Traceback (most recent call last):
+            ...
+            ValueError: gpt-4o was scripted to call 'add' but was offered no tools
+        """
+        if step is None or isinstance(step, str):
+            text, calls = step or "", []
+        elif isinstance(step, ToolRequest):
+            text, calls = "", [step]
+        elif isinstance(step, list) and all(isinstance(c, ToolRequest) for c in step):
+            text, calls = "", list(step)
+        else:
+            raise TypeError(
+                f"{model}: a scripted step must be a reply text or tool requests, got {step!r}"
+            )
+        for call in calls if offered is not None else []:
+            if call.name not in offered:
+                raise ValueError(
+                    f"{model} was scripted to call {call.name!r} but was offered "
+                    f"{list(offered) or 'no tools'}"
+                )
+        if usage is None:
+            counted = word_usage(prompts, text, calls, cached_tokens=cached_tokens)
+        else:
+            counted = TokenUsage(
+                input_tokens=usage[0],
+                output_tokens=usage[1],
+                cached_tokens=min(cached_tokens, usage[0]),
+            )
+        return cls(text=text, tool_calls=calls, usage=counted, failure=failure)
+
     def stream(self, items: Iterable[ItemT]) -> Iterator[ItemT]:
         """Yield the answer's stream ``items``, broken off by :attr:`failure` if set."""
         return self.failure.cut(items) if self.failure is not None else iter(items)

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (
@@ -64,7 +64,6 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from langroute.calls import TokenUsage
 from langroute.embedders import HashingEmbedder
 from langroute.scripted import (
     ScriptedProvider,
@@ -73,7 +72,6 @@ from langroute.scripted import (
     Turn,
     split_pieces,
     word_logprobs,
-    word_usage,
 )
 
 __all__ = [
@@ -84,6 +82,8 @@ __all__ = [
     "ScriptedToolCall",
     "StreamFailure",
 ]
+
+ItemT = TypeVar("ItemT")
 
 
 class MockProviderError(RuntimeError):
@@ -102,6 +102,10 @@ class ScriptedToolCall(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     id: str = Field(default_factory=lambda: f"call_{uuid.uuid4().hex[:12]}")
 
+    def to_request(self) -> ToolRequest:
+        """This call as the core's neutral :class:`~langroute.scripted.ToolRequest`."""
+        return ToolRequest(name=self.name, arguments=self.kwargs, id=self.id)
+
 
 Step = str | ScriptedToolCall | list[ScriptedToolCall] | BaseException | StreamFailure
 """One scripted turn: a reply, tool call(s), an error to raise, or a broken stream."""
@@ -114,6 +118,12 @@ class MockCall:
     method: str
     messages: list[ChatMessage]
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+async def _async(items: Iterable[ItemT]) -> AsyncGenerator[ItemT, None]:
+    """``items`` as an async generator (the scripted answer needs no waiting)."""
+    for item in items:
+        yield item
 
 
 def _tool_name(tool: Any) -> str:
@@ -231,26 +241,19 @@ class MockProviderLLM(FunctionCallingLLM):
             fallback=partial(self._default_reply, messages),
             streaming="stream" in method,
         )
-        calls = [step] if isinstance(step, ScriptedToolCall) else step
-        calls = calls if isinstance(calls, list) else []
-        for call in calls:
-            if call.name not in tool_names:
-                raise ValueError(
-                    f"{self.model} was scripted to call {call.name!r} but was offered "
-                    f"{tool_names or 'no tools'}"
-                )
-        requests = [ToolRequest(name=c.name, arguments=c.kwargs, id=c.id) for c in calls]
-        text = step if isinstance(step, str) else ""
-        if self.usage is None:
-            prompts = (m.content or "" for m in messages)
-            usage = word_usage(prompts, text, requests, cached_tokens=self.cached_tokens)
-        else:
-            usage = TokenUsage(
-                input_tokens=self.usage[0],
-                output_tokens=self.usage[1],
-                cached_tokens=min(self.cached_tokens, self.usage[0]),
-            )
-        return Turn(text=text, tool_calls=requests, usage=usage, failure=failure)
+        if isinstance(step, ScriptedToolCall):
+            step = [step]
+        if isinstance(step, list):
+            step = [c.to_request() if isinstance(c, ScriptedToolCall) else c for c in step]
+        return Turn.from_step(
+            step,
+            (m.content or "" for m in messages),
+            offered=tool_names,
+            usage=self.usage,
+            cached_tokens=self.cached_tokens,
+            failure=failure,
+            model=self.model,
+        )
 
     def _usage_dict(self, turn: Turn) -> dict[str, int]:
         usage = turn.usage
@@ -412,28 +415,23 @@ class MockProviderLLM(FunctionCallingLLM):
         """Async :meth:`chat`."""
         return self._chat_response(self._next_turn("achat", messages, kwargs))
 
+    def _streamed(
+        self, method: str, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> ChatResponseGen:
+        """The chunks of the next turn; the request starts on iteration."""
+        yield from self._chunks(self._next_turn(method, messages, kwargs))
+
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream the next scripted step word by word; the request starts on iteration."""
-
-        def gen() -> ChatResponseGen:
-            turn = self._next_turn("stream_chat", messages, kwargs)
-            yield from self._chunks(turn)
-
-        return gen()
+        return self._streamed("stream_chat", messages, kwargs)
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
-
-        async def gen() -> AsyncGenerator[ChatResponse, None]:
-            turn = self._next_turn("astream_chat", messages, kwargs)
-            for chunk in self._chunks(turn):
-                yield chunk
-
-        return gen()
+        return _async(self._streamed("astream_chat", messages, kwargs))
 
     # ------------------------------------------------------------------ complete
 
@@ -470,26 +468,16 @@ class MockProviderLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         """Stream the answer to the prompt word by word."""
-
-        def gen() -> CompletionResponseGen:
-            turn = self._next_turn("stream_complete", self._as_messages(prompt), kwargs)
-            for chunk in self._chunks(turn):
-                yield self._as_completion(chunk)
-
-        return gen()
+        chunks = self._streamed("stream_complete", self._as_messages(prompt), kwargs)
+        return (self._as_completion(chunk) for chunk in chunks)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
-
-        async def gen() -> AsyncGenerator[CompletionResponse, None]:
-            turn = self._next_turn("astream_complete", self._as_messages(prompt), kwargs)
-            for chunk in self._chunks(turn):
-                yield self._as_completion(chunk)
-
-        return gen()
+        chunks = self._streamed("astream_complete", self._as_messages(prompt), kwargs)
+        return _async(self._as_completion(chunk) for chunk in chunks)
 
     # ------------------------------------------------------------------ tools
 
