@@ -312,25 +312,12 @@ class ScriptedChatModel(BaseChatModel):
             )
             for piece in pieces
         ]
-        for index, call in enumerate(reply.tool_calls):
+        for index, call in enumerate(reply.tool_calls):  # arguments in two halves
             args = json.dumps(call["args"], ensure_ascii=False)
             half = len(args) // 2
-            chunks.append(
-                AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[
-                        tool_call_chunk(
-                            name=call["name"], args=args[:half], id=call["id"], index=index
-                        )
-                    ],
-                )
-            )
-            chunks.append(
-                AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[tool_call_chunk(args=args[half:], index=index)],
-                )
-            )
+            first = tool_call_chunk(name=call["name"], args=args[:half], id=call["id"], index=index)
+            rest = tool_call_chunk(args=args[half:], index=index)
+            chunks += [AIMessageChunk(content="", tool_call_chunks=[p]) for p in (first, rest)]
         metadata = self._metadata(reply)
         metadata.pop("logprobs", None)
         chunks.append(
