@@ -271,3 +271,30 @@ def test_pause_sleeps_only_for_a_latency(monkeypatch):
     scripted.pause(0)
     scripted.pause(0.25)
     assert slept == [0.25]
+
+
+# -- reading a step into a turn ---------------------------------------------------------
+
+
+def test_a_step_becomes_a_turn_with_word_or_fixed_usage():
+    turn = Turn.from_step("It is 3.", ["add one and two"], cached_tokens=2)
+    assert (turn.text, turn.tool_calls) == ("It is 3.", [])
+    assert turn.usage == TokenUsage(input_tokens=4, output_tokens=3, cached_tokens=2)
+    fixed = Turn.from_step(None, ["ignored"], usage=(1000, 100), cached_tokens=5000)
+    assert (fixed.text, fixed.usage) == (
+        "",
+        TokenUsage(input_tokens=1000, output_tokens=100, cached_tokens=1000),
+    )
+    calls = [ToolRequest(name="add", arguments={"a": 1}), ToolRequest(name="mul")]
+    both = Turn.from_step(calls, [], offered=["add", "mul"])
+    assert [c.name for c in both.tool_calls] == ["add", "mul"] and both.text == ""
+
+
+def test_a_step_naming_a_tool_not_offered_or_of_another_kind_is_refused():
+    with pytest.raises(
+        ValueError, match=r"gpt-4o was scripted to call 'mul' but was offered \['add'\]"
+    ):
+        Turn.from_step(ToolRequest(name="mul"), [], offered=["add"], model="gpt-4o")
+    assert Turn.from_step(ToolRequest(name="mul"), []).tool_calls[0].name == "mul"  # unchecked
+    with pytest.raises(TypeError, match="reply text or tool requests, got 42"):
+        Turn.from_step(42, [])  # type: ignore[arg-type]
