@@ -300,9 +300,12 @@ class ScriptedProvider(Generic[CallT]):
             is no fallback) and the :class:`StreamFailure` that breaks its stream.
 
         Raises:
+            ValueError: ``number`` is below 1.
             BaseException: ``fail_always``, the failure for this call number, a step
                 that is an exception, or a refused :class:`StreamFailure`'s error.
         """
+        if number < 1:
+            raise ValueError(f"call numbers start at 1 (from record()), got {number}")
         if fail_always is not None:
             raise fail_always
         if failures and number in failures:

@@ -59,6 +59,11 @@ def test_a_consumed_script_is_used_up_then_the_fallback_answers():
     assert take_all(provider, script, 1) == [None]  # no fallback: the adapter decides
 
 
+def test_a_call_number_below_one_is_refused():
+    with pytest.raises(ValueError, match="call numbers start at 1"):
+        ScriptedProvider().take(0, ["a"], cycle=True)
+
+
 def test_a_script_replaced_between_calls_takes_effect():
     provider = ScriptedProvider()
     first = ["one"]
