@@ -16,15 +16,15 @@ or a cost tracker, without any network:
 - optional scripted failures: raise a given error on call N, before the first chunk or
   mid-stream;
 - native async (``_agenerate`` / ``_astream``) and a thread-safe call log.
+
+The mechanics (call log, script, failures, tool-argument filling, word-count usage,
+logprobs, stream pieces) are the core's :mod:`langroute.scripted`; this module dresses
+them as LangChain messages and chunks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -48,6 +48,17 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langroute.scripted import (
+    ScriptedProvider,
+    StreamFailure,
+    ToolRequest,
+    apause,
+    choose_tool,
+    pause,
+    split_pieces,
+    word_logprobs,
+    word_usage,
+)
 from pydantic import ConfigDict, Field, PrivateAttr
 
 __all__ = ["FakeProviderError", "FakeRateLimitError", "FakeTimeoutError", "ScriptedChatModel"]
@@ -65,18 +76,8 @@ class FakeTimeoutError(TimeoutError):
     """A request timeout raised by :class:`ScriptedChatModel`."""
 
 
-_WORD = re.compile(r"\S+\s*|\s+")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_QUOTED = re.compile(r"['\"“‘「](.+?)['\"”’」]")
-
-
 def _text_of(message: BaseMessage) -> str:
     return message.text if isinstance(message.text, str) else str(message.content)
-
-
-def _count_tokens(text: str) -> int:
-    """A crude, deterministic token count: whitespace-separated words (at least 1)."""
-    return max(1, len(text.split()))
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -140,8 +141,7 @@ class ScriptedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _calls: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    _provider: ScriptedProvider[dict[str, Any]] = PrivateAttr(default_factory=ScriptedProvider)
 
     # ------------------------------------------------------------------ LangChain API
     @property
@@ -189,29 +189,32 @@ class ScriptedChatModel(BaseChatModel):
     @property
     def calls(self) -> list[dict[str, Any]]:
         """A copy of the call log: one dict per call (``messages``, ``stop``, ``kwargs``)."""
-        with self._lock:
-            return list(self._calls)
+        return self._provider.calls
 
     @property
     def call_count(self) -> int:
         """How many calls this model has received (failed ones included)."""
-        with self._lock:
-            return len(self._calls)
+        return self._provider.call_count
 
     def _register_call(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> tuple[int, AIMessage]:
-        with self._lock:
-            self._calls.append({"messages": list(messages), "stop": stop, "kwargs": dict(kwargs)})
-            number = len(self._calls)
-            scripted = (
-                self.responses[(number - 1) % len(self.responses)] if self.responses else None
-            )
-        if self.fail_always is not None:
-            raise self.fail_always
-        if number in self.failures:
-            raise self.failures[number]
+        call = {"messages": list(messages), "stop": stop, "kwargs": dict(kwargs)}
+        number = self._provider.record(call)
+        scripted, _ = self._provider.take(
+            number, self.responses, cycle=True, failures=self.failures, fail_always=self.fail_always
+        )
         return number, self._reply(messages, scripted, kwargs)
+
+    def _streamed(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Iterator[ChatGenerationChunk]:
+        """The call's chunks, broken after the first one if it has a mid-stream failure."""
+        number, reply = self._register_call(messages, stop, kwargs)
+        chunks = self._chunks(messages, reply)
+        if number not in self.mid_stream_failures:
+            return iter(chunks)
+        return StreamFailure(error=self.mid_stream_failures[number], after_chunks=1).cut(chunks)
 
     # ------------------------------------------------------------------ reply synthesis
     def _reply(
@@ -243,76 +246,40 @@ class ScriptedChatModel(BaseChatModel):
     ) -> dict[str, Any] | None:
         by_name = {t["function"]["name"]: t for t in tools if "function" in t}
         if isinstance(tool_choice, dict):
-            name = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
-            if name in by_name:
-                return by_name[name]
-        if isinstance(tool_choice, str) and tool_choice in by_name:
-            return by_name[tool_choice]
-        if tool_choice == "none":
-            return None
-        for name, tool in by_name.items():
-            if name in question:
-                return tool
-        return next(iter(by_name.values()), None)
-
-    @staticmethod
-    def _fill(schema: dict[str, Any], question: str, numbers: list[str]) -> Any:
-        kind = schema.get("type")
-        if schema.get("enum"):
-            return schema["enum"][0]
-        if "anyOf" in schema:
-            options = [s for s in schema["anyOf"] if s.get("type") != "null"]
-            return ScriptedChatModel._fill(options[0], question, numbers) if options else None
-        if kind == "integer":
-            return int(float(numbers.pop(0))) if numbers else 0
-        if kind == "number":
-            return float(numbers.pop(0)) if numbers else 0.0
-        if kind == "boolean":
-            return False
-        if kind == "array":
-            return []
-        if kind == "object":
-            props = schema.get("properties", {})
-            return {
-                key: ScriptedChatModel._fill(props[key], question, numbers)
-                for key in schema.get("required", [])
-                if key in props
-            }
-        quoted = _QUOTED.search(question)
-        return quoted.group(1) if quoted else (question or "text")
+            tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+        name = choose_tool(list(by_name), question, tool_choice)
+        return None if name is None else by_name[name]
 
     def _tool_call(self, tool: dict[str, Any], question: str, turn: int) -> ToolCall:
         function = tool["function"]
-        parameters = dict(function.get("parameters") or {"type": "object", "properties": {}})
-        parameters.setdefault("type", "object")
-        args = self._fill(parameters, question, _NUMBER.findall(question))
-        return ToolCall(
-            name=function["name"], args=args, id=f"call_{self.model}_{turn}", type="tool_call"
+        request = ToolRequest.for_question(
+            function["name"], function.get("parameters"), question, id=f"call_{self.model}_{turn}"
         )
+        return ToolCall(name=request.name, args=request.arguments, id=request.id, type="tool_call")
 
     # ------------------------------------------------------------------ metadata
     def _usage(self, messages: list[BaseMessage], message: AIMessage) -> UsageMetadata:
-        input_tokens = sum(_count_tokens(_text_of(m)) for m in messages)
-        output_text = message.text or ""
-        if message.tool_calls:
-            output_text += " " + json.dumps([tc["args"] for tc in message.tool_calls])
-        output_tokens = _count_tokens(output_text)
-        usage = UsageMetadata(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
+        usage = word_usage(
+            (_text_of(m) for m in messages),
+            message.text or "",
+            [ToolRequest(name=c["name"], arguments=c["args"]) for c in message.tool_calls],
+            cached_tokens=self.cached_input_tokens,
+            at_least=1,
+        )
+        metadata = UsageMetadata(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.input_tokens + usage.output_tokens,
         )
         if self.cached_input_tokens:
-            usage["input_token_details"] = {
-                "cache_read": min(self.cached_input_tokens, input_tokens)
-            }
-        return usage
+            metadata["input_token_details"] = {"cache_read": usage.cached_tokens}
+        return metadata
 
     def _logprobs(self, text: str) -> dict[str, Any]:
         return {
             "content": [
-                {"token": word, "logprob": self.logprob, "bytes": None, "top_logprobs": []}
-                for word in _WORD.findall(text)
+                {"token": piece, "logprob": logprob, "bytes": None, "top_logprobs": []}
+                for piece, logprob in word_logprobs(text, self.logprob)
             ]
         }
 
@@ -337,7 +304,7 @@ class ScriptedChatModel(BaseChatModel):
 
     def _chunks(self, messages: list[BaseMessage], reply: AIMessage) -> list[ChatGenerationChunk]:
         text = reply.text or ""
-        pieces = _WORD.findall(text) or ([""] if not reply.tool_calls else [])
+        pieces = split_pieces(text) or ([""] if not reply.tool_calls else [])
         chunks = [
             AIMessageChunk(
                 content=piece,
@@ -345,25 +312,12 @@ class ScriptedChatModel(BaseChatModel):
             )
             for piece in pieces
         ]
-        for index, call in enumerate(reply.tool_calls):
+        for index, call in enumerate(reply.tool_calls):  # arguments in two halves
             args = json.dumps(call["args"], ensure_ascii=False)
             half = len(args) // 2
-            chunks.append(
-                AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[
-                        tool_call_chunk(
-                            name=call["name"], args=args[:half], id=call["id"], index=index
-                        )
-                    ],
-                )
-            )
-            chunks.append(
-                AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[tool_call_chunk(args=args[half:], index=index)],
-                )
-            )
+            first = tool_call_chunk(name=call["name"], args=args[:half], id=call["id"], index=index)
+            rest = tool_call_chunk(args=args[half:], index=index)
+            chunks += [AIMessageChunk(content="", tool_call_chunks=[p]) for p in (first, rest)]
         metadata = self._metadata(reply)
         metadata.pop("logprobs", None)
         chunks.append(
@@ -384,8 +338,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.latency:
-            time.sleep(self.latency)
+        pause(self.latency)
         _, reply = self._register_call(messages, stop, kwargs)
         return self._result(messages, reply)
 
@@ -396,7 +349,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        await asyncio.sleep(self.latency)
+        await apause(self.latency)
         _, reply = self._register_call(messages, stop, kwargs)
         return self._result(messages, reply)
 
@@ -407,12 +360,8 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        if self.latency:
-            time.sleep(self.latency)
-        number, reply = self._register_call(messages, stop, kwargs)
-        for position, chunk in enumerate(self._chunks(messages, reply)):
-            if position == 1 and number in self.mid_stream_failures:
-                raise self.mid_stream_failures[number]
+        pause(self.latency)
+        for chunk in self._streamed(messages, stop, kwargs):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -424,12 +373,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        await asyncio.sleep(self.latency)
-        number, reply = self._register_call(messages, stop, kwargs)
-        for position, chunk in enumerate(self._chunks(messages, reply)):
-            if position == 1 and number in self.mid_stream_failures:
-                raise self.mid_stream_failures[number]
+        await apause(self.latency)
+        for chunk in self._streamed(messages, stop, kwargs):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-            await asyncio.sleep(0)
+            await apause(0)

@@ -23,6 +23,10 @@ LlamaIndex's LLM events through the usual decorators, like a real integration.
 :class:`HashingEmbedding` is a deterministic, model-free LlamaIndex embedding (hashed
 bag of words) for building real indexes in tests.
 
+The mechanics (call log, script, failures, word-count usage, logprobs, stream pieces)
+are the core's :mod:`langroute.scripted`; this module dresses them as LlamaIndex
+responses and provider-shaped ``raw`` payloads.
+
 Example:
     >>> llm = MockProviderLLM(model="gpt-4o-mini", script=["Paris."], usage=(12, 2))
     >>> from llama_index.core.llms import ChatMessage
@@ -34,11 +38,11 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (
@@ -55,12 +59,20 @@ from llama_index.core.base.llms.types import (
     TextBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from langroute.embedders import HashingEmbedder
+from langroute.scripted import (
+    ScriptedProvider,
+    StreamFailure,
+    ToolRequest,
+    Turn,
+    split_pieces,
+    word_logprobs,
+)
 
 __all__ = [
     "HashingEmbedding",
@@ -70,6 +82,8 @@ __all__ = [
     "ScriptedToolCall",
     "StreamFailure",
 ]
+
+ItemT = TypeVar("ItemT")
 
 
 class MockProviderError(RuntimeError):
@@ -88,19 +102,9 @@ class ScriptedToolCall(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     id: str = Field(default_factory=lambda: f"call_{uuid.uuid4().hex[:12]}")
 
-
-class StreamFailure(BaseModel):
-    """Stream ``after_chunks`` chunks of ``text``, then raise ``error`` (mid-stream break).
-
-    With ``after_chunks=0`` the stream fails before its first chunk (and a non-streaming
-    call raises at once), which is what a refused request looks like.
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    error: BaseException
-    after_chunks: int = 0
-    text: str = "partial answer that breaks off"
+    def to_request(self) -> ToolRequest:
+        """This call as the core's neutral :class:`~langroute.scripted.ToolRequest`."""
+        return ToolRequest(name=self.name, arguments=self.kwargs, id=self.id)
 
 
 Step = str | ScriptedToolCall | list[ScriptedToolCall] | BaseException | StreamFailure
@@ -116,17 +120,10 @@ class MockCall:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class _Turn:
-    text: str
-    tool_calls: list[ScriptedToolCall]
-    input_tokens: int
-    output_tokens: int
-    failure: StreamFailure | None = None
-
-
-def _words(text: str) -> list[str]:
-    return text.split()
+async def _async(items: Iterable[ItemT]) -> AsyncGenerator[ItemT, None]:
+    """``items`` as an async generator (the scripted answer needs no waiting)."""
+    for item in items:
+        yield item
 
 
 def _tool_name(tool: Any) -> str:
@@ -180,7 +177,7 @@ class MockProviderLLM(FunctionCallingLLM):
     is_chat_model: bool = True
     function_calling: bool = True
 
-    _calls: list[MockCall] = PrivateAttr(default_factory=list)
+    _provider: ScriptedProvider[MockCall] = PrivateAttr(default_factory=ScriptedProvider)
 
     @classmethod
     def class_name(cls) -> str:
@@ -201,7 +198,7 @@ class MockProviderLLM(FunctionCallingLLM):
     @property
     def calls(self) -> list[MockCall]:
         """Every call received, oldest first."""
-        return list(self._calls)
+        return self._provider.calls
 
     # ------------------------------------------------------------------ turn logic
 
@@ -234,58 +231,49 @@ class MockProviderLLM(FunctionCallingLLM):
 
     def _next_turn(
         self, method: str, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> _Turn:
+    ) -> Turn:
         messages = list(messages)
-        self._calls.append(MockCall(method=method, messages=messages, kwargs=dict(kwargs)))
+        number = self._provider.record(MockCall(method, messages, dict(kwargs)))
         tool_names = self._check_tools(kwargs.get("tools"))
-        step: Any = self.script.pop(0) if self.script else self._default_reply(messages)
-        failure: StreamFailure | None = None
-        if isinstance(step, BaseException):
-            raise step
-        if isinstance(step, StreamFailure):
-            if step.after_chunks == 0 or not method.startswith("stream"):
-                raise step.error
-            failure = step
-            step = step.text
-        calls: list[ScriptedToolCall] = []
+        step, failure = self._provider.take(
+            number,
+            self.script,
+            fallback=partial(self._default_reply, messages),
+            streaming="stream" in method,
+        )
         if isinstance(step, ScriptedToolCall):
-            calls = [step]
-        elif isinstance(step, list):
-            calls = list(step)
-        for call in calls:
-            if call.name not in tool_names:
-                raise ValueError(
-                    f"{self.model} was scripted to call {call.name!r} but was offered "
-                    f"{tool_names or 'no tools'}"
-                )
-        text = step if isinstance(step, str) else ""
-        if self.usage is not None:
-            input_tokens, output_tokens = self.usage
-        else:
-            input_tokens = sum(len(_words(m.content or "")) for m in messages)
-            output_tokens = len(_words(text)) + sum(
-                1 + len(_words(json.dumps(c.kwargs))) for c in calls
-            )
-        return _Turn(text, calls, input_tokens, output_tokens, failure)
+            step = [step]
+        if isinstance(step, list):
+            step = [c.to_request() if isinstance(c, ScriptedToolCall) else c for c in step]
+        return Turn.from_step(
+            step,
+            (m.content or "" for m in messages),
+            offered=tool_names,
+            usage=self.usage,
+            cached_tokens=self.cached_tokens,
+            failure=failure,
+            model=self.model,
+        )
 
-    def _usage_dict(self, turn: _Turn) -> dict[str, int]:
+    def _usage_dict(self, turn: Turn) -> dict[str, int]:
+        usage = turn.usage
         if self.api_format == "openai":
-            usage: dict[str, Any] = {
-                "prompt_tokens": turn.input_tokens,
-                "completion_tokens": turn.output_tokens,
-                "total_tokens": turn.input_tokens + turn.output_tokens,
+            counts: dict[str, Any] = {
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.input_tokens + usage.output_tokens,
             }
             if self.cached_tokens:
-                usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
-            return usage
+                counts["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+            return counts
         return {
             # Anthropic reports uncached input separately from cache reads.
-            "input_tokens": turn.input_tokens - self.cached_tokens,
-            "cache_read_input_tokens": self.cached_tokens,
-            "output_tokens": turn.output_tokens,
+            "input_tokens": usage.input_tokens - usage.cached_tokens,
+            "cache_read_input_tokens": usage.cached_tokens,
+            "output_tokens": usage.output_tokens,
         }
 
-    def _message(self, turn: _Turn, text: str) -> ChatMessage:
+    def _message(self, turn: Turn, text: str) -> ChatMessage:
         if self.api_format == "openai":
             additional: dict[str, Any] = {}
             if turn.tool_calls:
@@ -293,7 +281,7 @@ class MockProviderLLM(FunctionCallingLLM):
                     {
                         "id": c.id,
                         "type": "function",
-                        "function": {"name": c.name, "arguments": json.dumps(c.kwargs)},
+                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
                     }
                     for c in turn.tool_calls
                 ]
@@ -302,12 +290,12 @@ class MockProviderLLM(FunctionCallingLLM):
             )
         blocks: list[Any] = [TextBlock(text=text)] if text else []
         blocks += [
-            ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.kwargs)
+            ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments)
             for c in turn.tool_calls
         ]
         return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
 
-    def _raw(self, turn: _Turn, text: str) -> dict[str, Any]:
+    def _raw(self, turn: Turn, text: str) -> dict[str, Any]:
         if self.api_format == "openai":
             message: dict[str, Any] = {"role": "assistant", "content": text or None}
             if turn.tool_calls:
@@ -327,7 +315,7 @@ class MockProviderLLM(FunctionCallingLLM):
             }
         content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
         content += [
-            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.kwargs}
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
             for c in turn.tool_calls
         ]
         return {
@@ -343,9 +331,10 @@ class MockProviderLLM(FunctionCallingLLM):
     def _logprobs(self, text: str) -> list[list[LogProb]] | None:
         if self.token_logprob is None:
             return None
-        return [[LogProb(token=w, logprob=self.token_logprob)] for w in _words(text)]
+        pairs = word_logprobs(text, self.token_logprob, space_before=True)
+        return [[LogProb(token=token, logprob=logprob)] for token, logprob in pairs]
 
-    def _chat_response(self, turn: _Turn) -> ChatResponse:
+    def _chat_response(self, turn: Turn) -> ChatResponse:
         additional: dict[str, Any] = {}
         if self.api_format == "openai":
             additional = {k: v for k, v in self._usage_dict(turn).items() if isinstance(v, int)}
@@ -369,7 +358,7 @@ class MockProviderLLM(FunctionCallingLLM):
             "delta": {"type": "text_delta", "text": delta},
         }
 
-    def _final_raw(self, turn: _Turn) -> dict[str, Any]:
+    def _final_raw(self, turn: Turn) -> dict[str, Any]:
         if self.api_format == "openai":
             # stream_options={"include_usage": True}: a last chunk with no choices
             return {
@@ -381,10 +370,10 @@ class MockProviderLLM(FunctionCallingLLM):
         return {
             "type": "message_delta",
             "delta": {"stop_reason": "tool_use" if turn.tool_calls else "end_turn"},
-            "usage": {"output_tokens": turn.output_tokens},
+            "usage": {"output_tokens": turn.usage.output_tokens},
         }
 
-    def _chunks(self, turn: _Turn) -> Generator[ChatResponse, None, None]:
+    def _chunks(self, turn: Turn) -> Generator[ChatResponse, None, None]:
         if self.api_format == "anthropic":
             # message_start carries the model and the input side of the usage
             start_usage = {**self._usage_dict(turn), "output_tokens": 1}
@@ -403,21 +392,15 @@ class MockProviderLLM(FunctionCallingLLM):
                 },
             )
         # one chunk per word, whitespace (newlines included) kept with the next word
-        pieces = re.findall(r"\s*\S+", turn.text)
-        limit = turn.failure.after_chunks if turn.failure is not None else None
         text = ""
-        for number, delta in enumerate(pieces):
-            if limit is not None and number == limit:
-                break
+        for delta in turn.stream(split_pieces(turn.text, space_before=True)):
             text += delta
             yield ChatResponse(
-                message=self._message(_Turn(text, [], 0, 0), text),
+                message=self._message(Turn(text=text), text),
                 delta=delta,
                 raw=self._chunk_raw(delta),
                 logprobs=self._logprobs(delta),
             )
-        if turn.failure is not None:
-            raise turn.failure.error
         yield ChatResponse(message=self._message(turn, text), delta="", raw=self._final_raw(turn))
 
     # ------------------------------------------------------------------ chat
@@ -432,28 +415,23 @@ class MockProviderLLM(FunctionCallingLLM):
         """Async :meth:`chat`."""
         return self._chat_response(self._next_turn("achat", messages, kwargs))
 
+    def _streamed(
+        self, method: str, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> ChatResponseGen:
+        """The chunks of the next turn; the request starts on iteration."""
+        yield from self._chunks(self._next_turn(method, messages, kwargs))
+
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream the next scripted step word by word; the request starts on iteration."""
-
-        def gen() -> ChatResponseGen:
-            turn = self._next_turn("stream_chat", messages, kwargs)
-            yield from self._chunks(turn)
-
-        return gen()
+        return self._streamed("stream_chat", messages, kwargs)
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
-
-        async def gen() -> AsyncGenerator[ChatResponse, None]:
-            turn = self._next_turn("astream_chat", messages, kwargs)
-            for chunk in self._chunks(turn):
-                yield chunk
-
-        return gen()
+        return _async(self._streamed("astream_chat", messages, kwargs))
 
     # ------------------------------------------------------------------ complete
 
@@ -490,26 +468,16 @@ class MockProviderLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         """Stream the answer to the prompt word by word."""
-
-        def gen() -> CompletionResponseGen:
-            turn = self._next_turn("stream_complete", self._as_messages(prompt), kwargs)
-            for chunk in self._chunks(turn):
-                yield self._as_completion(chunk)
-
-        return gen()
+        chunks = self._streamed("stream_complete", self._as_messages(prompt), kwargs)
+        return (self._as_completion(chunk) for chunk in chunks)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
-
-        async def gen() -> AsyncGenerator[CompletionResponse, None]:
-            turn = self._next_turn("astream_complete", self._as_messages(prompt), kwargs)
-            for chunk in self._chunks(turn):
-                yield self._as_completion(chunk)
-
-        return gen()
+        chunks = self._streamed("astream_complete", self._as_messages(prompt), kwargs)
+        return _async(self._as_completion(chunk) for chunk in chunks)
 
     # ------------------------------------------------------------------ tools
 
