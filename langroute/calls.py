@@ -145,6 +145,10 @@ class RouteMetadata(BaseModel):
     baseline_route: str
     baseline_model: str | None = None
     routing_ms: float = 0.0
+    router_load_ms: float = Field(
+        default=0.0,
+        description="The router's one-time encoder load this call waited for (not in routing_ms).",
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -240,7 +244,8 @@ class RoutedCall(BaseModel):
         Keys: ``call_id``, ``route`` and ``model`` (what answered), ``confidence``,
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
         ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
-        ``error``, ``rejected``), ``baseline_route``, ``baseline_model`` and ``routing_ms``.
+        ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
+        and ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``).
         """
         decision = self.decision
         return RouteMetadata(
@@ -256,6 +261,7 @@ class RoutedCall(BaseModel):
             baseline_route=self.baseline_route,
             baseline_model=self.baseline_model,
             routing_ms=decision.elapsed_ms,
+            router_load_ms=decision.timings_ms.get("load", 0.0),
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -299,6 +305,11 @@ class RoutedCall(BaseModel):
                         **extra,
                         "decided_route": self.decision.route,
                         "routing_ms": self.decision.elapsed_ms,
+                        **(
+                            {"router_load_ms": self.decision.timings_ms["load"]}
+                            if "load" in self.decision.timings_ms
+                            else {}
+                        ),
                         "usage_reported": attempt.usage is not None,
                         **({"rejected": True} if attempt.rejected else {}),
                         **({UNMEASURED_KEY: True} if not attempt.measured else {}),

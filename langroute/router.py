@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from langroute import engine
+from langroute.batching import RequestBatcher
 from langroute.decision import DecisionReason, RouteDecision
-from langroute.embedders import CachedEmbedder, Embedder, as_embedder, embed_documents
+from langroute.embedders import (
+    CachedEmbedder,
+    Embedder,
+    as_embedder,
+    embed_documents,
+    load_encoder,
+)
 from langroute.errors import RouterConfigError
 from langroute.exemplars import Exemplar, load_exemplars
 from langroute.index import VectorIndex
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["STARTER_EXEMPLARS", "ExemplarRouter", "RouterSettings"]
 
 STARTER_EXEMPLARS = Path(__file__).parent / "data" / "starter_exemplars.jsonl"
+_Prepared = tuple[str, bool]  # the text routed on, and whether it was truncated
 
 
 class ExemplarRouter:
@@ -86,6 +94,11 @@ class ExemplarRouter:
         self._scores: dict[str, np.ndarray] = {}  # exemplar id -> scores in route order
         self._index: VectorIndex | None = None
         self._scored = 0  # exemplars carrying explicit scores (decides "auto" mode)
+        self.batcher: RequestBatcher[tuple[_Prepared, float], RouteDecision] = RequestBatcher(
+            self._route_queued
+        )
+        """Concurrent :meth:`route`/:meth:`aroute` calls share encoder batches through it
+        (``router.batcher.max_wait_ms`` and ``max_batch`` are its knobs)."""
         self.calibration: dict[str, Any] | None = None
         """The record of the last :func:`langroute.evaluation.calibrate` (saved with it)."""
         if exemplar_list:
@@ -360,6 +373,12 @@ class ExemplarRouter:
     def route(self, query: str) -> RouteDecision:
         """Route one query.
 
+        Concurrent calls (threads, or :meth:`aroute` tasks) share encoder batches: a query
+        that arrives while another batch is being embedded joins the next one (see
+        :mod:`langroute.batching`); a lone call runs at once, and a query whose vector is
+        cached never waits. ``elapsed_ms`` is this call's own time (queue wait included,
+        the encoder's one-time load excluded: that is ``timings_ms["load"]``).
+
         Raises:
             InvalidQueryError: for a query with no visible text (empty, whitespace,
                 zero-width or control characters only; see
@@ -371,10 +390,28 @@ class ExemplarRouter:
             >>> decision.route, decision.reason  # doctest: +SKIP
             ('small', 'vote')
         """
-        return self.route_batch([query])[0]
+        start = time.perf_counter()
+        prepared = self._prepare_one(query)
+        cached = self._cached_vector(prepared[0])
+        if cached is not None:
+            return self._route_vectors([prepared], cached, start, per_query=False)[0]
+        return self.batcher.submit((prepared, start))
+
+    async def aroute(self, query: str) -> RouteDecision:
+        """Async :meth:`route`: the event loop is not blocked; concurrent tasks share batches."""
+        start = time.perf_counter()
+        prepared = self._prepare_one(query)
+        cached = self._cached_vector(prepared[0])
+        if cached is not None:
+            return self._route_vectors([prepared], cached, start, per_query=False)[0]
+        return await self.batcher.asubmit((prepared, start))
 
     def route_batch(self, queries: Sequence[str]) -> list[RouteDecision]:
-        """Route many queries with one batched embedding call and one index search."""
+        """Route many queries with one batched embedding call and one index search.
+
+        ``elapsed_ms`` and ``timings_ms`` are per query (the batch's time divided by its
+        size), the encoder's one-time load excluded (it is ``timings_ms["load"]``).
+        """
         if isinstance(queries, str):
             raise TypeError("route_batch takes a sequence of queries, not a string")
         start = time.perf_counter()
@@ -383,20 +420,85 @@ class ExemplarRouter:
             return []
         if not self._exemplars:
             raise RouterConfigError("the router has no exemplars: add some before routing")
-        vectors = self.embedder.embed_queries([text for text, _ in prepared])
+        return self._route_vectors(prepared, None, start, per_query=True)
+
+    def warm_up(self) -> float:
+        """Load the encoder and run one tiny batch, so no request pays for either; ms spent.
+
+        Safe to call from a background thread while requests arrive: they wait for the
+        load (recorded as ``timings_ms["load"]``), not load it again.
+
+        Example:
+            >>> router.warm_up() >= 0.0
+            True
+        """
+        start = time.perf_counter()
+        load_encoder(self.embedder)
+        inner = self.embedder.inner if isinstance(self.embedder, CachedEmbedder) else self.embedder
+        vectors = inner.embed_queries(["warm up"])  # not through the cache: nothing to keep
+        with self._lock:
+            if self._index is not None and len(self._exemplars):
+                self._index.search(vectors, 1)
+        return (time.perf_counter() - start) * 1000
+
+    def _prepare_one(self, query: Any) -> _Prepared:
+        prepared = self.settings.prepare(self._check_query(query))
+        if not self._exemplars:
+            raise RouterConfigError("the router has no exemplars: add some before routing")
+        return prepared
+
+    def _cached_vector(self, text: str) -> np.ndarray | None:
+        if not isinstance(self.embedder, CachedEmbedder):
+            return None
+        vector = self.embedder.lookup(text)
+        return None if vector is None else vector[None, :]
+
+    def _route_queued(
+        self, items: list[tuple[_Prepared, float]], waits: list[float]
+    ) -> list[RouteDecision]:
+        """One batch of single queries; each decision timed from its own call.
+
+        A query that queued behind another batch reports the wait as ``timings_ms["wait"]``.
+        """
+        began = time.perf_counter()
+        decisions = self._route_vectors([p for p, _ in items], None, began, per_query=False)
+        out = []
+        for decision, (_, start), wait in zip(decisions, items, waits):
+            timings = dict(decision.timings_ms)
+            timings["embed"] += (began - start - wait) * 1000  # checking the query
+            if wait:
+                timings = {"wait": wait * 1000, **timings}
+            elapsed = decision.elapsed_ms + (began - start) * 1000
+            out.append(decision.model_copy(update={"elapsed_ms": elapsed, "timings_ms": timings}))
+        return out
+
+    def _route_vectors(
+        self,
+        prepared: list[_Prepared],
+        vectors: np.ndarray | None,
+        start: float,
+        *,
+        per_query: bool,
+    ) -> list[RouteDecision]:
+        """Embed (unless ``vectors``), search and decide; time it, the encoder's load apart."""
+        load_s = load_encoder(self.embedder) if vectors is None else 0.0
+        if vectors is None:
+            vectors = self.embedder.embed_queries([text for text, _ in prepared])
         embedded = time.perf_counter()
         settings = self.settings
         nb = self._search(prepared, vectors, settings.k)
         searched = time.perf_counter()
         decisions = engine.decide(nb, settings, self.mode)
         done = time.perf_counter()
-        n = len(decisions)
+        n = len(decisions) if per_query else 1
         timings = {
-            "embed": (embedded - start) * 1000 / n,
+            "embed": (embedded - start - load_s) * 1000 / n,
             "search": (searched - embedded) * 1000 / n,
             "decide": (done - searched) * 1000 / n,
         }
-        elapsed = (done - start) * 1000 / n
+        if load_s:
+            timings["load"] = load_s * 1000
+        elapsed = (done - start - load_s) * 1000 / n
         return [
             d.model_copy(update={"elapsed_ms": elapsed, "timings_ms": timings}) for d in decisions
         ]
@@ -453,10 +555,6 @@ class ExemplarRouter:
             ).reshape(n, width),
             exemplars=exemplars,
         )
-
-    async def aroute(self, query: str) -> RouteDecision:
-        """Async :meth:`route` (runs in a worker thread; the event loop is not blocked)."""
-        return await asyncio.to_thread(self.route, query)
 
     async def aroute_batch(self, queries: Sequence[str]) -> list[RouteDecision]:
         """Async :meth:`route_batch`."""
@@ -555,6 +653,21 @@ class ExemplarRouter:
             for ex in exemplar_list:
                 router._remember(ex)
         router.calibration = calibration
+        return router
+
+    def reembedded(self, embedder: Any) -> ExemplarRouter:
+        """A copy of this router with every exemplar embedded again by ``embedder``.
+
+        Settings and calibration are kept. This converts a saved router to another
+        embedder: ``ExemplarRouter.load(path, embedder=old).reembedded(new).save(path)``.
+
+        Example:
+            >>> from langroute.embedders import HashingEmbedder
+            >>> router.reembedded(HashingEmbedder(dimension=64)).embedder.fingerprint
+            'hashing:64'
+        """
+        router = type(self)(settings=self.settings, exemplars=self.exemplars, embedder=embedder)
+        router.calibration = self.calibration
         return router
 
     def __repr__(self) -> str:

@@ -48,7 +48,12 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from langroute.embedders import Embedder, as_embedder
+from langroute.embedders import (
+    Embedder,
+    as_embedder,
+    conversion_hint,
+    embedder_for_fingerprint,
+)
 from langroute.errors import EmbedderMismatchError, ExemplarFormatError, RouterStoreError
 from langroute.exemplars import Exemplar, exemplars_from_jsonl, exemplars_to_jsonl
 from langroute.index import VectorIndex
@@ -646,11 +651,16 @@ def _read_copy(directory: Path, handles: dict[str, BinaryIO | None], embedder: A
         raise RouterStoreError(
             f"{manifest_path}: invalid settings: {_problems(exc, 'settings.')}"
         ) from exc
-    resolved = as_embedder(embedder)
+    resolved = (
+        as_embedder(embedder)
+        if embedder is not None
+        else embedder_for_fingerprint(manifest.embedder.fingerprint)
+    )
     if resolved.fingerprint != manifest.embedder.fingerprint:
         raise EmbedderMismatchError(
             f"{directory} was built with embedder {manifest.embedder.fingerprint!r}, but "
-            f"{resolved.fingerprint!r} was given; pass the same embedder or rebuild the router"
+            f"{resolved.fingerprint!r} was given; "
+            f"{conversion_hint(manifest.embedder.fingerprint)}"
         )
     if resolved.dimension != manifest.embedder.dimension:
         raise EmbedderMismatchError(

@@ -12,7 +12,7 @@ Example:
     (1, 64)
 """
 
-from langroute.embedders.adapters import as_embedder
+from langroute.embedders.adapters import as_embedder, load_encoder
 from langroute.embedders.base import Embedder, embed_documents, embedding_dimension, normalize
 from langroute.embedders.cache import CachedEmbedder
 from langroute.embedders.hashing import HashingEmbedder
@@ -25,13 +25,17 @@ from langroute.embedders.onnx import (
 )
 from langroute.embedders.sentence_transformer import (
     BACKENDS,
+    DEFAULT_BACKEND,
     DEFAULT_MODEL_NAME,
     SentenceTransformerEmbedder,
+    conversion_hint,
+    embedder_for_fingerprint,
 )
-from langroute.embedders.threads import configure_torch_threads, num_threads
+from langroute.embedders.threads import configure_torch_threads, encoder_threads, num_threads
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "DEFAULT_MODEL_NAME",
     "ONNX_EXPORT_VERSION",
     "CachedEmbedder",
@@ -42,9 +46,13 @@ __all__ = [
     "as_embedder",
     "cache_dir",
     "configure_torch_threads",
+    "conversion_hint",
     "embed_documents",
+    "embedder_for_fingerprint",
     "embedding_dimension",
+    "encoder_threads",
     "export_onnx",
+    "load_encoder",
     "normalize",
     "num_threads",
     "onnx_export_dir",

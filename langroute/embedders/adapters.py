@@ -15,7 +15,7 @@ from langroute.embedders.base import Embedder, normalize
 from langroute.embedders.cache import CachedEmbedder
 from langroute.embedders.sentence_transformer import SentenceTransformerEmbedder
 
-__all__ = ["as_embedder"]
+__all__ = ["as_embedder", "load_encoder"]
 
 
 class _FrameworkEmbeddingAdapter:
@@ -96,3 +96,20 @@ def as_embedder(obj: Any = None, *, fingerprint: str | None = None) -> Embedder:
         "(langroute), embed_documents/embed_query (LangChain) or "
         "get_text_embedding_batch/get_query_embedding (LlamaIndex)"
     )
+
+
+def load_encoder(embedder: Any) -> float:
+    """Load the model behind ``embedder`` now if it loads lazily; the seconds spent.
+
+    ``0.0`` for an embedder that was loaded already or has nothing to load.
+
+    Example:
+        >>> from langroute.embedders import HashingEmbedder
+        >>> load_encoder(CachedEmbedder(HashingEmbedder()))
+        0.0
+    """
+    while isinstance(embedder, CachedEmbedder):
+        embedder = embedder.inner
+    if isinstance(embedder, SentenceTransformerEmbedder):
+        return embedder.load()
+    return 0.0

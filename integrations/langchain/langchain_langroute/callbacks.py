@@ -83,6 +83,7 @@ def _routed_call(meta: RouteMetadata, last: Attempt) -> RoutedCall:
         confidence=meta.confidence,
         reason=meta.reason,  # type: ignore[arg-type]
         elapsed_ms=meta.routing_ms,
+        timings_ms={"load": meta.router_load_ms} if meta.router_load_ms else {},
     )
     return RoutedCall(
         call_id=meta.call_id,
@@ -298,6 +299,8 @@ class CostCallbackHandler(BaseCallbackHandler):
             )
             self._dispatch(run, [plain])
             return
+        # the router's one-time encoder load is recorded apart (router_load_ms)
+        latency_ms = max(0.0, latency_ms - meta.router_load_ms)
         answered = Attempt(route=meta.route, model=model, usage=usage, latency_ms=latency_ms)
         records = _routed_call(meta, answered).ledger_records(framework=self.framework)
         # A RoutingChatModel run made every attempt; under RouterMiddleware the failed

@@ -45,6 +45,7 @@ from langroute.errors import RouterConfigError
 from langroute.escalation import Escalation
 from langroute.protocols import Router
 from langroute.queries import has_visible_text
+from langroute.warmup import WarmUp, start_warm_up
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from langchain_langroute.events import (
@@ -198,6 +199,11 @@ class RoutingChatModel(BaseChatModel):
     """Default stop sequences, passed to the chosen model when a call gives none."""
     streaming: bool = False
     """Stream from the chosen model even on ``invoke`` (callbacks see tokens)."""
+    warm_up: WarmUp = False
+    """Load the router's encoder at construction, so the first request does not pay for
+    it: ``True`` before the constructor returns, ``"background"`` in a daemon thread
+    (a request that arrives first waits for that load, recorded apart from its routing
+    time). Needs a router with a ``warm_up()`` method, such as ``ExemplarRouter``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -209,7 +215,8 @@ class RoutingChatModel(BaseChatModel):
 
         Raises:
             RouterConfigError: ``models`` does not map exactly the router's routes to
-                chat models, or ``escalation_order`` names unknown routes.
+                chat models, ``escalation_order`` names unknown routes, or ``warm_up``
+                is asked of a router without ``warm_up()``.
         """
         super().__init__(**kwargs)
         check_route_models(self._routes(), self.models, self.escalation_order)
@@ -222,6 +229,7 @@ class RoutingChatModel(BaseChatModel):
                 for route, model in self.models.items()
             }
         self._model_names = {route: model_name_of(model) for route, model in self.models.items()}
+        start_warm_up(self.router, self.warm_up)
 
     def _routes(self) -> list[str]:
         try:

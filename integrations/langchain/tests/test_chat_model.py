@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -685,3 +686,48 @@ def test_concurrent_invocations_route_independently(llm, small, large):
 async def test_concurrent_async_invocations(llm):
     results = await asyncio.gather(*(llm.ainvoke(q) for q in [EASY, HARD] * 5))
     assert [route_of(r) for r in results] == ["small", "large"] * 5
+
+
+# -- warm start (issue 12) ------------------------------------------------------------
+
+
+class _CountingWarmUp:
+    """Wraps a router; records the thread of each warm_up() call."""
+
+    def __init__(self, inner, can_warm: bool = True) -> None:
+        self.inner = inner
+        self.can_warm = can_warm
+        self.threads: list[str] = []
+        self.warmed = threading.Event()
+
+    def __getattr__(self, name):
+        if name == "warm_up" and not self.can_warm:
+            raise AttributeError(name)
+        if name == "warm_up":
+            return self._warm_up
+        return getattr(self.inner, name)
+
+    def _warm_up(self) -> float:
+        self.threads.append(threading.current_thread().name)
+        self.warmed.set()
+        return self.inner.warm_up()
+
+
+@pytest.mark.parametrize(
+    ("when", "thread"), [(True, "MainThread"), ("background", "langroute-warm-up")]
+)
+def test_warm_up_option_warms_the_router(router, small, large, when, thread):
+    counting = _CountingWarmUp(router)
+    model = RoutingChatModel(router=counting, models={"small": small, "large": large}, warm_up=when)
+    assert counting.warmed.wait(60)
+    assert counting.threads == [thread]
+    assert model.invoke("hello").response_metadata["langroute"]["decided_route"] == "small"
+
+
+def test_warm_up_is_off_by_default_and_needs_a_router_that_can(router, small, large):
+    counting = _CountingWarmUp(router)
+    RoutingChatModel(router=counting, models={"small": small, "large": large})
+    assert counting.threads == []
+    unable = _CountingWarmUp(router, can_warm=False)
+    with pytest.raises(RouterConfigError, match="warm_up"):
+        RoutingChatModel(router=unable, models={"small": small, "large": large}, warm_up=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from llama_index.core.callbacks import CallbackManager
@@ -11,6 +12,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.llms.langroute import ROUTE_KEY, RouteMetadata, RoutingLLM
 from llama_index.llms.langroute.testing import MockProviderError, MockProviderLLM, StreamFailure
 
+from langroute import ExemplarRouter
 from langroute.errors import AllRoutesFailedError, InvalidQueryError, RouterConfigError
 
 EASY_Q = "hello, how are you?"
@@ -416,3 +418,51 @@ async def test_concurrent_calls_keep_their_own_routes(llm, small, large):
     )
     assert answers == ["Answer from gpt-4o-mini.", "Answer from gpt-4o."] * 3
     assert len(small.calls) == len(large.calls) == 3
+
+
+# -- warm start (issue 12) ------------------------------------------------------------
+
+
+class _WarmUpRecorder:
+    """Wraps a router; records the thread of each warm_up() call."""
+
+    def __init__(self, inner: ExemplarRouter, can_warm: bool = True) -> None:
+        self.inner = inner
+        self.can_warm = can_warm
+        self.threads: list[str] = []
+        self.warmed = threading.Event()
+
+    def __getattr__(self, name: str):
+        if name == "warm_up":
+            if not self.can_warm:
+                raise AttributeError(name)
+            return self._warm_up
+        return getattr(self.inner, name)
+
+    def _warm_up(self) -> float:
+        self.threads.append(threading.current_thread().name)
+        self.warmed.set()
+        return self.inner.warm_up()
+
+
+@pytest.mark.parametrize(
+    ("when", "thread"), [(True, "MainThread"), ("background", "langroute-warm-up")]
+)
+def test_warm_up_option_warms_the_router(router, small, large, when, thread):
+    recorder = _WarmUpRecorder(router)
+    llm = RoutingLLM(router=recorder, models={"small": small, "large": large}, warm_up=when)
+    assert recorder.warmed.wait(60)
+    assert recorder.threads == [thread]
+    assert llm.complete("hello there").additional_kwargs[ROUTE_KEY]["decided_route"] == "small"
+
+
+def test_warm_up_is_off_by_default_and_needs_a_router_that_can(router, small, large):
+    recorder = _WarmUpRecorder(router)
+    RoutingLLM(router=recorder, models={"small": small, "large": large})
+    assert recorder.threads == []
+    with pytest.raises(RouterConfigError, match="warm_up"):
+        RoutingLLM(
+            router=_WarmUpRecorder(router, can_warm=False),
+            models={"small": small, "large": large},
+            warm_up=True,
+        )

@@ -57,6 +57,7 @@ from langroute.calls import ROUTE_KEY, RoutedCall, RouteMetadata
 from langroute.decision import RouteDecision
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
+from langroute.warmup import WarmUp, start_warm_up
 
 __all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
 
@@ -107,11 +108,17 @@ class RoutingLLM(FunctionCallingLLM):
         max_retries: Retry count for every route's LLM (replacing its own); ``0`` makes a
             rate-limited route escalate after its first request (llama-index's
             ``OpenAI`` otherwise retries a 429 a dozen times before raising).
+        warm_up: Load the router's encoder at construction, so the first query does not
+            pay for it: ``True`` before returning, ``"background"`` in a daemon thread (a
+            query that arrives first waits for that load, recorded apart from its
+            routing time), ``False`` (the default) on first use. Needs a router with a
+            ``warm_up()`` method, such as ``ExemplarRouter``.
         callback_manager: Shared with every route's LLM (also when reassigned later, as
             ``Settings.llm`` and response synthesizers do).
 
     Raises:
-        RouterConfigError: A route has no LLM, or an LLM has no route.
+        RouterConfigError: A route has no LLM, or an LLM has no route; ``warm_up`` is
+            asked of a router without ``warm_up()``.
 
     Example:
         Setup::
@@ -168,6 +175,12 @@ class RoutingLLM(FunctionCallingLLM):
     max_retries: int | None = Field(
         default=None, ge=0, description="Retry count given to every route's LLM."
     )
+    warm_up: WarmUp = Field(
+        default=False,
+        exclude=True,
+        description="Load the router's encoder at construction: True (before returning), "
+        "'background' (in a daemon thread) or False.",
+    )
 
     def __init__(
         self,
@@ -178,6 +191,7 @@ class RoutingLLM(FunctionCallingLLM):
         escalate_on: Sequence[type[BaseException]] = (Exception,),
         timeout: float | None = None,
         max_retries: int | None = None,
+        warm_up: WarmUp = False,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
@@ -209,10 +223,12 @@ class RoutingLLM(FunctionCallingLLM):
             escalate_on=tuple(escalate_on),
             timeout=timeout,
             max_retries=max_retries,
+            warm_up=warm_up,
             **kwargs,
         )
         if callback_manager is not None:
             self._share_callback_manager()
+        start_warm_up(router, warm_up)
 
     @classmethod
     def class_name(cls) -> str:
