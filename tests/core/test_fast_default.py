@@ -1,4 +1,4 @@
-"""Fast by default (issue 12): the ONNX int8 encoder, shared, portable, warmed up front.
+"""Fast by default (issue 12): the ONNX encoder, shared, portable, warmed up front.
 
 No timing assertions: what is checked is which encoder runs, that it is shared, that
 saved routers load across backends, and where the one-time load is recorded.
@@ -47,11 +47,11 @@ def fresh_encoders(monkeypatch):
     monkeypatch.setattr(_SharedEncoder, "_registry", {})
 
 
-def test_the_default_is_onnx_int8_and_needs_no_extra(monkeypatch, tmp_path):
+def test_the_default_is_onnx_and_needs_no_extra(monkeypatch, tmp_path):
     monkeypatch.delenv("LANGROUTE_BACKEND", raising=False)
-    assert DEFAULT_BACKEND == "onnx-int8"
-    assert SentenceTransformerEmbedder().backend == "onnx-int8"
-    assert SentenceTransformerEmbedder(str(tmp_path)).backend == "onnx-int8"  # a local folder
+    assert DEFAULT_BACKEND == "onnx"
+    assert SentenceTransformerEmbedder().backend == "onnx"
+    assert SentenceTransformerEmbedder(str(tmp_path)).backend == "onnx"  # a local folder
     hub = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
     assert hub.backend == "torch"  # a hub name cannot be exported from local weights
     pyproject = (REPO / "pyproject.toml").read_text()
@@ -65,7 +65,7 @@ def test_the_default_is_onnx_int8_and_needs_no_extra(monkeypatch, tmp_path):
 
 def test_saved_fingerprints_pick_a_matching_backend(monkeypatch):
     monkeypatch.delenv("LANGROUTE_BACKEND", raising=False)
-    assert embedder_for_fingerprint(FP32).backend == "onnx"  # torch vectors, fast
+    assert embedder_for_fingerprint(FP32).backend == "onnx"  # torch's vectors, fast
     assert embedder_for_fingerprint(FP32 + ":int8").backend == "onnx-int8"
     assert embedder_for_fingerprint("hashing:256").backend == DEFAULT_BACKEND
     monkeypatch.setenv("LANGROUTE_BACKEND", "torch")
@@ -109,7 +109,8 @@ def test_embedders_share_one_encoder_per_backend():
     a, b = SentenceTransformerEmbedder(), SentenceTransformerEmbedder()
     assert a.model is b.model
     assert a.load() == 0.0 and b.loaded
-    assert SentenceTransformerEmbedder(backend="onnx").model is not a.model
+    assert SentenceTransformerEmbedder(backend="onnx").model is a.model  # the default
+    assert SentenceTransformerEmbedder(backend="onnx-int8").model is not a.model
 
 
 @pytest.mark.slow
@@ -149,10 +150,13 @@ def test_routers_saved_with_torch_load_with_the_default(tmp_path):
     for slow, fast in zip(torch_router.route_batch(QUERIES), loaded.route_batch(QUERIES)):
         assert slow.route == fast.route
         assert slow.confidence == pytest.approx(fast.confidence, abs=1e-3)
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8")
     with pytest.raises(EmbedderMismatchError, match=r"backend='onnx'.*reembedded"):
-        ExemplarRouter.load(path, embedder=SentenceTransformerEmbedder())
-    converted = loaded.reembedded(SentenceTransformerEmbedder()).save(tmp_path / "int8")
+        ExemplarRouter.load(path, embedder=int8)
+    converted = loaded.reembedded(int8).save(tmp_path / "int8")
     assert ExemplarRouter.load(converted).embedder.inner.backend == "onnx-int8"
+    with pytest.raises(EmbedderMismatchError, match=r"backend='onnx-int8'"):
+        ExemplarRouter.load(converted, embedder=SentenceTransformerEmbedder())
 
 
 @pytest.mark.slow

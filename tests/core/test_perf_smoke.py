@@ -275,7 +275,7 @@ def test_backend_from_environment(monkeypatch):
     assert SentenceTransformerEmbedder().backend == "onnx"
     assert SentenceTransformerEmbedder(backend="torch").backend == "torch"
     monkeypatch.delenv("LANGROUTE_BACKEND")
-    assert SentenceTransformerEmbedder().backend == "onnx-int8"
+    assert SentenceTransformerEmbedder().backend == "onnx"
     with pytest.raises(ValueError, match="backend"):
         SentenceTransformerEmbedder(backend="tensorrt")
 
