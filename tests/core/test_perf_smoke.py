@@ -354,3 +354,25 @@ def test_cached_onnx_export_loads_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- issue 12: the fast-by-default benchmark ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_fast_benchmark_writes_the_issue_table(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "langroute_fast_bench", REPO / "benchmarks" / "fast.py"
+    )
+    fast = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fast)
+    out = tmp_path / "fast.json"
+    fast.main(["--quick", "--sections", "single,batch,threads,tasks,fresh", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["environment"]["backend"] == "onnx"
+    sections = saved["sections"]
+    assert set(sections) == {"single", "batch", "threads", "tasks", "fresh"}
+    assert all(len(section["load"]) == 2 for section in sections.values())  # load averages
+    assert sections["threads"]["queries"] == sections["tasks"]["queries"] == 32 * 4
+    assert sections["fresh"]["heavy_modules"] == []  # no torch in a fresh routing process
+    assert len(saved["summary"]) == 6  # p50, p99, batch, threads, tasks, fresh
