@@ -4,7 +4,7 @@ Measures the default install as a user gets it (``ExemplarRouter.default()``, no
 backend argument, no environment variable), with queries never seen before::
 
     python benchmarks/fast.py --label after
-    PYTHONPATH=../main python benchmarks/fast.py --code ../main --label before
+    python benchmarks/fast.py --code ../main --label before
 
 ``--code`` is the checkout whose ``langroute`` is measured (default: this one), so the
 same script measures before and after. Every figure is stored with the load average
