@@ -25,12 +25,21 @@ if TYPE_CHECKING:
     )
     from langroute.evaluation.plot import plot_report
     from langroute.evaluation.reports import EvalReport
-    from langroute.evaluation.tuning import TuningReport, tune
+    from langroute.evaluation.tuning import (
+        TuningRecord,
+        TuningReport,
+        build_router,
+        tune,
+        tune_router,
+    )
 
 _EXPORTS = {
     "CalibrationResult": "langroute.evaluation.calibration",
     "EvalReport": "langroute.evaluation.reports",
+    "TuningRecord": "langroute.evaluation.tuning",
     "TuningReport": "langroute.evaluation.tuning",
+    "build_router": "langroute.evaluation.tuning",
+    "tune_router": "langroute.evaluation.tuning",
     "assign_folds": "langroute.evaluation.datasets",
     "calibrate": "langroute.evaluation.calibration",
     "cross_validate": "langroute.evaluation.evaluator",
@@ -48,8 +57,10 @@ __all__ = [
     "CalibrationResult",
     "CostQualityCurve",
     "EvalReport",
+    "TuningRecord",
     "TuningReport",
     "assign_folds",
+    "build_router",
     "calibrate",
     "cost_quality_curve",
     "cross_validate",
@@ -59,6 +70,7 @@ __all__ = [
     "plot_report",
     "routellm_protocol",
     "tune",
+    "tune_router",
 ]
 
 
