@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from langroute.evaluation.commands import calibrate_command, eval_command
+from langroute.evaluation.commands import (
+    calibrate_command,
+    compare_command,
+    embedder_from_option,
+    eval_command,
+    tune_command,
+)
 from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
@@ -61,10 +67,14 @@ def _fail(message: str) -> typer.Exit:
 def _load_router(path: Path | None) -> ExemplarRouter:
     from langroute.errors import LangrouteError
     from langroute.router import ExemplarRouter
+    from langroute.store import read_manifest
 
     _quiet_model_loading()
     try:
-        return ExemplarRouter.default() if path is None else ExemplarRouter.load(path)
+        if path is None:
+            return ExemplarRouter.default()
+        fingerprint = read_manifest(path).embedder.fingerprint
+        return ExemplarRouter.load(path, embedder=embedder_from_option(None, fingerprint))
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
 
@@ -136,7 +146,9 @@ def build(
             help="Comma-separated routes, cheapest first (default: labels in file order)."
         ),
     ] = None,
-    k: Annotated[int, typer.Option(help="Neighbours that vote.")] = 10,
+    k: Annotated[
+        Optional[int], typer.Option(help="Neighbours that vote (default: tuned, else 10).")
+    ] = None,
     threshold: Annotated[
         Optional[float],
         typer.Option(
@@ -146,31 +158,60 @@ def build(
     ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
     index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
+    tune: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--tune/--no-tune",
+            help="Cross-validate the decision settings (k, weighting, loss weight, length "
+            "evidence, ...) within the exemplars and keep the best (default: from 100 "
+            "exemplars on; settings given as options are kept).",
+        ),
+    ] = None,
+    embedder: Annotated[
+        Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Fold assignment seed of tuning.")] = 0,
 ) -> None:
-    """Embed an exemplars file and save a router."""
+    """Embed an exemplars file and save a router, tuned by cross-validation by default."""
     from rich.console import Console
 
     from langroute.errors import LangrouteError
+    from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
     from langroute.exemplars import load_exemplars
-    from langroute.router import ExemplarRouter
 
     _quiet_model_loading()
     console = Console()
     route_list = [r.strip() for r in routes.split(",")] if routes else None
+    options = {
+        key: value
+        for key, value in {"k": k, "threshold": threshold, "min_similarity": min_similarity}.items()
+        if value is not None
+    }
     try:
         loaded = load_exemplars(exemplars, routes=route_list)
-        built = ExemplarRouter(
+        built = build_router(
+            loaded,
             routes=route_list,
-            exemplars=loaded,
-            k=k,
-            threshold=threshold,
-            min_similarity=min_similarity,
+            embedder=embedder_from_option(embedder),
+            tune=tune,
+            seed=seed,
             index=index,
             show_progress=True,
+            **options,
         )
         built.save(output)
-    except LangrouteError as exc:
+    except (LangrouteError, ValueError) as exc:
         raise _fail(str(exc)) from exc
+    if built.tuning is not None:
+        record = TuningRecord.model_validate(built.tuning)
+        console.print(
+            data_text(f"tuned in {record.seconds:.1f}s ({record.trials} settings): ").append(
+                data_text(record.summary())
+            )
+        )
+    else:
+        why = "--no-tune" if tune is False else tuning_skip_reason(built)
+        console.print(data_text(f"not tuned ({why}); settings as given or defaults"))
     counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
     console.print(
         data_text(f"saved router with {len(built)} exemplars ({counts}) to ").append(
@@ -223,11 +264,38 @@ def info(router: RouterOption = None) -> None:
         ("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)"),
     ]
     rows += [(k, str(v)) for k, v in loaded.settings.model_dump().items() if k != "routes"]
+    rows += tuning_rows(loaded.tuning)
     if loaded.calibration:
         rows.append(("calibration", json.dumps(loaded.calibration)))
     for key, value in rows:
         table.add_row(data_text(key), data_text(value, one_line=True))
     Console().print(table)
+
+
+def tuning_rows(tuning: dict[str, object] | None) -> list[tuple[str, str]]:
+    """``info``'s lines about tuning: what was chosen, the validation figures, the run."""
+    if tuning is None:
+        return [("tuning", "not tuned")]
+    from langroute.evaluation.tuning import TuningRecord
+
+    record = TuningRecord.model_validate(tuning)
+    chosen = ", ".join(f"{key}={value}" for key, value in record.chosen.items())
+    untuned = "–" if record.untuned is None else f"{record.untuned:.4f}"
+    rows = [
+        ("tuning: chosen", chosen or "the settings as they were"),
+        (
+            f"tuning: validation {record.metric}",
+            f"{record.validation:.4f} (sd {record.validation_sd:.4f}; untuned {untuned})",
+        ),
+        (
+            "tuning: run",
+            f"{record.folds}-fold CV x{record.repeats} (seed {record.seed}) over "
+            f"{record.exemplars} exemplars, {record.trials} settings, {record.seconds:.1f}s",
+        ),
+    ]
+    if record.fixed:
+        rows.append(("tuning: kept as given", json.dumps(record.fixed)))
+    return rows
 
 
 @app.command()
@@ -276,6 +344,8 @@ def report(
 
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("tune")(tune_command)
+app.command("compare")(compare_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
 

@@ -547,6 +547,7 @@ def build_router(
     embedder: Any = None,
     tune: bool | None = None,
     folds: int = 5,
+    repeats: int = 1,
     seed: int = 0,
     show_progress: bool = False,
     **options: Any,
@@ -564,6 +565,7 @@ def build_router(
         tune: ``None`` (default): tune unless :func:`tuning_skip_reason` gives a reason;
             ``True``: always tune; ``False``: never.
         folds: cross-validation folds for tuning.
+        repeats: repeat the split with other seeds and average (steadier, slower).
         seed: fold assignment seed.
         show_progress: progress bar while embedding.
         **options: router settings (``k``, ``threshold``, ``index``, ...).
@@ -584,5 +586,11 @@ def build_router(
     if tune is None:
         tune = tuning_skip_reason(router, folds) is None
     if tune:
-        tune_router(router, fixed=set(options) & set(TUNED_SETTINGS), folds=folds, seed=seed)
+        tune_router(
+            router,
+            fixed=set(options) & set(TUNED_SETTINGS),
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+        )
     return router
