@@ -18,6 +18,7 @@ from langroute.evaluation.commands import (
     compare_command,
     embedder_from_option,
     eval_command,
+    load_saved_router,
     tune_command,
 )
 from langroute.terminal import data_text, printable
@@ -67,14 +68,10 @@ def _fail(message: str) -> typer.Exit:
 def _load_router(path: Path | None) -> ExemplarRouter:
     from langroute.errors import LangrouteError
     from langroute.router import ExemplarRouter
-    from langroute.store import read_manifest
 
     _quiet_model_loading()
     try:
-        if path is None:
-            return ExemplarRouter.default()
-        fingerprint = read_manifest(path).embedder.fingerprint
-        return ExemplarRouter.load(path, embedder=embedder_from_option(None, fingerprint))
+        return ExemplarRouter.default() if path is None else load_saved_router(path)
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
 

@@ -1,4 +1,4 @@
-"""Evaluation and calibration: measure a router, set its dial, draw the curve.
+"""Evaluation, tuning, calibration, comparison: measure a router, tune it, set its dial.
 
 Names load on first use, so ``import langroute.evaluation`` stays light.
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langroute.evaluation.calibration import CalibrationResult, calibrate
+    from langroute.evaluation.comparison import Comparison, compare
     from langroute.evaluation.datasets import assign_folds, load_eval_set
     from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.metrics import (
@@ -42,6 +43,8 @@ _EXPORTS = {
     "tune_router": "langroute.evaluation.tuning",
     "assign_folds": "langroute.evaluation.datasets",
     "calibrate": "langroute.evaluation.calibration",
+    "Comparison": "langroute.evaluation.comparison",
+    "compare": "langroute.evaluation.comparison",
     "cross_validate": "langroute.evaluation.evaluator",
     "evaluate": "langroute.evaluation.evaluator",
     "load_eval_set": "langroute.evaluation.datasets",
@@ -55,6 +58,7 @@ _EXPORTS = {
 
 __all__ = [
     "CalibrationResult",
+    "Comparison",
     "CostQualityCurve",
     "EvalReport",
     "TuningRecord",
@@ -62,6 +66,7 @@ __all__ = [
     "assign_folds",
     "build_router",
     "calibrate",
+    "compare",
     "cost_quality_curve",
     "cross_validate",
     "evaluate",

@@ -25,6 +25,7 @@ __all__ = [
     "compare_command",
     "embedder_from_option",
     "eval_command",
+    "load_saved_router",
     "tune_command",
 ]
 
@@ -369,10 +370,14 @@ def calibrate_command(
 
 def load_saved_router(path: Path, embedder: str | None = None) -> Any:
     """Load a saved router with ``--embedder`` or the embedder its manifest names."""
+    from langroute.errors import RouterStoreError
     from langroute.router import ExemplarRouter
     from langroute.store import read_manifest
 
-    fingerprint = read_manifest(path).embedder.fingerprint
+    try:
+        fingerprint: str | None = read_manifest(path).embedder.fingerprint
+    except (RouterStoreError, OSError):
+        fingerprint = None  # the load below says what is wrong
     return ExemplarRouter.load(path, embedder=embedder_from_option(embedder, fingerprint))
 
 
