@@ -513,7 +513,10 @@ def tune_command(
         Optional[Path], typer.Option("--output", "-o", help="Save the tuned router here.")
     ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
-    repeats: Annotated[int, typer.Option(help="Repeat the split with other seeds.")] = 1,
+    repeats: Annotated[
+        Optional[int],
+        typer.Option(help="Repeat the split with other seeds and average (default 2)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Fold assignment seed.")] = 0,
     embedder: Annotated[
         Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
@@ -545,9 +548,9 @@ def tune_command(
             embedder=embedder_from_option(embedder),
             tune=True,
             folds=folds,
-            repeats=repeats,
             seed=seed,
             show_progress=not as_json,
+            **({} if repeats is None else {"repeats": repeats}),
         )
         if output is not None:
             router.save(output)
