@@ -242,3 +242,20 @@ def test_cli_eval_with_no_flags_evaluates_the_tuned_router(tmp_path):
     assert result.exit_code == 0, result.output
     plain = json.loads((tmp_path / "plain.json").read_text())
     assert plain["tuning"] is None and plain["settings"]["k"] == 10
+
+
+def test_tuned_build_beats_the_defaults_on_unseen_gsm8k_halves(shared_data):
+    """The two-halves protocol on RouteLLM's GSM8K dev file (hashing embedder, quick)."""
+    from langroute import load_exemplars
+    from langroute.evaluation import assign_folds, evaluate
+
+    weak, strong = "mixtral-8x7b-instruct-v0.1", "gpt-4-1106-preview"
+    rows = load_exemplars(shared_data / "routellm" / "gsm8k.dev.jsonl")
+    halves = assign_folds([r.text for r in rows], 2, 0)
+    for half in (0, 1):
+        train = [r for r, h in zip(rows, halves) if h != half]
+        test = [r for r, h in zip(rows, halves) if h == half]
+        tuned = build_router(train, routes=[weak, strong], embedder=HashingEmbedder())
+        plain = build_router(train, routes=[weak, strong], embedder=HashingEmbedder(), tune=False)
+        assert tuned.tuning is not None and tuned.tuning["exemplars"] == len(train)
+        assert evaluate(tuned, test).apgr > evaluate(plain, test).apgr
