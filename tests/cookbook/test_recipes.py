@@ -44,7 +44,7 @@ def test_every_recipe_is_tested_and_documented():
         "06_tune_from_feedback.py",
         "07_cost_report.py",
         "08_evaluate_and_calibrate.py",
-        "09_tune_and_compare.py",
+        "10_tune_and_compare.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -178,18 +178,14 @@ def test_07_reads_an_existing_ledger(tmp_path):
     assert (tmp_path / "plots" / "cost_per_route.png").is_file()
 
 
-def test_09_tune_and_compare(tmp_path):
-    out = run_recipe("09_tune_and_compare.py", "--output", str(tmp_path), cwd=tmp_path)
+def test_10_tune_and_compare(tmp_path):
+    out = run_recipe("10_tune_and_compare.py", "--output", str(tmp_path), cwd=tmp_path)
     assert re.search(r"TUNED chose \{'k': \d+", out)
     assert re.search(r"validation weighted_error 0\.\d+ \(untuned 0\.\d+", out)
     assert "COMPARE prod vs relabelled: B is worse" in out
     assert re.search(r"quality loss added \+\d+\.\d%", out)
     assert "FLIP" in out and "prod's nearest" in out and "relabelled's nearest" in out
-    assert "CLI langroute compare prod relabelled: exit 1 (compare() said worse: True)" in out
-    tuned = re.search(
-        r"CLI langroute compare prod tuned: exit (\d) \(compare\(\) said worse: (\w+)\)", out
-    )
-    assert tuned and (tuned.group(1) == "1") == (tuned.group(2) == "True")
+    assert re.search(r"CI: langroute compare .*router-relabelled .* # exit 1", out)
     for name in ("router-prod", "router-tuned", "router-relabelled"):
         assert (tmp_path / name / "manifest.json").is_file()
     assert "tuning" in (tmp_path / "router-tuned" / "manifest.json").read_text()
