@@ -44,6 +44,7 @@ def test_every_recipe_is_tested_and_documented():
         "06_tune_from_feedback.py",
         "07_cost_report.py",
         "08_evaluate_and_calibrate.py",
+        "09_monitor_drift.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -188,3 +189,31 @@ def test_08_evaluate_and_calibrate(tmp_path):
     for name in ("curve_before.png", "curve_calibrated.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "helpdesk-router-calibrated").is_dir()
+
+
+def test_09_monitor_drift(tmp_path):
+    out = run_recipe("09_monitor_drift.py", "--output", str(tmp_path), cwd=tmp_path)
+    assert "ALARM out_of_distribution [globex]" in out
+    assert "[acme]" not in out  # the tenant whose traffic did not change raises nothing
+    assert (tmp_path / "monitor.png").read_bytes().startswith(PNG_MAGIC)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langroute.cli",
+            "monitor",
+            str(tmp_path / "monitor_costs.jsonl"),
+            "--window",
+            "5s",
+            "--segment",
+            "tenant",
+            "--min-requests",
+            "10",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert '"out_of_distribution"' in result.stdout
