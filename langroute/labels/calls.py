@@ -114,14 +114,19 @@ def is_retryable(error: BaseException) -> bool:
 
 
 def _retry_after(error: BaseException) -> float | None:
+    """Seconds the provider asked to wait (``retry_after``, ``retry-after[-ms]``)."""
     value = getattr(error, "retry_after", None)
-    if value is None:
-        headers = getattr(getattr(error, "response", None), "headers", None)
-        value = headers.get("retry-after") if isinstance(headers, Mapping) else None
+    scale = 1.0
+    headers = getattr(getattr(error, "response", None), "headers", None)
+    if value is None and isinstance(headers, Mapping):
+        value = headers.get("retry-after-ms")
+        scale = 0.001
+        if value is None:
+            value, scale = headers.get("retry-after"), 1.0
     try:
-        seconds = float(value) if value is not None else None
+        seconds = float(value) * scale if value is not None else None
     except (TypeError, ValueError):
-        return None
+        return None  # an HTTP date: fall back to our own backoff
     return seconds if seconds is not None and seconds >= 0 else None
 
 
