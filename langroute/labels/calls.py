@@ -17,7 +17,9 @@
 * **Concurrency.** At most ``concurrency`` requests are in flight.
 * **Ledger.** Every request (paid or failed) is a :class:`~langroute.costs.LedgerRecord`
   with ``metadata["purpose"] = "labelling"``, so cost reports show labelling spend
-  apart from serving spend.
+  apart from serving spend. A paid call is journalled first, then recorded; a call a
+  crash kept out of the ledger is recorded when the next run starts (records carry
+  their ``call_key``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from langroute.labels.journal import Journal
 from langroute.models_config import CompletionModel
 
 __all__ = [
+    "CALL_KEY",
     "LABELLING_PURPOSE",
     "PURPOSE_KEY",
     "BudgetExhausted",
@@ -49,6 +52,8 @@ __all__ = [
     "is_retryable",
 ]
 
+CALL_KEY = "call_key"
+"""Ledger metadata key holding a labelling call's cache key."""
 PURPOSE_KEY = "purpose"
 """Ledger metadata key that marks what a call was for."""
 LABELLING_PURPOSE = "labelling"
@@ -75,6 +80,10 @@ class CachedCall(BaseModel):
     cost: float | None = None
     charged: float = 0.0
     """What the budget counts for it: its cost, or its estimate when the cost is unknown."""
+    route: str | None = None
+    query_id: str | None = None
+    role: str = "answer"
+    latency_ms: float | None = None
 
 
 def call_key(model_key: str, prompt: str) -> str:
@@ -186,6 +195,20 @@ class ModelCaller:
                     ) from exc
                 self._cache[cached.key] = cached
                 self.spent_before += cached.charged
+            self._record_missing()
+
+    def _record_missing(self) -> None:
+        """Record the journalled calls that a crash kept out of the ledger."""
+        if self.ledger is None or not self._cache:
+            return
+        recorded = {
+            record.metadata.get(CALL_KEY)
+            for record in self.ledger.records()
+            if record.metadata.get(PURPOSE_KEY) == LABELLING_PURPOSE
+        }
+        for cached in self._cache.values():
+            if cached.key not in recorded:
+                self.ledger.record(self._ledger_record(cached, None))
 
     @property
     def total_spent(self) -> float:
@@ -303,9 +326,18 @@ class ModelCaller:
                         completion = await model.acomplete(prompt)
                     except Exception as exc:
                         latency = (time.perf_counter() - started) * 1000
-                        await self._record(
-                            route, model.name, None, None, latency, query_id, role, exc
-                        )
+                        if self.ledger is not None:
+                            failed = CachedCall(
+                                key=key,
+                                model=model_key,
+                                served_model=model.name,
+                                text="",
+                                route=route,
+                                query_id=query_id,
+                                role=role,
+                                latency_ms=latency,
+                            )
+                            await self.ledger.arecord(self._ledger_record(failed, exc))
                         if attempt >= self.max_retries or not is_retryable(exc):
                             raise
                         error = exc
@@ -335,48 +367,45 @@ class ModelCaller:
                 usage=usage,
                 cost=cost,
                 charged=charged,
+                route=route,
+                query_id=query_id,
+                role=role,
+                latency_ms=latency,
             )
             if self.journal is not None:
                 self.journal.append(cached.model_dump(mode="json"))
             self._cache[key] = cached
             self.spent += charged
             self.paid_calls += 1
-            await self._record(route, served, usage, cost, latency, query_id, role, None)
+            if self.ledger is not None:
+                await self.ledger.arecord(self._ledger_record(cached, None))
             return cached
         finally:
             self.reserved -= estimate or 0.0
 
-    async def _record(
-        self,
-        route: str,
-        model: str,
-        usage: TokenUsage | None,
-        cost: float | None,
-        latency_ms: float,
-        query_id: str | None,
-        role: str,
-        error: BaseException | None,
-    ) -> None:
-        if self.ledger is None:
-            return
-        metadata: dict[str, Any] = {PURPOSE_KEY: LABELLING_PURPOSE, "role": role}
-        if error is None and usage is None:
+    @staticmethod
+    def _ledger_record(call: CachedCall, error: BaseException | None) -> LedgerRecord:
+        """The ledger row of a paid call (``error=None``) or of a failed request."""
+        metadata: dict[str, Any] = {
+            PURPOSE_KEY: LABELLING_PURPOSE,
+            "role": call.role,
+            CALL_KEY: call.key,
+        }
+        if error is None and call.usage is None:
             metadata[UNMEASURED_KEY] = True
-        counted = usage or TokenUsage()
-        await self.ledger.arecord(
-            LedgerRecord(
-                framework="core",
-                run_id=query_id,
-                route=route,
-                model=model,
-                input_tokens=counted.input_tokens,
-                output_tokens=counted.output_tokens,
-                cached_tokens=counted.cached_tokens,
-                cost=cost if error is None else 0.0,
-                latency_ms=latency_ms,
-                error=error_text(error) if error is not None else None,
-                metadata=metadata,
-            )
+        counted = call.usage or TokenUsage()
+        return LedgerRecord(
+            framework="core",
+            run_id=call.query_id,
+            route=call.route,
+            model=call.served_model,
+            input_tokens=counted.input_tokens,
+            output_tokens=counted.output_tokens,
+            cached_tokens=counted.cached_tokens,
+            cost=call.cost if error is None else 0.0,
+            latency_ms=call.latency_ms,
+            error=error_text(error) if error is not None else None,
+            metadata=metadata,
         )
 
 
