@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from langroute.calls import TokenUsage, error_text
 from langroute.costs import CostLedger, LedgerRecord, Pricer
-from langroute.costs.records import UNMEASURED_KEY
+from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
 from langroute.errors import LabellingError
 from langroute.labels.journal import Journal
 from langroute.models_config import CompletionModel
@@ -54,10 +54,6 @@ __all__ = [
 
 CALL_KEY = "call_key"
 """Ledger metadata key holding a labelling call's cache key."""
-PURPOSE_KEY = "purpose"
-"""Ledger metadata key that marks what a call was for."""
-LABELLING_PURPOSE = "labelling"
-"""Its value on the calls of a labelling run."""
 
 _PROMPT_OVERHEAD_TOKENS = 32  # chat framing around the prompt
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -202,9 +198,7 @@ class ModelCaller:
         if self.ledger is None or not self._cache:
             return
         recorded = {
-            record.metadata.get(CALL_KEY)
-            for record in self.ledger.records()
-            if record.metadata.get(PURPOSE_KEY) == LABELLING_PURPOSE
+            record.metadata.get(CALL_KEY) for record in self.ledger.records() if record.labelling
         }
         for cached in self._cache.values():
             if cached.key not in recorded:

@@ -650,3 +650,40 @@ def test_labelling_reproduces_the_routellm_scores_and_apgr(shared_data, tmp_path
     from_data = apgr(train)
     assert apgr(labelled) == from_data
     assert 0.0 < from_data < 2.0
+
+
+# --------------------------------------------------------------------------- reports, imports
+
+
+def test_cost_reports_show_labelling_spend_apart(tmp_path):
+    from typer.testing import CliRunner
+
+    from langroute.cli import app
+    from langroute.costs import LedgerRecord, report_csv
+
+    queries = write_queries(tmp_path / "queries.jsonl")
+    report = label(queries, arithmetic_models(), tmp_path / "scored.jsonl", prices=PRICES)
+    path = tmp_path / "scored.ledger.jsonl"
+    with CostLedger(path) as ledger:  # a serving call in the same ledger
+        ledger.record(LedgerRecord(route="small", model="gpt-4o-mini", input_tokens=100))
+    summary = CostLedger.open(path).summary()
+    assert summary.calls == 1 and summary.routes[0].models == ["gpt-4o-mini"]
+    assert summary.labelling is not None and summary.labelling.calls == 8
+    assert summary.labelling.cost == pytest.approx(report.spent)
+    rows = [line.split(",")[0] for line in report_csv(summary).splitlines()[1:]]
+    assert rows == ["route", "total", "labelling_route", "labelling_route", "labelling_total"]
+    shown = CliRunner().invoke(app, ["report", str(path)], env={"COLUMNS": "120"})
+    assert shown.exit_code == 0, shown.output
+    assert "langroute cost report" in shown.output
+    assert "labelling spend (langroute label; not in the serving figures)" in shown.output
+
+
+def test_the_core_loads_no_framework_for_labelling():
+    code = (
+        "import sys\n"
+        "import langroute.labels.runner, langroute.labels.command, langroute.models_config\n"
+        "print(sorted(m for m in ('langchain_core', 'llama_index', 'langchain_langroute') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
