@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from langroute.calls import TokenUsage, error_text
-from langroute.costs import CostLedger, LedgerRecord, Pricer
+from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
 from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
 from langroute.errors import LabellingError
 from langroute.labels.journal import Journal
@@ -174,6 +174,7 @@ class ModelCaller:
         self.max_retry_delay = max_retry_delay
         self._limit = asyncio.Semaphore(concurrency)
         self._cache: dict[str, CachedCall] = {}
+        self._prices: dict[str, ModelPrice | None] = {}
         self._in_flight: dict[str, asyncio.Future[CachedCall]] = {}
         self.spent_before = 0.0
         self.spent = 0.0
@@ -220,7 +221,9 @@ class ModelCaller:
 
     def estimate(self, price_name: str, prompt: str, max_output_tokens: int) -> float | None:
         """A cost no call of ``prompt`` exceeds (USD), or ``None`` when unpriced."""
-        price = self.pricer.price(price_name)
+        if price_name not in self._prices:
+            self._prices[price_name] = self.pricer.price(price_name)
+        price = self._prices[price_name]
         if price is None:
             return None
         input_tokens = len(prompt.encode("utf-8", "surrogatepass")) + _PROMPT_OVERHEAD_TOKENS
@@ -367,7 +370,7 @@ class ModelCaller:
                 latency_ms=latency,
             )
             if self.journal is not None:
-                self.journal.append(cached.model_dump(mode="json"))
+                await self.journal.aappend(cached.model_dump(mode="json"))
             self._cache[key] = cached
             self.spent += charged
             self.paid_calls += 1

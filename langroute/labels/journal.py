@@ -20,8 +20,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +43,10 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._handle: IO[str] | None = None
+        self._write_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = 0
+        self._synced = 0
         self.torn_bytes = 0
 
     def __repr__(self) -> str:
@@ -80,17 +86,41 @@ class Journal:
         """Write one record as a line, then flush and fsync it."""
         self.append_line(json.dumps(record, ensure_ascii=False))
 
+    async def aappend(self, record: Mapping[str, Any]) -> None:
+        """:meth:`append` in a worker thread: the event loop goes on during the fsync."""
+        await asyncio.to_thread(self.append, record)
+
+    async def aappend_line(self, line: str) -> None:
+        """:meth:`append_line` in a worker thread."""
+        await asyncio.to_thread(self.append_line, line)
+
     def append_line(self, line: str) -> None:
-        """Write one already serialised JSON line (without its newline), fsync'd."""
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8", newline="")
-        self._handle.write(line + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        """Write one already serialised JSON line (without its newline), fsync'd.
+
+        Thread-safe. Appends from several threads share fsyncs (a group commit): a
+        line is durable when this returns, whichever thread's fsync covered it.
+        """
+        with self._write_lock:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a", encoding="utf-8", newline="")
+            self._handle.write(line + "\n")
+            self._handle.flush()
+            self._written += 1
+            mine = self._written
+        with self._sync_lock:
+            if self._synced >= mine:
+                return  # another thread's fsync came after this write
+            with self._write_lock:
+                target = self._written
+                assert self._handle is not None
+                descriptor = self._handle.fileno()
+            os.fsync(descriptor)
+            self._synced = target
 
     def close(self) -> None:
         """Close the file (a later append opens it again)."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        with self._sync_lock, self._write_lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None

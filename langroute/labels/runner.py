@@ -508,13 +508,16 @@ class _Run:
                 FailedQuery(id=query.id, line=query.line, error=error_text(exc))
             )
             return False
-        self._write(query, texts, grades)
+        await self._write(query, texts, grades)
         self.report.labelled += 1
         return True
 
-    def _write(self, query: LabelQuery, texts: dict[str, str], grades: dict[str, Grade]) -> None:
+    async def _write(
+        self, query: LabelQuery, texts: dict[str, str], grades: dict[str, Grade]
+    ) -> None:
         if self.answers is not None and query.id not in self.answered:
-            self.answers.append(
+            self.answered.add(query.id)
+            await self.answers.aappend(
                 {
                     "id": query.id,
                     "text": query.text,
@@ -522,7 +525,6 @@ class _Run:
                     "grades": {name: grade.model_dump() for name, grade in grades.items()},
                 }
             )
-            self.answered.add(query.id)
         metadata = dict(query.metadata)
         if query.reference is not None:
             metadata[REFERENCE_KEY] = query.reference
@@ -534,7 +536,7 @@ class _Run:
             scores={route.name: grades[route.name].score for route in self.routes},
             metadata=metadata,
         )
-        self.out.append_line(exemplars_to_jsonl([exemplar]).rstrip("\n"))
+        await self.out.aappend_line(exemplars_to_jsonl([exemplar]).rstrip("\n"))
 
 
 def label(

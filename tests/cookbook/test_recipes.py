@@ -44,6 +44,7 @@ def test_every_recipe_is_tested_and_documented():
         "06_tune_from_feedback.py",
         "07_cost_report.py",
         "08_evaluate_and_calibrate.py",
+        "09_label_queries.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -188,3 +189,20 @@ def test_08_evaluate_and_calibrate(tmp_path):
     for name in ("curve_before.png", "curve_calibrated.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "helpdesk-router-calibrated").is_dir()
+
+
+def test_09_label_queries(tmp_path):
+    out = run_recipe("09_label_queries.py", "--output", str(tmp_path), cwd=tmp_path)
+    assert re.search(r"LABELLED 14 of 14; spent \$0\.\d+", out)
+    # the command-line run resumes: everything is done, nothing is paid again
+    assert "labelled 0 of 14 queries (14 already done" in out
+    assert "0 paid calls" in out
+    assert "THE SMALL MODEL FELL SHORT ON 7 of 14 queries" in out
+    assert "ROUTE small: What port does SSH use by default?" in out
+    assert "ROUTE large: A server costs $40 per month." in out
+    assert "labelling spend (langroute label; not in the serving figures)" in out
+    scored = (tmp_path / "scored.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(scored) == 14 and all(
+        '"grader":"reference:contains"' in line.replace(" ", "") for line in scored
+    )
+    assert len((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()) == 14

@@ -240,6 +240,16 @@ def test_journal_cuts_a_torn_tail_and_refuses_a_damaged_line(tmp_path):
         Journal(path).read()
 
 
+def test_journal_appends_from_many_threads_share_fsyncs(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    journal = Journal(tmp_path / "j.jsonl")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: journal.append({"n": n, "pad": "x" * 500}), range(400)))
+    journal.close()
+    assert sorted(row["n"] for row in Journal(tmp_path / "j.jsonl").read()) == list(range(400))
+
+
 # --------------------------------------------------------------------------- runs
 
 QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a, b in [(2, 2), (3, 4), (10, 5), (7, 8)]]
