@@ -153,7 +153,7 @@ def _as_queries(queries: str | os.PathLike[str] | Sequence[Any]) -> tuple[list[L
             out.append(item)
         elif isinstance(item, str):
             ex = Exemplar(text=item)
-            out.append(LabelQuery(id=ex.id, text=ex.text, line=index + 1))
+            out.append(LabelQuery(id=ex.id, text=ex.text))
         elif isinstance(item, Exemplar):
             metadata = dict(item.metadata)
             reference = metadata.pop(REFERENCE_KEY, None)
@@ -285,7 +285,8 @@ async def alabel(
             ``metadata``) or a list of strings, exemplars or :class:`LabelQuery`.
         models: A models file (see :mod:`langroute.models_config`), a parsed one, or a
             mapping route -> model (a :class:`~langroute.models_config.CompletionModel`
-            or a framework model an installed adapter accepts), cheapest first.
+            or a framework model an installed adapter accepts), cheapest first. Calls
+            are cached by the model's ``name`` and the prompt.
         output: The scored exemplars file (JSONL). Queries already in it are skipped.
         grader: A :class:`~langroute.labels.graders.Grader` or a name of
             :func:`~langroute.labels.graders.grader_from_name`.
@@ -446,7 +447,7 @@ class _Run:
                 except asyncio.QueueEmpty:
                     return
                 finished = await self.one(query)
-                if progress is not None and finished:
+                if progress is not None and (finished or not self.stop):
                     progress.update(task, advance=1, spend=_spend_text(self.caller))
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(todo))))))

@@ -286,23 +286,24 @@ def test_label_writes_scored_exemplars_answers_and_ledger(tmp_path):
         queries, models, out, grader="numeric", answers=tmp_path / "answers.jsonl", prices=PRICES
     )
     assert report.labelled == 4 and report.complete and report.paid_calls == 8
-    scored = load_exemplars(out)
-    assert [ex.scores for ex in scored] == [
+    scored = {ex.text: ex for ex in load_exemplars(out)}  # in the order queries finished
+    assert [scored[q].scores for q, _ in QUESTIONS] == [
         {"small": 1.0, "large": 1.0},
         {"small": 1.0, "large": 1.0},
         {"small": 0.0, "large": 1.0},
         {"small": 0.0, "large": 1.0},
     ]
-    meta = scored[0].metadata
+    meta = scored[QUESTIONS[0][0]].metadata
     assert meta == {
         "topic": "sums",
         "reference": "4",
         "grader": "reference:numeric",
         "grader_version": "1",
     }
-    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
-    assert answers[2]["answers"] == {"small": "16", "large": "The answer is 15."}
-    assert answers[2]["grades"]["small"]["reason"] == "numeric: 16 vs 15"
+    lines = (tmp_path / "answers.jsonl").read_text().splitlines()
+    answers = {row["text"]: row for row in map(json.loads, lines)}
+    assert answers[QUESTIONS[2][0]]["answers"] == {"small": "16", "large": "The answer is 15."}
+    assert answers[QUESTIONS[2][0]]["grades"]["small"]["reason"] == "numeric: 16 vs 15"
     records = CostLedger.open(tmp_path / "scored.ledger.jsonl").records()
     assert len(records) == 8
     assert {r.metadata["purpose"] for r in records} == {"labelling"}
