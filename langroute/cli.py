@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 import typer
 
 from langroute.evaluation.commands import calibrate_command, eval_command
+from langroute.labels.command import label_command
 from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
@@ -388,6 +389,7 @@ def _print_monitor(report: MonitorReport) -> None:
 
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("label")(label_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
 

@@ -45,6 +45,7 @@ def test_every_recipe_is_tested_and_documented():
         "07_cost_report.py",
         "08_evaluate_and_calibrate.py",
         "09_monitor_drift.py",
+        "10_label_queries.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -217,3 +218,20 @@ def test_09_monitor_drift(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert '"out_of_distribution"' in result.stdout
+
+
+def test_10_label_queries(tmp_path):
+    out = run_recipe("10_label_queries.py", "--output", str(tmp_path), cwd=tmp_path)
+    assert re.search(r"LABELLED 14 of 14; spent \$0\.\d+", out)
+    # the command-line run resumes: everything is done, nothing is paid again
+    assert "labelled 0 of 14 queries (14 already done" in out
+    assert "0 paid calls" in out
+    assert "THE SMALL MODEL FELL SHORT ON 7 of 14 queries" in out
+    assert "ROUTE small: What port does SSH use by default?" in out
+    assert "ROUTE large: A server costs $40 per month." in out
+    assert "labelling spend (langroute label; not in the serving figures)" in out
+    scored = (tmp_path / "scored.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(scored) == 14 and all(
+        '"grader":"reference:contains"' in line.replace(" ", "") for line in scored
+    )
+    assert len((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()) == 14
