@@ -21,10 +21,12 @@ from langroute.evaluation.commands import (
     load_saved_router,
     tune_command,
 )
+from langroute.labels.command import label_command
 from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
     from langroute.decision import RouteDecision
+    from langroute.monitoring import MonitorReport
     from langroute.router import ExemplarRouter
 
 app = typer.Typer(
@@ -339,10 +341,122 @@ def report(
     typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
 
 
+@app.command()
+def monitor(
+    ledger: Annotated[Path, typer.Argument(help="Cost ledger file (.jsonl or .db/.sqlite).")],
+    window: Annotated[str, typer.Option(help="Window length: 30m, 1h, 1d, ...")] = "1h",
+    segment: Annotated[
+        Optional[str],
+        typer.Option(help="A metadata key to watch per segment (tenant, metadata.language)."),
+    ] = None,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            help="The period to compare with: 'first' (the first window) or START/END "
+            "in ISO format (2026-11-01T00:00/2026-11-08T00:00, UTC unless given)."
+        ),
+    ] = "first",
+    ood_factor: Annotated[
+        float, typer.Option(help="Alarm when the out-of-distribution rate grows this much.")
+    ] = 2.0,
+    route_shift: Annotated[
+        float, typer.Option(help="Alarm when a route's share moves by more (0.15 = 15 points).")
+    ] = 0.15,
+    escalation_floor: Annotated[
+        float, typer.Option(help="Alarm when fewer requests escalate (0.02 = 2%).")
+    ] = 0.02,
+    min_requests: Annotated[
+        int, typer.Option(help="Windows with fewer requests raise no alarm.")
+    ] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also write the time series to this PNG.")
+    ] = None,
+) -> None:
+    """Watch a ledger over time: rates per window, and alarms when traffic drifts.
+
+    Exits with status 2 when an alarm fires, so a scheduled job can page someone.
+    """
+    from datetime import datetime
+
+    from langroute.costs import CostLedger
+    from langroute.errors import LangrouteError
+    from langroute.monitoring import MonitorThresholds, parse_duration, plot_monitor, utc
+    from langroute.monitoring import monitor as run_monitor
+
+    try:
+        period = None
+        if baseline != "first":
+            start, sep, end = baseline.partition("/")
+            if not sep:
+                raise ValueError(f"baseline must be 'first' or START/END, not {baseline!r}")
+            period = (utc(datetime.fromisoformat(start)), utc(datetime.fromisoformat(end)))
+        thresholds = MonitorThresholds(
+            ood_factor=ood_factor,
+            route_shift_points=route_shift,
+            escalation_floor=escalation_floor,
+            min_requests=min_requests,
+        )
+        report = run_monitor(
+            CostLedger.open(ledger).records(),
+            window=parse_duration(window),
+            segment_key=segment,
+            baseline=period,
+            thresholds=thresholds,
+        )
+    except (FileNotFoundError, LangrouteError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if plot is not None:
+        plot_monitor(report, plot)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        _print_monitor(report)
+    if report.alarms:
+        raise typer.Exit(2)
+
+
+def _print_monitor(report: MonitorReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"windows of {report.window}", title_justify="left")
+    table.add_column("start (UTC)")
+    if report.segment_key:
+        table.add_column("segment")
+    for name in ("reqs", "esc", "OOD", "low conf", "sim", "cost"):
+        table.add_column(name, justify="right")
+    table.add_column("route shares")
+    for item in report.windows:
+        shares = ", ".join(f"{route} {share:.0%}" for route, share in item.route_shares.items())
+        cells = [data_text(item.start.strftime("%Y-%m-%d %H:%M"))]
+        if report.segment_key:
+            cells.append(data_text(item.segment or "", one_line=True))
+        cells += [
+            str(item.requests),
+            f"{item.escalation_rate:.0%}",
+            f"{item.out_of_distribution_rate:.0%}",
+            f"{item.low_confidence_rate:.0%}",
+            "" if item.mean_best_similarity is None else f"{item.mean_best_similarity:.2f}",
+            "" if item.cost is None else f"${item.cost:.4f}",
+            data_text(shares, one_line=True),
+        ]
+        table.add_row(*cells)
+    console.print(table)
+    if not report.alarms:
+        console.print("no alarms")
+    for alarm in report.alarms:
+        line = data_text(f"ALARM {alarm.start:%Y-%m-%d %H:%M} {alarm.kind}: ", "bold red")
+        line.append_text(data_text(alarm.message, one_line=True))
+        console.print(line)
+
+
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("tune")(tune_command)
 app.command("compare")(compare_command)
+app.command("label")(label_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
 

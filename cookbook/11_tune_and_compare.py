@@ -1,4 +1,4 @@
-"""Recipe 10: tune a router within its exemplars, then gate the change against production.
+"""Recipe 11: tune a router within its exemplars, then gate the change against production.
 
 What it shows:
     * ``build_router(..., tune=True)``: cross-validation *within the exemplars only* over
@@ -14,8 +14,8 @@ What it shows:
       ``langroute compare`` exits 1 on it, so a CI job blocks it.
 
 Run it:
-    python cookbook/10_tune_and_compare.py
-    python cookbook/10_tune_and_compare.py --golden my_golden.jsonl --tolerance 0.02
+    python cookbook/11_tune_and_compare.py
+    python cookbook/11_tune_and_compare.py --golden my_golden.jsonl --tolerance 0.02
 
 Real providers:
     No LLM is called. Keep a golden file of labelled (or graded) requests from your own
