@@ -149,6 +149,9 @@ class RouteMetadata(BaseModel):
         default=0.0,
         description="The router's one-time encoder load this call waited for (not in routing_ms).",
     )
+    max_similarity: float | None = Field(
+        default=None, description="Similarity of the nearest exemplar (None: not routed)."
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -159,6 +162,28 @@ class RouteMetadata(BaseModel):
         if isinstance(data, RouteMetadata):
             return data
         return cls.model_validate(data)
+
+    def to_call(self, last: Attempt | None = None) -> RoutedCall:
+        """The routed call this record describes: the routes passed over, then ``last``.
+
+        A cost handler that sees only the answer (its metadata) rebuilds the call with
+        the attempt that answered, to write its ledger rows.
+        """
+        decision = RouteDecision(
+            route=self.decided_route,
+            confidence=self.confidence,
+            reason=self.reason,
+            elapsed_ms=self.routing_ms,
+            timings_ms={"load": self.router_load_ms} if self.router_load_ms else {},
+            max_similarity=self.max_similarity,
+        )
+        return RoutedCall(
+            call_id=self.call_id,
+            decision=decision,
+            attempts=[*self.attempts, *([last] if last is not None else [])],
+            baseline_route=self.baseline_route,
+            baseline_model=self.baseline_model,
+        )
 
 
 class RoutedCall(BaseModel):
@@ -245,7 +270,8 @@ class RoutedCall(BaseModel):
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
         ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
         ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
-        and ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``).
+        ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``) and
+        ``max_similarity``.
         """
         decision = self.decision
         return RouteMetadata(
@@ -262,6 +288,7 @@ class RoutedCall(BaseModel):
             baseline_model=self.baseline_model,
             routing_ms=decision.elapsed_ms,
             router_load_ms=decision.timings_ms.get("load", 0.0),
+            max_similarity=decision.max_similarity,
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -310,6 +337,7 @@ class RoutedCall(BaseModel):
                             if "load" in self.decision.timings_ms
                             else {}
                         ),
+                        "max_similarity": self.decision.max_similarity,
                         "usage_reported": attempt.usage is not None,
                         **({"rejected": True} if attempt.rejected else {}),
                         **({UNMEASURED_KEY: True} if not attempt.measured else {}),

@@ -13,11 +13,20 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from langroute.evaluation.commands import calibrate_command, eval_command
+from langroute.evaluation.commands import (
+    calibrate_command,
+    compare_command,
+    embedder_from_option,
+    eval_command,
+    load_saved_router,
+    tune_command,
+)
+from langroute.labels.command import label_command
 from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
     from langroute.decision import RouteDecision
+    from langroute.monitoring import MonitorReport
     from langroute.router import ExemplarRouter
 
 app = typer.Typer(
@@ -64,7 +73,7 @@ def _load_router(path: Path | None) -> ExemplarRouter:
 
     _quiet_model_loading()
     try:
-        return ExemplarRouter.default() if path is None else ExemplarRouter.load(path)
+        return ExemplarRouter.default() if path is None else load_saved_router(path)
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
 
@@ -136,7 +145,9 @@ def build(
             help="Comma-separated routes, cheapest first (default: labels in file order)."
         ),
     ] = None,
-    k: Annotated[int, typer.Option(help="Neighbours that vote.")] = 10,
+    k: Annotated[
+        Optional[int], typer.Option(help="Neighbours that vote (default: tuned, else 10).")
+    ] = None,
     threshold: Annotated[
         Optional[float],
         typer.Option(
@@ -146,31 +157,60 @@ def build(
     ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
     index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
+    tune: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--tune/--no-tune",
+            help="Cross-validate the decision settings (k, weighting, loss weight, length "
+            "evidence, ...) within the exemplars and keep the best (default: from 100 "
+            "exemplars on; settings given as options are kept).",
+        ),
+    ] = None,
+    embedder: Annotated[
+        Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Fold assignment seed of tuning.")] = 0,
 ) -> None:
-    """Embed an exemplars file and save a router."""
+    """Embed an exemplars file and save a router, tuned by cross-validation by default."""
     from rich.console import Console
 
     from langroute.errors import LangrouteError
+    from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
     from langroute.exemplars import load_exemplars
-    from langroute.router import ExemplarRouter
 
     _quiet_model_loading()
     console = Console()
     route_list = [r.strip() for r in routes.split(",")] if routes else None
+    options = {
+        key: value
+        for key, value in {"k": k, "threshold": threshold, "min_similarity": min_similarity}.items()
+        if value is not None
+    }
     try:
         loaded = load_exemplars(exemplars, routes=route_list)
-        built = ExemplarRouter(
+        built = build_router(
+            loaded,
             routes=route_list,
-            exemplars=loaded,
-            k=k,
-            threshold=threshold,
-            min_similarity=min_similarity,
+            embedder=embedder_from_option(embedder),
+            tune=tune,
+            seed=seed,
             index=index,
             show_progress=True,
+            **options,
         )
         built.save(output)
-    except LangrouteError as exc:
+    except (LangrouteError, ValueError) as exc:
         raise _fail(str(exc)) from exc
+    if built.tuning is not None:
+        record = TuningRecord.model_validate(built.tuning)
+        console.print(
+            data_text(f"tuned in {record.seconds:.1f}s ({record.trials} settings): ").append(
+                data_text(record.summary())
+            )
+        )
+    else:
+        why = "--no-tune" if tune is False else tuning_skip_reason(built)
+        console.print(data_text(f"not tuned ({why}); settings as given or defaults"))
     counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
     console.print(
         data_text(f"saved router with {len(built)} exemplars ({counts}) to ").append(
@@ -223,11 +263,38 @@ def info(router: RouterOption = None) -> None:
         ("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)"),
     ]
     rows += [(k, str(v)) for k, v in loaded.settings.model_dump().items() if k != "routes"]
+    rows += tuning_rows(loaded.tuning)
     if loaded.calibration:
         rows.append(("calibration", json.dumps(loaded.calibration)))
     for key, value in rows:
         table.add_row(data_text(key), data_text(value, one_line=True))
     Console().print(table)
+
+
+def tuning_rows(tuning: dict[str, object] | None) -> list[tuple[str, str]]:
+    """``info``'s lines about tuning: what was chosen, the validation figures, the run."""
+    if tuning is None:
+        return [("tuning", "not tuned")]
+    from langroute.evaluation.tuning import TuningRecord
+
+    record = TuningRecord.model_validate(tuning)
+    chosen = ", ".join(f"{key}={value}" for key, value in record.chosen.items())
+    untuned = "–" if record.untuned is None else f"{record.untuned:.4f}"
+    rows = [
+        ("tuning: chosen", chosen or "the settings as they were"),
+        (
+            f"tuning: validation {record.metric}",
+            f"{record.validation:.4f} (sd {record.validation_sd:.4f}; untuned {untuned})",
+        ),
+        (
+            "tuning: run",
+            f"{record.folds}-fold CV x{record.repeats} (seed {record.seed}) over "
+            f"{record.exemplars} exemplars, {record.trials} settings, {record.seconds:.1f}s",
+        ),
+    ]
+    if record.fixed:
+        rows.append(("tuning: kept as given", json.dumps(record.fixed)))
+    return rows
 
 
 @app.command()
@@ -274,8 +341,122 @@ def report(
     typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
 
 
+@app.command()
+def monitor(
+    ledger: Annotated[Path, typer.Argument(help="Cost ledger file (.jsonl or .db/.sqlite).")],
+    window: Annotated[str, typer.Option(help="Window length: 30m, 1h, 1d, ...")] = "1h",
+    segment: Annotated[
+        Optional[str],
+        typer.Option(help="A metadata key to watch per segment (tenant, metadata.language)."),
+    ] = None,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            help="The period to compare with: 'first' (the first window) or START/END "
+            "in ISO format (2026-11-01T00:00/2026-11-08T00:00, UTC unless given)."
+        ),
+    ] = "first",
+    ood_factor: Annotated[
+        float, typer.Option(help="Alarm when the out-of-distribution rate grows this much.")
+    ] = 2.0,
+    route_shift: Annotated[
+        float, typer.Option(help="Alarm when a route's share moves by more (0.15 = 15 points).")
+    ] = 0.15,
+    escalation_floor: Annotated[
+        float, typer.Option(help="Alarm when fewer requests escalate (0.02 = 2%).")
+    ] = 0.02,
+    min_requests: Annotated[
+        int, typer.Option(help="Windows with fewer requests raise no alarm.")
+    ] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also write the time series to this PNG.")
+    ] = None,
+) -> None:
+    """Watch a ledger over time: rates per window, and alarms when traffic drifts.
+
+    Exits with status 2 when an alarm fires, so a scheduled job can page someone.
+    """
+    from datetime import datetime
+
+    from langroute.costs import CostLedger
+    from langroute.errors import LangrouteError
+    from langroute.monitoring import MonitorThresholds, parse_duration, plot_monitor, utc
+    from langroute.monitoring import monitor as run_monitor
+
+    try:
+        period = None
+        if baseline != "first":
+            start, sep, end = baseline.partition("/")
+            if not sep:
+                raise ValueError(f"baseline must be 'first' or START/END, not {baseline!r}")
+            period = (utc(datetime.fromisoformat(start)), utc(datetime.fromisoformat(end)))
+        thresholds = MonitorThresholds(
+            ood_factor=ood_factor,
+            route_shift_points=route_shift,
+            escalation_floor=escalation_floor,
+            min_requests=min_requests,
+        )
+        report = run_monitor(
+            CostLedger.open(ledger).records(),
+            window=parse_duration(window),
+            segment_key=segment,
+            baseline=period,
+            thresholds=thresholds,
+        )
+    except (FileNotFoundError, LangrouteError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if plot is not None:
+        plot_monitor(report, plot)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        _print_monitor(report)
+    if report.alarms:
+        raise typer.Exit(2)
+
+
+def _print_monitor(report: MonitorReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"windows of {report.window}", title_justify="left")
+    table.add_column("start (UTC)")
+    if report.segment_key:
+        table.add_column("segment")
+    for name in ("reqs", "esc", "OOD", "low conf", "sim", "cost"):
+        table.add_column(name, justify="right")
+    table.add_column("route shares")
+    for item in report.windows:
+        shares = ", ".join(f"{route} {share:.0%}" for route, share in item.route_shares.items())
+        cells = [data_text(item.start.strftime("%Y-%m-%d %H:%M"))]
+        if report.segment_key:
+            cells.append(data_text(item.segment or "", one_line=True))
+        cells += [
+            str(item.requests),
+            f"{item.escalation_rate:.0%}",
+            f"{item.out_of_distribution_rate:.0%}",
+            f"{item.low_confidence_rate:.0%}",
+            "" if item.mean_best_similarity is None else f"{item.mean_best_similarity:.2f}",
+            "" if item.cost is None else f"${item.cost:.4f}",
+            data_text(shares, one_line=True),
+        ]
+        table.add_row(*cells)
+    console.print(table)
+    if not report.alarms:
+        console.print("no alarms")
+    for alarm in report.alarms:
+        line = data_text(f"ALARM {alarm.start:%Y-%m-%d %H:%M} {alarm.kind}: ", "bold red")
+        line.append_text(data_text(alarm.message, one_line=True))
+        console.print(line)
+
+
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("tune")(tune_command)
+app.command("compare")(compare_command)
+app.command("label")(label_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
 

@@ -9,6 +9,8 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     ├── RouterStoreError         a saved router cannot be read or written safely
     │   └── EmbedderMismatchError  the saved index was built by another embedder
     ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
+    ├── ModelsConfigError        a models file is malformed or a model cannot be built
+    ├── LabellingError           a labelling run cannot start or its files are damaged
     ├── EmptyStreamError         a model's stream ended without a single chunk
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
 
@@ -72,6 +74,18 @@ class RouterStoreError(LangrouteError):
 
 class EmbedderMismatchError(RouterStoreError):
     """The saved router was built with a different embedder (fingerprint or dimension)."""
+
+
+class ModelsConfigError(LangrouteError, ValueError):
+    """A models file is malformed, or a model spec cannot be built (file and route named)."""
+
+
+class LabellingError(LangrouteError):
+    """A labelling run cannot start, or a file it keeps is damaged (file and line named).
+
+    For example: a budget with a model of unknown price, or a reference grader with
+    queries that have no reference.
+    """
 
 
 class EmptyStreamError(LangrouteError):

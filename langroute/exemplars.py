@@ -278,6 +278,33 @@ def _check_rows(
     return [ex for _, ex in rows]
 
 
+def load_exemplar_rows(
+    path: str | os.PathLike[str], *, routes: Sequence[str] | None = None
+) -> list[tuple[int, Exemplar]]:
+    """:func:`load_exemplars` with each exemplar's line in the file: ``(line, exemplar)``.
+
+    Rows repeating an earlier text (or id) with the same labels are all returned.
+
+    Raises:
+        ExemplarFormatError: naming file, line and field.
+
+    Example:
+        >>> [(line, ex.route) for line, ex in load_exemplar_rows("ex.jsonl")][:2]
+        [(1, 'small'), (2, 'small')]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExemplarFormatError("no such file", path=path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise ExemplarFormatError(
+            f"unsupported file type {suffix!r} (use .jsonl or .csv)", path=path
+        )
+    rows = _read_csv(path) if suffix == ".csv" else _read_jsonl(path)
+    _check_rows(rows, path, routes)
+    return rows
+
+
 def load_exemplars(
     path: str | os.PathLike[str], *, routes: Sequence[str] | None = None
 ) -> list[Exemplar]:
@@ -302,16 +329,7 @@ def load_exemplars(
         >>> exemplars[0].text, exemplars[0].route
         ('hello there', 'small')
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ExemplarFormatError("no such file", path=path)
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
-        raise ExemplarFormatError(
-            f"unsupported file type {suffix!r} (use .jsonl or .csv)", path=path
-        )
-    rows = _read_csv(path) if suffix == ".csv" else _read_jsonl(path)
-    return _check_rows(rows, path, routes)
+    return [ex for _, ex in load_exemplar_rows(path, routes=routes)]
 
 
 def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:

@@ -101,6 +101,9 @@ class ExemplarRouter:
         (``router.batcher.max_wait_ms`` and ``max_batch`` are its knobs)."""
         self.calibration: dict[str, Any] | None = None
         """The record of the last :func:`langroute.evaluation.calibrate` (saved with it)."""
+        self.tuning: dict[str, Any] | None = None
+        """The record of the last :func:`langroute.evaluation.tune_router`: the settings
+        it chose and their validation figures (saved with the router)."""
         if exemplar_list:
             self._check_exemplars(exemplar_list)
             self._check_coverage(exemplar_list)
@@ -227,6 +230,21 @@ class ExemplarRouter:
         """All exemplars, in insertion order."""
         with self._lock:
             return list(self._exemplars.values())
+
+    def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
+        """Stored vectors of exemplars: of ``ids``, or of all in :attr:`exemplars` order.
+
+        What tuning replays settings over, so a sweep never embeds again.
+
+        Example:
+            >>> router.vectors().shape[0] == len(router)
+            True
+        """
+        with self._lock:
+            if self._index is None:
+                return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+            keys = list(self._exemplars) if ids is None else list(ids)
+            return self._index.vectors(keys)
 
     def counts(self) -> dict[str, int]:
         """How many exemplars vote for each route."""
@@ -589,6 +607,7 @@ class ExemplarRouter:
             embedder=self.embedder,
             write_index=self.write_index,
             calibration=self.calibration,
+            tuning=self.tuning,
         )
 
     def write_index(self, path: Path) -> IndexSnapshot:
@@ -626,6 +645,7 @@ class ExemplarRouter:
             stored.index,
             embedder=stored.embedder,
             calibration=stored.calibration,
+            tuning=stored.tuning,
         )
 
     @classmethod
@@ -637,6 +657,7 @@ class ExemplarRouter:
         *,
         embedder: Any = None,
         calibration: dict[str, Any] | None = None,
+        tuning: dict[str, Any] | None = None,
     ) -> ExemplarRouter:
         """A router over an index that already holds the exemplars' vectors (no embedding).
 
@@ -653,6 +674,7 @@ class ExemplarRouter:
             for ex in exemplar_list:
                 router._remember(ex)
         router.calibration = calibration
+        router.tuning = tuning
         return router
 
     def reembedded(self, embedder: Any) -> ExemplarRouter:

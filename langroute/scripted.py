@@ -14,6 +14,9 @@ and they dress the answer in their framework's messages, chunks and raw payloads
   :func:`choose_tool` to pick which tool a question calls.
 - :class:`Turn`: one answer (text, tool calls, :class:`~langroute.calls.TokenUsage`,
   an optional stream break), before a framework dresses it.
+- :class:`ScriptedCompletionModel`: a neutral offline
+  :class:`~langroute.models_config.CompletionModel` (what ``langroute label`` calls),
+  answering by a function of the prompt or a script; :func:`echo_model` builds one.
 - :func:`word_usage` (word-count token usage), :func:`split_pieces` (a reply as stream
   pieces, one per word), :func:`word_logprobs` and :func:`pause` / :func:`apause`
   (latency).
@@ -52,15 +55,19 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from langroute.calls import TokenUsage
+from langroute.models_config import Completion
 
 __all__ = [
+    "ScriptedCompletionModel",
     "ScriptedProvider",
+    "ScriptedRateLimitError",
     "StreamFailure",
     "ToolRequest",
     "Turn",
     "apause",
     "choose_tool",
     "count_words",
+    "echo_model",
     "fill_arguments",
     "pause",
     "split_pieces",
@@ -481,3 +488,82 @@ def pause(seconds: float) -> None:
 async def apause(seconds: float) -> None:
     """Async :func:`pause`; always yields to the event loop once."""
     await asyncio.sleep(seconds)
+
+
+class ScriptedRateLimitError(Exception):
+    """A rate-limit refusal (HTTP 429) raised by a scripted model; callers retry it."""
+
+    status_code = 429
+
+
+class ScriptedCompletionModel:
+    """An offline :class:`~langroute.models_config.CompletionModel` for tests and recipes.
+
+    Args:
+        name: The model's name (prices, the ledger and the call cache use it).
+        reply: The answer: a fixed text, or a function of the prompt. Default: echo.
+        script: Answers used first, in order (a step may be an exception to raise).
+        latency: Seconds each call waits before answering (``asyncio.sleep``).
+        failures: Call number (1-based) -> error raised before any output.
+        report_usage: Report word-count usage (``False``: the provider reports none).
+
+    Example:
+        >>> import asyncio
+        >>> model = ScriptedCompletionModel("tiny", reply=lambda p: p.upper())
+        >>> asyncio.run(model.acomplete("say hi")).text, model.calls
+        ('SAY HI', ['say hi'])
+        >>> asyncio.run(model.acomplete("say hi")).usage
+        TokenUsage(input_tokens=2, output_tokens=2, cached_tokens=0)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        reply: str | Callable[[str], str] | None = None,
+        *,
+        script: Sequence[str | BaseException] = (),
+        latency: float = 0.0,
+        failures: Mapping[int, BaseException] | None = None,
+        report_usage: bool = True,
+    ) -> None:
+        self.name = name
+        self.reply = reply
+        self.script: list[Any] = list(script)
+        self.latency = latency
+        self.failures = dict(failures or {})
+        self.report_usage = report_usage
+        self._provider: ScriptedProvider[str] = ScriptedProvider()
+
+    def __repr__(self) -> str:
+        return f"ScriptedCompletionModel({self.name!r})"
+
+    @property
+    def calls(self) -> list[str]:
+        """The prompts received, oldest first (failed calls included)."""
+        return self._provider.calls
+
+    def _answer(self, prompt: str) -> str:
+        if self.reply is None:
+            return prompt
+        return self.reply if isinstance(self.reply, str) else self.reply(prompt)
+
+    async def acomplete(self, prompt: str) -> Completion:
+        """Answer ``prompt`` after ``latency`` seconds."""
+        number = self._provider.record(prompt)
+        await apause(self.latency)
+        step, _ = self._provider.take(
+            number, self.script, fallback=lambda: self._answer(prompt), failures=self.failures
+        )
+        text = str(step)
+        usage = word_usage([prompt], text) if self.report_usage else None
+        return Completion(text=text, usage=usage, model=self.name)
+
+
+def echo_model(name: str = "echo") -> ScriptedCompletionModel:
+    """A scripted model that answers each prompt with the prompt (a models-file factory).
+
+    Example:
+        >>> echo_model("parrot").name
+        'parrot'
+    """
+    return ScriptedCompletionModel(name)

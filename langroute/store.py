@@ -112,6 +112,8 @@ class Manifest(BaseModel):
     exemplar_count: int = Field(ge=0)
     files: dict[str, FileEntry]
     calibration: dict[str, Any] | None = None
+    tuning: dict[str, Any] | None = None
+    """What tuning chose, with its validation figures (``TuningRecord``); absent if untuned."""
     manifest_sha256: str | None = None
     """Required from format version 2 on (see :data:`MANIFEST_CHECKSUM`)."""
 
@@ -374,6 +376,7 @@ def save_router(
     embedder: Embedder,
     write_index: IndexWriter,
     calibration: dict[str, Any] | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> Path:
     """Write a router to directory ``path`` atomically (see module docs).
 
@@ -398,7 +401,7 @@ def save_router(
             staging = _new_copy_dir(target)
         except OSError as exc:
             raise _cannot_save(path, exc) from exc
-        _write_copy(staging, target, settings, embedder, write_index, calibration)
+        _write_copy(staging, target, settings, embedder, write_index, calibration, tuning)
     finally:
         _release_lock(target, lock)
     return path
@@ -411,6 +414,7 @@ def _write_copy(
     embedder: Embedder,
     write_index: IndexWriter,
     calibration: dict[str, Any] | None,
+    tuning: dict[str, Any] | None = None,
 ) -> None:
     """Fill ``staging`` with a complete copy, then swap it in for ``target``."""
     from langroute import __version__
@@ -435,8 +439,10 @@ def _write_copy(
             exemplar_count=len(exemplars),
             files={name: _sha256(staging / name) for name in _DATA_FILES},
             calibration=calibration,
+            tuning=tuning,
         )
-        fields = json.loads(manifest.model_dump_json(exclude={MANIFEST_CHECKSUM}))
+        exclude = {MANIFEST_CHECKSUM} | ({"tuning"} if tuning is None else set())
+        fields = json.loads(manifest.model_dump_json(exclude=exclude))
         fields[MANIFEST_CHECKSUM] = _manifest_digest(fields)
         _write_file(
             staging / MANIFEST, json.dumps(fields, indent=2, ensure_ascii=False).encode("utf-8")
@@ -529,6 +535,7 @@ class StoredRouter:
     exemplars: list[Exemplar]
     index: VectorIndex
     calibration: dict[str, Any] | None
+    tuning: dict[str, Any] | None = None
 
 
 def _copy_to_read(path: Path, target: Path) -> Path:
@@ -685,4 +692,4 @@ def _read_copy(directory: Path, handles: dict[str, BinaryIO | None], embedder: A
         index.read(opened[INDEX], [ex.id for ex in exemplars], [int(i) for i in faiss_ids])
     except (RuntimeError, ValueError) as exc:
         raise RouterStoreError(f"{directory / INDEX} could not be read: {exc}") from exc
-    return StoredRouter(settings, resolved, exemplars, index, manifest.calibration)
+    return StoredRouter(settings, resolved, exemplars, index, manifest.calibration, manifest.tuning)

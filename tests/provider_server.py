@@ -194,6 +194,14 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # ------------------------------------------------------------------ plumbing
+    def end_headers(self) -> None:
+        # one request per connection: a client never reuses a connection that an earlier
+        # test's broken stream left half-closed (a stale pooled connection fails the next
+        # request with a connection error, which is not what a test scripted)
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        super().end_headers()
+
     def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None):
         data = json.dumps(payload).encode()
         self.send_response(status)

@@ -11,10 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langroute.errors import LangrouteError
 
-__all__ = ["UNMEASURED_KEY", "LedgerFormatError", "LedgerRecord", "TornLinesWarning"]
+__all__ = [
+    "LABELLING_PURPOSE",
+    "PURPOSE_KEY",
+    "UNMEASURED_KEY",
+    "LedgerFormatError",
+    "LedgerRecord",
+    "TornLinesWarning",
+]
 
 UNMEASURED_KEY = "unmeasured"
 """``metadata`` key set to ``true`` on a record whose provider reported no token usage."""
+PURPOSE_KEY = "purpose"
+"""``metadata`` key naming what a call was for, when it was not serving a user."""
+LABELLING_PURPOSE = "labelling"
+"""Its value on the calls of a labelling run (``langroute label``): reported apart."""
 
 
 class LedgerFormatError(LangrouteError, ValueError):
@@ -138,6 +149,16 @@ class LedgerRecord(BaseModel):
             False
         """
         return self.metadata.get(UNMEASURED_KEY) is not True
+
+    @property
+    def labelling(self) -> bool:
+        """True for a call made to label exemplars (``metadata["purpose"]``), not to serve.
+
+        Example:
+            >>> LedgerRecord(metadata={"purpose": "labelling"}).labelling
+            True
+        """
+        return self.metadata.get(PURPOSE_KEY) == LABELLING_PURPOSE
 
     @field_validator("timestamp")
     @classmethod

@@ -244,7 +244,8 @@ CSV_COLUMNS = [
     "savings",
     "savings_pct",
 ]
-"""Columns of :func:`report_csv`; ``row`` is ``route`` or ``total``."""
+"""Columns of :func:`report_csv`; ``row`` is ``route`` or ``total`` (``labelling_route``
+and ``labelling_total`` for the calls of ``langroute label``, reported apart)."""
 
 
 def report_csv(summary: LedgerSummary) -> str:
@@ -295,16 +296,20 @@ def report_csv(summary: LedgerSummary) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for item in summary.routes:
-        writer.writerow([*row("route", item), "", "", ""])
-    writer.writerow(
-        [
-            *row("total", summary),
-            number(summary.baseline_cost),
-            number(summary.savings),
-            number(summary.savings_pct),
-        ]
-    )
+    parts = [("", summary)]
+    if summary.labelling is not None:
+        parts.append(("labelling_", summary.labelling))
+    for prefix, part in parts:
+        for item in part.routes:
+            writer.writerow([*row(f"{prefix}route", item), "", "", ""])
+        writer.writerow(
+            [
+                *row(f"{prefix}total", part),
+                number(part.baseline_cost),
+                number(part.savings),
+                number(part.savings_pct),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -325,7 +330,8 @@ def print_report(
         order: Route names to list first.
 
     A JSONL ledger's torn lines (records cut short by a killed writer) are skipped and
-    noted below the table with their file and line.
+    noted below the table with their file and line. Labelling calls (``langroute label``)
+    get a table of their own, below the serving one.
 
     Returns:
         The summary that was printed.
@@ -347,7 +353,11 @@ def print_report(
         from rich.console import Console
 
         console = Console()
-    console.print(render_report(summary, width=console.width))
+    if summary.calls or summary.labelling is None:
+        console.print(render_report(summary, width=console.width))
+    if summary.labelling is not None:
+        title = "labelling spend (langroute label; not in the serving figures)"
+        console.print(render_report(summary.labelling, title=title, width=console.width))
     if ledger is not None and ledger.torn_lines:
         from rich.text import Text
 

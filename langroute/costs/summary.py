@@ -58,6 +58,9 @@ class LedgerSummary(BaseModel):
       belong to (``unmeasured_requests``) are left out of ``baseline_cost`` and savings:
       what they cost is unknown, not zero.
     * Latency percentiles use linear interpolation between closest ranks (numpy's default).
+    * ``labelling``: the calls made to label exemplars (``langroute label``, records whose
+      :attr:`LedgerRecord.labelling` is true), summarised on their own; every other
+      figure is about serving only. ``None`` when the ledger has no such call.
 
     Example:
         >>> from langroute.costs import CostLedger
@@ -89,6 +92,7 @@ class LedgerSummary(BaseModel):
     latency_p95_ms: float | None = None
     first_timestamp: datetime | None = None
     last_timestamp: datetime | None = None
+    labelling: LedgerSummary | None = None
 
     def route(self, name: str | None) -> RouteCostSummary:
         """The summary of one route.
@@ -154,13 +158,25 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
             of first appearance.
 
     Returns:
-        The summary.
+        The summary; labelling calls are summarised apart, in ``labelling``.
 
     Example:
-        >>> summarize([LedgerRecord(route="small", cost=0.5)]).cost
-        0.5
+        >>> summary = summarize([LedgerRecord(route="small", cost=0.5),
+        ...                      LedgerRecord(route="small", cost=2.0,
+        ...                                   metadata={"purpose": "labelling"})])
+        >>> summary.cost, summary.labelling.cost
+        (0.5, 2.0)
     """
     records = list(records)
+    labelling = [r for r in records if r.labelling]
+    if labelling:
+        serving = _summarize([r for r in records if not r.labelling], order)
+        return serving.model_copy(update={"labelling": _summarize(labelling, order)})
+    return _summarize(records, order)
+
+
+def _summarize(records: list[LedgerRecord], order: Sequence[str] | None) -> LedgerSummary:
+    """:func:`summarize` of records of one kind (serving or labelling)."""
     by_route: dict[str | None, list[LedgerRecord]] = {name: [] for name in order or ()}
     for rec in records:
         by_route.setdefault(rec.route, []).append(rec)

@@ -1,4 +1,4 @@
-"""Evaluation and calibration: measure a router, set its dial, draw the curve.
+"""Evaluation, tuning, calibration, comparison: measure a router, tune it, set its dial.
 
 Names load on first use, so ``import langroute.evaluation`` stays light.
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langroute.evaluation.calibration import CalibrationResult, calibrate
+    from langroute.evaluation.comparison import Comparison, compare
     from langroute.evaluation.datasets import assign_folds, load_eval_set
     from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.metrics import (
@@ -25,14 +26,25 @@ if TYPE_CHECKING:
     )
     from langroute.evaluation.plot import plot_report
     from langroute.evaluation.reports import EvalReport
-    from langroute.evaluation.tuning import TuningReport, tune
+    from langroute.evaluation.tuning import (
+        TuningRecord,
+        TuningReport,
+        build_router,
+        tune,
+        tune_router,
+    )
 
 _EXPORTS = {
     "CalibrationResult": "langroute.evaluation.calibration",
     "EvalReport": "langroute.evaluation.reports",
+    "TuningRecord": "langroute.evaluation.tuning",
     "TuningReport": "langroute.evaluation.tuning",
+    "build_router": "langroute.evaluation.tuning",
+    "tune_router": "langroute.evaluation.tuning",
     "assign_folds": "langroute.evaluation.datasets",
     "calibrate": "langroute.evaluation.calibration",
+    "Comparison": "langroute.evaluation.comparison",
+    "compare": "langroute.evaluation.comparison",
     "cross_validate": "langroute.evaluation.evaluator",
     "evaluate": "langroute.evaluation.evaluator",
     "load_eval_set": "langroute.evaluation.datasets",
@@ -46,11 +58,15 @@ _EXPORTS = {
 
 __all__ = [
     "CalibrationResult",
+    "Comparison",
     "CostQualityCurve",
     "EvalReport",
+    "TuningRecord",
     "TuningReport",
     "assign_folds",
+    "build_router",
     "calibrate",
+    "compare",
     "cost_quality_curve",
     "cross_validate",
     "evaluate",
@@ -59,6 +75,7 @@ __all__ = [
     "plot_report",
     "routellm_protocol",
     "tune",
+    "tune_router",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The ``langroute eval`` and ``langroute calibrate`` commands (typer command functions).
+"""The ``eval``, ``calibrate``, ``tune`` and ``compare`` commands (typer command functions).
 
 Registered by :mod:`langroute.cli`. Heavy libraries load inside the functions, so
 importing this module (and ``langroute --help``) stays fast.
@@ -6,6 +6,8 @@ importing this module (and ``langroute --help``) stays fast.
 Example:
     $ langroute eval mmlu.jsonl mmlu.jsonl --weak mixtral --strong gpt-4 --folds 5 --json out.json
     $ langroute calibrate heldout.jsonl --router routers/support --target-strong-share 0.3
+    $ langroute tune exemplars.jsonl --routes small,large --output routers/support
+    $ langroute compare routers/prod routers/candidate golden.jsonl --tolerance 0.01
 """
 
 from __future__ import annotations
@@ -18,10 +20,22 @@ import typer
 
 from langroute.terminal import data_text, printable
 
-__all__ = ["calibrate_command", "eval_command"]
+__all__ = [
+    "calibrate_command",
+    "compare_command",
+    "embedder_from_option",
+    "eval_command",
+    "load_saved_router",
+    "tune_command",
+]
+
+COMPARE_WORSE_EXIT = 1
+"""``langroute compare`` exit status when B is worse than A beyond the tolerance."""
+COMPARE_ERROR_EXIT = 2
+"""``langroute compare`` exit status when the comparison could not be made."""
 
 
-def _embedder(spec: str | None, fingerprint: str | None = None) -> Any:
+def embedder_from_option(spec: str | None, fingerprint: str | None = None) -> Any:
     """Build an embedder from ``--embedder`` (or from a saved router's fingerprint)."""
     from langroute.embedders import HashingEmbedder, SentenceTransformerEmbedder
 
@@ -118,6 +132,19 @@ def _print_report(report: Any, title: str) -> None:
             )
     if report.folds:
         console.print(f"{report.folds}-fold cross-validation (identical texts share a fold)")
+    if report.tuning is not None:
+        from langroute.evaluation.tuning import TuningRecord
+
+        record = TuningRecord.model_validate(report.tuning)
+        console.print(data_text(f"tuned within the exemplars: {record.summary()}"))
+    elif report.fold_tuning:
+        chosen = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in fold.items()) or "defaults"
+            for fold in report.fold_tuning
+        )
+        console.print(data_text(f"tuned within each fold's exemplars: {chosen}"))
+    elif not report.folds:
+        console.print("not tuned: settings as given or defaults")
 
 
 def eval_command(
@@ -167,13 +194,36 @@ def eval_command(
         Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Fold assignment seed.")] = 0,
+    tune: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--tune/--no-tune",
+            help="Tune the decision settings within the exemplars as `build` does "
+            "(default: from 100 exemplars on; settings given as options are kept).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A saved router to compare with on EVALSET (as `langroute compare "
+            "BASELINE <this router> EVALSET`); exits 1 when this router is worse."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="With --baseline: how far the headline figure may trail.")
+    ] = 0.01,
 ) -> None:
-    """Measure a router built from EXEMPLARS on EVALSET: table, plot and optional JSON."""
+    """Measure the router `build` would give from EXEMPLARS on EVALSET: table, plot, JSON.
+
+    With no flags the router is tuned by cross-validation within EXEMPLARS, as `build`
+    tunes it, so the default figure is the one a user gets.
+    """
     from langroute.errors import LangrouteError
+    from langroute.evaluation.comparison import compare
     from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.plot import plot_report
+    from langroute.evaluation.tuning import build_router
     from langroute.exemplars import load_exemplars
-    from langroute.router import ExemplarRouter
 
     options: dict[str, Any] = {
         key: value
@@ -193,8 +243,11 @@ def eval_command(
     route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
     oos = list(out_of_scope or [])
     known = [*route_list, *oos] if route_list else None  # rows with other labels: errors
+    comparison = None
     try:
         same = exemplars.resolve() == evalset.resolve()
+        if baseline is not None and (same or folds is not None):
+            raise ValueError("--baseline needs an evaluation file apart from the exemplars")
         if same or folds is not None:
             rows = load_exemplars(exemplars, routes=known)
             if not same:
@@ -202,27 +255,39 @@ def eval_command(
             report = cross_validate(
                 rows,
                 routes=route_list,
-                embedder=_embedder(embedder),
+                embedder=embedder_from_option(embedder),
                 folds=folds or 5,
                 seed=seed,
                 weak=weak,
                 strong=strong,
                 out_of_scope=oos,
                 show_progress=True,
+                tune=tune,
                 **options,
             )
         else:
             rows = [ex for ex in load_exemplars(exemplars, routes=known) if ex.route not in oos]
             if route_list is None and weak and strong:
                 route_list = [weak, strong]
-            router = ExemplarRouter(
+            router = build_router(
+                rows,
                 routes=route_list,
-                exemplars=rows,
-                embedder=_embedder(embedder),
+                embedder=embedder_from_option(embedder),
+                tune=tune,
+                seed=seed,
                 show_progress=True,
                 **options,
             )
             report = evaluate(router, evalset, weak=weak, strong=strong, show_progress=True)
+            if baseline is not None:
+                comparison = compare(
+                    load_saved_router(baseline),
+                    router,
+                    evalset,
+                    tolerance=tolerance,
+                    weak=weak,
+                    strong=strong,
+                )
     except (LangrouteError, ValueError) as exc:
         typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(1) from exc
@@ -230,9 +295,16 @@ def eval_command(
     written = plot_report(report, plot)
     typer.echo(f"plot written to {printable(written)}")
     if json_path is not None:
+        figures = report.to_json_dict()
+        if comparison is not None:
+            figures["comparison"] = comparison.to_json_dict()
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report.to_json_dict(), indent=2), encoding="utf-8")
+        json_path.write_text(json.dumps(figures, indent=2), encoding="utf-8")
         typer.echo(f"JSON written to {printable(json_path)}")
+    if comparison is not None:
+        print_comparison(comparison, str(baseline), "this router")
+        if comparison.worse:
+            raise typer.Exit(COMPARE_WORSE_EXIT)
 
 
 def calibrate_command(
@@ -265,7 +337,7 @@ def calibrate_command(
     try:
         manifest = read_manifest(router)
         loaded = ExemplarRouter.load(
-            router, embedder=_embedder(embedder, manifest.embedder.fingerprint)
+            router, embedder=embedder_from_option(embedder, manifest.embedder.fingerprint)
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -294,3 +366,228 @@ def calibrate_command(
         line += " (target not reachable; closest point taken)"
     typer.echo(line)
     typer.echo(f"saved to {printable(router)}")
+
+
+def load_saved_router(path: Path, embedder: str | None = None) -> Any:
+    """Load a saved router with ``--embedder`` or the embedder its manifest names."""
+    from langroute.errors import RouterStoreError
+    from langroute.router import ExemplarRouter
+    from langroute.store import read_manifest
+
+    try:
+        fingerprint: str | None = read_manifest(path).embedder.fingerprint
+    except (RouterStoreError, OSError):
+        fingerprint = None  # the load below says what is wrong
+    return ExemplarRouter.load(path, embedder=embedder_from_option(embedder, fingerprint))
+
+
+def _cut(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def print_comparison(comparison: Any, name_a: str, name_b: str, show: int = 10) -> None:
+    """Print a :class:`~langroute.evaluation.comparison.Comparison`: figures, flips, verdict."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    table = Table(title=data_text(f"A: {name_a}   B: {name_b}   n={comparison.n}", one_line=True))
+    table.add_column("figure")
+    for column in ("A", "B", "B - A"):
+        table.add_column(column, justify="right")
+    for key, value in comparison.a.items():
+        delta = comparison.deltas.get(key)
+        style = "bold" if key == comparison.metric else ""
+        table.add_row(
+            key,
+            _fmt(value),
+            _fmt(comparison.b.get(key)),
+            "–" if delta is None else f"{delta:+.4f}",
+            style=style,
+        )
+    console.print(table)
+    effects = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in comparison.effects.items() if v)
+    console.print(
+        f"quality loss added {comparison.quality_loss_added:+.2%}   "
+        f"cost inflation removed {comparison.cost_inflation_removed:+.2%}   "
+        f"routes flipped: {comparison.flipped_count}" + (f" ({effects})" if effects else "")
+    )
+    if comparison.flipped and show > 0:
+        flips = Table(title="flipped queries (harmful first)", title_justify="left")
+        for column in ("query", "A -> B", "expected", "effect", "A's nearest", "B's nearest"):
+            flips.add_column(column)
+        for flip in comparison.flipped[:show]:
+            nearest = []
+            for neighbours in (flip.neighbours_a, flip.neighbours_b):
+                top = neighbours[0] if neighbours else None
+                nearest.append(
+                    data_text(
+                        f"{top['route']} {top['similarity']:.2f}: {_cut(top['text'], 30)}"
+                        if top
+                        else "-",
+                        one_line=True,
+                    )
+                )
+            flips.add_row(
+                data_text(_cut(flip.text, 50), one_line=True),
+                data_text(f"{flip.route_a} -> {flip.route_b}", one_line=True),
+                data_text(flip.expected or "-", one_line=True),
+                flip.effect.replace("_", " "),
+                *nearest,
+            )
+        console.print(flips)
+    console.print(
+        Text.assemble(
+            (
+                "FAIL " if comparison.worse else "OK ",
+                "bold red" if comparison.worse else "bold green",
+            ),
+            data_text(comparison.verdict),
+        )
+    )
+
+
+def compare_command(
+    router_a: Annotated[Path, typer.Argument(help="Baseline router directory (A).")],
+    router_b: Annotated[Path, typer.Argument(help="Candidate router directory (B).")],
+    evalset: Annotated[
+        Path, typer.Argument(help="Fixed evaluation file (scored or labelled JSONL/CSV).")
+    ],
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            help="How far B's headline figure (APGR, or the weighted error for labelled "
+            "data) may trail A's before B counts as worse."
+        ),
+    ] = 0.01,
+    weak: Annotated[Optional[str], typer.Option(help="Score key of the weak model.")] = None,
+    strong: Annotated[Optional[str], typer.Option(help="Score key of the strong model.")] = None,
+    show: Annotated[int, typer.Option(help="Flipped queries to list.")] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the comparison as JSON instead of tables.")
+    ] = False,
+    embedder: Annotated[
+        Optional[str],
+        typer.Option(help="Embedder for both (default: the one each router was saved with)."),
+    ] = None,
+) -> None:
+    """Compare router B with baseline A on EVALSET; exit 1 when B is worse (CI gate).
+
+    Both routers route every row of the same evaluation set. Shown: each figure and
+    its delta, quality loss added and cost inflation removed, and the queries whose
+    route flipped with both decisions' nearest exemplars. Exit status: 0 when B is not
+    worse than A beyond --tolerance, 1 when it is, 2 when the comparison failed.
+    """
+    from langroute.errors import LangrouteError
+    from langroute.evaluation.comparison import compare
+
+    try:
+        comparison = compare(
+            load_saved_router(router_a, embedder),
+            load_saved_router(router_b, embedder),
+            evalset,
+            tolerance=tolerance,
+            weak=weak,
+            strong=strong,
+        )
+    except (LangrouteError, ValueError, OSError) as exc:
+        typer.echo(f"error: {printable(exc)}", err=True)
+        raise typer.Exit(COMPARE_ERROR_EXIT) from exc
+    if as_json:
+        typer.echo(json.dumps(comparison.to_json_dict(), ensure_ascii=False, indent=2))
+    else:
+        print_comparison(comparison, str(router_a), str(router_b), show)
+    if comparison.worse:
+        raise typer.Exit(COMPARE_WORSE_EXIT)
+
+
+def tune_command(
+    exemplars: Annotated[Path, typer.Argument(help="Exemplars file (.jsonl or .csv).")],
+    routes: Annotated[
+        Optional[str],
+        typer.Option(help="Comma-separated routes, cheapest first (default: labels in order)."),
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Save the tuned router here.")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    repeats: Annotated[
+        Optional[int],
+        typer.Option(help="Repeat the split with other seeds and average (default 2)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Fold assignment seed.")] = 0,
+    embedder: Annotated[
+        Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the tuning record as JSON instead of tables.")
+    ] = False,
+) -> None:
+    """Cross-validate the decision settings within EXEMPLARS and show what wins.
+
+    Sweeps k, neighbour weighting, loss weight and length evidence (scored exemplars,
+    ranked by APGR) or k, weighting and the dial (labelled exemplars, ranked by the
+    quality-loss-weighted error); every exemplar is embedded once. With --output the
+    tuned router is saved, as `langroute build` would save it.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from langroute.errors import LangrouteError
+    from langroute.evaluation.tuning import build_router
+    from langroute.exemplars import load_exemplars
+
+    route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
+    try:
+        rows = load_exemplars(exemplars, routes=route_list)
+        router = build_router(
+            rows,
+            routes=route_list,
+            embedder=embedder_from_option(embedder),
+            tune=True,
+            folds=folds,
+            seed=seed,
+            show_progress=not as_json,
+            **({} if repeats is None else {"repeats": repeats}),
+        )
+        if output is not None:
+            router.save(output)
+    except (LangrouteError, ValueError) as exc:
+        typer.echo(f"error: {printable(exc)}", err=True)
+        raise typer.Exit(1) from exc
+    from langroute.evaluation.tuning import TuningRecord
+
+    record = TuningRecord.model_validate(router.tuning)
+    if as_json:
+        typer.echo(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        return
+    console = Console()
+    better = "higher" if record.higher_is_better else "lower"
+    table = Table(
+        title=data_text(
+            f"langroute tune: {exemplars.name} ({record.exemplars} exemplars, "
+            f"{record.folds}-fold CV, {record.metric}: {better} is better)",
+            one_line=True,
+        )
+    )
+    table.add_column("#", justify="right")
+    table.add_column("settings")
+    table.add_column(record.metric, justify="right")
+    table.add_column("sd", justify="right")
+    for rank, row in enumerate(record.top, start=1):
+        shown = {k: v for k, v in row.items() if k not in (record.metric, f"{record.metric}_sd")}
+        table.add_row(
+            str(rank),
+            data_text(", ".join(f"{k}={v}" for k, v in shown.items()) or "untuned", one_line=True),
+            f"{row[record.metric]:.4f}",
+            f"{row[f'{record.metric}_sd']:.4f}",
+            style="bold" if rank == 1 else "",
+        )
+    console.print(table)
+    console.print(
+        data_text(f"{record.summary()}; {record.trials} settings in {record.seconds:.1f}s")
+    )
+    if output is not None:
+        console.print(data_text(f"tuned router saved to {output}"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -60,8 +61,10 @@ from langroute.router import ExemplarRouter
 from langroute.settings import RouterSettings
 
 __all__ = [
+    "Evaluated",
     "cross_validate",
     "evaluate",
+    "evaluate_decisions",
     "in_chunks",
     "neighbourhood",
     "route_all",
@@ -348,6 +351,59 @@ def _label_baselines(
     return out
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """An evaluation with what it was computed from: the rows and each decision.
+
+    Attributes:
+        report: the :class:`EvalReport`.
+        rows: the evaluated rows (contaminated ones left out when asked).
+        decisions: the router's decision per row (nearest few neighbours kept).
+        pair: the (weak, strong) score keys of scored data, else None.
+    """
+
+    report: EvalReport
+    rows: list[Exemplar]
+    decisions: list[RouteDecision]
+    pair: tuple[str, str] | None
+
+
+def evaluate_decisions(
+    router: ExemplarRouter,
+    eval_set: EvalData,
+    *,
+    weak: str | None = None,
+    strong: str | None = None,
+    exclude_contaminated: bool = True,
+    seeds: int = 10,
+    max_misrouted: int = 50,
+    show_progress: bool = False,
+) -> Evaluated:
+    """:func:`evaluate`, keeping the rows and the decisions (to compare two routers)."""
+    rows, excluded = split_contaminated(load_eval_set(eval_set), exclude_contaminated)
+    if not rows:
+        raise RouterConfigError("the evaluation set has no rows")
+    settings = router.settings
+    pair = score_pair(rows, settings.routes, settings.score_keys, weak, strong)
+    known = {ex.text for ex in router.exemplars}
+    overlap = sum(1 for r in rows if r.text in known)
+    decisions = route_all(router, [r.text for r in rows], show_progress)
+    report = _build_report(
+        settings,
+        rows,
+        decisions,
+        pair,
+        excluded=excluded,
+        overlap=overlap,
+        seeds=seeds,
+        max_misrouted=max_misrouted,
+        threshold=router.threshold,
+    )
+    report.calibration = router.calibration
+    report.tuning = router.tuning
+    return Evaluated(report, rows, decisions, pair)
+
+
 def evaluate(
     router: ExemplarRouter,
     eval_set: EvalData,
@@ -379,27 +435,16 @@ def evaluate(
         >>> report = evaluate(router, "heldout.jsonl")  # doctest: +SKIP
         >>> print(f"APGR {report.apgr:.3f}")  # doctest: +SKIP
     """
-    rows, excluded = split_contaminated(load_eval_set(eval_set), exclude_contaminated)
-    if not rows:
-        raise RouterConfigError("the evaluation set has no rows")
-    settings = router.settings
-    pair = score_pair(rows, settings.routes, settings.score_keys, weak, strong)
-    known = {ex.text for ex in router.exemplars}
-    overlap = sum(1 for r in rows if r.text in known)
-    decisions = route_all(router, [r.text for r in rows], show_progress)
-    report = _build_report(
-        settings,
-        rows,
-        decisions,
-        pair,
-        excluded=excluded,
-        overlap=overlap,
+    return evaluate_decisions(
+        router,
+        eval_set,
+        weak=weak,
+        strong=strong,
+        exclude_contaminated=exclude_contaminated,
         seeds=seeds,
         max_misrouted=max_misrouted,
-        threshold=router.threshold,
-    )
-    report.calibration = router.calibration
-    return report
+        show_progress=show_progress,
+    ).report
 
 
 def cross_validate(
@@ -416,6 +461,7 @@ def cross_validate(
     seeds: int = 10,
     max_misrouted: int = 50,
     show_progress: bool = False,
+    tune: bool | None = False,
     **options: Any,
 ) -> EvalReport:
     """k-fold cross-validation on one file: each fold is routed by the other folds.
@@ -439,6 +485,11 @@ def cross_validate(
         seeds: random-baseline runs.
         max_misrouted: misrouted examples kept.
         show_progress: progress bars.
+        tune: tune each fold's router within its own training folds, as ``langroute
+            build`` would (:func:`~langroute.evaluation.tuning.build_router`): ``None``
+            when there are enough exemplars, ``True`` always, ``False`` never. The
+            settings in ``options`` are kept; the choice per fold is in
+            ``report.fold_tuning``.
         **options: router settings (``k``, ``rule``, ``weighting``, ...).
 
     Example:
@@ -458,6 +509,7 @@ def cross_validate(
     fold_of = assign_folds([r.text for r in rows], folds, seed)
     decisions: list[RouteDecision | None] = [None] * len(rows)
     fold_metrics: list[dict[str, float]] = []
+    fold_tuning: list[dict[str, Any]] = []
     pair_all = (
         score_pair(rows, route_list, settings.score_keys, weak, strong)
         if all(r.scores for r in rows)
@@ -470,6 +522,12 @@ def cross_validate(
         if not test:
             continue
         router = ExemplarRouter(routes=route_list, exemplars=train, embedder=cache, **options)
+        if tune is not False:
+            from langroute.evaluation.tuning import TUNED_SETTINGS, tune_router, tuning_skip_reason
+
+            if tune or tuning_skip_reason(router) is None:
+                fixed = set(options) & set(TUNED_SETTINGS)
+                fold_tuning.append(tune_router(router, fixed=fixed, seed=seed).chosen)
         threshold_in_force = router.threshold
         fold_decisions = route_all(router, [rows[i].text for i in test], False)
         for i, d in zip(test, fold_decisions):
@@ -498,6 +556,7 @@ def cross_validate(
         folds=folds,
     )
     report.fold_metrics = fold_metrics
+    report.fold_tuning = fold_tuning
     return report
 
 

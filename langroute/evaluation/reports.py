@@ -18,6 +18,7 @@ __all__ = [
     "LabelReport",
     "Misrouted",
     "ScoreReport",
+    "finite_json",
     "optional_float",
 ]
 
@@ -129,6 +130,13 @@ class EvalReport(BaseModel):
     baselines: list[BaselineResult] = Field(default_factory=list)
     fold_metrics: list[dict[str, float]] = Field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    tuning: dict[str, Any] | None = Field(
+        default=None, description="The evaluated router's tuning record, if it was tuned."
+    )
+    fold_tuning: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Cross-validation with tuning: the settings chosen in each fold.",
+    )
 
     @property
     def apgr(self) -> float | None:
@@ -160,17 +168,17 @@ class EvalReport(BaseModel):
             if self.labels.oos_recall is not None:
                 head["in_scope_accuracy"] = self.labels.in_scope_accuracy
                 head["oos_recall"] = self.labels.oos_recall
-        return _finite(head | self.model_dump(mode="json"))
+        return finite_json(head | self.model_dump(mode="json"))
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None, so the JSON is standard."""
+def finite_json(value: Any) -> Any:
+    """``value`` (nested dicts and lists) with NaN and infinities as None: standard JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 

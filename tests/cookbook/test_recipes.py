@@ -44,6 +44,9 @@ def test_every_recipe_is_tested_and_documented():
         "06_tune_from_feedback.py",
         "07_cost_report.py",
         "08_evaluate_and_calibrate.py",
+        "09_monitor_drift.py",
+        "10_label_queries.py",
+        "11_tune_and_compare.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -177,6 +180,19 @@ def test_07_reads_an_existing_ledger(tmp_path):
     assert (tmp_path / "plots" / "cost_per_route.png").is_file()
 
 
+def test_11_tune_and_compare(tmp_path):
+    out = run_recipe("11_tune_and_compare.py", "--output", str(tmp_path), cwd=tmp_path)
+    assert re.search(r"TUNED chose \{'k': \d+", out)
+    assert re.search(r"validation weighted_error 0\.\d+ \(untuned 0\.\d+", out)
+    assert "COMPARE prod vs relabelled: B is worse" in out
+    assert re.search(r"quality loss added \+\d+\.\d%", out)
+    assert "FLIP" in out and "prod's nearest" in out and "relabelled's nearest" in out
+    assert re.search(r"CI: langroute compare .*router-relabelled .* # exit 1", out)
+    for name in ("router-prod", "router-tuned", "router-relabelled"):
+        assert (tmp_path / name / "manifest.json").is_file()
+    assert "tuning" in (tmp_path / "router-tuned" / "manifest.json").read_text()
+
+
 def test_08_evaluate_and_calibrate(tmp_path):
     out = run_recipe("08_evaluate_and_calibrate.py", "--output", str(tmp_path), cwd=tmp_path)
     assert re.search(r"APGR 0\.\d+; CPT\(50%\) 0\.\d+", out)
@@ -188,3 +204,48 @@ def test_08_evaluate_and_calibrate(tmp_path):
     for name in ("curve_before.png", "curve_calibrated.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "helpdesk-router-calibrated").is_dir()
+
+
+def test_09_monitor_drift(tmp_path):
+    out = run_recipe("09_monitor_drift.py", "--output", str(tmp_path), cwd=tmp_path)
+    assert "ALARM out_of_distribution [globex]" in out
+    assert "[acme]" not in out  # the tenant whose traffic did not change raises nothing
+    assert (tmp_path / "monitor.png").read_bytes().startswith(PNG_MAGIC)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langroute.cli",
+            "monitor",
+            str(tmp_path / "monitor_costs.jsonl"),
+            "--window",
+            "5s",
+            "--segment",
+            "tenant",
+            "--min-requests",
+            "10",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert '"out_of_distribution"' in result.stdout
+
+
+def test_10_label_queries(tmp_path):
+    out = run_recipe("10_label_queries.py", "--output", str(tmp_path), cwd=tmp_path)
+    assert re.search(r"LABELLED 14 of 14; spent \$0\.\d+", out)
+    # the command-line run resumes: everything is done, nothing is paid again
+    assert "labelled 0 of 14 queries (14 already done" in out
+    assert "0 paid calls" in out
+    assert "THE SMALL MODEL FELL SHORT ON 7 of 14 queries" in out
+    assert "ROUTE small: What port does SSH use by default?" in out
+    assert "ROUTE large: A server costs $40 per month." in out
+    assert "labelling spend (langroute label; not in the serving figures)" in out
+    scored = (tmp_path / "scored.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(scored) == 14 and all(
+        '"grader":"reference:contains"' in line.replace(" ", "") for line in scored
+    )
+    assert len((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()) == 14

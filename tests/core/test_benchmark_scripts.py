@@ -21,6 +21,7 @@ from langroute.router import STARTER_EXEMPLARS
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "benchmarks" / "core.py"
 QUALITY = REPO / "benchmarks" / "quality.py"
+TUNING = REPO / "benchmarks" / "tuning.py"
 
 
 def run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -208,3 +209,25 @@ def test_quality_benchmark_without_data_says_so(tmp_path):
     assert done.returncode == 2
     assert "no data at" in done.stdout
     assert not out.exists()
+
+
+# -- benchmarks/tuning.py ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tuning_benchmark_on_tiny_data(tmp_path, shared_data):
+    data = tiny_data(shared_data, tmp_path / "data")
+    out = tmp_path / "out" / "tuning.json"
+    done = run(TUNING, str(data), "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    results = payload["results"]
+    assert set(results) == {"gsm8k", "mt_bench"}  # MMLU is not in the data
+    assert "skipped" in results["mt_bench"]
+    gsm8k = results["gsm8k"]
+    assert number(gsm8k["before_apgr"]) and number(gsm8k["after_apgr"])
+    assert len(gsm8k["halves"]) == 2
+    for half in gsm8k["halves"]:
+        assert half["exemplars"] == 24
+        # 24 exemplars: too few to tune by default, so build gives the untuned router
+        assert half["chosen"] is None and half["after"] == half["before"]

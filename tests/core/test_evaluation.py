@@ -681,11 +681,15 @@ def test_shared_data_gsm8k_cross_validation(shared_data):
 
 EVALUATION_ALL = [
     "CalibrationResult",
+    "Comparison",
     "CostQualityCurve",
     "EvalReport",
+    "TuningRecord",
     "TuningReport",
     "assign_folds",
+    "build_router",
     "calibrate",
+    "compare",
     "cost_quality_curve",
     "cross_validate",
     "evaluate",
@@ -694,6 +698,7 @@ EVALUATION_ALL = [
     "plot_report",
     "routellm_protocol",
     "tune",
+    "tune_router",
 ]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -74,24 +74,6 @@ class _Pending:
     """
 
     records: list[tuple[LedgerRecord, str | None, str | None]] = field(default_factory=list)
-
-
-def _routed_call(meta: RouteMetadata, last: Attempt) -> RoutedCall:
-    """The routed call a record describes, its failed attempts followed by ``last``."""
-    decision = RouteDecision(
-        route=meta.decided_route,
-        confidence=meta.confidence,
-        reason=meta.reason,  # type: ignore[arg-type]
-        elapsed_ms=meta.routing_ms,
-        timings_ms={"load": meta.router_load_ms} if meta.router_load_ms else {},
-    )
-    return RoutedCall(
-        call_id=meta.call_id,
-        decision=decision,
-        attempts=[*meta.attempts, last],
-        baseline_route=meta.baseline_route,
-        baseline_model=meta.baseline_model,
-    )
 
 
 def _event_call(event: Mapping[str, Any], last: Attempt) -> RoutedCall:
@@ -162,6 +144,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         *,
         record_all: bool = False,
         framework: str = "langchain",
+        segment_keys: Sequence[str] = (),
     ) -> None:
         """Create a handler.
 
@@ -174,6 +157,9 @@ class CostCallbackHandler(BaseCallbackHandler):
             record_all: Also record model calls that are neither routed nor cascaded
                 (``route=None``).
             framework: The ``framework`` field of the records.
+            segment_keys: Keys of the run's metadata (``config={"metadata": {...}}``)
+                copied into each record's ``metadata``, so ``langroute monitor --segment
+                KEY`` can watch each tenant, language or app apart.
         """
         super().__init__()
         self.ledger = ledger if ledger is not None else CostLedger(pricer=pricer)
@@ -181,6 +167,7 @@ class CostCallbackHandler(BaseCallbackHandler):
             self.ledger.pricer = pricer
         self.record_all = record_all
         self.framework = framework
+        self.segment_keys = tuple(segment_keys)
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Run] = {}
         self._pending: dict[str, _Pending] = {}
@@ -302,7 +289,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         # the router's one-time encoder load is recorded apart (router_load_ms)
         latency_ms = max(0.0, latency_ms - meta.router_load_ms)
         answered = Attempt(route=meta.route, model=model, usage=usage, latency_ms=latency_ms)
-        records = _routed_call(meta, answered).ledger_records(framework=self.framework)
+        records = meta.to_call(answered).ledger_records(framework=self.framework)
         # A RoutingChatModel run made every attempt; under RouterMiddleware the failed
         # attempts were model runs of their own (recorded by on_llm_error).
         self._dispatch(run, records if own_run else records[-1:])
@@ -338,7 +325,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         )
         if route is not None and meta is not None:  # a RouterMiddleware attempt
             # its earlier attempts were runs of their own: only this one is recorded here
-            records = _routed_call(meta, failed).ledger_records(framework=self.framework)[-1:]
+            records = meta.to_call(failed).ledger_records(framework=self.framework)[-1:]
         elif route is not None and event is not None and isinstance(event.get("decision"), Mapping):
             records = _event_call(event, failed).ledger_records(framework=self.framework)
         else:
@@ -355,6 +342,11 @@ class CostCallbackHandler(BaseCallbackHandler):
 
     # ------------------------------------------------------------------ records
     def _dispatch(self, run: _Run, records: list[LedgerRecord]) -> None:
+        segments = {k: run.metadata[k] for k in self.segment_keys if k in run.metadata}
+        if segments:
+            records = [
+                r.model_copy(update={"metadata": {**r.metadata, **segments}}) for r in records
+            ]
         attempt = run.metadata.get(META_ATTEMPT)
         if attempt is None:
             for record in records:
@@ -432,6 +424,7 @@ def track_costs(
     *,
     pricer: Pricer | None = None,
     record_all: bool = False,
+    segment_keys: Sequence[str] = (),
 ) -> Iterator[CostLedger]:
     """Record the cost of every routed or cascaded call made inside the ``with`` block.
 
@@ -445,6 +438,8 @@ def track_costs(
             or ``None`` for a new in-memory ledger.
         pricer: Prices the calls; it becomes the ledger's pricer (default: the ledger's).
         record_all: Also record model calls that are neither routed nor cascaded.
+        segment_keys: Run metadata keys copied into every record (see
+            :class:`CostCallbackHandler`).
 
     Yields:
         The ledger being written. On exit its pending writes are flushed, so a ledger
@@ -459,7 +454,9 @@ def track_costs(
     """
     if not isinstance(ledger, CostLedger):
         ledger = CostLedger(ledger, pricer=pricer)
-    handler = CostCallbackHandler(ledger, pricer=pricer, record_all=record_all)
+    handler = CostCallbackHandler(
+        ledger, pricer=pricer, record_all=record_all, segment_keys=segment_keys
+    )
     token = _handler_var.set(handler)
     try:
         yield ledger

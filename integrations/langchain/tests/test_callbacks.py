@@ -300,3 +300,14 @@ async def test_cascade_recorded_under_track_costs_async():
         ("gpt-4o-mini", False),
         ("gpt-4o", True),
     ]
+
+
+def test_records_carry_the_segment_and_the_nearest_exemplars_similarity(llm):
+    with track_costs(segment_keys=["tenant"]) as ledger:
+        llm.invoke(EASY, config={"metadata": {"tenant": "acme", "other": "x"}})
+        llm.invoke(HARD)
+    acme, anonymous = ledger.records()
+    assert acme.metadata["tenant"] == "acme" and "other" not in acme.metadata
+    assert "tenant" not in anonymous.metadata
+    decision = llm.router.route(EASY)
+    assert acme.metadata["max_similarity"] == pytest.approx(decision.max_similarity)

@@ -1,0 +1,426 @@
+"""Watch a router in production: per-window rates from the ledger, and alarms on drift.
+
+A router's estimates rot when traffic drifts (new topics arrive), when a segment of the
+traffic (a language, a tenant) changes, or when it grows greedy and stops escalating.
+:func:`monitor` reads a cost ledger (every routed call is a row), cuts it into time
+windows, optionally per segment (a key of the records' ``metadata``), and compares each
+window with a baseline period:
+
+* **out of distribution**: the share of requests no exemplar resembles rose by a
+  factor (new topics the exemplars do not cover);
+* **route shift**: a route's share of requests moved by more than N points;
+* **too greedy**: almost nothing escalates (the share of requests sent up, by an
+  error, a rejected answer or an unsure decision, fell under a floor).
+
+A window (or segment) with fewer than ``min_requests`` requests never raises an alarm:
+a handful of requests is noise.
+
+Example:
+    >>> from datetime import datetime, timedelta, timezone
+    >>> from langroute.costs import LedgerRecord
+    >>> start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    >>> records = [
+    ...     LedgerRecord(run_id=f"r{i}", route="small", reason="vote",
+    ...                  timestamp=start + timedelta(minutes=i))
+    ...     for i in range(120)
+    ... ]
+    >>> report = monitor(records, window=timedelta(hours=1))
+    >>> [w.requests for w in report.windows], [a.kind for a in report.alarms]
+    ([60, 60], ['too_greedy'])
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from langroute.costs.records import LedgerRecord
+from langroute.costs.summary import group_requests, summarize
+
+__all__ = [
+    "Alarm",
+    "AlarmKind",
+    "MonitorReport",
+    "MonitorThresholds",
+    "WindowStats",
+    "monitor",
+    "parse_duration",
+    "plot_monitor",
+]
+
+AlarmKind = Literal["out_of_distribution", "route_shift", "too_greedy"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"15m"``, ``"1h"``, ``"2d"``, ``"1w"`` (``s``/``m``/``h``/``d``/``w``) as a timedelta.
+
+    Example:
+        >>> parse_duration("90m")
+        datetime.timedelta(seconds=5400)
+
+    Raises:
+        ValueError: Not a positive duration in one of those units.
+    """
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"not a duration: {text!r} (use for example 30m, 1h, 1d)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+class MonitorThresholds(BaseModel):
+    """When a window raises an alarm, compared with the baseline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ood_factor: float = Field(
+        default=2.0, gt=1, description="Alarm when the OOD rate grows by this factor ..."
+    )
+    ood_min_points: float = Field(
+        default=0.05, ge=0, description="... and by at least this many points (0.05 = 5)."
+    )
+    route_shift_points: float = Field(
+        default=0.15, gt=0, description="Alarm when a route's share moves by more than this."
+    )
+    escalation_floor: float = Field(
+        default=0.02, ge=0, description="Alarm when fewer requests than this escalate."
+    )
+    min_requests: int = Field(
+        default=20, ge=1, description="Windows with fewer requests raise no alarm."
+    )
+
+
+class WindowStats(BaseModel):
+    """What the ledger shows for one window (and one segment, when segmented).
+
+    Rates are shares of the window's requests (records sharing a ``run_id`` are one).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    end: datetime
+    segment: str | None = None
+    requests: int = 0
+    calls: int = 0
+    route_shares: dict[str, float] = Field(
+        default_factory=dict, description="Share of requests answered by each route."
+    )
+    escalation_rate: float = Field(
+        default=0.0,
+        description=(
+            "Requests sent up: a cheaper route failed or was rejected, or the decision "
+            "was unsure (low confidence, out of distribution) and went to the fallback."
+        ),
+    )
+    out_of_distribution_rate: float = 0.0
+    low_confidence_rate: float = 0.0
+    error_rate: float = Field(default=0.0, description="Requests with a failed call.")
+    cascade_rejection_rate: float | None = Field(
+        default=None, description="Rejected cascade attempts among cascade attempts."
+    )
+    mean_best_similarity: float | None = Field(
+        default=None, description="Mean similarity of each request's nearest exemplar."
+    )
+    cost: float | None = None
+    savings: float | None = None
+    unmeasured_requests: int = 0
+
+
+class Alarm(BaseModel):
+    """A window that moved away from the baseline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: AlarmKind
+    start: datetime
+    segment: str | None = None
+    value: float
+    baseline: float | None = None
+    message: str
+
+
+class MonitorReport(BaseModel):
+    """Every window, the baseline each was compared with, and the alarms raised."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window: timedelta
+    segment_key: str | None = None
+    thresholds: MonitorThresholds
+    baselines: list[WindowStats] = Field(default_factory=list)
+    windows: list[WindowStats] = Field(default_factory=list)
+    alarms: list[Alarm] = Field(default_factory=list)
+
+
+class _Request:
+    """The parts of one request's records that monitoring reads."""
+
+    def __init__(self, records: Sequence[LedgerRecord], segment_key: str | None) -> None:
+        first = records[0]
+        self.records = records
+        self.time = min(r.timestamp for r in records)
+        self.segment = _segment(first, segment_key)
+        self.reason = first.reason
+        answered = [r for r in records if r.error is None and r.accepted is not False]
+        self.route = answered[-1].route if answered else None
+        self.failed = any(r.error is not None for r in records)
+        self.escalated = any(r.escalated for r in records) or self.reason in (
+            "low_confidence",
+            "out_of_distribution",
+        )
+        similarities = [
+            r.metadata["max_similarity"]
+            for r in records
+            if isinstance(r.metadata.get("max_similarity"), (int, float))
+        ]
+        self.best_similarity = float(similarities[0]) if similarities else None
+
+
+def _segment(record: LedgerRecord, key: str | None) -> str | None:
+    if key is None:
+        return None
+    value = record.metadata.get(key.removeprefix("metadata."))
+    return "(none)" if value is None else str(value)
+
+
+def _stats(
+    requests: Sequence[_Request], start: datetime, end: datetime, segment: str | None
+) -> WindowStats:
+    count = len(requests)
+    records = [r for request in requests for r in request.records]
+
+    def share(flags: Iterable[bool]) -> float:
+        return sum(flags) / count if count else 0.0
+
+    routes: dict[str, int] = {}
+    for request in requests:
+        if request.route is not None:
+            routes[request.route] = routes.get(request.route, 0) + 1
+    cascade = [r for r in records if r.kind == "cascade"]
+    similarities = [q.best_similarity for q in requests if q.best_similarity is not None]
+    summary = summarize(records)
+    return WindowStats(
+        start=start,
+        end=end,
+        segment=segment,
+        requests=count,
+        calls=len(records),
+        route_shares={route: n / count for route, n in sorted(routes.items())},
+        escalation_rate=share(q.escalated for q in requests),
+        out_of_distribution_rate=share(q.reason == "out_of_distribution" for q in requests),
+        low_confidence_rate=share(q.reason == "low_confidence" for q in requests),
+        error_rate=share(q.failed for q in requests),
+        cascade_rejection_rate=(
+            sum(r.accepted is False for r in cascade) / len(cascade) if cascade else None
+        ),
+        mean_best_similarity=math.fsum(similarities) / len(similarities) if similarities else None,
+        cost=summary.cost,
+        savings=summary.savings,
+        unmeasured_requests=summary.unmeasured_requests,
+    )
+
+
+def _alarms(
+    window: WindowStats, baseline: WindowStats, thresholds: MonitorThresholds
+) -> list[Alarm]:
+    if window.requests < thresholds.min_requests:
+        return []
+    found: list[Alarm] = []
+    where = f" in segment {window.segment!r}" if window.segment is not None else ""
+    ood, base_ood = window.out_of_distribution_rate, baseline.out_of_distribution_rate
+    if (
+        ood - base_ood >= thresholds.ood_min_points
+        and ood >= base_ood * thresholds.ood_factor
+        and ood > 0
+    ):
+        found.append(
+            Alarm(
+                kind="out_of_distribution",
+                start=window.start,
+                segment=window.segment,
+                value=ood,
+                baseline=base_ood,
+                message=(
+                    f"{ood:.0%} of requests are out of distribution{where} "
+                    f"(baseline {base_ood:.0%}): traffic the exemplars do not cover"
+                ),
+            )
+        )
+    if baseline.requests >= thresholds.min_requests:
+        for route in sorted(set(window.route_shares) | set(baseline.route_shares)):
+            now = window.route_shares.get(route, 0.0)
+            before = baseline.route_shares.get(route, 0.0)
+            if abs(now - before) > thresholds.route_shift_points:
+                found.append(
+                    Alarm(
+                        kind="route_shift",
+                        start=window.start,
+                        segment=window.segment,
+                        value=now,
+                        baseline=before,
+                        message=(
+                            f"route {route!r} answers {now:.0%} of requests{where} "
+                            f"(baseline {before:.0%})"
+                        ),
+                    )
+                )
+    if window.escalation_rate < thresholds.escalation_floor:
+        found.append(
+            Alarm(
+                kind="too_greedy",
+                start=window.start,
+                segment=window.segment,
+                value=window.escalation_rate,
+                baseline=baseline.escalation_rate,
+                message=(
+                    f"only {window.escalation_rate:.1%} of requests escalate{where} "
+                    f"(floor {thresholds.escalation_floor:.0%}): the router may be too greedy"
+                ),
+            )
+        )
+    return found
+
+
+def monitor(
+    records: Iterable[LedgerRecord],
+    *,
+    window: timedelta = timedelta(hours=1),
+    segment_key: str | None = None,
+    baseline: tuple[datetime, datetime] | None = None,
+    thresholds: MonitorThresholds | None = None,
+) -> MonitorReport:
+    """Cut a ledger into windows, compare each with a baseline, and raise alarms.
+
+    Args:
+        records: Ledger records (``CostLedger.records()``), in any order.
+        window: The length of a window; windows are aligned on whole multiples of it
+            (an hour window starts on the hour, UTC).
+        segment_key: A ``metadata`` key (``"tenant"`` or ``"metadata.tenant"``): each
+            segment gets its own windows, baseline and alarms.
+        baseline: The period ``(start, end)`` to compare with; default: the first window.
+        thresholds: When to raise alarms (default :class:`MonitorThresholds`).
+
+    Returns:
+        The report; ``report.alarms`` is empty when nothing moved.
+
+    Raises:
+        ValueError: ``window`` is not positive, or ``baseline`` holds no request.
+    """
+    if window <= timedelta(0):
+        raise ValueError("the window must be positive")
+    thresholds = thresholds or MonitorThresholds()
+    requests = [_Request(group, segment_key) for group in group_requests(list(records))]
+    requests.sort(key=lambda request: request.time)
+    if not requests:
+        return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
+    # windows are aligned on whole multiples of their length (hours start on the hour)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    origin = epoch + ((utc(requests[0].time) - epoch) // window) * window
+    if baseline is None:
+        baseline = (origin, origin + window)
+    segments = sorted({q.segment for q in requests}, key=lambda s: (s is None, s or ""))
+    baselines: list[WindowStats] = []
+    windows: list[WindowStats] = []
+    alarms: list[Alarm] = []
+    for segment in segments:
+        mine = [q for q in requests if q.segment == segment]
+        base_requests = [q for q in mine if baseline[0] <= q.time < baseline[1]]
+        base = _stats(base_requests, baseline[0], baseline[1], segment)
+        baselines.append(base)
+        by_window: dict[int, list[_Request]] = {}
+        for request in mine:
+            by_window.setdefault(int((request.time - origin) / window), []).append(request)
+        for index in sorted(by_window):
+            start = origin + index * window
+            stats = _stats(by_window[index], start, start + window, segment)
+            windows.append(stats)
+            in_baseline = baseline[0] <= start and start + window <= baseline[1]
+            if base.requests and not in_baseline:
+                alarms.extend(_alarms(stats, base, thresholds))
+    if not any(b.requests for b in baselines):
+        raise ValueError(f"no request in the baseline period {baseline[0]} .. {baseline[1]}")
+    windows.sort(key=lambda w: (w.start, w.segment is None, w.segment or ""))
+    alarms.sort(key=lambda a: (a.start, a.segment or "", a.kind))
+    return MonitorReport(
+        window=window,
+        segment_key=segment_key,
+        thresholds=thresholds,
+        baselines=baselines,
+        windows=windows,
+        alarms=alarms,
+    )
+
+
+def plot_monitor(report: MonitorReport, path: str | Path) -> Path:
+    """Plot the windows' time series: requests, then escalation and OOD rates, route shares.
+
+    One line per segment (and route); windows with an alarm are marked with a red band. Uses
+    matplotlib's Agg canvas directly (no display needed).
+
+    Returns:
+        The path written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(10, 7.5))
+    FigureCanvasAgg(figure)
+    volume, rates, shares = figure.subplots(3, 1, sharex=True)
+    segments = list(dict.fromkeys(w.segment for w in report.windows))
+    for segment in segments:
+        mine = [w for w in report.windows if w.segment == segment]
+        times = [w.start for w in mine]
+        label = "all" if segment is None else str(segment)
+        volume.plot(times, [w.requests for w in mine], marker="o", label=label)
+        escalated = [w.escalation_rate for w in mine]
+        rates.plot(times, escalated, marker="o", label=f"{label}: escalated")
+        rates.plot(
+            times,
+            [w.out_of_distribution_rate for w in mine],
+            marker="x",
+            linestyle="--",
+            label=f"{label}: out of distribution",
+        )
+    routes = sorted({route for w in report.windows for route in w.route_shares})
+    for segment in segments:
+        mine = [w for w in report.windows if w.segment == segment]
+        for route in routes:
+            label = route if segment is None else f"{segment}: {route}"
+            shares.plot(
+                [w.start for w in mine],
+                [w.route_shares.get(route, 0.0) for w in mine],
+                marker="o",
+                label=label,
+            )
+    for alarm in report.alarms:
+        for axis in (volume, rates, shares):
+            axis.axvspan(alarm.start, alarm.start + report.window, color="#D1495B", alpha=0.08)
+    volume.set_ylabel("requests")
+    volume.set_ylim(bottom=0)
+    rates.set_ylabel("share of requests")
+    shares.set_ylabel("route share")
+    for axis in (rates, shares):
+        axis.set_ylim(0, 1.05)
+    for axis in (volume, rates, shares):
+        axis.legend(loc="upper left", fontsize=7)
+    volume.set_title(f"langroute monitor: {len(report.alarms)} alarm(s)")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (a naive one is taken to be UTC)."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
