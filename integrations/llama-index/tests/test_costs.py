@@ -308,3 +308,19 @@ def test_handler_records_only_langroute_events(priced, events):
     recorded = [type(e).__name__ for e in events.events if handler.records_for(e)]
     assert recorded == ["RouteCompletedEvent"]
     assert "LLMChatEndEvent" in events.names()  # seen, but not recorded twice
+
+
+def test_records_carry_the_instrument_tags_named_as_segments(priced):
+    from llama_index.core.instrumentation.dispatcher import instrument_tags
+
+    llm, _, _ = priced
+    with track_costs(segment_keys=["tenant"]) as ledger:
+        with instrument_tags({"tenant": "acme", "other": "x"}):
+            llm.chat(user(EASY_Q))
+        llm.chat(user(HARD_Q))
+    acme, anonymous = ledger.records()
+    assert acme.metadata["tenant"] == "acme" and "other" not in acme.metadata
+    assert "tenant" not in anonymous.metadata
+    assert acme.metadata["max_similarity"] == pytest.approx(
+        llm.router.route(EASY_Q).max_similarity
+    )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ class CostCallbackHandler(BaseEventHandler):
     Args:
         ledger: Where to write (default: a new in-memory ledger).
         metadata: Added to every record's ``metadata`` (an app or tenant name...).
+        segment_keys: Keys of the active instrument tags copied into each record's
+            ``metadata`` (``with instrument_tags({"tenant": "acme"}): engine.query(...)``),
+            so ``langroute monitor --segment KEY`` can watch each tenant apart.
 
     Example:
         >>> from llama_index.core.instrumentation import get_dispatcher
@@ -74,6 +77,7 @@ class CostCallbackHandler(BaseEventHandler):
 
     ledger: CostLedger = Field(default_factory=CostLedger)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    segment_keys: list[str] = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -124,8 +128,11 @@ class CostCallbackHandler(BaseEventHandler):
         LlamaIndex's dispatcher silently drops exceptions raised by handlers, so a
         failing write (a full disk, a locked database) is logged here before it is.
         """
+        segments = {k: event.tags[k] for k in self.segment_keys if k in event.tags}
         try:
             for record in self.records_for(event):
+                if segments:
+                    record = record.model_copy(update={"metadata": {**record.metadata, **segments}})
                 self.ledger.record(record)
         except Exception:
             logger.exception(
@@ -140,6 +147,7 @@ def track_costs(
     *,
     dispatcher: Dispatcher | None = None,
     metadata: Mapping[str, Any] | None = None,
+    segment_keys: Sequence[str] = (),
 ) -> Iterator[CostLedger]:
     """Record routed calls made inside the block into ``ledger``, and yield the ledger.
 
@@ -152,6 +160,8 @@ def track_costs(
             in-memory ledger).
         dispatcher: The dispatcher to listen on (default: the root dispatcher).
         metadata: Added to every record's ``metadata``.
+        segment_keys: Instrument tags copied into each record (see
+            :class:`CostCallbackHandler`).
 
     Example:
         >>> with track_costs("costs.db") as ledger:  # doctest: +SKIP
@@ -162,7 +172,9 @@ def track_costs(
     target = dispatcher if dispatcher is not None else get_dispatcher()
     if not isinstance(ledger, CostLedger):
         ledger = CostLedger(ledger)
-    handler = CostCallbackHandler(ledger=ledger, metadata=dict(metadata or {}))
+    handler = CostCallbackHandler(
+        ledger=ledger, metadata=dict(metadata or {}), segment_keys=list(segment_keys)
+    )
     target.add_event_handler(handler)
     try:
         yield ledger
