@@ -321,6 +321,4 @@ def test_records_carry_the_instrument_tags_named_as_segments(priced):
     acme, anonymous = ledger.records()
     assert acme.metadata["tenant"] == "acme" and "other" not in acme.metadata
     assert "tenant" not in anonymous.metadata
-    assert acme.metadata["max_similarity"] == pytest.approx(
-        llm.router.route(EASY_Q).max_similarity
-    )
+    assert acme.metadata["max_similarity"] == pytest.approx(llm.router.route(EASY_Q).max_similarity)
