@@ -13,7 +13,6 @@ from a chat model) and :func:`extract_logprobs` (token log-probabilities from
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -24,7 +23,6 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
@@ -45,6 +43,7 @@ from langchain_langroute.chat_models import (
 from langchain_langroute.events import adispatch, dispatch, run_target
 from langchain_langroute.query import last_human_message, message_text
 from langchain_langroute.route_models import (
+    message_chunk,
     model_name_of,
     served_model,
     usage_of,
@@ -185,27 +184,6 @@ def _baseline_model_name(tier: Runnable[Any, Any]) -> str:
     if isinstance(inner, RoutingChatModel):
         return model_name_of(inner.models[inner.strongest_route])
     return _tier_model_name(tier)
-
-
-def _to_chunk(message: BaseMessage) -> AIMessageChunk:
-    """One chunk holding a whole (buffered) answer."""
-    if isinstance(message, AIMessageChunk):
-        return message
-    tool_calls = getattr(message, "tool_calls", None) or []
-    return AIMessageChunk(
-        content=message.content,
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
-        usage_metadata=getattr(message, "usage_metadata", None),
-        tool_call_chunks=[
-            tool_call_chunk(
-                name=call["name"], args=json.dumps(call["args"]), id=call.get("id"), index=i
-            )
-            for i, call in enumerate(tool_calls)
-        ],
-        id=message.id,
-        chunk_position="last",
-    )
 
 
 class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
@@ -413,7 +391,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             raise ValueError(f"CascadeRunnable streams one input at a time, got {len(items)}")
         messages = self._messages(items[0])
         for output in self._run(messages, run_manager, config, stream_last=True, kwargs=kwargs):
-            yield _to_chunk(output)
+            yield message_chunk(output)
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -490,7 +468,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         async for output in self._arun(
             messages, run_manager, config, stream_last=True, kwargs=kwargs
         ):
-            yield _to_chunk(output)
+            yield message_chunk(output)
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any

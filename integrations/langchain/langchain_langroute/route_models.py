@@ -32,6 +32,7 @@ __all__ = [
     "check_route_models",
     "delegate_stream",
     "delivers",
+    "message_chunk",
     "model_name_of",
     "route_escalation",
     "route_event_data",
@@ -80,19 +81,18 @@ def can_stream(model: BaseChatModel, kwargs: dict[str, Any], *, async_api: bool)
     return not (model.disable_streaming == "tool_calling" and kwargs.get("tools"))
 
 
-def as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """One chunk holding a whole (non-streamed) answer (with the model its provider named)."""
-    generation = result.generations[0]
-    message = generation.message
+def message_chunk(
+    message: BaseMessage, response_metadata: Mapping[str, Any] | None = None
+) -> AIMessageChunk:
+    """One last chunk holding a whole message (its tool calls as tool-call chunks)."""
+    if isinstance(message, AIMessageChunk) and response_metadata is None:
+        return message
     tool_calls = getattr(message, "tool_calls", None) or []
-    metadata = dict(message.response_metadata or {})
-    served = (result.llm_output or {}).get("model_name")
-    if served and not metadata.get("model_name"):
-        metadata["model_name"] = served
-    chunk = AIMessageChunk(
+    metadata = message.response_metadata if response_metadata is None else response_metadata
+    return AIMessageChunk(
         content=message.content,
         additional_kwargs=message.additional_kwargs,
-        response_metadata=metadata,
+        response_metadata=dict(metadata or {}),
         usage_metadata=getattr(message, "usage_metadata", None),
         tool_call_chunks=[
             tool_call_chunk(
@@ -103,6 +103,17 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
         id=message.id,
         chunk_position="last",
     )
+
+
+def as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """One chunk holding a whole (non-streamed) answer (with the model its provider named)."""
+    generation = result.generations[0]
+    message = generation.message
+    metadata = dict(message.response_metadata or {})
+    served = (result.llm_output or {}).get("model_name")
+    if served and not metadata.get("model_name"):
+        metadata["model_name"] = served
+    chunk = message_chunk(message, metadata)
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
 
 
