@@ -66,8 +66,9 @@ def plot_costs(
     left.margins(y=0.25)
 
     # requests whose cost is unknown (a call unpriced or unmeasured) are left out, not $0
-    per_request = [(c, b) for c, b in request_costs(records) if c is not None]
-    unknown = len(request_costs(records)) - len(per_request)
+    every_request = request_costs(records)
+    per_request = [(c, b) for c, b in every_request if c is not None]
+    unknown = len(every_request) - len(per_request)
     xs = list(range(1, len(per_request) + 1))
     actual: list[float] = []
     baseline: list[float] = []
