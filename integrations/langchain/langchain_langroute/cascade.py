@@ -285,13 +285,25 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             baseline_model=_baseline_model_name(self.tiers[-1]) if self.tiers else None,
         )
         self.scorer: Scorer = as_scorer(scorer)
-        self.thresholds = self.policy.thresholds
-        self.tier_names = self.policy.tier_names
         self.query_extractor = query_extractor
         self.escalate_on = escalate_on
         self.score_last_tier = score_last_tier
         self.name = name or "CascadeRunnable"
-        self.baseline_model = self.policy.baseline_model
+
+    @property
+    def tier_names(self) -> list[str]:
+        """Tier names, cheapest first (used in results and the cost ledger)."""
+        return self.policy.tier_names
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The minimum score per tier."""
+        return self.policy.thresholds
+
+    @property
+    def baseline_model(self) -> str:
+        """The model savings are measured against (the strongest tier's)."""
+        return self.policy.baseline_model
 
     def __repr__(self) -> str:
         return f"CascadeRunnable(tiers={self.tier_names}, thresholds={self.thresholds})"

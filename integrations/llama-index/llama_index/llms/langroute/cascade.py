@@ -407,7 +407,7 @@ class CascadeLLM(LLM):
 
         def open_stream(name: str) -> Iterable[Any]:
             # scored tiers are read to the end (and scored); an unscored last tier is live
-            if self.policy.scored(self.tier_names.index(name)):
+            if run.policy.scored(run.policy.tier(name)):
                 return [_Buffered(list(invoke(self._llm(name))))]
             return invoke(self._llm(name))
 
@@ -423,7 +423,7 @@ class CascadeLLM(LLM):
 
         async def open_stream(name: str) -> AsyncIterator[Any]:
             stream = await invoke(self._llm(name))
-            if self.policy.scored(self.tier_names.index(name)):
+            if run.policy.scored(run.policy.tier(name)):
                 return _one(_Buffered([chunk async for chunk in stream]))
             return stream
 
