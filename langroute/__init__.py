@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         LangrouteError,
         RouterConfigError,
         RouterStoreError,
+        UnknownRecordError,
     )
     from langroute.exemplars import Exemplar, load_exemplars, save_exemplars
     from langroute.router import ExemplarRouter, RouterSettings
@@ -60,6 +61,7 @@ _EXPORTS = {
     "EmbedderMismatchError": "langroute.errors",
     "EmptyStreamError": "langroute.errors",
     "AllRoutesFailedError": "langroute.errors",
+    "UnknownRecordError": "langroute.errors",
 }
 
 __all__ = [
@@ -80,6 +82,7 @@ __all__ = [
     "RouterSettings",
     "RouterStoreError",
     "SentenceTransformerEmbedder",
+    "UnknownRecordError",
     "__version__",
     "as_embedder",
     "load_exemplars",

@@ -9,13 +9,15 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     ├── RouterStoreError         a saved router cannot be read or written safely
     │   └── EmbedderMismatchError  the saved index was built by another embedder
     ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
+    ├── UnknownRecordError       no ledger record has the id given (feedback on a call)
     ├── ModelsConfigError        a models file is malformed or a model cannot be built
     ├── LabellingError           a labelling run cannot start or its files are damaged
     ├── EmptyStreamError         a model's stream ended without a single chunk
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
 
 ``ExemplarFormatError``, ``RouterConfigError`` and ``InvalidQueryError`` also derive
-from :class:`ValueError` so callers that catch ``ValueError`` keep working.
+from :class:`ValueError` so callers that catch ``ValueError`` keep working
+(``UnknownRecordError`` derives from :class:`KeyError`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ from typing import Any
 
 class LangrouteError(Exception):
     """Base class of every error langroute raises on purpose."""
+
+
+class UnknownRecordError(LangrouteError, KeyError):
+    """No ledger record has the id given (for example feedback on an unknown call).
+
+    Example:
+        >>> str(UnknownRecordError("no ledger record has id 'x'"))
+        "no ledger record has id 'x'"
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ExemplarFormatError(LangrouteError, ValueError):

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from langroute.costs.pricing import Pricer
-from langroute.costs.records import LedgerFormatError, LedgerRecord
+from langroute.costs.records import LedgerFormatError, LedgerRecord, Verdict
 from langroute.costs.sinks import MemorySink, Sink, sink_for
 from langroute.costs.summary import LedgerSummary, summarize
 from langroute.costs.writer import LedgerStats, LedgerWriter, flush_writers_of
+from langroute.errors import UnknownRecordError
 
 __all__ = ["CostLedger"]
 
@@ -184,6 +186,84 @@ class CostLedger:
         """All records, oldest first (after this process's pending writes to the sink)."""
         flush_writers_of(self.sink)
         return self.sink.read()
+
+    def get(self, record_id: str) -> LedgerRecord:
+        """The record with ``record_id`` (after this process's pending writes).
+
+        Raises:
+            UnknownRecordError: No record has that id.
+
+        Example:
+            >>> ledger = CostLedger()
+            >>> rec = ledger.record(LedgerRecord(route="small", model="gpt-4o-mini"))
+            >>> ledger.get(rec.record_id).route
+            'small'
+        """
+        flush_writers_of(self.sink)
+        find = getattr(self.sink, "find", None)
+        if callable(find):
+            found = find(record_id)
+        else:
+            found = next((r for r in self.sink.read() if r.record_id == record_id), None)
+        if found is None:
+            raise UnknownRecordError(f"no ledger record has id {record_id!r} (in {self.sink!r})")
+        return found
+
+    def feedback(
+        self,
+        record_id: str,
+        verdict: Verdict,
+        *,
+        source: str = "user",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> LedgerRecord:
+        """Store a verdict on the answer of the call ``record_id`` (a thumbs up or down).
+
+        The feedback record copies the call's route, model, run id and metadata (so it
+        falls in the same segment of ``langroute monitor``), and adds ``source``. It is
+        not a call: summaries and savings leave it out; the monitor turns it into quality
+        per route. A router learns from it with ``ExemplarRouter.learn_from_feedback``.
+
+        Args:
+            record_id: The ``record_id`` of the call whose answer is judged.
+            verdict: ``"good"`` or ``"bad"``.
+            source: Who judged (``"user"``, ``"validator"``, ...).
+            metadata: Extra metadata for the feedback record.
+
+        Returns:
+            The feedback record as stored.
+
+        Raises:
+            UnknownRecordError: No record has that id.
+            ValueError: ``verdict`` is not ``"good"`` or ``"bad"``, or the record is itself
+                feedback.
+
+        Example:
+            >>> ledger = CostLedger()
+            >>> call = ledger.record(LedgerRecord(route="small", model="gpt-4o-mini"))
+            >>> ledger.feedback(call.record_id, "bad").verdict
+            'bad'
+        """
+        if verdict not in ("good", "bad"):
+            raise ValueError(f'verdict must be "good" or "bad", not {verdict!r}')
+        target = self.get(record_id)
+        if target.is_feedback:
+            raise ValueError(f"record {record_id!r} is feedback itself, not a call")
+        record = LedgerRecord(
+            framework=target.framework,
+            run_id=target.run_id,
+            kind="feedback",
+            route=target.route,
+            model=target.model,
+            reason=target.reason,
+            tier=target.tier,
+            query=target.query,
+            feedback_for=target.record_id,
+            verdict=verdict,
+            metadata={**target.metadata, **(metadata or {}), "source": source},
+        )
+        self._writer.submit(record)
+        return record
 
     def summary(self, order: Sequence[str] | None = None) -> LedgerSummary:
         """Aggregate the records per route (see :class:`LedgerSummary`).

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from langroute.errors import LangrouteError
 
@@ -18,6 +19,7 @@ __all__ = [
     "LedgerFormatError",
     "LedgerRecord",
     "TornLinesWarning",
+    "Verdict",
 ]
 
 UNMEASURED_KEY = "unmeasured"
@@ -83,6 +85,15 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def new_record_id() -> str:
+    """A fresh, globally unique record id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+Verdict = Literal["good", "bad"]
+"""What a feedback record says about the answer it refers to."""
+
+
 def _json_safe(value: Any) -> Any:
     """Round-trip through JSON so what is stored equals what is read back."""
     return json.loads(json.dumps(value, default=str))
@@ -101,6 +112,15 @@ class LedgerRecord(BaseModel):
     except for an unmeasured record (``metadata["unmeasured"]``: the call produced output
     but its provider reported no usage), whose cost is unknown rather than zero.
 
+    Every record has a unique ``record_id``: an application passes it on (with the
+    answer) so that feedback can name the call later. A *feedback* record
+    (``kind="feedback"``) is not a call: it says that the answer of the record
+    ``feedback_for`` was ``"good"`` or ``"bad"`` (:meth:`CostLedger.feedback
+    <langroute.costs.CostLedger.feedback>` writes it, copying that record's route, model,
+    run and metadata, so it lands in the same segment). Summaries count feedback apart
+    from calls. ``query`` holds the routed query text only when the caller asked the
+    ledger to keep queries (it is what learning from feedback needs).
+
     Example:
         >>> rec = LedgerRecord(framework="core", kind="route", route="small",
         ...                    model="gpt-4o-mini", input_tokens=12, output_tokens=30)
@@ -110,10 +130,13 @@ class LedgerRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    record_id: str = Field(
+        default_factory=new_record_id, min_length=1, description="Unique id of this record."
+    )
     timestamp: datetime = Field(default_factory=_utcnow, description="When the call ended (UTC).")
     framework: str = Field(default="core", description='"langchain", "llama_index", "core", ...')
     run_id: str | None = Field(default=None, description="Identifier of the user request.")
-    kind: Literal["route", "cascade"] = "route"
+    kind: Literal["route", "cascade", "feedback"] = "route"
     route: str | None = None
     model: str | None = None
     input_tokens: int = Field(default=0, ge=0, description="Input tokens, cached ones included.")
@@ -134,7 +157,24 @@ class LedgerRecord(BaseModel):
     confidence: float | None = None
     tier: int | None = Field(default=None, description="Cascade tier index (0 = cheapest).")
     accepted: bool | None = Field(default=None, description="Cascade: was this answer accepted.")
+    query: str | None = Field(
+        default=None, description="The routed query, when the caller keeps queries."
+    )
+    feedback_for: str | None = Field(
+        default=None, description="Feedback: the record_id of the answer it judges."
+    )
+    verdict: Verdict | None = Field(default=None, description='Feedback: "good" or "bad".')
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_feedback(self) -> bool:
+        """True for a feedback record (a verdict on an earlier call, not a call).
+
+        Example:
+            >>> LedgerRecord(kind="feedback", feedback_for="ab12", verdict="bad").is_feedback
+            True
+        """
+        return self.kind == "feedback"
 
     @property
     def measured(self) -> bool:
@@ -166,6 +206,14 @@ class LedgerRecord(BaseModel):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+    @model_validator(mode="after")
+    def _feedback_complete(self) -> LedgerRecord:
+        if self.is_feedback and (self.feedback_for is None or self.verdict is None):
+            raise ValueError("a feedback record needs feedback_for and verdict")
+        if not self.is_feedback and self.verdict is not None:
+            raise ValueError(f"only feedback records carry a verdict (kind is {self.kind!r})")
+        return self
 
     @field_validator("metadata")
     @classmethod

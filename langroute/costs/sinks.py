@@ -75,6 +75,11 @@ class MemorySink:
         with self._lock:
             return list(self._records)
 
+    def find(self, record_id: str) -> LedgerRecord | None:
+        """The record with ``record_id`` (``None`` when there is none)."""
+        with self._lock:
+            return next((r for r in self._records if r.record_id == record_id), None)
+
     def count(self) -> int:
         """Number of records."""
         with self._lock:
@@ -139,6 +144,10 @@ def _parse_line(body: bytes) -> tuple[Any, bool]:
     raise ValueError(problem)
 
 
+_LINE_ID_PREFIX = "jsonl-line-"
+"""Prefix of the stable id given to a line of an older ledger that has no record_id."""
+
+
 def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[int]]:
     """The records of a JSONL ledger and the numbers of the torn lines it skipped."""
     records: list[LedgerRecord] = []
@@ -158,6 +167,8 @@ def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[
             raise LedgerFormatError(
                 f"expected a JSON object, got {type(data).__name__}", path=path, line=number
             )
+        # a line written before records had ids gets a stable one from its line number
+        data.setdefault("record_id", f"{_LINE_ID_PREFIX}{number}")
         try:
             records.append(LedgerRecord.model_validate(data))
         except ValidationError as exc:
@@ -338,19 +349,31 @@ _SQL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("tier", "INTEGER"),
     ("accepted", "INTEGER"),
     ("metadata", "TEXT NOT NULL"),
+    ("record_id", "TEXT"),
+    ("query", "TEXT"),
+    ("feedback_for", "TEXT"),
+    ("verdict", "TEXT"),
 )
 _SQL_NAMES = tuple(name for name, _ in _SQL_COLUMNS)
+_SQL_ADDED = frozenset({"record_id", "query", "feedback_for", "verdict"})
+"""Columns that ledgers written by langroute < 0.3 lack: added on first write, read as NULL."""
 _SQL_TABLE = "ledger"
 _SQL_CREATE = (
     f"CREATE TABLE IF NOT EXISTS {_SQL_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     + ", ".join(f"{name} {decl}" for name, decl in _SQL_COLUMNS)
     + ")"
 )
+_SQL_INDEX = f"CREATE INDEX IF NOT EXISTS {_SQL_TABLE}_record_id ON {_SQL_TABLE} (record_id)"
 _SQL_INSERT = (
     f"INSERT INTO {_SQL_TABLE} ({', '.join(_SQL_NAMES)}) "
     f"VALUES ({', '.join('?' for _ in _SQL_NAMES)})"
 )
-_SQL_SELECT = f"SELECT {', '.join(_SQL_NAMES)} FROM {_SQL_TABLE} ORDER BY id"
+
+
+def _sql_select(present: set[str], where: str = "") -> str:
+    """SELECT of every column (NULL for columns an older ledger lacks), then the row id."""
+    columns = [name if name in present else f"NULL AS {name}" for name in _SQL_NAMES]
+    return f"SELECT {', '.join(columns)}, id FROM {_SQL_TABLE} {where} ORDER BY id"
 
 
 class SQLiteSink:
@@ -417,17 +440,23 @@ class SQLiteSink:
                 stacklevel=3,
             )
         conn.execute(_SQL_CREATE)
-        self._check_columns(conn)
+        present = self._check_columns(conn)
+        for name, decl in _SQL_COLUMNS:  # upgrade a ledger of an older version in place
+            if name not in present:
+                conn.execute(f"ALTER TABLE {_SQL_TABLE} ADD COLUMN {name} {decl}")
+        conn.execute(_SQL_INDEX)
         self._ready_pid = os.getpid()
 
-    def _check_columns(self, conn: sqlite3.Connection) -> None:
+    def _check_columns(self, conn: sqlite3.Connection) -> set[str]:
+        """The ledger table's columns; raises if one that every version has is missing."""
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({_SQL_TABLE})")}
-        missing = [name for name in _SQL_NAMES if name not in present]
+        missing = [name for name in _SQL_NAMES if name not in present and name not in _SQL_ADDED]
         if missing:
             raise LedgerFormatError(
                 f"table {_SQL_TABLE!r} lacks columns {missing}: not a langroute ledger",
                 path=self.path,
             )
+        return present
 
     def write(self, record: LedgerRecord) -> None:
         """Insert one record (committed before returning).
@@ -473,11 +502,30 @@ class SQLiteSink:
         """
         if not self.path.exists():
             return []
+        return self._select("")
+
+    def find(self, record_id: str) -> LedgerRecord | None:
+        """The record with ``record_id`` (``None`` when there is none).
+
+        Raises:
+            LedgerFormatError: The file is not a SQLite langroute ledger.
+        """
+        if not self.path.exists():
+            return None
+        found = self._select("WHERE record_id = ?", (record_id,))
+        if not found and record_id.startswith(_ROW_ID_PREFIX):  # a row of an older ledger
+            row = record_id.removeprefix(_ROW_ID_PREFIX)
+            if row.isdigit():
+                found = self._select("WHERE id = ? AND record_id IS NULL", (int(row),))
+        return found[0] if found else None
+
+    def _select(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRecord]:
         try:
             conn = self._conn()
             if not self._has_table(conn):
                 return []
-            rows = conn.execute(_SQL_SELECT).fetchall()
+            present = self._check_columns(conn)
+            rows = conn.execute(_sql_select(present, where), tuple(params)).fetchall()
         except sqlite3.DatabaseError as exc:
             raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
         records = []
@@ -486,7 +534,8 @@ class SQLiteSink:
                 records.append(_row_to_record(row))
             except (ValidationError, ValueError) as exc:
                 raise LedgerFormatError(
-                    f"row {number} is not a valid record: {exc}", path=self.path
+                    f"row {row[-1] if where else number} is not a valid record: {exc}",
+                    path=self.path,
                 ) from exc
         return records
 
@@ -558,8 +607,15 @@ def _record_to_row(record: LedgerRecord) -> tuple[Any, ...]:
     return tuple(data[name] for name in _SQL_NAMES)
 
 
+_ROW_ID_PREFIX = "sqlite-row-"
+"""Prefix of the stable id given to a row of an older ledger that has no record_id."""
+
+
 def _row_to_record(row: Sequence[Any]) -> LedgerRecord:
-    data = dict(zip(_SQL_NAMES, row, strict=True))
+    """A record from a row of :func:`_sql_select` (the columns, then the row id)."""
+    data = dict(zip(_SQL_NAMES, row[:-1], strict=True))
+    if data["record_id"] is None:
+        data["record_id"] = f"{_ROW_ID_PREFIX}{row[-1]}"
     data["metadata"] = json.loads(data["metadata"] or "{}")
     data["escalated"] = bool(data["escalated"])
     if data["accepted"] is not None:

@@ -167,7 +167,7 @@ def summarize(records: Iterable[LedgerRecord], order: Sequence[str] | None = Non
         >>> summary.cost, summary.labelling.cost
         (0.5, 2.0)
     """
-    records = list(records)
+    records = [r for r in records if not r.is_feedback]  # verdicts, not calls
     labelling = [r for r in records if r.labelling]
     if labelling:
         serving = _summarize([r for r in records if not r.labelling], order)
@@ -255,7 +255,7 @@ def request_costs(records: Sequence[LedgerRecord]) -> list[tuple[float | None, f
         [(1.5, 2.0), (0.25, None), (None, None)]
     """
     result: list[tuple[float | None, float | None]] = []
-    for group in group_requests(records):
+    for group in group_requests(r for r in records if not r.is_feedback):
         known = all(r.cost is not None and r.measured for r in group)
         cost = math.fsum(r.cost or 0.0 for r in group) if known else None
         baselines = [r.baseline_cost for r in group if r.baseline_cost is not None]
