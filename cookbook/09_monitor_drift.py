@@ -6,10 +6,15 @@ What it shows:
       decision's reason and its nearest exemplar's similarity.
     * Three windows of traffic from two tenants of an IT help desk: two healthy ones,
       then one where tenant "globex" starts asking about things the exemplars never
-      covered (a new product line: wine and cheese).
+      covered (a new product line: wine and cheese), and tenant "acme"'s users start
+      giving the cheap model's answers a thumbs-down (its prompt was changed).
+    * ``ledger.feedback(record_id, "good" | "bad")``: a user's verdict on one answer,
+      by the ledger record id of the call; the monitor turns verdicts into quality per
+      window, route and tenant.
     * ``langroute.monitoring.monitor``: per window and tenant, the route shares and the
-      out-of-distribution and escalation rates; alarms against the first window: the
-      out-of-distribution rate jumped for globex, and its route shares moved.
+      out-of-distribution and escalation rates and the share of good verdicts; alarms
+      against the first window: the out-of-distribution rate jumped for globex, and
+      the quality of acme's answers dropped.
       The same as ``langroute monitor costs.jsonl --window 5s --segment tenant``, which
       exits with status 2 on an alarm (for a scheduled job).
     * ``plot_monitor``: the time series as a PNG.
@@ -72,6 +77,18 @@ def wait_for_next_window() -> None:
     time.sleep(seconds - time.time() % seconds + 0.05)
 
 
+def rate_answers(ledger: CostLedger, seen: set[str], phase: str) -> None:
+    """Acme's users rate every answer; after the prompt change most cheap answers are bad."""
+    ledger.flush()
+    for number, record in enumerate(r for r in ledger.records() if r.record_id not in seen):
+        seen.add(record.record_id)
+        if record.is_feedback or record.metadata.get("tenant") != "acme":
+            continue
+        worse = phase == "globex drifts" and record.route == "small"
+        verdict = "bad" if (worse and number % 5 < 4) or number % 10 == 9 else "good"
+        ledger.feedback(record.record_id, verdict)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", default=os.environ.get("LANGROUTE_PROVIDER", "offline"))
@@ -92,11 +109,13 @@ def main() -> None:
         "healthy again": {"acme": HELPDESK * 2, "globex": HELPDESK * 2},
         "globex drifts": {"acme": HELPDESK * 2, "globex": HELPDESK + NEW_TOPIC * 2},
     }
+    seen: set[str] = set()
     with track_costs(CostLedger(path), segment_keys=["tenant"]) as ledger:
         for name, traffic in phases.items():
             wait_for_next_window()
             for tenant, questions in traffic.items():
                 llm.batch(questions, config={"metadata": {"tenant": tenant}})
+            rate_answers(ledger, seen, name)
             console.print(f"phase {name!r}: {sum(map(len, traffic.values()))} requests")
 
     report = monitor(
@@ -113,6 +132,7 @@ def main() -> None:
                 f"out of distribution {window.out_of_distribution_rate:.0%}, "
                 f"escalated {window.escalation_rate:.0%}, "
                 f"nearest exemplar {window.mean_best_similarity:.2f}, routes: {shares}"
+                + ("" if window.quality is None else f", good answers {window.quality:.0%}")
             )
         )
     for alarm in report.alarms:

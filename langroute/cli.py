@@ -25,8 +25,12 @@ from langroute.labels.command import label_command
 from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.text import Text
+
     from langroute.decision import RouteDecision
-    from langroute.monitoring import MonitorReport
+    from langroute.monitoring import MonitorReport, WindowStats
     from langroute.router import ExemplarRouter
 
 app = typer.Typer(
@@ -368,6 +372,13 @@ def monitor(
     min_requests: Annotated[
         int, typer.Option(help="Windows with fewer requests raise no alarm.")
     ] = 20,
+    quality_drop: Annotated[
+        float,
+        typer.Option(help="Alarm when the share of good verdicts falls by more (0.1 = 10 points)."),
+    ] = 0.10,
+    min_feedback: Annotated[
+        int, typer.Option(help="Quality alarms need this many verdicts in window and baseline.")
+    ] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     plot: Annotated[
         Optional[Path], typer.Option(help="Also write the time series to this PNG.")
@@ -396,6 +407,8 @@ def monitor(
             route_shift_points=route_shift,
             escalation_floor=escalation_floor,
             min_requests=min_requests,
+            quality_drop_points=quality_drop,
+            min_feedback=min_feedback,
         )
         report = run_monitor(
             CostLedger.open(ledger).records(),
@@ -417,33 +430,62 @@ def monitor(
 
 
 def _print_monitor(report: MonitorReport) -> None:
+    """Two tables that fit 80 columns: the traffic per window, then its routes and money."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"windows of {report.window}", title_justify="left")
-    table.add_column("start (UTC)")
-    if report.segment_key:
-        table.add_column("segment")
-    for name in ("reqs", "esc", "OOD", "low conf", "sim", "cost"):
-        table.add_column(name, justify="right")
-    table.add_column("route shares")
-    for item in report.windows:
-        shares = ", ".join(f"{route} {share:.0%}" for route, share in item.route_shares.items())
-        cells = [data_text(item.start.strftime("%Y-%m-%d %H:%M"))]
+    span = {w.start.year for w in report.windows}
+    when = "%Y-%m-%d %H:%M" if len(span) > 1 else "%m-%d %H:%M"
+
+    def table(title: str, columns: Sequence[str]) -> Table:
+        made = Table(title=title, title_justify="left")
+        made.add_column("start (UTC)", no_wrap=True)
+        if report.segment_key:
+            made.add_column("segment", max_width=12)
+        for name in columns:
+            made.add_column(name, justify="right", no_wrap=True)
+        return made
+
+    def key(item: WindowStats) -> list[Text]:
+        cells = [data_text(item.start.strftime(when))]
         if report.segment_key:
             cells.append(data_text(item.segment or "", one_line=True))
-        cells += [
+        return cells
+
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:.0%}"
+
+    def usd(value: float | None) -> str:
+        return "" if value is None else f"${value:.4f}"
+
+    traffic = table(
+        f"windows of {report.window}", ("reqs", "esc", "OOD", "low conf", "rej", "err", "sim")
+    )
+    money = table("routes, quality and spend", ("good (n)", "cost", "saved"))
+    money.add_column("route shares")
+    for item in report.windows:
+        sim = item.mean_best_similarity
+        traffic.add_row(
+            *key(item),
             str(item.requests),
-            f"{item.escalation_rate:.0%}",
-            f"{item.out_of_distribution_rate:.0%}",
-            f"{item.low_confidence_rate:.0%}",
-            "" if item.mean_best_similarity is None else f"{item.mean_best_similarity:.2f}",
-            "" if item.cost is None else f"${item.cost:.4f}",
-            data_text(shares, one_line=True),
-        ]
-        table.add_row(*cells)
-    console.print(table)
+            rate(item.escalation_rate),
+            rate(item.out_of_distribution_rate),
+            rate(item.low_confidence_rate),
+            rate(item.cascade_rejection_rate),
+            rate(item.error_rate),
+            "" if sim is None else f"{sim:.2f}",
+        )
+        shares = ", ".join(f"{route} {share:.0%}" for route, share in item.route_shares.items())
+        money.add_row(
+            *key(item),
+            "" if item.quality is None else f"{item.quality:.0%} ({item.feedback})",
+            usd(item.cost),
+            usd(item.savings),
+            data_text(shares),
+        )
+    console.print(traffic)
+    console.print(money)
     if not report.alarms:
         console.print("no alarms")
     for alarm in report.alarms:

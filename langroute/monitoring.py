@@ -10,7 +10,14 @@ window with a baseline period:
   factor (new topics the exemplars do not cover);
 * **route shift**: a route's share of requests moved by more than N points;
 * **too greedy**: almost nothing escalates (the share of requests sent up, by an
-  error, a rejected answer or an unsure decision, fell under a floor).
+  error, a rejected answer or an unsure decision, fell under a floor);
+* **quality drop**: the share of judged answers whose feedback is good (feedback
+  records, :meth:`CostLedger.feedback <langroute.costs.CostLedger.feedback>`) fell by
+  more than N points. A verdict counts in the window of the call it judges.
+
+Spend and savings count the calls that served the decision (an LLM judge, an LLM
+router: :attr:`LedgerRecord.overhead <langroute.costs.LedgerRecord.overhead>`) against
+the request they belong to.
 
 A window (or segment) with fewer than ``min_requests`` requests never raises an alarm:
 a handful of requests is noise.
@@ -54,7 +61,7 @@ __all__ = [
     "plot_monitor",
 ]
 
-AlarmKind = Literal["out_of_distribution", "route_shift", "too_greedy"]
+AlarmKind = Literal["out_of_distribution", "route_shift", "too_greedy", "quality_drop"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -96,6 +103,14 @@ class MonitorThresholds(BaseModel):
     min_requests: int = Field(
         default=20, ge=1, description="Windows with fewer requests raise no alarm."
     )
+    quality_drop_points: float = Field(
+        default=0.10,
+        gt=0,
+        description="Alarm when the share of good verdicts falls by more than this ...",
+    )
+    min_feedback: int = Field(
+        default=10, ge=1, description="... and the window and baseline each hold this many."
+    )
 
 
 class WindowStats(BaseModel):
@@ -130,9 +145,20 @@ class WindowStats(BaseModel):
     mean_best_similarity: float | None = Field(
         default=None, description="Mean similarity of each request's nearest exemplar."
     )
-    cost: float | None = None
-    savings: float | None = None
+    cost: float | None = Field(
+        default=None, description="Spend, judge and LLM-router calls included (USD)."
+    )
+    savings: float | None = Field(
+        default=None, description="Against the strongest route, net of judge and router calls."
+    )
     unmeasured_requests: int = 0
+    feedback: int = Field(default=0, description="Requests with a verdict (feedback records).")
+    quality: float | None = Field(
+        default=None, description="Share of the judged requests whose verdict is good."
+    )
+    quality_by_route: dict[str, float] = Field(
+        default_factory=dict, description="That share per route that answered."
+    )
 
 
 class Alarm(BaseModel):
@@ -170,8 +196,12 @@ class _Request:
         self.time = min(r.timestamp for r in records)
         self.segment = _segment(first, segment_key)
         self.reason = first.reason
-        answered = [r for r in records if r.error is None and r.accepted is not False]
+        answered = [
+            r for r in records if r.error is None and r.accepted is not False and not r.overhead
+        ]
         self.route = answered[-1].route if answered else None
+        self.record_ids = {r.record_id for r in records}
+        self.verdict: str | None = None  # the latest feedback on one of its calls
         self.failed = any(r.error is not None for r in records)
         self.escalated = any(r.escalated for r in records) or self.reason in (
             "low_confidence",
@@ -206,6 +236,10 @@ def _stats(
         if request.route is not None:
             routes[request.route] = routes.get(request.route, 0) + 1
     cascade = [r for r in records if r.kind == "cascade"]
+    judged = [q for q in requests if q.verdict is not None]
+    by_route: dict[str, list[bool]] = {}
+    for q in judged:
+        by_route.setdefault(q.route or "(none)", []).append(q.verdict == "good")
     similarities = [q.best_similarity for q in requests if q.best_similarity is not None]
     summary = summarize(records)
     return WindowStats(
@@ -226,6 +260,11 @@ def _stats(
         cost=summary.cost,
         savings=summary.savings,
         unmeasured_requests=summary.unmeasured_requests,
+        feedback=len(judged),
+        quality=sum(q.verdict == "good" for q in judged) / len(judged) if judged else None,
+        quality_by_route={
+            route: sum(flags) / len(flags) for route, flags in sorted(by_route.items())
+        },
     )
 
 
@@ -273,6 +312,26 @@ def _alarms(
                         ),
                     )
                 )
+    if (
+        window.quality is not None
+        and baseline.quality is not None
+        and window.feedback >= thresholds.min_feedback
+        and baseline.feedback >= thresholds.min_feedback
+        and baseline.quality - window.quality > thresholds.quality_drop_points
+    ):
+        found.append(
+            Alarm(
+                kind="quality_drop",
+                start=window.start,
+                segment=window.segment,
+                value=window.quality,
+                baseline=baseline.quality,
+                message=(
+                    f"{window.quality:.0%} of judged answers are good{where} "
+                    f"(baseline {baseline.quality:.0%}, {window.feedback} verdicts)"
+                ),
+            )
+        )
     if window.escalation_rate < thresholds.escalation_floor:
         found.append(
             Alarm(
@@ -318,8 +377,11 @@ def monitor(
     if window <= timedelta(0):
         raise ValueError("the window must be positive")
     thresholds = thresholds or MonitorThresholds()
-    requests = [_Request(group, segment_key) for group in group_requests(list(records))]
+    records = list(records)
+    calls = [r for r in records if not r.is_feedback]
+    requests = [_Request(group, segment_key) for group in group_requests(calls)]
     requests.sort(key=lambda request: request.time)
+    _attach_feedback(requests, [r for r in records if r.is_feedback])
     if not requests:
         return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
     # windows are aligned on whole multiples of their length (hours start on the hour)
@@ -360,8 +422,20 @@ def monitor(
     )
 
 
+def _attach_feedback(requests: Sequence[_Request], feedback: Sequence[LedgerRecord]) -> None:
+    """Give each judged request its latest verdict (counted in the window of the call).
+
+    Feedback on a call the records do not hold (outside the period read) is ignored.
+    """
+    owner = {record_id: q for q in requests for record_id in q.record_ids}
+    for record in sorted(feedback, key=lambda r: r.timestamp):
+        request = owner.get(record.feedback_for or "")
+        if request is not None:
+            request.verdict = record.verdict
+
+
 def plot_monitor(report: MonitorReport, path: str | Path) -> Path:
-    """Plot the windows' time series: requests, then escalation and OOD rates, route shares.
+    """Plot the windows' time series: requests; escalation, OOD and good-answer rates; routes.
 
     One line per segment (and route); windows with an alarm are marked with a red band. Uses
     matplotlib's Agg canvas directly (no display needed).
@@ -392,6 +466,15 @@ def plot_monitor(report: MonitorReport, path: str | Path) -> Path:
             linestyle="--",
             label=f"{label}: out of distribution",
         )
+        judged = [w for w in mine if w.quality is not None]
+        if judged:
+            rates.plot(
+                [w.start for w in judged],
+                [w.quality for w in judged],
+                marker="s",
+                linestyle=":",
+                label=f"{label}: good answers",
+            )
     routes = sorted({route for w in report.windows for route in w.route_shares})
     for segment in segments:
         mine = [w for w in report.windows if w.segment == segment]

@@ -14,7 +14,9 @@ from langroute.errors import LangrouteError
 
 __all__ = [
     "LABELLING_PURPOSE",
+    "OVERHEAD_ROLES",
     "PURPOSE_KEY",
+    "ROLE_KEY",
     "UNMEASURED_KEY",
     "LedgerFormatError",
     "LedgerRecord",
@@ -28,6 +30,13 @@ PURPOSE_KEY = "purpose"
 """``metadata`` key naming what a call was for, when it was not serving a user."""
 LABELLING_PURPOSE = "labelling"
 """Its value on the calls of a labelling run (``langroute label``): reported apart."""
+ROLE_KEY = "role"
+"""``metadata`` key naming a call's part in a request when it did not write the answer."""
+OVERHEAD_ROLES = frozenset({"judge", "router"})
+"""Roles of calls that serve the decision (an LLM judge, an LLM router), not the user.
+
+They cost money like any call and share the request's ``run_id``, so their cost counts
+against the request's savings; they never count as the route that answered."""
 
 
 class LedgerFormatError(LangrouteError, ValueError):
@@ -189,6 +198,16 @@ class LedgerRecord(BaseModel):
             False
         """
         return self.metadata.get(UNMEASURED_KEY) is not True
+
+    @property
+    def overhead(self) -> bool:
+        """True for a call that served the decision (a judge or LLM router), not the user.
+
+        Example:
+            >>> LedgerRecord(route="judge", metadata={"role": "judge"}).overhead
+            True
+        """
+        return self.metadata.get(ROLE_KEY) in OVERHEAD_ROLES
 
     @property
     def labelling(self) -> bool:

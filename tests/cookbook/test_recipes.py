@@ -209,7 +209,9 @@ def test_08_evaluate_and_calibrate(tmp_path):
 def test_09_monitor_drift(tmp_path):
     out = run_recipe("09_monitor_drift.py", "--output", str(tmp_path), cwd=tmp_path)
     assert "ALARM out_of_distribution [globex]" in out
-    assert "[acme]" not in out  # the tenant whose traffic did not change raises nothing
+    assert "ALARM quality_drop [acme]" in out
+    # acme's traffic did not change: its only alarm is the quality of its answers
+    assert {line.split()[1] for line in out.splitlines() if "[acme]" in line} == {"quality_drop"}
     assert (tmp_path / "monitor.png").read_bytes().startswith(PNG_MAGIC)
     result = subprocess.run(
         [
@@ -232,6 +234,7 @@ def test_09_monitor_drift(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert '"out_of_distribution"' in result.stdout
+    assert '"quality_drop"' in result.stdout
 
 
 def test_10_label_queries(tmp_path):

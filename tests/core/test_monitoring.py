@@ -160,3 +160,140 @@ def test_monitor_cli_exits_2_on_alarm_with_json_and_a_plot(tmp_path: Path):
 
     bad = run_cli("monitor", "costs.jsonl", "--window", "soon", cwd=tmp_path)
     assert bad.returncode == 1 and b"not a duration" in bad.stderr
+
+
+def judge(records: list[LedgerRecord], verdict_for: dict[str, str]) -> list[LedgerRecord]:
+    """Feedback records for the answering call of the requests named, written a day later."""
+    answers = {r.run_id: r for r in records if r.error is None}
+    ledger = CostLedger()
+    for record in answers.values():
+        ledger.record(record)
+    verdicts = []
+    for run_id, verdict in verdict_for.items():
+        stored = ledger.feedback(answers[run_id].record_id, verdict)  # type: ignore[arg-type]
+        verdicts.append(stored.model_copy(update={"timestamp": START + timedelta(days=1)}))
+    return verdicts
+
+
+def test_feedback_gives_quality_per_route_in_the_window_of_the_call_and_alarms_on_a_drop():
+    records = drifting_traffic()
+    rng = random.Random(3)
+    verdict_for: dict[str, str] = {}
+    for record in records:
+        if record.error is not None or record.run_id is None or rng.random() > 0.5:
+            continue
+        hour = int((record.timestamp - START) / timedelta(hours=1))
+        tenant = record.metadata["tenant"]
+        bad = 0.6 if (hour == 2 and tenant == "b") else 0.1  # b's downgraded answers are worse
+        verdict_for[record.run_id] = "bad" if rng.random() < bad else "good"
+    verdicts = judge(records, verdict_for)
+    first = next(iter(verdict_for))
+    verdicts.append(verdicts[0].model_copy(update={"verdict": "bad", "record_id": "later"}))
+
+    plain = monitor(records, window=timedelta(hours=1), segment_key="tenant")
+    report = monitor(records + verdicts, window=timedelta(hours=1), segment_key="tenant")
+
+    # feedback changes no request, call, cost or window (its timestamp is a day later)
+    assert [(w.start, w.requests, w.calls, w.cost) for w in report.windows] == [
+        (w.start, w.requests, w.calls, w.cost) for w in plain.windows
+    ]
+    assert sum(w.feedback for w in report.windows) == len(verdict_for)
+    hour3 = {w.segment: w for w in report.windows if w.start == START + timedelta(hours=2)}
+    assert hour3["b"].quality < 0.6 < hour3["a"].quality
+    assert set(hour3["b"].quality_by_route) == {"small"}
+    drops = [a for a in report.alarms if a.kind == "quality_drop"]
+    assert [(a.segment, a.start) for a in drops] == [("b", START + timedelta(hours=2))]
+    assert "judged answers are good in segment 'b'" in drops[0].message
+    # the latest verdict on a call wins
+    window = next(w for w in report.windows if first.startswith(w.segment or "?"))
+    assert window.quality is not None
+    quiet = MonitorThresholds(min_feedback=10_000)
+    assert not any(
+        a.kind == "quality_drop"
+        for a in monitor(records + verdicts, segment_key="tenant", thresholds=quiet).alarms
+    )
+
+
+def test_judge_calls_count_against_savings_and_never_as_the_answering_route():
+    answer = LedgerRecord(
+        timestamp=START,
+        run_id="c1",
+        route="small",
+        model="gpt-4o-mini",
+        baseline_model="gpt-4o",
+        input_tokens=1000,
+        output_tokens=100,
+        reason="vote",
+    )
+    judge_call = LedgerRecord(
+        timestamp=START,
+        run_id=answer.run_id,
+        route="judge",
+        model="gpt-4o",
+        input_tokens=500,
+        output_tokens=10,
+        metadata={"role": "judge"},
+    )
+    ledger = CostLedger()
+    priced = [ledger.record(answer), ledger.record(judge_call)]
+    without = monitor(priced[:1]).windows[0]
+    with_judge = monitor(priced).windows[0]
+    assert with_judge.route_shares == {"small": 1.0}
+    assert with_judge.requests == 1 and with_judge.calls == 2
+    assert with_judge.cost == pytest.approx(without.cost + priced[1].cost)
+    assert with_judge.savings == pytest.approx(without.savings - priced[1].cost)
+
+
+def test_cascade_rejections_errors_and_unmeasured_requests_are_counted():
+    base = {"framework": "test", "timestamp": START}
+    rows = [
+        # a cascade: the cheap answer is rejected, the strong one accepted
+        LedgerRecord(run_id="c", kind="cascade", tier=0, route="small", accepted=False, **base),
+        LedgerRecord(
+            run_id="c", kind="cascade", tier=1, route="large", accepted=True, escalated=True,
+            **base,
+        ),
+        # a cascade accepted at the first tier
+        LedgerRecord(run_id="d", kind="cascade", tier=0, route="small", accepted=True, **base),
+        # a routed call that failed, then a fallback that answered without usage
+        LedgerRecord(run_id="e", route="small", error="APITimeoutError: slow", **base),
+        LedgerRecord(
+            run_id="e", route="large", escalated=True, metadata={"unmeasured": True}, **base
+        ),
+        LedgerRecord(run_id="f", route="small", **base),
+    ]  # fmt: skip
+    window = monitor(rows).windows[0]
+    assert window.requests == 4 and window.calls == 6
+    assert window.cascade_rejection_rate == pytest.approx(1 / 3)
+    assert window.error_rate == pytest.approx(1 / 4)
+    assert window.escalation_rate == pytest.approx(2 / 4)
+    assert window.unmeasured_requests == 1
+    assert window.route_shares == {"large": 0.5, "small": 0.5}
+
+
+def test_monitor_cli_takes_a_baseline_period_and_shows_quality(tmp_path: Path):
+    records = drifting_traffic()
+    ledger = CostLedger(tmp_path / "costs.db")
+    for record in records:
+        ledger.record(record)
+    answer = next(r for r in records if r.error is None)
+    ledger.feedback(answer.record_id, "good")
+    ledger.close()
+    third_hour = (
+        f"{START + timedelta(hours=2):%Y-%m-%dT%H:%M}/{START + timedelta(hours=3):%Y-%m-%dT%H:%M}"
+    )
+    result = run_cli(
+        "monitor", "costs.db", "--baseline", third_hour, "--min-requests", "1000", cwd=tmp_path
+    )
+    out = assert_clean(result)
+    assert result.returncode == 0, out
+    assert "100% (1)" in out  # the one verdict, in the first window's "good" column
+    assert "11-01 00:00" in out and "…" not in out  # 80 columns, nothing cut
+
+    as_json = run_cli("monitor", "costs.db", "--baseline", third_hour, "--json", cwd=tmp_path)
+    data = json.loads(assert_clean(as_json))
+    assert data["baselines"][0]["start"].startswith("2026-11-01T02:00")
+    assert "out_of_distribution" not in {a["kind"] for a in data["alarms"]}
+
+    bad = run_cli("monitor", "costs.db", "--baseline", "yesterday", cwd=tmp_path)
+    assert bad.returncode == 1 and b"START/END" in bad.stderr
