@@ -243,3 +243,44 @@ def test_exemplar_files_take_messages_instead_of_text(tmp_path: Path) -> None:
     neither.write_text(json.dumps({"route": "small"}) + "\n")
     with pytest.raises(ExemplarFormatError, match=r"neither.jsonl:1.*messages"):
         load_exemplars(neither)
+
+
+def test_eval_cli_routes_conversations_with_the_context_option(tmp_path: Path) -> None:
+    from tests.core.test_cli import assert_clean, run_cli
+
+    exemplars = tmp_path / "ex.jsonl"
+    rows = [{"text": t, "route": "large"} for t in (HARD, "formal proof of the theorem")]
+    rows += [{"text": t, "route": "small"} for t in (EASY, "yes do that thanks", "hi there")]
+    exemplars.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    evalset = tmp_path / "conv.jsonl"
+    convs = [{"messages": chat(HARD, "yes do that"), "route": "large"}] * 3
+    convs += [{"messages": chat(EASY, "hi there"), "route": "small"}] * 3
+    evalset.write_text("".join(json.dumps(r) + "\n" for r in convs))
+    base = ["eval", exemplars, evalset, "--embedder", "hashing", "--routes", "small,large"]
+    base += ["--no-tune", "--k", "3", "--min-similarity", "0", "--plot", "p.png"]
+    figures = {}
+    for context in ("current_only", "window:2:1"):
+        result = run_cli(*base, "--context", context, "--json", f"{context}.json", cwd=tmp_path)
+        assert_clean(result)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        figures[context] = json.loads((tmp_path / f"{context}.json").read_text())
+    assert figures["window:2:1"]["accuracy"] > figures["current_only"]["accuracy"]
+    bad = run_cli(*base, "--context", "everything", cwd=tmp_path)
+    assert bad.returncode == 1 and b"unknown context" in bad.stderr
+
+
+def test_explain_output_shows_context_and_session(router: ExemplarRouter) -> None:
+    from rich.console import Console
+
+    from langroute.cli import decision_table
+
+    sessions = SessionTracker()
+    route_conversation(router, chat(HARD), sessions=sessions, session_key="x")
+    decision = route_conversation(
+        router, chat(HARD, "yes do that"), sessions=sessions, session_key="x"
+    )
+    console = Console(width=200, record=True)
+    console.print(decision_table(decision))
+    text = console.export_text()
+    assert "context: current_only" in text
+    assert "session x: sticky (router chose small, session held large" in text
