@@ -67,17 +67,22 @@ __all__ = [
     "ROLES",
     "ChatTurn",
     "ConversationContext",
+    "ConversationRouting",
     "SessionTracker",
     "aroute_conversation",
     "derived_session_key",
     "parse_messages",
     "route_conversation",
     "route_conversations",
+    "session_key_from",
     "user_texts",
 ]
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 """Roles of OpenAI chat format; only ``user`` turns are routed on."""
+
+SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
+"""Metadata keys a caller's session key is read from, first found wins."""
 
 ContextStrategy = Literal["current_only", "window", "window_text"]
 
@@ -148,6 +153,21 @@ def parse_messages(messages: Any) -> list[ChatTurn]:
 def user_texts(turns: Sequence[ChatTurn]) -> list[str]:
     """The user turns' texts, oldest first (empty or invisible ones left out)."""
     return [t.text for t in turns if t.role == "user" and has_visible_text(t.text)]
+
+
+def session_key_from(*sources: Mapping[str, Any] | None) -> str | None:
+    """The first :data:`SESSION_KEYS` value found in ``sources`` (metadata, config), else None.
+
+    Example:
+        >>> session_key_from({"user": "x"}, {"thread_id": 42})
+        '42'
+    """
+    for source in sources:
+        for name in SESSION_KEYS:
+            value = (source or {}).get(name)
+            if value not in (None, ""):
+                return str(value)
+    return None
 
 
 def derived_session_key(turns: Sequence[ChatTurn]) -> str | None:
@@ -496,3 +516,50 @@ def route_conversations(
     else:
         decisions = router.route_batch([texts[-1] for texts in plans])
     return [d.model_copy(update={"context": name}) for d in decisions]
+
+
+class ConversationRouting:
+    """A router with its conversation strategy and sessions: what the integrations hold.
+
+    Args:
+        router: The router.
+        context: The strategy (``None``: ``current_only``).
+        sessions: ``True`` for a default :class:`SessionTracker`, a tracker of your own,
+            or ``False`` for none.
+
+    Example:
+        >>> routing = ConversationRouting(router, sessions=True)  # doctest: +SKIP
+        >>> routing.route([{"role": "user", "content": "hi"}], session_key="s1").session.action  # doctest: +SKIP
+        'new'
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        context: ConversationContext | None = None,
+        sessions: bool | SessionTracker = False,
+    ) -> None:
+        self.router = router
+        self.context = context or ConversationContext()
+        if isinstance(sessions, SessionTracker):
+            self.sessions: SessionTracker | None = sessions
+        elif sessions is True:
+            self.sessions = SessionTracker()
+        elif sessions is False or sessions is None:
+            self.sessions = None
+        else:
+            raise RouterConfigError(
+                f"sessions must be True, False or a SessionTracker; got {type(sessions).__name__}"
+            )
+
+    def route(self, messages: Any, session_key: str | None = None) -> RouteDecision:
+        """:func:`route_conversation` with this strategy and these sessions."""
+        return route_conversation(
+            self.router, messages, self.context, sessions=self.sessions, session_key=session_key
+        )
+
+    async def aroute(self, messages: Any, session_key: str | None = None) -> RouteDecision:
+        """Async :meth:`route`."""
+        return await aroute_conversation(
+            self.router, messages, self.context, sessions=self.sessions, session_key=session_key
+        )
