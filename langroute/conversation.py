@@ -529,7 +529,8 @@ class ConversationRouting:
 
     Example:
         >>> routing = ConversationRouting(router, sessions=True)  # doctest: +SKIP
-        >>> routing.route([{"role": "user", "content": "hi"}], session_key="s1").session.action  # doctest: +SKIP
+        >>> chat = [{"role": "user", "content": "hi"}]  # doctest: +SKIP
+        >>> routing.route(chat, session_key="s1").session.action  # doctest: +SKIP
         'new'
     """
 

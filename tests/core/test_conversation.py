@@ -207,7 +207,7 @@ def test_session_rides_into_metadata_and_ledger_rows(router: ExemplarRouter) -> 
 
 def test_window_needs_a_vector_router() -> None:
     class TextOnly:
-        routes = ["small", "large"]
+        routes = ("small", "large")
 
         def route(self, query: str):  # pragma: no cover - not reached
             raise AssertionError

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import BasePromptTemplate, ChatPromptTemplate
 from llama_index.core.prompts.base import SelectorPromptTemplate
+
 from langroute.conversation import ChatTurn
 
 __all__ = ["CONDENSE_PATTERN", "QueryExtractor", "QueryExtractorProtocol", "chat_turns"]
