@@ -151,11 +151,12 @@ class Exemplar(BaseModel):
 def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exemplar:
     """Map a raw record (with accepted aliases) onto an Exemplar, naming what is wrong."""
     text_keys = [key for key in TEXT_ALIASES if key in raw]
-    if text_keys and "messages" in raw:
+    has_messages = raw.get("messages") not in (None, "")
+    if text_keys and has_messages:
         raise ExemplarFormatError(
             f"give {text_keys[0]} or messages, not both", path=path, line=line, field="messages"
         )
-    if not text_keys and "messages" not in raw:
+    if not text_keys and not has_messages:
         raise ExemplarFormatError(
             f"missing (expected one of {', '.join(TEXT_ALIASES)}, or messages)",
             path=path,
