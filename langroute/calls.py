@@ -8,7 +8,7 @@ LlamaIndex ``additional_kwargs["langroute"]``) and turn the call into ledger row
 :meth:`RoutedCall.ledger_records`: one row per paid attempt, priced by the ledger.
 
 Example:
-    >>> from langroute.decision import DecisionReason, RouteDecision
+    >>> from langroute.decision import DecisionReason, RouteDecision, SessionInfo
     >>> call = RoutedCall(
     ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
     ...     baseline_route="large",
@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from langroute.decision import DecisionReason, RouteDecision
+from langroute.decision import DecisionReason, RouteDecision, SessionInfo
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
@@ -152,6 +152,12 @@ class RouteMetadata(BaseModel):
     max_similarity: float | None = Field(
         default=None, description="Similarity of the nearest exemplar (None: not routed)."
     )
+    context: str | None = Field(
+        default=None, description="The conversation strategy routed on (None: the query alone)."
+    )
+    session: SessionInfo | None = Field(
+        default=None, description="What the conversation's session did (sticky, topic shift)."
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -176,6 +182,8 @@ class RouteMetadata(BaseModel):
             elapsed_ms=self.routing_ms,
             timings_ms={"load": self.router_load_ms} if self.router_load_ms else {},
             max_similarity=self.max_similarity,
+            context=self.context,
+            session=self.session,
         )
         return RoutedCall(
             call_id=self.call_id,
@@ -270,8 +278,9 @@ class RoutedCall(BaseModel):
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
         ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
         ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
-        ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``) and
-        ``max_similarity``.
+        ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``),
+        ``max_similarity``, ``context`` (the conversation strategy) and ``session``
+        (:class:`~langroute.decision.SessionInfo`: stickiness or a topic shift).
         """
         decision = self.decision
         return RouteMetadata(
@@ -289,6 +298,8 @@ class RoutedCall(BaseModel):
             routing_ms=decision.elapsed_ms,
             router_load_ms=decision.timings_ms.get("load", 0.0),
             max_similarity=decision.max_similarity,
+            context=decision.context,
+            session=decision.session,
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -338,6 +349,16 @@ class RoutedCall(BaseModel):
                             else {}
                         ),
                         "max_similarity": self.decision.max_similarity,
+                        **(
+                            {"context": self.decision.context}
+                            if self.decision.context is not None
+                            else {}
+                        ),
+                        **(
+                            {"session": self.decision.session.model_dump(mode="json")}
+                            if self.decision.session is not None
+                            else {}
+                        ),
                         "usage_reported": attempt.usage is not None,
                         **({"rejected": True} if attempt.rejected else {}),
                         **({UNMEASURED_KEY: True} if not attempt.measured else {}),

@@ -112,7 +112,21 @@ def decision_table(decision: RouteDecision) -> object:
             data_text(neighbour.route or "-", one_line=True),
             data_text(text, one_line=True),
         )
-    return Group(header, data_text(f"{label}: {per_route}", one_line=True), table)
+    lines = [header, data_text(f"{label}: {per_route}", one_line=True)]
+    if decision.context is not None:
+        lines.append(data_text(f"context: {decision.context}", one_line=True))
+    session = decision.session
+    if session is not None:
+        similarity = "-" if session.similarity is None else f"{session.similarity:.2f}"
+        lines.append(
+            data_text(
+                f"session {session.key}: {session.action} (router chose {session.routed}, "
+                f"session held {session.previous or '-'}, similarity to earlier turns "
+                f"{similarity}, turn {session.turn})",
+                one_line=True,
+            )
+        )
+    return Group(*lines, table)
 
 
 @app.command()

@@ -33,6 +33,38 @@ class Neighbour(BaseModel):
     weight: float = 1.0
 
 
+SessionAction = Literal[
+    "new",  # the first turn of a session: nothing to hold on to yet
+    "kept",  # the router chose the session's route again
+    "upgrade",  # the router chose a stronger route: the session moves up with it
+    "sticky",  # the router chose a cheaper route: the session's route was kept instead
+    "topic_shift",  # the turn left the earlier topic: the session starts over from it
+]
+
+
+class SessionInfo(BaseModel):
+    """What a conversation's session did to one decision (see :mod:`langroute.conversation`).
+
+    Example:
+        >>> SessionInfo(key="s1", action="sticky", routed="small", previous="large").action
+        'sticky'
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(description="The session key (given by the caller or derived).")
+    action: SessionAction
+    routed: str = Field(description="The route the router chose for this turn on its own.")
+    previous: str | None = Field(
+        default=None, description="The session's route before this turn (None: a new session)."
+    )
+    similarity: float | None = Field(
+        default=None,
+        description="Highest cosine similarity of this turn to the topic's earlier turns.",
+    )
+    turn: int = Field(default=1, description="The turn's number within the session's topic.")
+
+
 class RouteDecision(BaseModel):
     """The outcome of routing one query, with everything needed to explain it.
 
@@ -76,6 +108,14 @@ class RouteDecision(BaseModel):
     elapsed_ms: float = 0.0
     timings_ms: dict[str, float] = Field(
         default_factory=dict, description="embed / search / decide split of elapsed_ms."
+    )
+    context: str | None = Field(
+        default=None,
+        description="The conversation strategy routed on (None: the query alone).",
+    )
+    session: SessionInfo | None = Field(
+        default=None,
+        description="What a conversation session did (stickiness, topic shift); None: no session.",
     )
 
     @property

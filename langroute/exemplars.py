@@ -32,7 +32,7 @@ from langroute.textfiles import read_utf8, utf8_lines
 # Field names of the shared benchmark data sets accepted as synonyms.
 TEXT_ALIASES = ("text", "prompt", "query")
 ROUTE_ALIASES = ("route", "label")
-_KNOWN_FIELDS = {*TEXT_ALIASES, *ROUTE_ALIASES, "id", "scores", "weight", "metadata"}
+_KNOWN_FIELDS = {*TEXT_ALIASES, *ROUTE_ALIASES, "id", "scores", "weight", "metadata", "messages"}
 
 
 def text_id(text: str) -> str:
@@ -51,6 +51,9 @@ class Exemplar(BaseModel):
         id: stable identifier; derived from the text when absent, so adding the same
             text twice replaces the earlier exemplar.
         metadata: free-form extra fields (kept when saving).
+        messages: a conversation in OpenAI chat format, given instead of ``text`` in a
+            file; ``text`` is then its user turns joined by newlines (what an exemplar
+            embeds), and evaluation routes the messages with its conversation strategy.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +64,16 @@ class Exemplar(BaseModel):
     weight: float = 1.0
     id: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _messages_valid(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None:
+            from langroute.conversation import parse_messages
+
+            parse_messages(value)
+        return value
 
     @field_validator("text")
     @classmethod
@@ -138,15 +151,23 @@ class Exemplar(BaseModel):
 def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exemplar:
     """Map a raw record (with accepted aliases) onto an Exemplar, naming what is wrong."""
     text_keys = [key for key in TEXT_ALIASES if key in raw]
-    if not text_keys:
+    has_messages = raw.get("messages") not in (None, "")
+    if text_keys and has_messages:
         raise ExemplarFormatError(
-            f"missing (expected one of {', '.join(TEXT_ALIASES)})",
+            f"give {text_keys[0]} or messages, not both", path=path, line=line, field="messages"
+        )
+    if not text_keys and not has_messages:
+        raise ExemplarFormatError(
+            f"missing (expected one of {', '.join(TEXT_ALIASES)}, or messages)",
             path=path,
             line=line,
             field="text",
         )
     route_keys = [key for key in ROUTE_ALIASES if raw.get(key) not in (None, "")]
-    data: dict[str, Any] = {"text": raw[text_keys[0]]}
+    if text_keys:
+        data: dict[str, Any] = {"text": raw[text_keys[0]]}
+    else:
+        data = _conversation_fields(raw["messages"], path, line)
     if route_keys:
         data["route"] = raw[route_keys[0]]
     for key in ("id", "scores", "weight"):
@@ -167,6 +188,17 @@ def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exempl
         field = ".".join(str(part) for part in first["loc"]) or None
         message = first["msg"].removeprefix("Value error, ")
         raise ExemplarFormatError(message, path=path, line=line, field=field) from exc
+
+
+def _conversation_fields(messages: Any, path: Path, line: int) -> dict[str, Any]:
+    """``text`` (the user turns joined) and ``messages`` of a row given as a conversation."""
+    from langroute.conversation import parse_messages, user_texts
+
+    try:
+        turns = parse_messages(messages)
+    except ValueError as exc:
+        raise ExemplarFormatError(str(exc), path=path, line=line, field="messages") from exc
+    return {"text": "\n".join(user_texts(turns)), "messages": messages}
 
 
 def _parse_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> list[tuple[int, Exemplar]]:
@@ -335,7 +367,11 @@ def load_exemplars(
 def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
     """Serialise exemplars as JSONL text (one compact object per line)."""
     lines = [
-        json.dumps(ex.model_dump(exclude_defaults=True) | {"id": ex.id}, ensure_ascii=False)
+        json.dumps(
+            ex.model_dump(exclude_defaults=True, exclude={"text"} if ex.messages else None)
+            | {"id": ex.id},
+            ensure_ascii=False,
+        )
         for ex in exemplars
     ]
     return "".join(line + "\n" for line in lines)

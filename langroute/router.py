@@ -440,6 +440,34 @@ class ExemplarRouter:
             raise RouterConfigError("the router has no exemplars: add some before routing")
         return self._route_vectors(prepared, None, start, per_query=True)
 
+    def route_vectors(self, queries: Sequence[str], vectors: np.ndarray) -> list[RouteDecision]:
+        """Route queries whose vectors the caller made (e.g. a conversation's mixed vector).
+
+        ``queries[i]`` is what the decision reports as its query; ``vectors[i]`` (one
+        normalised row per query, of the router's dimension) is what is searched.
+
+        Raises:
+            RouterConfigError: the router has no exemplars, or the vectors do not match.
+        """
+        start = time.perf_counter()
+        prepared = [self.settings.prepare(self._check_query(q)) for q in queries]
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != len(prepared):
+            raise RouterConfigError(
+                f"route_vectors needs one vector per query: {len(prepared)} queries, "
+                f"vectors of shape {matrix.shape}"
+            )
+        if not prepared:
+            return []
+        if not self._exemplars:
+            raise RouterConfigError("the router has no exemplars: add some before routing")
+        if matrix.shape[1] != self.embedder.dimension:
+            raise RouterConfigError(
+                f"vectors have dimension {matrix.shape[1]}, the router's embedder "
+                f"{self.embedder.dimension}"
+            )
+        return self._route_vectors(prepared, matrix, start, per_query=True)
+
     def warm_up(self) -> float:
         """Load the encoder and run one tiny batch, so no request pays for either; ms spent.
 

@@ -212,6 +212,14 @@ def eval_command(
     tolerance: Annotated[
         float, typer.Option(help="With --baseline: how far the headline figure may trail.")
     ] = 0.01,
+    context: Annotated[
+        Optional[str],
+        typer.Option(
+            help="How rows given as `messages` are routed: current_only (the last user "
+            "turn), window[:N[:DECAY]] (earlier user turns mixed in embedding space) or "
+            "window_text[:N] (joined)."
+        ),
+    ] = None,
 ) -> None:
     """Measure the router `build` would give from EXEMPLARS on EVALSET: table, plot, JSON.
 
@@ -245,7 +253,12 @@ def eval_command(
     known = [*route_list, *oos] if route_list else None  # rows with other labels: errors
     comparison = None
     try:
+        from langroute.conversation import ConversationContext
+
+        strategy = ConversationContext.parse(context) if context is not None else None
         same = exemplars.resolve() == evalset.resolve()
+        if strategy is not None and (same or folds is not None):
+            raise ValueError("--context needs an evaluation file apart from the exemplars")
         if baseline is not None and (same or folds is not None):
             raise ValueError("--baseline needs an evaluation file apart from the exemplars")
         if same or folds is not None:
@@ -278,7 +291,9 @@ def eval_command(
                 show_progress=True,
                 **options,
             )
-            report = evaluate(router, evalset, weak=weak, strong=strong, show_progress=True)
+            report = evaluate(
+                router, evalset, weak=weak, strong=strong, show_progress=True, context=strategy
+            )
             if baseline is not None:
                 comparison = compare(
                     load_saved_router(baseline),

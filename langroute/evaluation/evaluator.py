@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from langroute import engine
+from langroute.conversation import ConversationContext
 from langroute.decision import RouteDecision
 from langroute.embedders import as_embedder
 from langroute.errors import RouterConfigError
@@ -91,8 +92,8 @@ T = TypeVar("T")
 
 
 def in_chunks(
-    texts: Sequence[str],
-    work: Callable[[list[str]], T],
+    texts: Sequence[Any],
+    work: Callable[[list[Any]], T],
     *,
     show_progress: bool = False,
     label: str = "Routing",
@@ -131,6 +132,33 @@ def route_all(
         ]
 
     return [d for part in in_chunks(texts, run, show_progress=show_progress) for d in part]
+
+
+def route_rows(
+    router: ExemplarRouter,
+    rows: Sequence[Exemplar],
+    context: ConversationContext | None = None,
+    show_progress: bool = False,
+) -> list[RouteDecision]:
+    """Route evaluation rows: their text, or (``messages`` rows) with ``context``.
+
+    Rows given as conversations are routed with the conversation strategy (default
+    ``current_only``: the last user turn); a plain row counts as a one-turn conversation.
+    """
+    if context is None and not any(row.messages for row in rows):
+        return route_all(router, [row.text for row in rows], show_progress)
+    from langroute.conversation import route_conversations
+
+    conversations = [row.messages or [{"role": "user", "content": row.text}] for row in rows]
+    indices = list(range(len(rows)))
+
+    def run(chunk: list[int]) -> list[RouteDecision]:
+        decisions = route_conversations(router, [conversations[i] for i in chunk], context)
+        return [
+            d.model_copy(update={"neighbours": d.neighbours[:_KEEP_NEIGHBOURS]}) for d in decisions
+        ]
+
+    return [d for part in in_chunks(indices, run, show_progress=show_progress) for d in part]
 
 
 def neighbourhood(
@@ -378,6 +406,7 @@ def evaluate_decisions(
     seeds: int = 10,
     max_misrouted: int = 50,
     show_progress: bool = False,
+    context: ConversationContext | None = None,
 ) -> Evaluated:
     """:func:`evaluate`, keeping the rows and the decisions (to compare two routers)."""
     rows, excluded = split_contaminated(load_eval_set(eval_set), exclude_contaminated)
@@ -387,7 +416,7 @@ def evaluate_decisions(
     pair = score_pair(rows, settings.routes, settings.score_keys, weak, strong)
     known = {ex.text for ex in router.exemplars}
     overlap = sum(1 for r in rows if r.text in known)
-    decisions = route_all(router, [r.text for r in rows], show_progress)
+    decisions = route_rows(router, rows, context, show_progress)
     report = _build_report(
         settings,
         rows,
@@ -414,6 +443,7 @@ def evaluate(
     seeds: int = 10,
     max_misrouted: int = 50,
     show_progress: bool = False,
+    context: ConversationContext | None = None,
 ) -> EvalReport:
     """Measure ``router`` on labelled or scored rows it was not built from.
 
@@ -427,6 +457,8 @@ def evaluate(
         seeds: random-baseline runs to average.
         max_misrouted: how many misrouted examples to keep in the report.
         show_progress: rich progress bar while routing large files.
+        context: how rows given as ``messages`` are routed (default: the last user
+            turn); see :class:`~langroute.conversation.ConversationContext`.
 
     Returns:
         An :class:`EvalReport`; ``report.apgr`` / ``report.accuracy`` and friends.
@@ -444,6 +476,7 @@ def evaluate(
         seeds=seeds,
         max_misrouted=max_misrouted,
         show_progress=show_progress,
+        context=context,
     ).report
 
 

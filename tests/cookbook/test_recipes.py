@@ -47,6 +47,7 @@ def test_every_recipe_is_tested_and_documented():
         "09_monitor_drift.py",
         "10_label_queries.py",
         "11_tune_and_compare.py",
+        "12_multi_turn_chat.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -252,3 +253,12 @@ def test_10_label_queries(tmp_path):
         '"grader":"reference:contains"' in line.replace(" ", "") for line in scored
     )
     assert len((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()) == 14
+
+
+def test_12_multi_turn_chat_holds_the_route_until_the_topic_changes(tmp_path):
+    out = run_recipe("12_multi_turn_chat.py", cwd=tmp_path)
+    plain, aware = out.split("conversation + sessions")
+    routes = [line.split()[0] for line in aware.splitlines() if line.startswith("  ")]
+    assert routes == ["large"] * 5 + ["small"], aware
+    assert "sticky, router chose small" in aware and "topic_shift" in aware
+    assert "small  yes, do that" in " ".join(plain.split("\n"))

@@ -40,6 +40,12 @@ from langchain_core.runnables.utils import gather_with_concurrency
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langroute.calls import ROUTE_KEY, RoutedCall
+from langroute.conversation import (
+    ConversationContext,
+    ConversationRouting,
+    SessionTracker,
+    session_key_from,
+)
 from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
 from langroute.escalation import Escalation
@@ -56,7 +62,7 @@ from langchain_langroute.events import (
     dispatch,
     run_target,
 )
-from langchain_langroute.query import last_human_message
+from langchain_langroute.query import chat_turns, last_human_message
 from langchain_langroute.route_models import (
     STANDARD_PARAMS,
     StreamedModelName,
@@ -172,6 +178,15 @@ class RoutingChatModel(BaseChatModel):
         default=last_human_message
     )
     """Messages -> the text to route on (``None``: use the router's fallback decision)."""
+    context: ConversationContext | None = None
+    """Route on the conversation, not the last human message alone: the current user turn
+    and earlier ones (:class:`langroute.conversation.ConversationContext`); tool results
+    and AI turns are never routed on. Set, it replaces ``query_extractor``."""
+    sessions: bool | SessionTracker = False
+    """Keep one route per conversation: no downgrade within a topic, upgrades always
+    (:class:`langroute.conversation.SessionTracker`). The session key is read from the
+    call's ``config["metadata"]`` or ``config["configurable"]`` (``session_id``,
+    ``thread_id`` or ``conversation_id``), else derived from the first user turn."""
     escalation_order: list[str] | None = None
     """Routes from cheapest to strongest for escalation on errors (default: the router's
     order). After route ``r`` fails, the routes that follow ``r`` here are tried in turn."""
@@ -208,6 +223,7 @@ class RoutingChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     _model_names: dict[str, str] = PrivateAttr(default_factory=dict)
+    _conversation: ConversationRouting | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ validation
     def __init__(self, **kwargs: Any) -> None:
@@ -229,6 +245,8 @@ class RoutingChatModel(BaseChatModel):
                 for route, model in self.models.items()
             }
         self._model_names = {route: model_name_of(model) for route, model in self.models.items()}
+        if self.context is not None or self.sessions is not False:
+            self._conversation = ConversationRouting(self.router, self.context, self.sessions)
         start_warm_up(self.router, self.warm_up)
 
     def _routes(self) -> list[str]:
@@ -367,22 +385,59 @@ class RoutingChatModel(BaseChatModel):
             return call.decision, None
         if forced:
             return self._forced_decision(str(forced)), None
+        if self._conversation is not None:
+            turns = chat_turns(messages)
+            if not any(t.role == "user" and has_visible_text(t.text) for t in turns):
+                return self.router.fallback_decision("no_query"), None
+            return None, None
         query = self.query_extractor(messages)
         if query is None or not has_visible_text(str(query)):
             return self.router.fallback_decision("no_query"), None
         return None, str(query)
 
+    @staticmethod
+    def _session_key(
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> str | None:
+        """The caller's session key: run metadata, then the config's ``configurable``."""
+        config = ensure_config()
+        return session_key_from(
+            run_manager.metadata if run_manager is not None else None,
+            call.metadata if call is not None else None,
+            config.get("metadata"),
+            config.get("configurable"),
+        )
+
     def _decide(
-        self, messages: Sequence[BaseMessage], call: _CallContext | None, kwargs: dict[str, Any]
+        self,
+        messages: Sequence[BaseMessage],
+        call: _CallContext | None,
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | None = None,
     ) -> RouteDecision:
         decision, query = self._pending_decision(messages, call, kwargs)
-        return decision if decision is not None else self.router.route(query)
+        if decision is not None:
+            return decision
+        if self._conversation is not None:
+            key = self._session_key(run_manager, call)
+            return self._conversation.route(chat_turns(messages), key)
+        return self.router.route(query)
 
     async def _adecide(
-        self, messages: Sequence[BaseMessage], call: _CallContext | None, kwargs: dict[str, Any]
+        self,
+        messages: Sequence[BaseMessage],
+        call: _CallContext | None,
+        kwargs: dict[str, Any],
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
     ) -> RouteDecision:
         decision, query = self._pending_decision(messages, call, kwargs)
-        return decision if decision is not None else await self.router.aroute(query)
+        if decision is not None:
+            return decision
+        if self._conversation is not None:
+            key = self._session_key(run_manager, call)
+            return await self._conversation.aroute(chat_turns(messages), key)
+        return await self.router.aroute(query)
 
     def _routed_call(self, decision: RouteDecision) -> RoutedCall:
         strongest = self.strongest_route
@@ -520,7 +575,7 @@ class RoutingChatModel(BaseChatModel):
             return generate_from_stream(iter(chunks))
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(self._decide(messages, call, kwargs))
+        routed = self._routed_call(self._decide(messages, call, kwargs, run_manager))
         self._emit(routed, run_manager, call)
 
         def generate(route: str) -> ChatResult:
@@ -564,7 +619,7 @@ class RoutingChatModel(BaseChatModel):
             return await agenerate_from_stream(relay())
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(await self._adecide(messages, call, kwargs))
+        routed = self._routed_call(await self._adecide(messages, call, kwargs, run_manager))
         await self._aemit(routed, run_manager, call)
 
         async def agenerate(route: str) -> ChatResult:
@@ -599,7 +654,7 @@ class RoutingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(self._decide(messages, call, kwargs))
+        routed = self._routed_call(self._decide(messages, call, kwargs, run_manager))
         self._emit(routed, run_manager, call)
 
         def open_stream(route: str) -> Iterator[ChatGenerationChunk]:
@@ -628,7 +683,7 @@ class RoutingChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(await self._adecide(messages, call, kwargs))
+        routed = self._routed_call(await self._adecide(messages, call, kwargs, run_manager))
         await self._aemit(routed, run_manager, call)
 
         def open_stream(route: str) -> AsyncIterator[ChatGenerationChunk]:
@@ -660,6 +715,43 @@ class RoutingChatModel(BaseChatModel):
             metadata=dict(config.get("metadata") or {}),
         )
 
+    def _with_session(self, config: RunnableConfig | None) -> RunnableConfig | None:
+        """``config`` with a ``configurable`` session key copied into its metadata.
+
+        The model run sees only the metadata; with sessions, a key given as
+        ``configurable={"session_id": ...}`` must reach it.
+        """
+        if self._conversation is None or config is None:
+            return config
+        configurable = config.get("configurable") or {}
+        key = session_key_from(configurable)
+        metadata = dict(config.get("metadata") or {})
+        if key is None or session_key_from(metadata) is not None:
+            return config
+        return {**config, "metadata": {**metadata, "session_id": key}}
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        """Answer one input on the chosen route (see the class docstring)."""
+        return super().invoke(input, self._with_session(config), stop=stop, **kwargs)
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        """Async :meth:`invoke`."""
+        return await super().ainvoke(input, self._with_session(config), stop=stop, **kwargs)
+
     def stream(
         self,
         input: LanguageModelInput,
@@ -673,7 +765,7 @@ class RoutingChatModel(BaseChatModel):
         The model run's id is fixed up front so that the route event can be attached to
         it (``BaseChatModel.stream`` gives ``_stream`` no run manager).
         """
-        config = ensure_config(config)
+        config = ensure_config(self._with_session(config))
         call = kwargs.pop(_CALL_KEY, None) or self._stream_context(config)
         if call.run_id is None:
             call.run_id = self._stream_context(config).run_id
@@ -688,7 +780,7 @@ class RoutingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         """Async :meth:`stream`."""
-        config = ensure_config(config)
+        config = ensure_config(self._with_session(config))
         call = kwargs.pop(_CALL_KEY, None) or self._stream_context(config)
         if call.run_id is None:
             call.run_id = self._stream_context(config).run_id
@@ -699,8 +791,8 @@ class RoutingChatModel(BaseChatModel):
         self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any]
     ) -> tuple[list[RouteDecision | None], list[int], list[str]]:
         decisions: list[RouteDecision | None] = [None] * len(inputs)
-        if kwargs.get("model"):
-            return decisions, [], []
+        if kwargs.get("model") or self._conversation is not None:
+            return decisions, [], []  # conversations (and sessions) are routed per call
         indices: list[int] = []
         queries: list[str] = []
         for i, item in enumerate(inputs):

@@ -23,12 +23,18 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
 from langroute.calls import ROUTE_KEY, RoutedCall
+from langroute.conversation import (
+    ConversationContext,
+    ConversationRouting,
+    SessionTracker,
+    session_key_from,
+)
 from langroute.decision import RouteDecision
 from langroute.escalation import Escalation
 from langroute.protocols import Router
 
 from langchain_langroute.events import ROUTE_EVENT
-from langchain_langroute.query import last_human_message
+from langchain_langroute.query import chat_turns, last_human_message
 from langchain_langroute.route_models import (
     check_route_models,
     model_name_of,
@@ -89,6 +95,8 @@ class RouterMiddleware(AgentMiddleware):
         escalation_order: Sequence[str] | None = None,
         escalate_on: tuple[type[BaseException], ...] = (Exception,),
         emit_events: bool = True,
+        context: ConversationContext | None = None,
+        sessions: bool | SessionTracker = False,
     ) -> None:
         """Create the middleware.
 
@@ -100,6 +108,13 @@ class RouterMiddleware(AgentMiddleware):
                 (default: the router's order).
             escalate_on: Errors that trigger escalation; others propagate.
             emit_events: Dispatch the ``"langroute_route"`` custom event.
+            context: Route on the conversation's user turns
+                (:class:`langroute.conversation.ConversationContext`); tool results and
+                AI turns are never routed on. Set, it replaces ``query_extractor``.
+            sessions: Keep one route per conversation (no downgrade within a topic):
+                ``True`` or a :class:`langroute.conversation.SessionTracker`. The key is
+                the run's ``thread_id``/``session_id`` (config metadata or
+                ``configurable``), else derived from the first user turn.
 
         Raises:
             RouterConfigError: ``models`` does not match the router's routes.
@@ -115,11 +130,40 @@ class RouterMiddleware(AgentMiddleware):
         self.escalate_on = escalate_on
         self.emit_events = emit_events
         self.route_models = {route: model_name_of(model) for route, model in self.models.items()}
+        self.conversation = (
+            ConversationRouting(router, context, sessions)
+            if context is not None or sessions is not False
+            else None
+        )
 
     # ------------------------------------------------------------------ helpers
     def _query(self, request: ModelRequest) -> str | None:
         query = self.query_extractor(request.messages)
         return query if query is not None and str(query).strip() else None
+
+    @staticmethod
+    def _session_key() -> str | None:
+        config = ensure_config()
+        return session_key_from(config.get("metadata"), config.get("configurable"))
+
+    def _decide(self, request: ModelRequest) -> RouteDecision:
+        if self.conversation is not None:
+            if self._query(request) is None:
+                return self.router.fallback_decision("no_query")
+            return self.conversation.route(chat_turns(request.messages), self._session_key())
+        query = self._query(request)
+        return self.router.route(query) if query else self.router.fallback_decision("no_query")
+
+    async def _adecide(self, request: ModelRequest) -> RouteDecision:
+        if self.conversation is not None:
+            if self._query(request) is None:
+                return self.router.fallback_decision("no_query")
+            turns = chat_turns(request.messages)
+            return await self.conversation.aroute(turns, self._session_key())
+        query = self._query(request)
+        if not query:
+            return self.router.fallback_decision("no_query")
+        return await self.router.aroute(query)
 
     def _routed_call(self, decision: RouteDecision) -> RoutedCall:
         strongest = self.routes[-1]
@@ -194,9 +238,7 @@ class RouterMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], ModelResponse],
     ) -> ModelResponse | AIMessage:
         """Route the call, run it on the chosen route's model, escalate on errors."""
-        query = self._query(request)
-        decision = self.router.route(query) if query else self.router.fallback_decision("no_query")
-        call = self._routed_call(decision)
+        call = self._routed_call(self._decide(request))
         self._emit(call)
 
         def model_call(route: str) -> ModelResponse:
@@ -212,11 +254,7 @@ class RouterMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse | AIMessage:
         """Async :meth:`wrap_model_call`."""
-        query = self._query(request)
-        decision = (
-            await self.router.aroute(query) if query else self.router.fallback_decision("no_query")
-        )
-        call = self._routed_call(decision)
+        call = self._routed_call(await self._adecide(request))
         await self._aemit(call)
 
         async def model_call(route: str) -> ModelResponse:

@@ -22,10 +22,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langroute.conversation import ChatTurn
 
 __all__ = [
     "QueryExtractor",
+    "chat_turns",
     "last_human_message",
     "message_text",
     "recent_human_messages",
@@ -102,3 +110,25 @@ def recent_human_messages(n: int = 3, separator: str = "\n") -> QueryExtractor:
 
     extract.__name__ = f"recent_human_messages_{n}"
     return extract
+
+
+def chat_turns(messages: Sequence[BaseMessage]) -> list[ChatTurn]:
+    """LangChain messages as :class:`langroute.conversation.ChatTurn` (role and text).
+
+    Human messages are ``user`` turns; AI messages (tool calls included) ``assistant``;
+    tool results ``tool``; system messages ``system``. Only user turns are routed on.
+    """
+    turns = []
+    for message in messages:
+        if isinstance(message, HumanMessage):
+            role = "user"
+        elif isinstance(message, AIMessage):
+            role = "assistant"
+        elif isinstance(message, ToolMessage):
+            role = "tool"
+        elif isinstance(message, SystemMessage):
+            role = "system"
+        else:
+            continue
+        turns.append(ChatTurn(role=role, text=message_text(message)))
+    return turns

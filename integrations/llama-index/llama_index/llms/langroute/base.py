@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import uuid
 from collections.abc import (
     AsyncGenerator,
@@ -27,7 +28,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
@@ -38,7 +39,7 @@ from llama_index.llms.langroute.events import (
     RouteSelectedEvent,
     dispatcher,
 )
-from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
+from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol, chat_turns
 from llama_index.llms.langroute.route_llms import (
     stream_usage_kwargs,
     with_route_limits,
@@ -54,6 +55,7 @@ from llama_index.llms.langroute.routed_run import (
 )
 
 from langroute.calls import ROUTE_KEY, RoutedCall, RouteMetadata
+from langroute.conversation import ConversationContext, ConversationRouting, SessionTracker
 from langroute.decision import RouteDecision
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
@@ -62,6 +64,9 @@ from langroute.warmup import WarmUp, start_warm_up
 __all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
 
 _TOOL_REQUEST_KEY = "_langroute_tool_request"
+_SESSION_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "langroute_session_key", default=None
+)
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
 T = TypeVar("T")
@@ -175,6 +180,19 @@ class RoutingLLM(FunctionCallingLLM):
     max_retries: int | None = Field(
         default=None, ge=0, description="Retry count given to every route's LLM."
     )
+    context: ConversationContext | None = Field(
+        default=None,
+        exclude=True,
+        description="Route chat calls on the conversation's user turns "
+        "(langroute.conversation.ConversationContext); None: the query extractor.",
+    )
+    sessions: bool | SessionTracker = Field(
+        default=False,
+        exclude=True,
+        description="Keep one route per conversation (no downgrade within a topic): True or "
+        "a langroute.conversation.SessionTracker.",
+    )
+    _conversation: ConversationRouting | None = PrivateAttr(default=None)
     warm_up: WarmUp = Field(
         default=False,
         exclude=True,
@@ -192,6 +210,8 @@ class RoutingLLM(FunctionCallingLLM):
         timeout: float | None = None,
         max_retries: int | None = None,
         warm_up: WarmUp = False,
+        context: ConversationContext | None = None,
+        sessions: bool | SessionTracker = False,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
@@ -224,7 +244,14 @@ class RoutingLLM(FunctionCallingLLM):
             timeout=timeout,
             max_retries=max_retries,
             warm_up=warm_up,
+            context=context,
+            sessions=sessions,
             **kwargs,
+        )
+        self._conversation = (
+            ConversationRouting(router, context, sessions)
+            if context is not None or sessions is not False
+            else None
         )
         if callback_manager is not None:
             self._share_callback_manager()
@@ -318,6 +345,22 @@ class RoutingLLM(FunctionCallingLLM):
             yield decision
         finally:
             PINNED.reset(token)
+
+    @contextlib.contextmanager
+    def session(self, key: str) -> Iterator[None]:
+        """Route chat calls made inside the block as the conversation ``key`` (sessions).
+
+        Without it the key is derived from the conversation's first user turn.
+
+        Example:
+            >>> with llm.session("user-42"):  # doctest: +SKIP
+            ...     chat_engine.chat("and now in Rust?")
+        """
+        token = _SESSION_KEY.set(key)
+        try:
+            yield
+        finally:
+            _SESSION_KEY.reset(token)
 
     # ------------------------------------------------------------------ deciding
 
@@ -486,21 +529,55 @@ class RoutingLLM(FunctionCallingLLM):
 
     # ------------------------------------------------------------------ chat
 
+    def _conversation_routing(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> tuple[Routing | None, list[Any], str | None]:
+        """A forced, pinned or no-query routing; else the turns and the query to show."""
+        forced = kwargs.pop("route", None)
+        if forced is not None:
+            return self._select(None, "forced", forced=forced), [], None
+        pinned = self._pinned()
+        if pinned is not None:
+            return pinned, [], None
+        turns = chat_turns(messages)
+        query = self.query_extractor.from_messages(messages)
+        if query is None or not query.strip():
+            return self._select(None, "messages"), [], None
+        return None, turns, query
+
     def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Routing:
         request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
         source_messages = request.messages() if request is not None else messages
-        return self._routing(
-            kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
-        )
+        if self._conversation is None:
+            return self._routing(
+                kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
+            )
+        routing, turns, query = self._conversation_routing(source_messages, kwargs)
+        if routing is not None:
+            return routing
+        try:
+            decision = self._conversation.route(turns, _SESSION_KEY.get())
+        except InvalidQueryError:
+            decision = self.router.fallback_decision("no_query")
+        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, "messages")
 
     async def _achat_routing(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> Routing:
         request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
         source_messages = request.messages() if request is not None else messages
-        return await self._arouting(
-            kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
-        )
+        if self._conversation is None:
+            return await self._arouting(
+                kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
+            )
+        routing, turns, query = self._conversation_routing(source_messages, kwargs)
+        if routing is not None:
+            return routing
+        try:
+            decision = await self._conversation.aroute(turns, _SESSION_KEY.get())
+        except InvalidQueryError:
+            decision = self.router.fallback_decision("no_query")
+        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, "messages")
 
     @staticmethod
     def _chat_args(

@@ -26,7 +26,9 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import BasePromptTemplate, ChatPromptTemplate
 from llama_index.core.prompts.base import SelectorPromptTemplate
 
-__all__ = ["CONDENSE_PATTERN", "QueryExtractor", "QueryExtractorProtocol"]
+from langroute.conversation import ChatTurn
+
+__all__ = ["CONDENSE_PATTERN", "QueryExtractor", "QueryExtractorProtocol", "chat_turns"]
 
 CONDENSE_PATTERN = r"Follow Up Input:\s*(?P<query>.+?)\s*Standalone question:\s*$"
 """The user's message in the condense prompts of LlamaIndex's chat engines."""
@@ -173,3 +175,27 @@ class QueryExtractor:
                 if found and found.strip():
                     return self._clip(found)
         return self._clip(prompt)
+
+
+_ROLES = {
+    MessageRole.USER: "user",
+    MessageRole.ASSISTANT: "assistant",
+    MessageRole.SYSTEM: "system",
+    MessageRole.DEVELOPER: "developer",
+    MessageRole.TOOL: "tool",
+    MessageRole.FUNCTION: "function",
+    MessageRole.CHATBOT: "assistant",
+    MessageRole.MODEL: "assistant",
+}
+
+
+def chat_turns(messages: Sequence[ChatMessage]) -> list[ChatTurn]:
+    """LlamaIndex chat messages as :class:`langroute.conversation.ChatTurn` (role, text).
+
+    Only ``user`` turns are routed on; tool results and assistant tool calls never are.
+    """
+    return [
+        ChatTurn(role=_ROLES[message.role], text=_message_text(message))
+        for message in messages
+        if message.role in _ROLES
+    ]
