@@ -312,10 +312,42 @@ class ExemplarRouter:
             show_progress=show_progress,
             label="Embedding exemplars",
         )
+        return self.add_embedded(batch, vectors)
+
+    def add_embedded(self, exemplars: Sequence[Exemplar], vectors: np.ndarray) -> list[str]:
+        """Add exemplars whose vectors were embedded already (by this router's embedder).
+
+        What a replica following a shared store uses: the vectors come with the
+        exemplars, so nothing is embedded again. An existing id is replaced (within the
+        batch, the later one wins). Returns the ids.
+
+        Raises:
+            RouterConfigError: A route unknown to the router, or not one vector of
+                ``embedder.dimension`` values per exemplar.
+
+        Example:
+            >>> ex = Exemplar(text="say hi", route="small")
+            >>> router.add_embedded([ex], router.embedder.embed_documents(["say hi"]))
+            ['53eae7058490affd']
+        """
+        batch = list(exemplars)
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim != 2 or array.shape != (len(batch), self.embedder.dimension):
+            raise RouterConfigError(
+                f"expected {len(batch)} vectors of {self.embedder.dimension} values, "
+                f"got an array of shape {array.shape}"
+            )
+        if not batch:
+            return []
+        self._check_exemplars(batch)
+        last = {ex.id: row for row, ex in enumerate(batch)}  # the same id twice: the later wins
+        if len(last) < len(batch):
+            batch = [batch[row] for row in last.values()]
+            array = array[list(last.values())]
         with self._lock:
             if self._index is None:
-                self._index = VectorIndex(vectors.shape[1], self.settings.index)
-            self._index.add([ex.id for ex in batch], vectors)
+                self._index = VectorIndex(array.shape[1], self.settings.index)
+            self._index.add([ex.id for ex in batch], array)
             for ex in batch:
                 self._remember(ex)
         return [ex.id for ex in batch]
