@@ -117,3 +117,69 @@ def _doctest_names(request: pytest.FixtureRequest) -> None:
         embedder=HashingEmbedder(),
         min_similarity=0.1,
     )
+
+
+def _start_postgres() -> tuple[str, str | None]:
+    """A Postgres URL for the tests, and the folder of a cluster started here (or None).
+
+    ``LANGROUTE_TEST_POSTGRES`` wins (``.ci/run`` sets it); otherwise ``.ci/postgres.sh``
+    starts a throwaway cluster. Outside CI a failure skips the tests that need it, with
+    the reason; with ``CI`` set it fails them.
+    """
+    import subprocess
+
+    url = os.environ.get("LANGROUTE_TEST_POSTGRES")
+    if url:
+        return url, None
+    script = REPO / ".ci" / "postgres.sh"
+    try:
+        done = subprocess.run(
+            ["bash", str(script), "start"], capture_output=True, text=True, timeout=180
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = f"could not run {script}: {exc}"
+    else:
+        lines = done.stdout.split()
+        if done.returncode == 0 and len(lines) == 2:
+            return lines[1], lines[0]
+        reason = f"{script} failed: {done.stderr.strip()[-500:]}"
+    message = f"no Postgres for the tests (set LANGROUTE_TEST_POSTGRES): {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a real Postgres server for the session (see ``_start_postgres``)."""
+    import subprocess
+
+    url, folder = _start_postgres()
+    try:
+        yield url
+    finally:
+        if folder is not None:
+            subprocess.run(
+                ["bash", str(REPO / ".ci" / "postgres.sh"), "stop", folder],
+                capture_output=True,
+                timeout=120,
+            )
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped after the test; its URL."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"langroute_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(postgres_server)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

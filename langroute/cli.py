@@ -49,6 +49,16 @@ RouterOption = Annotated[
 ]
 
 
+LEDGER_HELP = "Cost ledger: a .jsonl or .db/.sqlite file, or a postgresql:// URL."
+
+
+def _ledger_source(ledger: str) -> str | Path:
+    """A ledger argument: a ``postgresql://`` URL stays a string, anything else is a path."""
+    from langroute.postgres.database import is_postgres_url
+
+    return ledger if is_postgres_url(ledger) else Path(ledger)
+
+
 def _quiet_model_loading() -> None:
     """Keep transformers' progress bars and hub lookups out of CLI output."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -265,6 +275,34 @@ def add(
 
 
 @app.command()
+def publish(
+    router: Annotated[Path, typer.Argument(help="A saved router directory.")],
+    url: Annotated[str, typer.Argument(help="The Postgres database: postgresql://...")],
+    name: Annotated[
+        str, typer.Option(help="The shared router's name (replicas open it by name).")
+    ] = "default",
+) -> None:
+    """Publish a saved router to Postgres, vectors included, for replicas to share."""
+    from rich.console import Console
+
+    from langroute.errors import LangrouteError
+    from langroute.postgres import publish_router
+
+    loaded = _load_router(router)
+    try:
+        seq = publish_router(loaded, url, name=name)
+    except LangrouteError as exc:
+        raise _fail(str(exc)) from exc
+    from langroute.postgres.database import redact
+
+    Console().print(
+        data_text(
+            f"published {len(loaded)} exemplars as router {name!r} (change {seq}) to "
+        ).append(data_text(redact(url), "bold"))
+    )
+
+
+@app.command()
 def info(router: RouterOption = None) -> None:
     """Describe a router: routes, exemplar counts, embedder and settings."""
     from rich.console import Console
@@ -317,7 +355,7 @@ def tuning_rows(tuning: dict[str, object] | None) -> list[tuple[str, str]]:
 
 @app.command()
 def report(
-    ledger: Annotated[Path, typer.Argument(help="Cost ledger file (.jsonl or .db/.sqlite).")],
+    ledger: Annotated[str, typer.Argument(help=LEDGER_HELP)],
     order: Annotated[
         Optional[str], typer.Option(help="Comma-separated routes to list first.")
     ] = None,
@@ -350,10 +388,10 @@ def report(
         if not (as_json or as_csv):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", TornLinesWarning)  # the report notes them
-                print_report(ledger, order=route_order)
+                print_report(_ledger_source(ledger), order=route_order)
             return
         # torn lines are warned about on stderr; stdout stays data
-        summary = CostLedger.open(ledger).summary(order=route_order)
+        summary = CostLedger.open(_ledger_source(ledger)).summary(order=route_order)
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
@@ -361,7 +399,7 @@ def report(
 
 @app.command()
 def monitor(
-    ledger: Annotated[Path, typer.Argument(help="Cost ledger file (.jsonl or .db/.sqlite).")],
+    ledger: Annotated[str, typer.Argument(help=LEDGER_HELP)],
     window: Annotated[str, typer.Option(help="Window length: 30m, 1h, 1d, ...")] = "1h",
     segment: Annotated[
         Optional[str],
@@ -425,7 +463,7 @@ def monitor(
             min_feedback=min_feedback,
         )
         report = run_monitor(
-            CostLedger.open(ledger).records(),
+            CostLedger.open(_ledger_source(ledger)).records(),
             window=parse_duration(window),
             segment_key=segment,
             baseline=period,

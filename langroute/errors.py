@@ -10,6 +10,9 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     │   └── EmbedderMismatchError  the saved index was built by another embedder
     ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
     ├── UnknownRecordError       no ledger record has the id given (feedback on a call)
+    ├── DatabaseError            a shared Postgres database cannot be used (langroute.postgres)
+    │   ├── DatabaseUnavailableError  it cannot be reached (bad URL, down, refused)
+    │   └── SchemaVersionError   its schema is newer than this langroute knows
     ├── ModelsConfigError        a models file is malformed or a model cannot be built
     ├── LabellingError           a labelling run cannot start or its files are damaged
     ├── EmptyStreamError         a model's stream ended without a single chunk
@@ -88,6 +91,18 @@ class RouterStoreError(LangrouteError):
 
 class EmbedderMismatchError(RouterStoreError):
     """The saved router was built with a different embedder (fingerprint or dimension)."""
+
+
+class DatabaseError(LangrouteError):
+    """A shared database (``postgresql://`` URL) cannot be used for routers or the ledger."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached: a malformed URL, a server down or refusing us."""
+
+
+class SchemaVersionError(DatabaseError):
+    """The database's langroute schema is newer than this version of langroute knows."""
 
 
 class ModelsConfigError(LangrouteError, ValueError):

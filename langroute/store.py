@@ -610,6 +610,35 @@ def _open_copy(directory: Path) -> Iterator[dict[str, BinaryIO | None] | None]:
             os.close(dir_fd)
 
 
+def stored_embedder(fingerprint: str, dimension: int, embedder: Any, where: str) -> Embedder:
+    """The embedder for vectors stored by ``fingerprint``: ``embedder`` checked, or rebuilt.
+
+    Args:
+        fingerprint: The stored embedder's fingerprint.
+        dimension: The stored vectors' dimension.
+        embedder: The embedder given by the caller, or ``None`` to build one from the
+            fingerprint.
+        where: Names the stored router in messages (a directory, a database URL).
+
+    Raises:
+        EmbedderMismatchError: ``embedder`` is another model, or of another dimension.
+    """
+    resolved = (
+        as_embedder(embedder) if embedder is not None else embedder_for_fingerprint(fingerprint)
+    )
+    if resolved.fingerprint != fingerprint:
+        raise EmbedderMismatchError(
+            f"{where} was built with embedder {fingerprint!r}, but "
+            f"{resolved.fingerprint!r} was given; {conversion_hint(fingerprint)}"
+        )
+    if resolved.dimension != dimension:
+        raise EmbedderMismatchError(
+            f"{where} stores {dimension}-dimensional vectors, but the "
+            f"embedder produces {resolved.dimension}"
+        )
+    return resolved
+
+
 def load_router(path: Path, embedder: Any = None) -> StoredRouter:
     """Read a router saved by :func:`save_router` (checks everything before use).
 
@@ -658,22 +687,9 @@ def _read_copy(directory: Path, handles: dict[str, BinaryIO | None], embedder: A
         raise RouterStoreError(
             f"{manifest_path}: invalid settings: {_problems(exc, 'settings.')}"
         ) from exc
-    resolved = (
-        as_embedder(embedder)
-        if embedder is not None
-        else embedder_for_fingerprint(manifest.embedder.fingerprint)
+    resolved = stored_embedder(
+        manifest.embedder.fingerprint, manifest.embedder.dimension, embedder, str(directory)
     )
-    if resolved.fingerprint != manifest.embedder.fingerprint:
-        raise EmbedderMismatchError(
-            f"{directory} was built with embedder {manifest.embedder.fingerprint!r}, but "
-            f"{resolved.fingerprint!r} was given; "
-            f"{conversion_hint(manifest.embedder.fingerprint)}"
-        )
-    if resolved.dimension != manifest.embedder.dimension:
-        raise EmbedderMismatchError(
-            f"{directory} stores {manifest.embedder.dimension}-dimensional vectors, but the "
-            f"embedder produces {resolved.dimension}"
-        )
     try:
         exemplars = exemplars_from_jsonl(
             opened[EXEMPLARS].read().decode("utf-8"), directory / EXEMPLARS

@@ -25,7 +25,8 @@ class CostLedger:
     Args:
         sink: ``None`` or ``"memory"`` (in memory), a path ending in ``.jsonl`` (JSON
             Lines), a path ending in ``.db`` / ``.sqlite`` / ``.sqlite3`` (SQLite, shareable
-            by several processes), or any :class:`Sink`.
+            by several processes), a ``postgresql://`` URL (shared by replicas on many
+            machines; see :class:`~langroute.postgres.PostgresSink`), or any :class:`Sink`.
         pricer: Prices records whose ``cost`` / ``baseline_cost`` are ``None``
             (default: a plain :class:`Pricer`).
         auto_price: Set ``False`` to store records exactly as given.
@@ -83,16 +84,21 @@ class CostLedger:
 
     @classmethod
     def open(cls, path: str | Path, *, pricer: Pricer | None = None) -> CostLedger:
-        """Open an existing JSONL or SQLite ledger (and check that it can be read).
+        """Open an existing JSONL or SQLite ledger, or a Postgres one by URL (and read it).
 
         Raises:
             FileNotFoundError: The file does not exist.
+            DatabaseUnavailableError: A ``postgresql://`` URL that cannot be reached.
             LedgerFormatError: Unsupported suffix, or a malformed line / table (the
                 message names the file and line).
 
         Example:
             >>> CostLedger.open("costs.jsonl").summary()  # doctest: +SKIP
         """
+        if isinstance(path, str) and path.lower().startswith(("postgresql://", "postgres://")):
+            ledger = cls(path, pricer=pricer)  # connects now: an unreachable database fails
+            ledger.records()
+            return ledger
         path = Path(path)
         if not path.exists():  # perhaps this process still has writes to it queued
             with contextlib.suppress(LedgerFormatError):

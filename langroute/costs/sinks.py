@@ -1,4 +1,7 @@
-"""Where a ledger keeps its records: in memory, a JSON Lines file or a SQLite database."""
+"""Where a ledger keeps its records: in memory, a JSON Lines file or a SQLite database.
+
+The Postgres sink, shared by replicas, is :class:`langroute.postgres.PostgresSink`.
+"""
 
 from __future__ import annotations
 
@@ -629,7 +632,9 @@ def sink_for(target: str | Path | Sink | None) -> Sink:
     Args:
         target: ``None`` or ``"memory"`` (a :class:`MemorySink`), a ``.jsonl`` path (a
             :class:`JSONLSink`), a ``.db`` / ``.sqlite`` / ``.sqlite3`` path (a
-            :class:`SQLiteSink`), or a :class:`Sink`, returned as is.
+            :class:`SQLiteSink`), a ``postgresql://`` URL string (a
+            :class:`~langroute.postgres.PostgresSink`, shared by replicas), or a
+            :class:`Sink`, returned as is.
 
     Raises:
         LedgerFormatError: The path has an unsupported suffix.
@@ -637,6 +642,10 @@ def sink_for(target: str | Path | Sink | None) -> Sink:
     """
     if target is None or (isinstance(target, str) and target == "memory"):
         return MemorySink()
+    if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
+        from langroute.postgres.ledger import PostgresSink
+
+        return PostgresSink(target)
     if isinstance(target, (str, Path)):
         path = Path(target)
         suffix = path.suffix.lower()

@@ -5,11 +5,14 @@ appends to a queue (unless the writer is built with ``background=False``). One d
 thread per writer hands queued records to the sink in batches (the sink's ``write_many``
 when it has one). Nothing is lost silently: a full queue drops the new record, a sink
 that raises loses what it was given, and both are counted in :class:`LedgerStats` and
-reported with a :class:`LedgerWriteWarning`.
+reported with a :class:`LedgerWriteWarning`. A sink that is only unreachable for now (a
+database restarting) raises :class:`SinkUnavailableError`: its records stay queued and
+are retried with backoff, so an outage costs records only once ``max_pending`` is full.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -22,10 +25,30 @@ from pydantic import BaseModel, ConfigDict
 
 from langroute.costs.records import LedgerRecord
 from langroute.costs.sinks import Sink
+from langroute.errors import LangrouteError
 
-__all__ = ["LedgerStats", "LedgerWriteWarning", "LedgerWriter", "flush_writers_of"]
+__all__ = [
+    "LedgerStats",
+    "LedgerWriteWarning",
+    "LedgerWriter",
+    "SinkUnavailableError",
+    "flush_writers_of",
+]
 
 _BATCH = 256
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 5.0
+_log = logging.getLogger(__name__)
+
+
+class SinkUnavailableError(LangrouteError, ConnectionError):
+    """Raised by a sink whose storage cannot be reached for now (a database down).
+
+    The background writer keeps the batch queued and retries it with backoff (up to
+    5 s between tries) instead of losing it; the records count as pending, each retry in
+    :attr:`LedgerStats.retries`. Only :meth:`LedgerWriter.close` gives up on them
+    (counted as failed, with a :class:`LedgerWriteWarning`).
+    """
 
 
 class LedgerWriteWarning(RuntimeWarning):
@@ -44,6 +67,8 @@ class LedgerStats(BaseModel):
     * ``pending``: accepted and not yet written (queued, or being written).
     * ``dropped``: refused because ``max_pending`` records were already pending.
     * ``failed``: the sink raised while writing them (a lock held too long, a full disk).
+    * ``retries``: batches put back in the queue because the sink was unavailable
+      (:class:`SinkUnavailableError`); their records are still pending, not lost.
 
     Example:
         >>> LedgerStats(written=3).lost
@@ -56,6 +81,7 @@ class LedgerStats(BaseModel):
     pending: int = 0
     dropped: int = 0
     failed: int = 0
+    retries: int = 0
 
     @property
     def lost(self) -> int:
@@ -107,6 +133,9 @@ class LedgerWriter:
         self._failed = 0
         self._dropped = 0
         self._overflowing = False
+        self._retries = 0
+        self._closing = False
+        self._unavailable = False
 
     def __repr__(self) -> str:
         return f"LedgerWriter({self.sink!r})"
@@ -120,6 +149,7 @@ class LedgerWriter:
                 pending=self._accepted - self._written - self._failed,
                 dropped=self._dropped,
                 failed=self._failed,
+                retries=self._retries,
             )
 
     def submit(self, record: LedgerRecord) -> bool:
@@ -175,17 +205,41 @@ class LedgerWriter:
                 write is bounded by the sink's own lock timeout).
 
         Returns:
-            ``True`` when nothing submitted before the call is still pending.
+            ``True`` when nothing submitted before the call is still pending. ``False``
+            after ``timeout``, or at once while the sink is unavailable (the records stay
+            queued for the retries; a reader would find the sink unavailable too).
         """
         with self._cond:
             target = self._accepted
             if self._thread is threading.current_thread():  # a sink reading its ledger
                 return self._written + self._failed >= target
-            return self._cond.wait_for(lambda: self._written + self._failed >= target, timeout)
+            self._cond.wait_for(
+                lambda: self._written + self._failed >= target or self._unavailable, timeout
+            )
+            return self._written + self._failed >= target
+
+    def _drain(self) -> None:
+        """Wait until everything submitted is written or failed (close: no more retries)."""
+        with self._cond:
+            target = self._accepted
+            if self._thread is threading.current_thread():
+                return
+            self._cond.wait_for(lambda: self._written + self._failed >= target)
 
     def close(self) -> None:
-        """Write what is pending, then stop the thread (a later :meth:`submit` restarts it)."""
-        self.flush()
+        """Write what is pending, then stop the thread (a later :meth:`submit` restarts it).
+
+        Records held back by an unavailable sink get one more try; if the sink is still
+        unavailable they are counted as failed and warned about.
+        """
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        try:
+            self._drain()
+        finally:
+            with self._cond:
+                self._closing = False
         with self._cond:
             thread = self._thread
             self._stopping = True
@@ -205,6 +259,7 @@ class LedgerWriter:
         self._thread.start()
 
     def _run(self) -> None:
+        pause = _RETRY_FIRST_S
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -214,8 +269,20 @@ class LedgerWriter:
                         self._thread = None
                     return
                 batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
-            written, failures = self._write(batch)
+                closing = self._closing
+            try:
+                written, failures = self._write(batch)
+            except SinkUnavailableError as exc:
+                if not closing:
+                    self._hold(batch, exc, pause)
+                    pause = min(pause * 2, _RETRY_MAX_S)
+                    continue
+                written, failures = 0, [(batch, exc)]
+            pause = _RETRY_FIRST_S
+            if self._unavailable and written:
+                _log.warning("%r: reachable again; writing the held records", self.sink)
             with self._cond:
+                self._unavailable = False
                 self._written += written
                 self._failed += sum(len(records) for records, _ in failures)
                 failed = self._failed
@@ -225,6 +292,27 @@ class LedgerWriter:
             for records, error in failures:
                 _warn_failed(self.sink, records, error, failed)
 
+    def _hold(self, batch: list[LedgerRecord], error: BaseException, pause: float) -> None:
+        """Put a batch the sink could not take back at the queue's head; wait ``pause`` s."""
+        with self._cond:
+            self._queue.extendleft(reversed(batch))
+            self._retries += 1
+            first = not self._unavailable
+            self._unavailable = True
+            pending = self._accepted - self._written - self._failed
+            self._cond.notify_all()
+        if first:
+            _log.warning(
+                "%r: unavailable (%s); %d records held and retried, dropped only past "
+                "max_pending=%d",
+                self.sink,
+                error,
+                pending,
+                self.max_pending,
+            )
+        with self._cond:
+            self._cond.wait_for(lambda: self._closing, pause)
+
     def _write(
         self, batch: list[LedgerRecord]
     ) -> tuple[int, list[tuple[list[LedgerRecord], BaseException]]]:
@@ -233,12 +321,18 @@ class LedgerWriter:
         A batch fails as a whole only for errors of the storage itself (a lock, a disk);
         when the sink rejects the data (``ValueError`` / ``TypeError``), each record is
         retried alone so that one bad record never costs its neighbours.
+
+        Raises:
+            SinkUnavailableError: The sink cannot be reached; nothing of the batch was
+                written (the caller holds it for a retry).
         """
         write_many = getattr(self.sink, "write_many", None)
         if callable(write_many):
             try:
                 write_many(batch)
                 return len(batch), []
+            except SinkUnavailableError:
+                raise
             except (ValueError, TypeError) as exc:
                 if len(batch) == 1:
                     return 0, [(batch, exc)]
@@ -246,10 +340,16 @@ class LedgerWriter:
                 return 0, [(batch, exc)]
         written = 0
         failures: list[tuple[list[LedgerRecord], BaseException]] = []
-        for record in batch:
+        for position, record in enumerate(batch):
             try:
                 self.sink.write(record)
                 written += 1
+            except SinkUnavailableError:
+                if written == 0 and not failures:
+                    raise
+                # part of the batch is stored: hold back only the rest
+                self._hold(batch[position:], SinkUnavailableError("unavailable"), 0)
+                return written, failures
             except BaseException as exc:
                 failures.append(([record], exc))
         return written, failures
@@ -273,19 +373,22 @@ _WRITERS: weakref.WeakSet[LedgerWriter] = weakref.WeakSet()
 
 
 def flush_writers_of(sink: Sink) -> None:
-    """Wait for this process's pending writes to ``sink`` or to the same file.
+    """Wait for this process's pending writes to ``sink``, the same file or database URL.
 
     Readers call it first, so a record is visible as soon as :meth:`CostLedger.record
     <langroute.costs.CostLedger.record>` returns, whichever ledger reads the file.
     """
     path = getattr(sink, "path", None)
     target = _resolved(path) if isinstance(path, Path) else None
+    url = getattr(sink, "url", None)
     for writer in list(_WRITERS):
         if writer.sink is sink:
             writer.flush()
             continue
         other = getattr(writer.sink, "path", None)
-        if target is not None and isinstance(other, Path) and _resolved(other) == target:
+        same_file = target is not None and isinstance(other, Path) and _resolved(other) == target
+        same_database = isinstance(url, str) and getattr(writer.sink, "url", None) == url
+        if same_file or same_database:
             writer.flush()
 
 

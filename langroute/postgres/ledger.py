@@ -1,0 +1,172 @@
+"""The cost ledger in Postgres: one table that every replica writes and reports read."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from langroute.costs.records import LedgerFormatError, LedgerRecord
+from langroute.costs.writer import SinkUnavailableError
+from langroute.errors import DatabaseUnavailableError
+from langroute.postgres.database import (
+    LEDGER_TABLE,
+    connect,
+    ensure_schema,
+    ledger_columns,
+    redact,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresSink"]
+
+
+class PostgresSink:
+    """Appends ledger records to the ``langroute_ledger`` table of a Postgres database.
+
+    The table has the columns of :class:`~langroute.costs.SQLiteSink`'s ``ledger`` table
+    (derived from the same list; booleans as 0/1, the timestamp as ISO-8601 text,
+    ``metadata`` as JSON text), plus a ``seq`` key in insertion order. Schema creation
+    and upgrades happen on first use (see :mod:`langroute.postgres.database`). A
+    :class:`~langroute.costs.CostLedger` on this sink writes batches with ``COPY`` on its
+    background thread, off the request path. When the database cannot be reached the
+    writer keeps the records queued and retries with backoff (see
+    :class:`~langroute.costs.writer.SinkUnavailableError`); they are dropped, counted
+    and warned about only past the ledger's ``max_pending``.
+
+    Args:
+        url: A ``postgresql://`` URL.
+        timeout: Seconds to wait for the server when connecting.
+
+    Example:
+        >>> ledger = CostLedger("postgresql://app@db/langroute")  # doctest: +SKIP
+        >>> # langroute report postgresql://app@db/langroute
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+        names = [name for name, _, _ in ledger_columns()]
+        self._names = names
+        self._copy = f"COPY {LEDGER_TABLE} ({', '.join(names)}) FROM STDIN"
+        self._select = f"SELECT {', '.join(names)} FROM {LEDGER_TABLE} ORDER BY seq"
+
+    def __repr__(self) -> str:
+        return f"PostgresSink({redact(self.url)!r})"
+
+    def _connection(self) -> psycopg.Connection:
+        """The open connection (a new one, with the schema ensured, after a failure)."""
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        conn = connect(self.url, timeout=self.timeout)
+        try:
+            ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _run(self, work: Any) -> Any:
+        """Run ``work(conn)`` in a transaction; an unreachable database is a clear error."""
+        import psycopg
+
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    return work(conn)
+            except psycopg.OperationalError as exc:  # the server went away mid-way
+                self._drop()
+                raise DatabaseUnavailableError(
+                    f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
+                ) from exc
+            except psycopg.DataError as exc:  # the row itself (a NUL byte in text, ...)
+                raise ValueError(f"{self!r}: a record was rejected: {exc}") from exc
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def write(self, record: LedgerRecord) -> None:
+        """Insert one record (committed before returning).
+
+        Raises:
+            SinkUnavailableError: The database cannot be reached.
+        """
+        self.write_many([record])
+
+    def write_many(self, records: Sequence[LedgerRecord]) -> None:
+        """Insert records in one transaction with ``COPY`` (all or none).
+
+        Raises:
+            SinkUnavailableError: The database cannot be reached (the background writer
+                keeps the records and retries).
+        """
+        from langroute.costs.sinks import _record_to_row
+
+        rows = [_record_to_row(record) for record in records]
+        if not rows:
+            return
+
+        def insert(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cursor, cursor.copy(self._copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+        try:
+            self._run(insert)
+        except DatabaseUnavailableError as exc:
+            raise SinkUnavailableError(str(exc)) from exc
+
+    def read(self) -> list[LedgerRecord]:
+        """All records of every writer, in insertion order.
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+            LedgerFormatError: A row is not a valid record (its ``seq`` named).
+        """
+        from pydantic import ValidationError
+
+        from langroute.costs.sinks import _row_to_record
+
+        rows = self._run(lambda conn: conn.execute(self._select).fetchall())
+        records = []
+        for number, row in enumerate(rows, start=1):
+            try:
+                records.append(_row_to_record(row))
+            except (ValidationError, ValueError) as exc:
+                raise LedgerFormatError(
+                    f"{redact(self.url)}: row {number} of {LEDGER_TABLE} is not a valid "
+                    f"record: {exc}"
+                ) from exc
+        return records
+
+    def count(self) -> int:
+        """Number of records."""
+        return int(
+            self._run(lambda conn: conn.execute(f"SELECT count(*) FROM {LEDGER_TABLE}").fetchone())[
+                0
+            ]
+        )
+
+    def check(self) -> None:
+        """Connect and create or upgrade the schema now, so a bad URL fails at start.
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+            SchemaVersionError: Its schema is newer than this langroute knows.
+        """
+        self._run(lambda conn: None)
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            self._drop()
