@@ -61,6 +61,7 @@ def _ledger_table() -> list[str]:
     return [
         f"CREATE TABLE {LEDGER_TABLE} (seq BIGSERIAL PRIMARY KEY, {body})",
         f"CREATE INDEX {LEDGER_TABLE}_timestamp ON {LEDGER_TABLE} (timestamp)",
+        f"CREATE INDEX {LEDGER_TABLE}_record_id ON {LEDGER_TABLE} (record_id)",
     ]
 
 

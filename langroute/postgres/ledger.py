@@ -53,7 +53,7 @@ class PostgresSink:
         names = [name for name, _, _ in ledger_columns()]
         self._names = names
         self._copy = f"COPY {LEDGER_TABLE} ({', '.join(names)}) FROM STDIN"
-        self._select = f"SELECT {', '.join(names)} FROM {LEDGER_TABLE} ORDER BY seq"
+        self._select = f"SELECT {', '.join(names)}, seq FROM {LEDGER_TABLE}"
 
     def __repr__(self) -> str:
         return f"PostgresSink({redact(self.url)!r})"
@@ -133,18 +133,31 @@ class PostgresSink:
             DatabaseUnavailableError: The database cannot be reached.
             LedgerFormatError: A row is not a valid record (its ``seq`` named).
         """
+        return self._records("ORDER BY seq")
+
+    def find(self, record_id: str) -> LedgerRecord | None:
+        """The record with ``record_id`` (``None`` when there is none).
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        found = self._records("WHERE record_id = %s ORDER BY seq LIMIT 1", (record_id,))
+        return found[0] if found else None
+
+    def _records(self, clause: str, params: Sequence[Any] = ()) -> list[LedgerRecord]:
         from pydantic import ValidationError
 
         from langroute.costs.sinks import _row_to_record
 
-        rows = self._run(lambda conn: conn.execute(self._select).fetchall())
+        query = f"{self._select} {clause}"
+        rows = self._run(lambda conn: conn.execute(query, tuple(params)).fetchall())
         records = []
-        for number, row in enumerate(rows, start=1):
+        for row in rows:
             try:
                 records.append(_row_to_record(row))
             except (ValidationError, ValueError) as exc:
                 raise LedgerFormatError(
-                    f"{redact(self.url)}: row {number} of {LEDGER_TABLE} is not a valid "
+                    f"{redact(self.url)}: row seq={row[-1]} of {LEDGER_TABLE} is not a valid "
                     f"record: {exc}"
                 ) from exc
         return records

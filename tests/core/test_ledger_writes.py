@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -395,3 +396,47 @@ def test_records_are_written_off_the_callers_thread(tmp_path: Path) -> None:
     seen.clear()
     inline.record(LedgerRecord(run_id="b"))
     assert seen == [threading.current_thread().name]
+
+
+def test_an_unavailable_sink_keeps_records_queued_until_it_returns():
+    """SinkUnavailableError: records stay pending and are retried, not counted lost."""
+    from langroute.costs import MemorySink
+    from langroute.costs.writer import LedgerWriter, SinkUnavailableError
+
+    class Flaky(MemorySink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = threading.Event()
+            self.down.set()
+            self.refused = 0
+
+        def write_many(self, records):
+            if self.down.is_set():
+                self.refused += 1
+                raise SinkUnavailableError("database restarting")
+            for record in records:
+                self.write(record)
+
+    sink = Flaky()
+    writer = LedgerWriter(sink, max_pending=3)
+    accepted = [writer.submit(LedgerRecord(route=str(n))) for n in range(3)]
+    assert accepted == [True, True, True]
+    deadline = time.monotonic() + 10
+    while sink.refused < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.flush(0.1) is False  # returns at once while unavailable
+    with pytest.warns(LedgerWriteWarning, match="queue full"):
+        assert writer.submit(LedgerRecord(route="x")) is False  # past the bound: counted
+    stats = writer.stats
+    assert (stats.pending, stats.dropped, stats.failed, stats.written) == (3, 1, 0, 0)
+    assert stats.retries >= 2
+    sink.down.clear()
+    deadline = time.monotonic() + 10
+    while writer.stats.written < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [r.route for r in sink.read()] == ["0", "1", "2"]  # in order, none twice
+    sink.down.set()
+    writer.submit(LedgerRecord(route="late"))
+    with pytest.warns(LedgerWriteWarning, match="database restarting"):
+        writer.close()  # close gives up on a sink still down: counted failed, warned
+    assert writer.stats.failed == 1 and writer.stats.pending == 0

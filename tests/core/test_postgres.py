@@ -337,3 +337,11 @@ def test_publish_cli_then_load(postgres_url, tmp_path):
     assert "published 7 exemplars as router 'cli'" in done.stdout
     with load_shared_router(postgres_url, name="cli", follow=False) as replica:
         assert len(replica.router) == 7
+
+
+def test_feedback_on_a_call_finds_the_record_in_postgres(postgres_url):
+    with CostLedger(postgres_url) as ledger:
+        call = ledger.record(LedgerRecord(route="small", model="gpt-4o-mini", input_tokens=5))
+    other = CostLedger(postgres_url)  # another replica finds it by id
+    assert other.get(call.record_id).input_tokens == 5
+    other.close()
