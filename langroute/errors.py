@@ -11,6 +11,7 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     ├── LedgerFormatError        a cost ledger file is malformed (langroute.costs)
     ├── UnknownRecordError       no ledger record has the id given (feedback on a call)
     ├── ModelsConfigError        a models file is malformed or a model cannot be built
+    ├── ApiKeysFileError         a serve API keys file is malformed (file and line named)
     ├── LabellingError           a labelling run cannot start or its files are damaged
     ├── EmptyStreamError         a model's stream ended without a single chunk
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
@@ -92,6 +93,10 @@ class EmbedderMismatchError(RouterStoreError):
 
 class ModelsConfigError(LangrouteError, ValueError):
     """A models file is malformed, or a model spec cannot be built (file and route named)."""
+
+
+class ApiKeysFileError(LangrouteError, ValueError):
+    """A ``langroute serve`` API keys file is malformed, or a key cannot be added (file, line)."""
 
 
 class LabellingError(LangrouteError):
