@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from langroute.cli import main; main()"]
 QUERIES = [
     "hi, how are you today?",
     "translate good morning into French",
@@ -166,8 +167,7 @@ def start_langroute(folder: Path, provider_port: int) -> tuple[subprocess.Popen[
         encoding="utf-8",
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", "from langroute.cli import main; main()", "serve", str(config)]
-        + ["--port", "0"],
+        [*CLI, "serve", str(config), "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"},
