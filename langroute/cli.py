@@ -605,6 +605,138 @@ def demo(
         raise _fail(str(exc)) from exc
 
 
+SERVE_ENTRY_POINTS = "langroute.serve"
+"""Entry-point group of the OpenAI-compatible server (registered by langchain-langroute)."""
+
+ConfigArgument = Annotated[
+    Path, typer.Argument(help="The models file (TOML) with the routes and its [serve] table.")
+]
+
+
+def _load_config(path: Path) -> object:
+    from langroute.models_config import ModelsConfigError, load_models_config
+
+    try:
+        return load_models_config(path)
+    except ModelsConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def serve(
+    config: ConfigArgument,
+    host: Annotated[
+        Optional[str], typer.Option("--host", help="Address to listen on (default: [serve] host).")
+    ] = None,
+    port: Annotated[
+        Optional[int],
+        typer.Option("--port", help="Port; 0 picks a free one (default: [serve] port)."),
+    ] = None,
+) -> None:
+    """Serve the routes as an OpenAI-compatible endpoint (POST /v1/chat/completions).
+
+    The server ships with the LangChain integration (``pip install
+    'langchain-langroute[serve]'``); the core finds it through the ``langroute.serve``
+    entry point, so it never imports an integration itself.
+    """
+    from importlib.metadata import entry_points
+
+    from langroute.errors import LangrouteError
+
+    models = _load_config(config)
+    found = list(entry_points(group=SERVE_ENTRY_POINTS))
+    if not found:
+        raise _fail(
+            "langroute serve needs the LangChain integration: "
+            "pip install 'langchain-langroute[serve]'"
+        )
+    _quiet_model_loading()
+    try:
+        run_server = found[0].load()
+    except ImportError as exc:
+        raise _fail(f"{exc}: pip install 'langchain-langroute[serve]'") from exc
+    try:
+        run_server(models, host=host, port=port)
+    except LangrouteError as exc:  # setup problems: router, models, keys file, ledger
+        raise _fail(str(exc)) from exc
+
+
+serve_key_app = typer.Typer(
+    help="Manage the API keys of langroute serve (the keys file named in [serve] keys).",
+    no_args_is_help=True,
+)
+app.add_typer(serve_key_app, name="serve-key")
+
+
+def _keys_path(config: Path) -> Path:
+    models = _load_config(config)
+    keys = models.serve.keys  # type: ignore[attr-defined]
+    if keys is None:
+        raise _fail(f'{config}: [serve] names no keys file (add: keys = "keys.jsonl")')
+    return Path(keys)
+
+
+@serve_key_app.command("add")
+def serve_key_add(
+    config: ConfigArgument,
+    name: Annotated[str, typer.Option("--name", help="Who uses the key (named in the ledger).")],
+    budget: Annotated[
+        Optional[float], typer.Option("--budget", help="Spend budget in USD per period.")
+    ] = None,
+    period: Annotated[
+        str, typer.Option("--period", help="day, week, month (UTC calendar) or total.")
+    ] = "day",
+) -> None:
+    """Create an API key; the secret is printed once, only its SHA-256 is stored."""
+    from langroute.api_keys import add_api_key
+    from langroute.errors import ApiKeysFileError
+
+    if period not in ("day", "week", "month", "total"):
+        raise _fail(f"--period must be day, week, month or total, not {period!r}")
+    path = _keys_path(config)
+    try:
+        secret, key = add_api_key(path, name, budget=budget, period=period)  # type: ignore[arg-type]
+    except ApiKeysFileError as exc:
+        raise _fail(str(exc)) from exc
+    limit = "no budget" if key.budget is None else f"budget ${key.budget:g} per {key.period}"
+    typer.echo(f"key {printable(key.name)} added to {printable(str(path))} ({limit}).", err=True)
+    typer.echo("Store it now; it is not shown again:", err=True)
+    typer.echo(secret)
+
+
+@serve_key_app.command("list")
+def serve_key_list(config: ConfigArgument) -> None:
+    """List the API keys (names and budgets; secrets are never stored)."""
+    from langroute.api_keys import load_api_keys
+    from langroute.errors import ApiKeysFileError
+
+    path = _keys_path(config)
+    try:
+        keys = load_api_keys(path).keys
+    except ApiKeysFileError as exc:
+        raise _fail(str(exc)) from exc
+    for key in keys:
+        limit = "-" if key.budget is None else f"{key.budget:g}/{key.period}"
+        typer.echo(f"{printable(key.name)}\t{limit}\t{key.created.isoformat()}")
+
+
+@serve_key_app.command("remove")
+def serve_key_remove(
+    config: ConfigArgument,
+    name: Annotated[str, typer.Option("--name", help="The key to delete.")],
+) -> None:
+    """Delete an API key (a running server stops accepting it at its next request)."""
+    from langroute.api_keys import remove_api_key
+    from langroute.errors import ApiKeysFileError
+
+    path = _keys_path(config)
+    try:
+        remove_api_key(path, name)
+    except ApiKeysFileError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"key {printable(name)} removed from {printable(str(path))}.", err=True)
+
+
 def _show_warning(
     message: Warning | str,
     category: type[Warning],

@@ -14,6 +14,7 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     │   ├── DatabaseUnavailableError  it cannot be reached (bad URL, down, refused)
     │   └── SchemaVersionError   its schema is newer than this langroute knows
     ├── ModelsConfigError        a models file is malformed or a model cannot be built
+    ├── ApiKeysFileError         a serve API keys file is malformed (file and line named)
     ├── LabellingError           a labelling run cannot start or its files are damaged
     ├── EmptyStreamError         a model's stream ended without a single chunk
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
@@ -107,6 +108,10 @@ class SchemaVersionError(DatabaseError):
 
 class ModelsConfigError(LangrouteError, ValueError):
     """A models file is malformed, or a model spec cannot be built (file and route named)."""
+
+
+class ApiKeysFileError(LangrouteError, ValueError):
+    """A ``langroute serve`` API keys file is malformed, or a key cannot be added (file, line)."""
 
 
 class LabellingError(LangrouteError):

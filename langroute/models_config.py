@@ -17,6 +17,12 @@ same file. TOML (``.toml``)::
     input_per_mtok = 0
     output_per_mtok = 0
 
+    [serve]                       # optional: ``langroute serve`` (see ServeConfig)
+    router = "router/"            # a saved router directory (default: the starter router)
+    ledger = "costs.db"           # where every call is recorded
+    aliases = ["auto"]            # model names that mean "route this request"
+    keys = "keys.jsonl"           # API keys (hashed); no file: no authentication
+
 A model spec is a string or a table:
 
 * ``"provider:model"`` (``"openai:gpt-4o-mini"``): a LangChain ``init_chat_model`` spec.
@@ -56,12 +62,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langroute.calls import TokenUsage
 from langroute.errors import ModelsConfigError
@@ -74,6 +81,7 @@ __all__ = [
     "ModelSpec",
     "ModelsConfig",
     "ModelsConfigError",
+    "ServeConfig",
     "adapt_model",
     "load_models_config",
 ]
@@ -147,8 +155,56 @@ class ModelSpec(BaseModel):
         return f"{self.spec}[{pairs}]"
 
 
+class ServeConfig(BaseModel):
+    """The ``[serve]`` table of a models file: how ``langroute serve`` runs.
+
+    Relative paths are relative to the models file's folder.
+
+    Attributes:
+        router: A saved router directory whose routes are the file's routes (``None``:
+            the bundled starter router, routes ``small`` and ``large``).
+        embedder: The saved router's embedder (``--embedder`` spelling; ``None``: the one
+            its manifest names).
+        ledger: Where every call is recorded: ``"memory"``, a ``.jsonl`` / ``.db`` path,
+            or any target :class:`langroute.costs.CostLedger` accepts.
+        aliases: Model names that mean "let the router choose" (``"auto"``).
+        keys: The API keys file (``langroute serve-key add``); ``None``: no
+            authentication and no budgets.
+        over_budget: What a request of a key past its budget gets: ``"degrade"`` (the
+            cheapest route answers) or ``"reject"`` (HTTP 429).
+        learn: Feedback (``POST /v1/feedback``) also teaches the router: a good answer
+            confirms its route, a bad one labels the query with the next stronger route.
+        keep_queries: Keep each routed query in the ledger (``learn`` implies it).
+        timeout: Request timeout in seconds for every route's model (``None``: theirs).
+        max_retries: Retries of every route's SDK client (``None``: theirs); ``0`` makes
+            a failing route escalate at once.
+        host: The address to listen on.
+        port: The port to listen on (``0``: any free port, printed at start).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    router: Path | None = None
+    embedder: str | None = None
+    ledger: str = "memory"
+    aliases: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
+    keys: Path | None = None
+    over_budget: Literal["degrade", "reject"] = "degrade"
+    learn: bool = False
+    keep_queries: bool = False
+    timeout: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @property
+    def stores_queries(self) -> bool:
+        """Whether ledger records keep the routed query (needed to learn from feedback)."""
+        return self.learn or self.keep_queries
+
+
 class ModelsConfig(BaseModel):
-    """A parsed models file: the routes' specs (cheapest first), the judge, prices.
+    """A parsed models file: the routes' specs (cheapest first), the judge, prices, serving.
 
     Build models with :meth:`build`; a spec's errors name the file and the route.
     """
@@ -159,6 +215,7 @@ class ModelsConfig(BaseModel):
     routes: dict[str, ModelSpec]
     judge: ModelSpec | None = None
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def route_names(self) -> list[str]:
@@ -244,20 +301,86 @@ def load_models_config(path: str | Path) -> ModelsConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelsConfigError(f"{where}{exc}") from exc
-    return models_config_from_dict(data, path=path)
+    return models_config_from_dict(data, path=path, text=path.read_text(encoding="utf-8"))
 
 
-def models_config_from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> ModelsConfig:
+def _line_of(text: str | None, table: str, key: str | None) -> int | None:
+    """The 1-based line of ``key`` in ``[table]`` of a TOML text (of the header if no key)."""
+    if text is None:
+        return None
+    inside = False
+    header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]\s*(#.*)?$")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if header.match(line):
+            if key is None:
+                return number
+            inside = True
+        elif re.match(r"^\s*\[", line):
+            inside = False
+        elif inside and re.match(r"^\s*\"?" + re.escape(key) + r"\"?\s*=", line):
+            return number
+    return None
+
+
+def _parse_serve(
+    value: Any, *, path: Path | None, text: str | None, routes: list[str]
+) -> ServeConfig:
+    """The ``[serve]`` table, checked; errors name the file, line and key."""
+    where = str(path) if path is not None else "[serve]"
+
+    def fail(key: str | None, problem: str) -> ModelsConfigError:
+        line = _line_of(text, "serve", key)
+        at = f"{where}:{line}" if line is not None else where
+        return ModelsConfigError(f"{at}: [serve] {key + ': ' if key else ''}{problem}")
+
+    if not isinstance(value, Mapping):
+        raise fail(None, f"must be a table, got {type(value).__name__}")
+    try:
+        serve = ServeConfig.model_validate(dict(value))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else None
+        problem = error["msg"] if error["type"] != "extra_forbidden" else "unknown key"
+        raise fail(key, problem) from exc
+    for alias in serve.aliases:
+        if not alias.strip():
+            raise fail("aliases", "an alias must not be empty")
+        if alias in routes:
+            raise fail("aliases", f"alias {alias!r} is also a route name; routes: {routes}")
+    folder = path.parent if path is not None else Path()
+
+    def beside(target: Path | None) -> Path | None:
+        return None if target is None or target.is_absolute() else folder / target
+
+    update: dict[str, Any] = {}
+    if serve.router is not None:
+        update["router"] = beside(serve.router) or serve.router
+    if serve.keys is not None:
+        update["keys"] = beside(serve.keys) or serve.keys
+    if serve.ledger != "memory" and "://" not in serve.ledger:
+        ledger = Path(serve.ledger)
+        update["ledger"] = str(ledger if ledger.is_absolute() else folder / ledger)
+    return serve.model_copy(update=update)
+
+
+def models_config_from_dict(
+    data: Mapping[str, Any], *, path: Path | None = None, text: str | None = None
+) -> ModelsConfig:
     """Build a :class:`ModelsConfig` from the parsed file (a mapping).
+
+    Args:
+        data: The parsed TOML.
+        path: The file (named in errors; relative paths in ``[serve]`` are beside it).
+        text: The file's text, to name the line of a bad ``[serve]`` key.
 
     Raises:
         ModelsConfigError: a table is missing or malformed.
     """
     where = f"{path}: " if path is not None else ""
-    unknown = sorted(set(data) - {"routes", "judge", "prices"})
+    unknown = sorted(set(data) - {"routes", "judge", "prices", "serve"})
     if unknown:
         raise ModelsConfigError(
-            f"{where}unknown table(s) {unknown}; expected routes, judge, prices"
+            f"{where}unknown table(s) {unknown}; expected routes, judge, prices, serve"
         )
     routes = data.get("routes")
     if not isinstance(routes, Mapping) or not routes:
@@ -275,7 +398,8 @@ def models_config_from_dict(data: Mapping[str, Any], *, path: Path | None = None
             ModelPrice.model_validate(price)
         except ValueError as exc:
             raise ModelsConfigError(f"{where}prices for {model!r}: {exc}") from exc
-    return ModelsConfig(path=path, routes=specs, judge=judge_spec, prices=dict(prices))
+    serve = _parse_serve(data.get("serve", {}), path=path, text=text, routes=list(specs))
+    return ModelsConfig(path=path, routes=specs, judge=judge_spec, prices=dict(prices), serve=serve)
 
 
 @contextlib.contextmanager

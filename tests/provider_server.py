@@ -109,6 +109,12 @@ def _words(value: Any) -> int:
     return 0
 
 
+class _Server(ThreadingHTTPServer):
+    # many clients at once (a load test): a connection beyond the listen backlog is
+    # refused, which is not a fault anyone scripted
+    request_queue_size = 1024
+
+
 class FakeProvider:
     """The fake server: start it, point clients at :attr:`openai_url` / :attr:`anthropic_url`."""
 
@@ -122,7 +128,7 @@ class FakeProvider:
         class Handler(_Handler):
             fake = provider
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -19,16 +19,17 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langroute.errors import ModelsConfigError
-from langroute.models_config import Completion, ModelSpec
+from langroute.models_config import Completion, ModelSpec, import_object
 
 from langchain_langroute.route_models import model_name_of, served_model, usage_of_message
 
-__all__ = ["ChatCompletionModel", "adapt", "from_spec"]
+__all__ = ["ChatCompletionModel", "adapt", "chat_model_from_spec", "from_spec"]
 
 
 class ChatCompletionModel:
@@ -61,18 +62,29 @@ class ChatCompletionModel:
         )
 
 
-def from_spec(spec: ModelSpec) -> ChatCompletionModel | None:
-    """Build the model of an ``init_chat_model`` spec; ``None`` for other kinds of spec.
+def chat_model_from_spec(spec: ModelSpec, folder: Path | None = None) -> BaseChatModel:
+    """The LangChain chat model a spec names: ``init_chat_model`` or a factory's model.
 
-    The spec's options go to ``init_chat_model``; ``max_tokens`` defaults to the spec's
-    ``max_output_tokens`` (so the labelling budget's estimate holds).
+    An ``init_chat_model`` spec's options go to ``init_chat_model``; ``max_tokens``
+    defaults to the spec's ``max_output_tokens`` (so the labelling budget's estimate
+    holds). A factory (``"package.module:factory"``) is imported (also from ``folder``)
+    and called with the options; it must return a ``BaseChatModel``.
 
     Raises:
-        ModelsConfigError: ``langchain`` or the provider's package is missing, or the
-            provider refuses the options.
+        ModelsConfigError: ``langchain`` or the provider's package is missing, the
+            provider refuses the options, or a factory fails or returns no chat model.
     """
-    if spec.kind != "chat":
-        return None
+    if spec.kind == "factory":
+        factory = import_object(spec.spec, folder)
+        try:
+            made = factory(**spec.options)
+        except TypeError as exc:
+            raise ModelsConfigError(f"calling {spec.spec!r} failed: {exc}") from exc
+        if not isinstance(made, BaseChatModel):
+            raise ModelsConfigError(
+                f"{spec.spec!r} returned {type(made).__name__}, not a LangChain chat model"
+            )
+        return made
     try:
         from langchain.chat_models import init_chat_model
     except ImportError as exc:
@@ -81,10 +93,20 @@ def from_spec(spec: ModelSpec) -> ChatCompletionModel | None:
         ) from exc
     options: dict[str, Any] = {"max_tokens": spec.max_output_tokens, **spec.options}
     try:
-        model = init_chat_model(spec.spec, **options)
+        return init_chat_model(spec.spec, **options)
     except (ImportError, ValueError, TypeError) as exc:
         raise ModelsConfigError(f"init_chat_model({spec.spec!r}) failed: {exc}") from exc
-    return ChatCompletionModel(model)
+
+
+def from_spec(spec: ModelSpec) -> ChatCompletionModel | None:
+    """Build the model of an ``init_chat_model`` spec; ``None`` for other kinds of spec.
+
+    Raises:
+        ModelsConfigError: see :func:`chat_model_from_spec`.
+    """
+    if spec.kind != "chat":
+        return None
+    return ChatCompletionModel(chat_model_from_spec(spec))
 
 
 def adapt(model: Any, spec: ModelSpec | None = None) -> ChatCompletionModel | None:

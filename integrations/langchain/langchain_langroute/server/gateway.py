@@ -1,0 +1,266 @@
+"""What ``langroute serve`` runs: one :class:`RoutingChatModel`, its ledger, keys and metrics.
+
+:class:`Gateway` is built from a models file (:class:`~langroute.models_config.ModelsConfig`
+and its ``[serve]`` table), or from a router, models and a ledger passed in. It holds no
+routing logic of its own: every request is one call of the routing chat model, with a
+:class:`ServeCostHandler` that writes the call's ledger rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langroute.api_keys import ApiKey
+from langroute.costs import CostLedger, LedgerRecord, Pricer
+from langroute.costs.records import Verdict, new_record_id
+from langroute.errors import ModelsConfigError, RouterConfigError
+from langroute.models_config import ModelsConfig
+from langroute.protocols import Router
+
+from langchain_langroute.callbacks import CostCallbackHandler
+from langchain_langroute.chat_models import RoutingChatModel
+from langchain_langroute.completion_models import chat_model_from_spec
+from langchain_langroute.query import last_human_message
+from langchain_langroute.server.access import KEY_METADATA, KeyRing, Spend
+from langchain_langroute.server.feedback import teach_router
+from langchain_langroute.server.metrics import ServeMetrics
+
+__all__ = [
+    "ANONYMOUS",
+    "QUERY_METADATA",
+    "RESPONSE_METADATA",
+    "Gateway",
+    "ServeCostHandler",
+    "record_id_of",
+    "response_id",
+]
+
+RESPONSE_METADATA = "langroute_response"
+"""Run metadata key: the ledger ``record_id`` that the call's answer gets."""
+QUERY_METADATA = "langroute_query"
+"""Run metadata key: the routed query, kept in the ledger when ``[serve]`` asks for it."""
+ANONYMOUS = "anonymous"
+"""The key name of requests to a server without a keys file."""
+_RESPONSE_PREFIX = "chatcmpl-"
+
+
+def response_id(record_id: str) -> str:
+    """The ``id`` a client sees for the answer whose ledger record is ``record_id``."""
+    return _RESPONSE_PREFIX + record_id
+
+
+def record_id_of(response: str) -> str:
+    """The ledger ``record_id`` of a response ``id`` (the id itself if it has no prefix)."""
+    return response.removeprefix(_RESPONSE_PREFIX)
+
+
+class ServeCostHandler(CostCallbackHandler):
+    """The cost handler of the server: the answer's ledger row gets the response's id.
+
+    The answering attempt's record takes the ``record_id`` given in the run's metadata
+    (:data:`RESPONSE_METADATA`), so ``POST /v1/feedback`` finds it from the response
+    ``id``, in this process or any other reading the same ledger. The routed query is
+    kept when the metadata holds it (:data:`QUERY_METADATA`). ``on_records`` sees each
+    call's priced records (for budgets and metrics).
+    """
+
+    def __init__(
+        self,
+        ledger: CostLedger,
+        on_records: Callable[[Mapping[str, Any], list[LedgerRecord]], None],
+    ) -> None:
+        """Create the handler; see the class docstring."""
+        super().__init__(ledger, segment_keys=(KEY_METADATA,))
+        self._on_records = on_records
+
+    def _dispatch(self, run: Any, records: list[LedgerRecord]) -> None:
+        metadata: Mapping[str, Any] = run.metadata
+        record_id = metadata.get(RESPONSE_METADATA)
+        query = metadata.get(QUERY_METADATA)
+        answered = len(records) - 1 if records and records[-1].error is None else None
+        stamped = []
+        for index, record in enumerate(records):
+            update: dict[str, Any] = {}
+            if query is not None:
+                update["query"] = query
+            if index == answered and record_id:
+                update["record_id"] = record_id
+            stamped.append(self.ledger.price(record.model_copy(update=update)))
+        super()._dispatch(run, stamped)
+        self._on_records(metadata, stamped)
+
+
+def _load_router(config: ModelsConfig) -> Router:
+    from langroute.evaluation.commands import load_saved_router
+    from langroute.router import ExemplarRouter
+
+    serve = config.serve
+    if serve.router is None:
+        return ExemplarRouter.default()
+    return load_saved_router(serve.router, serve.embedder)
+
+
+class Gateway:
+    """The server's state: the routing model, the ledger, the keys, spend and metrics.
+
+    Args:
+        config: The models file: routes (models built from their specs unless ``models``
+            is given), prices, and the ``[serve]`` table.
+        router: The router (default: ``[serve] router``, else the starter router).
+        models: Route -> chat model (default: built from the file's specs).
+        ledger: The ledger (default: ``[serve] ledger``, priced with the file's prices).
+            Any target :class:`~langroute.costs.CostLedger` accepts can be configured.
+
+    Raises:
+        ModelsConfigError: The router's routes and the file's routes differ, or a model
+            cannot be built (the file is named).
+        ApiKeysFileError: The keys file is malformed.
+    """
+
+    def __init__(
+        self,
+        config: ModelsConfig,
+        *,
+        router: Router | None = None,
+        models: Mapping[str, BaseChatModel] | None = None,
+        ledger: CostLedger | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.serve
+        where = f"{config.path}: " if config.path is not None else ""
+        self.router = router if router is not None else _load_router(config)
+        if models is None:
+            folder = config.path.parent if config.path is not None else None
+            built = {}
+            for route, spec in config.routes.items():
+                try:
+                    built[route] = chat_model_from_spec(spec, folder)
+                except ModelsConfigError as exc:
+                    raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
+            models = built
+        try:
+            self.llm = RoutingChatModel(
+                router=self.router,
+                models=dict(models),
+                timeout=self.settings.timeout,
+                max_retries=self.settings.max_retries,
+                warm_up=True,
+            )
+        except RouterConfigError as exc:
+            raise ModelsConfigError(f"{where}{exc}") from exc
+        self.ledger = (
+            ledger
+            if ledger is not None
+            else CostLedger(self.settings.ledger, pricer=Pricer(config.prices))
+        )
+        self.metrics = ServeMetrics(self._gauges)
+        self.handler = ServeCostHandler(self.ledger, self._on_records)
+        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
+        self.spend = Spend()
+        if self.keyring is not None:
+            self.spend.load(self.ledger.records(), self.keyring.keys())
+
+    # ------------------------------------------------------------------ names
+    @property
+    def routes(self) -> list[str]:
+        """The routes, cheapest first."""
+        return list(self.router.routes)
+
+    @property
+    def cheapest_route(self) -> str:
+        """Where a key past its budget is sent when ``over_budget = "degrade"``."""
+        return self.routes[0]
+
+    def forced_route(self, model: str) -> str | None:
+        """The route a request's ``model`` forces (``None``: an alias, let the router choose).
+
+        Raises:
+            LookupError: ``model`` is no alias, route or route model.
+        """
+        if model in self.settings.aliases:
+            return None
+        if model in self.llm.models:
+            return model
+        for route, name in self.llm.route_models.items():
+            if name == model:
+                return route
+        raise LookupError(model)
+
+    # ------------------------------------------------------------------ calls
+    def call_config(self, key: ApiKey | None, query: str | None, record_id: str) -> RunnableConfig:
+        """The run config of one request: the cost handler and what it writes down."""
+        metadata: dict[str, Any] = {
+            RESPONSE_METADATA: record_id,
+            KEY_METADATA: key.name if key is not None else ANONYMOUS,
+        }
+        if self.settings.stores_queries and query is not None:
+            metadata[QUERY_METADATA] = query
+        return {"callbacks": [self.handler], "metadata": metadata, "run_name": "langroute-serve"}
+
+    @staticmethod
+    def new_record_id() -> str:
+        """A fresh record id for the next answer."""
+        return new_record_id()
+
+    def query_of(self, messages: list[Any]) -> str | None:
+        """The text the router routes on (the last human message)."""
+        return last_human_message(messages)
+
+    def _on_records(self, metadata: Mapping[str, Any], records: list[LedgerRecord]) -> None:
+        name = str(metadata.get(KEY_METADATA) or ANONYMOUS)
+        key = self.keyring.keys().named(name) if self.keyring is not None else None
+        for record in records:
+            self.metrics.spend(route=record.route, key=name, cost=record.cost)
+            if key is not None and record.cost:
+                self.spend.add(key, record.cost, record.timestamp)
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        stats = self.ledger.stats
+        return {
+            "langroute_ledger_pending_records": ("Records waiting to be written.", stats.pending),
+            "langroute_ledger_dropped_records": ("Records dropped (queue full).", stats.dropped),
+            "langroute_ledger_failed_records": ("Records whose write failed.", stats.failed),
+        }
+
+    # ------------------------------------------------------------------ feedback
+    async def feedback(
+        self, response: str, verdict: Verdict, key: ApiKey | None
+    ) -> tuple[LedgerRecord, str | None]:
+        """Store a verdict on a response; with ``[serve] learn``, teach the router.
+
+        Returns:
+            The feedback record and the route the query was labelled with (``None``:
+            nothing learned).
+
+        Raises:
+            UnknownRecordError: No answer has that id, or it belongs to another key.
+        """
+        from langroute.errors import UnknownRecordError
+
+        record_id = record_id_of(response)
+
+        def store() -> tuple[LedgerRecord, str | None]:
+            call = self.ledger.get(record_id)
+            owner = key.name if key is not None else ANONYMOUS
+            if call.is_feedback or call.metadata.get(KEY_METADATA, ANONYMOUS) != owner:
+                raise UnknownRecordError(f"no answer has id {response!r}")
+            stored = self.ledger.feedback(record_id, verdict, source="api")
+            learned = teach_router(self.router, call, verdict) if self.settings.learn else None
+            return stored, learned
+
+        result = await asyncio.to_thread(store)
+        self.metrics.feedback(verdict=verdict)
+        return result
+
+    def over_budget(self, key: ApiKey | None) -> bool:
+        """Whether the key has spent its budget for the current period."""
+        return key is not None and self.spend.over_budget(key, datetime.now(timezone.utc))
+
+    def close(self) -> None:
+        """Write what the ledger still holds and close it."""
+        self.ledger.close()

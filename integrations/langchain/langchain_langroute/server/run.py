@@ -1,0 +1,123 @@
+"""Running the server: ``langroute serve`` (:func:`run_server`) and in a thread (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+
+from fastapi import FastAPI
+from langroute.models_config import ModelsConfig
+
+from langchain_langroute.server.app import create_app
+from langchain_langroute.server.gateway import Gateway
+
+__all__ = ["bind", "run_server", "serve_in_thread"]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (``port=0``: a free port, read it from ``getsockname()``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(app: FastAPI) -> object:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
+    )
+    return uvicorn.Server(config)
+
+
+def run_server(config: ModelsConfig, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve a models file until interrupted (the ``langroute serve`` command).
+
+    Prints ``langroute serve: listening on http://HOST:PORT`` to stderr once the port is
+    bound (with ``port=0``, the port picked). On SIGINT/SIGTERM it stops taking
+    requests, finishes those under way and writes the ledger's pending records.
+
+    Raises:
+        LangrouteError: The router, a model, the keys file or the ledger cannot be set up.
+    """
+    gateway = Gateway(config)
+    try:
+        settings = config.serve
+        sock = bind(host or settings.host, settings.port if port is None else port)
+        bound_host, bound_port = sock.getsockname()[:2]
+        print(
+            f"langroute serve: listening on http://{bound_host}:{bound_port} "
+            f"(routes {gateway.routes}, aliases {list(settings.aliases)}, "
+            f"ledger {settings.ledger})",
+            file=sys.stderr,
+            flush=True,
+        )
+        server = _server(create_app(gateway))
+        with _exit_quietly_on_signals():
+            server.run(sockets=[sock])  # type: ignore[attr-defined]
+    finally:
+        gateway.close()
+
+
+@contextlib.contextmanager
+def _exit_quietly_on_signals() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into ``SystemExit(0)`` while the server runs.
+
+    uvicorn shuts down gracefully on these signals, then raises the signal again for
+    the handler in force before it started: this one, so the process ends normally and
+    the ledger's pending records are written (``finally`` blocks run).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a daemon thread; yields its base URL (``http://...``).
+
+    On exit the server stops (requests under way finish first).
+    """
+    sock = bind(host, port)
+    server = _server(app)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])),  # type: ignore[attr-defined]
+        name="langroute-serve",
+        daemon=True,
+    )
+    thread.start()
+    started = threading.Event()
+
+    def wait_started() -> None:
+        while thread.is_alive() and not server.started:  # type: ignore[attr-defined]
+            started.wait(0.01)
+
+    wait_started()
+    if not thread.is_alive():
+        raise RuntimeError("the server thread stopped before it started serving")
+    bound_host, bound_port = sock.getsockname()[:2]
+    try:
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=30)
+        sock.close()
