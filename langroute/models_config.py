@@ -68,7 +68,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from langroute.calls import TokenUsage
 from langroute.errors import ModelsConfigError
@@ -163,6 +163,10 @@ class ServeConfig(BaseModel):
     Attributes:
         router: A saved router directory whose routes are the file's routes (``None``:
             the bundled starter router, routes ``small`` and ``large``).
+        shared_router: Instead of ``router``: a ``postgresql://`` URL holding a shared
+            router (``langroute publish``); every replica serving it follows its changes,
+            and feedback learned by one reaches the others.
+        router_name: The shared router's name in that database.
         embedder: The saved router's embedder (``--embedder`` spelling; ``None``: the one
             its manifest names).
         ledger: Where every call is recorded: ``"memory"``, a ``.jsonl`` / ``.db`` path,
@@ -185,6 +189,8 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     router: Path | None = None
+    shared_router: str | None = None
+    router_name: str = Field(default="default", min_length=1)
     embedder: str | None = None
     ledger: str = "memory"
     aliases: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
@@ -196,6 +202,18 @@ class ServeConfig(BaseModel):
     max_retries: int | None = Field(default=None, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _one_router(self) -> ServeConfig:
+        if self.router is not None and self.shared_router is not None:
+            raise ValueError("give router (a directory) or shared_router (a URL), not both")
+        if self.shared_router is not None and not self.shared_router.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                f"shared_router must be a postgresql:// URL, not {self.shared_router!r}"
+            )
+        return self
 
     @property
     def stores_queries(self) -> bool:

@@ -453,3 +453,64 @@ def test_langroute_serve_names_the_bad_line_of_the_config(tmp_path, provider):
     result = _cli("serve", str(config))
     assert result.returncode == 1
     assert f"{config}:" in result.stderr and "over_budget" in result.stderr
+
+
+# ---------------------------------------------------------------- replicas on Postgres
+def test_two_replicas_on_one_postgres_share_what_they_learn_and_one_ledger(
+    tmp_path, provider, postgres_url
+):
+    import time
+
+    from langroute.postgres import publish_router
+
+    publish_router(make_router(), postgres_url, name="support")
+    lines = ["[routes]"]
+    for route, model in (("small", "gpt-4o-mini"), ("large", "gpt-4o")):
+        lines.append(
+            f'{route} = {{ model = "openai:{model}", base_url = "{provider.openai_url}", '
+            'api_key = "upstream-test" }'
+        )
+    lines += [
+        "[serve]",
+        f"shared_router = {json.dumps(postgres_url)}",
+        'router_name = "support"',
+        f"ledger = {json.dumps(postgres_url)}",
+        "learn = true",
+        "max_retries = 0",
+    ]
+    config_path = tmp_path / "models.toml"
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    question = [{"role": "user", "content": "hello there my friend"}]
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for _ in range(2):
+            gateway = Gateway(load_models_config(config_path))
+            stack.callback(gateway.close)
+            servers.append(Server(stack.enter_context(serve_in_thread(create_app(gateway))),
+                                  gateway, config_path))  # fmt: skip
+        one, two = servers
+        assert one.gateway.replica is not None and two.gateway.replica is not None
+        raw = two.client().chat.completions.with_raw_response.create(
+            model="auto", messages=question
+        )
+        assert raw.headers["x-langroute-route"] == "small"
+        answer = one.client().chat.completions.create(model="auto", messages=question)
+        posted = time.monotonic()
+        reply = httpx.post(one.url + "/v1/feedback", json={"id": answer.id, "verdict": "bad"})
+        assert reply.json()["learned_route"] == "large"
+        deadline = posted + 10
+        while two.gateway.router.route(question[0]["content"]).route != "large":
+            assert time.monotonic() < deadline, "replica two never learned the feedback"
+            time.sleep(0.01)
+        raw = two.client().chat.completions.with_raw_response.create(
+            model="auto", messages=question
+        )
+        assert raw.headers["x-langroute-route"] == "large"
+        for server in servers:
+            server.gateway.ledger.flush()
+        shared = CostLedger(postgres_url)
+        calls = [r for r in shared.records() if not r.is_feedback]
+        verdicts = [r for r in shared.records() if r.is_feedback]
+        assert len(calls) == 3 and len(verdicts) == 1
+        assert verdicts[0].feedback_for == answer.id.removeprefix("chatcmpl-")
+        shared.close()

@@ -95,14 +95,21 @@ class ServeCostHandler(CostCallbackHandler):
         self._on_records(metadata, stamped)
 
 
-def _load_router(config: ModelsConfig) -> Router:
-    from langroute.evaluation.commands import load_saved_router
+def _load_router(config: ModelsConfig) -> tuple[Router, Any]:
+    """The router, and the Postgres replica that holds it when it is shared (else None)."""
+    from langroute.evaluation.commands import embedder_from_option, load_saved_router
     from langroute.router import ExemplarRouter
 
     serve = config.serve
+    if serve.shared_router is not None:
+        from langroute.postgres import load_shared_router
+
+        embedder = embedder_from_option(serve.embedder) if serve.embedder else None
+        replica = load_shared_router(serve.shared_router, name=serve.router_name, embedder=embedder)
+        return replica.router, replica
     if serve.router is None:
-        return ExemplarRouter.default()
-    return load_saved_router(serve.router, serve.embedder)
+        return ExemplarRouter.default(), None
+    return load_saved_router(serve.router, serve.embedder), None
 
 
 class Gateway:
@@ -133,7 +140,11 @@ class Gateway:
         self.config = config
         self.settings = config.serve
         where = f"{config.path}: " if config.path is not None else ""
-        self.router = router if router is not None else _load_router(config)
+        self.replica: Any = None  # the Postgres replica of a shared router
+        if router is not None:
+            self.router = router
+        else:
+            self.router, self.replica = _load_router(config)
         if models is None:
             folder = config.path.parent if config.path is not None else None
             built = {}
@@ -250,7 +261,11 @@ class Gateway:
             if call.is_feedback or call.metadata.get(KEY_METADATA, ANONYMOUS) != owner:
                 raise UnknownRecordError(f"no answer has id {response!r}")
             stored = self.ledger.feedback(record_id, verdict, source="api")
-            learned = teach_router(self.router, call, verdict) if self.settings.learn else None
+            learned = (
+                teach_router(self.router, call, verdict, learner=self.replica)
+                if self.settings.learn
+                else None
+            )
             return stored, learned
 
         result = await asyncio.to_thread(store)
@@ -262,5 +277,7 @@ class Gateway:
         return key is not None and self.spend.over_budget(key, datetime.now(timezone.utc))
 
     def close(self) -> None:
-        """Write what the ledger still holds and close it."""
+        """Write what the ledger still holds and close it; stop following a shared router."""
         self.ledger.close()
+        if self.replica is not None:
+            self.replica.close()
