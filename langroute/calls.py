@@ -35,6 +35,13 @@ from langroute.decision import DecisionReason, RouteDecision
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
+
+def _new_record_id() -> str:
+    from langroute.costs.records import new_record_id
+
+    return new_record_id()
+
+
 ROUTE_KEY = "langroute"
 """Key of :meth:`RoutedCall.metadata` in an answer's metadata (both integrations)."""
 
@@ -152,6 +159,13 @@ class RouteMetadata(BaseModel):
     max_similarity: float | None = Field(
         default=None, description="Similarity of the nearest exemplar (None: not routed)."
     )
+    record_id: str | None = Field(
+        default=None,
+        description=(
+            "The ledger record id of the answer: pass it to CostLedger.feedback or "
+            "ExemplarRouter.learn_from_feedback."
+        ),
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -183,6 +197,7 @@ class RouteMetadata(BaseModel):
             attempts=[*self.attempts, *([last] if last is not None else [])],
             baseline_route=self.baseline_route,
             baseline_model=self.baseline_model,
+            **({"record_id": self.record_id} if self.record_id else {}),
         )
 
 
@@ -196,6 +211,8 @@ class RoutedCall(BaseModel):
             is still running or every route failed.
         baseline_route: The strongest route, for savings.
         baseline_model: That route's model.
+        record_id: The ledger record id the answering attempt's row will have; made at
+            routing time, so the answer's metadata names it before the ledger write.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -205,6 +222,7 @@ class RoutedCall(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     baseline_route: str
     baseline_model: str | None = None
+    record_id: str = Field(default_factory=_new_record_id, min_length=1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def add_attempt(self, attempt: Attempt) -> None:
@@ -270,8 +288,8 @@ class RoutedCall(BaseModel):
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
         ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
         ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
-        ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``) and
-        ``max_similarity``.
+        ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``),
+        ``max_similarity`` and ``record_id`` (the answer's ledger record id, for feedback).
         """
         decision = self.decision
         return RouteMetadata(
@@ -289,6 +307,7 @@ class RoutedCall(BaseModel):
             routing_ms=decision.elapsed_ms,
             router_load_ms=decision.timings_ms.get("load", 0.0),
             max_similarity=decision.max_similarity,
+            record_id=self.record_id,
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -296,8 +315,12 @@ class RoutedCall(BaseModel):
         *,
         framework: str,
         metadata: Mapping[str, Any] | None = None,
+        query: str | None = None,
     ) -> list[Any]:
         """One :class:`~langroute.costs.LedgerRecord` per attempt, unpriced.
+
+        The answering attempt's record has :attr:`record_id`; ``query`` (the routed text,
+        kept only when the caller asks) goes on every record.
 
         The ledger prices them (:meth:`CostLedger.record`), so prices live in one place.
         A failed attempt carries its error and the tokens the provider reported, if any.
@@ -309,10 +332,14 @@ class RoutedCall(BaseModel):
         first = self.attempts[0].route if self.attempts else None
         extra = dict(metadata or {})
         records = []
+        answered = self.answered
         for index, attempt in enumerate(self.attempts):
             usage = attempt.usage or TokenUsage()
+            own = {"record_id": self.record_id} if attempt is answered else {}
             records.append(
                 LedgerRecord(
+                    **own,
+                    query=query,
                     framework=framework,
                     run_id=self.call_id,
                     kind="route",
