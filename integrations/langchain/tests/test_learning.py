@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from langroute.costs import CostLedger
 from langroute.scorers import RefusalDetector
 
 from langchain_langroute import (
@@ -77,7 +76,7 @@ def _cascade(router, cheap_answers: list[str], **options) -> tuple[CascadeRunnab
 
 def test_learning_cascade_turns_outcomes_into_exemplars() -> None:
     router = make_router()
-    cascade, cheap, strong = _cascade(router, [REFUSAL, "Hello!"], learn=True, route_past=False)
+    cascade, _cheap, _strong = _cascade(router, [REFUSAL, "Hello!"], learn=True, route_past=False)
     cascade.invoke("write me a sonnet about distributed databases")
     cascade.invoke("say good morning in french")
     learned = {ex.text: ex for ex in router.exemplars_by_source("cascade")}
