@@ -35,6 +35,13 @@ from langroute.decision import DecisionReason, RouteDecision, SessionInfo
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
+
+def _new_record_id() -> str:
+    from langroute.costs.records import new_record_id
+
+    return new_record_id()
+
+
 ROUTE_KEY = "langroute"
 """Key of :meth:`RoutedCall.metadata` in an answer's metadata (both integrations)."""
 
@@ -158,6 +165,13 @@ class RouteMetadata(BaseModel):
     session: SessionInfo | None = Field(
         default=None, description="What the conversation's session did (sticky, topic shift)."
     )
+    record_id: str | None = Field(
+        default=None,
+        description=(
+            "The ledger record id of the answer: pass it to CostLedger.feedback or "
+            "ExemplarRouter.learn_from_feedback."
+        ),
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -191,6 +205,7 @@ class RouteMetadata(BaseModel):
             attempts=[*self.attempts, *([last] if last is not None else [])],
             baseline_route=self.baseline_route,
             baseline_model=self.baseline_model,
+            **({"record_id": self.record_id} if self.record_id else {}),
         )
 
 
@@ -204,6 +219,8 @@ class RoutedCall(BaseModel):
             is still running or every route failed.
         baseline_route: The strongest route, for savings.
         baseline_model: That route's model.
+        record_id: The ledger record id the answering attempt's row will have; made at
+            routing time, so the answer's metadata names it before the ledger write.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -213,6 +230,7 @@ class RoutedCall(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     baseline_route: str
     baseline_model: str | None = None
+    record_id: str = Field(default_factory=_new_record_id, min_length=1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def add_attempt(self, attempt: Attempt) -> None:
@@ -279,8 +297,9 @@ class RoutedCall(BaseModel):
         ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
         ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
         ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``),
-        ``max_similarity``, ``context`` (the conversation strategy) and ``session``
-        (:class:`~langroute.decision.SessionInfo`: stickiness or a topic shift).
+        ``max_similarity``, ``context`` (the conversation strategy), ``session``
+        (:class:`~langroute.decision.SessionInfo`: stickiness or a topic shift) and
+        ``record_id`` (the answer's ledger record id, for feedback).
         """
         decision = self.decision
         return RouteMetadata(
@@ -300,6 +319,7 @@ class RoutedCall(BaseModel):
             max_similarity=decision.max_similarity,
             context=decision.context,
             session=decision.session,
+            record_id=self.record_id,
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -307,8 +327,12 @@ class RoutedCall(BaseModel):
         *,
         framework: str,
         metadata: Mapping[str, Any] | None = None,
+        query: str | None = None,
     ) -> list[Any]:
         """One :class:`~langroute.costs.LedgerRecord` per attempt, unpriced.
+
+        The answering attempt's record has :attr:`record_id`; ``query`` (the routed text,
+        kept only when the caller asks) goes on every record.
 
         The ledger prices them (:meth:`CostLedger.record`), so prices live in one place.
         A failed attempt carries its error and the tokens the provider reported, if any.
@@ -320,10 +344,14 @@ class RoutedCall(BaseModel):
         first = self.attempts[0].route if self.attempts else None
         extra = dict(metadata or {})
         records = []
+        answered = self.answered
         for index, attempt in enumerate(self.attempts):
             usage = attempt.usage or TokenUsage()
+            own = {"record_id": self.record_id} if attempt is answered else {}
             records.append(
                 LedgerRecord(
+                    **own,
+                    query=query,
                     framework=framework,
                     run_id=self.call_id,
                     kind="route",

@@ -72,6 +72,13 @@ class CascadeResult(BaseModel):
     model: str
     reason: str = Field(description="Why this answer was returned.")
     attempts: list[CascadeAttempt] = Field(default_factory=list)
+    skipped: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Tiers not tried because the attached router expected them to fail (reason "
+            '"routed_past"); their calls were saved.'
+        ),
+    )
 
     @property
     def escalated(self) -> bool:
@@ -276,11 +283,27 @@ class CascadeCall:
         policy: CascadePolicy,
         *,
         escalate_on: tuple[type[BaseException], ...] = (Exception,),
+        start: RouteDecision | None = None,
     ) -> None:
+        """Begin a cascade call.
+
+        Args:
+            policy: The tiers and thresholds.
+            escalate_on: Errors of a tier that move on to the next tier.
+            start: A router's decision to start at its route's tier instead of the
+                cheapest (see :meth:`langroute.learning.CascadeLearner.plan`); the
+                tiers before it are :attr:`skipped` and the call's reason is
+                ``"routed_past"``.
+        """
         self.policy = policy
         self.escalate_on = escalate_on
+        first = policy.tier(start.route) if start is not None else 0
+        self.skipped: list[str] = policy.tier_names[:first]
+        decision = RouteDecision(route=policy.tier_names[0], confidence=1.0, reason="cascade")
+        if start is not None and first:
+            decision = start.model_copy(update={"reason": "routed_past"})
         self.call = RoutedCall(
-            decision=RouteDecision(route=policy.tier_names[0], confidence=1.0, reason="cascade"),
+            decision=decision,
             baseline_route=policy.tier_names[-1],
             baseline_model=policy.baseline_model,
         )
@@ -304,7 +327,7 @@ class CascadeCall:
         options: dict[str, Any] = {"usage_of": usage_of} if usage_of is not None else {}
         return Escalation(
             self.call,
-            self.policy.tier_names,
+            self.policy.tier_names[len(self.skipped) :],
             model_for=lambda name: self.policy.models[self.policy.tier(name)],
             escalate_on=self.escalate_on,
             model_of=model_of,
@@ -351,4 +374,5 @@ class CascadeCall:
             model=self.policy.models[tier],
             reason=self._verdicts[tier_name].reason,
             attempts=attempts,
+            skipped=list(self.skipped),
         )

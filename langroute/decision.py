@@ -14,6 +14,7 @@ DecisionReason = Literal[
     "forced",  # the caller named the route
     "no_query",  # nothing to route on (integrations): fallback route
     "cascade",  # a cascade: the cheapest tier first, escalating on a low score
+    "routed_past",  # a cascade whose router skipped cheaper tiers it expects to fail
 ]
 
 

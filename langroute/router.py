@@ -25,10 +25,12 @@ from langroute.embedders import (
 from langroute.errors import RouterConfigError
 from langroute.exemplars import Exemplar, load_exemplars
 from langroute.index import VectorIndex
+from langroute.learning import is_learned
 from langroute.queries import clean_query
 from langroute.settings import RouterSettings
 
 if TYPE_CHECKING:
+    from langroute.costs import CostLedger
     from langroute.store import IndexSnapshot
 
 __all__ = ["STARTER_EXEMPLARS", "ExemplarRouter", "RouterSettings"]
@@ -94,6 +96,8 @@ class ExemplarRouter:
         self._scores: dict[str, np.ndarray] = {}  # exemplar id -> scores in route order
         self._index: VectorIndex | None = None
         self._scored = 0  # exemplars carrying explicit scores (decides "auto" mode)
+        self._text_ids: dict[str, set[str]] = {}  # exemplar text -> ids (dedup by text)
+        self._learn_lock = threading.Lock()  # learning reads, then writes, one exemplar
         self.batcher: RequestBatcher[tuple[_Prepared, float], RouteDecision] = RequestBatcher(
             self._route_queued
         )
@@ -350,6 +354,16 @@ class ExemplarRouter:
             self._index.add([ex.id for ex in batch], array)
             for ex in batch:
                 self._remember(ex)
+            # a hand-made exemplar replaces learned ones of the same text
+            stale = [
+                other
+                for ex in batch
+                if not is_learned(ex)
+                for other in self._text_ids.get(ex.text, ())
+                if other != ex.id and is_learned(self._exemplars[other])
+            ]
+            if stale:
+                self._drop(stale)
         return [ex.id for ex in batch]
 
     def _remember(self, ex: Exemplar) -> None:
@@ -357,6 +371,9 @@ class ExemplarRouter:
         routes, keys = self.settings.routes, self.settings.score_keys
         previous = self._exemplars.get(ex.id)
         self._scored += bool(ex.scores) - bool(previous is not None and previous.scores)
+        if previous is not None:
+            self._forget_text(previous)
+        self._text_ids.setdefault(ex.text, set()).add(ex.id)
         self._exemplars[ex.id] = ex
         label = ex.label_for(routes, keys)
         self._labels[ex.id] = routes.index(label) if label in routes else -1
@@ -367,27 +384,155 @@ class ExemplarRouter:
             else np.full(len(routes), np.nan)
         )
 
-    def remove_exemplars(self, ids: Iterable[str]) -> int:
-        """Remove exemplars by id; unknown ids are ignored. Returns how many were removed.
+    def _forget_text(self, ex: Exemplar) -> None:
+        """Drop ``ex`` from the text -> ids map (call under the lock)."""
+        ids = self._text_ids.get(ex.text)
+        if ids is not None:
+            ids.discard(ex.id)
+            if not ids:
+                del self._text_ids[ex.text]
 
-        Refuses (and removes nothing) if a route other than the fallback would be left
-        without exemplars in vote mode.
+    def _drop(self, ids: Sequence[str]) -> None:
+        """Remove present exemplars without the coverage check (call under the lock)."""
+        if ids and self._index is not None:
+            self._index.remove(list(ids))
+        for key in ids:
+            ex = self._exemplars.pop(key)
+            self._scored -= bool(ex.scores)
+            self._forget_text(ex)
+            del self._labels[key]
+            del self._scores[key]
+
+    def remove_exemplars(self, ids: Iterable[str] = (), *, source: str | None = None) -> int:
+        """Remove exemplars by id, or all of one ``source``; returns how many were removed.
+
+        Unknown ids are ignored. ``source`` matches ``metadata["source"]`` (learned
+        exemplars have ``"cascade"``, ``"feedback"``, ...; see
+        :meth:`exemplars_by_source`). Refuses (and removes nothing) if a route other
+        than the fallback would be left without exemplars in vote mode.
+
+        Example:
+            >>> router.remove_exemplars(source="cascade")
+            0
         """
         wanted = list(dict.fromkeys(ids))
         with self._lock:
-            present = [i for i in wanted if i in self._exemplars]
+            if source is not None:
+                wanted += [ex.id for ex in self.exemplars_by_source(source)]
+            present = list(dict.fromkeys(i for i in wanted if i in self._exemplars))
             gone = set(present)
             remaining = [ex for key, ex in self._exemplars.items() if key not in gone]
             if present and remaining:
                 self._check_coverage(remaining)
-            if present and self._index is not None:
-                self._index.remove(present)
-            for key in present:
-                self._scored -= bool(self._exemplars[key].scores)
-                del self._exemplars[key]
-                del self._labels[key]
-                del self._scores[key]
+            self._drop(present)
             return len(present)
+
+    def exemplars_by_source(self, source: str) -> list[Exemplar]:
+        """The exemplars whose ``metadata["source"]`` is ``source``, in insertion order.
+
+        Example:
+            >>> [ex.route for ex in router.exemplars_by_source("cascade")]
+            []
+        """
+        with self._lock:
+            return [ex for ex in self._exemplars.values() if ex.metadata.get("source") == source]
+
+    @property
+    def learned_exemplars(self) -> list[Exemplar]:
+        """The exemplars learned from outcomes (see :mod:`langroute.learning`)."""
+        with self._lock:
+            return [ex for ex in self._exemplars.values() if is_learned(ex)]
+
+    def learn(
+        self,
+        query: str,
+        route: str,
+        *,
+        good: bool,
+        source: str = "user",
+        scorer: str | None = None,
+        score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Exemplar | None:
+        """Learn from one observed outcome: ``route``'s answer to ``query`` was good or bad.
+
+        Adds or updates the learned exemplar of the query's text (see
+        :mod:`langroute.learning` for the label, provenance and guard rails): a good
+        answer labels it ``route``, a bad one the next stronger route. Past
+        ``settings.max_learned`` learned exemplars, the first in
+        ``settings.learned_eviction`` order is evicted.
+
+        Returns:
+            The learned exemplar, or ``None`` when a hand-made exemplar has the same text
+            (it is never overridden).
+
+        Raises:
+            InvalidQueryError: For a query with no visible text.
+            RouterConfigError: For an unknown route.
+
+        Example:
+            >>> router.learn("Prove Fermat's little theorem", "small", good=False).route
+            'large'
+        """
+        from langroute.learning import eviction_order, learned_exemplar
+
+        text = self._check_query(query)
+        if route not in self.settings.routes:
+            raise RouterConfigError(f"unknown route {route!r}; routes are {self.settings.routes}")
+        with self._learn_lock:
+            with self._lock:
+                same = [self._exemplars[i] for i in self._text_ids.get(text, ())]
+            if any(not is_learned(ex) for ex in same):
+                return None
+            exemplar = learned_exemplar(
+                same[0] if same else None,
+                text,
+                route,
+                good,
+                routes=self.settings.routes,
+                source=source,
+                score_keys=self.settings.score_keys,
+                with_scores=self.mode == "scores",
+                scorer=scorer,
+                score=score,
+                metadata=metadata,
+            )
+            self.add_exemplars([exemplar])
+            with self._lock:
+                learned = [ex for ex in self._exemplars.values() if is_learned(ex)]
+                excess = len(learned) - self.settings.max_learned
+                if excess > 0:
+                    candidates = [ex for ex in learned if ex.id != exemplar.id]
+                    order = eviction_order(candidates, self.settings.learned_eviction)
+                    self._drop([ex.id for ex in order[:excess]])
+            return exemplar
+
+    def learn_from_feedback(
+        self,
+        ledger: CostLedger,
+        record_id: str,
+        verdict: Literal["good", "bad"],
+        *,
+        source: str = "user",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Exemplar | None:
+        """Store a thumbs up/down on a routed answer (by ledger record id) and learn from it.
+
+        See :func:`langroute.learning.learn_from_feedback`: the ledger gets a feedback
+        record; a good answer labels the query with the route that answered, a bad one
+        with the next stronger route. The record must hold the query text (the cost
+        handler's ``store_queries=True``).
+
+        Example:
+            >>> record_id = answer.response_metadata["langroute"]["record_id"]  # doctest: +SKIP
+            >>> router.learn_from_feedback(ledger, record_id, "bad").route  # doctest: +SKIP
+            'large'
+        """
+        from langroute.learning import learn_from_feedback
+
+        return learn_from_feedback(
+            self, ledger, record_id, verdict, source=source, metadata=metadata
+        )
 
     def feedback(
         self,

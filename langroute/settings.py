@@ -49,6 +49,10 @@ class RouterSettings(BaseModel):
         index: ``flat`` (exact), ``hnsw`` (approximate) or ``auto`` (the default: flat,
             HNSW from 50k exemplars, with 8-bit vector codes from 200k).
         cache_size: LRU cache of query embeddings (0 disables).
+        max_learned: the most learned exemplars (from cascade outcomes and feedback,
+            see :mod:`langroute.learning`) kept; past it one is evicted per new one.
+        learned_eviction: which learned exemplar goes first: ``least_confirmed`` (the
+            fewest observed outcomes, the oldest among equals) or ``oldest``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +76,8 @@ class RouterSettings(BaseModel):
     max_query_chars: int = Field(default=1000, ge=50)
     index: IndexKind = "auto"
     cache_size: int = Field(default=4096, ge=0)
+    max_learned: int = Field(default=10_000, ge=1)
+    learned_eviction: Literal["least_confirmed", "oldest"] = "least_confirmed"
 
     @model_validator(mode="after")
     def _check_routes(self) -> RouterSettings:

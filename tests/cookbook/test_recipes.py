@@ -48,6 +48,7 @@ def test_every_recipe_is_tested_and_documented():
         "10_label_queries.py",
         "11_tune_and_compare.py",
         "12_multi_turn_chat.py",
+        "13_learning_cascade.py",
     }
     assert set(RECIPES) == tested
     for name in RECIPES:
@@ -123,6 +124,19 @@ def test_05_cascade(tmp_path):
     assert "judge: 0.30" in out
     assert "langroute cost report" in out
     assert re.search(r"│ judge +│ gpt-4o-mini", out)
+
+
+def test_13_learning_cascade(tmp_path):
+    out = run_recipe("13_learning_cascade.py", cwd=tmp_path)
+    assert "by region' -> large; cheap calls so far: 1" in out
+    assert "by country' -> large (skipped small); cheap calls so far: 1" in out
+    assert "1 routed past, 1 call(s) saved" in out
+    assert "ledger reasons: cascade, cascade, routed_past" in out
+    assert (
+        "feedback: small answered, thumbs down -> learned route large; now routes to large" in out
+    )
+    assert "learned [cascade] 'write a sql query joining orders and customers by region'" in out
+    assert "saved and loaded: 2 learned exemplars" in out
 
 
 def test_06_feedback_moves_the_numbers(tmp_path):

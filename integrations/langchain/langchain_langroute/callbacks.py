@@ -47,6 +47,7 @@ from langchain_langroute.cascade import (
 )
 from langchain_langroute.chat_models import ROUTING_LLM_TYPE
 from langchain_langroute.events import CALL_FAILED_EVENT, ROUTE_EVENT
+from langchain_langroute.query import last_human_message
 from langchain_langroute.route_models import (
     usage_of_message,
 )
@@ -64,6 +65,13 @@ class _Run:
     model_hint: str | None
     decision: dict[str, Any] | None = None
     failed_call: dict[str, Any] | None = None
+    query: str | None = None  # the last user message, kept with store_queries=True
+
+    def routed_query(self) -> str | None:
+        """The text the router routed on (its decision), else the last user message."""
+        decision = (self.decision or {}).get("decision")
+        routed = decision.get("query") if isinstance(decision, Mapping) else None
+        return routed or self.query
 
 
 @dataclass
@@ -145,6 +153,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         record_all: bool = False,
         framework: str = "langchain",
         segment_keys: Sequence[str] = (),
+        store_queries: bool = False,
     ) -> None:
         """Create a handler.
 
@@ -160,6 +169,10 @@ class CostCallbackHandler(BaseCallbackHandler):
             segment_keys: Keys of the run's metadata (``config={"metadata": {...}}``)
                 copied into each record's ``metadata``, so ``langroute monitor --segment
                 KEY`` can watch each tenant, language or app apart.
+            store_queries: Keep the routed query text in each record's ``query`` (off
+                by default: queries may hold private data). Learning from feedback
+                (``router.learn_from_feedback(ledger, record_id, verdict)``, with the
+                ``record_id`` of ``response_metadata["langroute"]``) needs it.
         """
         super().__init__()
         self.ledger = ledger if ledger is not None else CostLedger(pricer=pricer)
@@ -168,6 +181,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         self.record_all = record_all
         self.framework = framework
         self.segment_keys = tuple(segment_keys)
+        self.store_queries = store_queries
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Run] = {}
         self._pending: dict[str, _Pending] = {}
@@ -200,6 +214,7 @@ class CostCallbackHandler(BaseCallbackHandler):
                 routing=routing,
                 metadata=metadata,
                 model_hint=metadata.get("ls_model_name"),
+                query=last_human_message(messages[0]) if self.store_queries and messages else None,
             )
 
     def on_llm_start(
@@ -347,6 +362,9 @@ class CostCallbackHandler(BaseCallbackHandler):
             records = [
                 r.model_copy(update={"metadata": {**r.metadata, **segments}}) for r in records
             ]
+        query = run.routed_query() if self.store_queries else None
+        if query:
+            records = [r.model_copy(update={"query": query}) for r in records]
         attempt = run.metadata.get(META_ATTEMPT)
         if attempt is None:
             for record in records:
@@ -388,11 +406,14 @@ class CostCallbackHandler(BaseCallbackHandler):
                 "escalated": False,
             }
         else:
+            skipped = list(verdict.get("skipped") or [])
+            if skipped:  # the attached router started the cascade past these tiers
+                metadata["skipped_tiers"] = skipped
             update = {
                 "route": tier_name,
                 "accepted": bool(verdict.get("accepted")) and not record.error,
-                "escalated": bool(record.tier) or record.escalated,
-                "reason": record.reason or "cascade",
+                "escalated": (record.tier or 0) > len(skipped) or record.escalated,
+                "reason": "routed_past" if skipped else record.reason or "cascade",
             }
         return record.model_copy(update={**update, "metadata": metadata})
 
@@ -425,6 +446,7 @@ def track_costs(
     pricer: Pricer | None = None,
     record_all: bool = False,
     segment_keys: Sequence[str] = (),
+    store_queries: bool = False,
 ) -> Iterator[CostLedger]:
     """Record the cost of every routed or cascaded call made inside the ``with`` block.
 
@@ -439,6 +461,8 @@ def track_costs(
         pricer: Prices the calls; it becomes the ledger's pricer (default: the ledger's).
         record_all: Also record model calls that are neither routed nor cascaded.
         segment_keys: Run metadata keys copied into every record (see
+            :class:`CostCallbackHandler`).
+        store_queries: Keep the routed query text in the records (see
             :class:`CostCallbackHandler`).
 
     Yields:
@@ -455,7 +479,11 @@ def track_costs(
     if not isinstance(ledger, CostLedger):
         ledger = CostLedger(ledger, pricer=pricer)
     handler = CostCallbackHandler(
-        ledger, pricer=pricer, record_all=record_all, segment_keys=segment_keys
+        ledger,
+        pricer=pricer,
+        record_all=record_all,
+        segment_keys=segment_keys,
+        store_queries=store_queries,
     )
     token = _handler_var.set(handler)
     try:

@@ -13,6 +13,7 @@ from a chat model) and :func:`extract_logprobs` (token log-probabilities from
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -34,7 +35,10 @@ from langroute.cascade import (
     CascadePolicy,
     CascadeResult,
 )
+from langroute.decision import RouteDecision
 from langroute.escalation import Escalation
+from langroute.learning import CascadeLearner
+from langroute.router import ExemplarRouter
 from langroute.scorers import JudgeScorer, Scorer, as_scorer
 
 from langchain_langroute.chat_models import (
@@ -254,6 +258,10 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         escalate_on: tuple[type[BaseException], ...] = (Exception,),
         score_last_tier: bool = False,
         name: str | None = None,
+        router: ExemplarRouter | None = None,
+        learn: bool = False,
+        route_past: bool = False,
+        route_past_at: float = 0.8,
     ) -> None:
         """Build a cascade.
 
@@ -270,10 +278,24 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             escalate_on: Errors of a tier that move on to the next tier.
             score_last_tier: Also score the last tier (recorded; its answer is returned).
             name: Run name of the cascade (default ``"CascadeRunnable"``).
+            router: An :class:`~langroute.ExemplarRouter` whose routes are tier names.
+                With ``route_past=True``, before the cheap attempt the cascade asks it;
+                when its neighbours say the cheaper tiers fail (``escalation >= route_past_at``) the
+                cascade starts at the tier it picks (*route, then cascade*): the result's
+                ``skipped`` names the tiers not paid for, the ledger rows' reason is
+                ``"routed_past"``, and ``cascade.learning.stats`` counts calls and
+                latency saved.
+            learn: With ``router``: each outcome becomes a learned exemplar (see
+                :mod:`langroute.learning`; accepted cheap answer -> good, rejected -> not).
+            route_past: With ``router``: skip tiers the router expects to fail. Off by
+                default: in the RouteLLM replay (``benchmarks/learning_replay.py``) skipping on the
+                starter router's estimates cost more than the cascade alone; turn it on once
+                ``route_past_at`` is calibrated on your traffic.
+            route_past_at: The escalation estimate needed to skip.
 
         Raises:
             RouterConfigError: Fewer than two tiers, or thresholds/names of the wrong length
-                (a ``ValueError``).
+                (a ``ValueError``), or router routes that are no tier names.
         """
         self.tiers: list[Runnable[LanguageModelInput, BaseMessage]] = list(tiers)
         models = [_tier_model_name(tier) for tier in self.tiers]
@@ -289,6 +311,18 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         self.escalate_on = escalate_on
         self.score_last_tier = score_last_tier
         self.name = name or "CascadeRunnable"
+        self.learning: CascadeLearner | None = (
+            CascadeLearner(
+                router,
+                self.policy.tier_names,
+                learn=learn,
+                route_past=route_past,
+                route_past_at=route_past_at,
+            )
+            if router is not None
+            else None
+        )
+        """The attached router's planner and learner (``None`` without ``router``)."""
 
     @property
     def tier_names(self) -> list[str]:
@@ -363,15 +397,23 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         kwargs: dict[str, Any],
     ) -> Iterator[BaseMessage | AIMessageChunk]:
         """Run the tiers; yield the accepted answer (or the last tier's live chunks)."""
-        run = _CascadeRun(self, messages, run_manager, config, kwargs)
+        query = self.query_extractor(messages) if self.learning is not None else None
+        start = self.learning.plan(query) if self.learning is not None else None
+        run = _CascadeRun(self, messages, run_manager, config, kwargs, start)
         if not stream_last:
             name, answer = run.escalation().run(run.invoke, accept=run.accept)
+            self._learn(query, run)
             yield run.with_result(name, answer)
             return
         first = True
         for name, chunk in run.escalation().stream(run.open_stream, accept=run.accept):
             yield run.with_result(name, chunk) if first else chunk
             first = False
+        self._learn(query, run)
+
+    def _learn(self, query: str | None, run: _CascadeRun) -> None:
+        if self.learning is not None:
+            self.learning.learn(query, run.record, type(self.scorer).__name__)
 
     def _invoke(
         self,
@@ -432,11 +474,14 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         stream_last: bool,
         kwargs: dict[str, Any],
     ) -> AsyncIterator[BaseMessage | AIMessageChunk]:
-        run = _CascadeRun(self, messages, run_manager, config, kwargs)
+        query = self.query_extractor(messages) if self.learning is not None else None
+        start = await self.learning.aplan(query) if self.learning is not None else None
+        run = _CascadeRun(self, messages, run_manager, config, kwargs, start)
         if not stream_last:
             name, answer = await run.escalation(asynchronous=True).arun(
                 run.ainvoke, accept=run.aaccept
             )
+            await asyncio.to_thread(self._learn, query, run)
             yield run.with_result(name, answer)
             return
         first = True
@@ -445,6 +490,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         ):
             yield run.with_result(name, chunk) if first else chunk
             first = False
+        await asyncio.to_thread(self._learn, query, run)
 
     async def _ainvoke(
         self,
@@ -518,6 +564,7 @@ class _CascadeRun:
         run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
         kwargs: dict[str, Any],
+        start: RouteDecision | None = None,
     ) -> None:
         self.cascade = cascade
         self.policy = cascade.policy
@@ -525,7 +572,7 @@ class _CascadeRun:
         self.run_manager = run_manager
         self.config = config
         self.kwargs = kwargs
-        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on)
+        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on, start=start)
         self.attempt_ids: dict[str, str] = {}
 
     def escalation(self, *, asynchronous: bool = False) -> Escalation[Any]:
@@ -623,9 +670,10 @@ class _CascadeRun:
 
     # ------------------------------------------------------------------ records
     def _event_data(self, attempt: Attempt) -> dict[str, Any]:
-        return self.cascade._event(
+        data = self.cascade._event(
             self.record.attempt_for(attempt), self.attempt_ids.get(attempt.route, "")
         )
+        return {**data, "skipped": list(self.record.skipped)}
 
     def announce(self, attempt: Attempt) -> None:
         dispatch(CASCADE_EVENT, self._event_data(attempt), run_target(self.run_manager))

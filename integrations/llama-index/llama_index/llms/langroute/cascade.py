@@ -8,6 +8,7 @@ result is stored under the same key, ``"langroute_cascade"``, with the same fiel
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import (
     AsyncGenerator,
@@ -44,7 +45,10 @@ from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_us
 from langroute.calls import Attempt
 from langroute.cascade import CASCADE_KEY, CascadeAttempt, CascadeCall, CascadePolicy
 from langroute.cascade import CascadeResult as _CoreCascadeResult
+from langroute.decision import RouteDecision
 from langroute.escalation import Escalation, max_usage
+from langroute.learning import CascadeLearner
+from langroute.router import ExemplarRouter
 from langroute.scorers import Scorer, as_scorer
 
 __all__ = ["CASCADE_KEY", "CascadeAttempt", "CascadeLLM", "CascadeResult"]
@@ -123,11 +127,13 @@ def _usage_of(item: Any) -> TokenUsage | None:
 class _CascadeRun:
     """One cascade call: each tier's verdict, and a :class:`CascadeTierEvent` per attempt."""
 
-    def __init__(self, cascade: CascadeLLM, query: str | None) -> None:
+    def __init__(
+        self, cascade: CascadeLLM, query: str | None, start: RouteDecision | None = None
+    ) -> None:
         self.cascade = cascade
         self.policy = cascade.policy
         self.query = query
-        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on)
+        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on, start=start)
         self.responses: dict[str, Any] = {}
         self._results: dict[str, dict[str, Any]] = {}
 
@@ -171,7 +177,10 @@ class _CascadeRun:
         """Announce a final attempt (the ledger handler records it)."""
         verdict = self.record.attempt_for(attempt)
         metadata: dict[str, Any] = {}
-        if verdict.tier > 0:
+        skipped = self.record.skipped
+        if skipped:  # the attached router started the cascade past these tiers
+            metadata["skipped_tiers"] = list(skipped)
+        if verdict.tier > len(skipped):
             metadata["previous_tier"] = self.policy.tier_names[verdict.tier - 1]
         result = None if attempt.failed else self.record.scores.get(attempt.route)
         if result is not None:
@@ -243,10 +252,23 @@ class CascadeLLM(LLM):
         query_extractor: Where to find the question (default: :class:`QueryExtractor`).
         escalate_on: Exception types that make a tier count as rejected; others propagate.
         callback_manager: Shared with every tier's LLM (also when reassigned later).
+        router: An :class:`~langroute.ExemplarRouter` whose routes are tier names.
+            With ``route_past=True``, before the cheap attempt the cascade asks it; when
+            its neighbours say the cheaper tiers fail (``escalation >= route_past_at``) the cascade
+            starts at the tier it picks (*route, then cascade*): the result's ``skipped`` names the
+            tiers not paid for (also ``metadata["skipped_tiers"]`` of the ledger rows),
+            and ``cascade.learning.stats`` counts the calls and latency saved.
+        learn: With ``router``: each outcome becomes a learned exemplar (see
+            :mod:`langroute.learning`).
+        route_past: With ``router``: skip tiers the router expects to fail. Off by
+            default: in the RouteLLM replay (``benchmarks/learning_replay.py``) skipping
+            on the starter router's estimates cost more than the cascade alone; turn it
+            on once ``route_past_at`` is calibrated on your traffic.
+        route_past_at: The escalation estimate needed to skip.
 
     Raises:
-        RouterConfigError: Fewer than two tiers, duplicate names, or a threshold or
-            ``tier_names`` list of the wrong length.
+        RouterConfigError: Fewer than two tiers, duplicate names, a threshold or
+            ``tier_names`` list of the wrong length, or router routes that are no tiers.
 
     Example:
         >>> from langroute.scorers import AllOf, NonEmptyValidator, RefusalDetector
@@ -272,6 +294,11 @@ class CascadeLLM(LLM):
     score_last_tier: bool = False
     query_extractor: Any = Field(default_factory=QueryExtractor, exclude=True)
     escalate_on: tuple[type[BaseException], ...] = Field(default=(Exception,), exclude=True)
+    learning: Any = Field(
+        default=None,
+        exclude=True,
+        description="The attached router's CascadeLearner (None without a router).",
+    )
 
     def __init__(
         self,
@@ -284,6 +311,10 @@ class CascadeLLM(LLM):
         query_extractor: QueryExtractorProtocol | None = None,
         escalate_on: Sequence[type[BaseException]] = (Exception,),
         callback_manager: CallbackManager | None = None,
+        router: ExemplarRouter | None = None,
+        learn: bool = False,
+        route_past: bool = False,
+        route_past_at: float = 0.8,
         **kwargs: Any,
     ) -> None:
         llms = list(tiers)
@@ -303,6 +334,17 @@ class CascadeLLM(LLM):
             score_last_tier=score_last_tier,
             query_extractor=query_extractor or QueryExtractor(),
             escalate_on=tuple(escalate_on),
+            learning=(
+                CascadeLearner(
+                    router,
+                    policy.tier_names,
+                    learn=learn,
+                    route_past=route_past,
+                    route_past_at=route_past_at,
+                )
+                if router is not None
+                else None
+            ),
             **kwargs,
         )
         if callback_manager is not None:
@@ -386,24 +428,40 @@ class CascadeLLM(LLM):
     def _llm(self, name: str) -> LLM:
         return self.tiers[self.tier_names.index(name)]
 
+    def _plan(self, query: str | None) -> _CascadeRun:
+        learning: CascadeLearner | None = self.learning
+        return _CascadeRun(self, query, learning.plan(query) if learning is not None else None)
+
+    async def _aplan(self, query: str | None) -> _CascadeRun:
+        learning: CascadeLearner | None = self.learning
+        start = await learning.aplan(query) if learning is not None else None
+        return _CascadeRun(self, query, start)
+
+    def _learn(self, run: _CascadeRun) -> None:
+        learning: CascadeLearner | None = self.learning
+        if learning is not None:
+            learning.learn(run.query, run.record, type(self.scorer).__name__)
+
     def _run(self, query: str | None, invoke: Callable[[LLM], R]) -> R:
-        run = _CascadeRun(self, query)
+        run = self._plan(query)
         name, response = run.escalation().run(
             lambda tier: invoke(self._llm(tier)), accept=run.accept
         )
+        self._learn(run)
         return run.annotate(name, response)
 
     async def _arun(self, query: str | None, invoke: Callable[[LLM], Awaitable[R]]) -> R:
-        run = _CascadeRun(self, query)
+        run = await self._aplan(query)
         name, response = await run.escalation().arun(
             lambda tier: invoke(self._llm(tier)), accept=run.aaccept
         )
+        await asyncio.to_thread(self._learn, run)
         return run.annotate(name, response)
 
     def _stream(
         self, query: str | None, invoke: Callable[[LLM], Iterator[R]]
     ) -> Generator[R, None, None]:
-        run = _CascadeRun(self, query)
+        run = self._plan(query)
 
         def open_stream(name: str) -> Iterable[Any]:
             # scored tiers are read to the end (and scored); an unscored last tier is live
@@ -415,11 +473,12 @@ class CascadeLLM(LLM):
             for chunk in item.chunks if isinstance(item, _Buffered) else [item]:
                 run.responses[name] = chunk
                 yield run.annotate(name, chunk)
+        self._learn(run)
 
     async def _astream(
         self, query: str | None, invoke: Callable[[LLM], Awaitable[AsyncIterator[R]]]
     ) -> AsyncGenerator[R, None]:
-        run = _CascadeRun(self, query)
+        run = await self._aplan(query)
 
         async def open_stream(name: str) -> AsyncIterator[Any]:
             stream = await invoke(self._llm(name))
@@ -431,6 +490,7 @@ class CascadeLLM(LLM):
             for chunk in item.chunks if isinstance(item, _Buffered) else [item]:
                 run.responses[name] = chunk
                 yield run.annotate(name, chunk)
+        await asyncio.to_thread(self._learn, run)
 
     # ------------------------------------------------------------------ LLM surface
 

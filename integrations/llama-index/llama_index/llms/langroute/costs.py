@@ -64,6 +64,10 @@ class CostCallbackHandler(BaseEventHandler):
         segment_keys: Keys of the active instrument tags copied into each record's
             ``metadata`` (``with instrument_tags({"tenant": "acme"}): engine.query(...)``),
             so ``langroute monitor --segment KEY`` can watch each tenant apart.
+        store_queries: Keep the routed query text in each routed record's ``query`` (off
+            by default: queries may hold private data). Learning from feedback
+            (``router.learn_from_feedback(ledger, record_id, verdict)`` with the
+            ``record_id`` of the response's ``additional_kwargs["langroute"]``) needs it.
 
     Example:
         >>> from llama_index.core.instrumentation import get_dispatcher
@@ -78,6 +82,7 @@ class CostCallbackHandler(BaseEventHandler):
     ledger: CostLedger = Field(default_factory=CostLedger)
     metadata: dict[str, Any] = Field(default_factory=dict)
     segment_keys: list[str] = Field(default_factory=list)
+    store_queries: bool = False
 
     @classmethod
     def class_name(cls) -> str:
@@ -89,7 +94,10 @@ class CostCallbackHandler(BaseEventHandler):
         if isinstance(event, RouteCompletedEvent):
             # the call's last attempt is the route that answered
             metadata = {**self.metadata, "call": event.kind, "streamed": event.streamed}
-            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata)[-1:]
+            query = (event.call.decision.query or None) if self.store_queries else None
+            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata, query=query)[
+                -1:
+            ]
         if isinstance(event, RouteAttemptFailedEvent):
             # the call's last attempt is the route that failed
             metadata = {**self.metadata, "next_route": event.next_route}
@@ -110,7 +118,7 @@ class CostCallbackHandler(BaseEventHandler):
                     cached_tokens=usage.cached_tokens,
                     baseline_model=event.baseline_model,
                     latency_ms=event.latency_ms,
-                    escalated=event.tier > 0,
+                    escalated=event.tier > len(event.metadata.get("skipped_tiers", ())),
                     escalated_from=event.metadata.get("previous_tier"),
                     error=event.error,
                     reason=event.reason,
@@ -148,6 +156,7 @@ def track_costs(
     dispatcher: Dispatcher | None = None,
     metadata: Mapping[str, Any] | None = None,
     segment_keys: Sequence[str] = (),
+    store_queries: bool = False,
 ) -> Iterator[CostLedger]:
     """Record routed calls made inside the block into ``ledger``, and yield the ledger.
 
@@ -162,6 +171,8 @@ def track_costs(
         metadata: Added to every record's ``metadata``.
         segment_keys: Instrument tags copied into each record (see
             :class:`CostCallbackHandler`).
+        store_queries: Keep the routed query text in the records (see
+            :class:`CostCallbackHandler`).
 
     Example:
         >>> with track_costs("costs.db") as ledger:  # doctest: +SKIP
@@ -173,7 +184,10 @@ def track_costs(
     if not isinstance(ledger, CostLedger):
         ledger = CostLedger(ledger)
     handler = CostCallbackHandler(
-        ledger=ledger, metadata=dict(metadata or {}), segment_keys=list(segment_keys)
+        ledger=ledger,
+        metadata=dict(metadata or {}),
+        segment_keys=list(segment_keys),
+        store_queries=store_queries,
     )
     target.add_event_handler(handler)
     try:

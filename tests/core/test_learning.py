@@ -1,0 +1,224 @@
+"""Learned exemplars: provenance, dedup, bounds, hand-made precedence, persistence, feedback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from langroute import Exemplar, ExemplarRouter
+from langroute.cascade import CascadeCall, CascadePolicy
+from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
+from langroute.embedders import HashingEmbedder
+from langroute.errors import RouterConfigError
+from langroute.learning import CascadeLearner, is_learned
+from langroute.scorers import ScoreResult
+
+PRICER = Pricer(overrides={"m": ModelPrice(input_per_mtok=1.0, output_per_mtok=1.0)})
+HAND = [
+    Exemplar(text="hello there how are you", route="small"),
+    Exemplar(text="what time is it", route="small"),
+    Exemplar(text="prove the riemann hypothesis rigorously", route="large"),
+    Exemplar(text="design a distributed consensus protocol", route="large"),
+]
+
+
+def make_router(**options: object) -> ExemplarRouter:
+    options = {"min_similarity": 0.0, "min_margin": 0.0, **options}
+    return ExemplarRouter(
+        routes=["small", "large"], exemplars=HAND, embedder=HashingEmbedder(), **options
+    )
+
+
+def test_learned_exemplar_carries_provenance() -> None:
+    router = make_router()
+    ex = router.learn(
+        "summarise this email", "small", good=True, source="cascade", scorer="Judge", score=0.9
+    )
+    assert ex is not None and ex.route == "small"
+    meta = router.learned_exemplars[0].metadata
+    assert meta["learned"] is True and meta["source"] == "cascade"
+    assert meta["scorer"] == "Judge" and meta["score"] == 0.9
+    assert meta["learned_at"] == meta["updated_at"] and meta["learned_at"].endswith("+00:00")
+    assert meta["confirmations"] == 1 and meta["outcomes"] == {"small": [1, 0]}
+    # a bad answer from the cheap route labels the query with the next stronger one
+    bad = router.learn("write a compiler in rust", "small", good=False, source="cascade")
+    assert bad is not None and bad.route == "large"
+
+
+def test_repeated_outcome_updates_one_exemplar() -> None:
+    router = make_router()
+    first = router.learn("translate a haiku", "small", good=True, source="cascade")
+    again = router.learn("translate a haiku", "small", good=False, source="feedback")
+    assert first is not None and again is not None and first.id == again.id
+    assert len(router.learned_exemplars) == 1 and len(router) == len(HAND) + 1
+    meta = again.metadata
+    assert meta["confirmations"] == 2 and meta["outcomes"] == {"small": [1, 1]}
+    assert meta["learned_at"] == first.metadata["learned_at"] and meta["source"] == "feedback"
+    assert again.route == "large"  # a tie is not good enough
+    third = router.learn("translate a haiku", "small", good=True)
+    assert third is not None and third.route == "small"  # 2 good, 1 bad
+
+
+def test_hand_made_exemplar_is_never_overridden() -> None:
+    router = make_router()
+    assert router.learn("what time is it", "small", good=False, source="cascade") is None
+    hand = next(ex for ex in router.exemplars if ex.text == "what time is it")
+    assert hand.route == "small" and not is_learned(hand)
+    assert router.learned_exemplars == []
+    # a hand-made exemplar added later (even with its own id) replaces the learned one
+    router.learn("explain recursion", "small", good=False)
+    router.add_exemplars(Exemplar(text="explain recursion", route="small", id="mine"))
+    same = [ex for ex in router.exemplars if ex.text == "explain recursion"]
+    assert [(ex.id, ex.route) for ex in same] == [("mine", "small")]
+    assert router.learn("explain recursion", "small", good=False) is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept"),
+    [("oldest", {"q3", "q4", "q5"}), ("least_confirmed", {"q1", "q4", "q5"})],
+)
+def test_learned_exemplars_are_bounded(policy: str, kept: set[str]) -> None:
+    router = make_router(max_learned=3, learned_eviction=policy)
+    router.learn("q1", "small", good=True)
+    router.learn("q1", "small", good=True)  # confirmed twice
+    for text in ("q2", "q3", "q4", "q5"):
+        router.learn(text, "small", good=False)
+    assert {ex.text for ex in router.learned_exemplars} == kept
+    assert len(router) == len(HAND) + 3  # hand-made ones are never evicted
+
+
+def test_list_and_remove_by_source() -> None:
+    router = make_router()
+    router.learn("sort a list in python", "small", good=True, source="cascade")
+    router.learn("prove a lemma about graphs", "small", good=False, source="cascade")
+    router.learn("write a sonnet", "small", good=True, source="feedback")
+    assert [ex.text for ex in router.exemplars_by_source("feedback")] == ["write a sonnet"]
+    assert len(router.exemplars_by_source("cascade")) == 2
+    assert router.remove_exemplars(source="cascade") == 2
+    assert router.exemplars_by_source("cascade") == []
+    assert len(router) == len(HAND) + 1
+    # the same text can be learned again after removal
+    assert router.learn("sort a list in python", "small", good=True) is not None
+
+
+def test_learned_exemplars_survive_save_and_load(tmp_path: Path) -> None:
+    router = make_router(max_learned=2, learned_eviction="oldest")
+    router.learn("parse a csv file", "small", good=True, source="cascade", scorer="S", score=1.0)
+    router.learn("derive the kalman filter", "small", good=False, source="feedback")
+    loaded = ExemplarRouter.load(router.save(tmp_path / "r"), embedder=HashingEmbedder())
+    assert loaded.settings.max_learned == 2 and loaded.settings.learned_eviction == "oldest"
+    assert [ex.model_dump() for ex in loaded.learned_exemplars] == [
+        ex.model_dump() for ex in router.learned_exemplars
+    ]
+    # after loading, a repeated outcome still updates the same exemplar and the cap holds
+    again = loaded.learn("parse a csv file", "small", good=True)
+    assert again is not None and again.metadata["confirmations"] == 2
+    loaded.learn("a third learned query", "small", good=True)
+    assert {ex.text for ex in loaded.learned_exemplars} == {
+        "derive the kalman filter",
+        "a third learned query",
+    }
+
+
+def test_scores_mode_learns_the_observed_acceptance_rate() -> None:
+    scored = [
+        Exemplar(text="hi", scores={"small": 1.0, "large": 1.0}),
+        Exemplar(text="prove it", scores={"small": 0.0, "large": 1.0}),
+    ]
+    router = ExemplarRouter(routes=["small", "large"], exemplars=scored, embedder=HashingEmbedder())
+    for good in (True, True, False):
+        ex = router.learn("rename a variable", "small", good=good, source="cascade")
+    assert ex is not None and ex.scores == pytest.approx({"small": 2 / 3, "large": 1.0})
+    assert ex.route == "small" and router.mode == "scores"
+    # a vote-mode router is not switched to scores mode by learning
+    vote = make_router()
+    vote.learn("rename a variable", "small", good=True)
+    assert vote.mode == "vote" and vote.learned_exemplars[0].scores is None
+
+
+def test_learn_from_feedback_by_record_id() -> None:
+    router = make_router()
+    ledger = CostLedger(pricer=PRICER)
+    bad = ledger.record(LedgerRecord(route="small", model="m", query="plan a product launch"))
+    good = ledger.record(LedgerRecord(route="small", model="m", query="say hi to bob"))
+    learned = router.learn_from_feedback(ledger, bad.record_id, "bad")
+    assert learned is not None and learned.route == "large"
+    assert learned.metadata["source"] == "feedback" and learned.metadata["judge"] == "user"
+    assert learned.metadata["record_id"] == bad.record_id
+    assert router.learn_from_feedback(ledger, good.record_id, "good").route == "small"
+    verdicts = [(r.feedback_for, r.verdict) for r in ledger.records() if r.is_feedback]
+    assert verdicts == [(bad.record_id, "bad"), (good.record_id, "good")]
+
+
+def test_feedback_without_query_text_says_to_store_queries() -> None:
+    router = make_router()
+    ledger = CostLedger(pricer=PRICER)
+    rec = ledger.record(LedgerRecord(route="small", model="m"))
+    with pytest.raises(ValueError, match="store_queries=True"):
+        router.learn_from_feedback(ledger, rec.record_id, "bad")
+    assert not any(r.is_feedback for r in ledger.records())  # nothing half-done
+    other = ledger.record(LedgerRecord(route="judge", model="m", query="x"))
+    with pytest.raises(RouterConfigError, match="'judge'"):
+        router.learn_from_feedback(ledger, other.record_id, "good")
+
+
+def _run(cascade: CascadeCall, scores: dict[str, float]) -> str:
+    policy = cascade.policy
+
+    def accept(tier: str, answer: str) -> bool:
+        scored = policy.scored(policy.tier(tier))
+        return cascade.verdict(tier, ScoreResult(score=scores[tier]) if scored else None)
+
+    name, _ = cascade.escalation().run(lambda tier: f"answer of {tier}", accept=accept)
+    return name
+
+
+def test_route_then_cascade_skips_the_cheap_tier_the_router_expects_to_fail() -> None:
+    router = make_router()
+    policy = CascadePolicy.build(["small", "large"], ["mini", "big"], 0.5)
+    learner = CascadeLearner(router, policy.tier_names, route_past=True, route_past_at=0.8)
+    hard = "prove the riemann hypothesis rigorously please"
+    decision = learner.plan(hard)
+    assert decision is not None and decision.route == "large" and decision.escalation >= 0.8
+    cascade = CascadeCall(policy, start=decision)
+    assert _run(cascade, {"small": 1.0, "large": 1.0}) == "large"
+    assert [a.route for a in cascade.call.attempts] == ["large"]
+    assert cascade.call.decision.reason == "routed_past"
+    assert cascade.result("large").skipped == ["small"]
+    # an easy query starts at the cheapest tier
+    assert learner.plan("hello there how are you doing") is None
+    assert learner.stats.calls == 2 and learner.stats.routed_past == 1
+    assert learner.stats.calls_saved == 1
+    # a threshold above every estimate never skips
+    never = CascadeLearner(router, policy.tier_names, route_past=True, route_past_at=1.0)
+    never_decision = never.plan(hard)
+    assert never_decision is None or never_decision.escalation >= 1.0
+
+
+def test_cascade_outcomes_become_learned_exemplars() -> None:
+    router = make_router()
+    policy = CascadePolicy.build(["small", "large"], ["mini", "big"], 0.5)
+    learner = CascadeLearner(router, policy.tier_names, route_past_at=1.0)
+    rejected = CascadeCall(policy)
+    assert _run(rejected, {"small": 0.1}) == "large"
+    ex = learner.learn("write a ray tracer", rejected, "MyScorer")
+    assert ex is not None and ex.route == "large" and ex.metadata["source"] == "cascade"
+    assert ex.metadata["scorer"] == "MyScorer" and ex.metadata["score"] == 0.1
+    accepted = CascadeCall(policy)
+    _run(accepted, {"small": 0.9})
+    ex = learner.learn("say thanks", accepted, "MyScorer")
+    assert ex is not None and ex.route == "small"
+    assert learner.stats.learned == 2
+    # a tier that raised says nothing about quality
+    failed = CascadeCall(policy)
+
+    def ask(tier: str) -> str:
+        if tier == "small":
+            raise TimeoutError("slow")
+        return "ok"
+
+    failed.escalation().run(ask, accept=lambda tier, _: failed.verdict(tier, None))
+    assert learner.learn("another query", failed, "MyScorer") is None
+    with pytest.raises(RouterConfigError, match="not tiers"):
+        CascadeLearner(router, ["mini", "big"])
