@@ -49,7 +49,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from langroute.calls import error_text
 from langroute.decision import DecisionReason, RouteDecision, RouterCall
@@ -230,11 +237,15 @@ class HeuristicGate:
             if isinstance(rule, HeuristicRule):
                 checked.append(rule)
                 continue
+            name = rule.get("name", f"#{number}") if isinstance(rule, Mapping) else f"#{number}"
             try:
                 checked.append(HeuristicRule.model_validate(rule))
-            except ValueError as exc:
-                name = rule.get("name", f"#{number}") if isinstance(rule, Mapping) else number
-                raise RouterConfigError(f"heuristic rule {name!r}: {exc}") from exc
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(part) for part in first["loc"])
+                message = first["msg"].removeprefix("Value error, ")
+                where = f"{field}: " if field else ""
+                raise RouterConfigError(f"heuristic rule {name!r}: {where}{message}") from exc
         names = [r.name for r in checked]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
