@@ -61,7 +61,7 @@ from pydantic import (
 from langroute.calls import error_text
 from langroute.decision import DecisionReason, RouteDecision, RouterCall
 from langroute.errors import RouterConfigError
-from langroute.queries import clean_query
+from langroute.queries import Query, clean_query
 
 if TYPE_CHECKING:
     from langroute.models_config import Completion, CompletionModel
@@ -79,27 +79,6 @@ __all__ = [
 
 DEFAULT_ASK_LLM_ON: frozenset[DecisionReason] = frozenset({"low_confidence", "out_of_distribution"})
 """The kNN decisions an LLM router is asked about: the unsure ones."""
-
-
-class Query(str):
-    """A query string that also says how many attachments (images, files) came with it.
-
-    The integrations pass one when a message carries non-text content, so that a rule
-    with ``attachments=True`` can send it to a route that reads them. Anything that
-    takes a ``str`` takes it.
-
-    Example:
-        >>> q = Query("what is in this picture?", attachments=1)
-        >>> q.attachments, q.upper()
-        (1, 'WHAT IS IN THIS PICTURE?')
-    """
-
-    attachments: int
-
-    def __new__(cls, text: str, *, attachments: int = 0) -> Query:  # noqa: D102
-        made = super().__new__(cls, text)
-        made.attachments = attachments
-        return made
 
 
 _FENCE = re.compile(r"```|~~~")
@@ -616,10 +595,7 @@ class DeciderChain:
 
     @staticmethod
     def _checked(query: Any) -> str:
-        text = clean_query(query)
-        if isinstance(query, Query):
-            return Query(text, attachments=query.attachments)
-        return text
+        return clean_query(query)  # keeps a Query's attachment count
 
     @staticmethod
     def _knn(decision: RouteDecision) -> RouteDecision:
