@@ -282,3 +282,89 @@ def test_a_chain_is_built_from_a_config_table(knn: ExemplarRouter) -> None:
         chain_from_config(knn, {"ask_llm_on": ["shaky"]})
     with pytest.raises(RouterConfigError, match="needs a model"):
         chain_from_config(knn, {"llm": {"examples": 2}}, build_model=build)
+
+
+def labelled_rows() -> list[Exemplar]:
+    rows = [Exemplar(text=f"{t} please", route="small") for t in EASY]
+    rows += [Exemplar(text=f"{t} carefully", route="large") for t in HARD]
+    rows += [Exemplar(text="```\nfix this loop\n```", route="large")]
+    rows += [Exemplar(text=f"{UNSURE} {w}", route="small") for w in ("one", "two", "three")]
+    return rows
+
+
+def test_evaluate_chain_reports_each_stage_against_knn_alone(knn: ExemplarRouter) -> None:
+    from langroute.evaluation.chains import evaluate_chain
+
+    gate = HeuristicGate([{"name": "code", "route": "large", "code": True}])
+    model = ScriptedCompletionModel("gpt-4o-mini", reply="small")
+    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(model))
+    report = evaluate_chain(chain, labelled_rows())
+    by_stage = {s.stage: s for s in report.stages}
+    assert set(by_stage) == {"rules", "knn", "llm"}
+    assert by_stage["rules"].n == 1 and by_stage["rules"].accuracy == 1.0
+    assert by_stage["llm"].n == 3 and by_stage["llm"].accuracy == 1.0
+    # alone, the kNN sends the unsure rows to the fallback (large): cost inflation
+    assert report.knn_only.cost_inflation > report.chain.cost_inflation
+    assert report.chain.accuracy > report.knn_only.accuracy
+    assert sum(s.n for s in report.stages) == report.n == report.chain.n
+    assert report.routing_calls == 3 and report.routing_failures == 0
+    assert report.routing_input_tokens > 0 and report.routing_cost is not None
+    assert report.routing_cost > 0
+
+
+def test_eval_cli_measures_a_chain_from_a_models_file(tmp_path) -> None:
+    import json
+
+    from langroute.exemplars import save_exemplars
+
+    from .test_cli import assert_clean, run_cli
+
+    exemplars = [Exemplar(text=t, route="small") for t in EASY]
+    exemplars += [Exemplar(text=t, route="large") for t in HARD]
+    save_exemplars(exemplars, tmp_path / "exemplars.jsonl")
+    save_exemplars(labelled_rows(), tmp_path / "eval.jsonl")
+    (tmp_path / "models.toml").write_text(
+        """
+[routes]
+small = "langroute.scripted:echo_model"
+large = "langroute.scripted:echo_model"
+
+[[chain.rules]]
+name = "code"
+route = "large"
+code = true
+
+[chain.llm.model]
+factory = "langroute.scripted:ScriptedCompletionModel"
+name = "tiny-router"
+reply = "small"
+
+[prices.tiny-router]
+input_per_mtok = 1
+output_per_mtok = 2
+""",
+        encoding="utf-8",
+    )
+    result = run_cli(
+        "eval", "exemplars.jsonl", "eval.jsonl", "--embedder", "hashing", "--no-tune",
+        "--chain", "models.toml", "--json", "out.json", "--plot", "eval.png", cwd=tmp_path,
+    )  # fmt: skip
+    out = assert_clean(result)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "decider chain, stage by stage" in out and "knn only" in out
+    assert "routing: 3 LLM router calls" in out
+    figures = json.loads((tmp_path / "out.json").read_text())
+    assert [s["stage"] for s in figures["chain"]["stages"]] == ["rules", "knn", "llm"]
+    assert figures["chain"]["routing_cost"] > 0
+
+    (tmp_path / "bad.toml").write_text(
+        '[routes]\nsmall = "langroute.scripted:echo_model"\n'
+        '[[chain.rules]]\nname = "typo"\nroute = "large"\nmax_word = 3\n',
+        encoding="utf-8",
+    )
+    bad = run_cli(
+        "eval", "exemplars.jsonl", "eval.jsonl", "--embedder", "hashing", "--no-tune",
+        "--chain", "bad.toml", cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert b"bad.toml: [chain]: heuristic rule 'typo': max_word" in bad.stderr
