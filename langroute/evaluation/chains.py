@@ -54,6 +54,10 @@ class StageResult(BaseModel):
         default=0.0, description="Unsure decisions left on the fallback route."
     )
     strong_share: float = Field(default=0.0, description="Sent to the strongest route.")
+    quality: float | None = Field(
+        default=None,
+        description="Scored rows: mean score of the route each row was sent to.",
+    )
 
 
 class ChainReport(BaseModel):
@@ -82,6 +86,7 @@ def _result(
     expected: Sequence[str | None],
     decisions: Sequence[RouteDecision],
     total: int,
+    scores: Sequence[list[float] | None] = (),
 ) -> StageResult:
     index = {route: i for i, route in enumerate(routes)}
     scored = [(e, d) for e, d in zip(expected, decisions, strict=True) if e is not None]
@@ -92,6 +97,11 @@ def _result(
     cheaper = sum(index[d.route] < index[e] for e, d in scored)
     stronger = sum(index[d.route] > index[e] for e, d in scored)
     counted = len(scored)
+    got = [
+        row[index[d.route]]
+        for row, d in zip(scores, decisions, strict=False)
+        if row is not None and not math.isnan(row[index[d.route]])
+    ]
     return StageResult(
         stage=stage,
         n=n,
@@ -101,6 +111,7 @@ def _result(
         cost_inflation=stronger / counted if counted else 0.0,
         escalation_rate=sum(d.escalated for d in decisions) / n,
         strong_share=sum(d.route == routes[-1] for d in decisions) / n,
+        quality=math.fsum(got) / len(got) if got and len(got) == n else None,
     )
 
 
@@ -131,7 +142,9 @@ def evaluate_chain(
     if not rows:
         raise RouterConfigError("the evaluation set has no rows")
     routes = chain.routes
-    expected = expected_routes(rows, routes, chain.settings.score_keys)
+    keys = chain.settings.score_keys
+    expected = expected_routes(rows, routes, keys)
+    scores = [row.route_scores(routes, keys) if row.scores else None for row in rows]
     texts = [row.text for row in rows]
     decisions = route_all(chain, texts, show_progress)
     alone = route_all(chain.router, texts, show_progress)
@@ -142,7 +155,12 @@ def evaluate_chain(
         if mine:
             stages.append(
                 _result(
-                    stage, routes, [expected[i] for i in mine], [decisions[i] for i in mine], total
+                    stage,
+                    routes,
+                    [expected[i] for i in mine],
+                    [decisions[i] for i in mine],
+                    total,
+                    [scores[i] for i in mine],
                 )
             )
     calls = [call for d in decisions for call in d.router_calls]
@@ -161,8 +179,8 @@ def evaluate_chain(
     return ChainReport(
         routes=list(routes),
         n=total,
-        chain=_result("chain", routes, expected, decisions, total),
-        knn_only=_result("knn only", routes, expected, alone, total),
+        chain=_result("chain", routes, expected, decisions, total, scores),
+        knn_only=_result("knn only", routes, expected, alone, total, scores),
         stages=stages,
         routing_calls=len(calls),
         routing_failures=failures,
