@@ -31,7 +31,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from langroute.decision import DecisionReason, RouteDecision, SessionInfo
+from langroute.decision import (
+    DecisionReason,
+    DecisionStage,
+    RouteDecision,
+    RouterCall,
+    SessionInfo,
+)
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
 
@@ -172,6 +178,13 @@ class RouteMetadata(BaseModel):
             "ExemplarRouter.learn_from_feedback."
         ),
     )
+    stage: DecisionStage | None = Field(
+        default=None, description="Decider chains: the stage that decided."
+    )
+    stage_note: str | None = None
+    router_calls: list[RouterCall] = Field(
+        default_factory=list, description="Model calls made to decide (an LLM router)."
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -198,6 +211,9 @@ class RouteMetadata(BaseModel):
             max_similarity=self.max_similarity,
             context=self.context,
             session=self.session,
+            stage=self.stage,
+            stage_note=self.stage_note,
+            router_calls=self.router_calls,
         )
         return RoutedCall(
             call_id=self.call_id,
@@ -298,8 +314,9 @@ class RoutedCall(BaseModel):
         ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
         ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``),
         ``max_similarity``, ``context`` (the conversation strategy), ``session``
-        (:class:`~langroute.decision.SessionInfo`: stickiness or a topic shift) and
-        ``record_id`` (the answer's ledger record id, for feedback).
+        (:class:`~langroute.decision.SessionInfo`: stickiness or a topic shift),
+        ``record_id`` (the answer's ledger record id, for feedback), and for decider chains
+        ``stage``, ``stage_note`` and ``router_calls`` (the LLM router's calls).
         """
         decision = self.decision
         return RouteMetadata(
@@ -320,6 +337,9 @@ class RoutedCall(BaseModel):
             context=decision.context,
             session=decision.session,
             record_id=self.record_id,
+            stage=decision.stage,
+            stage_note=decision.stage_note,
+            router_calls=decision.router_calls,
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -328,6 +348,7 @@ class RoutedCall(BaseModel):
         framework: str,
         metadata: Mapping[str, Any] | None = None,
         query: str | None = None,
+        attempt: int | None = None,
     ) -> list[Any]:
         """One :class:`~langroute.costs.LedgerRecord` per attempt, unpriced.
 
@@ -338,16 +359,78 @@ class RoutedCall(BaseModel):
         A failed attempt carries its error and the tokens the provider reported, if any.
         An attempt that is not :attr:`Attempt.measured` is marked unmeasured
         (:attr:`~langroute.costs.LedgerRecord.measured`): the ledger does not price it.
+        The decision's own model calls (an LLM router's, :attr:`RouteDecision.router_calls`)
+        come first, as records of role ``"router"`` (route ``"router"``) in the same request.
+
+        Args:
+            framework: The framework that made the call (``"langchain"``, ...).
+            metadata: Extra metadata for every record.
+            query: The routed text, kept on every record when the caller asks.
+            attempt: Only the records of this attempt (an index; ``-1``: the last), for a
+                handler that writes each attempt as it ends; the router's calls come
+                with the first attempt.
         """
-        from langroute.costs.records import UNMEASURED_KEY, LedgerRecord
+        from langroute.costs.records import ROLE_KEY, UNMEASURED_KEY, LedgerRecord
 
         first = self.attempts[0].route if self.attempts else None
         extra = dict(metadata or {})
+        decision = self.decision
+        shared = {
+            **extra,
+            "decided_route": decision.route,
+            "routing_ms": decision.elapsed_ms,
+            **(
+                {"router_load_ms": decision.timings_ms["load"]}
+                if "load" in decision.timings_ms
+                else {}
+            ),
+            "max_similarity": decision.max_similarity,
+            **({"context": decision.context} if decision.context is not None else {}),
+            **(
+                {"session": decision.session.model_dump(mode="json")}
+                if decision.session is not None
+                else {}
+            ),
+            **({"stage": decision.stage} if decision.stage is not None else {}),
+        }
+        indices = range(len(self.attempts))
+        if attempt is not None:
+            index = attempt if attempt >= 0 else len(self.attempts) + attempt
+            indices = range(index, index + 1) if 0 <= index < len(self.attempts) else range(0)
         records = []
+        if 0 in indices or (attempt is None and not self.attempts):
+            for call in decision.router_calls:
+                records.append(
+                    LedgerRecord(
+                        framework=framework,
+                        run_id=self.call_id,
+                        kind="route",
+                        route="router",
+                        model=call.model,
+                        input_tokens=call.input_tokens,
+                        output_tokens=call.output_tokens,
+                        cached_tokens=call.cached_tokens,
+                        latency_ms=call.latency_ms,
+                        error=call.error,
+                        reason=decision.reason,
+                        query=query,
+                        metadata={
+                            **shared,
+                            ROLE_KEY: "router",
+                            "usage_reported": call.usage_reported,
+                            **(
+                                {UNMEASURED_KEY: True}
+                                if not call.usage_reported and call.error is None
+                                else {}
+                            ),
+                        },
+                    )
+                )
         answered = self.answered
-        for index, attempt in enumerate(self.attempts):
-            usage = attempt.usage or TokenUsage()
-            own = {"record_id": self.record_id} if attempt is answered else {}
+        for index in indices:
+            attempt_ = self.attempts[index]
+            usage = attempt_.usage or TokenUsage()
+            own = {"record_id": self.record_id} if attempt_ is answered else {}
             records.append(
                 LedgerRecord(
                     **own,
@@ -355,41 +438,23 @@ class RoutedCall(BaseModel):
                     framework=framework,
                     run_id=self.call_id,
                     kind="route",
-                    route=attempt.route,
-                    model=attempt.model,
+                    route=attempt_.route,
+                    model=attempt_.model,
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
                     cached_tokens=usage.cached_tokens,
                     baseline_model=self.baseline_model,
-                    latency_ms=attempt.latency_ms,
+                    latency_ms=attempt_.latency_ms,
                     escalated=index > 0,
                     escalated_from=first if index > 0 else None,
-                    error=attempt.error,
-                    reason=self.decision.reason,
-                    confidence=self.decision.confidence,
+                    error=attempt_.error,
+                    reason=decision.reason,
+                    confidence=decision.confidence,
                     metadata={
-                        **extra,
-                        "decided_route": self.decision.route,
-                        "routing_ms": self.decision.elapsed_ms,
-                        **(
-                            {"router_load_ms": self.decision.timings_ms["load"]}
-                            if "load" in self.decision.timings_ms
-                            else {}
-                        ),
-                        "max_similarity": self.decision.max_similarity,
-                        **(
-                            {"context": self.decision.context}
-                            if self.decision.context is not None
-                            else {}
-                        ),
-                        **(
-                            {"session": self.decision.session.model_dump(mode="json")}
-                            if self.decision.session is not None
-                            else {}
-                        ),
-                        "usage_reported": attempt.usage is not None,
-                        **({"rejected": True} if attempt.rejected else {}),
-                        **({UNMEASURED_KEY: True} if not attempt.measured else {}),
+                        **shared,
+                        "usage_reported": attempt_.usage is not None,
+                        **({"rejected": True} if attempt_.rejected else {}),
+                        **({UNMEASURED_KEY: True} if not attempt_.measured else {}),
                     },
                 )
             )

@@ -573,6 +573,15 @@ def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where the ledger and the plot are written.")
     ] = Path("langroute-demo"),
+    tiers: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            max=3,
+            help="2 (small, large) or 3 (small, medium, large through a decider chain: "
+            "rules, the kNN router, an LLM router).",
+        ),
+    ] = 2,
 ) -> None:
     """Run the offline demo: route a mixed workload, then print costs and savings.
 
@@ -600,7 +609,7 @@ def demo(
     _quiet_model_loading()
     run_demo = found[0].load()
     try:
-        run_demo(provider=provider, output=output)
+        run_demo(provider=provider, output=output, tiers=tiers)
     except LangrouteError as exc:  # setup problems: missing package, API key, provider
         raise _fail(str(exc)) from exc
 

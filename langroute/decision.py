@@ -15,7 +15,32 @@ DecisionReason = Literal[
     "no_query",  # nothing to route on (integrations): fallback route
     "cascade",  # a cascade: the cheapest tier first, escalating on a low score
     "routed_past",  # a cascade whose router skipped cheaper tiers it expects to fail
+    "rule",  # a heuristic gate's rule matched (langroute.deciders)
+    "llm",  # an LLM router chose, asked because the kNN decision was unsure
 ]
+
+DecisionStage = Literal["rules", "knn", "llm"]
+"""The stage of a decider chain that decided (``None`` on a plain router's decision)."""
+
+
+class RouterCall(BaseModel):
+    """A model call made to decide (an LLM router), paid for like any call.
+
+    The integrations write it to the ledger as a call of role ``"router"`` in the same
+    request, so its cost counts against the request's savings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cached_tokens: int = Field(default=0, ge=0)
+    usage_reported: bool = Field(
+        default=True, description="False when the provider reported no usage (cost unknown)."
+    )
+    latency_ms: float = 0.0
+    error: str | None = Field(default=None, description='"ErrorType: message" if it failed.')
 
 
 class Neighbour(BaseModel):
@@ -117,6 +142,16 @@ class RouteDecision(BaseModel):
     session: SessionInfo | None = Field(
         default=None,
         description="What a conversation session did (stickiness, topic shift); None: no session.",
+    )
+    stage: DecisionStage | None = Field(
+        default=None, description="Decider chains: the stage that decided."
+    )
+    stage_note: str | None = Field(
+        default=None,
+        description="Decider chains: why that stage decided (or why a later one was skipped).",
+    )
+    router_calls: list[RouterCall] = Field(
+        default_factory=list, description="Model calls made to decide (an LLM router)."
     )
 
     @property

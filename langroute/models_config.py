@@ -23,6 +23,16 @@ same file. TOML (``.toml``)::
     aliases = ["auto"]            # model names that mean "route this request"
     keys = "keys.jsonl"           # API keys (hashed); no file: no authentication
 
+    [chain]                       # optional: a decider chain (langroute.deciders)
+    ask_llm_on = ["low_confidence", "out_of_distribution"]
+    [[chain.rules]]               # the heuristic gate, first match decides
+    name = "code"
+    route = "large"
+    code = true
+    [chain.llm]                   # the LLM router for unsure kNN decisions
+    model = "openai:gpt-4o-mini"
+    descriptions = { small = "chit-chat, lookups", large = "reasoning, code, design" }
+
 A model spec is a string or a table:
 
 * ``"provider:model"`` (``"openai:gpt-4o-mini"``): a LangChain ``init_chat_model`` spec.
@@ -234,6 +244,9 @@ class ModelsConfig(BaseModel):
     judge: ModelSpec | None = None
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    chain: dict[str, Any] | None = Field(
+        default=None, description="The [chain] table: a decider chain's rules and LLM router."
+    )
 
     @property
     def route_names(self) -> list[str]:
@@ -256,6 +269,38 @@ class ModelsConfig(BaseModel):
 
     def _where(self) -> str:
         return f"{self.path}: " if self.path is not None else ""
+
+    def pricer(self) -> Any:
+        """A :class:`~langroute.costs.Pricer` with this file's ``[prices]`` beside genai-prices."""
+        from langroute.costs.pricing import Pricer
+
+        return Pricer(dict(self.prices))
+
+    def decider_chain(self, router: Any) -> Any:
+        """The :class:`~langroute.deciders.DeciderChain` the ``[chain]`` table describes.
+
+        Args:
+            router: The kNN router (an :class:`~langroute.router.ExemplarRouter`).
+
+        Raises:
+            ModelsConfigError: The file has no ``[chain]`` table, or its LLM router's
+                model cannot be built.
+            RouterConfigError: A rule or option is not valid (the message names it).
+        """
+        from langroute.deciders import chain_from_config
+        from langroute.errors import RouterConfigError
+
+        if self.chain is None:
+            raise ModelsConfigError(f"{self._where()}no [chain] table")
+        folder = self.path.parent if self.path else None
+
+        def build(value: Any) -> CompletionModel:
+            return build_model(_parse_spec("chain.llm", value, self._where()), folder=folder)
+
+        try:
+            return chain_from_config(router, self.chain, build_model=build)
+        except RouterConfigError as exc:
+            raise RouterConfigError(f"{self._where()}[chain]: {exc}") from exc
 
     def build(self, route: str) -> CompletionModel:
         """Build the model of ``route`` (or ``"judge"``).
@@ -395,11 +440,14 @@ def models_config_from_dict(
         ModelsConfigError: a table is missing or malformed.
     """
     where = f"{path}: " if path is not None else ""
-    unknown = sorted(set(data) - {"routes", "judge", "prices", "serve"})
+    unknown = sorted(set(data) - {"routes", "judge", "prices", "serve", "chain"})
     if unknown:
         raise ModelsConfigError(
-            f"{where}unknown table(s) {unknown}; expected routes, judge, prices, serve"
+            f"{where}unknown table(s) {unknown}; expected routes, judge, prices, serve, chain"
         )
+    chain = data.get("chain")
+    if chain is not None and not isinstance(chain, Mapping):
+        raise ModelsConfigError(f"{where}[chain] must be a table")
     routes = data.get("routes")
     if not isinstance(routes, Mapping) or not routes:
         raise ModelsConfigError(f"{where}a [routes] table naming at least one route is required")
@@ -417,7 +465,14 @@ def models_config_from_dict(
         except ValueError as exc:
             raise ModelsConfigError(f"{where}prices for {model!r}: {exc}") from exc
     serve = _parse_serve(data.get("serve", {}), path=path, text=text, routes=list(specs))
-    return ModelsConfig(path=path, routes=specs, judge=judge_spec, prices=dict(prices), serve=serve)
+    return ModelsConfig(
+        path=path,
+        routes=specs,
+        judge=judge_spec,
+        prices=dict(prices),
+        serve=serve,
+        chain=dict(chain) if chain is not None else None,
+    )
 
 
 @contextlib.contextmanager

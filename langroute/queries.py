@@ -25,11 +25,40 @@ import unicodedata
 
 from langroute.errors import InvalidQueryError
 
-__all__ = ["clean_query", "has_visible_text"]
+__all__ = ["Query", "clean_query", "has_visible_text"]
 
 # Control, format (zero-width, bidi, BOM), surrogate and separator characters.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Query(str):
+    """A query string that also says how many attachments (images, files) came with it.
+
+    The integrations' query extractors return one when the routed message carries
+    non-text content, so a decider chain's rule with ``attachments=True`` can send it to
+    a route that reads them (:mod:`langroute.deciders`). Anything that takes a ``str``
+    takes it; :func:`clean_query` keeps the count.
+
+    Example:
+        >>> q = Query("what is in this picture?", attachments=1)
+        >>> q.attachments, q.upper(), clean_query(q).attachments
+        (1, 'WHAT IS IN THIS PICTURE?', 1)
+    """
+
+    attachments: int
+
+    def __new__(cls, text: str, *, attachments: int = 0) -> Query:  # noqa: D102
+        made = super().__new__(cls, text)
+        made.attachments = attachments
+        return made
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_query, (str(self), self.attachments))
+
+
+def _query(text: str, attachments: int) -> Query:
+    return Query(text, attachments=attachments)
 
 
 def has_visible_text(text: str) -> bool:
@@ -69,4 +98,7 @@ def clean_query(query: object) -> str:
                 f"surrogate characters: {text[:20]!r})"
             )
         raise InvalidQueryError("query is empty or whitespace")
-    return _SURROGATE.sub("\ufffd", text)
+    cleaned = _SURROGATE.sub("\ufffd", text)
+    if isinstance(query, Query):
+        return Query(cleaned, attachments=query.attachments)
+    return cleaned

@@ -220,6 +220,13 @@ def eval_command(
             "window_text[:N] (joined)."
         ),
     ] = None,
+    chain: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A models file with a [chain] table: measure that decider chain (rules, "
+            "this router, an LLM router) stage by stage against this router alone."
+        ),
+    ] = None,
 ) -> None:
     """Measure the router `build` would give from EXEMPLARS on EVALSET: table, plot, JSON.
 
@@ -252,6 +259,7 @@ def eval_command(
     oos = list(out_of_scope or [])
     known = [*route_list, *oos] if route_list else None  # rows with other labels: errors
     comparison = None
+    chain_report = None
     try:
         from langroute.conversation import ConversationContext
 
@@ -261,6 +269,10 @@ def eval_command(
             raise ValueError("--context needs an evaluation file apart from the exemplars")
         if baseline is not None and (same or folds is not None):
             raise ValueError("--baseline needs an evaluation file apart from the exemplars")
+        if chain is not None and (same or folds is not None or strategy is not None):
+            raise ValueError(
+                "--chain needs an evaluation file apart from the exemplars, and no --context"
+            )
         if same or folds is not None:
             rows = load_exemplars(exemplars, routes=known)
             if not same:
@@ -291,9 +303,20 @@ def eval_command(
                 show_progress=True,
                 **options,
             )
-            report = evaluate(
-                router, evalset, weak=weak, strong=strong, show_progress=True, context=strategy
-            )
+            if chain is not None:
+                from langroute.evaluation.chains import evaluate_chain
+                from langroute.models_config import load_models_config
+
+                models = load_models_config(chain)
+                decider = models.decider_chain(router)
+                chain_report = evaluate_chain(
+                    decider, evalset, pricer=models.pricer(), show_progress=True
+                )
+                report = evaluate(decider, evalset, weak=weak, strong=strong, show_progress=True)
+            else:
+                report = evaluate(
+                    router, evalset, weak=weak, strong=strong, show_progress=True, context=strategy
+                )
             if baseline is not None:
                 comparison = compare(
                     load_saved_router(baseline),
@@ -307,12 +330,16 @@ def eval_command(
         typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(1) from exc
     _print_report(report, f"langroute eval: {evalset.name}")
+    if chain_report is not None:
+        print_chain_report(chain_report)
     written = plot_report(report, plot)
     typer.echo(f"plot written to {printable(written)}")
     if json_path is not None:
         figures = report.to_json_dict()
         if comparison is not None:
             figures["comparison"] = comparison.to_json_dict()
+        if chain_report is not None:
+            figures["chain"] = chain_report.model_dump(mode="json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(figures, indent=2), encoding="utf-8")
         typer.echo(f"JSON written to {printable(json_path)}")
@@ -320,6 +347,47 @@ def eval_command(
         print_comparison(comparison, str(baseline), "this router")
         if comparison.worse:
             raise typer.Exit(COMPARE_WORSE_EXIT)
+
+
+def print_chain_report(report: Any) -> None:
+    """The per-stage table of a decider chain against its kNN router alone."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="decider chain, stage by stage", title_justify="left")
+    table.add_column("stage")
+    for name in ("rows", "share", "acc", "q loss", "cost infl", "esc", "strong"):
+        table.add_column(name, justify="right")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    for item in [*report.stages, report.chain, report.knn_only]:
+        table.add_row(
+            data_text(item.stage),
+            str(item.n),
+            pct(item.share),
+            pct(item.accuracy),
+            pct(item.quality_loss),
+            pct(item.cost_inflation),
+            pct(item.escalation_rate),
+            pct(item.strong_share),
+        )
+    console = Console()
+    console.print(table)
+    cost = "unknown" if report.routing_cost is None else f"${report.routing_cost:.4f}"
+    console.print(
+        data_text(
+            f"routing: {report.routing_calls} LLM router calls ({report.routing_failures} "
+            f"failed or unparsed), {report.routing_input_tokens:,} in / "
+            f"{report.routing_output_tokens:,} out tokens, cost {cost}"
+            + (
+                f" (no price for {', '.join(report.unpriced_models)})"
+                if report.unpriced_models
+                else ""
+            )
+        )
+    )
 
 
 def calibrate_command(

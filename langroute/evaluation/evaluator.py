@@ -58,6 +58,7 @@ from langroute.evaluation.reports import (
     optional_float,
 )
 from langroute.exemplars import Exemplar
+from langroute.protocols import Router
 from langroute.router import ExemplarRouter
 from langroute.settings import RouterSettings
 
@@ -115,7 +116,7 @@ def in_chunks(
 
 
 def route_all(
-    router: ExemplarRouter, texts: Sequence[str], show_progress: bool = False
+    router: Router, texts: Sequence[str], show_progress: bool = False
 ) -> list[RouteDecision]:
     """Route in chunks, keeping only the nearest few neighbours of each decision.
 

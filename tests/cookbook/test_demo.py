@@ -196,3 +196,29 @@ def test_langroute_demo_command(tmp_path):
     assert (output / "costs.png").read_bytes()[:8] == PNG_MAGIC
     records = CostLedger.open(Path(output / "ledger.db")).records()
     assert len({r.run_id for r in records}) == len(WORKLOAD)
+
+
+def test_three_tier_demo_runs_the_chain_the_cascade_and_the_report(tmp_path, starter_router):
+    """``tiers=3``: small/medium/large through rules, kNN and an LLM router, end to end."""
+    from langchain_langroute.demo import three_tier_router
+
+    console, buffer = _console()
+    result = run_demo(output=tmp_path, console=console, tiers=3)
+    text = buffer.getvalue()
+    assert result.models == {"small": "gpt-4o-mini", "medium": "gpt-4.1-mini", "large": "gpt-4o"}
+    assert {d.route for d in result.decisions} == {"small", "medium", "large"}
+    reasons = Counter(d.reason for d in result.decisions if d.kind == "route")
+    assert reasons["rule"] >= 1 and reasons["llm"] >= 1 and reasons["vote"] >= 1
+    cascaded = [d for d in result.decisions if d.kind == "cascade"]
+    assert {d.route for d in cascaded} >= {"small"} and any(d.escalated for d in cascaded)
+    records = CostLedger.open(result.ledger_path).records()
+    routers = [r for r in records if r.route == "router"]
+    assert len(routers) == reasons["llm"] and all(r.overhead for r in routers)
+    assert len({r.run_id for r in records}) == len(WORKLOAD) == result.requests
+    assert result.savings is not None and result.savings > 0
+    assert "decider chain" in text and "medium" in text and "gpt-4.1-mini" in text
+    split = three_tier_router().counts()
+    assert split["medium"] > 0 and split["large"] > 0
+    assert sum(split.values()) == len(starter_router)
+    with pytest.raises(DemoSetupError, match="2 or 3 tiers"):
+        run_demo(output=tmp_path, console=console, tiers=4)

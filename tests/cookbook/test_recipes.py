@@ -47,6 +47,7 @@ def test_every_recipe_is_tested_and_documented():
         "09_monitor_drift.py",
         "10_label_queries.py",
         "11_tune_and_compare.py",
+        "14_three_tier_chain.py",
         "12_multi_turn_chat.py",
         "13_learning_cascade.py",
     }
@@ -276,3 +277,14 @@ def test_12_multi_turn_chat_holds_the_route_until_the_topic_changes(tmp_path):
     assert routes == ["large"] * 5 + ["small"], aware
     assert "sticky, router chose small" in aware and "topic_shift" in aware
     assert "small  yes, do that" in " ".join(plain.split("\n"))
+
+
+def test_14_three_tier_chain(tmp_path):
+    out = run_recipe("14_three_tier_chain.py", cwd=tmp_path)
+    assert "DeciderChain(rules -> knn -> llm" in out
+    assert "rule 'greeting' matched" in out and "rule 'attachment' matched" in out
+    assert "LLM router chose" in out
+    for stage in ("rules", "knn", "llm", "chain", "knn only"):
+        assert f"│ {stage} " in out
+    assert re.search(r"LLM router: \d+ calls, \$0\.\d+", out)
+    assert re.search(r"│ router +│", out) and "saved $" in out

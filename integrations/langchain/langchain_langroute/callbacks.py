@@ -304,10 +304,12 @@ class CostCallbackHandler(BaseCallbackHandler):
         # the router's one-time encoder load is recorded apart (router_load_ms)
         latency_ms = max(0.0, latency_ms - meta.router_load_ms)
         answered = Attempt(route=meta.route, model=model, usage=usage, latency_ms=latency_ms)
-        records = meta.to_call(answered).ledger_records(framework=self.framework)
         # A RoutingChatModel run made every attempt; under RouterMiddleware the failed
         # attempts were model runs of their own (recorded by on_llm_error).
-        self._dispatch(run, records if own_run else records[-1:])
+        records = meta.to_call(answered).ledger_records(
+            framework=self.framework, attempt=None if own_run else -1
+        )
+        self._dispatch(run, records)
 
     def on_llm_error(
         self,
@@ -340,7 +342,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         )
         if route is not None and meta is not None:  # a RouterMiddleware attempt
             # its earlier attempts were runs of their own: only this one is recorded here
-            records = meta.to_call(failed).ledger_records(framework=self.framework)[-1:]
+            records = meta.to_call(failed).ledger_records(framework=self.framework, attempt=-1)
         elif route is not None and event is not None and isinstance(event.get("decision"), Mapping):
             records = _event_call(event, failed).ledger_records(framework=self.framework)
         else:

@@ -393,7 +393,7 @@ class RoutingChatModel(BaseChatModel):
         query = self.query_extractor(messages)
         if query is None or not has_visible_text(str(query)):
             return self.router.fallback_decision("no_query"), None
-        return None, str(query)
+        return None, query if isinstance(query, str) else str(query)  # a Query keeps its count
 
     @staticmethod
     def _session_key(
@@ -802,7 +802,7 @@ class RoutingChatModel(BaseChatModel):
                 decisions[i] = self.router.fallback_decision("no_query")
             else:
                 indices.append(i)
-                queries.append(str(query))
+                queries.append(query if isinstance(query, str) else str(query))
         return decisions, indices, queries
 
     def _route_batch(self, queries: list[str]) -> list[RouteDecision | None]:

@@ -14,6 +14,11 @@ proportional to the text) and report the names of two real models, ``gpt-4o-mini
 ``gpt-4o``, so ``genai-prices`` prices them. With ``provider="openai"``,
 ``"anthropic"`` or ``"ollama"`` the same code path runs with real chat models.
 
+With ``tiers=3`` (``langroute demo --tiers 3``) the same run has three tiers, small,
+medium and large (stand-ins priced as gpt-4o-mini, gpt-4.1-mini and gpt-4o), and routes
+through a decider chain: a heuristic gate, the kNN router over the starter pack split in
+three (:func:`three_tier_router`), and an LLM router for what the kNN is unsure of.
+
 The core finds :func:`run_demo` through the ``langroute.demo`` entry point
 (``langroute demo``), so ``langroute`` itself never imports LangChain.
 
@@ -62,7 +67,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODELS",
+    "DEMO_RULES",
+    "MEDIUM_CATEGORIES",
     "PROVIDERS",
+    "THREE_TIERS",
+    "THREE_TIER_MODELS",
     "WORKLOAD",
     "DemoDecision",
     "DemoRequest",
@@ -73,6 +82,10 @@ __all__ = [
     "plot_costs",
     "run_demo",
     "stand_in_models",
+    "stand_in_router_model",
+    "three_tier_chain",
+    "three_tier_router",
+    "tier_models_for",
 ]
 
 PROVIDERS = ("offline", "openai", "anthropic", "ollama")
@@ -86,6 +99,37 @@ DEFAULT_MODELS: dict[str, tuple[str, str]] = {
 }
 """Provider -> (cheap model, strong model); override with ``LANGROUTE_CHEAP_MODEL`` /
 ``LANGROUTE_STRONG_MODEL``."""
+
+THREE_TIERS = ("small", "medium", "large")
+"""The routes of the three-tier demo, cheapest first."""
+
+THREE_TIER_MODELS: dict[str, tuple[str, str, str]] = {
+    "offline": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"),
+    "openai": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"),
+    "anthropic": ("claude-3-5-haiku-latest", "claude-sonnet-4-5", "claude-opus-4-1"),
+    "ollama": ("llama3.2:1b", "llama3.2:3b", "llama3.1:8b"),
+}
+"""Provider -> (small, medium, large) models of the three-tier demo; override with
+``LANGROUTE_CHEAP_MODEL`` / ``LANGROUTE_MEDIUM_MODEL`` / ``LANGROUTE_STRONG_MODEL``."""
+
+MEDIUM_CATEGORIES = frozenset(
+    {"analysis_comparison", "code_generation", "expert_advice", "long_creative_writing"}
+)
+"""Starter-pack categories whose exemplars :func:`three_tier_router` moves from large to
+medium: substantial work a mid-priced model does well. Multi-step reasoning, math,
+planning, research synthesis and debugging stay large."""
+
+DEMO_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "name": "greeting",
+        "route": "small",
+        "max_words": 6,
+        "keywords": ["hi", "hello", "hey", "thanks", "thank you", "good morning"],
+    },
+    {"name": "attachment", "route": "large", "attachments": True},
+    {"name": "very long", "route": "large", "min_words": 400},
+)
+"""The heuristic gate of the three-tier demo (see :class:`langroute.deciders.HeuristicRule`)."""
 
 _PROVIDER_SETUP: dict[str, tuple[str, str, str, str | None]] = {
     # provider: (module, class, pip package, API key variable)
@@ -283,6 +327,12 @@ def chat_models_for(provider: str | None = None) -> tuple[BaseChatModel, BaseCha
     strong_name = os.environ.get("LANGROUTE_STRONG_MODEL") or default_strong
     if name == "offline":
         return stand_in_models(cheap_name, strong_name)
+    chat_class = _provider_class(name)
+    return chat_class(model=cheap_name), chat_class(model=strong_name)
+
+
+def _provider_class(name: str) -> Any:
+    """The LangChain chat model class of a provider, once its package and key are there."""
     module_name, class_name, package, key = _PROVIDER_SETUP[name]
     try:
         module = import_module(module_name)
@@ -292,8 +342,7 @@ def chat_models_for(provider: str | None = None) -> tuple[BaseChatModel, BaseCha
         ) from exc
     if key is not None and not os.environ.get(key):
         raise DemoSetupError(f"the {name} demo needs an API key: export {key}=...")
-    chat_class = getattr(module, class_name)
-    return chat_class(model=cheap_name), chat_class(model=strong_name)
+    return getattr(module, class_name)
 
 
 def _pricer_for(provider: str, models: Sequence[BaseChatModel]) -> Pricer:
@@ -303,6 +352,121 @@ def _pricer_for(provider: str, models: Sequence[BaseChatModel]) -> Pricer:
     free = ModelPrice(input_per_mtok=0, output_per_mtok=0)
     names = {getattr(m, "model", None) or getattr(m, "model_name", None) for m in models}
     return Pricer({name: free for name in names if name})
+
+
+def three_tier_router(embedder: Any = None) -> ExemplarRouter:
+    """The starter router split in three tiers: small, medium and large.
+
+    The starter pack's ``large`` exemplars of :data:`MEDIUM_CATEGORIES` become
+    ``medium``. The vectors come from the starter router (cached on disk after its first
+    build), so nothing is embedded again.
+
+    Example:
+        >>> router = three_tier_router()  # doctest: +SKIP
+        >>> router.routes, router.route("Write a Python function that merges two dicts").route
+        (['small', 'medium', 'large'], 'medium')  # doctest: +SKIP
+    """
+    from langroute.router import ExemplarRouter
+
+    starter = ExemplarRouter.default(embedder=embedder)
+    exemplars = starter.exemplars
+    relabelled = [
+        ex.model_copy(update={"route": "medium"})
+        if ex.route == "large" and ex.metadata.get("category") in MEDIUM_CATEGORIES
+        else ex
+        for ex in exemplars
+    ]
+    router = ExemplarRouter(routes=list(THREE_TIERS), embedder=starter.embedder)
+    router.add_embedded(relabelled, starter.vectors([ex.id for ex in exemplars]))
+    return router
+
+
+def tier_models_for(provider: str | None = None) -> dict[str, BaseChatModel]:
+    """The small, medium and large chat models of the three-tier demo (route -> model).
+
+    Offline: stand-ins priced as :data:`THREE_TIER_MODELS` names; otherwise real models
+    of the provider, as :func:`chat_models_for` builds them.
+
+    Raises:
+        DemoSetupError: As :func:`chat_models_for`.
+
+    Example:
+        >>> {route: m.model for route, m in tier_models_for(None).items()}
+        {'small': 'gpt-4o-mini', 'medium': 'gpt-4.1-mini', 'large': 'gpt-4o'}
+    """
+    name = _normalise_provider(provider)
+    small, medium, large = THREE_TIER_MODELS[name]
+    names = (
+        os.environ.get("LANGROUTE_CHEAP_MODEL") or small,
+        os.environ.get("LANGROUTE_MEDIUM_MODEL") or medium,
+        os.environ.get("LANGROUTE_STRONG_MODEL") or large,
+    )
+    if name == "offline":
+        cheap, strong = stand_in_models(names[0], names[2])
+        middle = StandInChatModel(
+            model=names[1],
+            provider="openai",
+            answers={r.text: r.strong_answer for r in WORKLOAD},
+            style="strong",
+            latency=0.04,
+        )
+        return dict(zip(THREE_TIERS, (cheap, middle, strong), strict=True))
+    chat_class = _provider_class(name)
+    return {route: chat_class(model=model) for route, model in zip(THREE_TIERS, names, strict=True)}
+
+
+_HARD_WORDS = ("prove", "derive", "design", "architecture", "plan ", "theorem", "diagnose")
+_MEDIUM_WORDS = ("write", "code", "function", "compare", "recommend", "explain", "draft")
+
+
+def _stand_in_route_choice(prompt: str) -> str:
+    """What the offline stand-in of the LLM router answers: a judgement by keywords."""
+    request = prompt.rpartition("Request: ")[2].rpartition("\nAnswer with")[0].lower()
+    if any(word in request for word in _HARD_WORDS):
+        return "large"
+    if any(word in request for word in _MEDIUM_WORDS):
+        return "medium"
+    return "small"
+
+
+def stand_in_router_model() -> Any:
+    r"""The offline stand-in of the LLM router: judges the request by keywords.
+
+    A :class:`~langroute.scripted.ScriptedCompletionModel` named (and priced as)
+    ``gpt-4o-mini`` that answers ``large`` for proofs, designs and plans, ``medium`` for
+    code, comparisons and advice, else ``small``.
+
+    Example:
+        >>> import asyncio
+        >>> prompt = "...Request: Prove Fermat's little theorem\nAnswer with the name"
+        >>> asyncio.run(stand_in_router_model().acomplete(prompt)).text
+        'large'
+    """
+    from langroute.scripted import ScriptedCompletionModel
+
+    return ScriptedCompletionModel("gpt-4o-mini", reply=_stand_in_route_choice)
+
+
+def three_tier_chain(router: ExemplarRouter, router_model: Any) -> Any:
+    """The demo's decider chain: :data:`DEMO_RULES`, the kNN ``router``, an LLM router.
+
+    Args:
+        router: The three-tier kNN router (:func:`three_tier_router`).
+        router_model: The LLM router's model: a LangChain chat model or a
+            :class:`~langroute.models_config.CompletionModel`.
+    """
+    from langroute.deciders import DeciderChain, HeuristicGate, LLMRouter
+
+    descriptions = {
+        "small": "greetings, lookups, short rewrites, translations, formatting",
+        "medium": "writing code, comparisons, advice, longer writing",
+        "large": "multi-step reasoning, math, planning, research, debugging",
+    }
+    return DeciderChain(
+        router,
+        gate=HeuristicGate(DEMO_RULES),
+        llm=LLMRouter(router_model, descriptions=descriptions),
+    )
 
 
 # --------------------------------------------------------------------------- result
@@ -440,7 +604,9 @@ def _cascaded(cascade: CascadeRunnable, request: DemoRequest) -> DemoDecision:
     )
 
 
-def _decision_table(decisions: Sequence[DemoDecision], costs: Sequence[float | None]) -> Any:
+def _decision_table(
+    decisions: Sequence[DemoDecision], costs: Sequence[float | None], colours: dict[str, str]
+) -> Any:
     from rich.table import Table
 
     table = Table(title="decisions", title_justify="left", header_style="bold")
@@ -453,7 +619,7 @@ def _decision_table(decisions: Sequence[DemoDecision], costs: Sequence[float | N
     table.add_column("conf", justify="right", no_wrap=True)
     table.add_column("cost", justify="right", no_wrap=True)
     for number, (item, cost) in enumerate(zip(decisions, costs, strict=True), start=1):
-        style = "bold green" if item.route == "small" else "bold magenta"
+        style = f"bold {colours.get(item.route, 'magenta')}"
         table.add_row(
             str(number),
             _short(item.query, 50),
@@ -474,6 +640,7 @@ def run_demo(
     *,
     router: ExemplarRouter | None = None,
     workload: Sequence[DemoRequest] = WORKLOAD,
+    tiers: int = 2,
 ) -> DemoResult:
     """Run the demo: route the workload, record the costs, print the report, plot it.
 
@@ -483,14 +650,18 @@ def run_demo(
             :func:`chat_models_for` for packages, keys and model names).
         output: Folder for ``ledger.db`` (SQLite, replaced on each run) and ``costs.png``.
         console: A ``rich`` console to print to (default: stdout).
-        router: The router (default: :meth:`ExemplarRouter.default`, the starter router).
+        router: The router (default: :meth:`ExemplarRouter.default`, the starter router;
+            with ``tiers=3``, :func:`three_tier_router`).
         workload: The requests (default: :data:`WORKLOAD`).
+        tiers: 2 (small, large) or 3 (small, medium, large, routed through the decider
+            chain of :func:`three_tier_chain`).
 
     Returns:
         A :class:`DemoResult` with the decisions, totals and file paths.
 
     Raises:
-        DemoSetupError: The provider cannot be used (package or API key missing).
+        DemoSetupError: The provider cannot be used (package or API key missing), or
+            ``tiers`` is not 2 or 3.
 
     Example:
         >>> result = run_demo(output=Path("/tmp/demo"))  # doctest: +SKIP
@@ -502,7 +673,14 @@ def run_demo(
 
     started = time.perf_counter()
     name = _normalise_provider(provider)
-    cheap, strong = chat_models_for(name)  # fails fast, before loading the embedder
+    if tiers not in (2, 3):
+        raise DemoSetupError(f"the demo has 2 or 3 tiers, not {tiers}")
+    # fail fast, before loading the embedder
+    if tiers == 2:
+        cheap, strong = chat_models_for(name)
+        chat_models: dict[str, BaseChatModel] = {"small": cheap, "large": strong}
+    else:
+        chat_models = tier_models_for(name)
     if console is None:
         console = Console()
         if not console.is_terminal:
@@ -511,12 +689,15 @@ def run_demo(
     output.mkdir(parents=True, exist_ok=True)
     ledger_path = output / "ledger.db"
     plot_path = output / "costs.png"
-    models = {"small": _model_name(cheap), "large": _model_name(strong)}
+    models = {route: _model_name(model) for route, model in chat_models.items()}
+    strongest = list(models)[-1]
     where = "local stand-in models" if name == "offline" else f"{name} models"
+    colours = dict(zip(models, ("green", "yellow", "magenta")[-len(models) :], strict=True))
     console.print(
         Panel.fit(
-            f"[bold]langroute demo[/] · {where}: small → [green]{models['small']}[/], "
-            f"large → [magenta]{models['large']}[/] (prices from genai-prices)\n"
+            f"[bold]langroute demo[/] · {where}: "
+            + ", ".join(f"{route} → [{colours[route]}]{m}[/]" for route, m in models.items())
+            + " (prices from genai-prices)\n"
             f"{sum(r.kind == 'route' for r in workload)} requests through a RoutingChatModel, "
             f"{sum(r.kind == 'cascade' for r in workload)} extractions through a cascade "
             "(cheap first, a JSON validator decides)",
@@ -527,22 +708,29 @@ def run_demo(
         from langroute.router import ExemplarRouter
 
         with console.status("building the starter router (embedding the bundled exemplars)"):
-            router = ExemplarRouter.default()
+            router = ExemplarRouter.default() if tiers == 2 else three_tier_router()
     console.print(
         f"router: {len(router)} exemplars "
         f"({', '.join(f'{r}: {n}' for r, n in router.counts().items())}), "
         f"dial {router.threshold:.2f}, k={router.settings.k}"
     )
-    llm = RoutingChatModel(router=router, models={"small": cheap, "large": strong})
+    deciding: Any = router
+    if tiers == 3:
+        # offline, the LLM router is a stand-in judging by keywords (priced as
+        # gpt-4o-mini); with a provider, the small model chooses
+        router_model = stand_in_router_model() if name == "offline" else chat_models["small"]
+        deciding = three_tier_chain(router, router_model)
+        console.print(f"decider chain: {deciding!r}; rules: {[r['name'] for r in DEMO_RULES]}")
+    llm = RoutingChatModel(router=deciding, models=chat_models)
     cascade = CascadeRunnable(
-        tiers=[cheap, strong],
+        tiers=list(chat_models.values()),
         scorer=AllOf(NonEmptyValidator(), RefusalDetector(), JSONValidator()),
         threshold=0.5,
-        tier_names=["small", "large"],
+        tier_names=list(chat_models),
     )
 
     _fresh_ledger(ledger_path)
-    ledger = CostLedger(ledger_path, pricer=_pricer_for(name, [cheap, strong]))
+    ledger = CostLedger(ledger_path, pricer=_pricer_for(name, list(chat_models.values())))
     decisions: list[DemoDecision] = []
     with track_costs(ledger):
         for request in workload:
@@ -556,7 +744,7 @@ def run_demo(
     costs: list[float | None] = [cost for cost, _ in per_request]
     if len(costs) != len(decisions):  # a record went missing: show no per-request costs
         costs = [None] * len(decisions)
-    console.print(_decision_table(decisions, costs))
+    console.print(_decision_table(decisions, costs, colours))
 
     summary = ledger.summary(order=router.routes)
     console.print(render_report(summary))
@@ -571,7 +759,7 @@ def run_demo(
     if summary.savings is not None and summary.baseline_cost is not None:
         console.print(
             f"[bold]savings[/]: spent [green]${summary.cost or 0:.6f}[/] instead of "
-            f"${summary.baseline_cost:.6f} with every request on {models['large']}: "
+            f"${summary.baseline_cost:.6f} with every request on {models[strongest]}: "
             f"[bold green]saved ${summary.savings:.6f} ({summary.savings_pct or 0:.1f}%)[/]"
         )
     else:

@@ -30,9 +30,11 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langroute.conversation import ChatTurn
+from langroute.queries import Query
 
 __all__ = [
     "QueryExtractor",
+    "attachment_count",
     "chat_turns",
     "last_human_message",
     "message_text",
@@ -68,8 +70,36 @@ def message_text(message: BaseMessage) -> str:
     return "\n".join(part.strip() for part in parts if part.strip())
 
 
+_NOT_ATTACHMENTS = frozenset(
+    {"text", "input_text", "tool_use", "tool_call", "reasoning", "thinking", "citation"}
+)
+
+
+def attachment_count(message: BaseMessage) -> int:
+    """How many content blocks of ``message`` are attachments (images, files, audio, ...).
+
+    Example:
+        >>> attachment_count(HumanMessage([
+        ...     {"type": "text", "text": "what is this?"},
+        ...     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ... ]))
+        1
+    """
+    content: Any = message.content
+    if isinstance(content, str):
+        return 0
+    return sum(
+        1
+        for block in content or []
+        if isinstance(block, dict) and block.get("type") not in _NOT_ATTACHMENTS
+    )
+
+
 def last_human_message(messages: Sequence[BaseMessage]) -> str | None:
     """The text of the last human message (string or content blocks), else ``None``.
+
+    When that message also carries attachments (images, files), the text comes as a
+    :class:`langroute.queries.Query` that counts them, for a decider chain's rules.
 
     Args:
         messages: The prompt's messages.
@@ -81,7 +111,8 @@ def last_human_message(messages: Sequence[BaseMessage]) -> str | None:
         if isinstance(message, HumanMessage):
             text = message_text(message)
             if text:
-                return text
+                attachments = attachment_count(message)
+                return Query(text, attachments=attachments) if attachments else text
     return None
 
 

@@ -95,13 +95,13 @@ class CostCallbackHandler(BaseEventHandler):
             # the call's last attempt is the route that answered
             metadata = {**self.metadata, "call": event.kind, "streamed": event.streamed}
             query = (event.call.decision.query or None) if self.store_queries else None
-            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata, query=query)[
-                -1:
-            ]
+            return event.call.ledger_records(
+                framework=FRAMEWORK, metadata=metadata, query=query, attempt=-1
+            )
         if isinstance(event, RouteAttemptFailedEvent):
             # the call's last attempt is the route that failed
             metadata = {**self.metadata, "next_route": event.next_route}
-            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata)[-1:]
+            return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata, attempt=-1)
         if isinstance(event, CascadeTierEvent):
             usage = (
                 event.usage if event.usage is not None else extract_usage(event.response)

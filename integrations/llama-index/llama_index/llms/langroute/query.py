@@ -22,13 +22,28 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from llama_index.core.base.llms import types as llm_types
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import BasePromptTemplate, ChatPromptTemplate
 from llama_index.core.prompts.base import SelectorPromptTemplate
 
 from langroute.conversation import ChatTurn
+from langroute.queries import Query
 
-__all__ = ["CONDENSE_PATTERN", "QueryExtractor", "QueryExtractorProtocol", "chat_turns"]
+__all__ = [
+    "CONDENSE_PATTERN",
+    "QueryExtractor",
+    "QueryExtractorProtocol",
+    "attachment_count",
+    "chat_turns",
+]
+
+# Blocks that carry an attachment (the newer kinds only where llama-index has them).
+_ATTACHMENT_BLOCKS = tuple(
+    block
+    for name in ("ImageBlock", "DocumentBlock", "AudioBlock", "VideoBlock")
+    if isinstance(block := getattr(llm_types, name, None), type)
+)
 
 CONDENSE_PATTERN = r"Follow Up Input:\s*(?P<query>.+?)\s*Standalone question:\s*$"
 """The user's message in the condense prompts of LlamaIndex's chat engines."""
@@ -49,6 +64,18 @@ class QueryExtractorProtocol(Protocol):
     def from_completion(self, prompt: str) -> str | None:
         """Text to route on for ``complete``/``stream_complete``."""
         ...
+
+
+def attachment_count(message: ChatMessage) -> int:
+    """How many blocks of ``message`` are attachments (images, documents, audio, video).
+
+    Example:
+        >>> from llama_index.core.base.llms.types import ImageBlock, TextBlock
+        >>> attachment_count(ChatMessage(role="user", blocks=[
+        ...     TextBlock(text="what is this?"), ImageBlock(url="https://example.com/a.png")]))
+        1
+    """
+    return sum(1 for block in message.blocks if isinstance(block, _ATTACHMENT_BLOCKS))
 
 
 def _message_text(message: ChatMessage) -> str:
@@ -151,6 +178,7 @@ class QueryExtractor:
     def from_messages(self, messages: Sequence[ChatMessage]) -> str | None:
         """The latest user turn(s), skipping tool observations."""
         turns: list[str] = []
+        attachments = 0
         for message in reversed(messages):
             if message.role != MessageRole.USER:
                 continue
@@ -158,11 +186,16 @@ class QueryExtractor:
             if not text or text.startswith(self.skip_prefixes):
                 continue
             turns.append(text)
+            if len(turns) == 1:
+                attachments = attachment_count(message)  # of the latest user turn
             if len(turns) == self.user_turns:
                 break
         if not turns:
             return None
-        return self._clip("\n".join(reversed(turns)))
+        clipped = self._clip("\n".join(reversed(turns)))
+        if attachments and clipped is not None:
+            return Query(clipped, attachments=attachments)
+        return clipped
 
     def from_completion(self, prompt: str) -> str | None:
         """The part matched by :attr:`completion_patterns`, else the whole prompt."""
