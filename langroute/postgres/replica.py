@@ -506,6 +506,54 @@ class RouterReplica:
         self._write(change)
         return made[0]
 
+    def learn(
+        self,
+        query: str,
+        route: str,
+        *,
+        good: bool,
+        source: str = "user",
+        scorer: str | None = None,
+        score: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Exemplar | None:
+        """Learn one observed outcome in every replica (see ``ExemplarRouter.learn``).
+
+        Runs :meth:`ExemplarRouter.learn <langroute.router.ExemplarRouter.learn>` here
+        (same arguments, checks and guard rails), then shares the learned exemplar with
+        its vector, and removes everywhere the learned exemplars the cap evicted here.
+
+        Returns:
+            The learned exemplar, or ``None`` when a hand-made exemplar has the same text
+            (nothing is written).
+
+        Raises:
+            RouterConfigError: An unknown route (nothing is written).
+            DatabaseUnavailableError: The database cannot be reached (nothing changes).
+        """
+        made: list[Exemplar | None] = []
+
+        def change(conn: psycopg.Connection) -> int:
+            before = {ex.id for ex in self.router.learned_exemplars}
+            exemplar = self.router.learn(
+                query,
+                route,
+                good=good,
+                source=source,
+                scorer=scorer,
+                score=score,
+                metadata=metadata,
+            )
+            made.append(exemplar)
+            if exemplar is None:
+                return self._seq
+            evicted = sorted(before - {ex.id for ex in self.router.learned_exemplars})
+            vectors = self.router.vectors([exemplar.id])
+            return write_change(conn, self.name, added=[exemplar], vectors=vectors, removed=evicted)
+
+        self._write(change)
+        return made[0]
+
     def configure(self, **changes: Any) -> None:
         """Change settings (validated) here and in every replica, e.g. ``configure(k=20)``.
 

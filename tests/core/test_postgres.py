@@ -52,15 +52,14 @@ class CountingEmbedder(HashingEmbedder):
         return HashingEmbedder.embed_documents(self, texts)
 
 
-def make_router(embedder=None) -> ExemplarRouter:
+def make_router(embedder=None, **options) -> ExemplarRouter:
     exemplars = [Exemplar(text=t, route="small") for t in EASY]
     exemplars += [Exemplar(text=t, route="large") for t in HARD]
     return ExemplarRouter(
         routes=["small", "large"],
         exemplars=exemplars,
         embedder=embedder or HashingEmbedder(),
-        min_similarity=0.05,
-        k=1,
+        **{"min_similarity": 0.05, "k": 1, **options},
     )
 
 
@@ -164,6 +163,26 @@ def test_changes_in_one_replica_route_in_the_other(postgres_url):
         with pytest.raises(RouterConfigError):  # refused here: nothing is written
             first.remove_exemplars([ex.id for ex in first.router.exemplars if ex.route == "small"])
         assert second.stats.connected and second.stats.last_error is None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_outcomes_learned_in_one_replica_are_learned_everywhere_and_bounded(postgres_url):
+    publish_router(make_router(max_learned=2), postgres_url)
+    first = load_shared_router(postgres_url, embedder=HashingEmbedder())
+    second = load_shared_router(postgres_url, embedder=HashingEmbedder())
+    try:
+        texts = ["tell me a joke about cats", "what is a good name for a dog", "any plans?"]
+        learned = [first.learn(text, "small", good=False, source="feedback") for text in texts]
+        assert all(ex is not None and ex.route == "large" for ex in learned)
+        kept = {ex.id for ex in first.router.learned_exemplars}
+        assert len(kept) == 2 and learned[-1].id in kept  # the cap evicted one here ...
+        assert wait_for(lambda: {ex.id for ex in second.router.learned_exemplars} == kept)
+        learned_there = second.router.exemplars_by_source("feedback")
+        assert {ex.metadata["source"] for ex in learned_there} == {"feedback"}  # ... and there
+        hand_made = next(ex for ex in first.router.exemplars if not ex.metadata.get("learned"))
+        assert first.learn(hand_made.text, "small", good=False) is None  # never overridden
     finally:
         first.close()
         second.close()

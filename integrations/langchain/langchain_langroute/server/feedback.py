@@ -18,30 +18,23 @@ __all__ = ["teach_router"]
 def teach_router(
     router: Router, call: LedgerRecord, verdict: Verdict, *, learner: Any = None
 ) -> str | None:
-    """Label the call's query with the route it should have taken; returns that route.
+    """Learn the verdict on the call's answer; returns the route the query is now labelled.
 
-    A good answer confirms the route that gave it; a bad one labels the query with the
-    next stronger route (nothing is learned when the strongest route answered badly).
-    Needs the query in the ledger record (``[serve] learn = true`` keeps it) and a
-    router with ``feedback(query, route)``, such as ``ExemplarRouter``. ``learner``: what
+    The outcome becomes a learned exemplar (``ExemplarRouter.learn``, ``source="feedback"``:
+    bounded, deduplicated by text, never over a hand-made exemplar): a good answer labels
+    the query with the route that gave it, a bad one with the next stronger route. Needs
+    the query in the ledger record (``[serve] learn = true`` keeps it). ``learner``: what
     to teach instead of ``router`` itself (a shared router's
     :class:`~langroute.postgres.RouterReplica`, so that every replica learns it).
 
     Returns:
-        The route the query was labelled with, ``None`` when nothing was learned.
+        The learned exemplar's route, ``None`` when nothing was learned (no query, a
+        router that cannot learn, or a hand-made exemplar of the same text).
     """
-    learn = getattr(learner if learner is not None else router, "feedback", None)
+    learn = getattr(learner if learner is not None else router, "learn", None)
     if call.query is None or call.route is None or not callable(learn):
         return None
-    routes = list(router.routes)
-    if call.route not in routes:
+    if call.route not in router.routes:
         return None
-    position = routes.index(call.route)
-    if verdict == "good":
-        target = call.route
-    elif position + 1 < len(routes):
-        target = routes[position + 1]
-    else:
-        return None
-    learn(call.query, target)
-    return target
+    exemplar = learn(call.query, call.route, good=verdict == "good", source="feedback")
+    return exemplar.route if exemplar is not None else None
