@@ -182,6 +182,16 @@ def start_langroute(folder: Path, provider_port: int) -> tuple[subprocess.Popen[
     return process, line.split("listening on ")[1].split()[0]
 
 
+def server_stack() -> dict[str, str]:
+    """The event loop and HTTP parser uvicorn picks in the server (same environment)."""
+    from importlib.util import find_spec
+
+    return {
+        "loop": "uvloop" if find_spec("uvloop") else "asyncio",
+        "http": "httptools" if find_spec("httptools") else "h11",
+    }
+
+
 def ledger_counts(path: Path) -> dict[str, int]:
     from langroute.costs import CostLedger
 
@@ -236,6 +246,7 @@ def main() -> None:
         "duration_s_per_phase": args.duration,
         "streaming_share": 0.5,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "server_stack": server_stack(),
         "direct": direct,
         "langroute": routed,
         "added_latency_ms": {
