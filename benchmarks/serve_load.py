@@ -102,15 +102,17 @@ async def phase(
     """``clients`` concurrent loops of requests until ``duration`` is over."""
     latencies: dict[bool, list[float]] = {False: [], True: []}
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     timeout = httpx.Timeout(60.0)
     counter = 0
     deadline = time.perf_counter() + duration
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, headers=headers) as client:
 
-        async def loop(index: int) -> None:
-            nonlocal counter
-            stream = index % 2 == 1
+    async def loop(index: int) -> None:
+        # one connection pool per client, as separate callers have: one pool shared by
+        # hundreds of keep-alive connections makes httpcore scan them all on every request,
+        # and the load generator, not the server, becomes what is measured
+        nonlocal counter
+        stream = index % 2 == 1
+        async with httpx.AsyncClient(timeout=timeout, headers=headers) as client:
             while time.perf_counter() < deadline:
                 counter += 1
                 number = counter
@@ -124,9 +126,9 @@ async def phase(
                     continue
                 latencies[stream].append((time.perf_counter() - started) * 1000)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(loop(i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
     everything = latencies[False] + latencies[True]
     summary = {
         "served": len(everything),
@@ -178,6 +180,16 @@ def start_langroute(folder: Path, provider_port: int) -> tuple[subprocess.Popen[
         process.kill()
         raise RuntimeError(f"langroute serve did not start: {line}{process.stderr.read()}")
     return process, line.split("listening on ")[1].split()[0]
+
+
+def server_stack() -> dict[str, str]:
+    """The event loop and HTTP parser uvicorn picks in the server (same environment)."""
+    from importlib.util import find_spec
+
+    return {
+        "loop": "uvloop" if find_spec("uvloop") else "asyncio",
+        "http": "httptools" if find_spec("httptools") else "h11",
+    }
 
 
 def ledger_counts(path: Path) -> dict[str, int]:
@@ -234,6 +246,7 @@ def main() -> None:
         "duration_s_per_phase": args.duration,
         "streaming_share": 0.5,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "server_stack": server_stack(),
         "direct": direct,
         "langroute": routed,
         "added_latency_ms": {

@@ -8,10 +8,12 @@ HashingEmbedder test router: "hello" routes to ``small``, a proof to ``large``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ from langroute.costs import CostLedger
 from langroute.models_config import load_models_config
 
 from langchain_langroute.server import Gateway, create_app, serve_in_thread
+from langchain_langroute.server.run import bind
 
 from .conftest import make_router
 
@@ -416,6 +419,30 @@ async def test_every_request_is_one_ledger_row_and_counted_in_metrics(start):
 def _cli(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", "from langroute.cli import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, **options)
+
+
+async def test_connections_to_the_bound_socket_send_without_delay():
+    """The event loop turns Nagle off on accepted connections (TCP_NODELAY).
+
+    Without it every keep-alive response waits for the client's delayed ACK.
+    """
+    listening = bind("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+    async with server:
+        host, port = listening.getsockname()[:2]
+        _, writer = await asyncio.open_connection(host, port)
+        try:
+            assert await asyncio.wait_for(accepted, 10) != 0
+        finally:
+            writer.close()
 
 
 def test_langroute_serve_runs_and_writes_its_ledger_on_sigterm(tmp_path, provider):

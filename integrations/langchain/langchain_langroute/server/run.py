@@ -20,9 +20,14 @@ __all__ = ["bind", "run_server", "serve_in_thread"]
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (``port=0``: a free port, read it from ``getsockname()``)."""
+    """A listening TCP socket (``port=0``: a free port, read it from ``getsockname()``).
+
+    Its protocol is named (``IPPROTO_TCP``): the event loop sets ``TCP_NODELAY`` only on
+    connections whose socket says TCP, and without it each keep-alive response waits
+    for the client's delayed ACK (about 40 ms per request on Linux).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
