@@ -224,8 +224,14 @@ def _default_backend(model_path: str | None) -> str:
     return "torch"
 
 
+INT8_SUFFIX = ":int8-ffn"
+"""Marks ``onnx-int8`` vectors (feed-forward weights in int8) in a fingerprint."""
+LEGACY_INT8_SUFFIX = ":int8"
+"""Marked the earlier ``onnx-int8`` recipe (every MatMul and the embeddings in int8)."""
+
+
 def _fingerprint(name: str, backend: str) -> str:
-    suffix = ":int8" if backend == "onnx-int8" else ""
+    suffix = INT8_SUFFIX if backend == "onnx-int8" else ""
     return f"sentence-transformers:{name}:normalized{suffix}"
 
 
@@ -254,7 +260,7 @@ def conversion_hint(saved: str) -> str:
 
     Example:
         >>> "backend='onnx-int8'" in conversion_hint(
-        ...     "sentence-transformers:all-MiniLM-L6-v2:normalized:int8"
+        ...     "sentence-transformers:all-MiniLM-L6-v2:normalized:int8-ffn"
         ... )
         True
     """
@@ -262,6 +268,14 @@ def conversion_hint(saved: str) -> str:
         "or convert it once: ExemplarRouter.load(path, embedder=<the saved embedder>)"
         ".reembedded(<new embedder>).save(path)"
     )
+    if saved == _fingerprint(DEFAULT_MODEL_NAME, "onnx") + LEGACY_INT8_SUFFIX:
+        return (
+            "it holds vectors of langroute's earlier 'onnx-int8' encoder (every MatMul and "
+            "the embeddings in int8), which is no longer built; its exemplars are kept: "
+            "embed them again with ExemplarRouter(routes=..., exemplars=load_exemplars("
+            "path / 'exemplars.jsonl'), embedder=SentenceTransformerEmbedder("
+            "backend='onnx-int8')).save(path), or backend='onnx' for the default"
+        )
     for backend, also in (("onnx-int8", ""), ("onnx", " (or 'torch')")):
         if saved == _fingerprint(DEFAULT_MODEL_NAME, backend):
             return (
