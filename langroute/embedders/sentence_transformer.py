@@ -72,9 +72,10 @@ class SentenceTransformerEmbedder:
       torch) and run with onnxruntime. Once the export is cached, neither torch nor
       sentence-transformers is imported. Vectors equal the PyTorch ones up to float
       rounding, so the fingerprint is the same and saved routers load with either;
-    * ``onnx-int8``: the same export with int8 dynamic quantisation of its weights;
-      faster, but its vectors differ slightly (cosine >= 0.98), so its fingerprint is
-      marked ``:int8`` (and its tuned RouteLLM GSM8K APGR was 2.5 points lower);
+    * ``onnx-int8``: the same export with the feed-forward weights in int8 (dynamic,
+      per-channel; attention and embeddings stay float32, see
+      :func:`~langroute.embedders.ffn_matmuls`); faster, but its vectors differ
+      slightly (cosine 0.995 on average), so its fingerprint is marked ``:int8-ffn``;
     * ``torch``: sentence-transformers on PyTorch (the default for a model given by hub
       name rather than a local folder);
     * ``openvino``: passed to sentence-transformers as is.
