@@ -17,10 +17,12 @@ from langroute.embedders.base import Embedder, embed_documents, embedding_dimens
 from langroute.embedders.cache import CachedEmbedder
 from langroute.embedders.hashing import HashingEmbedder
 from langroute.embedders.onnx import (
+    INT8_MODEL_FILE,
     ONNX_EXPORT_VERSION,
     OnnxEncoder,
     cache_dir,
     export_onnx,
+    ffn_matmuls,
     onnx_export_dir,
 )
 from langroute.embedders.sentence_transformer import (
@@ -37,6 +39,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "DEFAULT_MODEL_NAME",
+    "INT8_MODEL_FILE",
     "ONNX_EXPORT_VERSION",
     "CachedEmbedder",
     "Embedder",
@@ -52,6 +55,7 @@ __all__ = [
     "embedding_dimension",
     "encoder_threads",
     "export_onnx",
+    "ffn_matmuls",
     "load_encoder",
     "normalize",
     "num_threads",

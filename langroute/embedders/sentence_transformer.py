@@ -72,9 +72,10 @@ class SentenceTransformerEmbedder:
       torch) and run with onnxruntime. Once the export is cached, neither torch nor
       sentence-transformers is imported. Vectors equal the PyTorch ones up to float
       rounding, so the fingerprint is the same and saved routers load with either;
-    * ``onnx-int8``: the same export with int8 dynamic quantisation of its weights;
-      faster, but its vectors differ slightly (cosine >= 0.98), so its fingerprint is
-      marked ``:int8`` (and its tuned RouteLLM GSM8K APGR was 2.5 points lower);
+    * ``onnx-int8``: the same export with the feed-forward weights in int8 (dynamic,
+      per-channel; attention and embeddings stay float32, see
+      :func:`~langroute.embedders.ffn_matmuls`); faster, but its vectors differ
+      slightly (cosine 0.995 on average), so its fingerprint is marked ``:int8-ffn``;
     * ``torch``: sentence-transformers on PyTorch (the default for a model given by hub
       name rather than a local folder);
     * ``openvino``: passed to sentence-transformers as is.
@@ -224,8 +225,14 @@ def _default_backend(model_path: str | None) -> str:
     return "torch"
 
 
+INT8_SUFFIX = ":int8-ffn"
+"""Marks ``onnx-int8`` vectors (feed-forward weights in int8) in a fingerprint."""
+LEGACY_INT8_SUFFIX = ":int8"
+"""Marked the earlier ``onnx-int8`` recipe (every MatMul and the embeddings in int8)."""
+
+
 def _fingerprint(name: str, backend: str) -> str:
-    suffix = ":int8" if backend == "onnx-int8" else ""
+    suffix = INT8_SUFFIX if backend == "onnx-int8" else ""
     return f"sentence-transformers:{name}:normalized{suffix}"
 
 
@@ -254,7 +261,7 @@ def conversion_hint(saved: str) -> str:
 
     Example:
         >>> "backend='onnx-int8'" in conversion_hint(
-        ...     "sentence-transformers:all-MiniLM-L6-v2:normalized:int8"
+        ...     "sentence-transformers:all-MiniLM-L6-v2:normalized:int8-ffn"
         ... )
         True
     """
@@ -262,6 +269,14 @@ def conversion_hint(saved: str) -> str:
         "or convert it once: ExemplarRouter.load(path, embedder=<the saved embedder>)"
         ".reembedded(<new embedder>).save(path)"
     )
+    if saved == _fingerprint(DEFAULT_MODEL_NAME, "onnx") + LEGACY_INT8_SUFFIX:
+        return (
+            "it holds vectors of langroute's earlier 'onnx-int8' encoder (every MatMul and "
+            "the embeddings in int8), which is no longer built; its exemplars are kept: "
+            "embed them again with ExemplarRouter(routes=..., exemplars=load_exemplars("
+            "path / 'exemplars.jsonl'), embedder=SentenceTransformerEmbedder("
+            "backend='onnx-int8')).save(path), or backend='onnx' for the default"
+        )
     for backend, also in (("onnx-int8", ""), ("onnx", " (or 'torch')")):
         if saved == _fingerprint(DEFAULT_MODEL_NAME, backend):
             return (

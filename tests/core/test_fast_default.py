@@ -66,11 +66,11 @@ def test_the_default_is_onnx_and_needs_no_extra(monkeypatch, tmp_path):
 def test_saved_fingerprints_pick_a_matching_backend(monkeypatch):
     monkeypatch.delenv("LANGROUTE_BACKEND", raising=False)
     assert embedder_for_fingerprint(FP32).backend == "onnx"  # torch's vectors, fast
-    assert embedder_for_fingerprint(FP32 + ":int8").backend == "onnx-int8"
+    assert embedder_for_fingerprint(FP32 + ":int8-ffn").backend == "onnx-int8"
     assert embedder_for_fingerprint("hashing:256").backend == DEFAULT_BACKEND
     monkeypatch.setenv("LANGROUTE_BACKEND", "torch")
     assert embedder_for_fingerprint(FP32).backend == "torch"  # the preference matches
-    assert embedder_for_fingerprint(FP32 + ":int8").backend == "onnx-int8"
+    assert embedder_for_fingerprint(FP32 + ":int8-ffn").backend == "onnx-int8"
 
 
 def test_mismatch_says_how_to_convert_and_reembedded_converts(tmp_path):

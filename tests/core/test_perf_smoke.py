@@ -283,7 +283,7 @@ def test_backend_from_environment(monkeypatch):
 def test_fingerprints_by_backend():
     torch_fp = SentenceTransformerEmbedder(backend="torch").fingerprint
     assert SentenceTransformerEmbedder(backend="onnx").fingerprint == torch_fp
-    assert SentenceTransformerEmbedder(backend="onnx-int8").fingerprint == torch_fp + ":int8"
+    assert SentenceTransformerEmbedder(backend="onnx-int8").fingerprint == torch_fp + ":int8-ffn"
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
