@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.calls import Attempt, RoutedCall, error_text
+from langroute.calls import Attempt, RoutedCall, _new_record_id, error_text
 from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
 from langroute.escalation import AttemptHook, Escalation, UsageMerge, UsageOf, sum_usage
@@ -77,6 +77,13 @@ class CascadeResult(BaseModel):
         description=(
             "Tiers not tried because the attached router expected them to fail (reason "
             '"routed_past"); their calls were saved.'
+        ),
+    )
+    record_id: str | None = Field(
+        default=None,
+        description=(
+            "The ledger record id of the returned answer's row: pass it to "
+            "CostLedger.feedback or ExemplarRouter.learn_from_feedback."
         ),
     )
 
@@ -309,6 +316,15 @@ class CascadeCall:
         )
         self.scores: dict[str, ScoreResult | None] = {}
         self._verdicts: dict[str, CascadeAttempt] = {}
+        self._record_ids = {name: _new_record_id() for name in policy.tier_names}
+
+    def record_id(self, tier_name: str) -> str:
+        """The ledger record id of ``tier_name``'s attempt in this call (made up front).
+
+        The cost handlers write the tier's row with it, and :meth:`result` names it, so
+        an application can give feedback on the answer it got.
+        """
+        return self._record_ids[tier_name]
 
     @property
     def call_id(self) -> str:
@@ -375,4 +391,5 @@ class CascadeCall:
             reason=self._verdicts[tier_name].reason,
             attempts=attempts,
             skipped=list(self.skipped),
+            record_id=self.record_id(tier_name),
         )

@@ -412,6 +412,7 @@ class CostCallbackHandler(BaseCallbackHandler):
             if skipped:  # the attached router started the cascade past these tiers
                 metadata["skipped_tiers"] = skipped
             update = {
+                **({"record_id": verdict["record_id"]} if verdict.get("record_id") else {}),
                 "route": tier_name,
                 "accepted": bool(verdict.get("accepted")) and not record.error,
                 "escalated": (record.tier or 0) > len(skipped) or record.escalated,

@@ -380,10 +380,11 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
             metadata["confidence"] = routing["confidence"]
         return query, message_text(answer), extract_logprobs(answer), metadata
 
-    def _event(self, attempt: CascadeAttempt, attempt_id: str) -> dict[str, Any]:
+    def _event(self, attempt: CascadeAttempt, attempt_id: str, record_id: str) -> dict[str, Any]:
         return {
             **attempt.model_dump(),
             "attempt_id": attempt_id,
+            "record_id": record_id,
             "baseline_model": self.baseline_model,
         }
 
@@ -671,7 +672,9 @@ class _CascadeRun:
     # ------------------------------------------------------------------ records
     def _event_data(self, attempt: Attempt) -> dict[str, Any]:
         data = self.cascade._event(
-            self.record.attempt_for(attempt), self.attempt_ids.get(attempt.route, "")
+            self.record.attempt_for(attempt),
+            self.attempt_ids.get(attempt.route, ""),
+            self.record.record_id(attempt.route),
         )
         return {**data, "skipped": list(self.record.skipped)}
 

@@ -18,6 +18,7 @@ from langchain_langroute import (
     CascadeRunnable,
     CostCallbackHandler,
     RoutingChatModel,
+    get_cascade_result,
     llm_judge,
     track_costs,
 )
@@ -311,3 +312,24 @@ def test_records_carry_the_segment_and_the_nearest_exemplars_similarity(llm):
     assert "tenant" not in anonymous.metadata
     decision = llm.router.route(EASY)
     assert acme.metadata["max_similarity"] == pytest.approx(decision.max_similarity)
+
+
+async def test_a_cascade_answer_names_its_ledger_row_for_feedback():
+    def tiers():
+        return [
+            ScriptedChatModel(model="gpt-4o-mini", responses=["I'm sorry, but I can't help."]),
+            ScriptedChatModel(model="gpt-4o", responses=["Sure."]),
+        ]
+
+    with track_costs() as ledger:
+        answer = CascadeRunnable(tiers(), scorer=RefusalDetector()).invoke("help me")
+        chunks = [c async for c in CascadeRunnable(tiers(), scorer=RefusalDetector()).astream("hi")]
+    streamed = next(get_cascade_result(c) for c in chunks if get_cascade_result(c) is not None)
+    for result in (get_cascade_result(answer), streamed):
+        assert result is not None and result.record_id is not None
+        row = ledger.get(result.record_id)
+        assert (row.route, row.accepted, row.kind) == ("gpt-4o", True, "cascade")
+    verdict = ledger.feedback(get_cascade_result(answer).record_id, "bad")
+    assert (verdict.route, verdict.kind) == ("gpt-4o", "feedback")
+    rows = [r for r in ledger.records() if not r.is_feedback]
+    assert len({r.record_id for r in rows}) == len(rows) == 4

@@ -362,3 +362,20 @@ async def test_async_stream_of_a_rejected_tier_then_the_last_tier_live():
         ("small", False),
         ("large", True),
     ]
+
+
+def test_a_cascade_answer_names_its_ledger_row_for_feedback():
+    from llama_index.llms.langroute import track_costs
+
+    cascade, _, _ = make([REFUSAL], ["Run keys rotate."])
+    streaming, _, _ = make([REFUSAL], ["Run keys rotate."])
+    with track_costs() as ledger:
+        answered = CascadeResult.from_response(cascade.chat(user(QUESTION)))
+        *_, last = streaming.stream_complete(QUESTION)
+        streamed = CascadeResult.from_response(last)
+    for result in (answered, streamed):
+        assert result.record_id is not None
+        row = ledger.get(result.record_id)
+        assert (row.route, row.accepted, row.run_id) == ("large", True, result.call_id)
+    verdict = ledger.feedback(answered.record_id, "bad")
+    assert (verdict.route, verdict.kind) == ("large", "feedback")

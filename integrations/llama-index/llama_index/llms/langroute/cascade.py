@@ -189,6 +189,7 @@ class _CascadeRun:
         dispatcher.event(
             CascadeTierEvent(
                 call_id=self.record.call_id,
+                record_id=self.record.record_id(verdict.tier_name),
                 tier=verdict.tier,
                 tier_name=verdict.tier_name,
                 model=verdict.model,

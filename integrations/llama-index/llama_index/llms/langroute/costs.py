@@ -108,6 +108,7 @@ class CostCallbackHandler(BaseEventHandler):
             ) or TokenUsage()
             return [
                 LedgerRecord(
+                    **({"record_id": event.record_id} if event.record_id else {}),
                     framework=FRAMEWORK,
                     run_id=event.call_id,
                     kind="cascade",

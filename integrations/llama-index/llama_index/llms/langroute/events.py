@@ -174,9 +174,12 @@ class CascadeTierEvent(BaseEvent):
         error: ``"ErrorType: message"`` when the tier raised.
         query: The text the answer was scored against.
         metadata: The scorer's result as a dict, the previous tier's name.
+        record_id: The ledger record id of this tier's row (the cascade result of the
+            answer names it, for feedback).
     """
 
     call_id: str
+    record_id: str | None = None
     tier: int
     tier_name: str
     model: str
