@@ -158,16 +158,18 @@ def start_provider() -> tuple[subprocess.Popen[str], int]:
     return process, int(process.stdout.readline())
 
 
-def start_langroute(folder: Path, provider_port: int) -> tuple[subprocess.Popen[str], str]:
+def routes_toml(provider_port: int) -> str:
+    """The ``[routes]`` table of two ``ChatOpenAI`` routes pointed at the fake provider."""
     base = f"http://127.0.0.1:{provider_port}/v1"
-    config = folder / "models.toml"
-    config.write_text(
+    return (
         "[routes]\n"
         f'small = {{ model = "openai:gpt-4o-mini", base_url = "{base}", api_key = "x" }}\n'
         f'large = {{ model = "openai:gpt-4o", base_url = "{base}", api_key = "x" }}\n'
-        '\n[serve]\nledger = "costs.db"\nmax_retries = 0\ntimeout = 60\n',
-        encoding="utf-8",
     )
+
+
+def start_serve(config: Path) -> tuple[subprocess.Popen[str], str]:
+    """``langroute serve CONFIG`` on a free port: the process and its base URL."""
     process = subprocess.Popen(
         [*CLI, "serve", str(config), "--port", "0"],
         stderr=subprocess.PIPE,
@@ -180,6 +182,16 @@ def start_langroute(folder: Path, provider_port: int) -> tuple[subprocess.Popen[
         process.kill()
         raise RuntimeError(f"langroute serve did not start: {line}{process.stderr.read()}")
     return process, line.split("listening on ")[1].split()[0]
+
+
+def start_langroute(folder: Path, provider_port: int) -> tuple[subprocess.Popen[str], str]:
+    config = folder / "models.toml"
+    config.write_text(
+        routes_toml(provider_port)
+        + '\n[serve]\nledger = "costs.db"\nmax_retries = 0\ntimeout = 60\n',
+        encoding="utf-8",
+    )
+    return start_serve(config)
 
 
 def server_stack() -> dict[str, str]:

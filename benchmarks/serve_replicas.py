@@ -35,7 +35,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_load import CLI, start_provider  # noqa: E402
+from serve_load import routes_toml, start_provider, start_serve  # noqa: E402
 
 EASY = [  # unlike each other, so that one labelled large does not pull the next one up
     "what's the capital of Australia?",
@@ -75,21 +75,6 @@ def start_postgres() -> tuple[str, str | None]:
     return url, folder
 
 
-def start_replica(config: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [*CLI, "serve", str(config), "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"},
-    )
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise RuntimeError(f"langroute serve did not start: {line}{process.stderr.read()}")
-    return process, line.split("listening on ")[1].split()[0]
-
-
 def ask(client: httpx.Client, url: str, query: str) -> tuple[str, str]:
     """(route, response id) of one chat completion."""
     response = client.post(
@@ -117,18 +102,15 @@ def main() -> None:
     replicas: list[subprocess.Popen[str]] = []
     try:
         publish_router(ExemplarRouter.default(), url, name="starter")
-        base = f"http://127.0.0.1:{provider_port}/v1"
         folder = Path(tempfile.mkdtemp(prefix="langroute-replicas-"))
         config = folder / "models.toml"
         config.write_text(
-            "[routes]\n"
-            f'small = {{ model = "openai:gpt-4o-mini", base_url = "{base}", api_key = "x" }}\n'
-            f'large = {{ model = "openai:gpt-4o", base_url = "{base}", api_key = "x" }}\n'
-            f'\n[serve]\nshared_router = {json.dumps(url)}\nrouter_name = "starter"\n'
+            routes_toml(provider_port)
+            + f'\n[serve]\nshared_router = {json.dumps(url)}\nrouter_name = "starter"\n'
             f"ledger = {json.dumps(url)}\nlearn = true\nmax_retries = 0\n",
             encoding="utf-8",
         )
-        (one, one_url), (two, two_url) = start_replica(config), start_replica(config)
+        (one, one_url), (two, two_url) = start_serve(config), start_serve(config)
         replicas = [one, two]
         served = 0
         skipped = 0

@@ -275,42 +275,42 @@ def _alarms(
         return []
     found: list[Alarm] = []
     where = f" in segment {window.segment!r}" if window.segment is not None else ""
+
+    def alarm(kind: AlarmKind, value: float, before: float | None, message: str) -> None:
+        found.append(
+            Alarm(
+                kind=kind,
+                start=window.start,
+                segment=window.segment,
+                value=value,
+                baseline=before,
+                message=message,
+            )
+        )
+
     ood, base_ood = window.out_of_distribution_rate, baseline.out_of_distribution_rate
     if (
         ood - base_ood >= thresholds.ood_min_points
         and ood >= base_ood * thresholds.ood_factor
         and ood > 0
     ):
-        found.append(
-            Alarm(
-                kind="out_of_distribution",
-                start=window.start,
-                segment=window.segment,
-                value=ood,
-                baseline=base_ood,
-                message=(
-                    f"{ood:.0%} of requests are out of distribution{where} "
-                    f"(baseline {base_ood:.0%}): traffic the exemplars do not cover"
-                ),
-            )
+        alarm(
+            "out_of_distribution",
+            ood,
+            base_ood,
+            f"{ood:.0%} of requests are out of distribution{where} "
+            f"(baseline {base_ood:.0%}): traffic the exemplars do not cover",
         )
     if baseline.requests >= thresholds.min_requests:
         for route in sorted(set(window.route_shares) | set(baseline.route_shares)):
             now = window.route_shares.get(route, 0.0)
             before = baseline.route_shares.get(route, 0.0)
             if abs(now - before) > thresholds.route_shift_points:
-                found.append(
-                    Alarm(
-                        kind="route_shift",
-                        start=window.start,
-                        segment=window.segment,
-                        value=now,
-                        baseline=before,
-                        message=(
-                            f"route {route!r} answers {now:.0%} of requests{where} "
-                            f"(baseline {before:.0%})"
-                        ),
-                    )
+                alarm(
+                    "route_shift",
+                    now,
+                    before,
+                    f"route {route!r} answers {now:.0%} of requests{where} (baseline {before:.0%})",
                 )
     if (
         window.quality is not None
@@ -319,32 +319,20 @@ def _alarms(
         and baseline.feedback >= thresholds.min_feedback
         and baseline.quality - window.quality > thresholds.quality_drop_points
     ):
-        found.append(
-            Alarm(
-                kind="quality_drop",
-                start=window.start,
-                segment=window.segment,
-                value=window.quality,
-                baseline=baseline.quality,
-                message=(
-                    f"{window.quality:.0%} of judged answers are good{where} "
-                    f"(baseline {baseline.quality:.0%}, {window.feedback} verdicts)"
-                ),
-            )
+        alarm(
+            "quality_drop",
+            window.quality,
+            baseline.quality,
+            f"{window.quality:.0%} of judged answers are good{where} "
+            f"(baseline {baseline.quality:.0%}, {window.feedback} verdicts)",
         )
     if window.escalation_rate < thresholds.escalation_floor:
-        found.append(
-            Alarm(
-                kind="too_greedy",
-                start=window.start,
-                segment=window.segment,
-                value=window.escalation_rate,
-                baseline=baseline.escalation_rate,
-                message=(
-                    f"only {window.escalation_rate:.1%} of requests escalate{where} "
-                    f"(floor {thresholds.escalation_floor:.0%}): the router may be too greedy"
-                ),
-            )
+        alarm(
+            "too_greedy",
+            window.escalation_rate,
+            baseline.escalation_rate,
+            f"only {window.escalation_rate:.1%} of requests escalate{where} "
+            f"(floor {thresholds.escalation_floor:.0%}): the router may be too greedy",
         )
     return found
 
