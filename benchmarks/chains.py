@@ -52,7 +52,13 @@ from rich.table import Table
 
 from langroute import Exemplar, load_exemplars
 from langroute.costs import Pricer
-from langroute.deciders import DeciderChain, HeuristicGate, LLMRouter
+from langroute.deciders import (
+    DeciderChain,
+    HeuristicGate,
+    LLMRouter,
+    prompt_line,
+    request_in_prompt,
+)
 from langroute.evaluation import assign_folds, build_router, calibrate
 from langroute.evaluation.chains import evaluate_chain
 from langroute.evaluation.datasets import split_contaminated
@@ -69,18 +75,12 @@ DESCRIPTIONS = {
 }
 
 
-def one_line(text: str, limit: int = 4000) -> str:
-    """The query as :class:`LLMRouter` puts it in its prompt."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def simulated_llm_router(rows: list[Exemplar], accuracy: float, seed: int) -> Any:
     """A router model that names the route each row needs with probability ``accuracy``."""
-    needed = {one_line(r.text): r.label_for([WEAK, STRONG]) for r in rows}
+    needed = {prompt_line(r.text): r.label_for([WEAK, STRONG]) for r in rows}
 
     def reply(prompt: str) -> str:
-        query = prompt.rpartition("Request: ")[2].rpartition("\nAnswer with")[0]
+        query = request_in_prompt(prompt)
         truth = needed.get(query, STRONG)
         draw = int(hashlib.sha256(f"{seed}:{query}".encode()).hexdigest()[:8], 16) / 16**8
         return truth if draw < accuracy else (WEAK if truth == STRONG else STRONG)

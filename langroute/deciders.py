@@ -75,7 +75,12 @@ __all__ = [
     "LLMRouter",
     "Query",
     "parse_route_answer",
+    "prompt_line",
+    "request_in_prompt",
 ]
+
+DEFAULT_MAX_QUERY_CHARS = 4000
+"""How much of the query an :class:`LLMRouter` prompt shows by default (characters)."""
 
 DEFAULT_ASK_LLM_ON: frozenset[DecisionReason] = frozenset({"low_confidence", "out_of_distribution"})
 """The kNN decisions an LLM router is asked about: the unsure ones."""
@@ -310,7 +315,7 @@ class LLMRouter:
         *,
         descriptions: Mapping[str, str] | None = None,
         examples: int = 8,
-        max_query_chars: int = 4000,
+        max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
     ) -> None:
         from langroute.models_config import adapt_model
 
@@ -338,13 +343,13 @@ class LLMRouter:
             lines.append(f"- {route}: {self.descriptions.get(route, default)}")
         shown = [n for n in decision.neighbours if n.route is not None][: self.examples]
         examples = (
-            "".join(f"Request: {_one_line(n.text, 300)}\nModel: {n.route}\n" for n in shown)
+            "".join(f"Request: {prompt_line(n.text, 300)}\nModel: {n.route}\n" for n in shown)
             or "(none)\n"
         )
         return _PROMPT.format(
             routes="\n".join(lines),
             examples=examples,
-            query=_one_line(query, self.max_query_chars),
+            query=prompt_line(query, self.max_query_chars),
             names=", ".join(routes),
         )
 
@@ -365,7 +370,7 @@ class LLMRouter:
         call = _router_call(self.model.name, completion, started)
         chosen = parse_route_answer(completion.text, routes)
         if chosen is None:
-            return None, call, f"LLM router answered {_one_line(completion.text, 60)!r}: no route"
+            return None, call, f"LLM router answered {prompt_line(completion.text, 60)!r}: no route"
         return chosen, call, f"LLM router chose {chosen!r}"
 
 
@@ -385,9 +390,27 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def _one_line(text: str, limit: int) -> str:
+def prompt_line(text: str, limit: int = DEFAULT_MAX_QUERY_CHARS) -> str:
+    r"""``text`` as an :class:`LLMRouter` prompt shows it: on one line, cut to ``limit``.
+
+    Example:
+        >>> prompt_line("a\n  b", 10), prompt_line("abcdef", 4)
+        ('a b', 'abc…')
+    """
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def request_in_prompt(prompt: str) -> str:
+    r"""The request an :class:`LLMRouter` prompt asks about (as :func:`prompt_line` shows it).
+
+    What an offline stand-in of the router model reads to answer.
+
+    Example:
+        >>> request_in_prompt("...Request: Prove it\nAnswer with the model's name only.")
+        'Prove it'
+    """
+    return prompt.rpartition("Request: ")[2].rpartition("\nAnswer with")[0]
 
 
 class DeciderChain:
