@@ -12,7 +12,7 @@ import pytest
 from langroute.calls import Attempt, RoutedCall
 from langroute.costs import CostLedger, LedgerRecord
 from langroute.decision import RouteDecision
-from langroute.monitoring import MonitorThresholds, monitor, parse_duration
+from langroute.monitoring import MonitorReport, MonitorThresholds, monitor, parse_duration
 
 from .test_cli import assert_clean, run_cli
 
@@ -187,11 +187,19 @@ def test_feedback_gives_quality_per_route_in_the_window_of_the_call_and_alarms_o
         bad = 0.6 if (hour == 2 and tenant == "b") else 0.1  # b's downgraded answers are worse
         verdict_for[record.run_id] = "bad" if rng.random() < bad else "good"
     verdicts = judge(records, verdict_for)
-    first = next(iter(verdict_for))
-    verdicts.append(verdicts[0].model_copy(update={"verdict": "bad", "record_id": "later"}))
+    # a user changes their mind about the first judged answer, a minute later
+    changed = verdicts[0]
+    later = changed.model_copy(
+        update={
+            "verdict": "bad" if changed.verdict == "good" else "good",
+            "record_id": "later",
+            "timestamp": changed.timestamp + timedelta(minutes=1),
+        }
+    )
 
     plain = monitor(records, window=timedelta(hours=1), segment_key="tenant")
-    report = monitor(records + verdicts, window=timedelta(hours=1), segment_key="tenant")
+    before = monitor(records + verdicts, window=timedelta(hours=1), segment_key="tenant")
+    report = monitor(records + verdicts + [later], window=timedelta(hours=1), segment_key="tenant")
 
     # feedback changes no request, call, cost or window (its timestamp is a day later)
     assert [(w.start, w.requests, w.calls, w.cost) for w in report.windows] == [
@@ -204,9 +212,17 @@ def test_feedback_gives_quality_per_route_in_the_window_of_the_call_and_alarms_o
     drops = [a for a in report.alarms if a.kind == "quality_drop"]
     assert [(a.segment, a.start) for a in drops] == [("b", START + timedelta(hours=2))]
     assert "judged answers are good in segment 'b'" in drops[0].message
-    # the latest verdict on a call wins
-    window = next(w for w in report.windows if first.startswith(w.segment or "?"))
-    assert window.quality is not None
+    # the latest verdict on a call wins: one good answer more or less in its window
+    call = next(r for r in records if r.record_id == changed.feedback_for)
+    hour = START + int((call.timestamp - START) / timedelta(hours=1)) * timedelta(hours=1)
+
+    def good(monitored: MonitorReport) -> float:
+        [window] = [
+            w for w in monitored.windows if w.start == hour and w.segment == call.metadata["tenant"]
+        ]
+        return (window.quality or 0.0) * window.feedback
+
+    assert good(report) - good(before) == pytest.approx(1 if later.verdict == "good" else -1)
     quiet = MonitorThresholds(min_feedback=10_000)
     assert not any(
         a.kind == "quality_drop"
