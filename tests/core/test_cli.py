@@ -429,3 +429,12 @@ def test_printable_escapes_what_a_terminal_would_act_on():
     assert printable("line\ttab\nnext", one_line=True) == "line\\ttab\\nnext"
     assert printable("日本語 [bold]x[/] 👨‍👩‍👧") == "日本語 [bold]x[/] 👨‍👩‍👧"  # ZWJ kept
     assert data_text(":smile: [red]x[/]").plain == ":smile: [red]x[/]"
+
+
+def test_demo_tiers_is_two_or_three(tmp_path: Path) -> None:
+    result = run_cli("demo", "--tiers", "4", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        b"Invalid value for '--tiers'" in result.stderr
+        and b"less than or equal to 3" in result.stderr
+    )

@@ -368,3 +368,18 @@ output_per_mtok = 2
     )  # fmt: skip
     assert bad.returncode == 1
     assert b"bad.toml: [chain]: heuristic rule 'typo': max_word" in bad.stderr
+
+
+def test_evaluate_chain_reports_quality_on_scored_rows(knn: ExemplarRouter) -> None:
+    from langroute.evaluation.chains import evaluate_chain
+
+    rows = [Exemplar(text=f"{t} please", scores={"small": 1.0, "large": 1.0}) for t in EASY]
+    rows += [Exemplar(text=f"{t} carefully", scores={"small": 0.0, "large": 1.0}) for t in HARD]
+    rows += [Exemplar(text=UNSURE, scores={"small": 0.0, "large": 0.5})]
+    model = ScriptedCompletionModel("gpt-4o-mini", reply="small")
+    report = evaluate_chain(DeciderChain(knn, llm=LLMRouter(model)), rows)
+    # the kNN alone sends the unsure row to large (0.5); the LLM router sends it to small (0)
+    assert report.knn_only.quality == pytest.approx((4 * 1.0 + 4 * 1.0 + 0.5) / 9)
+    assert report.chain.quality == pytest.approx((4 * 1.0 + 4 * 1.0 + 0.0) / 9)
+    [llm_stage] = [s for s in report.stages if s.stage == "llm"]
+    assert (llm_stage.n, llm_stage.quality, llm_stage.quality_loss) == (1, 0.0, 1.0)
