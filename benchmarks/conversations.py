@@ -9,8 +9,8 @@ route the starter router's routes (``small``/``large``) should give the whole
 conversation. The starter router (``ExemplarRouter.default()``, the default encoder)
 routes the last user turn:
 
-* with each :class:`~langroute.conversation.ConversationContext` strategy;
-* with a :class:`~langroute.conversation.SessionTracker` (and ``current_only`` or
+* with each :class:`~langroute.router.conversation.ConversationContext` strategy;
+* with a :class:`~langroute.router.conversation.SessionTracker` (and ``current_only`` or
   ``window``): every earlier user turn is routed first, in order, in the same session,
   then the last one.
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_path import add_output_options, output_path
 
 from langroute import ExemplarRouter, load_exemplars
-from langroute.conversation import (
+from langroute.router.conversation import (
     ConversationContext,
     SessionTracker,
     parse_messages,

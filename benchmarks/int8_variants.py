@@ -48,7 +48,7 @@ from results_path import add_output_options, output_path
 from langroute import Exemplar, load_exemplars
 from langroute.embedders import OnnxEncoder, SentenceTransformerEmbedder, export_onnx
 from langroute.evaluation.datasets import PrecomputedEmbedder
-from langroute.settings import RouterSettings
+from langroute.router.settings import RouterSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = 6

@@ -39,7 +39,7 @@ import httpx
 from results_path import add_output_options, output_path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from langroute.cli import main; main()"]
+CLI = [sys.executable, "-c", "from langroute.cli.app import main; main()"]
 QUERIES = [
     "hi, how are you today?",
     "translate good morning into French",

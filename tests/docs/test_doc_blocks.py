@@ -206,7 +206,7 @@ def run_shell(block: Block, workspace: Workspace) -> None:
     """Run a shell block's commands in the document's folder (see the module docstring)."""
     from typer.testing import CliRunner
 
-    from langroute.cli import app
+    from langroute.cli.app import app
 
     for command in shell_commands(block.code):
         if any(command.startswith(prefix) for prefix in SKIPPED_COMMANDS):
@@ -236,7 +236,7 @@ def run_shell(block: Block, workspace: Workspace) -> None:
 def serve_for(block: Block, workspace: Workspace) -> Iterator[str]:
     """A live server of the section's ``models.toml``; yields the block's text to run."""
     from langchain_langroute.server import Gateway, create_app, serve_in_thread
-    from langroute.models_config import load_models_config
+    from langroute.models.config import load_models_config
 
     gateway = Gateway(load_models_config(workspace.folder / "models.toml"))
     keys = re.findall(r"\blr-[A-Za-z0-9_-]{16,}", "\n".join(workspace.printed))
