@@ -1,7 +1,8 @@
 """Replay: does a cascade that teaches its router pay off, and after how many outcomes?
 
-Run: ``python benchmarks/learning_replay.py [DATA] [--json OUT.json]`` (default
-``benchmarks/results/learning_replay.json``, the plot beside it as ``.png``)
+Run: ``python benchmarks/learning_replay.py [DATA] [--json OUT.json]`` (default: the
+scratch folder of ``results_path.py``; ``--save``: ``benchmarks/results/learning_replay.json``;
+the plot beside it as ``.png``)
 (``DATA`` defaults to ``/work/shared/data``; without the RouteLLM files it says so and
 exits 0).
 

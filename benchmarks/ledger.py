@@ -18,8 +18,8 @@ Sections:
 
 Run against another checkout (for example ``main``) with ``PYTHONPATH=that/checkout``:
 on code without a background writer every ``record()`` is inline, the kill section then
-shows how often the ledger became unreadable. Results go to
-``benchmarks/results/ledger.json`` (``--output`` to change).
+shows how often the ledger became unreadable. Results go to ``--output PATH``, else the
+scratch folder of ``results_path.py``; ``--save`` writes ``benchmarks/results/ledger.json``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ Sections:
 * ``encoders``: each backend's CLINC150 held-out accuracy and agreement with PyTorch;
 * ``semantic_router``: side by side with semantic-router on CLINC150, same encoder.
 
-Results go to ``benchmarks/results/perf.json`` (``--output`` to change). The CLINC150
+Results go to ``--output PATH``, else the scratch folder of ``results_path.py``
+(``--save``: ``benchmarks/results/perf.json``). The CLINC150
 part reads ``<data>/intents/clinc150.train.jsonl`` (``--data``, default
 ``../shared/data``) and is skipped with a message when the data or ``semantic-router``
 is missing. Synthetic vectors are clustered (points scattered around random centres),

@@ -2,7 +2,8 @@
 
     python benchmarks/postgres_scaling.py postgresql://...   (or LANGROUTE_TEST_POSTGRES)
 
-Writes benchmarks/results/postgres_scaling.json. Uses the hashing embedder (384 dims,
+Writes ``--output PATH``, else the scratch folder of ``results_path.py`` (``--save``:
+benchmarks/results/postgres_scaling.json). Uses the hashing embedder (384 dims,
 the size of MiniLM vectors), so the figures are about the database path, not a model.
 """
 
