@@ -24,12 +24,17 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_path import add_output_options, output_path
 
 from langroute import ExemplarRouter, load_exemplars
 from langroute.router.conversation import (
@@ -77,9 +82,10 @@ def _with_sessions(
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the JSON figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default="benchmarks/results/conversations.json", type=Path)
+    add_output_options(parser, "conversations.json")
     parser.add_argument("--data", default=DATA, type=Path)
     args = parser.parse_args(argv)
+    args.json = output_path(args.json, args.save, "conversations.json")
     rows = load_exemplars(args.data)
     router = ExemplarRouter.default()
     started = time.perf_counter()

@@ -196,6 +196,14 @@ def build(
         Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Fold assignment seed of tuning.")] = 0,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="vote (on labels), scores (on per-route quality; labels count as scores) "
+            "or auto: scores when the exemplars carry scores. A file mixing labelled and "
+            "scored rows needs vote or scores."
+        ),
+    ] = "auto",
 ) -> None:
     """Embed an exemplars file and save a router, tuned by cross-validation by default."""
     from rich.console import Console
@@ -203,18 +211,25 @@ def build(
     from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
-    from langroute.router.exemplars import load_exemplars
+    from langroute.router.exemplars import check_one_kind, load_exemplar_rows
 
     _quiet_model_loading()
     console = Console()
     route_list = [r.strip() for r in routes.split(",")] if routes else None
     options = {
         key: value
-        for key, value in {"k": k, "threshold": threshold, "min_similarity": min_similarity}.items()
+        for key, value in {
+            "k": k,
+            "threshold": threshold,
+            "min_similarity": min_similarity,
+            "mode": mode,
+        }.items()
         if value is not None
     }
     try:
-        loaded = load_exemplars(exemplars, routes=route_list)
+        rows = load_exemplar_rows(exemplars, routes=route_list)
+        check_one_kind(rows, exemplars, mode)
+        loaded = [ex for _, ex in rows]
         built = build_router(
             loaded,
             routes=route_list,
@@ -239,6 +254,7 @@ def build(
         why = "--no-tune" if tune is False else tuning_skip_reason(built)
         console.print(data_text(f"not tuned ({why}); settings as given or defaults"))
     counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
+    console.print(data_text(f"mode: {built.mode} ({built.mode_reason})"))
     console.print(
         data_text(f"saved router with {len(built)} exemplars ({counts}) to ").append(
             data_text(output, "bold")
@@ -255,11 +271,13 @@ def add(
     from rich.console import Console
 
     from langroute.errors import LangrouteError
-    from langroute.router.exemplars import load_exemplars
+    from langroute.router.exemplars import check_one_kind, load_exemplar_rows
 
     loaded_router = _load_router(router)
     try:
-        new = load_exemplars(exemplars, routes=loaded_router.routes)
+        rows = load_exemplar_rows(exemplars, routes=loaded_router.routes)
+        check_one_kind(rows, exemplars, loaded_router.settings.mode)
+        new = [ex for _, ex in rows]
         before = len(loaded_router)
         loaded_router.add_exemplars(new, show_progress=True)
         loaded_router.save(router)
@@ -314,7 +332,7 @@ def info(router: RouterOption = None) -> None:
     rows = [
         ("routes (cheap -> strong)", " -> ".join(loaded.routes)),
         ("exemplars", ", ".join(f"{r}: {n}" for r, n in loaded.counts().items())),
-        ("mode", loaded.mode),
+        ("mode", f"{loaded.mode} ({loaded.mode_reason})"),
         ("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)"),
     ]
     rows += [(k, str(v)) for k, v in loaded.settings.model_dump().items() if k != "routes"]

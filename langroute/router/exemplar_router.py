@@ -23,7 +23,14 @@ from langroute.errors import RouterConfigError
 from langroute.router import engine
 from langroute.router.batching import RequestBatcher
 from langroute.router.decision import DecisionReason, RouteDecision
-from langroute.router.exemplars import Exemplar, load_exemplars
+from langroute.router.exemplars import (
+    Exemplar,
+    check_one_kind,
+    first_of_other_kind,
+    load_exemplar_rows,
+    load_exemplars,
+    mixed_kinds_message,
+)
 from langroute.router.index import VectorIndex
 from langroute.router.learning import is_learned
 from langroute.router.query_text import clean_query
@@ -177,7 +184,9 @@ class ExemplarRouter:
             >>> len(router)
             4
         """
-        exemplars = load_exemplars(path, routes=routes)
+        rows = load_exemplar_rows(path, routes=routes)
+        check_one_kind(rows, path, options.get("mode", "auto"))
+        exemplars = [ex for _, ex in rows]
         return cls(routes=routes, exemplars=exemplars, embedder=embedder, **options)
 
     @property
@@ -220,6 +229,24 @@ class ExemplarRouter:
         if self.settings.mode != "auto":
             return self.settings.mode
         return "scores" if self._scored else "vote"
+
+    @property
+    def mode_reason(self) -> str:
+        """Why the router is in its :attr:`mode`, in words (``langroute info`` shows it).
+
+        Example:
+            >>> router.mode, router.mode_reason
+            ('vote', 'auto: no exemplar carries scores')
+        """
+        if self.settings.mode != "auto":
+            return "set explicitly"
+        with self._lock:
+            scored, total = self._scored, len(self._exemplars)
+        if not scored:
+            return "auto: no exemplar carries scores"
+        if scored == total:
+            return "auto: every exemplar carries scores"
+        return f"auto: {scored} of {total} exemplars carry scores (labels count as scores)"
 
     def __len__(self) -> int:
         return len(self._exemplars)
@@ -276,6 +303,27 @@ class ExemplarRouter:
                     f"every route (expected score keys {keys})"
                 )
 
+    def _check_one_kind(self, batch: Sequence[Exemplar]) -> None:
+        """In mode ``auto``, refuse what would silently switch a labelled router to scores.
+
+        A batch mixing labelled and scored exemplars, or scored exemplars joining a router
+        whose exemplars are all labelled, is an error; labelled exemplars joining a scored
+        router are fine (they count as scores, and the mode stays).
+        """
+        if self.settings.mode != "auto":
+            return
+        with self._lock:
+            labelled = 0 if self._scored else len(self._exemplars)
+        odd = first_of_other_kind(batch)
+        if odd is None and labelled and batch[0].scores:
+            odd = 0
+        if odd is not None:
+            scored = sum(bool(ex.scores) for ex in batch)
+            raise RouterConfigError(
+                f"exemplar {batch[odd].id} ({batch[odd].text[:60]!r}) "
+                + mixed_kinds_message(batch[odd], labelled + len(batch) - scored, scored)
+            )
+
     def _check_coverage(self, exemplars: Sequence[Exemplar]) -> None:
         """In vote mode every route but the fallback needs at least one exemplar."""
         if self.settings.mode == "scores" or any(ex.scores for ex in exemplars):
@@ -306,6 +354,7 @@ class ExemplarRouter:
         if not batch:
             return []
         self._check_exemplars(batch)
+        self._check_one_kind(batch)
         unique: dict[str, Exemplar] = {}
         for ex in batch:  # the same id twice in one batch: the later wins
             unique[ex.id] = ex

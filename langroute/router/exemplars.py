@@ -310,6 +310,65 @@ def _check_rows(
     return [ex for _, ex in rows]
 
 
+MIXED_KINDS_HINT = (
+    "with mode 'auto' one scored exemplar puts the whole router in scores mode, where "
+    "labels count as scores (1 from their route up, 0 below); say which you mean: "
+    "mode='scores' (--mode scores) or mode='vote' (--mode vote), or keep labelled and "
+    "scored exemplars in separate files"
+)
+"""How to resolve a mix of labelled and scored exemplars (part of the error message)."""
+
+
+def first_of_other_kind(exemplars: Sequence[Exemplar]) -> int | None:
+    """Index of the first exemplar that is scored where the first one is labelled only.
+
+    Or labelled only where the first one is scored; ``None`` when all are of one kind.
+
+    Example:
+        >>> first_of_other_kind([Exemplar(text="a", route="s"),
+        ...                      Exemplar(text="b", scores={"s": 1.0})])
+        1
+    """
+    if not exemplars:
+        return None
+    scored = bool(exemplars[0].scores)
+    return next((i for i, ex in enumerate(exemplars) if bool(ex.scores) != scored), None)
+
+
+def mixed_kinds_message(odd: Exemplar, labelled: int, scored: int) -> str:
+    """Why ``odd`` cannot join the others: ``labelled`` and ``scored`` count them all."""
+    kind = "carries scores" if odd.scores else "has a route and no scores"
+    return (
+        f"{kind}, but the exemplars would mix labels and scores ({labelled} labelled "
+        f"only, {scored} scored): {MIXED_KINDS_HINT}"
+    )
+
+
+def check_one_kind(
+    rows: Sequence[tuple[int, Exemplar]], path: str | os.PathLike[str], mode: str = "auto"
+) -> None:
+    """In mode ``auto``, a file mixing labelled and scored rows is an error (file, line).
+
+    Raises:
+        ExemplarFormatError: naming the first row of the other kind than the first row's.
+
+    Example:
+        >>> check_one_kind(load_exemplar_rows("ex.jsonl"), "ex.jsonl")
+    """
+    if mode != "auto":
+        return
+    exemplars = [ex for _, ex in rows]
+    odd = first_of_other_kind(exemplars)
+    if odd is not None:
+        scored = sum(bool(ex.scores) for ex in exemplars)
+        raise ExemplarFormatError(
+            mixed_kinds_message(exemplars[odd], len(exemplars) - scored, scored),
+            path=path,
+            line=rows[odd][0],
+            field="scores",
+        )
+
+
 def load_exemplar_rows(
     path: str | os.PathLike[str], *, routes: Sequence[str] | None = None
 ) -> list[tuple[int, Exemplar]]:

@@ -13,7 +13,9 @@ into a *learned exemplar* (:meth:`ExemplarRouter.learn
   fail). A label is what a vote-mode router uses; a labelled exemplar also implies
   per-route quality scores (1 from its route up, 0 below), so scores mode uses it too.
   A router already in scores mode also gets the observed good rate of each judged route
-  as its score, so the cheap route's estimate is the measured acceptance rate.
+  as its score, so the cheap route's estimate is the measured acceptance rate; the
+  label's route never scores below a cheaper one (a thumbs-down never makes a query
+  cheaper).
 - **Provenance.** ``metadata`` holds ``learned: True``, ``source`` (``"cascade"``,
   ``"feedback"``, ``"user"``, ...), ``learned_at`` and ``updated_at`` (UTC, ISO 8601),
   ``confirmations`` (outcomes seen), ``outcomes`` (per route: ``[good, bad]``) and, when
@@ -168,15 +170,7 @@ def learned_exemplar(
         meta["score"] = float(score)
     scores = None
     if with_scores:
-        position = list(routes).index(label)
-        keys = score_keys or {}
-        scores = {}
-        for i, name in enumerate(routes):
-            if name in counts and sum(counts[name]):
-                value = counts[name][0] / sum(counts[name])
-            else:
-                value = 1.0 if i >= position else 0.0
-            scores[keys.get(name, name)] = value
+        scores = _learned_scores(counts, label, routes, score_keys or {})
     return Exemplar(
         text=text,
         route=label,
@@ -184,6 +178,38 @@ def learned_exemplar(
         id=existing.id if existing is not None else "",
         metadata=meta,
     )
+
+
+def _learned_scores(
+    counts: Mapping[str, Sequence[int]],
+    label: str,
+    routes: Sequence[str],
+    score_keys: Mapping[str, str],
+) -> dict[str, float]:
+    """Per-route quality scores of a learned exemplar (scores mode), keyed as the router's.
+
+    A route cheaper than the label scores its observed good rate (0 when never judged);
+    the label and the stronger routes score their good rate when their answers were good
+    more often than bad, else 1. A bad verdict on the strongest route then keeps the
+    query there: scoring that route 0 would tie it with the cheap routes, and a tie goes
+    to the cheapest route, so a thumbs-down would have moved the query to a cheaper one.
+
+    Example:
+        >>> _learned_scores({"large": [0, 1]}, "large", ["small", "large"], {})
+        {'small': 0.0, 'large': 1.0}
+        >>> _learned_scores({"small": [2, 1]}, "small", ["small", "large"], {})
+        {'small': 0.6666666666666666, 'large': 1.0}
+    """
+    position = list(routes).index(label)
+    scores: dict[str, float] = {}
+    for i, name in enumerate(routes):
+        good, bad = counts.get(name, (0, 0))
+        if i < position:
+            value = good / (good + bad) if good + bad else 0.0
+        else:
+            value = good / (good + bad) if good > bad else 1.0
+        scores[score_keys.get(name, name)] = value
+    return scores
 
 
 def eviction_order(
