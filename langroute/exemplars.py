@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from langroute.errors import ExemplarFormatError
 from langroute.queries import has_visible_text
-from langroute.textfiles import read_utf8, utf8_lines
+from langroute.textfiles import JSONTooDeepError, load_json, read_utf8, utf8_lines
 
 # Field names of the shared benchmark data sets accepted as synonyms.
 TEXT_ALIASES = ("text", "prompt", "query")
@@ -208,7 +208,9 @@ def _parse_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> list[tuple[int
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = load_json(line)
+        except JSONTooDeepError as exc:
+            raise ExemplarFormatError(str(exc), path=path, line=line_no) from exc
         except json.JSONDecodeError as exc:
             raise ExemplarFormatError(f"invalid JSON: {exc.msg}", path=path, line=line_no) from exc
         if not isinstance(raw, dict):
@@ -225,7 +227,9 @@ def _read_jsonl(path: Path) -> list[tuple[int, Exemplar]]:
 def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
     if column in ("scores", "metadata") and value:
         try:
-            return json.loads(value)
+            return load_json(value)
+        except JSONTooDeepError as exc:
+            raise ExemplarFormatError(str(exc), path=path, line=line, field=column) from exc
         except json.JSONDecodeError as exc:
             raise ExemplarFormatError(
                 f"invalid JSON object: {exc.msg}", path=path, line=line, field=column
