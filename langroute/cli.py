@@ -758,6 +758,41 @@ def _show_warning(
     typer.echo(f"warning: {printable(message)}", err=True)
 
 
+def _escape_help_markup(*apps: typer.Typer) -> None:
+    """Escape rich markup in the help of every command and parameter of ``apps``.
+
+    Help text names TOML tables (``[chain]``, ``[serve] keys``) that rich would read as
+    markup tags and drop; escaped, they are shown as written. Parameter help shared by
+    several commands (one ``Annotated`` alias) is escaped once.
+    """
+    import inspect
+    from typing import get_type_hints
+
+    from rich.markup import escape
+    from typer.models import ParameterInfo
+
+    done: set[int] = set()
+    for group in apps:
+        if group.info.help:
+            group.info.help = escape(group.info.help)
+        for command in group.registered_commands:
+            callback = command.callback
+            if callback is None:
+                continue
+            command.help = escape(command.help or inspect.getdoc(callback) or "") or None
+            # resolved once and kept, so typer reads the very objects escaped here
+            hints = get_type_hints(callback, include_extras=True)
+            callback.__annotations__ = hints
+            for hint in hints.values():
+                for info in getattr(hint, "__metadata__", ()):
+                    if isinstance(info, ParameterInfo) and info.help and id(info) not in done:
+                        done.add(id(info))
+                        info.help = escape(info.help)
+
+
+_escape_help_markup(app, serve_key_app)
+
+
 def main() -> None:
     """Entry point of the ``langroute`` script."""
     warnings.showwarning = _show_warning
