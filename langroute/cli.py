@@ -22,7 +22,7 @@ from langroute.evaluation.commands import (
     tune_command,
 )
 from langroute.labels.command import label_command
-from langroute.terminal import data_text, printable
+from langroute.terminal import data_text, json_text, printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -156,7 +156,7 @@ def route(
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
-        typer.echo(json.dumps(decision.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        typer.echo(json_text(decision.model_dump(mode="json")))
         return
     Console().print(decision_table(decision))
 
@@ -204,7 +204,7 @@ def build(
 
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
-    from langroute.exemplars import load_exemplars
+    from langroute.exemplars import check_route_labels, load_exemplars, located_rows
 
     _quiet_model_loading()
     console = Console()
@@ -216,6 +216,8 @@ def build(
     }
     try:
         loaded = load_exemplars(exemplars, routes=route_list)
+        if route_list is None:  # the routes are the labels: a typo must not become one
+            check_route_labels(located_rows(exemplars))
         built = build_router(
             loaded,
             routes=route_list,
@@ -474,7 +476,7 @@ def monitor(
     if plot is not None:
         plot_monitor(report, plot)
     if as_json:
-        typer.echo(report.model_dump_json(indent=2))
+        typer.echo(json_text(report.model_dump(mode="json")))
     else:
         _print_monitor(report)
     if report.alarms:

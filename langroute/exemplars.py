@@ -23,9 +23,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from langroute.errors import ExemplarFormatError
+from langroute.errors import ExemplarFormatError, RouterConfigError
 from langroute.queries import has_visible_text
 from langroute.textfiles import JSONTooDeepError, load_json, read_utf8, utf8_lines
 
@@ -89,6 +96,19 @@ class Exemplar(BaseModel):
     def _route_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("route is empty")
+        return value
+
+    @field_validator("scores", mode="before")
+    @classmethod
+    def _scores_not_booleans(cls, value: Any) -> Any:
+        # true/false are not qualities: taken as 1.0/0.0 they would pass for scores
+        if isinstance(value, Mapping):
+            for name, score in value.items():
+                if isinstance(score, bool):
+                    raise ValueError(
+                        f"score for {name!r} must be a number in [0, 1], got {score!r} "
+                        "(a boolean: write 1 or 0)"
+                    )
         return value
 
     @field_validator("scores")
@@ -449,3 +469,116 @@ def atomic_write_text(path: Path, payload: str) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+LocatedRows = Sequence[tuple[str, Exemplar]]
+"""Rows with where each was read: ``("file.jsonl:12", exemplar)`` or ``("row 12", ...)``."""
+
+MIN_INFERRED_ROUTE_SHARE = 0.01
+"""Routes taken from labels: in a file of 100 labelled rows or more, a label on fewer
+than this share of them is refused as a likely typo (declare the routes to keep it)."""
+
+
+def located_rows(data: str | os.PathLike[str] | Iterable[Exemplar]) -> list[tuple[str, Exemplar]]:
+    """Rows of a file (or exemplars as they are) with where each one is, for error messages.
+
+    Example:
+        >>> located_rows("ex.jsonl")[0][0]
+        'ex.jsonl:1'
+    """
+    if isinstance(data, (str, os.PathLike)):
+        return [(f"{data}:{line}", ex) for line, ex in load_exemplar_rows(data)]
+    return [(f"row {number}", ex) for number, ex in enumerate(data, start=1)]
+
+
+def check_scores_complete(rows: LocatedRows) -> None:
+    """A set where some rows have scores must have them on every row.
+
+    Otherwise the evaluation would silently switch to the route labels (or find none).
+
+    Raises:
+        RouterConfigError: Naming the first row without scores and one with them.
+    """
+    scored = next((where for where, ex in rows if ex.scores), None)
+    if scored is None:
+        return
+    for where, ex in rows:
+        if not ex.scores:
+            raise RouterConfigError(
+                f"{where}: no scores, while {scored} has them: give every row of a scored "
+                "set its scores"
+            )
+
+
+def check_route_labels(
+    rows: LocatedRows,
+    routes: Sequence[str] | None = None,
+    *,
+    out_of_scope: Iterable[str] = (),
+) -> list[str]:
+    """Check the rows' route labels; the routes (``routes``, or inferred from the labels).
+
+    A label that differs from a route only in case (``Large`` for ``large``) is an
+    error. When ``routes`` is ``None`` they are the labels in order of first appearance
+    (``out_of_scope`` labels left out), and then: fewer than two is an error (one route
+    makes every figure 100%), and in a set of 100 labelled rows or more a label on
+    fewer than :data:`MIN_INFERRED_ROUTE_SHARE` of them is an error (one typo would
+    otherwise become a route, even the strongest route and the fallback).
+
+    Raises:
+        RouterConfigError: Naming the row (``file:line``), the label and the routes.
+
+    Example:
+        >>> rows = [("a.jsonl:1", Exemplar(text="hi", route="small")),
+        ...         ("a.jsonl:2", Exemplar(text="prove it", route="large"))]
+        >>> check_route_labels(rows)
+        ['small', 'large']
+        >>> typo = ("a.jsonl:3", Exemplar(text="x", route="Large"))
+        >>> try:
+        ...     check_route_labels([*rows, typo], ["small", "large"])
+        ... except RouterConfigError as exc:
+        ...     print(str(exc)[:77])
+        a.jsonl:3: label 'Large' is not a route but differs from 'large' only in case
+    """
+    skip = set(out_of_scope)
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for where, ex in rows:
+        if ex.route is not None and ex.route not in skip:
+            counts[ex.route] = counts.get(ex.route, 0) + 1
+            first.setdefault(ex.route, where)
+    if routes is None:
+        known: list[str] = []
+        for label in counts:  # case twins first: they are the likelier mistake
+            twin = next((r for r in known if r.casefold() == label.casefold()), None)
+            if twin is not None:
+                raise RouterConfigError(
+                    f"{first[label]}: label {label!r} differs from {twin!r} "
+                    f"({first[twin]}) only in case: labels are case-sensitive route names"
+                )
+            known.append(label)
+        labelled = sum(counts.values())
+        if len(known) == 1:
+            raise RouterConfigError(
+                f"every labelled row names one route ({known[0]!r}): a router needs two or "
+                "more routes (with one, every query goes there and every figure is 100%)"
+            )
+        if labelled >= 100:
+            for label in known:
+                if counts[label] < labelled * MIN_INFERRED_ROUTE_SHARE:
+                    raise RouterConfigError(
+                        f"{first[label]}: label {label!r} is on {counts[label]} of {labelled} "
+                        f"labelled rows (under {MIN_INFERRED_ROUTE_SHARE:.0%}): a typo? "
+                        f"Declare the routes (--routes, cheapest first) to use it; "
+                        f"labels: {known}"
+                    )
+        return known
+    folded = {route.casefold(): route for route in routes}
+    for label, where in first.items():
+        twin = folded.get(label.casefold())
+        if label not in routes and twin is not None:
+            raise RouterConfigError(
+                f"{where}: label {label!r} is not a route but differs from {twin!r} only "
+                f"in case (routes: {list(routes)})"
+            )
+    return list(routes)
