@@ -134,6 +134,8 @@ def has_code(text: str) -> bool:
         return True
     marks = 0
     for line in text.split("\n"):
+        if not line or line.isspace():
+            continue
         marks += _code_marks(line)
         if marks >= 2:
             return True

@@ -34,7 +34,14 @@ from pydantic import (
 
 from langroute.errors import ExemplarFormatError, RouterConfigError
 from langroute.queries import has_visible_text
-from langroute.textfiles import JSONTooDeepError, load_json, read_utf8, utf8_lines
+from langroute.textfiles import (
+    MAX_JSON_DEPTH,
+    JSONTooDeepError,
+    json_too_deep,
+    load_json,
+    read_utf8,
+    utf8_lines,
+)
 
 # Field names of the shared benchmark data sets accepted as synonyms.
 TEXT_ALIASES = ("text", "prompt", "query")
@@ -389,16 +396,29 @@ def load_exemplars(
 
 
 def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
-    """Serialise exemplars as JSONL text (one compact object per line)."""
-    lines = [
-        json.dumps(
-            ex.model_dump(exclude_defaults=True, exclude={"text"} if ex.messages else None)
-            | {"id": ex.id},
-            ensure_ascii=False,
-        )
-        for ex in exemplars
-    ]
+    """Serialise exemplars as JSONL text (one compact object per line).
+
+    Raises:
+        ValueError: An exemplar nests deeper than the readers take (``MAX_JSON_DEPTH``).
+    """
+    lines = []
+    for ex in exemplars:
+        fields = ex.model_dump(exclude_defaults=True, exclude={"text"} if ex.messages else None)
+        lines.append(_readable_json(fields | {"id": ex.id}, ex))
     return "".join(line + "\n" for line in lines)
+
+
+def _readable_json(value: Any, exemplar: Exemplar) -> str:
+    """``value`` as JSON that the readers take back (never a file they would refuse)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        text = None
+    if text is None or json_too_deep(text):
+        raise JSONTooDeepError(
+            f"exemplar {exemplar.id}: nested deeper than {MAX_JSON_DEPTH} levels; not saved"
+        )
+    return text
 
 
 def exemplars_from_jsonl(text: str, source: str | os.PathLike[str]) -> list[Exemplar]:
@@ -444,7 +464,7 @@ def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) 
                     "route": ex.route or "",
                     "weight": ex.weight,
                     "scores": json.dumps(ex.scores) if ex.scores is not None else "",
-                    "metadata": json.dumps(ex.metadata, ensure_ascii=False) if ex.metadata else "",
+                    "metadata": _readable_json(ex.metadata, ex) if ex.metadata else "",
                 }
             )
         payload = buffer.getvalue()
@@ -560,8 +580,9 @@ def check_route_labels(
         labelled = sum(counts.values())
         if len(known) == 1:
             raise RouterConfigError(
-                f"every labelled row names one route ({known[0]!r}): a router needs two or "
-                "more routes (with one, every query goes there and every figure is 100%)"
+                f"{first[known[0]]}: every labelled row names one route ({known[0]!r}): a "
+                "router needs two or more (with one, every query goes there and every "
+                "figure is 100%)"
             )
         if labelled >= 100:
             for label in known:

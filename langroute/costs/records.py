@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from langroute.errors import LangrouteError
+from langroute.textfiles import MAX_JSON_DEPTH, JSONTooDeepError, load_json
 
 __all__ = [
     "LABELLING_PURPOSE",
@@ -111,8 +112,17 @@ Verdict = Literal["good", "bad"]
 
 
 def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so what is stored equals what is read back."""
-    return json.loads(json.dumps(value, default=str))
+    """Round-trip through JSON so what is stored equals what is read back.
+
+    Raises:
+        ValueError: Nested deeper than the readers take (``MAX_JSON_DEPTH``): a record
+            written so would make the ledger unreadable.
+    """
+    try:
+        text = json.dumps(value, default=str)
+    except RecursionError as exc:
+        raise JSONTooDeepError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    return load_json(text)
 
 
 class LedgerRecord(BaseModel):

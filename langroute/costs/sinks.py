@@ -214,9 +214,8 @@ def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "record"
-            raise LedgerFormatError(
-                f"field {field!r}: {first['msg']}", path=path, line=number
-            ) from exc
+            message = first["msg"].removeprefix("Value error, ")
+            raise LedgerFormatError(f"field {field!r}: {message}", path=path, line=number) from exc
     return records, torn
 
 

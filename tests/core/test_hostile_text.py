@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from langroute import load_exemplars
+from langroute import Exemplar, load_exemplars
 from langroute.costs import LedgerFormatError
 from langroute.costs.sinks import JSONLSink
 from langroute.deciders import HeuristicGate, HeuristicRule, has_code
@@ -176,3 +176,21 @@ def test_an_exemplar_nested_1000_deep_is_a_format_error_naming_the_line(tmp_path
     csv.write_text(f'text,route,metadata\nhi,small,"{{""a"": {nested}}}"\n')
     with pytest.raises(ExemplarFormatError, match=r"ex.csv:2.*JSON nested deeper than 100"):
         load_exemplars(csv)
+
+
+def test_what_is_written_nests_no_deeper_than_the_readers_take(tmp_path: Path) -> None:
+    """A record or exemplar the readers would refuse is refused when written instead."""
+    from langroute.costs import LedgerRecord
+    from langroute.exemplars import save_exemplars
+
+    for depth in (150, 5000):
+        nested: list[object] = []
+        for _ in range(depth):
+            nested = [nested]
+        with pytest.raises(ValueError, match="nested deeper than 100"):
+            LedgerRecord(metadata={"x": nested})
+        exemplar = Exemplar(text="hi", route="small", metadata={"x": nested})
+        for name in ("ex.jsonl", "ex.csv"):
+            with pytest.raises(ValueError, match="nested deeper than 100"):
+                save_exemplars([exemplar], tmp_path / name)
+            assert not (tmp_path / name).exists()
