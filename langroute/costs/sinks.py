@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
-from langroute.textfiles import JSONTooDeepError, json_too_deep, load_json
+from langroute.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
@@ -106,10 +106,12 @@ _PARTIAL_TOKEN = re.compile(
 
 def _cut_short(text: str) -> bool:
     """Whether ``text`` is the start of a JSON object that stops before the object ends."""
-    if not text.startswith("{") or json_too_deep(text):
+    if not text.startswith("{"):
         return False
     try:
         json.loads(text)
+    except RecursionError:  # nested too deeply to be one of our records
+        return False
     except json.JSONDecodeError as exc:
         if exc.msg.startswith("Unterminated string"):  # the string runs to the end
             return True
