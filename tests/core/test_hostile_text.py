@@ -194,3 +194,15 @@ def test_what_is_written_nests_no_deeper_than_the_readers_take(tmp_path: Path) -
             with pytest.raises(ValueError, match="nested deeper than 100"):
                 save_exemplars([exemplar], tmp_path / name)
             assert not (tmp_path / name).exists()
+
+
+def test_a_labelling_journal_line_nested_1000_deep_is_an_error_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    from langroute.errors import LabellingError
+    from langroute.labels.journal import Journal
+
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"ok": 1}\n{"x": ' + "[" * 1000 + "]" * 1000 + "}\n")
+    with pytest.raises(LabellingError, match=r"journal.jsonl:2: .*nested deeper than 100"):
+        Journal(path).read()
