@@ -37,7 +37,10 @@ from typing import Any
 
 CASES: dict[str, str] = {
     "code_rule_newlines": """
-        from langroute.deciders import HeuristicRule
+        try:
+            from langroute.chains.deciders import HeuristicRule
+        except ImportError:  # a checkout from before the layout of issue 22
+            from langroute.deciders import HeuristicRule
         rule = HeuristicRule(name="code", route="large", code=True)
         text = "x" + "\\n" * {newlines} + "x"
         started = time.perf_counter()
@@ -45,7 +48,10 @@ CASES: dict[str, str] = {
         print(json.dumps({{"seconds": time.perf_counter() - started}}))
     """,
     "code_rule_spaces": """
-        from langroute.deciders import HeuristicRule
+        try:
+            from langroute.chains.deciders import HeuristicRule
+        except ImportError:  # a checkout from before the layout of issue 22
+            from langroute.deciders import HeuristicRule
         rule = HeuristicRule(name="code", route="large", code=True)
         text = ";" + " " * {newlines} + "x"
         started = time.perf_counter()
@@ -53,7 +59,10 @@ CASES: dict[str, str] = {
         print(json.dumps({{"seconds": time.perf_counter() - started}}))
     """,
     "user_regex": """
-        from langroute.deciders import HeuristicGate
+        try:
+            from langroute.chains.deciders import HeuristicGate
+        except ImportError:
+            from langroute.deciders import HeuristicGate
         gate = HeuristicGate([{{"name": "as", "route": "large", "pattern": "(a+)+$"}}])
         text = "a" * {regex_chars} + "b"
         started = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 
 from langroute.embedders import Embedder, as_embedder, embed_documents
 from langroute.errors import RouterConfigError
-from langroute.exemplars import (
+from langroute.router.exemplars import (
     Exemplar,
     check_route_labels,
     check_scores_complete,

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from langroute import Exemplar, ExemplarRouter, load_exemplars
-from langroute.cli import app
+from langroute.cli.app import app
 from langroute.costs import LedgerFormatError, LedgerRecord
 from langroute.embedders import HashingEmbedder
 from langroute.errors import ExemplarFormatError, RouterConfigError

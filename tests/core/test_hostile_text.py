@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from langroute import Exemplar, load_exemplars
+from langroute.chains.deciders import HeuristicGate, HeuristicRule, has_code
+from langroute.chains.patterns import MAX_PATTERN_TEXT_CHARS, UserPattern
 from langroute.costs import LedgerFormatError
 from langroute.costs.sinks import JSONLSink
-from langroute.deciders import HeuristicGate, HeuristicRule, has_code
 from langroute.errors import ExemplarFormatError, RouterConfigError
-from langroute.patterns import MAX_PATTERN_TEXT_CHARS, UserPattern
 
 REPO = Path(__file__).resolve().parents[2]
 GENEROUS_SECONDS = 120  # the old code needs hours (or ages) on these inputs
@@ -50,7 +50,7 @@ def test_code_rule_on_a_million_newlines_finishes() -> None:
     """The README's ``code = true`` rule: 40k newlines took 51 s (quadratic); 1M: hours."""
     out = finishes(
         """
-        from langroute.deciders import HeuristicRule
+        from langroute.chains.deciders import HeuristicRule
         rule = HeuristicRule(name="code", route="large", code=True)
         print(rule.matches("x" + "\\n" * 1_000_000 + "x"), rule.matches("a;" + " " * 10**6))
         """
@@ -83,7 +83,7 @@ def test_a_catastrophic_user_pattern_runs_in_linear_time() -> None:
     """``(a+)+$`` took 31.6 s on 29 characters (doubling per character); here 5,000."""
     out = finishes(
         """
-        from langroute.deciders import HeuristicGate
+        from langroute.chains.deciders import HeuristicGate
         gate = HeuristicGate([{"name": "as", "route": "large", "pattern": "(a+)+$"}])
         print(gate.check("a" * 5_000 + "b"), gate.check("a" * 5_000) is not None)
         """
@@ -181,7 +181,7 @@ def test_an_exemplar_nested_1000_deep_is_a_format_error_naming_the_line(tmp_path
 def test_what_is_written_nests_no_deeper_than_the_readers_take(tmp_path: Path) -> None:
     """A record or exemplar the readers would refuse is refused when written instead."""
     from langroute.costs import LedgerRecord
-    from langroute.exemplars import save_exemplars
+    from langroute.router.exemplars import save_exemplars
 
     for depth in (150, 5000):
         nested: list[object] = []
@@ -200,7 +200,7 @@ def test_a_labelling_journal_line_nested_1000_deep_is_an_error_naming_the_line(
     tmp_path: Path,
 ) -> None:
     from langroute.errors import LabellingError
-    from langroute.labels.journal import Journal
+    from langroute.files.journal import Journal
 
     path = tmp_path / "journal.jsonl"
     path.write_text('{"ok": 1}\n{"x": ' + "[" * 1000 + "]" * 1000 + "}\n")

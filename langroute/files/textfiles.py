@@ -92,7 +92,7 @@ def load_json(text: str | bytes) -> Any:
         >>> load_json("[" * 1000 + "]" * 1000)
         Traceback (most recent call last):
         ...
-        langroute.textfiles.JSONTooDeepError: JSON nested deeper than 100 levels
+        langroute.files.textfiles.JSONTooDeepError: JSON nested deeper than 100 levels
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from langroute.errors import LabellingError
-from langroute.textfiles import JSONTooDeepError, load_json
+from langroute.files.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["Journal"]
 
