@@ -58,6 +58,7 @@ from pydantic import (
     model_validator,
 )
 
+from langroute.chains.patterns import UserPattern
 from langroute.dispatch.routed_call import error_text
 from langroute.errors import RouterConfigError
 from langroute.router.decision import DecisionReason, RouteDecision, RouterCall
@@ -89,25 +90,58 @@ DEFAULT_ASK_LLM_ON: frozenset[DecisionReason] = frozenset({"low_confidence", "ou
 
 
 _FENCE = re.compile(r"```|~~~")
-_CODE_LINE = re.compile(
-    r"^\s*(def |class |import |from \S+ import |function |const |let |var |#include|"
+# Line starts and ends that mark a code-like line. Each is matched within one line (the
+# text is split at newlines first), so the work stays linear in the text's length: a
+# pattern whose ``\s*`` could run across lines made 40k newlines take a minute.
+_CODE_LINE_START = re.compile(
+    r"\s*(?:def |class |import |from \S+ import |function |const |let |var |#include|"
     r"public |private |SELECT |INSERT |UPDATE |fn |func |package )"
-    r"|[;{}]\s*$|^\s*(if|for|while)\s*\(.*\)\s*\{?\s*$",
-    re.MULTILINE,
 )
+_CONTROL_LINE_START = re.compile(r"\s*(?:if|for|while)\s*\(")
+_CODE_LINE_ENDS = (";", "{", "}")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def _code_marks(line: str) -> int:
+    """How many code marks one line (no newline in it) holds: 0, 1 or 2.
+
+    A declaration-like start (``def``, ``import``, ``SELECT``...) and an end in ``;``,
+    ``{`` or ``}`` count one each; a control-flow line (``if (...) {``) counts one.
+    """
+    if _CODE_LINE_START.match(line):
+        return 1 + line.rstrip().endswith(_CODE_LINE_ENDS)
+    tail = line.rstrip()
+    control = _CONTROL_LINE_START.match(line)
+    if control is not None:
+        closed = tail.removesuffix("{").rstrip()
+        if closed.endswith(")") and len(closed) > control.end():
+            return 1
+    return int(tail.endswith(_CODE_LINE_ENDS))
+
+
 def has_code(text: str) -> bool:
-    r"""Whether ``text`` holds code: a fenced block, or at least two code-like lines.
+    r"""Whether ``text`` holds code: a fenced block, or at least two code marks.
+
+    A code mark is a declaration-like line start (``def``, ``import``, ``SELECT``...), a
+    line end in ``;``, ``{`` or ``}``, or a control-flow line (``if (x) {``). The scan is
+    linear in the length of ``text``.
 
     Example:
         >>> has_code("```sql\nselect 1\n```"), has_code("what is a for loop?")
         (True, False)
+        >>> has_code("x = 1;\ny = 2;"), has_code("\n" * 100_000)
+        (True, False)
     """
     if _FENCE.search(text):
         return True
-    return len(_CODE_LINE.findall(text)) >= 2
+    marks = 0
+    for line in text.split("\n"):
+        if not line or line.isspace():
+            continue
+        marks += _code_marks(line)
+        if marks >= 2:
+            return True
+    return False
 
 
 class HeuristicRule(BaseModel):
@@ -118,6 +152,11 @@ class HeuristicRule(BaseModel):
     or holds none), ``keywords`` (any of these words or phrases, whole words, any case),
     ``pattern`` (a regular expression, searched), ``attachments`` (the query came with
     attachments, or without).
+
+    Every condition takes time linear in the query's length. ``pattern`` runs on RE2
+    (:class:`~langroute.chains.patterns.UserPattern`: Python's syntax less lookarounds and
+    backreferences, refused when the rule is built) and sees the query's first
+    :data:`~langroute.chains.patterns.MAX_PATTERN_TEXT_CHARS` (100,000) characters.
 
     Example:
         >>> rule = HeuristicRule(name="greeting", route="small", max_words=4,
@@ -147,6 +186,7 @@ class HeuristicRule(BaseModel):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"pattern {value!r} is not a regular expression: {exc}") from exc
+            UserPattern(value)  # raises ValueError naming what RE2 cannot take
         return value
 
     @field_validator("keywords")
@@ -166,14 +206,14 @@ class HeuristicRule(BaseModel):
             raise ValueError(f"rule {self.name!r} has no condition: it would match everything")
         return self
 
-    def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    def _compiled(self) -> tuple[re.Pattern[str] | None, UserPattern | None]:
         cached = self.__dict__.get("_patterns")
         if cached is None:
             words = None
             if self.keywords:
                 alternatives = "|".join(re.escape(w.strip()) for w in self.keywords)
                 words = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
-            cached = (words, re.compile(self.pattern) if self.pattern else None)
+            cached = (words, UserPattern(self.pattern) if self.pattern else None)
             self.__dict__["_patterns"] = cached
         return cached
 
@@ -197,7 +237,7 @@ class HeuristicRule(BaseModel):
         keywords, pattern = self._compiled()
         if keywords is not None and not keywords.search(query):
             return False
-        if pattern is not None and not pattern.search(query):
+        if pattern is not None and not pattern.search(str(query)):
             return False
         return self.code is None or has_code(query) == self.code
 

@@ -20,7 +20,7 @@ from langroute.cli.evaluation import (
     tune_command,
 )
 from langroute.cli.labels import label_command
-from langroute.terminal import data_text, printable
+from langroute.terminal import data_text, json_text, printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -154,7 +154,7 @@ def route(
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
-        typer.echo(json.dumps(decision.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        typer.echo(json_text(decision.model_dump(mode="json")))
         return
     Console().print(decision_table(decision))
 
@@ -211,7 +211,11 @@ def build(
     from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
-    from langroute.router.exemplars import check_one_kind, load_exemplar_rows
+    from langroute.router.exemplars import (
+        check_one_kind,
+        check_route_labels,
+        load_exemplar_rows,
+    )
 
     _quiet_model_loading()
     console = Console()
@@ -229,6 +233,8 @@ def build(
     try:
         rows = load_exemplar_rows(exemplars, routes=route_list)
         check_one_kind(rows, exemplars, mode)
+        if route_list is None:  # the routes are the labels: a typo must not become one
+            check_route_labels([(f"{exemplars}:{line}", ex) for line, ex in rows])
         loaded = [ex for _, ex in rows]
         built = build_router(
             loaded,
@@ -491,7 +497,7 @@ def monitor(
     if plot is not None:
         plot_monitor(report, plot)
     if as_json:
-        typer.echo(report.model_dump_json(indent=2))
+        typer.echo(json_text(report.model_dump(mode="json")))
     else:
         _print_monitor(report)
     if report.alarms:
@@ -773,6 +779,41 @@ def _show_warning(
 ) -> None:
     """Print a warning as one escaped line: warnings quote route names and file paths."""
     typer.echo(f"warning: {printable(message)}", err=True)
+
+
+def _escape_help_markup(*apps: typer.Typer) -> None:
+    """Escape rich markup in the help of every command and parameter of ``apps``.
+
+    Help text names TOML tables (``[chain]``, ``[serve] keys``) that rich would read as
+    markup tags and drop; escaped, they are shown as written. Parameter help shared by
+    several commands (one ``Annotated`` alias) is escaped once.
+    """
+    import inspect
+    from typing import get_type_hints
+
+    from rich.markup import escape
+    from typer.models import ParameterInfo
+
+    done: set[int] = set()
+    for group in apps:
+        if group.info.help:
+            group.info.help = escape(group.info.help)
+        for command in group.registered_commands:
+            callback = command.callback
+            if callback is None:
+                continue
+            command.help = escape(command.help or inspect.getdoc(callback) or "") or None
+            # resolved once and kept, so typer reads the very objects escaped here
+            hints = get_type_hints(callback, include_extras=True)
+            callback.__annotations__ = hints
+            for hint in hints.values():
+                for info in getattr(hint, "__metadata__", ()):
+                    if isinstance(info, ParameterInfo) and info.help and id(info) not in done:
+                        done.add(id(info))
+                        info.help = escape(info.help)
+
+
+_escape_help_markup(app, serve_key_app)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from langroute.costs.schema import (
     row_to_record,
 )
 from langroute.errors import LedgerFormatError, TornLinesWarning
+from langroute.files.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["URL_SINKS", "JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
@@ -118,6 +119,8 @@ def _cut_short(text: str) -> bool:
         return False
     try:
         json.loads(text)
+    except RecursionError:  # nested too deeply to be one of our records
+        return False
     except json.JSONDecodeError as exc:
         if exc.msg.startswith("Unterminated string"):  # the string runs to the end
             return True
@@ -125,32 +128,68 @@ def _cut_short(text: str) -> bool:
     return False
 
 
+_QUOTE, _BACKSLASH, _OPEN, _CLOSE = 34, 92, 123, 125  # the bytes '"', '\\', '{', '}'
+_STRUCTURE = re.compile(rb'["{}]')
+
+
+def _last_object_start(body: bytes) -> int:
+    """Where the JSON object that ends ``body`` starts (-1: it does not end in one).
+
+    One backward pass: a JSON text ending the line has exactly one start, found by
+    matching braces from the end while skipping strings, so torn-line recovery reads each
+    byte a bounded number of times (trying every ``{"`` took minutes on a 0.4 MB line).
+    """
+    end = len(body.rstrip())
+    if end == 0 or body[end - 1] != _CLOSE:
+        return -1
+    depth, in_string = 0, False
+    for position in reversed([m.start() for m in _STRUCTURE.finditer(body, 0, end)]):
+        byte = body[position]
+        if byte == _QUOTE:
+            before = position - 1
+            while before >= 0 and body[before] == _BACKSLASH:
+                before -= 1
+            if (position - 1 - before) % 2 == 0:  # not escaped: a string starts or ends
+                in_string = not in_string
+        elif in_string:
+            continue
+        elif byte == _CLOSE:
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return position
+    return -1
+
+
 def _parse_line(body: bytes) -> tuple[Any, bool]:
     """One non-blank line: its JSON value (``None`` if all torn) and whether a tear was skipped.
 
     A line is torn when it is a JSON object cut short (its writer was killed mid-write);
     a complete object that a writer appended to a torn line without a newline between
-    them is kept.
+    them is kept. The work is linear in the line's length.
 
     Raises:
-        ValueError: The line is neither a JSON value nor torn (the message says why).
+        ValueError: The line is neither a JSON value nor torn, or it nests deeper than
+            :data:`~langroute.files.textfiles.MAX_JSON_DEPTH` (the message says why).
     """
     try:
-        return json.loads(body.decode("utf-8")), False
+        return load_json(body), False
     except UnicodeDecodeError:
         problem = "not valid UTF-8"
+    except JSONTooDeepError:
+        raise
     except json.JSONDecodeError as exc:
         problem = f"not valid JSON ({exc.msg})"
-    start = body.find(b'{"', 1)
-    while start != -1:  # a whole record glued onto a torn one?
+    start = _last_object_start(body)
+    if start > 0:  # a whole record glued onto a torn one?
         head, tail = body[:start], body[start:]
         if _cut_short(head.decode("utf-8", errors="replace").strip()):
-            with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
-                value = json.loads(tail.decode("utf-8"))
+            with contextlib.suppress(UnicodeDecodeError, ValueError):
+                value = load_json(tail)
                 # writers start a record with its timestamp and end it with its metadata
                 if isinstance(value, dict) and {"timestamp", "metadata"} <= value.keys():
                     return value, True
-        start = body.find(b'{"', start + 1)
     if _cut_short(body.decode("utf-8", errors="replace").strip()):
         return None, True
     raise ValueError(problem)
@@ -186,9 +225,8 @@ def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "record"
-            raise LedgerFormatError(
-                f"field {field!r}: {first['msg']}", path=path, line=number
-            ) from exc
+            message = first["msg"].removeprefix("Value error, ")
+            raise LedgerFormatError(f"field {field!r}: {message}", path=path, line=number) from exc
     return records, torn
 
 

@@ -20,6 +20,7 @@ from langroute.evaluation.datasets import (
     EvalData,
     expected_routes,
     load_eval_set,
+    require_two_routes,
     score_pair,
     split_contaminated,
 )
@@ -90,7 +91,8 @@ def calibrate(
     settings = router.settings
     if settings.rule == "argmax":
         raise RouterConfigError("an argmax router has no dial to calibrate (use rule='threshold')")
-    rows, excluded = split_contaminated(load_eval_set(data), exclude_contaminated)
+    require_two_routes(settings.routes)
+    rows, excluded = split_contaminated(load_eval_set(data, settings.routes), exclude_contaminated)
     if not rows:
         raise RouterConfigError("the calibration set has no rows")
     routes = list(settings.routes)

@@ -36,6 +36,7 @@ from langroute.evaluation.datasets import (
     expected_routes,
     is_contaminated,
     load_eval_set,
+    require_two_routes,
     score_pair,
 )
 from langroute.router import engine
@@ -163,9 +164,15 @@ def tune(
         >>> tune("mmlu.dev.jsonl", {"k": [50, 100]}, weak="w", strong="s").best  # doctest: +SKIP
         {'k': 100, 'apgr': 0.66, ...}
     """
-    rows = load_eval_set(data)
     oos = set(out_of_scope)
+    rows = load_eval_set(
+        data,
+        routes,
+        out_of_scope=sorted(oos),
+        infer_routes=routes is None and not (weak and strong),
+    )
     route_list = default_routes(rows, routes, weak, strong, oos)
+    require_two_routes(route_list)
     base_options = dict(base or {})
     if weak and strong and weak in route_list and strong in route_list:
         base_options.setdefault("mode", "scores")
@@ -434,6 +441,8 @@ def tuning_skip_reason(router: ExemplarRouter, folds: int = DEFAULT_FOLDS) -> st
         '4 exemplars: tuning needs at least 100'
     """
     count = len(router)
+    if len(router.routes) < 2:
+        return f"one route ({router.routes[0]!r}): nothing to choose between"
     if count < MIN_EXEMPLARS_TO_TUNE:
         return f"{count} exemplars: tuning needs at least {MIN_EXEMPLARS_TO_TUNE}"
     if router.mode == "vote":
@@ -488,6 +497,7 @@ def tune_router(
         ({'k': 200, 'weighting': 'power', ...}, 0.664)
     """
     started = time.perf_counter()
+    require_two_routes(router.routes)
     rows = router.exemplars
     if len(rows) < 2 * folds:
         raise RouterConfigError(

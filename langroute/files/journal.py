@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from langroute.errors import LabellingError
+from langroute.files.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["Journal"]
 
@@ -74,8 +75,8 @@ class Journal:
             if not raw.strip():
                 continue
             try:
-                value = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                value = load_json(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError, JSONTooDeepError) as exc:
                 raise LabellingError(f"{self.path}:{number}: not a JSON line ({exc})") from exc
             if not isinstance(value, dict):
                 raise LabellingError(f"{self.path}:{number}: expected a JSON object")
