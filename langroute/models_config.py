@@ -32,6 +32,8 @@ same file. TOML (``.toml``)::
     [chain.llm]                   # the LLM router for unsure kNN decisions
     model = "openai:gpt-4o-mini"
     descriptions = { small = "chit-chat, lookups", large = "reasoning, code, design" }
+    timeout = 5                   # seconds; then the kNN decision stands
+    may_choose_cheaper = false    # default: only the kNN's route or a stronger one
 
 A model spec is a string or a table:
 

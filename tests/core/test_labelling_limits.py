@@ -61,7 +61,7 @@ def test_a_10mb_answer_overruns_honestly_and_stops_the_run(tmp_path):
     assert (tmp_path / "scored.calls.jsonl").stat().st_size < 2 * DEFAULT_MAX_ANSWER_CHARS
 
 
-MODULE = '''\
+MODULE = """\
 from langroute.scripted import ScriptedCompletionModel
 
 
@@ -69,7 +69,7 @@ def model(name, reply_words=1, max_tokens=None):
     # answers as long as the cap it was given lets it (one token a word)
     words = max_tokens if max_tokens is not None else reply_words
     return ScriptedCompletionModel(name, reply="word " * words)
-'''
+"""
 
 
 def write_models(tmp_path: Path, module: str, large: str) -> Path:
