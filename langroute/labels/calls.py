@@ -9,7 +9,7 @@
   flight at once share one request.
 * **Budget.** Before a paid call, a conservative estimate (every prompt byte a token,
   plus the call's full output cap, :attr:`ModelSpec.output_token_cap
-  <langroute.models_config.ModelSpec.output_token_cap>`) is reserved; a call whose
+  <langroute.models.config.ModelSpec.output_token_cap>`) is reserved; a call whose
   reservation would take the spend past the budget is not made
   (:class:`BudgetExhausted`). The spend counts every run on the same output (the
   journal keeps each call's cost), so re-running a stopped or crashed run never spends
@@ -42,12 +42,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from langroute.calls import TokenUsage, error_text
 from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
 from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
-from langroute.errors import LabellingError
-from langroute.labels.journal import Journal
-from langroute.models_config import CompletionModel
+from langroute.dispatch.routed_call import TokenUsage, error_text
+from langroute.errors import BudgetExhausted, LabellingError
+from langroute.files.journal import Journal
+from langroute.models.config import CompletionModel
 
 __all__ = [
     "CALL_KEY",
@@ -69,10 +69,6 @@ DEFAULT_CALL_TIMEOUT_S = 300.0
 """Seconds a labelling request may take before it is abandoned (and retried)."""
 DEFAULT_MAX_ANSWER_CHARS = 200_000
 """The longest answer a labelling run stores (longer ones are cut)."""
-
-
-class BudgetExhausted(Exception):
-    """A paid call was not made: its estimate would take the spend past the budget."""
 
 
 class CachedCall(BaseModel):
@@ -119,7 +115,7 @@ def is_retryable(error: BaseException) -> bool:
     """Whether a provider error is worth retrying: a rate limit, a timeout, a 5xx.
 
     Example:
-        >>> from langroute.scripted import ScriptedRateLimitError
+        >>> from langroute.models.scripted import ScriptedRateLimitError
         >>> is_retryable(ScriptedRateLimitError("429")), is_retryable(ValueError("bad"))
         (True, False)
     """

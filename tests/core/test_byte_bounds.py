@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from langroute import Exemplar, ExemplarRouter
-from langroute.conversation import SessionTracker
-from langroute.decision import RouteDecision
 from langroute.embedders import HashingEmbedder
 from langroute.embedders.cache import CachedEmbedder
+from langroute.router.conversation import SessionTracker
+from langroute.router.decision import RouteDecision
 
 HAND_MADE = "Summarise this contract for me"
 

@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from langroute.costs import CostLedger
+from langroute.files.journal import Journal
 from langroute.labels import label
-from langroute.labels.journal import Journal
-from langroute.scripted import ScriptedCompletionModel
+from langroute.models.scripted import ScriptedCompletionModel
 
 HUGE_ANSWER = "word " * 2_097_152  # 10 MiB, 2,097,152 output tokens (word-count usage)
 PRICES = {
@@ -62,7 +62,7 @@ def test_a_10mb_answer_overruns_honestly_and_stops_the_run(tmp_path):
 
 
 MODULE = """\
-from langroute.scripted import ScriptedCompletionModel
+from langroute.models.scripted import ScriptedCompletionModel
 
 
 def model(name, reply_words=1, max_tokens=None):
@@ -87,7 +87,7 @@ def write_models(tmp_path: Path, module: str, large: str) -> Path:
 
 
 def test_the_cli_says_the_budget_was_overrun_not_stopped_cleanly(tmp_path, monkeypatch):
-    from langroute.cli import app
+    from langroute.cli.app import app
 
     models = write_models(
         tmp_path,

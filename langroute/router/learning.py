@@ -22,10 +22,10 @@ into a *learned exemplar* (:meth:`ExemplarRouter.learn
   as the router routes on it (cut to ``max_query_chars``); a hand-made exemplar of the
   same text, or one within the near-duplicate radius
   (:attr:`RouterSettings.near_duplicate_similarity
-  <langroute.settings.RouterSettings.near_duplicate_similarity>`, 0.98: a variant in case,
-  spacing or invisible characters) is never overridden or outvoted: the outcome is
-  refused and recorded (:class:`RefusedOutcome`, ``router.refused_outcomes``); at most
-  :attr:`RouterSettings.max_learned <langroute.settings.RouterSettings.max_learned>`
+  <langroute.router.settings.RouterSettings.near_duplicate_similarity>`, 0.98: a variant
+  in case, spacing or invisible characters) is never overridden or outvoted: the outcome
+  is refused and recorded (:class:`RefusedOutcome`, ``router.refused_outcomes``); at most
+  :attr:`RouterSettings.max_learned <langroute.router.settings.RouterSettings.max_learned>`
   exemplars and ``max_learned_bytes`` of text are kept, evicting the least confirmed (or
   oldest) first; they can be listed and removed by source, and they are saved with the
   router.
@@ -57,14 +57,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
-from langroute.exemplars import Exemplar
+from langroute.router.decision import RouteDecision
+from langroute.router.exemplars import Exemplar
 
 if TYPE_CHECKING:
-    from langroute.cascade import CascadeCall
     from langroute.costs import CostLedger
-    from langroute.router import ExemplarRouter
+    from langroute.dispatch.cascade import CascadeCall
+    from langroute.router.exemplar_router import ExemplarRouter
 
 __all__ = [
     "LEARNED_KEY",
