@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -340,8 +341,9 @@ class JudgeScorer(BaseScorer):
         if self.timeout is None or inspect.iscoroutinefunction(judge):
             return judge(prompt)
         pool = ThreadPoolExecutor(1, thread_name_prefix="langroute-judge")
+        context = contextvars.copy_context()  # the caller's tracing runs (callbacks) go along
         try:
-            return pool.submit(judge, prompt).result(timeout=self.timeout)
+            return pool.submit(context.run, judge, prompt).result(timeout=self.timeout)
         finally:
             pool.shutdown(wait=False)  # a judge past its time is not waited for
 
