@@ -32,6 +32,8 @@ same file. TOML (``.toml``)::
     [chain.llm]                   # the LLM router for unsure kNN decisions
     model = "openai:gpt-4o-mini"
     descriptions = { small = "chit-chat, lookups", large = "reasoning, code, design" }
+    timeout = 5                   # seconds; then the kNN decision stands
+    may_choose_cheaper = false    # default: only the kNN's route or a stronger one
 
 A model spec is a string or a table:
 
@@ -48,8 +50,10 @@ A model spec is a string or a table:
   from the models file's folder.
 
 Table keys for every spec: ``max_output_tokens`` (the answer-length cap, which also
-makes the budget estimate safe; default 1024) and ``price_as`` (the model name to price
-calls with, when the served name is not in genai-prices).
+makes the budget estimate safe; default 1024; an option the model itself reads, such as
+``max_tokens = 8192``, is its real cap, and a labelling budget reserves the larger) and
+``price_as`` (the model name to price calls with, when the served name is not in
+genai-prices).
 
 Example:
     >>> from pathlib import Path
@@ -103,6 +107,8 @@ DEFAULT_MAX_OUTPUT_TOKENS = 1024
 """The answer-length cap when a spec sets none (also the budget's output estimate)."""
 
 _COMMON_KEYS = ("max_output_tokens", "price_as")
+_OUTPUT_CAP_OPTIONS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "num_predict")
+"""Options that set a model's output cap when passed to it (``max_tokens = 8192``)."""
 
 
 class Completion(BaseModel):
@@ -163,6 +169,25 @@ class ModelSpec(BaseModel):
             return self.spec
         pairs = ",".join(f"{k}={self.options[k]!r}" for k in sorted(self.options))
         return f"{self.spec}[{pairs}]"
+
+    @property
+    def output_token_cap(self) -> int:
+        """The most output tokens one call can be billed for: the worst case a budget reserves.
+
+        ``max_output_tokens``, or a larger cap the options pass to the model itself
+        (``max_tokens = 8192`` reaches ``init_chat_model`` or the factory and wins there).
+
+        Example:
+            >>> ModelSpec(route="r", spec="openai:gpt-4o", kind="chat",
+            ...           options={"max_tokens": 8192}).output_token_cap
+            8192
+        """
+        caps = [self.max_output_tokens]
+        for key in _OUTPUT_CAP_OPTIONS:
+            value = self.options.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                caps.append(value)
+        return max(caps)
 
 
 class ServeConfig(BaseModel):

@@ -18,8 +18,9 @@ cheaper route than an earlier one (``sticky``) unless it left the topic (``topic
 low similarity to the topic's earlier user turns, and long enough to stand on its own);
 a stronger route is always taken (``upgrade``). The decision's :attr:`session
 <langroute.router.decision.RouteDecision.session>` says which applied. Sessions are bounded
-(least recently used dropped beyond ``max_sessions``, idle ones after ``ttl_s``) and
-thread-safe.
+(least recently used dropped beyond ``max_sessions``, idle ones after ``ttl_s``; each
+remembers at most ``max_seen_turns`` turns, as 16-byte digests, so a session's memory
+does not grow with its length) and thread-safe.
 
 Messages are OpenAI chat format (``{"role": "user", "content": "..."}``) or
 :class:`ChatTurn`; the integrations convert their own message types.
@@ -241,9 +242,20 @@ class ConversationContext(BaseModel):
 class _Session:
     route: str
     vectors: list[np.ndarray]
-    seen: set[str] = field(default_factory=set)
+    seen: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    """Digests of the latest turns (a re-sent turn is not a new one), oldest first."""
     touched: float = 0.0
     turn: int = 1
+
+    def remember(self, turn_id: bytes, limit: int) -> None:
+        self.seen[turn_id] = None
+        self.seen.move_to_end(turn_id)
+        while len(self.seen) > limit:
+            self.seen.popitem(last=False)
+
+
+def _turn_id(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class SessionTracker:
@@ -258,6 +270,8 @@ class SessionTracker:
         max_sessions: Sessions kept; the least recently used one is dropped beyond.
         ttl_s: A session idle this long is forgotten.
         memory: Earlier user turns of a topic compared against.
+        max_seen_turns: Turns a session remembers having seen (a client re-sending one
+            of them does not count it as a new turn); older ones are forgotten.
         clock: Seconds, monotonic (tests pass their own).
 
     Example:
@@ -274,10 +288,14 @@ class SessionTracker:
         max_sessions: int = 10_000,
         ttl_s: float = 3600.0,
         memory: int = 8,
+        max_seen_turns: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_sessions < 1 or ttl_s <= 0 or memory < 1:
-            raise RouterConfigError("max_sessions, ttl_s and memory must be positive")
+        if max_sessions < 1 or ttl_s <= 0 or memory < 1 or max_seen_turns < 1:
+            raise RouterConfigError(
+                "max_sessions, ttl_s, memory and max_seen_turns must be positive"
+            )
+        self.max_seen_turns = max_seen_turns
         self.topic_threshold = topic_threshold
         self.min_topic_words = min_topic_words
         self.max_sessions = max_sessions
@@ -331,7 +349,7 @@ class SessionTracker:
                 old session under the same (derived) key is not continued.
         """
         rank = {route: i for i, route in enumerate(routes)}
-        turn_id = hashlib.sha256(turn_text.encode("utf-8", "surrogatepass")).hexdigest()
+        turn_id = _turn_id(turn_text)
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         now = self._clock()
         with self._lock:
@@ -344,10 +362,13 @@ class SessionTracker:
             route = decision.route
             if session is None:
                 action = "new"
-                session = _Session(route=route, vectors=[vector], seen={turn_id})
+                session = _Session(route=route, vectors=[vector])
+                session.remember(turn_id, self.max_seen_turns)
             else:
                 similarity = float(max(float(v @ vector) for v in session.vectors))
                 repeated = turn_id in session.seen
+                if repeated:
+                    session.seen.move_to_end(turn_id)
                 shifted = (
                     not repeated
                     and similarity < self.topic_threshold
@@ -355,7 +376,8 @@ class SessionTracker:
                 )
                 if shifted:
                     action = "topic_shift"
-                    session = _Session(route=route, vectors=[vector], seen={turn_id})
+                    session = _Session(route=route, vectors=[vector])
+                    session.remember(turn_id, self.max_seen_turns)
                 else:
                     held = rank.get(session.route, -1)
                     if rank[route] > held:
@@ -366,7 +388,7 @@ class SessionTracker:
                         action = "kept"
                     if not repeated:
                         session.turn += 1
-                        session.seen.add(turn_id)
+                        session.remember(turn_id, self.max_seen_turns)
                         session.vectors = [*session.vectors, vector][-self.memory :]
             session.touched = now
             self._sessions[key] = session

@@ -20,11 +20,17 @@ into a *learned exemplar* (:meth:`ExemplarRouter.learn
   ``"feedback"``, ``"user"``, ...), ``learned_at`` and ``updated_at`` (UTC, ISO 8601),
   ``confirmations`` (outcomes seen), ``outcomes`` (per route: ``[good, bad]``) and, when
   a scorer judged, ``scorer`` and its last ``score``.
-- **Guard rails.** One learned exemplar per text (a repeated outcome updates it); a
-  hand-made exemplar of the same text is never overridden (the outcome is dropped); at
-  most :attr:`RouterSettings.max_learned <langroute.router.settings.RouterSettings.max_learned>`
-  are kept, evicting the least confirmed (or oldest) first; they can be listed and
-  removed by source, and they are saved with the router.
+- **Guard rails.** One learned exemplar per text (a repeated outcome updates it), kept
+  as the router routes on it (cut to ``max_query_chars``); a hand-made exemplar of the
+  same text, or one within the near-duplicate radius
+  (:attr:`RouterSettings.near_duplicate_similarity
+  <langroute.router.settings.RouterSettings.near_duplicate_similarity>`, 0.98: a variant
+  in case, spacing or invisible characters) is never overridden or outvoted: the outcome
+  is refused and recorded (:class:`RefusedOutcome`, ``router.refused_outcomes``); at most
+  :attr:`RouterSettings.max_learned <langroute.router.settings.RouterSettings.max_learned>`
+  exemplars and ``max_learned_bytes`` of text are kept, evicting the least confirmed (or
+  oldest) first; they can be listed and removed by source, and they are saved with the
+  router.
 
 :class:`CascadeLearner` is what both integrations' cascades use: it asks the router
 before the cheap attempt (*route, then cascade*) and turns each outcome into a learned
@@ -67,11 +73,13 @@ __all__ = [
     "CascadeLearner",
     "CascadeLearningStats",
     "Outcome",
+    "RefusedOutcome",
     "eviction_order",
     "is_learned",
     "learn_from_feedback",
     "learned_exemplar",
     "learned_label",
+    "text_bytes",
 ]
 
 Outcome = Literal["good", "bad"]
@@ -83,6 +91,40 @@ _PLAIN_REASONS = ("vote", "scores")
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def text_bytes(text: str) -> int:
+    """The UTF-8 size of ``text`` (what the learned-exemplar byte bound counts).
+
+    Example:
+        >>> text_bytes("héllo")
+        6
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class RefusedOutcome(BaseModel):
+    """An outcome :meth:`ExemplarRouter.learn <langroute.router.ExemplarRouter.learn>` refused.
+
+    Attributes:
+        text: The query (as routed on, cut to 300 characters).
+        route / good / source: The outcome.
+        reason: Why it was refused.
+        exemplar_id: The hand-made exemplar it would have overridden or outvoted.
+        similarity: Its similarity to that exemplar.
+        at: When (UTC, ISO 8601).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    route: str
+    good: bool
+    source: str
+    reason: str
+    exemplar_id: str | None = None
+    similarity: float | None = None
+    at: str = Field(default_factory=_now)
 
 
 def is_learned(exemplar: Exemplar) -> bool:
@@ -260,7 +302,8 @@ def learn_from_feedback(
     teach (no query text, unknown route).
 
     Returns:
-        The learned exemplar, or ``None`` when a hand-made exemplar has the same text.
+        The learned exemplar, or ``None`` when the outcome was refused (a hand-made
+        exemplar has the same or nearly the same text; see ``router.refused_outcomes``).
 
     Raises:
         UnknownRecordError: No ledger record has that id.
@@ -307,6 +350,9 @@ class CascadeLearningStats(BaseModel):
         description="Estimated: each skipped tier at its mean observed attempt latency.",
     )
     learned: int = Field(default=0, description="Outcomes turned into learned exemplars.")
+    refused: int = Field(
+        default=0, description="Outcomes refused: a hand-made exemplar has (nearly) that text."
+    )
 
 
 class CascadeLearner:
@@ -445,7 +491,8 @@ class CascadeLearner:
             learned = self.router.learn(
                 query, record.tier_name, good=good, source=self.source, scorer=scorer, score=score
             )
-            if learned is None:  # a hand-made exemplar has this text
+            if learned is None:  # a hand-made exemplar has (nearly) this text
+                self.stats.refused += 1
                 return None
         self.stats.learned += 1
         return learned
