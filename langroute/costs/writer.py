@@ -69,6 +69,7 @@ class LedgerStats(BaseModel):
     * ``failed``: the sink raised while writing them (a lock held too long, a full disk).
     * ``retries``: batches put back in the queue because the sink was unavailable
       (:class:`SinkUnavailableError`); their records are still pending, not lost.
+    * ``unavailable``: the sink's last write found it unavailable (records are held).
 
     Example:
         >>> LedgerStats(written=3).lost
@@ -82,6 +83,7 @@ class LedgerStats(BaseModel):
     dropped: int = 0
     failed: int = 0
     retries: int = 0
+    unavailable: bool = False
 
     @property
     def lost(self) -> int:
@@ -150,6 +152,7 @@ class LedgerWriter:
                 dropped=self._dropped,
                 failed=self._failed,
                 retries=self._retries,
+                unavailable=self._unavailable,
             )
 
     def submit(self, record: LedgerRecord) -> bool:

@@ -19,6 +19,7 @@ from langroute.api_keys import ApiKey
 from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.records import Verdict, new_record_id
 from langroute.errors import ModelsConfigError, RouterConfigError
+from langroute.escalation import escalation_path
 from langroute.models_config import ModelsConfig
 from langroute.protocols import Router
 
@@ -27,8 +28,15 @@ from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.completion_models import chat_model_from_spec
 from langchain_langroute.query import last_human_message
 from langchain_langroute.server.access import KEY_METADATA, KeyRing, Spend
+from langchain_langroute.server.budgets import (
+    Budgets,
+    Reservation,
+    StreamTallies,
+    warn_memory_ledger,
+)
 from langchain_langroute.server.feedback import teach_router
 from langchain_langroute.server.metrics import ServeMetrics
+from langchain_langroute.server.upstream import EscalatingError
 
 __all__ = [
     "ANONYMOUS",
@@ -66,22 +74,31 @@ class ServeCostHandler(CostCallbackHandler):
     (:data:`RESPONSE_METADATA`), so ``POST /v1/feedback`` finds it from the response
     ``id``, in this process or any other reading the same ledger. The routed query is
     kept when the metadata holds it (:data:`QUERY_METADATA`). ``on_records`` sees each
-    call's priced records (for budgets and metrics).
+    call's priced records (for budgets and metrics). A stream that ended early after
+    sending output (the client left, or the upstream broke) is charged for what
+    ``streams`` counted it sent, on an ``estimated`` row that keeps the response's id.
     """
 
     def __init__(
         self,
         ledger: CostLedger,
         on_records: Callable[[Mapping[str, Any], list[LedgerRecord]], None],
+        streams: StreamTallies | None = None,
     ) -> None:
         """Create the handler; see the class docstring."""
         super().__init__(ledger, segment_keys=(KEY_METADATA,))
         self._on_records = on_records
+        self._streams = streams
 
     def _dispatch(self, run: Any, records: list[LedgerRecord]) -> None:
         metadata: Mapping[str, Any] = run.metadata
         record_id = metadata.get(RESPONSE_METADATA)
         query = metadata.get(QUERY_METADATA)
+        tally = self._streams.get(record_id) if self._streams is not None else None
+        if tally is not None and records and records[-1].error is not None:
+            charged = tally.charged(records[-1])
+            if charged is not None:
+                records = [*records[:-1], charged]
         answered = len(records) - 1 if records and records[-1].error is None else None
         stamped = []
         for index, record in enumerate(records):
@@ -161,18 +178,26 @@ class Gateway:
                 timeout=self.settings.timeout,
                 max_retries=self.settings.max_retries,
                 warm_up=True,
+                escalate_on=(EscalatingError,),
             )
         except RouterConfigError as exc:
             raise ModelsConfigError(f"{where}{exc}") from exc
+        # a key past its budget (over_budget = "degrade") gets the cheapest route only:
+        # no escalation path, so a failure there is its answer, not a dearer call
+        self.degraded_llm = self.llm.model_copy(update={"escalation_order": []})
+        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
+        if ledger is None:
+            warn_memory_ledger(self.settings.ledger, self.keyring is not None)
         self.ledger = (
             ledger
             if ledger is not None
             else CostLedger(self.settings.ledger, pricer=Pricer(config.prices))
         )
         self.metrics = ServeMetrics(self._gauges)
-        self.handler = ServeCostHandler(self.ledger, self._on_records)
-        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
+        self.streams = StreamTallies()
+        self.handler = ServeCostHandler(self.ledger, self._on_records, self.streams)
         self.spend = Spend()
+        self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
         if self.keyring is not None:
             self.spend.load(self.ledger.records(), self.keyring.keys())
 
@@ -225,8 +250,9 @@ class Gateway:
     def _on_records(self, metadata: Mapping[str, Any], records: list[LedgerRecord]) -> None:
         name = str(metadata.get(KEY_METADATA) or ANONYMOUS)
         key = self.keyring.keys().named(name) if self.keyring is not None else None
+        shown = name if self.settings.metrics_key_names else None
         for record in records:
-            self.metrics.spend(route=record.route, key=name, cost=record.cost)
+            self.metrics.spend(route=record.route, key=shown, cost=record.cost)
             if key is not None and record.cost:
                 self.spend.add(key, record.cost, record.timestamp)
 
@@ -275,6 +301,31 @@ class Gateway:
     def over_budget(self, key: ApiKey | None) -> bool:
         """Whether the key has spent its budget for the current period."""
         return key is not None and self.spend.over_budget(key, datetime.now(timezone.utc))
+
+    def admit(
+        self, key: ApiKey | None, body: bytes, max_tokens: int | None, forced: str | None
+    ) -> Reservation | bool:
+        """Reserve a request's worst case against its key's budget.
+
+        The worst case is priced on the dearest route the call may reach: the forced
+        route and those it escalates to, else every route.
+
+        Returns:
+            What :meth:`Budgets.reserve` returns: a reservation to release with
+            ``self.budgets.release`` after the call, ``True`` (no budget), or ``False``
+            (the budget is used up: degrade or reject the request).
+        """
+        if key is None or key.budget is None:
+            return True
+        reachable = escalation_path(forced, self.routes) if forced else self.routes
+        worst = self.budgets.worst_case(body, max_tokens, reachable)
+        return self.budgets.reserve(key, worst)
+
+    def metrics_key(self, key: ApiKey | None) -> str | None:
+        """The key name metrics may show (``None`` unless ``[serve] metrics_key_names``)."""
+        if not self.settings.metrics_key_names:
+            return None
+        return key.name if key is not None else ANONYMOUS
 
     def close(self) -> None:
         """Write what the ledger still holds and close it; stop following a shared router."""
