@@ -158,6 +158,8 @@ class Gateway:
         self.settings = config.serve
         where = f"{config.path}: " if config.path is not None else ""
         self.replica: Any = None  # the Postgres replica of a shared router
+        # the keys file first: a missing one stops the start before the router loads
+        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
         if router is not None:
             self.router = router
         else:
@@ -185,7 +187,6 @@ class Gateway:
         # a key past its budget (over_budget = "degrade") gets the cheapest route only:
         # no escalation path, so a failure there is its answer, not a dearer call
         self.degraded_llm = self.llm.model_copy(update={"escalation_order": []})
-        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
         if ledger is None:
             warn_memory_ledger(self.settings.ledger, self.keyring is not None)
         self.ledger = (
