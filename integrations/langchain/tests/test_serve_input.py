@@ -112,6 +112,7 @@ def test_an_upstream_refusal_of_the_request_is_the_clients_400_without_escalatio
     assert provider.models_asked() == ["gpt-4o-mini"]  # one upstream call, no escalation
 
 
+@pytest.mark.filterwarnings("ignore::langroute.costs.UnpricedModelWarning")
 def test_an_upstream_model_name_with_cr_lf_is_sanitised_in_headers(tmp_path, provider, start):
     server = start()
     evil = "gpt-4o-mini\r\nx-evil: 1"

@@ -316,7 +316,10 @@ def create_app(gateway: Gateway) -> FastAPI:
             except AllRoutesFailedError as exc:
                 raise call.failed(exc) from exc
             except Exception as exc:
-                raise call.refused(exc) from exc
+                refusal = call.refused(exc)
+                if refusal is None:
+                    raise
+                raise refusal from exc
             return call.answered(message)
         finally:
             call.release_unless_streaming()
@@ -349,17 +352,21 @@ class _Call:
         self.reservation = reservation
         self.streaming = False
 
+    def _end_stream(self) -> None:
+        """Stop counting the stream and release its reservation (idempotent)."""
+        self.gateway.streams.close(self.record_id)
+        self.gateway.budgets.release(self.reservation)
+
     def release_unless_streaming(self) -> None:
         """Release the reservation, unless a stream now owns it (it releases at its end)."""
         if not self.streaming:
             self.gateway.budgets.release(self.reservation)
 
-    def refused(self, exc: Exception) -> Exception:
-        """The client's error for an upstream refusal of its request; else ``exc`` itself."""
+    def refused(self, exc: Exception) -> ApiError | None:
+        """The client's error for an upstream refusal of its request (``None``: not one)."""
         error = client_fault(exc)
-        if error is None:
-            return exc
-        self._count(None, error.status)
+        if error is not None:
+            self._count(None, error.status)
         return error
 
     def _count(self, meta: RouteMetadata | None, status: int) -> None:
@@ -403,15 +410,17 @@ class _Call:
         except AllRoutesFailedError as exc:
             raise self.failed(exc) from exc
         except Exception as exc:
-            raise self.refused(exc) from exc
+            refusal = self.refused(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
         meta = RouteMetadata.from_metadata(first.response_metadata) if first else None
         writer = ChunkWriter(
             response_id=self.id,
             model=(meta.model if meta else None) or self.body.model,
             include_usage=self.body.include_usage,
         )
-        streams = self.gateway.streams
-        tally = streams.open(
+        tally = self.gateway.streams.open(
             self.record_id,
             StreamTally(
                 route=meta.route if meta else None,
@@ -445,15 +454,14 @@ class _Call:
                     close = getattr(iterator, "aclose", None)
                     if close is not None:
                         await close()
-                streams.close(self.record_id)
-                self.gateway.budgets.release(self.reservation)
+                self._end_stream()
                 self._count(meta, status)
             yield "data: [DONE]\n\n"
 
         body = events()
         self.streaming = True
-        # a response whose body never starts (the client left at once) still releases
-        weakref.finalize(body, self.gateway.budgets.release, self.reservation)
+        # a response whose body never starts (the client left at once) still ends it
+        weakref.finalize(body, self._end_stream)
         return StreamingResponse(
             body,
             media_type="text/event-stream",

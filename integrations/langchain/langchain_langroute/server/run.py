@@ -117,10 +117,12 @@ def _exit_quietly_on_signals() -> Iterator[None]:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a daemon thread; yields its base URL (``http://...``).
 
-    On exit the server stops (requests under way finish first).
+    On exit the server stops (requests under way finish first, for up to the gateway's
+    ``[serve] drain_seconds``).
     """
     sock = bind(host, port)
-    server = _server(app)
+    gateway = getattr(app.state, "gateway", None)
+    server = _server(app, gateway.settings.drain_seconds if gateway is not None else 10.0)
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])),  # type: ignore[attr-defined]
         name="langroute-serve",
