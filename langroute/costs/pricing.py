@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langroute.errors import UnpricedModelWarning
+
 __all__ = [
     "PROMPT_OVERHEAD_TOKENS",
     "ModelPrice",
@@ -36,16 +38,6 @@ def prompt_token_bound(text: str | bytes) -> int:
     """
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
     return size + PROMPT_OVERHEAD_TOKENS
-
-
-class UnpricedModelWarning(UserWarning):
-    """No price is known for a model: its calls are recorded with ``cost=None``.
-
-    Emitted once per model name and :class:`Pricer`. Silence it with
-    ``warnings.filterwarnings("ignore", category=UnpricedModelWarning)`` or give the model
-    a :class:`ModelPrice` override (``ModelPrice(input_per_mtok=0, output_per_mtok=0)``
-    for a free local model).
-    """
 
 
 class ModelPrice(BaseModel):

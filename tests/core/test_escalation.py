@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from langroute.calls import Attempt, RoutedCall, TokenUsage
-from langroute.decision import RouteDecision
+from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage
 from langroute.errors import AllRoutesFailedError
-from langroute.escalation import Escalation
+from langroute.router.decision import RouteDecision
 
 PATH = ["small", "medium", "large"]
 

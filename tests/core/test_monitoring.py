@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from langroute.calls import Attempt, RoutedCall
 from langroute.costs import CostLedger, LedgerRecord
-from langroute.decision import RouteDecision
+from langroute.dispatch.routed_call import Attempt, RoutedCall
 from langroute.monitoring import MonitorReport, MonitorThresholds, monitor, parse_duration
+from langroute.router.decision import RouteDecision
 
 from .test_cli import assert_clean, run_cli
 

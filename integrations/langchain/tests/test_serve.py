@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from langroute.api_keys import add_api_key, remove_api_key
 from langroute.costs import CostLedger
-from langroute.models_config import load_models_config
+from langroute.models.config import load_models_config
+from langroute.serving.keys import add_api_key, remove_api_key
 
 from langchain_langroute.server import Gateway, create_app, serve_in_thread
 from langchain_langroute.server.run import bind
@@ -419,7 +419,7 @@ async def test_every_request_is_one_ledger_row_and_counted_in_metrics(start):
 
 # ---------------------------------------------------------------- the CLI, for real
 def _cli(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from langroute.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from langroute.cli.app import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, **options)
 
 
@@ -455,7 +455,7 @@ def test_langroute_serve_runs_and_writes_its_ledger_on_sigterm(tmp_path, provide
     secret = added.stdout.strip()
     assert secret.startswith("lr-") and secret not in (tmp_path / "keys.jsonl").read_text()
     assert "team-a\t5/day" in _cli("serve-key", "list", str(config)).stdout
-    command = [sys.executable, "-c", "from langroute.cli import main; main()"]
+    command = [sys.executable, "-c", "from langroute.cli.app import main; main()"]
     process = subprocess.Popen(
         [*command, "serve", str(config), "--port", "0"],
         stderr=subprocess.PIPE,

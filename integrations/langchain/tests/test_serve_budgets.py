@@ -14,8 +14,8 @@ from typing import Any
 
 import openai
 import pytest
-from langroute.api_keys import add_api_key
-from langroute.models_config import load_models_config
+from langroute.models.config import load_models_config
+from langroute.serving.keys import add_api_key
 
 from langchain_langroute.server import Gateway, create_app, serve_in_thread
 from langchain_langroute.server.budgets import ESTIMATED_METADATA, MemoryLedgerBudgetWarning
@@ -76,9 +76,7 @@ async def test_fifty_concurrent_requests_overspend_by_at_most_one_worst_case(
     assert server.gateway.spend.reserved(server.gateway.keyring.keys().named("team-a")) == 0
 
 
-async def test_a_stream_left_before_its_end_is_charged_for_what_it_was_sent(
-    keyed, provider
-):
+async def test_a_stream_left_before_its_end_is_charged_for_what_it_was_sent(keyed, provider):
     provider.script("gpt-4o-mini", "long:20")
     server, secret = keyed(budget=5.0)
     key = server.gateway.keyring.keys().named("team-a")

@@ -118,7 +118,7 @@ def test_an_upstream_model_name_with_cr_lf_is_sanitised_in_headers(tmp_path, pro
     evil = "gpt-4o-mini\r\nx-evil: 1"
     config = server.config.read_text().replace('"openai:gpt-4o-mini"', json.dumps("openai:" + evil))
     server.config.write_text(config)
-    from langroute.models_config import load_models_config
+    from langroute.models.config import load_models_config
 
     from langchain_langroute.server import Gateway, create_app, serve_in_thread
 

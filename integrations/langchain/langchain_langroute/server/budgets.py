@@ -21,12 +21,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from langroute.api_keys import ApiKey
-from langroute.costs import LedgerRecord, Pricer
+from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.pricing import ModelPrice, prompt_token_bound
-from langroute.models_config import ModelSpec
+from langroute.models.config import ModelSpec
+from langroute.serving.keys import ApiKey
 
+from langchain_langroute.callbacks import RECORD_ID_METADATA, CostCallbackHandler
 from langchain_langroute.server.access import Spend
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "Budgets",
     "MemoryLedgerBudgetWarning",
     "Reservation",
+    "StreamChargingHandler",
     "StreamTallies",
     "StreamTally",
 ]
@@ -96,7 +99,7 @@ class Budgets:
         """The most a call can cost (USD) on any of ``routes`` (unpriced routes: 0).
 
         Example:
-            >>> from langroute.models_config import ModelSpec
+            >>> from langroute.models.config import ModelSpec
             >>> spec = ModelSpec(route="a", spec="x", kind="chat", max_output_tokens=100)
             >>> prices = Pricer({"x": {"input_per_mtok": 1e6, "output_per_mtok": 1e6}})
             >>> Budgets(Spend(), prices, {"a": spec}).worst_case(b"hi", None, ["a"])
@@ -228,3 +231,32 @@ class StreamTallies:
         """Stop following a stream."""
         with self._lock:
             self._tallies.pop(record_id, None)
+
+
+class StreamChargingHandler(CostCallbackHandler):
+    """The server's cost handler: a stream that ended early is charged for what it sent.
+
+    A stream the client left (or that broke upstream) after sending output ends its
+    model run with an error, whose row would cost nothing and lose the response's id.
+    When ``streams`` counted what the stream sent, that row becomes the estimated charge
+    (:meth:`StreamTally.charged`), and so takes the response's record id
+    (:data:`~langchain_langroute.callbacks.RECORD_ID_METADATA`) like any answer.
+
+    Args:
+        ledger: The ledger.
+        streams: The tallies of the streams under way.
+        **options: :class:`~langchain_langroute.callbacks.CostCallbackHandler` options.
+    """
+
+    def __init__(self, ledger: CostLedger, *, streams: StreamTallies, **options: Any) -> None:
+        """Create the handler; see the class docstring."""
+        super().__init__(ledger, **options)
+        self.streams = streams
+
+    def _dispatch(self, run: Any, records: list[LedgerRecord]) -> None:
+        tally = self.streams.get(run.metadata.get(RECORD_ID_METADATA))
+        if tally is not None and records and records[-1].error is not None:
+            charged = tally.charged(records[-1])
+            if charged is not None:
+                records = [*records[:-1], charged]
+        super()._dispatch(run, records)

@@ -1,29 +1,29 @@
 """What ``langroute serve`` runs: one :class:`RoutingChatModel`, its ledger, keys and metrics.
 
-:class:`Gateway` is built from a models file (:class:`~langroute.models_config.ModelsConfig`
+:class:`Gateway` is built from a models file (:class:`~langroute.models.config.ModelsConfig`
 and its ``[serve]`` table), or from a router, models and a ledger passed in. It holds no
 routing logic of its own: every request is one call of the routing chat model, with a
-:class:`ServeCostHandler` that writes the call's ledger rows.
+:class:`~langchain_langroute.callbacks.CostCallbackHandler` that writes the call's ledger rows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
-from langroute.api_keys import ApiKey
 from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.records import Verdict, new_record_id
+from langroute.dispatch.escalation import escalation_path
 from langroute.errors import ModelsConfigError, RouterConfigError
-from langroute.escalation import escalation_path
-from langroute.models_config import ModelsConfig
+from langroute.models.config import ModelsConfig
 from langroute.protocols import Router
+from langroute.serving.keys import ApiKey
 
-from langchain_langroute.callbacks import CostCallbackHandler
+from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA
 from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.completion_models import chat_model_from_spec
 from langchain_langroute.query import last_human_message
@@ -31,6 +31,7 @@ from langchain_langroute.server.access import KEY_METADATA, KeyRing, Spend
 from langchain_langroute.server.budgets import (
     Budgets,
     Reservation,
+    StreamChargingHandler,
     StreamTallies,
     warn_memory_ledger,
 )
@@ -43,15 +44,12 @@ __all__ = [
     "QUERY_METADATA",
     "RESPONSE_METADATA",
     "Gateway",
-    "ServeCostHandler",
     "record_id_of",
     "response_id",
 ]
 
-RESPONSE_METADATA = "langroute_response"
+RESPONSE_METADATA = RECORD_ID_METADATA
 """Run metadata key: the ledger ``record_id`` that the call's answer gets."""
-QUERY_METADATA = "langroute_query"
-"""Run metadata key: the routed query, kept in the ledger when ``[serve]`` asks for it."""
 ANONYMOUS = "anonymous"
 """The key name of requests to a server without a keys file."""
 _RESPONSE_PREFIX = "chatcmpl-"
@@ -67,61 +65,16 @@ def record_id_of(response: str) -> str:
     return response.removeprefix(_RESPONSE_PREFIX)
 
 
-class ServeCostHandler(CostCallbackHandler):
-    """The cost handler of the server: the answer's ledger row gets the response's id.
-
-    The answering attempt's record takes the ``record_id`` given in the run's metadata
-    (:data:`RESPONSE_METADATA`), so ``POST /v1/feedback`` finds it from the response
-    ``id``, in this process or any other reading the same ledger. The routed query is
-    kept when the metadata holds it (:data:`QUERY_METADATA`). ``on_records`` sees each
-    call's priced records (for budgets and metrics). A stream that ended early after
-    sending output (the client left, or the upstream broke) is charged for what
-    ``streams`` counted it sent, on an ``estimated`` row that keeps the response's id.
-    """
-
-    def __init__(
-        self,
-        ledger: CostLedger,
-        on_records: Callable[[Mapping[str, Any], list[LedgerRecord]], None],
-        streams: StreamTallies | None = None,
-    ) -> None:
-        """Create the handler; see the class docstring."""
-        super().__init__(ledger, segment_keys=(KEY_METADATA,))
-        self._on_records = on_records
-        self._streams = streams
-
-    def _dispatch(self, run: Any, records: list[LedgerRecord]) -> None:
-        metadata: Mapping[str, Any] = run.metadata
-        record_id = metadata.get(RESPONSE_METADATA)
-        query = metadata.get(QUERY_METADATA)
-        tally = self._streams.get(record_id) if self._streams is not None else None
-        if tally is not None and records and records[-1].error is not None:
-            charged = tally.charged(records[-1])
-            if charged is not None:
-                records = [*records[:-1], charged]
-        answered = len(records) - 1 if records and records[-1].error is None else None
-        stamped = []
-        for index, record in enumerate(records):
-            update: dict[str, Any] = {}
-            if query is not None:
-                update["query"] = query
-            if index == answered and record_id:
-                update["record_id"] = record_id
-            stamped.append(self.ledger.price(record.model_copy(update=update)))
-        super()._dispatch(run, stamped)
-        self._on_records(metadata, stamped)
-
-
 def _load_router(config: ModelsConfig) -> tuple[Router, Any]:
     """The router, and the Postgres replica that holds it when it is shared (else None)."""
-    from langroute.evaluation.commands import embedder_from_option, load_saved_router
-    from langroute.router import ExemplarRouter
+    from langroute.embedders import embedder_from_spec
+    from langroute.router.exemplar_router import ExemplarRouter, load_saved_router
 
     serve = config.serve
     if serve.shared_router is not None:
         from langroute.postgres import load_shared_router
 
-        embedder = embedder_from_option(serve.embedder) if serve.embedder else None
+        embedder = embedder_from_spec(serve.embedder) if serve.embedder else None
         replica = load_shared_router(serve.shared_router, name=serve.router_name, embedder=embedder)
         return replica.router, replica
     if serve.router is None:
@@ -173,20 +126,25 @@ class Gateway:
                 except ModelsConfigError as exc:
                     raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
             models = built
-        try:
-            self.llm = RoutingChatModel(
-                router=self.router,
-                models=dict(models),
-                timeout=self.settings.timeout,
-                max_retries=self.settings.max_retries,
-                warm_up=True,
-                escalate_on=(EscalatingError,),
-            )
-        except RouterConfigError as exc:
-            raise ModelsConfigError(f"{where}{exc}") from exc
+
+        def routing_model(escalation_order: list[str] | None) -> RoutingChatModel:
+            try:
+                return RoutingChatModel(
+                    router=self.router,
+                    models=dict(models),
+                    timeout=self.settings.timeout,
+                    max_retries=self.settings.max_retries,
+                    warm_up=True,
+                    escalate_on=(EscalatingError,),
+                    escalation_order=escalation_order,
+                )
+            except RouterConfigError as exc:
+                raise ModelsConfigError(f"{where}{exc}") from exc
+
+        self.llm = routing_model(None)
         # a key past its budget (over_budget = "degrade") gets the cheapest route only:
-        # no escalation path, so a failure there is its answer, not a dearer call
-        self.degraded_llm = self.llm.model_copy(update={"escalation_order": []})
+        # nothing after it to escalate to, so a failure there is its answer
+        self.degraded_llm = routing_model([self.cheapest_route])
         if ledger is None:
             warn_memory_ledger(self.settings.ledger, self.keyring is not None)
         self.ledger = (
@@ -196,7 +154,15 @@ class Gateway:
         )
         self.metrics = ServeMetrics(self._gauges)
         self.streams = StreamTallies()
-        self.handler = ServeCostHandler(self.ledger, self._on_records, self.streams)
+        # the answer's row takes the response's record id (RESPONSE_METADATA), so
+        # POST /v1/feedback finds it in this process or any other reading the ledger;
+        # a stream left before its end is charged for what it sent
+        self.handler = StreamChargingHandler(
+            self.ledger,
+            streams=self.streams,
+            segment_keys=(KEY_METADATA,),
+            on_records=self._on_records,
+        )
         self.spend = Spend()
         self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
         if self.keyring is not None:
@@ -221,12 +187,10 @@ class Gateway:
         """
         if model in self.settings.aliases:
             return None
-        if model in self.llm.models:
-            return model
-        for route, name in self.llm.route_models.items():
-            if name == model:
-                return route
-        raise LookupError(model)
+        try:
+            return self.llm.dispatcher.route_for(model)
+        except RouterConfigError:
+            raise LookupError(model) from None
 
     # ------------------------------------------------------------------ calls
     def call_config(self, key: ApiKey | None, query: str | None, record_id: str) -> RunnableConfig:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from fastapi import FastAPI
 from langroute.errors import LangrouteError
-from langroute.models_config import ModelsConfig
+from langroute.models.config import ModelsConfig
 
 from langchain_langroute.server.app import create_app
 from langchain_langroute.server.gateway import Gateway
