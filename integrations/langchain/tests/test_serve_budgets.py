@@ -126,3 +126,11 @@ def test_keys_on_a_memory_ledger_are_warned_about_at_start(tmp_path, provider):
     with pytest.warns(MemoryLedgerBudgetWarning, match="restart resets"):
         gateway = Gateway(load_models_config(config), router=make_router())
     gateway.close()
+
+
+def test_a_zero_budget_key_gets_no_call_even_in_degrade_mode(keyed, provider):
+    server, secret = keyed(budget=0.0)  # over_budget = "degrade" by default
+    with pytest.raises(openai.RateLimitError) as caught:
+        server.client(secret).chat.completions.create(model="auto", messages=HELLO)
+    assert caught.value.code == "budget_exhausted"
+    assert provider.requests == [] and server.calls() == []

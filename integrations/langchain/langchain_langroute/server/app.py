@@ -287,7 +287,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         if reservation is False:
             assert key is not None
             shown = gateway.metrics_key(key)
-            if settings.over_budget == "reject":
+            if settings.over_budget == "reject" or key.budget == 0:  # $0: no use at all
                 gateway.metrics.budget(key=shown, action="rejected")
                 raise ApiError(
                     429,
