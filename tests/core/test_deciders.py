@@ -104,6 +104,17 @@ def test_the_gate_decides_first_and_says_which_rule(knn: ExemplarRouter) -> None
     assert model.calls == []  # nothing reached the LLM router
 
 
+def test_when_two_rules_match_the_first_listed_decides(knn: ExemplarRouter) -> None:
+    code = {"name": "code", "route": "large", "code": True}
+    short = {"name": "short", "route": "small", "max_words": 10}
+    query = "```\nx = 1\n```"  # short code: both rules match
+    assert HeuristicRule(**code).matches(query) and HeuristicRule(**short).matches(query)
+    for first, second in ((code, short), (short, code)):
+        decision = DeciderChain(knn, gate=HeuristicGate([first, second])).route(query)
+        assert decision.route == first["route"] != second["route"]
+        assert decision.stage_note == f"rule {first['name']!r} matched"
+
+
 def test_confident_knn_decides_and_the_llm_is_not_asked(knn: ExemplarRouter) -> None:
     model = ScriptedCompletionModel("router-llm", reply="small")
     chain = DeciderChain(knn, llm=LLMRouter(model))
