@@ -29,7 +29,7 @@ from langroute.costs.schema import (
     record_to_row,
     row_to_record,
 )
-from langroute.errors import LedgerFormatError, TornLinesWarning
+from langroute.errors import LedgerFormatError, SinkUnavailableError, TornLinesWarning
 from langroute.files.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["URL_SINKS", "JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
@@ -285,17 +285,24 @@ class JSONLSink:
 
         Raises:
             TimeoutError: Another process held the file's lock for ``timeout`` seconds.
+            SinkUnavailableError: The file cannot be written (read-only, a full disk, a
+                folder in its place): the background writer holds the records and retries.
         """
         data = b"".join(record.model_dump_json().encode("utf-8") + b"\n" for record in records)
         if not data:
             return
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab+") as handle, _file_lock(handle, self.path, self.timeout):
-                if _ends_mid_line(handle):
-                    data = b"\n" + data  # end the torn line; never glue onto it
-                handle.write(data)
-                handle.flush()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("ab+") as handle, _file_lock(handle, self.path, self.timeout):
+                    if _ends_mid_line(handle):
+                        data = b"\n" + data  # end the torn line; never glue onto it
+                    handle.write(data)
+                    handle.flush()
+            except TimeoutError:
+                raise
+            except OSError as exc:  # read-only, full, or not a file: hold the records
+                raise SinkUnavailableError(f"{self.path}: {exc}") from exc
 
     def read(self) -> list[LedgerRecord]:
         """All records in file order ([] if the file does not exist yet).
@@ -493,6 +500,8 @@ class SQLiteSink:
 
         Raises:
             sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
+            SinkUnavailableError: The database cannot be written (read-only, a full
+                disk, cannot be opened): the background writer holds the records and retries.
         """
         rows = [record_to_row(record) for record in records]
         if not rows:
@@ -511,8 +520,11 @@ class SQLiteSink:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except sqlite3.OperationalError:
-                raise
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc):
+                    raise
+                # read-only, a full disk, a file that cannot be opened: hold the records
+                raise SinkUnavailableError(f"{self.path}: {exc}") from exc
             except sqlite3.DatabaseError as exc:  # "file is not a database" and the like
                 raise LedgerFormatError(f"not a SQLite ledger: {exc}", path=self.path) from exc
 

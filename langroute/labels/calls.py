@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
+from langroute.costs.pricing import prompt_token_bound
 from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
 from langroute.dispatch.routed_call import TokenUsage, error_text
 from langroute.errors import BudgetExhausted, LabellingError
@@ -63,7 +64,6 @@ __all__ = [
 CALL_KEY = "call_key"
 """Ledger metadata key holding a labelling call's cache key."""
 
-_PROMPT_OVERHEAD_TOKENS = 32  # chat framing around the prompt
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 DEFAULT_CALL_TIMEOUT_S = 300.0
 """Seconds a labelling request may take before it is abandoned (and retried)."""
@@ -272,8 +272,7 @@ class ModelCaller:
         price = self._prices[price_name]
         if price is None:
             return None
-        input_tokens = len(prompt.encode("utf-8", "surrogatepass")) + _PROMPT_OVERHEAD_TOKENS
-        return price.cost(input_tokens, max_output_tokens)
+        return price.cost(prompt_token_bound(prompt), max_output_tokens)
 
     def check_priced(self, names: Mapping[str, str]) -> None:
         """With a budget, every model must have a price.

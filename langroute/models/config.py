@@ -219,6 +219,14 @@ class ServeConfig(BaseModel):
             a failing route escalate at once.
         host: The address to listen on.
         port: The port to listen on (``0``: any free port, printed at start).
+        drain_seconds: On SIGTERM/SIGINT, how long requests under way (streams
+            included) may take to finish before they are cut.
+        max_body_bytes: The largest request body accepted (HTTP 413 above it).
+        max_json_depth: The deepest nesting of arrays and objects in a request body.
+        max_messages: The most ``messages`` in one chat completion request.
+        max_tools: The most ``tools`` in one chat completion request.
+        metrics_key_names: Label spend and budget metrics with the API key's name
+            (off: ``/metrics`` shows no tenant names, only routes).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -237,6 +245,12 @@ class ServeConfig(BaseModel):
     max_retries: int | None = Field(default=None, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    drain_seconds: float = Field(default=10.0, ge=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=4)
+    max_messages: int = Field(default=1000, ge=1)
+    max_tools: int = Field(default=128, ge=0)
+    metrics_key_names: bool = False
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
