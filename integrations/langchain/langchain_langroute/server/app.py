@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langroute.dispatch.routed_call import RouteMetadata, error_text
 from langroute.errors import AllRoutesFailedError, UnknownRecordError
+from langroute.router.conversation import session_key_from
 from langroute.serving.keys import ApiKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
@@ -44,6 +45,8 @@ from langchain_langroute.server.openai_format import (
 __all__ = ["FeedbackRequest", "create_app", "decision_headers"]
 
 HEADER_PREFIX = "x-langroute-"
+SESSION_HEADER = HEADER_PREFIX + "session"
+"""Request header naming the conversation (else ``metadata.session_id`` in the body)."""
 
 
 class FeedbackRequest(BaseModel):
@@ -210,7 +213,13 @@ def create_app(gateway: Gateway) -> FastAPI:
             except (ValueError, TypeError, KeyError) as exc:
                 raise ApiError(400, f"tools: {exc}", param="tools") from exc
         record_id = gateway.new_record_id()
-        config = gateway.call_config(key, gateway.query_of(messages), record_id)
+        # the conversation: the request's metadata or header, within the key (its scope)
+        extra = body.model_extra or {}
+        session = session_key_from(
+            extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
+            {"session_id": request.headers.get(SESSION_HEADER)},
+        )
+        config = gateway.call_config(key, gateway.query_of(messages), record_id, session=session)
         kwargs = body.model_kwargs()
         if forced is not None:
             kwargs["model"] = forced
