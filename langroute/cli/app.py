@@ -159,6 +159,21 @@ def route(
     Console().print(decision_table(decision))
 
 
+def _dial_line(router: ExemplarRouter, fixed: float | None = None) -> str:
+    """What the dial is set to and why: the calibration's operating point, or a reason."""
+    from langroute.evaluation.calibration import (
+        CalibrationResult,
+        cross_validation_skip_reason,
+    )
+
+    if router.calibration:
+        return "dial: " + CalibrationResult.model_validate(router.calibration).summary()
+    if fixed is not None:
+        return f"dial: threshold {router.threshold:.3g} as given (not calibrated)"
+    why = cross_validation_skip_reason(router) or "no target"
+    return f"dial: threshold {router.threshold:.3g}, the default (not calibrated: {why})"
+
+
 @app.command()
 def build(
     exemplars: Annotated[Path, typer.Argument(help="Exemplars file (.jsonl or .csv).")],
@@ -177,8 +192,26 @@ def build(
     threshold: Annotated[
         Optional[float],
         typer.Option(
-            help="The dial: higher sends more to cheap routes "
-            "(default: 0.5 for labelled data, 0.6 for scored data, as in the Python API)."
+            help="A fixed dial (higher sends more to cheap routes); default: set for "
+            "--quality-target by cross-validation within the exemplars."
+        ),
+    ] = None,
+    quality_target: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Set the dial to keep this fraction of the strongest route's quality "
+            "(scored exemplars), or to send this share of queries to a route at least as "
+            "strong as they need (labelled), by cross-validation within the exemplars.",
+        ),
+    ] = 0.95,
+    strong_share: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Instead of --quality-target: send this share of queries to the strongest route.",
         ),
     ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
@@ -244,6 +277,8 @@ def build(
             seed=seed,
             index=index,
             show_progress=True,
+            quality_target=quality_target,
+            strong_share=strong_share,
             **options,
         )
         built.save(output)
@@ -259,6 +294,7 @@ def build(
     else:
         why = "--no-tune" if tune is False else tuning_skip_reason(built)
         console.print(data_text(f"not tuned ({why}); settings as given or defaults"))
+    console.print(data_text(_dial_line(built, threshold)))
     counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
     console.print(data_text(f"mode: {built.mode} ({built.mode_reason})"))
     console.print(
@@ -343,6 +379,7 @@ def info(router: RouterOption = None) -> None:
     ]
     rows += [(k, str(v)) for k, v in loaded.settings.model_dump().items() if k != "routes"]
     rows += tuning_rows(loaded.tuning)
+    rows.append(("dial", _dial_line(loaded).removeprefix("dial: ")))
     if loaded.calibration:
         rows.append(("calibration", json.dumps(loaded.calibration)))
     for key, value in rows:

@@ -78,8 +78,15 @@ def _print_report(report: Any, title: str) -> None:
             data_text(
                 f"weak {s.weak}: {s.weak_quality:.4f}   strong {s.strong}: "
                 f"{s.strong_quality:.4f}   n={report.n} (contaminated left out: "
-                f"{report.excluded_contaminated}); at threshold {report.threshold:.3g}: "
-                f"PGR {_fmt(s.pgr)}"
+                f"{report.excluded_contaminated})"
+            )
+        )
+        fraction = s.quality / s.strong_quality if s.strong_quality else None
+        console.print(
+            data_text(
+                f"operating point at the router's threshold {report.threshold:.3g}: "
+                f"{_fmt(s.strong_share, True)} sent to {s.strong}, quality {s.quality:.4f} "
+                f"({_fmt(fraction, True)} of always-{s.strong}), PGR {_fmt(s.pgr)}"
             )
         )
     if report.labels is not None and report.scores is None:

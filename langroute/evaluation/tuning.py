@@ -28,6 +28,7 @@ from langroute.embedders import as_embedder
 from langroute.errors import RouterConfigError
 from langroute.evaluation import metrics as m
 from langroute.evaluation.batches import neighbourhood, settings_for
+from langroute.evaluation.calibration import DEFAULT_QUALITY_TARGET
 from langroute.evaluation.datasets import (
     EvalData,
     PrecomputedEmbedder,
@@ -577,13 +578,18 @@ def build_router(
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
     show_progress: bool = False,
+    quality_target: float | None = DEFAULT_QUALITY_TARGET,
+    strong_share: float | None = None,
     **options: Any,
 ) -> ExemplarRouter:
-    """Build a router and, when there are enough exemplars, tune it: ``langroute build``.
+    """Build a router, tune it and set its dial for a stated target: ``langroute build``.
 
     The exemplars are embedded once; :func:`tune_router` then cross-validates the
-    decision settings over those vectors. Settings passed in ``options`` are kept as
-    given; tuning chooses the others.
+    decision settings over those vectors, and
+    :func:`~langroute.evaluation.calibration.calibrate_by_cross_validation` sets the dial
+    (``threshold``) for the target on out-of-fold decisions: by default, keep 95% of the
+    strongest route's quality. Settings passed in ``options`` are kept as given (a
+    ``threshold`` given is not calibrated); tuning chooses the others.
 
     Args:
         exemplars: the exemplars (labelled or scored).
@@ -595,6 +601,10 @@ def build_router(
         repeats: repeat the split with other seeds and average (steadier, slower).
         seed: fold assignment seed.
         show_progress: progress bar while embedding.
+        quality_target: the dial's target, as a fraction of the strongest route's
+            quality (scored exemplars) or the share of queries on a route at least as
+            strong as they need (labelled); ``None``: leave the dial as it is.
+        strong_share: instead, a target share of queries sent to the strongest route.
         **options: router settings (``k``, ``threshold``, ``index``, ...).
 
     Example:
@@ -620,4 +630,18 @@ def build_router(
             repeats=repeats,
             seed=seed,
         )
+    if "threshold" not in options and (quality_target is not None or strong_share is not None):
+        from langroute.evaluation.calibration import (
+            calibrate_by_cross_validation,
+            cross_validation_skip_reason,
+        )
+
+        if cross_validation_skip_reason(router, folds) is None:
+            calibrate_by_cross_validation(
+                router,
+                target_quality=None if strong_share is not None else quality_target,
+                target_strong_share=strong_share,
+                folds=folds,
+                seed=seed,
+            )
     return router

@@ -35,6 +35,7 @@ from langroute.errors import (
     SinkUnavailableError,
     UnknownRecordError,
 )
+from langroute.router.conversation import session_key_from
 from langroute.serving.keys import ApiKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
@@ -62,6 +63,8 @@ from langchain_langroute.server.validation import (
 __all__ = ["FeedbackRequest", "create_app", "decision_headers"]
 
 HEADER_PREFIX = "x-langroute-"
+SESSION_HEADER = HEADER_PREFIX + "session"
+"""Request header naming the conversation (else ``metadata.session_id`` in the body)."""
 
 
 class FeedbackRequest(BaseModel):
@@ -301,6 +304,12 @@ def create_app(gateway: Gateway) -> FastAPI:
             extra_headers[HEADER_PREFIX + "budget"] = "degraded"
         record_id = gateway.new_record_id()
         call = _Call(gateway, body, started, record_id, extra_headers, reservation)
+        # the conversation: the request's metadata or header, within the key (its scope)
+        extra = body.model_extra or {}
+        session = session_key_from(
+            extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
+            {"session_id": request.headers.get(SESSION_HEADER)},
+        )
         try:
             runnable: Any = model
             if body.tools:
@@ -308,7 +317,9 @@ def create_app(gateway: Gateway) -> FastAPI:
                     runnable = model.bind_tools(body.tools, **body.tool_options())
                 except (ValueError, TypeError, KeyError) as exc:
                     raise ApiError(400, f"tools: {exc}", param="tools") from exc
-            config = gateway.call_config(key, gateway.query_of(messages), record_id)
+            config = gateway.call_config(
+                key, gateway.query_of(messages), record_id, session=session
+            )
             kwargs = body.model_kwargs()
             if forced is not None:
                 kwargs["model"] = forced

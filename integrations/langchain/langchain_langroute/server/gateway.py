@@ -193,12 +193,25 @@ class Gateway:
             raise LookupError(model) from None
 
     # ------------------------------------------------------------------ calls
-    def call_config(self, key: ApiKey | None, query: str | None, record_id: str) -> RunnableConfig:
-        """The run config of one request: the cost handler and what it writes down."""
+    def call_config(
+        self,
+        key: ApiKey | None,
+        query: str | None,
+        record_id: str,
+        *,
+        session: str | None = None,
+    ) -> RunnableConfig:
+        """The run config of one request: the cost handler and what it writes down.
+
+        The key's name is the conversation's scope (``metadata["api_key"]``): a session,
+        named by the client or derived from the transcript, never crosses keys.
+        """
         metadata: dict[str, Any] = {
             RESPONSE_METADATA: record_id,
             KEY_METADATA: key.name if key is not None else ANONYMOUS,
         }
+        if session is not None:
+            metadata["session_id"] = session
         if self.settings.stores_queries and query is not None:
             metadata[QUERY_METADATA] = query
         return {"callbacks": [self.handler], "metadata": metadata, "run_name": "langroute-serve"}
