@@ -1,7 +1,8 @@
 """The operating point a user gets with no flags: build on one half, evaluate on the other.
 
-Run: ``python benchmarks/default_dial.py [DATA] [--json PATH]`` (``DATA`` defaults to
-``../shared/data``; results go to ``PATH``, default a scratch file, never a tracked one).
+Run: ``python benchmarks/default_dial.py [DATA] [--json PATH | --save]`` (``DATA``
+defaults to ``../shared/data``; results go to ``PATH``, else a scratch folder; ``--save``
+writes ``benchmarks/results/default_dial.json``).
 
 For MMLU and GSM8K (RouteLLM's per-query correctness of Mixtral-8x7B and GPT-4), the
 file is split in two halves (identical prompts together). ``build_router`` with its
@@ -19,7 +20,7 @@ import argparse
 import json
 import os
 import platform
-import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ from langroute.evaluation import evaluate
 from langroute.evaluation.calibration import CalibrationResult
 from langroute.evaluation.datasets import PrecomputedEmbedder, assign_folds
 from langroute.evaluation.tuning import build_router
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_path import add_output_options, output_path
 
 WEAK = "mixtral-8x7b-instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -91,15 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run both data sets and write the JSON figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "langroute-default-dial.json",
-        help="where the figures go (default: a scratch file)",
-    )
+    add_output_options(parser, "default_dial.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["mmlu", "gsm8k"], default=None)
     args = parser.parse_args(argv)
+    args.json = output_path(args.json, args.save, "default_dial.json")
     folder = args.data / "routellm"
     if not folder.is_dir():
         parser.error(f"no RouteLLM data at {folder}")

@@ -442,7 +442,7 @@ class SessionTracker:
                 session = self._live(continues, now)
                 if session is not None:  # a copy: the earlier turn's key keeps its state
                     session = replace(
-                        session, vectors=list(session.vectors), seen=set(session.seen)
+                        session, vectors=list(session.vectors), seen=OrderedDict(session.seen)
                     )
             similarity: float | None = None
             previous = session.route if session is not None else None
