@@ -391,7 +391,7 @@ def report(
                 print_report(_ledger_source(ledger), order=route_order)
             return
         # torn lines are warned about on stderr; stdout stays data
-        summary = CostLedger.open(_ledger_source(ledger)).summary(order=route_order)
+        summary = CostLedger.open(_ledger_source(ledger), validate=False).summary(order=route_order)
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
@@ -443,9 +443,9 @@ def monitor(
     from datetime import datetime
 
     from langroute.costs import CostLedger
+    from langroute.costs.analytics import ledger_monitor
     from langroute.errors import LangrouteError
     from langroute.monitoring import MonitorThresholds, parse_duration, plot_monitor, utc
-    from langroute.monitoring import monitor as run_monitor
 
     try:
         period = None
@@ -462,8 +462,8 @@ def monitor(
             quality_drop_points=quality_drop,
             min_feedback=min_feedback,
         )
-        report = run_monitor(
-            CostLedger.open(_ledger_source(ledger)).records(),
+        report = ledger_monitor(
+            CostLedger.open(_ledger_source(ledger), validate=False),
             window=parse_duration(window),
             segment_key=segment,
             baseline=period,

@@ -63,6 +63,7 @@ class MemorySink:
 
     def __init__(self) -> None:
         self._records: list[LedgerRecord] = []
+        self._by_id: dict[str, LedgerRecord] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -72,6 +73,7 @@ class MemorySink:
         """Append one record."""
         with self._lock:
             self._records.append(record)
+            self._by_id.setdefault(record.record_id, record)
 
     def read(self) -> list[LedgerRecord]:
         """A copy of the records, oldest first."""
@@ -81,7 +83,7 @@ class MemorySink:
     def find(self, record_id: str) -> LedgerRecord | None:
         """The record with ``record_id`` (``None`` when there is none)."""
         with self._lock:
-            return next((r for r in self._records if r.record_id == record_id), None)
+            return self._by_id.get(record_id)
 
     def count(self) -> int:
         """Number of records."""
@@ -153,34 +155,49 @@ _LINE_ID_PREFIX = "jsonl-line-"
 
 def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[int]]:
     """The records of a JSONL ledger and the numbers of the torn lines it skipped."""
-    records: list[LedgerRecord] = []
     torn: list[int] = []
-    for number, raw in enumerate(handle, start=1):
-        if not raw.strip():
-            continue
-        try:
-            data, tear = _parse_line(raw.rstrip(b"\r\n"))
-        except ValueError as exc:
-            raise LedgerFormatError(str(exc), path=path, line=number) from exc
-        if tear:
-            torn.append(number)
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            raise LedgerFormatError(
-                f"expected a JSON object, got {type(data).__name__}", path=path, line=number
-            )
-        # a line written before records had ids gets a stable one from its line number
-        data.setdefault("record_id", f"{_LINE_ID_PREFIX}{number}")
-        try:
-            records.append(LedgerRecord.model_validate(data))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "record"
-            raise LedgerFormatError(
-                f"field {field!r}: {first['msg']}", path=path, line=number
-            ) from exc
+    records = [record for _, record in _iter_jsonl(path, handle, torn)]
     return records, torn
+
+
+def _iter_jsonl(
+    path: Path, handle: BinaryIO, torn: list[int], start_line: int = 1
+) -> Iterator[tuple[int, LedgerRecord]]:
+    """Each record of a JSONL ledger with its line number; torn lines go to ``torn``."""
+    for number, raw in enumerate(handle, start=start_line):
+        record = _line_record(path, number, raw, torn)
+        if record is not None:
+            yield number, record
+
+
+def _line_record(path: Path, number: int, raw: bytes, torn: list[int]) -> LedgerRecord | None:
+    """The record on one line (``None`` for a blank or torn line, whose number goes to ``torn``).
+
+    Raises:
+        LedgerFormatError: The line is neither a record nor torn (file and line named).
+    """
+    if not raw.strip():
+        return None
+    try:
+        data, tear = _parse_line(raw.rstrip(b"\r\n"))
+    except ValueError as exc:
+        raise LedgerFormatError(str(exc), path=path, line=number) from exc
+    if tear:
+        torn.append(number)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise LedgerFormatError(
+            f"expected a JSON object, got {type(data).__name__}", path=path, line=number
+        )
+    # a line written before records had ids gets a stable one from its line number
+    data.setdefault("record_id", f"{_LINE_ID_PREFIX}{number}")
+    try:
+        return LedgerRecord.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "record"
+        raise LedgerFormatError(f"field {field!r}: {first['msg']}", path=path, line=number) from exc
 
 
 def _torn_message(path: Path, torn: Sequence[int]) -> str:
@@ -221,6 +238,7 @@ class JSONLSink:
         self.torn_lines: list[int] = []
         """1-based numbers of the torn lines the last :meth:`read` skipped."""
         self._lock = threading.Lock()
+        self._index = _LineIndex(self.path)
 
     def __repr__(self) -> str:
         return f"JSONLSink({str(self.path)!r})"
@@ -261,29 +279,123 @@ class JSONLSink:
         Raises:
             LedgerFormatError: A complete line is not a valid record (file and line named).
         """
+        with self.stream() as records:
+            return list(records)
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[Iterator[LedgerRecord]]:
+        """The records in file order, one at a time (constant memory), as :meth:`read` reads.
+
+        The shared lock is held while the iterator is open; torn lines are noted in
+        :attr:`torn_lines` (and warned about) once it is used up.
+
+        Example:
+            >>> with JSONLSink("costs.jsonl").stream() as records:  # doctest: +SKIP
+            ...     calls = sum(1 for _ in records)
+        """
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
             self.torn_lines = []
-            return []
-        with handle:
-            try:
-                with _file_lock(handle, self.path, self.timeout, shared=True):
-                    records, torn = _read_jsonl(self.path, handle)
-            except TimeoutError:  # a writer holds the lock: complete lines are still right
-                handle.seek(0)
-                records, torn = _read_jsonl(self.path, handle)
+            yield iter(())
+            return
+        torn: list[int] = []
+        with handle, contextlib.ExitStack() as stack:
+            # a writer holding the lock past the timeout: complete lines are still right
+            with contextlib.suppress(TimeoutError):
+                stack.enter_context(_file_lock(handle, self.path, self.timeout, shared=True))
+            yield (record for _, record in _iter_jsonl(self.path, handle, torn))
         if torn and torn != self.torn_lines:  # once per sink, and again for new ones
-            warnings.warn(TornLinesWarning(_torn_message(self.path, torn)), stacklevel=2)
+            warnings.warn(TornLinesWarning(_torn_message(self.path, torn)), stacklevel=3)
         self.torn_lines = torn
-        return records
+
+    def find(self, record_id: str) -> LedgerRecord | None:
+        """The record with ``record_id`` (``None`` when there is none), through an index.
+
+        The first lookup reads the file once and keeps each record id's line offset;
+        later lookups read only the lines appended since (a file that shrank or was
+        replaced is indexed again), then the one line they need.
+
+        Raises:
+            LedgerFormatError: A complete line is not a valid record (file and line named).
+        """
+        with self._lock:
+            return self._index.find(record_id)
+
+    @contextlib.contextmanager
+    def analytics_call_rows(self, segment_key: str | None) -> Iterator[Iterator[Any]]:
+        """The calls as :func:`~langroute.costs.analytics.call_rows_sql` rows, by request.
+
+        The file is streamed once into a temporary SQLite table (see
+        :func:`~langroute.costs.analytics.staged_call_rows`).
+        """
+        from langroute.costs.analytics import staged_call_rows
+
+        with self.stream() as records, staged_call_rows(records, segment_key) as rows:
+            yield rows
+
+    def analytics_feedback_rows(self) -> list[tuple[Any, ...]]:
+        """Each feedback record as (feedback_for, verdict, timestamp, line order)."""
+        with self.stream() as records:
+            return [
+                (record.feedback_for, record.verdict, record.timestamp, order)
+                for order, record in enumerate(records)
+                if record.is_feedback
+            ]
 
     def count(self) -> int:
         """Number of records."""
-        return len(self.read())
+        with self.stream() as records:
+            return sum(1 for _ in records)
 
     def close(self) -> None:
         """Nothing stays open between writes; kept for the :class:`Sink` protocol."""
+
+
+class _LineIndex:
+    """Record id -> (byte offset, line number) of a JSONL ledger, extended as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reset(None)
+
+    def _reset(self, identity: tuple[int, int] | None) -> None:
+        self.identity = identity
+        self.size = 0  # bytes indexed: whole lines only
+        self.lines = 0
+        self.offsets: dict[str, tuple[int, int]] = {}
+
+    def find(self, record_id: str) -> LedgerRecord | None:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            self._reset(None)
+            return None
+        with handle:
+            status = os.fstat(handle.fileno())
+            identity = (status.st_dev, status.st_ino)
+            if identity != self.identity or status.st_size < self.size:
+                self._reset(identity)  # a new or rewritten file
+            if record_id not in self.offsets:
+                self._extend(handle)
+            place = self.offsets.get(record_id)
+            if place is None:
+                return None
+            handle.seek(place[0])
+            return _line_record(self.path, place[1], handle.readline(), [])
+
+    def _extend(self, handle: BinaryIO) -> None:
+        handle.seek(self.size)
+        offset, number = self.size, self.lines
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # a line still being written: indexed once complete
+            number += 1
+            record = _line_record(self.path, number, raw, [])
+            if record is not None:
+                self.offsets.setdefault(record.record_id, (offset, number))
+            offset += len(raw)
+        self.size, self.lines = offset, number
 
 
 def _ends_mid_line(handle: BinaryIO) -> bool:
@@ -465,7 +577,7 @@ class SQLiteSink:
         """Insert one record (committed before returning).
 
         Raises:
-            sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
+            SinkUnavailableError: The database stayed locked for ``timeout`` seconds.
         """
         self.write_many([record])
 
@@ -473,7 +585,8 @@ class SQLiteSink:
         """Insert records in one transaction (committed before returning; all or none).
 
         Raises:
-            sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
+            SinkUnavailableError: The database stayed locked for ``timeout`` seconds (the
+                background writer holds the records and retries, as for Postgres).
         """
         rows = [_record_to_row(record) for record in records]
         if not rows:
@@ -492,7 +605,13 @@ class SQLiteSink:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):  # another process holds the lock: hold and retry
+                    from langroute.costs.writer import SinkUnavailableError
+
+                    raise SinkUnavailableError(
+                        f"{self.path}: the database stayed locked for {self.timeout:g} s ({exc})"
+                    ) from exc
                 raise
             except sqlite3.DatabaseError as exc:  # "file is not a database" and the like
                 raise LedgerFormatError(f"not a SQLite ledger: {exc}", path=self.path) from exc
@@ -575,6 +694,55 @@ class SQLiteSink:
         self._check_columns(conn)
         return True
 
+    @contextlib.contextmanager
+    def analytics_call_rows(self, segment_key: str | None) -> Iterator[Iterator[Any]]:
+        """The calls as :func:`~langroute.costs.analytics.call_rows_sql` rows, by request.
+
+        Raises:
+            LedgerFormatError: The file is not a SQLite langroute ledger.
+        """
+        from langroute.costs.analytics import SQLITE, call_rows_sql
+
+        conn = self._analytics_conn()
+        if conn is None:
+            yield iter(())
+            return
+        try:
+            present = self._check_columns(conn)
+            query, params = call_rows_sql(SQLITE, _SQL_TABLE, present, segment_key)
+            cursor = conn.execute(query, params)
+            yield _reading(cursor, self.path)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
+
+    def analytics_feedback_rows(self) -> list[tuple[Any, ...]]:
+        """Each feedback row as (feedback_for, verdict, timestamp, row id)."""
+        from langroute.costs.analytics import SQLITE, feedback_rows_sql
+
+        conn = self._analytics_conn()
+        if conn is None:
+            return []
+        try:
+            present = self._check_columns(conn)
+            return conn.execute(feedback_rows_sql(SQLITE, _SQL_TABLE, present)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
+
+    def _analytics_conn(self) -> sqlite3.Connection | None:
+        """This thread's connection, ready for the analytics queries (None: no ledger yet)."""
+        from langroute.costs.analytics import register_sqlite_functions
+
+        if not self.path.exists():
+            return None
+        try:
+            conn = self._conn()
+            if not self._has_table(conn):
+                return None
+            register_sqlite_functions(conn)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
+        return conn
+
     def count(self) -> int:
         """Number of records."""
         if not self.path.exists():
@@ -590,6 +758,22 @@ class SQLiteSink:
             _close_connections(self._connections)
         self._local = threading.local()
         self._ready_pid = None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _reading(cursor: sqlite3.Cursor, path: Path) -> Iterator[Any]:
+    """The cursor's rows; a database error while stepping names the file."""
+    try:
+        yield from cursor
+    except sqlite3.DatabaseError as exc:
+        raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=path) from exc
 
 
 def _close_connections(connections: list[tuple[int, sqlite3.Connection]]) -> None:

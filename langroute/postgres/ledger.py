@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langroute.costs.records import LedgerFormatError, LedgerRecord
@@ -161,6 +162,44 @@ class PostgresSink:
                     f"record: {exc}"
                 ) from exc
         return records
+
+    @contextlib.contextmanager
+    def analytics_call_rows(self, segment_key: str | None) -> Iterator[Iterator[Any]]:
+        """The calls as :func:`~langroute.costs.analytics.call_rows_sql` rows, by request.
+
+        Streamed with a server-side cursor, so the client holds one batch at a time.
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        import psycopg
+
+        from langroute.costs.analytics import POSTGRES, call_rows_sql
+
+        query, params = call_rows_sql(POSTGRES, LEDGER_TABLE, self._names, segment_key)
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor(name="langroute_analytics") as cursor:
+                    cursor.itersize = 10_000
+                    cursor.execute(query, params)
+                    yield iter(cursor)
+            except psycopg.OperationalError as exc:
+                self._drop()
+                raise DatabaseUnavailableError(
+                    f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
+                ) from exc
+
+    def analytics_feedback_rows(self) -> list[tuple[Any, ...]]:
+        """Each feedback row as (feedback_for, verdict, timestamp, seq).
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        from langroute.costs.analytics import POSTGRES, feedback_rows_sql
+
+        query = feedback_rows_sql(POSTGRES, LEDGER_TABLE, self._names)
+        return self._run(lambda conn: conn.execute(query).fetchall())
 
     def count(self) -> int:
         """Number of records."""
