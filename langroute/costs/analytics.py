@@ -42,7 +42,7 @@ import math
 import sqlite3
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -108,111 +108,120 @@ Verdicts = dict[str, tuple[datetime, int, str]]
 
 # ---------------------------------------------------------------------------- SQL
 
+CALLS = "langroute_calls"
+"""The temporary table of a session: one row per call (no feedback), compact columns."""
+FEEDBACK = "langroute_feedback"
+"""The temporary table of a session: (feedback_for, verdict, ts, ord) per feedback row."""
+
+_CALL_COLUMNS = (
+    "run_id", "ord", "ts", "kind", "route", "model", "input_tokens", "output_tokens",
+    "cached_tokens", "cost", "baseline_model", "baseline_cost", "latency_ms", "escalated",
+    "failed", "reason", "accepted", "measured", "labelling", "overhead", "similarity",
+    "segment", "record_id",
+)  # fmt: skip
+"""The columns of :data:`CALLS` in :class:`CallRow` order (``solo`` follows them)."""
+
 
 @dataclass(frozen=True)
 class Dialect:
     """How one database spells what the shared SQL needs.
 
     Attributes:
-        placeholder: The parameter marker (``?``, ``%s``).
-        order: The row-order column (``id``, ``seq``).
-        row_id_prefix: Prefix of the id of a row stored without ``record_id``.
+        order: The ledger's row-order column (``id``, ``seq``).
+        sqlite: SQLite (JSON paths, ``->`` on text) rather than Postgres (``json``).
     """
 
-    placeholder: str
     order: str
-    row_id_prefix: str
     sqlite: bool = True
 
     def json_text(self, key: str) -> str:
         """The JSON text of ``meta[key]`` (``NULL`` when absent)."""
         if self.sqlite:
-            return f"(meta -> '$.{key}')"
-        return f"((meta -> '{key}')::text)"
+            if '"' in key or "\\" in key:  # a label SQLite's JSON paths cannot quote
+                return f"{JSON_GET}(meta, {_literal(key)})"
+            return f"(meta -> {_literal('$.' + chr(34) + key + chr(34))})"
+        return f"((meta -> {_literal(key)})::text)"
 
     def json_value(self, key: str) -> str:
         """``meta[key]`` as SQL text (a JSON string unquoted)."""
-        return f"(meta ->> '$.{key}')" if self.sqlite else f"(meta ->> '{key}')"
-
-    def json_param(self) -> str:
-        """The JSON text of ``meta[<parameter>]``, the key bound as a parameter."""
         if self.sqlite:
-            return f"(meta -> {self.placeholder})"
-        return f"((meta -> {self.placeholder})::text)"
+            return f"(meta ->> {_literal('$.' + key)})"
+        return f"(meta ->> {_literal(key)})"
 
-    def key_param(self, key: str) -> str:
-        """The bound value of :meth:`json_param` for a metadata key."""
-        return f'$."{key}"' if self.sqlite else key
-
-    def flag(self, expression: str) -> str:
-        """A boolean expression as a value that reads back as a truth value."""
-        return f"({expression})" if self.sqlite else f"COALESCE(({expression}), false)"
+    @property
+    def nulls_first(self) -> str:
+        return "" if self.sqlite else " NULLS FIRST"
 
 
-SQLITE = Dialect(placeholder="?", order="id", row_id_prefix="sqlite-row-")
-POSTGRES = Dialect(placeholder="%s", order="seq", row_id_prefix="postgres-row-", sqlite=False)
+SQLITE = Dialect(order="id")
+POSTGRES = Dialect(order="seq", sqlite=False)
+
+
+def _literal(text: str) -> str:
+    """``text`` as a SQL string literal (standard quoting: ``'`` doubled)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _segment_key(key: str | None) -> str | None:
     return None if key is None else key.removeprefix("metadata.")
 
 
-def call_rows_sql(
+def _flag(condition: str) -> str:
+    return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
+
+
+def calls_select_sql(
     dialect: Dialect, table: str, present: Iterable[str], segment_key: str | None
-) -> tuple[str, tuple[Any, ...]]:
-    """The query of every call (no feedback) as :class:`CallRow` columns, by request.
+) -> str:
+    """The SELECT of every call (no feedback) of a ledger table as :data:`CALLS` rows.
 
     Args:
         dialect: :data:`SQLITE` or :data:`POSTGRES`.
         table: The ledger table.
         present: Its columns (an older ledger lacks some: read as NULL).
-        segment_key: A metadata key whose value is returned as ``segment``.
-
-    Returns:
-        The SQL and its parameters.
+        segment_key: A metadata key whose value's JSON text is the ``segment`` column.
     """
     present = set(present)
-
-    def column(name: str) -> str:
-        return name if name in present else "NULL"
-
-    key = _segment_key(segment_key)
-    params: tuple[Any, ...] = ()
-    if key is None:
-        segment = "NULL"
-    elif dialect.sqlite and ('"' in key or "\\" in key):
-        segment = f"{JSON_GET}(meta, ?)"  # a label SQLite's JSON paths cannot quote
-        params = (key,)
-    else:
-        segment = dialect.json_param()
-        params = (dialect.key_param(key),)
     order = dialect.order
-    record_id = (
-        f"COALESCE({column('record_id')}, '{dialect.row_id_prefix}' || {order})"
-        if dialect.sqlite
-        else f"COALESCE({column('record_id')}, '{dialect.row_id_prefix}' || {order}::text)"
-    )
+    record_id = "record_id" if "record_id" in present else "NULL"
+    row_id = f"{order}" if dialect.sqlite else f"{order}::text"
     meta = (
         f"CASE WHEN json_valid(metadata) THEN metadata ELSE {STRICT_JSON}(metadata) END"
         if dialect.sqlite
         else "NULLIF(metadata, '')::json"
     )
-    roles = ", ".join(f"'{role}'" for role in sorted(OVERHEAD_ROLES))
-    select = f"""
-        SELECT run_id, {order}, timestamp, kind, route, model,
+    key = _segment_key(segment_key)
+    segment = "NULL" if key is None else dialect.json_text(key)
+    roles = ", ".join(_literal(role) for role in sorted(OVERHEAD_ROLES))
+    unmeasured = f"COALESCE({dialect.json_text(UNMEASURED_KEY)}, '') = 'true'"
+    return f"""
+        SELECT run_id, {order} AS ord, timestamp AS ts, kind, route, model,
                input_tokens, output_tokens, cached_tokens,
                cost, baseline_model, baseline_cost, latency_ms,
-               escalated, error IS NOT NULL, reason, accepted,
-               {dialect.flag(f"COALESCE({dialect.json_text(UNMEASURED_KEY)}, '') <> 'true'")},
-               {dialect.flag(f"{dialect.json_value(PURPOSE_KEY)} = '{LABELLING_PURPOSE}'")},
-               {dialect.flag(f"{dialect.json_value(ROLE_KEY)} IN ({roles})")},
-               {dialect.json_text("max_similarity")},
-               {segment},
-               {record_id}
+               escalated, {_flag("error IS NOT NULL")} AS failed, reason, accepted,
+               {_flag(f"NOT ({unmeasured})")} AS measured,
+               {_flag(f"{dialect.json_value(PURPOSE_KEY)} = {_literal(LABELLING_PURPOSE)}")}
+                   AS labelling,
+               {_flag(f"{dialect.json_value(ROLE_KEY)} IN ({roles})")} AS overhead,
+               {dialect.json_text("max_similarity")} AS similarity,
+               {segment} AS segment,
+               COALESCE({record_id}, '{_ROW_ID_PREFIX}' || {row_id}) AS record_id,
+               CASE WHEN run_id IS NULL THEN {order} END AS solo
         FROM (SELECT *, {meta} AS meta FROM {table} WHERE kind <> 'feedback') AS calls
-        ORDER BY run_id {"" if dialect.sqlite else "NULLS FIRST"}, {order}
     """
-    return select, params
+
+
+_ROW_ID_PREFIX = "sqlite-row-"  # as langroute.costs.sinks names a row without record_id
+
+
+def feedback_select_sql(dialect: Dialect, table: str, present: Iterable[str]) -> str:
+    """The SELECT of every feedback row of a ledger table as :data:`FEEDBACK` rows."""
+    if not {"feedback_for", "verdict"} <= set(present):  # a ledger older than feedback
+        return "SELECT NULL AS feedback_for, NULL AS verdict, NULL AS ts, NULL AS ord"
+    return (
+        f"SELECT feedback_for, verdict, timestamp AS ts, {dialect.order} AS ord FROM {table} "
+        "WHERE kind = 'feedback' AND feedback_for IS NOT NULL AND verdict IS NOT NULL"
+    )
 
 
 STRICT_JSON = "langroute_strict_json"
@@ -244,24 +253,35 @@ def _json_get(text: str | None, key: str) -> str | None:
 
 
 def register_sqlite_functions(conn: sqlite3.Connection) -> None:
-    """Give a SQLite connection the functions :func:`call_rows_sql` may call."""
+    """Give a SQLite connection the functions :func:`calls_select_sql` may call."""
     conn.create_function(STRICT_JSON, 1, _strict_json, deterministic=True)
     conn.create_function(JSON_GET, 2, _json_get, deterministic=True)
 
 
-def feedback_rows_sql(dialect: Dialect, table: str, present: Iterable[str]) -> str:
-    """The query of every feedback row: (feedback_for, verdict, timestamp, order)."""
-    present = set(present)
-    if not {"feedback_for", "verdict"} <= present:  # a ledger older than feedback
-        return f"SELECT NULL, NULL, NULL, NULL FROM {table} WHERE 1 = 0"
-    return (
-        f"SELECT feedback_for, verdict, timestamp, {dialect.order} FROM {table} "
-        "WHERE kind = 'feedback'"
-    )
+class LedgerSession:
+    """A read of a ledger with its calls and feedback in temporary tables.
+
+    Queries run against :data:`CALLS` and :data:`FEEDBACK` (the same SQL in SQLite
+    and Postgres); rows stream from the database. Sinks open one with
+    ``analytics_session(segment_key)``; records are staged in a temporary SQLite
+    database (:func:`staged_session`).
+
+    Args:
+        dialect: The database's dialect.
+        run: Runs one query and returns an iterator over its rows.
+    """
+
+    def __init__(self, dialect: Dialect, run: Any) -> None:
+        self.dialect = dialect
+        self._run = run
+
+    def query(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql``, streamed."""
+        return iter(self._run(sql))
 
 
 def call_row(values: Sequence[Any]) -> CallRow:
-    """A :class:`CallRow` from a row of :func:`call_rows_sql` (converting the types)."""
+    """A :class:`CallRow` from the columns of :data:`CALLS` (converting the types)."""
     (run_id, order, stamp, kind, route, model, inp, out, cached, cost, base_model,
      base_cost, latency, escalated, failed, reason, accepted, measured, labelling,
      overhead, similarity, segment, record_id) = values  # fmt: skip
@@ -310,46 +330,39 @@ def rows_of_records(
     records: Iterable[LedgerRecord], segment_key: str | None = None
 ) -> Iterator[CallRow]:
     """:class:`CallRow` of each call among ``records`` (feedback left out), in their order."""
-    key = _segment_key(segment_key)
     for order, record in enumerate(records):
-        if record.is_feedback:
-            continue
-        similarity = record.metadata.get("max_similarity")
-        segment = None if key is None else record.metadata.get(key)
-        yield CallRow(
-            record.run_id,
-            order,
-            record.timestamp,
-            record.kind,
-            record.route,
-            record.model,
-            record.input_tokens,
-            record.output_tokens,
-            record.cached_tokens,
-            record.cost,
-            record.baseline_model,
-            record.baseline_cost,
-            record.latency_ms,
-            record.escalated,
-            record.error is not None,
-            record.reason,
-            record.accepted,
-            record.measured,
-            record.labelling,
-            record.overhead,
-            None if similarity is None else json.dumps(similarity),
-            None if segment is None else json.dumps(segment),
-            record.record_id,
-        )
+        if not record.is_feedback:
+            yield _record_row(order, record, _segment_key(segment_key))
 
 
-def verdicts_of_records(records: Iterable[LedgerRecord]) -> Verdicts:
-    """:data:`Verdicts` of the feedback among ``records``."""
-    latest: Verdicts = {}
-    for order, record in enumerate(records):
-        if record.is_feedback and record.feedback_for is not None and record.verdict:
-            _keep_latest(latest, record.feedback_for, record.timestamp, order, record.verdict)
-    return latest
+def _record_row(order: int, record: LedgerRecord, key: str | None) -> CallRow:
+    similarity = record.metadata.get("max_similarity")
+    segment = None if key is None else record.metadata.get(key)
+    return CallRow(
+        record.run_id,
+        order,
+        record.timestamp,
+        record.kind,
+        record.route,
+        record.model,
+        record.input_tokens,
+        record.output_tokens,
+        record.cached_tokens,
+        record.cost,
+        record.baseline_model,
+        record.baseline_cost,
+        record.latency_ms,
+        record.escalated,
+        record.error is not None,
+        record.reason,
+        record.accepted,
+        record.measured,
+        record.labelling,
+        record.overhead,
+        None if similarity is None else json.dumps(similarity),
+        None if segment is None else json.dumps(segment),
+        record.record_id,
+    )
 
 
 def _keep_latest(latest: Verdicts, target: str, when: datetime, order: int, verdict: str) -> None:
@@ -362,31 +375,55 @@ def _keep_latest(latest: Verdicts, target: str, when: datetime, order: int, verd
 # ---------------------------------------------------------------------------- sources
 
 
-def _sql_source(source: Any) -> Any:
-    """The sink behind ``source`` when it answers the analytics queries itself."""
-    sink = getattr(source, "sink", source)
-    if hasattr(sink, "analytics_call_rows") and hasattr(sink, "analytics_feedback_rows"):
-        return sink
-    return None
+@contextlib.contextmanager
+def staged_session(
+    records: Iterable[LedgerRecord], segment_key: str | None
+) -> Iterator[LedgerSession]:
+    """Stream records into a temporary SQLite database; a session over it.
+
+    What a JSONL ledger (and any sink without SQL) uses: records are read once and
+    nothing is kept in memory (the database spills to a temporary file as it grows).
+    """
+    conn = sqlite3.connect("")  # a private temporary database, on disk when it grows
+    try:
+        conn.execute(f"CREATE TABLE {CALLS} ({', '.join(_CALL_COLUMNS)}, solo)")
+        conn.execute(f"CREATE TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
+        insert = f"INSERT INTO {CALLS} VALUES ({', '.join('?' for _ in _CALL_COLUMNS)}, ?)"
+        key = _segment_key(segment_key)
+        calls: list[tuple[Any, ...]] = []
+        feedback: list[tuple[Any, ...]] = []
+        for order, record in enumerate(records):
+            if record.is_feedback:
+                if record.feedback_for is not None and record.verdict is not None:
+                    stamp = record.timestamp.isoformat()
+                    feedback.append((record.feedback_for, record.verdict, stamp, order))
+                continue
+            row = _record_row(order, record, key)
+            solo = order if row.run_id is None else None
+            calls.append((*row._replace(timestamp=row.timestamp.isoformat()), solo))
+            if len(calls) >= 10_000:
+                conn.executemany(insert, calls)
+                calls.clear()
+        conn.executemany(insert, calls)
+        conn.executemany(f"INSERT INTO {FEEDBACK} VALUES (?, ?, ?, ?)", feedback)
+        yield LedgerSession(SQLITE, conn.execute)
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager
-def _call_rows(source: Any, segment_key: str | None) -> Iterator[Iterator[CallRow]]:
-    """Every call of ``source``, ordered by request (``run_id``, then ledger order)."""
+def _session(source: Any, segment_key: str | None) -> Iterator[LedgerSession]:
+    """A session over ``source``: a sink's own database, or its records staged."""
     from langroute.costs.writer import flush_writers_of
 
-    sink = _sql_source(source)
-    if sink is not None:
+    sink = getattr(source, "sink", source)
+    if hasattr(sink, "analytics_session"):
         flush_writers_of(sink)
-        with sink.analytics_call_rows(segment_key) as rows:
-            yield (call_row(row) for row in rows)
+        with sink.analytics_session(segment_key) as session:
+            yield session
         return
-    records = _records_of(source)
-    rows = sorted(
-        rows_of_records(records, segment_key),
-        key=lambda row: (row.run_id is not None, row.run_id or "", row.order),
-    )
-    yield iter(rows)
+    with staged_session(_records_of(source), segment_key) as session:
+        yield session
 
 
 def _records_of(source: Any) -> Sequence[LedgerRecord]:
@@ -397,6 +434,33 @@ def _records_of(source: Any) -> Sequence[LedgerRecord]:
     if callable(read):  # a Sink
         return read()
     return list(source)
+
+
+def _groups(session: LedgerSession) -> Iterator[list[CallRow]]:
+    """Each request's rows as stored: timestamps as text, flags as 0/1 (no conversion)."""
+    columns = ", ".join(_CALL_COLUMNS)
+    nulls = session.dialect.nulls_first
+    rows = session.query(f"SELECT {columns} FROM {CALLS} ORDER BY run_id{nulls}, ord")
+    make = CallRow._make
+    group: list[CallRow] = []
+    current: str | None = None
+    for values in rows:
+        run_id = values[0]
+        if group and (run_id is None or run_id != current):
+            yield group
+            group = []
+        current = run_id
+        group.append(make(values))
+    if group:
+        yield group
+
+
+def _verdicts(session: LedgerSession) -> Verdicts:
+    latest: Verdicts = {}
+    for target, verdict, stamp, order in session.query(f"SELECT * FROM {FEEDBACK}"):
+        if target is not None and verdict is not None:
+            _keep_latest(latest, target, parse_timestamp(stamp), order, verdict)
+    return latest
 
 
 def request_groups(source: Any, segment_key: str | None = None) -> Iterator[list[CallRow]]:
@@ -415,15 +479,9 @@ def request_groups(source: Any, segment_key: str | None = None) -> Iterator[list
         >>> [[row.route for row in group] for group in request_groups(rows)]
         [['s', 'l']]
     """
-    with _call_rows(source, segment_key) as rows:
-        group: list[CallRow] = []
-        for row in rows:
-            if group and (row.run_id is None or row.run_id != group[0].run_id):
-                yield group
-                group = []
-            group.append(row)
-        if group:
-            yield group
+    with _session(source, segment_key) as session:
+        for group in _groups(session):
+            yield [call_row(row) for row in group]
 
 
 def latest_verdicts(source: Any) -> Verdicts:
@@ -435,14 +493,8 @@ def latest_verdicts(source: Any) -> Verdicts:
         >>> latest_verdicts([call, verdict])[call.record_id][2]
         'bad'
     """
-    sink = _sql_source(source)
-    if sink is None:
-        return verdicts_of_records(_records_of(source))
-    latest: Verdicts = {}
-    for target, verdict, stamp, order in sink.analytics_feedback_rows():
-        if target is not None and verdict is not None:
-            _keep_latest(latest, target, parse_timestamp(stamp), order, verdict)
-    return latest
+    with _session(source, None) as session:
+        return _verdicts(session)
 
 
 # ---------------------------------------------------------------------------- summary
@@ -468,20 +520,16 @@ class _Requests:
         self.compared_baselines = array("d")
         self.compared_costs = array("d")
 
-    def add(self, rows: Sequence[CallRow]) -> None:
+    def add_facts(self, escalated: Any, measured: Any, baseline: float | None, priced: Any) -> None:
+        """One request, by its SQL aggregates (its calls' costs are added apart)."""
         self.requests += 1
-        self.escalated += any(row.escalated for row in rows)
-        if not all(row.measured for row in rows):
-            self.unmeasured += 1  # its cost and its baseline are unknown
-            return
-        baselines = [row.baseline_cost for row in rows if row.baseline_cost is not None]
-        if not baselines:
-            return
-        baseline = max(baselines)
-        self.baselines.append(baseline)
-        if all(row.cost is not None for row in rows):
-            self.compared_baselines.append(baseline)
-            self.compared_costs.extend(row.cost for row in rows if row.cost is not None)
+        self.escalated += bool(escalated)
+        if not measured:
+            self.unmeasured += 1
+        elif baseline is not None:
+            self.baselines.append(baseline)
+            if priced:
+                self.compared_baselines.append(baseline)
 
     def savings(self) -> tuple[float | None, float | None]:
         """Savings and savings in percent of the compared baseline."""
@@ -492,43 +540,113 @@ class _Requests:
         return savings, (100.0 * savings / base if base > 0 else None)
 
 
-@dataclass
-class _Route:
-    """One route's aggregates (its costs and latencies as compact columns)."""
+# Each query returns the labelling flag first: 0 = serving, 1 = labelling calls.
+_REQUEST = "labelling, run_id, solo"
+SUMMARY_QUERIES = {
+    # one scan: per route, model and baseline model (few groups; merged per route)
+    "routes": f"""
+        SELECT labelling, route, model, baseline_model, COUNT(*), SUM(failed), SUM(escalated),
+               SUM({_flag("accepted = 0")}), SUM(input_tokens), SUM(output_tokens),
+               SUM(cached_tokens), SUM({_flag("cost IS NULL AND measured = 1")}),
+               SUM(1 - measured), MIN(ord), MIN(ts), MAX(ts)
+        FROM {CALLS} GROUP BY labelling, route, model, baseline_model""",
+    # one row per request: escalated, all measured, its baseline, all priced
+    "requests": f"""
+        SELECT labelling, MAX(escalated), MIN(measured), MAX(baseline_cost),
+               MIN({_flag("cost IS NOT NULL")})
+        FROM {CALLS} GROUP BY {_REQUEST}""",
+    # each known cost, and whether its request counts towards savings
+    "costs": f"""
+        SELECT labelling, route, cost,
+               {_flag("measured_all = 1 AND baselines > 0 AND priced_all = 1")}
+        FROM (SELECT labelling, route, cost,
+                     MIN(measured) OVER request AS measured_all,
+                     COUNT(baseline_cost) OVER request AS baselines,
+                     MIN({_flag("cost IS NOT NULL")}) OVER request AS priced_all
+              FROM {CALLS} WINDOW request AS (PARTITION BY {_REQUEST})) AS calls
+        WHERE cost IS NOT NULL""",
+    "latencies": f"""
+        SELECT labelling, route, latency_ms FROM {CALLS}
+        WHERE latency_ms IS NOT NULL ORDER BY latency_ms""",
+}  # fmt: skip
+"""The SQL behind :func:`ledger_summary`, over a session's :data:`CALLS` table."""
 
-    first: int
-    calls: int = 0
-    errors: int = 0
-    escalations: int = 0
-    rejected: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    unpriced: int = 0
-    unmeasured: int = 0
-    costs: array = field(default_factory=lambda: array("d"))
-    latencies: array = field(default_factory=lambda: array("d"))
-    models: dict[str, int] = field(default_factory=dict)
 
-    def add(self, row: CallRow) -> None:
-        self.first = min(self.first, row.order)
-        self.calls += 1
-        self.errors += row.failed
-        self.escalations += row.escalated
-        self.rejected += row.accepted is False
-        self.input_tokens += row.input_tokens
-        self.output_tokens += row.output_tokens
-        self.cached_tokens += row.cached_tokens
-        if row.cost is not None:
-            self.costs.append(row.cost)
-        elif row.measured:
-            self.unpriced += 1
-        if not row.measured:
-            self.unmeasured += 1
-        if row.latency_ms is not None:
-            self.latencies.append(row.latency_ms)
-        if row.model is not None:
-            _first_seen(self.models, row.model, row.order)
+class _Part:
+    """The query results of one part of a ledger (serving, or labelling calls)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str | None, list[Any]] = {}
+        self.models: dict[str | None, dict[str, int]] = {}
+        self.baseline_models: dict[str, int] = {}
+        self.requests = _Requests()
+        self.costs: dict[str | None, array] = {}
+        self.latencies: dict[str | None, array] = {}
+        self.all_latencies = array("d")
+
+    def summary(self, order: Sequence[str] | None) -> LedgerSummary:
+        named = [name for name in dict.fromkeys(order or ()) if name in self.routes]
+        rest = sorted(
+            (name for name in self.routes if name not in named),
+            key=lambda name: self.routes[name][9],
+        )
+        routes = [self._route(name) for name in [*named, *rest]]
+        every = list(self.routes.values())
+
+        def total(column: int) -> int:
+            return sum(int(row[column]) for row in every)
+
+        requests = self.requests
+        savings, savings_pct = requests.savings()
+        costs = [column for column in self.costs.values() if column]
+        return LedgerSummary(
+            routes=routes,
+            requests=requests.requests,
+            calls=total(0),
+            errors=total(1),
+            escalations=total(2),
+            escalated_requests=requests.escalated,
+            escalation_rate=requests.escalated / requests.requests if requests.requests else 0.0,
+            input_tokens=total(4),
+            output_tokens=total(5),
+            cached_tokens=total(6),
+            cost=math.fsum(value for column in costs for value in column) if costs else None,
+            unpriced_calls=total(7),
+            unmeasured_calls=total(8),
+            unmeasured_requests=requests.unmeasured,
+            baseline_models=_by_first(self.baseline_models),
+            baseline_cost=math.fsum(requests.baselines) if requests.baselines else None,
+            savings=savings,
+            savings_pct=savings_pct,
+            latency_p50_ms=_percentile(self.all_latencies, 50),
+            latency_p95_ms=_percentile(self.all_latencies, 95),
+            first_timestamp=min((parse_timestamp(row[10]) for row in every), default=None),
+            last_timestamp=max((parse_timestamp(row[11]) for row in every), default=None),
+        )
+
+    def _route(self, name: str | None) -> RouteCostSummary:
+        calls, errors, escalations, rejected, inp, out, cached, unpriced, unmeasured = (
+            int(value) for value in self.routes[name][:9]
+        )
+        costs = self.costs.get(name)
+        latencies = self.latencies.get(name, array("d"))
+        return RouteCostSummary(
+            route=name,
+            models=_by_first(self.models.get(name, {})),
+            calls=calls,
+            errors=errors,
+            escalations=escalations,
+            escalation_rate=escalations / calls if calls else 0.0,
+            rejected=rejected,
+            input_tokens=inp,
+            output_tokens=out,
+            cached_tokens=cached,
+            cost=math.fsum(costs) if costs else None,
+            unpriced_calls=unpriced,
+            unmeasured_calls=unmeasured,
+            latency_p50_ms=_percentile(latencies, 50),
+            latency_p95_ms=_percentile(latencies, 95),
+        )
 
 
 def _first_seen(seen: dict[str, int], name: str, order: int) -> None:
@@ -541,105 +659,65 @@ def _by_first(seen: dict[str, int]) -> list[str]:
     return sorted(seen, key=seen.__getitem__)
 
 
-class _Part:
-    """The aggregates of one part of a ledger (serving, or labelling)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str | None, _Route] = {}
-        self.requests = _Requests()
-        self.baseline_models: dict[str, int] = {}
-        self.first: datetime | None = None
-        self.last: datetime | None = None
-
-    def add(self, rows: Sequence[CallRow]) -> None:
-        self.requests.add(rows)
-        for row in rows:
-            route = self.routes.get(row.route)
-            if route is None:
-                route = self.routes[row.route] = _Route(first=row.order)
-            route.add(row)
-            if row.baseline_model is not None:
-                _first_seen(self.baseline_models, row.baseline_model, row.order)
-            if self.first is None or row.timestamp < self.first:
-                self.first = row.timestamp
-            if self.last is None or row.timestamp > self.last:
-                self.last = row.timestamp
-
-    def summary(self, order: Sequence[str] | None) -> LedgerSummary:
-        named = [name for name in dict.fromkeys(order or ()) if name in self.routes]
-        rest = sorted(
-            (name for name in self.routes if name not in named),
-            key=lambda name: self.routes[name].first,
-        )
-        routes = [_route_summary(name, self.routes[name]) for name in [*named, *rest]]
-        every = list(self.routes.values())
-        costs = [route.costs for route in every if route.costs]
-        latencies = array("d")
-        for route in every:
-            latencies.extend(route.latencies)
-        requests = self.requests
-        savings, savings_pct = requests.savings()
-        calls = sum(route.calls for route in every)
-        return LedgerSummary(
-            routes=routes,
-            requests=requests.requests,
-            calls=calls,
-            errors=sum(route.errors for route in every),
-            escalations=sum(route.escalations for route in every),
-            escalated_requests=requests.escalated,
-            escalation_rate=requests.escalated / requests.requests if requests.requests else 0.0,
-            input_tokens=sum(route.input_tokens for route in every),
-            output_tokens=sum(route.output_tokens for route in every),
-            cached_tokens=sum(route.cached_tokens for route in every),
-            cost=math.fsum(value for column in costs for value in column) if costs else None,
-            unpriced_calls=sum(route.unpriced for route in every),
-            unmeasured_calls=sum(route.unmeasured for route in every),
-            unmeasured_requests=requests.unmeasured,
-            baseline_models=_by_first(self.baseline_models),
-            baseline_cost=math.fsum(requests.baselines) if requests.baselines else None,
-            savings=savings,
-            savings_pct=savings_pct,
-            latency_p50_ms=_percentile(latencies, 50),
-            latency_p95_ms=_percentile(latencies, 95),
-            first_timestamp=self.first,
-            last_timestamp=self.last,
-        )
-
-
-def _route_summary(name: str | None, route: _Route) -> RouteCostSummary:
-    return RouteCostSummary(
-        route=name,
-        models=_by_first(route.models),
-        calls=route.calls,
-        errors=route.errors,
-        escalations=route.escalations,
-        escalation_rate=route.escalations / route.calls if route.calls else 0.0,
-        rejected=route.rejected,
-        input_tokens=route.input_tokens,
-        output_tokens=route.output_tokens,
-        cached_tokens=route.cached_tokens,
-        cost=math.fsum(route.costs) if route.costs else None,
-        unpriced_calls=route.unpriced,
-        unmeasured_calls=route.unmeasured,
-        latency_p50_ms=_percentile(route.latencies, 50),
-        latency_p95_ms=_percentile(route.latencies, 95),
-    )
-
-
-def _split(rows: Sequence[CallRow]) -> tuple[list[CallRow], list[CallRow]]:
-    """A request's serving calls and its labelling calls."""
-    serving = [row for row in rows if not row.labelling]
-    if len(serving) == len(rows):
-        return serving, []
-    return serving, [row for row in rows if row.labelling]
+def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> LedgerSummary:
+    parts = (_Part(), _Part())
+    for labelling, route, model, baseline_model, *values in session.query(
+        SUMMARY_QUERIES["routes"]
+    ):
+        part = parts[labelling]
+        first = values[9]
+        if model is not None:
+            _first_seen(part.models.setdefault(route, {}), model, first)
+        if baseline_model is not None:
+            _first_seen(part.baseline_models, baseline_model, first)
+        known = part.routes.get(route)
+        if known is None:
+            part.routes[route] = values
+        else:  # the same route with another model: add up (first, earliest, latest)
+            sums = [int(a) + int(b) for a, b in zip(known[:9], values[:9], strict=True)]
+            part.routes[route] = [
+                *sums,
+                min(known[9], first),
+                min(known[10], values[10]),
+                max(known[11], values[11]),
+            ]
+    for labelling, escalated, measured, baseline, priced in session.query(
+        SUMMARY_QUERIES["requests"]
+    ):
+        parts[labelling].requests.add_facts(escalated, measured, baseline, priced)
+    for labelling, route, cost, compared in session.query(SUMMARY_QUERIES["costs"]):
+        part = parts[labelling]
+        column = part.costs.get(route)
+        if column is None:
+            column = part.costs[route] = array("d")
+        column.append(cost)
+        if compared:
+            part.requests.compared_costs.append(cost)
+    for labelling, route, latency in session.query(SUMMARY_QUERIES["latencies"]):
+        part = parts[labelling]
+        column = part.latencies.get(route)
+        if column is None:
+            column = part.latencies[route] = array("d")
+        column.append(latency)  # in ascending order, so each column is sorted
+        part.all_latencies.append(latency)
+    serving, labelling = parts
+    summary = serving.summary(order)
+    if labelling.routes:
+        return summary.model_copy(update={"labelling": labelling.summary(order)})
+    return summary
 
 
 def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSummary:
-    """:func:`~langroute.costs.summarize` of a whole ledger, without loading its records.
+    """:func:`~langroute.costs.summarize` of a whole ledger, computed in its database.
+
+    Counts and token sums are SQL aggregates; costs come back one column at a time to
+    be summed exactly (:func:`math.fsum`, as :func:`~langroute.costs.summarize` does)
+    and latencies in ascending order for the percentiles (:data:`SUMMARY_QUERIES`).
 
     Args:
-        source: A :class:`~langroute.costs.CostLedger`, a sink (SQLite, Postgres and
-            JSONL ledgers are aggregated in one pass), or records.
+        source: A :class:`~langroute.costs.CostLedger`, a sink (SQLite and Postgres
+            ledgers are queried where they are; a JSONL file is streamed once into a
+            temporary SQLite table), or records.
         order: Route names to list first.
 
     Returns:
@@ -652,17 +730,8 @@ def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSum
         >>> ledger_summary([LedgerRecord(route="small", cost=0.5)]).cost
         0.5
     """
-    serving, labelling = _Part(), _Part()
-    for rows in request_groups(source):
-        calls, labels = _split(rows)
-        if calls:
-            serving.add(calls)
-        if labels:
-            labelling.add(labels)
-    summary = serving.summary(order)
-    if labelling.routes:
-        return summary.model_copy(update={"labelling": labelling.summary(order)})
-    return summary
+    with _session(source, None) as session:
+        return _summarize_session(session, order)
 
 
 # ---------------------------------------------------------------------------- monitor
@@ -710,33 +779,81 @@ class _Window:
         self.judged_by_route: dict[str, int] = {}
         self.good_by_route: dict[str, int] = {}
 
-    def add(self, request: _MonitoredRequest) -> None:
-        self.requests += 1
-        rows = request.rows
-        self.calls += len(rows)
-        if request.route is not None:
-            self.routes[request.route] = self.routes.get(request.route, 0) + 1
-        self.escalated += request.escalated
-        self.out_of_distribution += request.reason == "out_of_distribution"
-        self.low_confidence += request.reason == "low_confidence"
-        self.failed += request.failed
+    def add(self, rows: Sequence[CallRow], verdicts: Verdicts) -> None:
+        """Fold one request's rows in (one loop: a million requests pass through here).
+
+        Reads as ``monitoring._Request`` and ``summarize`` do: the route of the last
+        call that answered (no error, not rejected, not a judge or LLM router), the first
+        numeric ``max_similarity``, the latest verdict on any of its calls, and its
+        serving calls' costs and baseline for savings. Rows are as stored: flags are
+        0/1, so a rejected answer's ``accepted`` is 0.
+        """
+        reason = rows[0].reason
+        route: str | None = None
+        failed = escalated = False
+        similarity: float | None = None
+        latest: tuple[datetime, int, str] | None = None
+        serving = 0
+        measured = priced = True
+        baseline: float | None = None
+        costs: list[float] = []
         for row in rows:
+            if row.failed:
+                failed = True
+            elif row.accepted != 0 and not row.overhead:
+                route = row.route
+            if row.escalated:
+                escalated = True
             if row.kind == "cascade":
                 self.cascade += 1
-                self.rejected += row.accepted is False
-        if request.similarity is not None:
-            self.similarities.append(request.similarity)
-        serving, _ = _split(rows)
+                if row.accepted == 0:
+                    self.rejected += 1
+            if similarity is None and row.similarity is not None:
+                similarity = _number(row.similarity)
+            if not row.labelling:
+                serving += 1
+                if not row.measured:
+                    measured = False
+                if row.cost is None:
+                    priced = False
+                else:
+                    costs.append(row.cost)
+                cost = row.baseline_cost
+                if cost is not None and (baseline is None or cost > baseline):
+                    baseline = cost
+            if verdicts:
+                seen = verdicts.get(row.record_id)
+                if seen is not None and (latest is None or seen[:2] > latest[:2]):
+                    latest = seen
+        self.requests += 1
+        self.calls += len(rows)
+        if route is not None:
+            self.routes[route] = self.routes.get(route, 0) + 1
+        if escalated or reason in _UNSURE:
+            self.escalated += 1
+        if reason == "out_of_distribution":
+            self.out_of_distribution += 1
+        elif reason == "low_confidence":
+            self.low_confidence += 1
+        if failed:
+            self.failed += 1
+        if similarity is not None:
+            self.similarities.append(similarity)
         if serving:
-            self.costs.extend(row.cost for row in serving if row.cost is not None)
-            self.savings.add(serving)
-        if request.verdict is not None:
-            route = request.route or "(none)"
-            good = request.verdict == "good"
+            self.costs.extend(costs)
+            savings = self.savings
+            if not measured:
+                savings.unmeasured += 1
+            elif baseline is not None and priced:
+                savings.compared_baselines.append(baseline)
+                savings.compared_costs.extend(costs)
+        if latest is not None:
+            judged = route or "(none)"
+            good = latest[2] == "good"
             self.judged += 1
             self.good += good
-            self.judged_by_route[route] = self.judged_by_route.get(route, 0) + 1
-            self.good_by_route[route] = self.good_by_route.get(route, 0) + good
+            self.judged_by_route[judged] = self.judged_by_route.get(judged, 0) + 1
+            self.good_by_route[judged] = self.good_by_route.get(judged, 0) + good
 
     def stats(self, start: datetime, end: datetime, segment: str | None) -> WindowStats:
         from langroute.monitoring import WindowStats
@@ -775,32 +892,12 @@ class _Window:
         )
 
 
-class _MonitoredRequest:
-    """What monitoring reads of one request (as ``monitoring._Request``)."""
-
-    __slots__ = ("escalated", "failed", "reason", "route", "rows", "similarity", "verdict")
-
-    def __init__(self, rows: Sequence[CallRow], verdicts: Verdicts) -> None:
-        self.rows = rows
-        self.reason = rows[0].reason
-        answered = [
-            row for row in rows if not row.failed and row.accepted is not False and not row.overhead
-        ]
-        self.route = answered[-1].route if answered else None
-        self.failed = any(row.failed for row in rows)
-        self.escalated = any(row.escalated for row in rows) or self.reason in _UNSURE
-        self.similarity: float | None = None
-        for row in rows:
-            if row.similarity is not None:
-                value = json.loads(row.similarity)
-                if isinstance(value, (int, float)):
-                    self.similarity = float(value)
-                    break
-        self.verdict: str | None = None
-        if verdicts:
-            judged = [verdicts[row.record_id] for row in rows if row.record_id in verdicts]
-            if judged:
-                self.verdict = max(judged, key=lambda seen: seen[:2])[2]
+def _number(text: str) -> float | None:
+    """A JSON value's number as ``float(value)`` for ``int``/``float``/``bool``, else None."""
+    try:
+        return float(text)  # rounds exactly as json.loads, then float(), would
+    except ValueError:
+        return {"true": 1.0, "false": 0.0}.get(text)
 
 
 def _segment_name(row: CallRow, segment_key: str | None) -> str | None:
@@ -811,6 +908,37 @@ def _segment_name(row: CallRow, segment_key: str | None) -> str | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _window_stats(
+    groups: Iterable[list[CallRow]],
+    verdicts: Verdicts,
+    window: timedelta,
+    baseline: tuple[datetime, datetime] | None,
+    segment_key: str | None,
+) -> tuple[dict[tuple[str | None, int], _Window], dict[str | None, _Window]]:
+    """Fold each request into its (segment, window) and, if given, its baseline period.
+
+    Windows are keyed by their index from the epoch (whole multiples of ``window``).
+    """
+    windows: dict[tuple[str | None, int], _Window] = {}
+    periods: dict[str | None, _Window] = {}
+    for rows in groups:
+        # one ISO form throughout (langroute writes them): text order is time order
+        first = rows[0].timestamp if len(rows) == 1 else min(row.timestamp for row in rows)
+        time = parse_timestamp(first)
+        segment = _segment_name(rows[0], segment_key)
+        index = (time - _EPOCH) // window
+        slot = windows.get((segment, index))
+        if slot is None:
+            slot = windows[(segment, index)] = _Window()
+        slot.add(rows, verdicts)
+        if baseline is not None and baseline[0] <= time < baseline[1]:
+            period = periods.get(segment)
+            if period is None:
+                period = periods[segment] = _Window()
+            period.add(rows, verdicts)
+    return windows, periods
 
 
 def ledger_monitor(
@@ -849,28 +977,12 @@ def ledger_monitor(
     if window <= timedelta(0):
         raise ValueError("the window must be positive")
     thresholds = thresholds or MonitorThresholds()
-    verdicts = latest_verdicts(source)
-    windows: dict[tuple[str | None, int], _Window] = {}
-    periods: dict[str | None, _Window] = {}
-    first_index: int | None = None
-    for rows in request_groups(source, segment_key):
-        request = _MonitoredRequest(rows, verdicts)
-        time = min(row.timestamp for row in rows)
-        segment = _segment_name(rows[0], segment_key)
-        index = (time - _EPOCH) // window
-        if first_index is None or index < first_index:
-            first_index = index
-        slot = windows.get((segment, index))
-        if slot is None:
-            slot = windows[(segment, index)] = _Window()
-        slot.add(request)
-        if baseline is not None and baseline[0] <= time < baseline[1]:
-            period = periods.get(segment)
-            if period is None:
-                period = periods[segment] = _Window()
-            period.add(request)
-    if first_index is None:
+    with _session(source, segment_key) as session:
+        verdicts = _verdicts(session)
+        windows, periods = _window_stats(_groups(session), verdicts, window, baseline, segment_key)
+    if not windows:
         return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
+    first_index = min(index for _, index in windows)
     origin = _EPOCH + first_index * window
     if baseline is None:
         baseline = (origin, origin + window)
@@ -906,35 +1018,3 @@ def ledger_monitor(
         windows=stats,
         alarms=alarms,
     )
-
-
-# ---------------------------------------------------------------------------- JSONL
-
-
-_STAGING_COLUMNS = CallRow._fields
-
-
-@contextlib.contextmanager
-def staged_call_rows(
-    records: Iterable[LedgerRecord], segment_key: str | None
-) -> Iterator[Iterator[tuple[Any, ...]]]:
-    """Stream records into a temporary SQLite table; yield its rows ordered by request.
-
-    What a JSONL ledger uses: the file is read once, nothing is kept in memory, and the
-    rows come back in the order :func:`call_rows_sql` gives (as raw columns).
-    """
-    conn = sqlite3.connect("")  # a private temporary database, on disk when it grows
-    try:
-        columns = ", ".join(f'"{name}"' for name in _STAGING_COLUMNS)
-        conn.execute(f"CREATE TABLE calls ({columns})")
-        insert = f"INSERT INTO calls VALUES ({', '.join('?' for _ in _STAGING_COLUMNS)})"
-        batch: list[tuple[Any, ...]] = []
-        for row in rows_of_records(records, segment_key):
-            batch.append(row._replace(timestamp=row.timestamp.isoformat()))
-            if len(batch) >= 10_000:
-                conn.executemany(insert, batch)
-                batch.clear()
-        conn.executemany(insert, batch)
-        yield iter(conn.execute('SELECT * FROM calls ORDER BY run_id, "order"'))
-    finally:
-        conn.close()

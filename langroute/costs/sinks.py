@@ -16,11 +16,14 @@ import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
+
+if TYPE_CHECKING:
+    from langroute.costs.analytics import LedgerSession
 
 __all__ = ["JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
@@ -323,25 +326,17 @@ class JSONLSink:
             return self._index.find(record_id)
 
     @contextlib.contextmanager
-    def analytics_call_rows(self, segment_key: str | None) -> Iterator[Iterator[Any]]:
-        """The calls as :func:`~langroute.costs.analytics.call_rows_sql` rows, by request.
+    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
+        """A :class:`~langroute.costs.analytics.LedgerSession` over this ledger.
 
-        The file is streamed once into a temporary SQLite table (see
-        :func:`~langroute.costs.analytics.staged_call_rows`).
+        The file is streamed once into a temporary SQLite database (records validated
+        on the way, file and line named on error; see
+        :func:`~langroute.costs.analytics.staged_session`).
         """
-        from langroute.costs.analytics import staged_call_rows
+        from langroute.costs.analytics import staged_session
 
-        with self.stream() as records, staged_call_rows(records, segment_key) as rows:
-            yield rows
-
-    def analytics_feedback_rows(self) -> list[tuple[Any, ...]]:
-        """Each feedback record as (feedback_for, verdict, timestamp, line order)."""
-        with self.stream() as records:
-            return [
-                (record.feedback_for, record.verdict, record.timestamp, order)
-                for order, record in enumerate(records)
-                if record.is_feedback
-            ]
+        with self.stream() as records, staged_session(records, segment_key) as session:
+            yield session
 
     def count(self) -> int:
         """Number of records."""
@@ -695,53 +690,48 @@ class SQLiteSink:
         return True
 
     @contextlib.contextmanager
-    def analytics_call_rows(self, segment_key: str | None) -> Iterator[Iterator[Any]]:
-        """The calls as :func:`~langroute.costs.analytics.call_rows_sql` rows, by request.
+    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
+        """A :class:`~langroute.costs.analytics.LedgerSession` over this database.
+
+        Its own read connection copies the calls' compact columns into a temporary
+        table (the SQL does the JSON), then every query runs in SQLite.
 
         Raises:
             LedgerFormatError: The file is not a SQLite langroute ledger.
         """
-        from langroute.costs.analytics import SQLITE, call_rows_sql
-
-        conn = self._analytics_conn()
-        if conn is None:
-            yield iter(())
-            return
-        try:
-            present = self._check_columns(conn)
-            query, params = call_rows_sql(SQLITE, _SQL_TABLE, present, segment_key)
-            cursor = conn.execute(query, params)
-            yield _reading(cursor, self.path)
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
-
-    def analytics_feedback_rows(self) -> list[tuple[Any, ...]]:
-        """Each feedback row as (feedback_for, verdict, timestamp, row id)."""
-        from langroute.costs.analytics import SQLITE, feedback_rows_sql
-
-        conn = self._analytics_conn()
-        if conn is None:
-            return []
-        try:
-            present = self._check_columns(conn)
-            return conn.execute(feedback_rows_sql(SQLITE, _SQL_TABLE, present)).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
-
-    def _analytics_conn(self) -> sqlite3.Connection | None:
-        """This thread's connection, ready for the analytics queries (None: no ledger yet)."""
-        from langroute.costs.analytics import register_sqlite_functions
+        from langroute.costs.analytics import (
+            CALLS,
+            FEEDBACK,
+            SQLITE,
+            LedgerSession,
+            calls_select_sql,
+            feedback_select_sql,
+            register_sqlite_functions,
+        )
 
         if not self.path.exists():
-            return None
+            with _empty_session() as session:
+                yield session
+            return
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         try:
-            conn = self._conn()
             if not self._has_table(conn):
-                return None
+                with _empty_session() as session:
+                    yield session
+                return
+            present = self._check_columns(conn)
             register_sqlite_functions(conn)
+            conn.execute("PRAGMA temp_store = FILE")  # a big ledger's copy spills to disk
+            conn.execute("BEGIN")  # one snapshot for every query
+            select = calls_select_sql(SQLITE, _SQL_TABLE, present, segment_key)
+            conn.execute(f"CREATE TEMP TABLE {CALLS} AS {select}")
+            feedback = feedback_select_sql(SQLITE, _SQL_TABLE, present)
+            conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
+            yield LedgerSession(SQLITE, lambda sql: _reading(conn.execute(sql), self.path))
         except sqlite3.DatabaseError as exc:
             raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
-        return conn
+        finally:
+            conn.close()
 
     def count(self) -> int:
         """Number of records."""
@@ -758,6 +748,15 @@ class SQLiteSink:
             _close_connections(self._connections)
         self._local = threading.local()
         self._ready_pid = None
+
+
+@contextlib.contextmanager
+def _empty_session() -> Iterator[LedgerSession]:
+    """A session over no records (a ledger not written yet)."""
+    from langroute.costs.analytics import staged_session
+
+    with staged_session((), None) as session:
+        yield session
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

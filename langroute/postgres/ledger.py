@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from langroute.postgres.database import (
 
 if TYPE_CHECKING:
     import psycopg
+
+    from langroute.costs.analytics import LedgerSession
 
 __all__ = ["PostgresSink"]
 
@@ -164,42 +167,48 @@ class PostgresSink:
         return records
 
     @contextlib.contextmanager
-    def analytics_call_rows(self, segment_key: str | None) -> Iterator[Iterator[Any]]:
-        """The calls as :func:`~langroute.costs.analytics.call_rows_sql` rows, by request.
+    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
+        """A :class:`~langroute.costs.analytics.LedgerSession` over this database.
 
-        Streamed with a server-side cursor, so the client holds one batch at a time.
+        In one transaction, the calls' compact columns are copied into a temporary
+        table (dropped at commit); each query streams through a server-side cursor.
 
         Raises:
             DatabaseUnavailableError: The database cannot be reached.
         """
         import psycopg
 
-        from langroute.costs.analytics import POSTGRES, call_rows_sql
+        from langroute.costs.analytics import (
+            CALLS,
+            FEEDBACK,
+            POSTGRES,
+            LedgerSession,
+            calls_select_sql,
+            feedback_select_sql,
+        )
 
-        query, params = call_rows_sql(POSTGRES, LEDGER_TABLE, self._names, segment_key)
+        cursors = itertools.count()
+
+        def run(conn: psycopg.Connection, sql: str) -> Iterator[Any]:
+            with conn.cursor(name=f"langroute_analytics_{next(cursors)}") as cursor:
+                cursor.itersize = 10_000
+                cursor.execute(sql)
+                yield from cursor
+
         with self._lock:
             try:
                 conn = self._connection()
-                with conn.transaction(), conn.cursor(name="langroute_analytics") as cursor:
-                    cursor.itersize = 10_000
-                    cursor.execute(query, params)
-                    yield iter(cursor)
+                with conn.transaction():
+                    select = calls_select_sql(POSTGRES, LEDGER_TABLE, self._names, segment_key)
+                    conn.execute(f"CREATE TEMP TABLE {CALLS} ON COMMIT DROP AS {select}")
+                    feedback = feedback_select_sql(POSTGRES, LEDGER_TABLE, self._names)
+                    conn.execute(f"CREATE TEMP TABLE {FEEDBACK} ON COMMIT DROP AS {feedback}")
+                    yield LedgerSession(POSTGRES, lambda sql: run(conn, sql))
             except psycopg.OperationalError as exc:
                 self._drop()
                 raise DatabaseUnavailableError(
                     f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
                 ) from exc
-
-    def analytics_feedback_rows(self) -> list[tuple[Any, ...]]:
-        """Each feedback row as (feedback_for, verdict, timestamp, seq).
-
-        Raises:
-            DatabaseUnavailableError: The database cannot be reached.
-        """
-        from langroute.costs.analytics import POSTGRES, feedback_rows_sql
-
-        query = feedback_rows_sql(POSTGRES, LEDGER_TABLE, self._names)
-        return self._run(lambda conn: conn.execute(query).fetchall())
 
     def count(self) -> int:
         """Number of records."""
