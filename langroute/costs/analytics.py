@@ -185,8 +185,10 @@ def calls_select_sql(
     order = dialect.order
     record_id = "record_id" if "record_id" in present else "NULL"
     row_id = f"{order}" if dialect.sqlite else f"{order}::text"
+    # Python's json may have written NaN / Infinity, which SQLite's JSON reader refuses
     meta = (
-        f"CASE WHEN json_valid(metadata) THEN metadata ELSE {STRICT_JSON}(metadata) END"
+        f"CASE WHEN instr(metadata, 'NaN') OR instr(metadata, 'Infinity') "
+        f"THEN {STRICT_JSON}(metadata) ELSE NULLIF(metadata, '') END"
         if dialect.sqlite
         else "NULLIF(metadata, '')::json"
     )

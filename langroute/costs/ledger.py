@@ -228,7 +228,7 @@ class CostLedger:
 
     def feedback(
         self,
-        record_id: str,
+        record_id: str | LedgerRecord,
         verdict: Verdict,
         *,
         source: str = "user",
@@ -242,7 +242,8 @@ class CostLedger:
         per route. A router learns from it with ``ExemplarRouter.learn_from_feedback``.
 
         Args:
-            record_id: The ``record_id`` of the call whose answer is judged.
+            record_id: The ``record_id`` of the call whose answer is judged, or that
+                call's record as :meth:`get` returned it (saves a second lookup).
             verdict: ``"good"`` or ``"bad"``.
             source: Who judged (``"user"``, ``"validator"``, ...).
             metadata: Extra metadata for the feedback record.
@@ -263,9 +264,9 @@ class CostLedger:
         """
         if verdict not in ("good", "bad"):
             raise ValueError(f'verdict must be "good" or "bad", not {verdict!r}')
-        target = self.get(record_id)
+        target = record_id if isinstance(record_id, LedgerRecord) else self.get(record_id)
         if target.is_feedback:
-            raise ValueError(f"record {record_id!r} is feedback itself, not a call")
+            raise ValueError(f"record {target.record_id!r} is feedback itself, not a call")
         record = LedgerRecord(
             framework=target.framework,
             run_id=target.run_id,
