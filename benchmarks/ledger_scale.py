@@ -210,7 +210,10 @@ def measure(code: Path, args: list[str], timeout: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
     command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "langroute.cli", *args]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+        # run from the checkout itself: `python -m` puts the working folder first on the path
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=timeout, cwd=code
+        )
     except subprocess.TimeoutExpired:
         return {"status": f"timed out after {timeout:g} s"}
     status, seconds, cpu, peak, output, *err = done.stdout.split(" ", 5)
