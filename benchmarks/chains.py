@@ -18,7 +18,7 @@ row needs the weak model (Mixtral-8x7B) when it answered correctly, else the str
   LLM router. No LLM can be called here, so the LLM router is **simulated**: a model
   that picks the route the row needs with probability ``A`` (0.70 and 0.85, drawn per
   row from a fixed seed), else the other one. Its prompt is the real one
-  (:class:`langroute.deciders.LLMRouter`: route descriptions and 8 labelled
+  (:class:`langroute.chains.deciders.LLMRouter`: route descriptions and 8 labelled
   neighbours); its token counts are word counts, priced as gpt-4o-mini;
 * ``rules+knn+llm@0.85``: all three stages.
 
@@ -51,18 +51,18 @@ from quality import STRONG, WEAK, console, embed_once
 from rich.table import Table
 
 from langroute import Exemplar, load_exemplars
-from langroute.costs import Pricer
-from langroute.deciders import (
+from langroute.chains.deciders import (
     DeciderChain,
     HeuristicGate,
     LLMRouter,
     prompt_line,
     request_in_prompt,
 )
+from langroute.costs import Pricer
 from langroute.evaluation import assign_folds, build_router, calibrate
 from langroute.evaluation.chains import evaluate_chain
 from langroute.evaluation.datasets import split_contaminated
-from langroute.scripted import ScriptedCompletionModel
+from langroute.models.scripted import ScriptedCompletionModel
 
 RULES = [
     {"name": "long prompt", "route": STRONG, "min_words": 250},

@@ -9,8 +9,8 @@ route the starter router's routes (``small``/``large``) should give the whole
 conversation. The starter router (``ExemplarRouter.default()``, the default encoder)
 routes the last user turn:
 
-* with each :class:`~langroute.conversation.ConversationContext` strategy;
-* with a :class:`~langroute.conversation.SessionTracker` (and ``current_only`` or
+* with each :class:`~langroute.router.conversation.ConversationContext` strategy;
+* with a :class:`~langroute.router.conversation.SessionTracker` (and ``current_only`` or
   ``window``): every earlier user turn is routed first, in order, in the same session,
   then the last one.
 
@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from langroute import ExemplarRouter, load_exemplars
-from langroute.conversation import (
+from langroute.router.conversation import (
     ConversationContext,
     SessionTracker,
     parse_messages,

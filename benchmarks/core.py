@@ -31,7 +31,7 @@ from rich.table import Table
 from langroute import Exemplar, ExemplarRouter, load_exemplars
 from langroute.embedders import SentenceTransformerEmbedder
 from langroute.evaluation.datasets import PrecomputedEmbedder
-from langroute.router import STARTER_EXEMPLARS
+from langroute.router.exemplar_router import STARTER_EXEMPLARS
 
 QUERIES = [
     "hey there, how's it going?",

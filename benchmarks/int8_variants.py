@@ -47,7 +47,7 @@ import quality
 from langroute import Exemplar, load_exemplars
 from langroute.embedders import OnnxEncoder, SentenceTransformerEmbedder, export_onnx
 from langroute.evaluation.datasets import PrecomputedEmbedder
-from langroute.settings import RouterSettings
+from langroute.router.settings import RouterSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = 6

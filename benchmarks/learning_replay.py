@@ -20,7 +20,7 @@ costs 20 or 4 of them; calls per query count model calls):
 * **static starter router**: the bundled starter router (``small`` = weak, ``large`` =
   strong), no validator, never learning.
 * **learning cascade**: the starter router attached to the cascade
-  (``langroute.learning.CascadeLearner``): route, then cascade (skip the weak attempt
+  (``langroute.router.learning.CascadeLearner``): route, then cascade (skip the weak attempt
   when the neighbours' escalation estimate reaches 0.8), and each validator verdict
   becomes a learned exemplar.
 
@@ -50,8 +50,8 @@ from langroute import ExemplarRouter, load_exemplars
 from langroute.embedders import as_embedder
 from langroute.evaluation.datasets import PrecomputedEmbedder, is_contaminated
 from langroute.evaluation.metrics import cost_quality_curve
-from langroute.learning import CascadeLearner
-from langroute.router import STARTER_EXEMPLARS
+from langroute.router.exemplar_router import STARTER_EXEMPLARS
+from langroute.router.learning import CascadeLearner
 
 WEAK = "mixtral-8x7b-instruct-v0.1"
 STRONG = "gpt-4-1106-preview"

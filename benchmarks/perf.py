@@ -335,7 +335,7 @@ _STARTERS: dict[tuple[int, int], Any] = {}
 def starter_router(embedder: Any, step: int = 1) -> Any:
     """The bundled starter router (every ``step``-th exemplar), query cache off; memoised."""
     from langroute import ExemplarRouter, load_exemplars
-    from langroute.router import STARTER_EXEMPLARS
+    from langroute.router.exemplar_router import STARTER_EXEMPLARS
 
     key = (id(embedder), step)
     if key not in _STARTERS:
@@ -436,7 +436,7 @@ def bench_cold(cfg: Config, backends: dict[str, Any]) -> dict[str, Any]:
     for _ in range(cfg.cold_repeats):
         _, ms = timed(
             lambda: subprocess.run(
-                [sys.executable, "-c", "from langroute.cli import main; main()", "--help"],
+                [sys.executable, "-c", "from langroute.cli.app import main; main()", "--help"],
                 capture_output=True,
                 env=env,
                 check=True,
@@ -536,7 +536,7 @@ def bench_batch(cfg: Config, backends: dict[str, Any], queries: list[str]) -> di
 
 def _index_kwargs(storage: str | None) -> dict[str, Any]:
     """Keyword arguments the current VectorIndex accepts (older versions lack some)."""
-    from langroute.index import VectorIndex
+    from langroute.router.index import VectorIndex
 
     params = inspect.signature(VectorIndex.__init__).parameters
     return {"storage": storage} if storage and "storage" in params else {}
@@ -544,7 +544,7 @@ def _index_kwargs(storage: str | None) -> dict[str, Any]:
 
 def bench_scale(cfg: Config) -> dict[str, Any]:
     """Build, search latency, memory and recall@10 at each size; exact vs approximate."""
-    from langroute.index import VectorIndex
+    from langroute.router.index import VectorIndex
 
     rows = []
     k = 10

@@ -40,12 +40,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from langroute import Exemplar, ExemplarRouter, engine, load_exemplars
+from langroute import Exemplar, ExemplarRouter, load_exemplars
 from langroute.embedders import SentenceTransformerEmbedder
 from langroute.evaluation import assign_folds, calibrate, evaluate, tune
 from langroute.evaluation.datasets import PrecomputedEmbedder
 from langroute.evaluation.plot import plot_report
-from langroute.settings import RouterSettings
+from langroute.router import engine
+from langroute.router.settings import RouterSettings
 
 WEAK = "mixtral-8x7b-instruct-v0.1"
 STRONG = "gpt-4-1106-preview"

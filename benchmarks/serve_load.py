@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from langroute.cli import main; main()"]
+CLI = [sys.executable, "-c", "from langroute.cli.app import main; main()"]
 QUERIES = [
     "hi, how are you today?",
     "translate good morning into French",

@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 
 from langroute import ExemplarRouter
-from langroute.cli import decision_table  # the same explanation `langroute route` prints
+from langroute.cli.app import decision_table  # the same explanation `langroute route` prints
 
 DATA = Path(__file__).parent / "data" / "helpdesk_exemplars.jsonl"
 

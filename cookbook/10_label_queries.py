@@ -38,8 +38,8 @@ from rich.table import Table
 
 from langroute import ExemplarRouter
 from langroute.costs import print_report
-from langroute.exemplars import load_exemplars
 from langroute.labels import label
+from langroute.router.exemplars import load_exemplars
 from langroute.terminal import data_text
 
 DATA = Path(__file__).parent / "data" / "labelling"
@@ -75,7 +75,7 @@ def main() -> None:
 
     # 2. The same run from the command line: it resumes, nothing is paid twice.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "langroute.cli", "label", str(args.queries)]
+    command = [sys.executable, "-m", "langroute.cli.app", "label", str(args.queries)]
     command += ["--models", str(args.models), "-o", str(scored), "--grader", "contains"]
     command += ["--budget", str(args.budget), "--no-progress"]
     console.print(data_text("$ langroute label " + " ".join(command[4:])))

@@ -30,7 +30,7 @@ from rich.text import Text
 from langchain_langroute import RoutingChatModel
 from langchain_langroute.demo import chat_models_for
 from langroute import ExemplarRouter
-from langroute.conversation import ConversationContext
+from langroute.router.conversation import ConversationContext
 
 TURNS = [
     "Write a distributed rate limiter in Go that works across several nodes with Redis.",

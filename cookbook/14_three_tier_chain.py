@@ -43,7 +43,7 @@ from langchain_langroute.demo import (
 )
 from langroute.costs import print_report
 from langroute.evaluation.chains import evaluate_chain
-from langroute.queries import Query
+from langroute.router.query_text import Query
 from langroute.scorers import JSONValidator
 from langroute.terminal import data_text
 

@@ -12,13 +12,19 @@ Example:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from langroute.exports import lazy_exports
+
+try:  # the installed distribution's version: one source, pyproject.toml
+    __version__ = _distribution_version("langroute")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
-    from langroute.decision import Neighbour, RouteDecision
+    from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
     from langroute.embedders import (
         CachedEmbedder,
         Embedder,
@@ -28,76 +34,113 @@ if TYPE_CHECKING:
     )
     from langroute.errors import (
         AllRoutesFailedError,
+        ApiKeysFileError,
+        BudgetExhausted,
+        DatabaseError,
+        DatabaseUnavailableError,
         EmbedderMismatchError,
         EmptyStreamError,
         ExemplarFormatError,
+        GradingError,
         InvalidQueryError,
+        LabellingError,
         LangrouteError,
+        LedgerFormatError,
+        LedgerWriteWarning,
+        ModelsConfigError,
         RouterConfigError,
         RouterStoreError,
+        SchemaVersionError,
+        SinkUnavailableError,
+        TornLinesWarning,
         UnknownRecordError,
+        UnpricedModelWarning,
     )
-    from langroute.exemplars import Exemplar, load_exemplars, save_exemplars
-    from langroute.router import ExemplarRouter, RouterSettings
+    from langroute.protocols import Router
+    from langroute.router.decision import Neighbour, RouteDecision
+    from langroute.router.exemplar_router import ExemplarRouter
+    from langroute.router.exemplars import Exemplar, load_exemplars, save_exemplars
+    from langroute.router.settings import RouterSettings
 
 _EXPORTS = {
-    "ExemplarRouter": "langroute.router",
-    "RouterSettings": "langroute.router",
-    "Exemplar": "langroute.exemplars",
-    "load_exemplars": "langroute.exemplars",
-    "save_exemplars": "langroute.exemplars",
-    "RouteDecision": "langroute.decision",
-    "Neighbour": "langroute.decision",
+    "ExemplarRouter": "langroute.router.exemplar_router",
+    "RouterSettings": "langroute.router.settings",
+    "Exemplar": "langroute.router.exemplars",
+    "load_exemplars": "langroute.router.exemplars",
+    "save_exemplars": "langroute.router.exemplars",
+    "RouteDecision": "langroute.router.decision",
+    "Neighbour": "langroute.router.decision",
     "Embedder": "langroute.embedders",
     "SentenceTransformerEmbedder": "langroute.embedders",
     "HashingEmbedder": "langroute.embedders",
     "CachedEmbedder": "langroute.embedders",
     "as_embedder": "langroute.embedders",
-    "LangrouteError": "langroute.errors",
-    "ExemplarFormatError": "langroute.errors",
-    "RouterConfigError": "langroute.errors",
-    "InvalidQueryError": "langroute.errors",
-    "RouterStoreError": "langroute.errors",
+    "RouteDispatcher": "langroute.dispatch.dispatcher",
+    "RouteRequest": "langroute.dispatch.dispatcher",
+    "Router": "langroute.protocols",
+    "AllRoutesFailedError": "langroute.errors",
+    "ApiKeysFileError": "langroute.errors",
+    "BudgetExhausted": "langroute.errors",
+    "DatabaseError": "langroute.errors",
+    "DatabaseUnavailableError": "langroute.errors",
     "EmbedderMismatchError": "langroute.errors",
     "EmptyStreamError": "langroute.errors",
-    "AllRoutesFailedError": "langroute.errors",
+    "ExemplarFormatError": "langroute.errors",
+    "GradingError": "langroute.errors",
+    "InvalidQueryError": "langroute.errors",
+    "LabellingError": "langroute.errors",
+    "LangrouteError": "langroute.errors",
+    "LedgerFormatError": "langroute.errors",
+    "LedgerWriteWarning": "langroute.errors",
+    "ModelsConfigError": "langroute.errors",
+    "RouterConfigError": "langroute.errors",
+    "RouterStoreError": "langroute.errors",
+    "SchemaVersionError": "langroute.errors",
+    "SinkUnavailableError": "langroute.errors",
+    "TornLinesWarning": "langroute.errors",
     "UnknownRecordError": "langroute.errors",
+    "UnpricedModelWarning": "langroute.errors",
 }
 
 __all__ = [
     "AllRoutesFailedError",
+    "ApiKeysFileError",
+    "BudgetExhausted",
     "CachedEmbedder",
+    "DatabaseError",
+    "DatabaseUnavailableError",
     "Embedder",
     "EmbedderMismatchError",
     "EmptyStreamError",
     "Exemplar",
     "ExemplarFormatError",
     "ExemplarRouter",
+    "GradingError",
     "HashingEmbedder",
     "InvalidQueryError",
+    "LabellingError",
     "LangrouteError",
+    "LedgerFormatError",
+    "LedgerWriteWarning",
+    "ModelsConfigError",
     "Neighbour",
     "RouteDecision",
+    "RouteDispatcher",
+    "RouteRequest",
+    "Router",
     "RouterConfigError",
     "RouterSettings",
     "RouterStoreError",
+    "SchemaVersionError",
     "SentenceTransformerEmbedder",
+    "SinkUnavailableError",
+    "TornLinesWarning",
     "UnknownRecordError",
+    "UnpricedModelWarning",
     "__version__",
     "as_embedder",
     "load_exemplars",
     "save_exemplars",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'langroute' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("langroute", _EXPORTS, __all__, globals())

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from langroute.decision import DecisionReason, RouteDecision
+from langroute.router.decision import DecisionReason, RouteDecision
 
 __all__ = ["Router"]
 

@@ -36,12 +36,18 @@ from __future__ import annotations
 
 from langroute.costs.ledger import CostLedger
 from langroute.costs.plot import plot_costs
-from langroute.costs.pricing import ModelPrice, Pricer, UnpricedModelWarning
-from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
+from langroute.costs.pricing import ModelPrice, Pricer
+from langroute.costs.records import LedgerRecord
 from langroute.costs.report import print_report, render_report, report_csv, report_json
 from langroute.costs.sinks import JSONLSink, MemorySink, Sink, SQLiteSink
 from langroute.costs.summary import LedgerSummary, RouteCostSummary, summarize
-from langroute.costs.writer import LedgerStats, LedgerWriteWarning
+from langroute.costs.writer import LedgerStats
+from langroute.errors import (
+    LedgerFormatError,
+    LedgerWriteWarning,
+    TornLinesWarning,
+    UnpricedModelWarning,
+)
 
 __all__ = [
     "CostLedger",

@@ -12,8 +12,8 @@ latencies (for the percentiles), as compact ``array('d')`` columns.
 
 * :func:`ledger_summary` is :func:`~langroute.costs.summarize` of a ledger (the
   ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`).
-* :func:`ledger_monitor` is :func:`langroute.monitoring.monitor` of a ledger (the
-  ``monitor`` command), all segments in one pass.
+* :func:`langroute.monitoring.monitor_ledger` (the ``monitor`` command) folds the
+  requests of :func:`request_groups` into windows, all segments in one pass.
 * :func:`request_groups` yields each request's calls as :class:`CallRow` tuples, and
   :func:`latest_verdicts` the latest verdict on each judged call: the building blocks,
   for other views of a ledger.
@@ -43,7 +43,7 @@ import sqlite3
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from langroute.costs.records import (
@@ -54,18 +54,27 @@ from langroute.costs.records import (
     UNMEASURED_KEY,
     LedgerRecord,
 )
+from langroute.costs.schema import ROW_ID_PREFIX
 from langroute.costs.summary import LedgerSummary, RouteCostSummary, _percentile
+from langroute.errors import LedgerFormatError
 
 if TYPE_CHECKING:
-    from langroute.monitoring import MonitorReport, MonitorThresholds, WindowStats
+    from langroute.costs.sinks import SQLiteSink
 
 __all__ = [
+    "CALLS",
+    "FEEDBACK",
+    "SUMMARY_QUERIES",
     "CallRow",
+    "LedgerSession",
+    "RequestCosts",
     "Verdicts",
     "latest_verdicts",
-    "ledger_monitor",
     "ledger_summary",
+    "open_session",
     "request_groups",
+    "session_requests",
+    "session_verdicts",
 ]
 
 
@@ -207,13 +216,10 @@ def calls_select_sql(
                {_flag(f"{dialect.json_value(ROLE_KEY)} IN ({roles})")} AS overhead,
                {dialect.json_text("max_similarity")} AS similarity,
                {segment} AS segment,
-               COALESCE({record_id}, '{_ROW_ID_PREFIX}' || {row_id}) AS record_id,
+               COALESCE({record_id}, '{ROW_ID_PREFIX}' || {row_id}) AS record_id,
                CASE WHEN run_id IS NULL THEN {order} END AS solo
         FROM (SELECT *, {meta} AS meta FROM {table} WHERE kind <> 'feedback') AS calls
     """
-
-
-_ROW_ID_PREFIX = "sqlite-row-"  # as langroute.costs.sinks names a row without record_id
 
 
 def feedback_select_sql(dialect: Dialect, table: str, present: Iterable[str]) -> str:
@@ -414,18 +420,77 @@ def staged_session(
 
 
 @contextlib.contextmanager
-def _session(source: Any, segment_key: str | None) -> Iterator[LedgerSession]:
-    """A session over ``source``: a sink's own database, or its records staged."""
+def open_session(source: Any, segment_key: str | None = None) -> Iterator[LedgerSession]:
+    """A :class:`LedgerSession` over ``source``: a sink's own database, or records staged.
+
+    A SQLite ledger is queried in place, a Postgres one through its sink's
+    ``analytics_session`` (any sink may offer one), a JSONL file is streamed once into
+    a temporary SQLite table, and records (a memory ledger) are staged the same way.
+
+    Args:
+        source: A :class:`~langroute.costs.CostLedger`, a sink, or records.
+        segment_key: A metadata key whose value's JSON text the ``segment`` column holds.
+
+    Example:
+        >>> with open_session([LedgerRecord(route="small")]) as session:
+        ...     list(session.query(f"SELECT route, COUNT(*) FROM {CALLS} GROUP BY route"))
+        [('small', 1)]
+    """
+    from langroute.costs.sinks import JSONLSink, SQLiteSink
     from langroute.costs.writer import flush_writers_of
 
     sink = getattr(source, "sink", source)
-    if hasattr(sink, "analytics_session"):
+    if isinstance(sink, (SQLiteSink, JSONLSink)) or hasattr(sink, "analytics_session"):
         flush_writers_of(sink)
+    if isinstance(sink, SQLiteSink):
+        with _sqlite_session(sink, segment_key) as session:
+            yield session
+    elif isinstance(sink, JSONLSink):
+        with sink.stream() as records, staged_session(records, segment_key) as session:
+            yield session
+    elif hasattr(sink, "analytics_session"):
         with sink.analytics_session(segment_key) as session:
             yield session
+    else:
+        with staged_session(_records_of(source), segment_key) as session:
+            yield session
+
+
+@contextlib.contextmanager
+def _sqlite_session(sink: SQLiteSink, segment_key: str | None) -> Iterator[LedgerSession]:
+    """A session over a SQLite ledger, on a read connection of its own.
+
+    The calls' compact columns are copied into a temporary table (the SQL does the
+    JSON), then every query runs in SQLite.
+
+    Raises:
+        LedgerFormatError: The file is not a SQLite langroute ledger.
+    """
+    from langroute.costs.sinks import SQL_TABLE, sqlite_rows
+
+    if not sink.path.exists():
+        with staged_session((), None) as session:
+            yield session
         return
-    with staged_session(_records_of(source), segment_key) as session:
-        yield session
+    conn = sqlite3.connect(sink.path, timeout=sink.timeout, isolation_level=None)
+    try:
+        if not sink._has_table(conn):
+            with staged_session((), None) as session:
+                yield session
+            return
+        present = sink._check_columns(conn)
+        register_sqlite_functions(conn)
+        conn.execute("PRAGMA temp_store = FILE")  # a big ledger's copy spills to disk
+        conn.execute("BEGIN")  # one snapshot for every query
+        calls = calls_select_sql(SQLITE, SQL_TABLE, present, segment_key)
+        conn.execute(f"CREATE TEMP TABLE {CALLS} AS {calls}")
+        feedback = feedback_select_sql(SQLITE, SQL_TABLE, present)
+        conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
+        yield LedgerSession(SQLITE, lambda sql: sqlite_rows(conn.execute(sql), sink.path))
+    except sqlite3.DatabaseError as exc:
+        raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=sink.path) from exc
+    finally:
+        conn.close()
 
 
 def _records_of(source: Any) -> Sequence[LedgerRecord]:
@@ -438,7 +503,7 @@ def _records_of(source: Any) -> Sequence[LedgerRecord]:
     return list(source)
 
 
-def _groups(session: LedgerSession) -> Iterator[list[CallRow]]:
+def session_requests(session: LedgerSession) -> Iterator[list[CallRow]]:
     """Each request's rows as stored: timestamps as text, flags as 0/1 (no conversion)."""
     columns = ", ".join(_CALL_COLUMNS)
     nulls = session.dialect.nulls_first
@@ -457,7 +522,8 @@ def _groups(session: LedgerSession) -> Iterator[list[CallRow]]:
         yield group
 
 
-def _verdicts(session: LedgerSession) -> Verdicts:
+def session_verdicts(session: LedgerSession) -> Verdicts:
+    """The latest verdict on each judged call of a session (see :data:`Verdicts`)."""
     latest: Verdicts = {}
     for target, verdict, stamp, order in session.query(f"SELECT * FROM {FEEDBACK}"):
         if target is not None and verdict is not None:
@@ -481,8 +547,8 @@ def request_groups(source: Any, segment_key: str | None = None) -> Iterator[list
         >>> [[row.route for row in group] for group in request_groups(rows)]
         [['s', 'l']]
     """
-    with _session(source, segment_key) as session:
-        for group in _groups(session):
+    with open_session(source, segment_key) as session:
+        for group in session_requests(session):
             yield [call_row(row) for row in group]
 
 
@@ -495,14 +561,14 @@ def latest_verdicts(source: Any) -> Verdicts:
         >>> latest_verdicts([call, verdict])[call.record_id][2]
         'bad'
     """
-    with _session(source, None) as session:
-        return _verdicts(session)
+    with open_session(source, None) as session:
+        return session_verdicts(session)
 
 
 # ---------------------------------------------------------------------------- summary
 
 
-class _Requests:
+class RequestCosts:
     """Per-request counts and the costs behind savings (as ``summarize`` computes them)."""
 
     __slots__ = (
@@ -581,7 +647,7 @@ class _Part:
         self.routes: dict[str | None, list[Any]] = {}
         self.models: dict[str | None, dict[str, int]] = {}
         self.baseline_models: dict[str, int] = {}
-        self.requests = _Requests()
+        self.requests = RequestCosts()
         self.costs: dict[str | None, array] = {}
         self.latencies: dict[str | None, array] = {}
         self.all_latencies = array("d")
@@ -732,291 +798,5 @@ def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSum
         >>> ledger_summary([LedgerRecord(route="small", cost=0.5)]).cost
         0.5
     """
-    with _session(source, None) as session:
+    with open_session(source, None) as session:
         return _summarize_session(session, order)
-
-
-# ---------------------------------------------------------------------------- monitor
-
-_UNSURE = ("low_confidence", "out_of_distribution")
-
-
-class _Window:
-    """One window's (or baseline's) aggregates, as ``monitoring._stats`` computes them."""
-
-    __slots__ = (
-        "calls",
-        "cascade",
-        "costs",
-        "escalated",
-        "failed",
-        "good",
-        "good_by_route",
-        "judged",
-        "judged_by_route",
-        "low_confidence",
-        "out_of_distribution",
-        "rejected",
-        "requests",
-        "routes",
-        "savings",
-        "similarities",
-    )
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.calls = 0
-        self.routes: dict[str, int] = {}
-        self.escalated = 0
-        self.out_of_distribution = 0
-        self.low_confidence = 0
-        self.failed = 0
-        self.cascade = 0
-        self.rejected = 0
-        self.similarities = array("d")
-        self.costs = array("d")
-        self.savings = _Requests()
-        self.judged = 0
-        self.good = 0
-        self.judged_by_route: dict[str, int] = {}
-        self.good_by_route: dict[str, int] = {}
-
-    def add(self, rows: Sequence[CallRow], verdicts: Verdicts) -> None:
-        """Fold one request's rows in (one loop: a million requests pass through here).
-
-        Reads as ``monitoring._Request`` and ``summarize`` do: the route of the last
-        call that answered (no error, not rejected, not a judge or LLM router), the first
-        numeric ``max_similarity``, the latest verdict on any of its calls, and its
-        serving calls' costs and baseline for savings. Rows are as stored: flags are
-        0/1, so a rejected answer's ``accepted`` is 0.
-        """
-        reason = rows[0].reason
-        route: str | None = None
-        failed = escalated = False
-        similarity: float | None = None
-        latest: tuple[datetime, int, str] | None = None
-        serving = 0
-        measured = priced = True
-        baseline: float | None = None
-        costs: list[float] = []
-        for row in rows:
-            if row.failed:
-                failed = True
-            elif row.accepted != 0 and not row.overhead:
-                route = row.route
-            if row.escalated:
-                escalated = True
-            if row.kind == "cascade":
-                self.cascade += 1
-                if row.accepted == 0:
-                    self.rejected += 1
-            if similarity is None and row.similarity is not None:
-                similarity = _number(row.similarity)
-            if not row.labelling:
-                serving += 1
-                if not row.measured:
-                    measured = False
-                if row.cost is None:
-                    priced = False
-                else:
-                    costs.append(row.cost)
-                cost = row.baseline_cost
-                if cost is not None and (baseline is None or cost > baseline):
-                    baseline = cost
-            if verdicts:
-                seen = verdicts.get(row.record_id)
-                if seen is not None and (latest is None or seen[:2] > latest[:2]):
-                    latest = seen
-        self.requests += 1
-        self.calls += len(rows)
-        if route is not None:
-            self.routes[route] = self.routes.get(route, 0) + 1
-        if escalated or reason in _UNSURE:
-            self.escalated += 1
-        if reason == "out_of_distribution":
-            self.out_of_distribution += 1
-        elif reason == "low_confidence":
-            self.low_confidence += 1
-        if failed:
-            self.failed += 1
-        if similarity is not None:
-            self.similarities.append(similarity)
-        if serving:
-            self.costs.extend(costs)
-            savings = self.savings
-            if not measured:
-                savings.unmeasured += 1
-            elif baseline is not None and priced:
-                savings.compared_baselines.append(baseline)
-                savings.compared_costs.extend(costs)
-        if latest is not None:
-            judged = route or "(none)"
-            good = latest[2] == "good"
-            self.judged += 1
-            self.good += good
-            self.judged_by_route[judged] = self.judged_by_route.get(judged, 0) + 1
-            self.good_by_route[judged] = self.good_by_route.get(judged, 0) + good
-
-    def stats(self, start: datetime, end: datetime, segment: str | None) -> WindowStats:
-        from langroute.monitoring import WindowStats
-
-        count = self.requests
-
-        def share(hits: int) -> float:
-            return hits / count if count else 0.0
-
-        savings, _ = self.savings.savings()
-        similarities = self.similarities
-        return WindowStats(
-            start=start,
-            end=end,
-            segment=segment,
-            requests=count,
-            calls=self.calls,
-            route_shares={route: n / count for route, n in sorted(self.routes.items())},
-            escalation_rate=share(self.escalated),
-            out_of_distribution_rate=share(self.out_of_distribution),
-            low_confidence_rate=share(self.low_confidence),
-            error_rate=share(self.failed),
-            cascade_rejection_rate=self.rejected / self.cascade if self.cascade else None,
-            mean_best_similarity=(
-                math.fsum(similarities) / len(similarities) if similarities else None
-            ),
-            cost=math.fsum(self.costs) if self.costs else None,
-            savings=savings,
-            unmeasured_requests=self.savings.unmeasured,
-            feedback=self.judged,
-            quality=self.good / self.judged if self.judged else None,
-            quality_by_route={
-                route: self.good_by_route[route] / judged
-                for route, judged in sorted(self.judged_by_route.items())
-            },
-        )
-
-
-def _number(text: str) -> float | None:
-    """A JSON value's number as ``float(value)`` for ``int``/``float``/``bool``, else None."""
-    try:
-        return float(text)  # rounds exactly as json.loads, then float(), would
-    except ValueError:
-        return {"true": 1.0, "false": 0.0}.get(text)
-
-
-def _segment_name(row: CallRow, segment_key: str | None) -> str | None:
-    if segment_key is None:
-        return None
-    value = None if row.segment is None else json.loads(row.segment)
-    return "(none)" if value is None else str(value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _window_stats(
-    groups: Iterable[list[CallRow]],
-    verdicts: Verdicts,
-    window: timedelta,
-    baseline: tuple[datetime, datetime] | None,
-    segment_key: str | None,
-) -> tuple[dict[tuple[str | None, int], _Window], dict[str | None, _Window]]:
-    """Fold each request into its (segment, window) and, if given, its baseline period.
-
-    Windows are keyed by their index from the epoch (whole multiples of ``window``).
-    """
-    windows: dict[tuple[str | None, int], _Window] = {}
-    periods: dict[str | None, _Window] = {}
-    for rows in groups:
-        # one ISO form throughout (langroute writes them): text order is time order
-        first = rows[0].timestamp if len(rows) == 1 else min(row.timestamp for row in rows)
-        time = parse_timestamp(first)
-        segment = _segment_name(rows[0], segment_key)
-        index = (time - _EPOCH) // window
-        slot = windows.get((segment, index))
-        if slot is None:
-            slot = windows[(segment, index)] = _Window()
-        slot.add(rows, verdicts)
-        if baseline is not None and baseline[0] <= time < baseline[1]:
-            period = periods.get(segment)
-            if period is None:
-                period = periods[segment] = _Window()
-            period.add(rows, verdicts)
-    return windows, periods
-
-
-def ledger_monitor(
-    source: Any,
-    *,
-    window: timedelta = timedelta(hours=1),
-    segment_key: str | None = None,
-    baseline: tuple[datetime, datetime] | None = None,
-    thresholds: MonitorThresholds | None = None,
-) -> MonitorReport:
-    """:func:`langroute.monitoring.monitor` of a whole ledger, in one pass over its calls.
-
-    Every (segment, window) pair is aggregated as its requests stream by, so many
-    segments cost no more than one.
-
-    Args:
-        source: A :class:`~langroute.costs.CostLedger`, a sink, or records.
-        window: The length of a window (aligned on whole multiples of it, UTC).
-        segment_key: A ``metadata`` key: each segment gets its own windows and alarms.
-        baseline: The period ``(start, end)`` to compare with; default: the first window.
-        thresholds: When to raise alarms.
-
-    Returns:
-        The same report :func:`~langroute.monitoring.monitor` gives for the records.
-
-    Raises:
-        ValueError: ``window`` is not positive, or ``baseline`` holds no request.
-        LedgerFormatError: The ledger is malformed.
-
-    Example:
-        >>> ledger_monitor([LedgerRecord(route="small")]).windows[0].requests
-        1
-    """
-    from langroute.monitoring import MonitorReport, MonitorThresholds, _alarms
-
-    if window <= timedelta(0):
-        raise ValueError("the window must be positive")
-    thresholds = thresholds or MonitorThresholds()
-    with _session(source, segment_key) as session:
-        verdicts = _verdicts(session)
-        windows, periods = _window_stats(_groups(session), verdicts, window, baseline, segment_key)
-    if not windows:
-        return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
-    first_index = min(index for _, index in windows)
-    origin = _EPOCH + first_index * window
-    if baseline is None:
-        baseline = (origin, origin + window)
-        periods = {
-            segment: slot for (segment, index), slot in windows.items() if index == first_index
-        }
-    segments = sorted({segment for segment, _ in windows}, key=lambda s: (s is None, s or ""))
-    by_segment: dict[str | None, list[int]] = {}
-    for segment, index in windows:
-        by_segment.setdefault(segment, []).append(index)
-    baselines: list[WindowStats] = []
-    stats: list[WindowStats] = []
-    alarms = []
-    for segment in segments:
-        base = periods.get(segment, _Window()).stats(baseline[0], baseline[1], segment)
-        baselines.append(base)
-        for index in sorted(by_segment[segment]):
-            start = origin + (index - first_index) * window
-            current = windows[(segment, index)].stats(start, start + window, segment)
-            stats.append(current)
-            in_baseline = baseline[0] <= start and start + window <= baseline[1]
-            if base.requests and not in_baseline:
-                alarms.extend(_alarms(current, base, thresholds))
-    if not any(b.requests for b in baselines):
-        raise ValueError(f"no request in the baseline period {baseline[0]} .. {baseline[1]}")
-    stats.sort(key=lambda w: (w.start, w.segment is None, w.segment or ""))
-    alarms.sort(key=lambda a: (a.start, a.segment or "", a.kind))
-    return MonitorReport(
-        window=window,
-        segment_key=segment_key,
-        thresholds=thresholds,
-        baselines=baselines,
-        windows=stats,
-        alarms=alarms,
-    )

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from langroute.costs.pricing import Pricer
-from langroute.costs.records import LedgerFormatError, LedgerRecord, Verdict
+from langroute.costs.records import LedgerRecord, Verdict
 from langroute.costs.sinks import MemorySink, Sink, sink_for
 from langroute.costs.summary import LedgerSummary
 from langroute.costs.writer import LedgerStats, LedgerWriter, flush_writers_of
-from langroute.errors import UnknownRecordError
+from langroute.errors import LedgerFormatError, UnknownRecordError
 
 __all__ = ["CostLedger"]
 

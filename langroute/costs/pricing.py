@@ -10,19 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langroute.errors import UnpricedModelWarning
+
 __all__ = ["ModelPrice", "Pricer", "UnpricedModelWarning"]
 
 _MTOK = 1_000_000
-
-
-class UnpricedModelWarning(UserWarning):
-    """No price is known for a model: its calls are recorded with ``cost=None``.
-
-    Emitted once per model name and :class:`Pricer`. Silence it with
-    ``warnings.filterwarnings("ignore", category=UnpricedModelWarning)`` or give the model
-    a :class:`ModelPrice` override (``ModelPrice(input_per_mtok=0, output_per_mtok=0)``
-    for a free local model).
-    """
 
 
 class ModelPrice(BaseModel):

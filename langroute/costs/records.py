@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langroute.errors import LangrouteError
+from langroute.errors import LedgerFormatError, TornLinesWarning
 
 __all__ = [
     "LABELLING_PURPOSE",
@@ -37,57 +36,6 @@ OVERHEAD_ROLES = frozenset({"judge", "router"})
 
 They cost money like any call and share the request's ``run_id``, so their cost counts
 against the request's savings; they never count as the route that answered."""
-
-
-class LedgerFormatError(LangrouteError, ValueError):
-    """A ledger file is malformed or of an unsupported type.
-
-    Like :class:`langroute.errors.ExemplarFormatError`, the message names the file and,
-    when known, the 1-based line, so the user can fix it.
-
-    Example:
-        >>> str(LedgerFormatError("not JSON", path="costs.jsonl", line=3))
-        'costs.jsonl:3: not JSON'
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | Path | None = None,
-        line: int | None = None,
-    ) -> None:
-        self.message = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        where = ""
-        if self.path is not None:
-            where = self.path
-            if line is not None:
-                where += f":{line}"
-            where += ": "
-        super().__init__(where + message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_ledger_format_error, (self.message, self.path, self.line))
-
-
-class TornLinesWarning(UserWarning):
-    """A JSON Lines ledger holds torn lines, which were skipped.
-
-    A torn line is a record cut short: its writer was killed in the middle of a write.
-    The record is lost, but the lines around it are intact, so readers skip it and name
-    the file and lines (also in :attr:`JSONLSink.torn_lines
-    <langroute.costs.JSONLSink.torn_lines>` and ``langroute report``). A record that an
-    older writer glued onto a torn line is kept. Lines that are complete but are not
-    records still raise :class:`LedgerFormatError`.
-    """
-
-
-def _rebuild_ledger_format_error(
-    message: str, path: str | None, line: int | None
-) -> LedgerFormatError:
-    return LedgerFormatError(message, path=path, line=line)
 
 
 def _utcnow() -> datetime:

@@ -6,6 +6,7 @@ The Postgres sink, shared by replicas, is :class:`langroute.postgres.PostgresSin
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -16,16 +17,21 @@ import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from langroute.costs.records import LedgerFormatError, LedgerRecord, TornLinesWarning
+from langroute.costs.records import LedgerRecord
+from langroute.costs.schema import (
+    COLUMN_NAMES,
+    LEDGER_COLUMNS,
+    ROW_ID_PREFIX,
+    record_to_row,
+    row_to_record,
+)
+from langroute.errors import LedgerFormatError, SinkUnavailableError, TornLinesWarning
 
-if TYPE_CHECKING:
-    from langroute.costs.analytics import LedgerSession
-
-__all__ = ["JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
+__all__ = ["URL_SINKS", "JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
 _JSONL_SUFFIXES = (".jsonl",)
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -325,19 +331,6 @@ class JSONLSink:
         with self._lock:
             return self._index.find(record_id)
 
-    @contextlib.contextmanager
-    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
-        """A :class:`~langroute.costs.analytics.LedgerSession` over this ledger.
-
-        The file is streamed once into a temporary SQLite database (records validated
-        on the way, file and line named on error; see
-        :func:`~langroute.costs.analytics.staged_session`).
-        """
-        from langroute.costs.analytics import staged_session
-
-        with self.stream() as records, staged_session(records, segment_key) as session:
-            yield session
-
     def count(self) -> int:
         """Number of records."""
         with self.stream() as records:
@@ -437,52 +430,26 @@ def _file_lock(
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-_SQL_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("timestamp", "TEXT NOT NULL"),
-    ("framework", "TEXT NOT NULL"),
-    ("run_id", "TEXT"),
-    ("kind", "TEXT NOT NULL"),
-    ("route", "TEXT"),
-    ("model", "TEXT"),
-    ("input_tokens", "INTEGER NOT NULL"),
-    ("output_tokens", "INTEGER NOT NULL"),
-    ("cached_tokens", "INTEGER NOT NULL"),
-    ("cost", "REAL"),
-    ("baseline_model", "TEXT"),
-    ("baseline_cost", "REAL"),
-    ("latency_ms", "REAL"),
-    ("escalated", "INTEGER NOT NULL"),
-    ("escalated_from", "TEXT"),
-    ("error", "TEXT"),
-    ("reason", "TEXT"),
-    ("confidence", "REAL"),
-    ("tier", "INTEGER"),
-    ("accepted", "INTEGER"),
-    ("metadata", "TEXT NOT NULL"),
-    ("record_id", "TEXT"),
-    ("query", "TEXT"),
-    ("feedback_for", "TEXT"),
-    ("verdict", "TEXT"),
-)
-_SQL_NAMES = tuple(name for name, _ in _SQL_COLUMNS)
 _SQL_ADDED = frozenset({"record_id", "query", "feedback_for", "verdict"})
 """Columns that ledgers written by langroute < 0.3 lack: added on first write, read as NULL."""
-_SQL_TABLE = "ledger"
+SQL_TABLE = "ledger"
+"""The SQLite ledger's table."""
+_SQL_TABLE = SQL_TABLE
 _SQL_CREATE = (
     f"CREATE TABLE IF NOT EXISTS {_SQL_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    + ", ".join(f"{name} {decl}" for name, decl in _SQL_COLUMNS)
+    + ", ".join(f"{name} {decl}" for name, decl in LEDGER_COLUMNS)
     + ")"
 )
 _SQL_INDEX = f"CREATE INDEX IF NOT EXISTS {_SQL_TABLE}_record_id ON {_SQL_TABLE} (record_id)"
 _SQL_INSERT = (
-    f"INSERT INTO {_SQL_TABLE} ({', '.join(_SQL_NAMES)}) "
-    f"VALUES ({', '.join('?' for _ in _SQL_NAMES)})"
+    f"INSERT INTO {_SQL_TABLE} ({', '.join(COLUMN_NAMES)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMN_NAMES)})"
 )
 
 
 def _sql_select(present: set[str], where: str = "") -> str:
     """SELECT of every column (NULL for columns an older ledger lacks), then the row id."""
-    columns = [name if name in present else f"NULL AS {name}" for name in _SQL_NAMES]
+    columns = [name if name in present else f"NULL AS {name}" for name in COLUMN_NAMES]
     return f"SELECT {', '.join(columns)}, id FROM {_SQL_TABLE} {where} ORDER BY id"
 
 
@@ -551,7 +518,7 @@ class SQLiteSink:
             )
         conn.execute(_SQL_CREATE)
         present = self._check_columns(conn)
-        for name, decl in _SQL_COLUMNS:  # upgrade a ledger of an older version in place
+        for name, decl in LEDGER_COLUMNS:  # upgrade a ledger of an older version in place
             if name not in present:
                 conn.execute(f"ALTER TABLE {_SQL_TABLE} ADD COLUMN {name} {decl}")
         conn.execute(_SQL_INDEX)
@@ -560,7 +527,7 @@ class SQLiteSink:
     def _check_columns(self, conn: sqlite3.Connection) -> set[str]:
         """The ledger table's columns; raises if one that every version has is missing."""
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({_SQL_TABLE})")}
-        missing = [name for name in _SQL_NAMES if name not in present and name not in _SQL_ADDED]
+        missing = [name for name in COLUMN_NAMES if name not in present and name not in _SQL_ADDED]
         if missing:
             raise LedgerFormatError(
                 f"table {_SQL_TABLE!r} lacks columns {missing}: not a langroute ledger",
@@ -583,7 +550,7 @@ class SQLiteSink:
             SinkUnavailableError: The database stayed locked for ``timeout`` seconds (the
                 background writer holds the records and retries, as for Postgres).
         """
-        rows = [_record_to_row(record) for record in records]
+        rows = [record_to_row(record) for record in records]
         if not rows:
             return
         with self._lock:
@@ -602,8 +569,6 @@ class SQLiteSink:
                     raise
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc):  # another process holds the lock: hold and retry
-                    from langroute.costs.writer import SinkUnavailableError
-
                     raise SinkUnavailableError(
                         f"{self.path}: the database stayed locked for {self.timeout:g} s ({exc})"
                     ) from exc
@@ -630,8 +595,8 @@ class SQLiteSink:
         if not self.path.exists():
             return None
         found = self._select("WHERE record_id = ?", (record_id,))
-        if not found and record_id.startswith(_ROW_ID_PREFIX):  # a row of an older ledger
-            row = record_id.removeprefix(_ROW_ID_PREFIX)
+        if not found and record_id.startswith(ROW_ID_PREFIX):  # a row of an older ledger
+            row = record_id.removeprefix(ROW_ID_PREFIX)
             if row.isdigit():
                 found = self._select("WHERE id = ? AND record_id IS NULL", (int(row),))
         return found[0] if found else None
@@ -648,7 +613,7 @@ class SQLiteSink:
         records = []
         for number, row in enumerate(rows, start=1):
             try:
-                records.append(_row_to_record(row))
+                records.append(row_to_record(row))
             except (ValidationError, ValueError) as exc:
                 raise LedgerFormatError(
                     f"row {row[-1] if where else number} is not a valid record: {exc}",
@@ -689,50 +654,6 @@ class SQLiteSink:
         self._check_columns(conn)
         return True
 
-    @contextlib.contextmanager
-    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
-        """A :class:`~langroute.costs.analytics.LedgerSession` over this database.
-
-        Its own read connection copies the calls' compact columns into a temporary
-        table (the SQL does the JSON), then every query runs in SQLite.
-
-        Raises:
-            LedgerFormatError: The file is not a SQLite langroute ledger.
-        """
-        from langroute.costs.analytics import (
-            CALLS,
-            FEEDBACK,
-            SQLITE,
-            LedgerSession,
-            calls_select_sql,
-            feedback_select_sql,
-            register_sqlite_functions,
-        )
-
-        if not self.path.exists():
-            with _empty_session() as session:
-                yield session
-            return
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        try:
-            if not self._has_table(conn):
-                with _empty_session() as session:
-                    yield session
-                return
-            present = self._check_columns(conn)
-            register_sqlite_functions(conn)
-            conn.execute("PRAGMA temp_store = FILE")  # a big ledger's copy spills to disk
-            conn.execute("BEGIN")  # one snapshot for every query
-            select = calls_select_sql(SQLITE, _SQL_TABLE, present, segment_key)
-            conn.execute(f"CREATE TEMP TABLE {CALLS} AS {select}")
-            feedback = feedback_select_sql(SQLITE, _SQL_TABLE, present)
-            conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
-            yield LedgerSession(SQLITE, lambda sql: _reading(conn.execute(sql), self.path))
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=self.path) from exc
-        finally:
-            conn.close()
-
     def count(self) -> int:
         """Number of records."""
         if not self.path.exists():
@@ -750,15 +671,6 @@ class SQLiteSink:
         self._ready_pid = None
 
 
-@contextlib.contextmanager
-def _empty_session() -> Iterator[LedgerSession]:
-    """A session over no records (a ledger not written yet)."""
-    from langroute.costs.analytics import staged_session
-
-    with staged_session((), None) as session:
-        yield session
-
-
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite gave up waiting for another connection's lock."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -767,7 +679,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-def _reading(cursor: sqlite3.Cursor, path: Path) -> Iterator[Any]:
+def sqlite_rows(cursor: sqlite3.Cursor, path: Path) -> Iterator[Any]:
     """The cursor's rows; a database error while stepping names the file."""
     try:
         yield from cursor
@@ -784,29 +696,19 @@ def _close_connections(connections: list[tuple[int, sqlite3.Connection]]) -> Non
     connections.clear()
 
 
-def _record_to_row(record: LedgerRecord) -> tuple[Any, ...]:
-    data = record.model_dump()
-    data["timestamp"] = record.timestamp.isoformat()
-    data["escalated"] = int(record.escalated)
-    data["accepted"] = None if record.accepted is None else int(record.accepted)
-    data["metadata"] = json.dumps(record.metadata)
-    return tuple(data[name] for name in _SQL_NAMES)
+URL_SINKS: dict[str, str] = {
+    "postgresql": "langroute.postgres.ledger:PostgresSink",
+    "postgres": "langroute.postgres.ledger:PostgresSink",
+}
+"""URL scheme -> the sink class (``"module:Class"``) a ledger URL of that scheme opens.
+
+Sinks are found by name, as database drivers are: the costs package depends on no
+database package, and another sink registers by adding its scheme here."""
 
 
-_ROW_ID_PREFIX = "sqlite-row-"
-"""Prefix of the stable id given to a row of an older ledger that has no record_id."""
-
-
-def _row_to_record(row: Sequence[Any]) -> LedgerRecord:
-    """A record from a row of :func:`_sql_select` (the columns, then the row id)."""
-    data = dict(zip(_SQL_NAMES, row[:-1], strict=True))
-    if data["record_id"] is None:
-        data["record_id"] = f"{_ROW_ID_PREFIX}{row[-1]}"
-    data["metadata"] = json.loads(data["metadata"] or "{}")
-    data["escalated"] = bool(data["escalated"])
-    if data["accepted"] is not None:
-        data["accepted"] = bool(data["accepted"])
-    return LedgerRecord.model_validate(data)
+def _url_sink(scheme: str, url: str) -> Sink:
+    module, _, name = URL_SINKS[scheme].partition(":")
+    return getattr(importlib.import_module(module), name)(url)
 
 
 def sink_for(target: str | Path | Sink | None) -> Sink:
@@ -825,10 +727,10 @@ def sink_for(target: str | Path | Sink | None) -> Sink:
     """
     if target is None or (isinstance(target, str) and target == "memory"):
         return MemorySink()
-    if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
-        from langroute.postgres.ledger import PostgresSink
-
-        return PostgresSink(target)
+    if isinstance(target, str):
+        scheme = target.partition("://")[0].lower() if "://" in target else None
+        if scheme in URL_SINKS:
+            return _url_sink(scheme, target)
     if isinstance(target, (str, Path)):
         path = Path(target)
         suffix = path.suffix.lower()

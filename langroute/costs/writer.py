@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from langroute.costs.records import LedgerRecord
 from langroute.costs.sinks import Sink
-from langroute.errors import LangrouteError
+from langroute.errors import LedgerWriteWarning, SinkUnavailableError
 
 __all__ = [
     "LedgerStats",
@@ -39,25 +39,6 @@ _BATCH = 256
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 5.0
 _log = logging.getLogger(__name__)
-
-
-class SinkUnavailableError(LangrouteError, ConnectionError):
-    """Raised by a sink whose storage cannot be reached for now (a database down).
-
-    The background writer keeps the batch queued and retries it with backoff (up to
-    5 s between tries) instead of losing it; the records count as pending, each retry in
-    :attr:`LedgerStats.retries`. Only :meth:`LedgerWriter.close` gives up on them
-    (counted as failed, with a :class:`LedgerWriteWarning`).
-    """
-
-
-class LedgerWriteWarning(RuntimeWarning):
-    """Ledger records were lost: the write queue was full, or the sink failed to write.
-
-    The counts are in :attr:`CostLedger.stats <langroute.costs.CostLedger.stats>`
-    (``dropped``, ``failed``). A full queue warns once per overflow (until the queue has
-    drained); every failed write warns, naming the sink and the error.
-    """
 
 
 class LedgerStats(BaseModel):

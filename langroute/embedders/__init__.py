@@ -12,7 +12,7 @@ Example:
     (1, 64)
 """
 
-from langroute.embedders.adapters import as_embedder, load_encoder
+from langroute.embedders.adapters import as_embedder, embedder_from_spec, load_encoder
 from langroute.embedders.base import Embedder, embed_documents, embedding_dimension, normalize
 from langroute.embedders.cache import CachedEmbedder
 from langroute.embedders.hashing import HashingEmbedder
@@ -52,6 +52,7 @@ __all__ = [
     "conversion_hint",
     "embed_documents",
     "embedder_for_fingerprint",
+    "embedder_from_spec",
     "embedding_dimension",
     "encoder_threads",
     "export_onnx",

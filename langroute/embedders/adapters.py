@@ -113,3 +113,28 @@ def load_encoder(embedder: Any) -> float:
     if isinstance(embedder, SentenceTransformerEmbedder):
         return embedder.load()
     return 0.0
+
+
+def embedder_from_spec(spec: str | None, fingerprint: str | None = None) -> Embedder:
+    """The embedder a command-line or config value names (or a saved router's fingerprint).
+
+    ``None``, ``"minilm"`` or ``"default"``: the bundled model; ``"hashing"`` or
+    ``"hashing:SIZE"``: the model-free :class:`HashingEmbedder`; anything else: a
+    sentence-transformers model name or path. With no ``spec``, a ``hashing:``
+    ``fingerprint`` rebuilds that hashing embedder.
+
+    Example:
+        >>> embedder_from_spec("hashing:64").dimension
+        64
+    """
+    from langroute.embedders.hashing import HashingEmbedder
+    from langroute.embedders.sentence_transformer import SentenceTransformerEmbedder
+
+    if spec is None and fingerprint is not None and fingerprint.startswith("hashing:"):
+        return HashingEmbedder(int(fingerprint.split(":")[1]))
+    if spec is None or spec in ("minilm", "default"):
+        return SentenceTransformerEmbedder()
+    if spec == "hashing" or spec.startswith("hashing:"):
+        size = int(spec.split(":")[1]) if ":" in spec else 256
+        return HashingEmbedder(size)
+    return SentenceTransformerEmbedder(spec)

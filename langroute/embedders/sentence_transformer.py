@@ -38,7 +38,7 @@ class _SharedEncoder:
 
     Calls run one at a time: each gets all the encoder's intra-op threads, and callers'
     threads never multiply them (concurrent single queries are batched before they get
-    here, see :mod:`langroute.batching`).
+    here, see :mod:`langroute.router.batching`).
     """
 
     _registry: ClassVar[dict[tuple[Any, ...], _SharedEncoder]] = {}

@@ -1,7 +1,7 @@
 """Calibrate a router's dial on held-out rows: a target strong-call share or quality.
 
 The threshold is chosen by replaying the router's own decision engine
-(:func:`langroute.engine.choose`) at every candidate threshold over one search of the
+(:func:`langroute.router.engine.choose`) at every candidate threshold over one search of the
 rows' neighbours, so the calibrated router decides exactly as replayed.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from langroute import engine
 from langroute.errors import RouterConfigError
+from langroute.evaluation.batches import neighbourhood
 from langroute.evaluation.datasets import (
     EvalData,
     expected_routes,
@@ -23,8 +23,8 @@ from langroute.evaluation.datasets import (
     score_pair,
     split_contaminated,
 )
-from langroute.evaluation.evaluator import neighbourhood
-from langroute.router import ExemplarRouter
+from langroute.router import engine
+from langroute.router.exemplar_router import ExemplarRouter
 
 __all__ = ["CalibrationResult", "calibrate"]
 

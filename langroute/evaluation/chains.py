@@ -1,7 +1,7 @@
 """Measure a decider chain stage by stage, against its kNN router alone.
 
 :func:`evaluate_chain` routes the evaluation rows twice, through the
-:class:`~langroute.deciders.DeciderChain` and through its kNN router alone, and reports
+:class:`~langroute.chains.deciders.DeciderChain` and through its kNN router alone, and reports
 for each (and for each stage of the chain: the rows that stage decided) the share of
 rows, accuracy, **quality loss** (sent to a cheaper route than the row needs), **cost
 inflation** (sent to a stronger one), the escalation rate (unsure decisions left on the
@@ -26,17 +26,17 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
+from langroute.chains.deciders import DeciderChain
 from langroute.costs.pricing import Pricer
-from langroute.deciders import DeciderChain
-from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
+from langroute.evaluation.batches import route_all
 from langroute.evaluation.datasets import (
     EvalData,
     expected_routes,
     load_eval_set,
     split_contaminated,
 )
-from langroute.evaluation.evaluator import route_all
+from langroute.router.decision import RouteDecision
 
 __all__ = ["ChainReport", "StageResult", "evaluate_chain"]
 

@@ -27,14 +27,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
 from langroute.evaluation.datasets import EvalData, expected_routes, load_eval_set
 from langroute.evaluation.evaluator import Evaluated, evaluate_decisions
 from langroute.evaluation.reports import EvalReport, finite_json
 from langroute.evaluation.tuning import weighted_error
-from langroute.exemplars import Exemplar
-from langroute.router import ExemplarRouter
+from langroute.router.decision import RouteDecision
+from langroute.router.exemplar_router import ExemplarRouter
+from langroute.router.exemplars import Exemplar
 
 __all__ = ["Comparison", "FlippedQuery", "compare"]
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from langroute.embedders import Embedder, as_embedder, embed_documents
 from langroute.errors import RouterConfigError
-from langroute.exemplars import Exemplar, load_exemplars
+from langroute.router.exemplars import Exemplar, load_exemplars
 
 EvalData = str | Path | Sequence[Exemplar]
 """A JSONL/CSV path, or exemplars as they are."""

@@ -25,18 +25,22 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from langroute import engine
-from langroute.conversation import ConversationContext
-from langroute.decision import RouteDecision
 from langroute.embedders import as_embedder
 from langroute.errors import RouterConfigError
 from langroute.evaluation import metrics as m
+from langroute.evaluation.batches import (
+    KEEP_NEIGHBOURS,
+    in_chunks,
+    neighbourhood,
+    route_all,
+    settings_for,
+)
 from langroute.evaluation.datasets import (
     EvalData,
     PrecomputedEmbedder,
@@ -57,10 +61,11 @@ from langroute.evaluation.reports import (
     ScoreReport,
     optional_float,
 )
-from langroute.exemplars import Exemplar
-from langroute.protocols import Router
-from langroute.router import ExemplarRouter
-from langroute.settings import RouterSettings
+from langroute.router.conversation import ConversationContext
+from langroute.router.decision import RouteDecision
+from langroute.router.exemplar_router import ExemplarRouter
+from langroute.router.exemplars import Exemplar
+from langroute.router.settings import RouterSettings
 
 __all__ = [
     "Evaluated",
@@ -72,67 +77,6 @@ __all__ = [
     "route_all",
     "settings_for",
 ]
-
-
-def settings_for(routes: Sequence[str], options: Mapping[str, Any]) -> RouterSettings:
-    """Validated router settings for ``routes`` and ``options`` (``k=``, ``rule=``, ...).
-
-    Raises:
-        RouterConfigError: the options are not valid router settings.
-    """
-    try:
-        return RouterSettings(routes=list(routes), **options)
-    except ValueError as exc:
-        raise RouterConfigError(f"invalid router settings: {exc}") from exc
-
-
-_KEEP_NEIGHBOURS = 5
-
-
-T = TypeVar("T")
-
-
-def in_chunks(
-    texts: Sequence[Any],
-    work: Callable[[list[Any]], T],
-    *,
-    show_progress: bool = False,
-    label: str = "Routing",
-    size: int = 256,
-) -> list[T]:
-    """``work`` on consecutive chunks of ``texts``, with a progress bar if asked."""
-    chunks = [list(texts[start : start + size]) for start in range(0, len(texts), size)]
-    if not show_progress or len(chunks) <= 1:
-        return [work(chunk) for chunk in chunks]
-    from rich.progress import Progress
-
-    out = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(label, total=len(texts))
-        for chunk in chunks:
-            out.append(work(chunk))
-            progress.advance(task, len(chunk))
-    return out
-
-
-def route_all(
-    router: Router, texts: Sequence[str], show_progress: bool = False
-) -> list[RouteDecision]:
-    """Route in chunks, keeping only the nearest few neighbours of each decision.
-
-    With a large ``k`` the full neighbour lists of thousands of decisions would take
-    gigabytes; the report only shows the nearest ones.
-    """
-
-    def run(chunk: list[str]) -> list[RouteDecision]:
-        return [
-            d.model_copy(update={"neighbours": d.neighbours[:_KEEP_NEIGHBOURS]})
-            if len(d.neighbours) > _KEEP_NEIGHBOURS
-            else d
-            for d in router.route_batch(chunk)
-        ]
-
-    return [d for part in in_chunks(texts, run, show_progress=show_progress) for d in part]
 
 
 def route_rows(
@@ -148,7 +92,7 @@ def route_rows(
     """
     if context is None and not any(row.messages for row in rows):
         return route_all(router, [row.text for row in rows], show_progress)
-    from langroute.conversation import route_conversations
+    from langroute.router.conversation import route_conversations
 
     conversations = [row.messages or [{"role": "user", "content": row.text}] for row in rows]
     indices = list(range(len(rows)))
@@ -156,30 +100,10 @@ def route_rows(
     def run(chunk: list[int]) -> list[RouteDecision]:
         decisions = route_conversations(router, [conversations[i] for i in chunk], context)
         return [
-            d.model_copy(update={"neighbours": d.neighbours[:_KEEP_NEIGHBOURS]}) for d in decisions
+            d.model_copy(update={"neighbours": d.neighbours[:KEEP_NEIGHBOURS]}) for d in decisions
         ]
 
     return [d for part in in_chunks(indices, run, show_progress=show_progress) for d in part]
-
-
-def neighbourhood(
-    router: ExemplarRouter,
-    texts: Sequence[str],
-    show_progress: bool = False,
-    k: int | None = None,
-) -> engine.Neighbourhood:
-    """:meth:`ExemplarRouter.neighbours` of many texts, searched in chunks.
-
-    Example:
-        >>> nb = neighbourhood(router, ["hello"] * 1000, k=50)  # doctest: +SKIP
-    """
-    parts = in_chunks(
-        texts,
-        lambda chunk: router.neighbours(chunk, k),
-        show_progress=show_progress,
-        label="Searching",
-    )
-    return engine.Neighbourhood.concat(parts)
 
 
 def _curve_report(
@@ -459,7 +383,7 @@ def evaluate(
         max_misrouted: how many misrouted examples to keep in the report.
         show_progress: rich progress bar while routing large files.
         context: how rows given as ``messages`` are routed (default: the last user
-            turn); see :class:`~langroute.conversation.ConversationContext`.
+            turn); see :class:`~langroute.router.conversation.ConversationContext`.
 
     Returns:
         An :class:`EvalReport`; ``report.apgr`` / ``report.accuracy`` and friends.

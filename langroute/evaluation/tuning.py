@@ -1,7 +1,7 @@
 """Tune router settings (``k``, weighting, loss weight, ...) on validation folds.
 
 Each fold is routed by a router built from the other folds; every setting is replayed
-through the decision engine (:mod:`langroute.engine`) over one neighbour search per
+through the decision engine (:mod:`langroute.router.engine`) over one neighbour search per
 fold, so a sweep of hundreds of settings costs one embedding of the data.
 
 :func:`tune` sweeps any grid over any data. :func:`tune_router` is what ``langroute
@@ -24,10 +24,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute import engine
 from langroute.embedders import as_embedder
 from langroute.errors import RouterConfigError
 from langroute.evaluation import metrics as m
+from langroute.evaluation.batches import neighbourhood, settings_for
 from langroute.evaluation.datasets import (
     EvalData,
     PrecomputedEmbedder,
@@ -38,10 +38,10 @@ from langroute.evaluation.datasets import (
     load_eval_set,
     score_pair,
 )
-from langroute.evaluation.evaluator import neighbourhood, settings_for
-from langroute.exemplars import Exemplar
-from langroute.router import ExemplarRouter
-from langroute.settings import RouterSettings
+from langroute.router import engine
+from langroute.router.exemplar_router import ExemplarRouter
+from langroute.router.exemplars import Exemplar
+from langroute.router.settings import RouterSettings
 
 __all__ = [
     "MIN_EXEMPLARS_TO_TUNE",

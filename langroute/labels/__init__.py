@@ -7,7 +7,7 @@ exemplar per query with a score per route, ready for ``langroute build``:
 * :mod:`~langroute.labels.graders`: reference matchers, an LLM judge, validators;
 * :mod:`~langroute.labels.calls`: the paid calls (cache, budget, retries, ledger);
 * :mod:`~langroute.labels.runner`: the run (concurrent, resumable, with progress);
-* :mod:`~langroute.labels.journal`: the crash-safe files a run keeps.
+* :mod:`~langroute.files.journal`: the crash-safe files a run keeps.
 
 Names load on first use, so ``import langroute.labels`` stays light.
 
@@ -19,15 +19,16 @@ Example:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from langroute.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from langroute.labels.calls import BudgetExhausted, ModelCaller
+    from langroute.errors import BudgetExhausted, GradingError
+    from langroute.labels.calls import ModelCaller
     from langroute.labels.graders import (
         Grade,
         Grader,
-        GradingError,
         JudgeGrader,
         LabelQuery,
         ReferenceGrader,
@@ -37,11 +38,11 @@ if TYPE_CHECKING:
     from langroute.labels.runner import FailedQuery, LabelReport, alabel, label, load_queries
 
 _EXPORTS = {
-    "BudgetExhausted": "langroute.labels.calls",
+    "BudgetExhausted": "langroute.errors",
     "ModelCaller": "langroute.labels.calls",
     "Grade": "langroute.labels.graders",
     "Grader": "langroute.labels.graders",
-    "GradingError": "langroute.labels.graders",
+    "GradingError": "langroute.errors",
     "JudgeGrader": "langroute.labels.graders",
     "LabelQuery": "langroute.labels.graders",
     "ReferenceGrader": "langroute.labels.graders",
@@ -73,14 +74,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'langroute.labels' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("langroute.labels", _EXPORTS, __all__, globals())

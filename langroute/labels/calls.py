@@ -34,12 +34,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from langroute.calls import TokenUsage, error_text
 from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
 from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
-from langroute.errors import LabellingError
-from langroute.labels.journal import Journal
-from langroute.models_config import CompletionModel
+from langroute.dispatch.routed_call import TokenUsage, error_text
+from langroute.errors import BudgetExhausted, LabellingError
+from langroute.files.journal import Journal
+from langroute.models.config import CompletionModel
 
 __all__ = [
     "CALL_KEY",
@@ -57,10 +57,6 @@ CALL_KEY = "call_key"
 
 _PROMPT_OVERHEAD_TOKENS = 32  # chat framing around the prompt
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-
-
-class BudgetExhausted(Exception):
-    """A paid call was not made: its estimate would take the spend past the budget."""
 
 
 class CachedCall(BaseModel):
@@ -105,7 +101,7 @@ def is_retryable(error: BaseException) -> bool:
     """Whether a provider error is worth retrying: a rate limit, a timeout, a 5xx.
 
     Example:
-        >>> from langroute.scripted import ScriptedRateLimitError
+        >>> from langroute.models.scripted import ScriptedRateLimitError
         >>> is_retryable(ScriptedRateLimitError("429")), is_retryable(ValueError("bad"))
         (True, False)
     """

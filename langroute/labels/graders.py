@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.errors import LabellingError
+from langroute.errors import GradingError, LabellingError
 from langroute.labels.json_schema import schema_errors
 from langroute.scorers.base import Scorer, ScoreResult, as_scorer, to_result
 from langroute.scorers.judge import DEFAULT_JUDGE_PROMPT, parse_judgement
@@ -67,13 +67,6 @@ __all__ = [
 
 Ask = Callable[[str], Awaitable[str]]
 """The judge's model, as the run calls it: ``await ask(prompt) -> reply`` (cached, budgeted)."""
-
-
-class GradingError(Exception):
-    """One query cannot be graded (a bad reference, an unreadable judge reply).
-
-    Only that query fails; the run goes on with the others.
-    """
 
 
 class LabelQuery(BaseModel):
@@ -454,7 +447,7 @@ def grader_from_name(name: str, *, folder: Path | None = None) -> Grader:
             "or 'package.module:object'"
         )
     from langroute.errors import ModelsConfigError
-    from langroute.models_config import import_object
+    from langroute.models.config import import_object
 
     try:
         found = import_object(name, folder)

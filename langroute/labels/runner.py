@@ -28,12 +28,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from langroute.costs import CostLedger, ModelPrice, Pricer
-from langroute.errors import ExemplarFormatError, LabellingError
-from langroute.exemplars import Exemplar, exemplars_to_jsonl, load_exemplar_rows
-from langroute.labels.calls import BudgetExhausted, ModelCaller, default_paths
-from langroute.labels.graders import Grade, Grader, GradingError, LabelQuery, grader_from_name
-from langroute.labels.journal import Journal
-from langroute.models_config import (
+from langroute.errors import BudgetExhausted, ExemplarFormatError, GradingError, LabellingError
+from langroute.files.journal import Journal
+from langroute.labels.calls import ModelCaller, default_paths
+from langroute.labels.graders import Grade, Grader, LabelQuery, grader_from_name
+from langroute.models.config import (
     DEFAULT_MAX_OUTPUT_TOKENS,
     CompletionModel,
     ModelsConfig,
@@ -41,6 +40,7 @@ from langroute.models_config import (
     adapt_model,
     load_models_config,
 )
+from langroute.router.exemplars import Exemplar, exemplars_to_jsonl, load_exemplar_rows
 
 __all__ = ["FailedQuery", "LabelReport", "alabel", "label", "load_queries"]
 
@@ -283,8 +283,8 @@ async def alabel(
     Args:
         queries: A JSONL/CSV file (``text``, optional ``reference``, ``id``,
             ``metadata``) or a list of strings, exemplars or :class:`LabelQuery`.
-        models: A models file (see :mod:`langroute.models_config`), a parsed one, or a
-            mapping route -> model (a :class:`~langroute.models_config.CompletionModel`
+        models: A models file (see :mod:`langroute.models.config`), a parsed one, or a
+            mapping route -> model (a :class:`~langroute.models.config.CompletionModel`
             or a framework model an installed adapter accepts), cheapest first. Calls
             are cached by the model's ``name`` and the prompt.
         output: The scored exemplars file (JSONL). Queries already in it are skipped.
@@ -503,7 +503,7 @@ class _Run:
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:  # one query fails, the others go on
-            from langroute.calls import error_text
+            from langroute.dispatch.routed_call import error_text
 
             self.report.failed.append(
                 FailedQuery(id=query.id, line=query.line, error=error_text(exc))
@@ -549,7 +549,7 @@ def label(
     """Sync :func:`alabel` (same arguments); not from inside a running event loop.
 
     Example:
-        >>> from langroute.scripted import ScriptedCompletionModel
+        >>> from langroute.models.scripted import ScriptedCompletionModel
         >>> models = {
         ...     "small": ScriptedCompletionModel("gpt-4o-mini", reply="4"),
         ...     "large": ScriptedCompletionModel("gpt-4o", reply="The answer is 4."),
@@ -558,7 +558,7 @@ def label(
         >>> report = label(queries, models, "scored.jsonl", grader="exact")
         >>> report.labelled, open("scored.jsonl").read().count('"scores"')
         (1, 1)
-        >>> from langroute.exemplars import load_exemplars
+        >>> from langroute.router.exemplars import load_exemplars
         >>> load_exemplars("scored.jsonl")[0].scores
         {'small': 1.0, 'large': 0.0}
     """

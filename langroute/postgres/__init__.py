@@ -16,7 +16,9 @@ Needs psycopg 3: ``pip install "langroute[postgres]"``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from langroute.exports import lazy_exports
 
 if TYPE_CHECKING:
     from langroute.postgres.database import SCHEMA_VERSION, connect, ensure_schema
@@ -51,9 +53,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'langroute.postgres' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__, __dir__ = lazy_exports("langroute.postgres", _WHERE, __all__, globals())

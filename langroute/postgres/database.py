@@ -44,10 +44,10 @@ def ledger_columns() -> list[tuple[str, str, bool]]:
     Derived from the SQLite sink's column list, so a column added to the ledger record
     flows to both stores.
     """
-    from langroute.costs.sinks import _SQL_COLUMNS
+    from langroute.costs.schema import LEDGER_COLUMNS
 
     columns = []
-    for name, decl in _SQL_COLUMNS:
+    for name, decl in LEDGER_COLUMNS:
         kind, *rest = decl.split()
         columns.append((name, _PG_TYPES[kind.upper()], "NOT NULL" in " ".join(rest).upper()))
     return columns

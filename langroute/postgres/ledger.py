@@ -8,9 +8,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from langroute.costs.records import LedgerFormatError, LedgerRecord
-from langroute.costs.writer import SinkUnavailableError
-from langroute.errors import DatabaseUnavailableError
+from langroute.costs.records import LedgerRecord
+from langroute.errors import DatabaseUnavailableError, LedgerFormatError, SinkUnavailableError
 from langroute.postgres.database import (
     LEDGER_TABLE,
     connect,
@@ -114,9 +113,9 @@ class PostgresSink:
             SinkUnavailableError: The database cannot be reached (the background writer
                 keeps the records and retries).
         """
-        from langroute.costs.sinks import _record_to_row
+        from langroute.costs.schema import record_to_row
 
-        rows = [_record_to_row(record) for record in records]
+        rows = [record_to_row(record) for record in records]
         if not rows:
             return
 
@@ -151,14 +150,14 @@ class PostgresSink:
     def _records(self, clause: str, params: Sequence[Any] = ()) -> list[LedgerRecord]:
         from pydantic import ValidationError
 
-        from langroute.costs.sinks import _row_to_record
+        from langroute.costs.schema import row_to_record
 
         query = f"{self._select} {clause}"
         rows = self._run(lambda conn: conn.execute(query, tuple(params)).fetchall())
         records = []
         for row in rows:
             try:
-                records.append(_row_to_record(row))
+                records.append(row_to_record(row))
             except (ValidationError, ValueError) as exc:
                 raise LedgerFormatError(
                     f"{redact(self.url)}: row seq={row[-1]} of {LEDGER_TABLE} is not a valid "

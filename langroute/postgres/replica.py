@@ -28,7 +28,6 @@ from pydantic import BaseModel, ConfigDict
 
 from langroute.embedders import embed_documents
 from langroute.errors import DatabaseUnavailableError, RouterConfigError, RouterStoreError
-from langroute.exemplars import Exemplar
 from langroute.postgres.database import connect, ensure_schema, redact
 from langroute.postgres.routers import (
     CHANNEL,
@@ -38,11 +37,12 @@ from langroute.postgres.routers import (
     read_router,
     write_change,
 )
+from langroute.router.exemplars import Exemplar
 
 if TYPE_CHECKING:
     import psycopg
 
-    from langroute.router import ExemplarRouter
+    from langroute.router.exemplar_router import ExemplarRouter
 
 __all__ = ["FollowerStats", "RouterReplica", "load_shared_router", "publish_router"]
 
@@ -97,8 +97,7 @@ def publish_router(
         1
     """
     if isinstance(router, (str, Path)):
-        from langroute.evaluation.commands import load_saved_router
-        from langroute.router import ExemplarRouter
+        from langroute.router.exemplar_router import ExemplarRouter, load_saved_router
 
         router = (
             load_saved_router(Path(router))
@@ -198,9 +197,9 @@ class RouterReplica:
             EmbedderMismatchError: ``embedder`` did not make the stored vectors.
             SchemaVersionError: The database's schema is newer than this langroute.
         """
-        from langroute.index import VectorIndex
-        from langroute.router import ExemplarRouter
-        from langroute.store import stored_embedder
+        from langroute.router.exemplar_router import ExemplarRouter
+        from langroute.router.index import VectorIndex
+        from langroute.router.store import stored_embedder
 
         with connect(url) as conn:
             ensure_schema(conn)
@@ -208,10 +207,10 @@ class RouterReplica:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 row = read_router(conn, name, url)
                 if embedder is None:  # the embedder the fingerprint names
-                    from langroute.evaluation.commands import embedder_from_option
+                    from langroute.embedders import embedder_from_spec
 
                     if row.fingerprint.startswith("hashing:"):
-                        embedder = embedder_from_option(None, row.fingerprint)
+                        embedder = embedder_from_spec(None, row.fingerprint)
                 resolved = stored_embedder(
                     row.fingerprint, row.dimension, embedder, f"router {name!r} in {redact(url)}"
                 )

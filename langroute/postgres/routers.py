@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from langroute.errors import RouterStoreError
-from langroute.exemplars import Exemplar
 from langroute.postgres.database import connect, ensure_schema, redact
-from langroute.settings import RouterSettings
+from langroute.router.exemplars import Exemplar
+from langroute.router.settings import RouterSettings
 
 if TYPE_CHECKING:
     import psycopg
 
-    from langroute.router import ExemplarRouter
+    from langroute.router.exemplar_router import ExemplarRouter
 
 __all__ = ["CHANNEL", "Changes", "RouterRow", "read_changes", "read_router", "write_change"]
 

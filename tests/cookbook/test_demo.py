@@ -180,7 +180,7 @@ def test_langroute_demo_command(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
     env.pop("LANGROUTE_DEMO_PROVIDER", None)
     done = subprocess.run(
-        [sys.executable, "-m", "langroute.cli", "demo", "-o", str(output)],
+        [sys.executable, "-m", "langroute.cli.app", "demo", "-o", str(output)],
         capture_output=True,
         text=True,
         env=env,

@@ -233,7 +233,7 @@ def test_09_monitor_drift(tmp_path):
         [
             sys.executable,
             "-m",
-            "langroute.cli",
+            "langroute.cli.app",
             "monitor",
             str(tmp_path / "monitor_costs.jsonl"),
             "--window",

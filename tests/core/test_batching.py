@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from langroute import Exemplar, ExemplarRouter, HashingEmbedder
-from langroute.batching import RequestBatcher
 from langroute.errors import InvalidQueryError
+from langroute.router.batching import RequestBatcher
 
 QUERIES = [f"please translate sentence number {i} into french" for i in range(12)] + [
     f"prove theorem {i} about prime numbers step by step" for i in range(12)

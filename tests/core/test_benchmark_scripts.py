@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from langroute import load_exemplars
-from langroute.router import STARTER_EXEMPLARS
+from langroute.router.exemplar_router import STARTER_EXEMPLARS
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "benchmarks" / "core.py"

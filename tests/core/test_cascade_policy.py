@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from langroute.cascade import CascadeResult, error_text, failed_attempt, judge_attempt
+from langroute.dispatch.cascade import CascadeResult, error_text, failed_attempt, judge_attempt
 from langroute.scorers import ScoreResult
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from langroute.cli import app
+from langroute.cli.app import app
 
 runner = CliRunner()
 
@@ -35,7 +35,7 @@ def test_help_does_not_import_torch():
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from langroute.cli import app\n"
+        "from langroute.cli.app import app\n"
         "result = CliRunner().invoke(app, ['--help'])\n"
         "assert result.exit_code == 0, result.output\n"
         "names = ('torch', 'sentence_transformers', 'faiss', 'numpy')\n"
@@ -222,7 +222,7 @@ HOSTILE_HARD = [
 
 
 def run_cli(*args: str | bytes | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    """``python -m langroute.cli ARGS`` with stdout on a pipe, 80 columns, this checkout."""
+    """``python -m langroute.cli.app ARGS`` with stdout on a pipe, 80 columns, this checkout."""
     env = {
         **os.environ,
         "COLUMNS": "80",
@@ -234,7 +234,7 @@ def run_cli(*args: str | bytes | Path, cwd: Path) -> subprocess.CompletedProcess
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         env.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "langroute.cli", *map(os.fsencode, args)],
+        [sys.executable, "-m", "langroute.cli.app", *map(os.fsencode, args)],
         capture_output=True,
         cwd=cwd,
         env=env,

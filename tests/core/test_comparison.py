@@ -127,7 +127,7 @@ def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "langroute.cli", *map(str, args)],
+        [sys.executable, "-m", "langroute.cli.app", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -171,7 +171,7 @@ def test_cli_compare_blocks_a_worse_router_and_passes_an_identical_one(tmp_path)
 def test_cli_eval_baseline_exits_non_zero_for_a_worse_candidate(tmp_path):
     from typer.testing import CliRunner
 
-    from langroute.cli import app
+    from langroute.cli.app import app
 
     router_of(rows(40)).save(tmp_path / "prod")
     candidate = write(tmp_path / "candidate.jsonl", rows(40, mislabel=True))

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from langroute import Exemplar, ExemplarRouter
-from langroute.calls import Attempt, RoutedCall, RouteMetadata
-from langroute.conversation import (
+from langroute.dispatch.routed_call import Attempt, RoutedCall, RouteMetadata
+from langroute.embedders import HashingEmbedder
+from langroute.errors import ExemplarFormatError, RouterConfigError
+from langroute.router.conversation import (
     ChatTurn,
     ConversationContext,
     SessionTracker,
@@ -20,9 +22,7 @@ from langroute.conversation import (
     route_conversation,
     route_conversations,
 )
-from langroute.embedders import HashingEmbedder
-from langroute.errors import ExemplarFormatError, RouterConfigError
-from langroute.exemplars import load_exemplars
+from langroute.router.exemplars import load_exemplars
 
 HARD = "prove the convergence theorem rigorously step by step with a formal proof"
 EASY = "say hello to my friend"
@@ -272,7 +272,7 @@ def test_eval_cli_routes_conversations_with_the_context_option(tmp_path: Path) -
 def test_explain_output_shows_context_and_session(router: ExemplarRouter) -> None:
     from rich.console import Console
 
-    from langroute.cli import decision_table
+    from langroute.cli.app import decision_table
 
     sessions = SessionTracker()
     route_conversation(router, chat(HARD), sessions=sessions, session_key="x")

@@ -660,8 +660,8 @@ def test_print_report_missing_file(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ unmeasured calls
 def unmeasured_call() -> list[LedgerRecord]:
     """A request that escalated: small 429 (no output), large answered without usage."""
-    from langroute.calls import Attempt, RoutedCall, TokenUsage
-    from langroute.decision import RouteDecision
+    from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage
+    from langroute.router.decision import RouteDecision
 
     call = RoutedCall(
         decision=RouteDecision(route="small", confidence=0.9, reason="vote"),

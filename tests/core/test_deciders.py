@@ -7,9 +7,7 @@ import asyncio
 import pytest
 
 from langroute import Exemplar, ExemplarRouter
-from langroute.calls import Attempt, RoutedCall, TokenUsage
-from langroute.costs import CostLedger, ModelPrice, Pricer
-from langroute.deciders import (
+from langroute.chains.deciders import (
     DeciderChain,
     HeuristicGate,
     HeuristicRule,
@@ -19,11 +17,13 @@ from langroute.deciders import (
     has_code,
     parse_route_answer,
 )
+from langroute.costs import CostLedger, ModelPrice, Pricer
+from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage
 from langroute.embedders import HashingEmbedder
 from langroute.errors import RouterConfigError
-from langroute.models_config import Completion
+from langroute.models.config import Completion
+from langroute.models.scripted import ScriptedCompletionModel
 from langroute.monitoring import monitor
-from langroute.scripted import ScriptedCompletionModel
 
 EASY = ["hi there", "thanks a lot", "what time is it", "good morning friend"]
 HARD = [
@@ -102,6 +102,17 @@ def test_the_gate_decides_first_and_says_which_rule(knn: ExemplarRouter) -> None
     assert decision.stage_note == "rule 'greeting' matched"
     assert chain.route("```\nrm -rf /\n```").stage_note == "rule 'code' matched"
     assert model.calls == []  # nothing reached the LLM router
+
+
+def test_when_two_rules_match_the_first_listed_decides(knn: ExemplarRouter) -> None:
+    code = {"name": "code", "route": "large", "code": True}
+    short = {"name": "short", "route": "small", "max_words": 10}
+    query = "```\nx = 1\n```"  # short code: both rules match
+    assert HeuristicRule(**code).matches(query) and HeuristicRule(**short).matches(query)
+    for first, second in ((code, short), (short, code)):
+        decision = DeciderChain(knn, gate=HeuristicGate([first, second])).route(query)
+        assert decision.route == first["route"] != second["route"]
+        assert decision.stage_note == f"rule {first['name']!r} matched"
 
 
 def test_confident_knn_decides_and_the_llm_is_not_asked(knn: ExemplarRouter) -> None:
@@ -315,7 +326,7 @@ def test_evaluate_chain_reports_each_stage_against_knn_alone(knn: ExemplarRouter
 def test_eval_cli_measures_a_chain_from_a_models_file(tmp_path) -> None:
     import json
 
-    from langroute.exemplars import save_exemplars
+    from langroute.router.exemplars import save_exemplars
 
     from .test_cli import assert_clean, run_cli
 
@@ -326,8 +337,8 @@ def test_eval_cli_measures_a_chain_from_a_models_file(tmp_path) -> None:
     (tmp_path / "models.toml").write_text(
         """
 [routes]
-small = "langroute.scripted:echo_model"
-large = "langroute.scripted:echo_model"
+small = "langroute.models.scripted:echo_model"
+large = "langroute.models.scripted:echo_model"
 
 [[chain.rules]]
 name = "code"
@@ -335,7 +346,7 @@ route = "large"
 code = true
 
 [chain.llm.model]
-factory = "langroute.scripted:ScriptedCompletionModel"
+factory = "langroute.models.scripted:ScriptedCompletionModel"
 name = "tiny-router"
 reply = "small"
 
@@ -358,7 +369,7 @@ output_per_mtok = 2
     assert figures["chain"]["routing_cost"] > 0
 
     (tmp_path / "bad.toml").write_text(
-        '[routes]\nsmall = "langroute.scripted:echo_model"\n'
+        '[routes]\nsmall = "langroute.models.scripted:echo_model"\n'
         '[[chain.rules]]\nname = "typo"\nroute = "large"\nmax_word = 3\n',
         encoding="utf-8",
     )

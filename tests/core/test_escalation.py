@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from langroute.calls import Attempt, RoutedCall, TokenUsage
-from langroute.decision import RouteDecision
+from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage
 from langroute.errors import AllRoutesFailedError
-from langroute.escalation import Escalation
+from langroute.router.decision import RouteDecision
 
 PATH = ["small", "medium", "large"]
 
@@ -114,10 +114,11 @@ async def test_an_async_stream_rejected_on_its_first_chunk_moves_on():
     assert [a.rejected for a in call.attempts] == [True, True, False]
 
 
-def test_signals_pass_through_unrecorded():
-    class Pause(Exception):
-        pass
+class Pause(Exception):
+    """A signal (like an agent's interrupt), not a failure."""
 
+
+def test_signals_pass_through_unrecorded():
     call, asked = new_call(), []
 
     def ask(route: str) -> str:
@@ -126,6 +127,19 @@ def test_signals_pass_through_unrecorded():
 
     with pytest.raises(Pause):
         escalation(call, propagate=(Pause,)).run(ask)
+    assert asked == ["small"]
+    assert call.attempts == []
+
+
+async def test_signals_pass_through_async_runs_unrecorded():
+    call, asked = new_call(), []
+
+    async def ask(route: str) -> str:
+        asked.append(route)
+        raise Pause()
+
+    with pytest.raises(Pause):
+        await escalation(call, propagate=(Pause,)).arun(ask)
     assert asked == ["small"]
     assert call.attempts == []
 

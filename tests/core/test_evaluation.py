@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langroute import Exemplar, ExemplarRouter, engine
+from langroute import Exemplar, ExemplarRouter
 from langroute.embedders import HashingEmbedder
 from langroute.errors import RouterConfigError
 from langroute.evaluation import assign_folds, calibrate, cross_validate, evaluate, tune
 from langroute.evaluation import metrics as m
-from langroute.evaluation.evaluator import neighbourhood
+from langroute.evaluation.batches import neighbourhood
+from langroute.router import engine
 
 # -- metrics: hand-computed cases -----------------------------------------------------------
 
@@ -127,34 +128,34 @@ def test_oracle_and_random_baselines():
 
 
 def test_loss_weight_one_is_the_plain_gain():
-    from langroute import rules
+    from langroute.router import votes
 
     rng = np.random.default_rng(0)
     scores = (rng.random((6, 9, 3)) < 0.6).astype(float)
     weights = rng.random((6, 9))
-    plain = rules.escalation_from_estimates(rules.estimate(weights, scores))
-    assert rules.escalation_from_scores(weights, scores, 1.0) == pytest.approx(plain)
+    plain = votes.escalation_from_estimates(votes.estimate(weights, scores))
+    assert votes.escalation_from_scores(weights, scores, 1.0) == pytest.approx(plain)
     # Counting losses less can only raise the escalation.
-    assert (rules.escalation_from_scores(weights, scores, 0.5) >= plain - 1e-12).all()
+    assert (votes.escalation_from_scores(weights, scores, 0.5) >= plain - 1e-12).all()
 
 
 def test_length_evidence_hand_computed():
-    from langroute import rules
+    from langroute.router import votes
 
     # Two neighbours: a short one the weak model solved, a long one it failed.
     scores = np.array([[[1.0, 1.0], [0.0, 1.0]]])
     weights = np.array([[1.0, 1.0]])
-    by_length = rules.length_weights(np.array([400]), np.array([[40, 400]]), weights, 0.1)
+    by_length = votes.length_weights(np.array([400]), np.array([[40, 400]]), weights, 0.1)
     assert by_length[0, 1] == pytest.approx(1.0) and by_length[0, 0] < 1e-9
-    plain = rules.escalation_from_estimates(rules.estimate(weights, scores))
-    mixed = rules.escalation_from_estimates(
-        rules.blend(rules.estimate(weights, scores), rules.estimate(by_length, scores), 1.0)
+    plain = votes.escalation_from_estimates(votes.estimate(weights, scores))
+    mixed = votes.escalation_from_estimates(
+        votes.blend(votes.estimate(weights, scores), votes.estimate(by_length, scores), 1.0)
     )
     assert plain[0, 0] == pytest.approx(1.0)  # 0.5 + gain 0.5
     assert mixed[0, 0] == pytest.approx(1.0)  # the long query follows the long neighbour
-    short = rules.length_weights(np.array([40]), np.array([[40, 400]]), weights, 0.1)
-    mixed_short = rules.escalation_from_estimates(
-        rules.blend(rules.estimate(weights, scores), rules.estimate(short, scores), 1.0)
+    short = votes.length_weights(np.array([40]), np.array([[40, 400]]), weights, 0.1)
+    mixed_short = votes.escalation_from_estimates(
+        votes.blend(votes.estimate(weights, scores), votes.estimate(short, scores), 1.0)
     )
     assert mixed_short[0, 0] == pytest.approx(0.75)  # (0.5 gain + 0 gain) / 2
 
@@ -515,7 +516,7 @@ def test_calibrate_warns_when_rows_are_exemplars():
 def cli_app():
     import typer
 
-    from langroute.evaluation.commands import calibrate_command, eval_command
+    from langroute.cli.evaluation import calibrate_command, eval_command
 
     app = typer.Typer()
     app.command("eval")(eval_command)
@@ -632,7 +633,7 @@ def test_commands_module_imports_light():
     import sys
 
     code = (
-        "import sys, langroute.evaluation.commands; "
+        "import sys, langroute.cli.evaluation; "
         "print(any(m in sys.modules for m in ('numpy', 'faiss', 'sentence_transformers')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

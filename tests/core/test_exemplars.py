@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from langroute import Exemplar, ExemplarFormatError, load_exemplars, save_exemplars
-from langroute.exemplars import text_id
+from langroute.router.exemplars import text_id
 
 
 def write(path: Path, text: str) -> Path:
@@ -114,7 +114,7 @@ def test_unsupported_and_missing_files(tmp_path):
 
 
 def test_starter_pack_is_valid_and_balanced():
-    from langroute.router import STARTER_EXEMPLARS
+    from langroute.router.exemplar_router import STARTER_EXEMPLARS
 
     pack = load_exemplars(STARTER_EXEMPLARS)
     assert len(pack) >= 300

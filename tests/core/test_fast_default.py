@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from langroute import Exemplar, ExemplarRouter, HashingEmbedder
-from langroute.calls import Attempt, RoutedCall
-from langroute.decision import RouteDecision
+from langroute.dispatch.routed_call import Attempt, RoutedCall
 from langroute.embedders import (
     DEFAULT_BACKEND,
     SentenceTransformerEmbedder,
@@ -24,7 +23,8 @@ from langroute.embedders import (
 )
 from langroute.embedders.sentence_transformer import _SharedEncoder
 from langroute.errors import EmbedderMismatchError
-from langroute.warmup import start_warm_up
+from langroute.router.decision import RouteDecision
+from langroute.router.warmup import start_warm_up
 
 REPO = Path(__file__).resolve().parents[2]
 EXEMPLARS = [

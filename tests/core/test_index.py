@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from langroute.embedders import normalize
-from langroute.index import VectorIndex
+from langroute.router.index import VectorIndex
 
 
 def random_unit(n: int, d: int, seed: int = 0) -> np.ndarray:

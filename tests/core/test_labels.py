@@ -16,7 +16,7 @@ import pytest
 
 from langroute.costs import CostLedger
 from langroute.errors import ExemplarFormatError, LabellingError, ModelsConfigError
-from langroute.exemplars import load_exemplars
+from langroute.files.journal import Journal
 from langroute.labels import (
     JudgeGrader,
     LabelQuery,
@@ -28,11 +28,11 @@ from langroute.labels import (
     load_queries,
 )
 from langroute.labels.calls import is_retryable
-from langroute.labels.journal import Journal
 from langroute.labels.json_schema import schema_errors
-from langroute.models_config import load_models_config
+from langroute.models.config import load_models_config
+from langroute.models.scripted import ScriptedCompletionModel, ScriptedRateLimitError
+from langroute.router.exemplars import load_exemplars
 from langroute.scorers import JSONValidator
-from langroute.scripted import ScriptedCompletionModel, ScriptedRateLimitError
 
 REPO = Path(__file__).resolve().parents[2]
 PRICES = {
@@ -195,7 +195,7 @@ def test_models_file_errors_name_the_file_and_route(tmp_path):
 
 def test_models_file_factories_load_from_its_folder(tmp_path):
     (tmp_path / "stand_ins.py").write_text(
-        "from langroute.scripted import ScriptedCompletionModel\n"
+        "from langroute.models.scripted import ScriptedCompletionModel\n"
         "def make(name, answer):\n"
         "    return ScriptedCompletionModel(name, reply=answer)\n"
         "def broken():\n"
@@ -415,7 +415,7 @@ def test_runs_refuse_missing_references_and_damaged_outputs(tmp_path):
 
 def test_judge_run_through_the_models_file(tmp_path):
     (tmp_path / "judge_stand_ins.py").write_text(
-        "from langroute.scripted import ScriptedCompletionModel\n"
+        "from langroute.models.scripted import ScriptedCompletionModel\n"
         "def model(name, reply):\n"
         "    return ScriptedCompletionModel(name, reply=reply)\n"
         "def judge():\n"
@@ -460,7 +460,7 @@ FAKE_MODELS = '''\
 import json
 import os
 
-from langroute.scripted import ScriptedCompletionModel
+from langroute.models.scripted import ScriptedCompletionModel
 
 LOG = os.environ["LABEL_CALL_LOG"]
 
@@ -512,7 +512,7 @@ def setup_cli_run(tmp_path: Path, n: int, latency: float) -> tuple[list[str], Pa
     args = [
         sys.executable,
         "-m",
-        "langroute.cli",
+        "langroute.cli.app",
         "label",
         "queries.jsonl",
         "--models",
@@ -669,7 +669,7 @@ def test_labelling_reproduces_the_routellm_scores_and_apgr(shared_data, tmp_path
 def test_cost_reports_show_labelling_spend_apart(tmp_path):
     from typer.testing import CliRunner
 
-    from langroute.cli import app
+    from langroute.cli.app import app
     from langroute.costs import LedgerRecord, report_csv
 
     queries = write_queries(tmp_path / "queries.jsonl")
@@ -692,7 +692,7 @@ def test_cost_reports_show_labelling_spend_apart(tmp_path):
 def test_the_core_loads_no_framework_for_labelling():
     code = (
         "import sys\n"
-        "import langroute.labels.runner, langroute.labels.command, langroute.models_config\n"
+        "import langroute.labels.runner, langroute.cli.labels, langroute.models.config\n"
         "print(sorted(m for m in ('langchain_core', 'llama_index', 'langchain_langroute') "
         "if m in sys.modules))\n"
     )

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from langroute import Exemplar, ExemplarRouter
-from langroute.cascade import CascadeCall, CascadePolicy
 from langroute.costs import CostLedger, LedgerFormatError, LedgerRecord, ModelPrice, Pricer
+from langroute.dispatch.cascade import CascadeCall, CascadePolicy
 from langroute.embedders import HashingEmbedder
 from langroute.errors import RouterConfigError
-from langroute.learning import CascadeLearner, is_learned
+from langroute.router.learning import CascadeLearner, is_learned
 from langroute.scorers import ScoreResult
 
 PRICER = Pricer(overrides={"m": ModelPrice(input_per_mtok=1.0, output_per_mtok=1.0)})

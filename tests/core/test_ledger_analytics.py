@@ -3,7 +3,7 @@
 One generated ledger (requests of several calls, escalations, errors, rejected cascade
 attempts, judge calls, labelling calls, unmeasured and unpriced calls, feedback with
 ties, segments of every JSON type, hours of traffic) is stored in each kind of sink;
-:func:`ledger_summary` and :func:`ledger_monitor` on the sink must equal
+:func:`ledger_summary` and :func:`monitor_ledger` on the sink must equal
 :func:`summarize` and :func:`monitor` on its records, field for field (floats exactly).
 """
 
@@ -18,14 +18,9 @@ from pathlib import Path
 import pytest
 
 from langroute.costs import CostLedger, JSONLSink, LedgerRecord, SQLiteSink, summarize
-from langroute.costs.analytics import (
-    latest_verdicts,
-    ledger_monitor,
-    ledger_summary,
-    request_groups,
-)
+from langroute.costs.analytics import latest_verdicts, ledger_summary, request_groups
 from langroute.costs.report import report_json
-from langroute.monitoring import MonitorThresholds, monitor
+from langroute.monitoring import MonitorThresholds, monitor, monitor_ledger
 
 from .test_cli import assert_clean, run_cli
 
@@ -162,7 +157,7 @@ def test_monitor_in_the_database_equals_monitor(ledger: CostLedger, records, cas
     options = MONITOR_CASES[case]
     expected = monitor(records, **options)
     assert expected.windows and any(w.feedback for w in expected.windows)
-    assert dump(ledger_monitor(ledger, **options)) == dump(expected)
+    assert dump(monitor_ledger(ledger, **options)) == dump(expected)
 
 
 def test_monitor_with_many_segments_equals_monitor(tmp_path: Path) -> None:
@@ -178,7 +173,7 @@ def test_monitor_with_many_segments_equals_monitor(tmp_path: Path) -> None:
     ]
     ledger = store(rows, tmp_path / "segments.db")
     options = {"segment_key": "tenant", "thresholds": MonitorThresholds(min_requests=1)}
-    report = ledger_monitor(ledger, **options)
+    report = monitor_ledger(ledger, **options)
     assert len(report.baselines) == 500
     assert dump(report) == dump(monitor(rows, **options))
 
@@ -189,7 +184,7 @@ def test_a_segment_key_that_json_paths_cannot_name(tmp_path: Path) -> None:
         for i in range(10)
     ]
     ledger = store(rows, tmp_path / "quoted.db")
-    report = ledger_monitor(ledger, segment_key='we"ird\\key')
+    report = monitor_ledger(ledger, segment_key='we"ird\\key')
     assert [w.segment for w in report.windows] == ["0", "1"]
     assert dump(report) == dump(monitor(rows, segment_key='we"ird\\key'))
 
@@ -198,9 +193,9 @@ def test_empty_and_missing_ledgers(tmp_path: Path) -> None:
     for path in (tmp_path / "none.db", tmp_path / "none.jsonl"):
         ledger = CostLedger(path)
         assert dump(ledger_summary(ledger)) == dump(summarize([]))
-        assert ledger_monitor(ledger).windows == []
+        assert monitor_ledger(ledger).windows == []
     with pytest.raises(ValueError, match="no request in the baseline"):
-        ledger_monitor(
+        monitor_ledger(
             store(generated_records(20), tmp_path / "some.db"),
             baseline=(START - timedelta(days=2), START - timedelta(days=1)),
         )
@@ -226,7 +221,7 @@ def test_metadata_python_wrote_with_nan_is_read(tmp_path: Path) -> None:
     ledger = store(rows, tmp_path / "nan.db")
     assert json.loads(SQLiteSink(ledger.sink.path).read()[1].model_dump_json())["metadata"]
     assert dump(ledger_summary(ledger)) == dump(summarize(rows))
-    assert ledger_monitor(ledger).windows[0].mean_best_similarity == 0.5
+    assert monitor_ledger(ledger).windows[0].mean_best_similarity == 0.5
 
 
 def test_a_bad_jsonl_line_is_named_by_the_one_pass_summary(tmp_path: Path) -> None:
@@ -264,7 +259,7 @@ def test_an_older_sqlite_ledger_without_the_new_columns(tmp_path: Path) -> None:
     sink = SQLiteSink(path)
     records = sink.read()
     assert dump(ledger_summary(sink)) == dump(summarize(records))
-    assert dump(ledger_monitor(sink)) == dump(monitor(records))
+    assert dump(monitor_ledger(sink)) == dump(monitor(records))
 
 
 def test_report_and_monitor_json_from_the_cli_equal_the_python_path(
@@ -287,7 +282,7 @@ def test_postgres_analytics_equal_the_python_path(postgres_url: str, records) ->
     try:
         assert dump(ledger_summary(ledger)) == dump(summarize(records))
         for options in MONITOR_CASES:
-            assert dump(ledger_monitor(ledger, **options)) == dump(monitor(records, **options))
+            assert dump(monitor_ledger(ledger, **options)) == dump(monitor(records, **options))
     finally:
         ledger.close()
 

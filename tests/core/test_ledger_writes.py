@@ -117,7 +117,7 @@ def test_killed_writer_leaves_a_torn_tail_that_is_skipped_reported_and_appended_
     assert reopened.torn_lines == [2]
 
     result = subprocess.run(
-        [sys.executable, "-m", "langroute.cli", "report", str(path)],
+        [sys.executable, "-m", "langroute.cli.app", "report", str(path)],
         env=child_env(),
         capture_output=True,
         text=True,
@@ -445,7 +445,8 @@ def test_records_are_written_off_the_callers_thread(tmp_path: Path) -> None:
 def test_an_unavailable_sink_keeps_records_queued_until_it_returns():
     """SinkUnavailableError: records stay pending and are retried, not counted lost."""
     from langroute.costs import MemorySink
-    from langroute.costs.writer import LedgerWriter, SinkUnavailableError
+    from langroute.costs.writer import LedgerWriter
+    from langroute.errors import SinkUnavailableError
 
     class Flaky(MemorySink):
         def __init__(self) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from langroute.calls import Attempt, RoutedCall
 from langroute.costs import CostLedger, LedgerRecord
-from langroute.decision import RouteDecision
+from langroute.dispatch.routed_call import Attempt, RoutedCall
 from langroute.monitoring import MonitorReport, MonitorThresholds, monitor, parse_duration
+from langroute.router.decision import RouteDecision
 
 from .test_cli import assert_clean, run_cli
 
@@ -114,6 +114,48 @@ def test_without_segments_the_downgraded_tenant_hides_in_the_average():
     kinds = {a.kind for a in report.alarms}
     # tenant b stopped escalating, but tenant a's new topics keep the average up
     assert "out_of_distribution" in kinds and "too_greedy" not in kinds
+
+
+def traffic_by_reason(tenant: str, hours: list[dict[str, int]]) -> list[LedgerRecord]:
+    """One tenant's requests: per hour, how many were decided for each reason."""
+    records: list[LedgerRecord] = []
+    for hour, reasons in enumerate(hours):
+        spread = 59.0 / sum(reasons.values())  # evenly inside the hour
+        reasons_in_order = [reason for reason, count in reasons.items() for _ in range(count)]
+        for number, reason in enumerate(reasons_in_order):
+            records += request(
+                hour * 100 + number,
+                hour * 60 + number * spread,
+                tenant=tenant,
+                route="large" if reason == "out_of_distribution" else "small",
+                reason=reason,
+            )
+    return records
+
+
+def test_the_ood_alarm_fires_on_ood_drift_and_not_on_low_confidence_drift():
+    records = traffic_by_reason(  # OOD 5% -> 25%, low confidence steady at 30%
+        "ood-drift",
+        [
+            {"vote": 26, "low_confidence": 12, "out_of_distribution": 2},
+            {"vote": 18, "low_confidence": 12, "out_of_distribution": 10},
+        ],
+    )
+    records += traffic_by_reason(  # low confidence 0% -> 40%, OOD steady at 10%
+        "unsure-drift",
+        [
+            {"vote": 36, "out_of_distribution": 4},
+            {"vote": 20, "low_confidence": 16, "out_of_distribution": 4},
+        ],
+    )
+    report = monitor(records, window=timedelta(hours=1), segment_key="tenant")
+    drifted = {w.segment: w for w in report.windows if w.start == START + timedelta(hours=1)}
+    assert drifted["ood-drift"].out_of_distribution_rate == pytest.approx(0.25)
+    assert drifted["unsure-drift"].low_confidence_rate == pytest.approx(0.40)
+    ood = [a for a in report.alarms if a.kind == "out_of_distribution"]
+    assert [(a.segment, a.value, a.baseline) for a in ood] == [
+        ("ood-drift", pytest.approx(0.25), pytest.approx(0.05))
+    ]
 
 
 def test_small_windows_raise_no_alarm():

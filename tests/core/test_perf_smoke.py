@@ -23,8 +23,8 @@ from langroute.embedders import (
     cache_dir,
     num_threads,
 )
-from langroute.index import SMALL_BATCH, VectorIndex
-from langroute.router import STARTER_EXEMPLARS
+from langroute.router.exemplar_router import STARTER_EXEMPLARS
+from langroute.router.index import SMALL_BATCH, VectorIndex
 
 REPO = Path(__file__).resolve().parents[2]
 PERF = REPO / "benchmarks" / "perf.py"

@@ -285,7 +285,7 @@ def test_two_writers_share_one_ledger_table_and_the_cli_reads_it(postgres_url, t
     assert len(records) == 60
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
     report = subprocess.run(
-        [sys.executable, "-m", "langroute.cli", "report", postgres_url, "--json"],
+        [sys.executable, "-m", "langroute.cli.app", "report", postgres_url, "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -295,7 +295,7 @@ def test_two_writers_share_one_ledger_table_and_the_cli_reads_it(postgres_url, t
     summary = json.loads(report.stdout)
     assert summary["calls"] == 60
     monitor = subprocess.run(
-        [sys.executable, "-m", "langroute.cli", "monitor", postgres_url, "--json"],
+        [sys.executable, "-m", "langroute.cli.app", "monitor", postgres_url, "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -304,7 +304,7 @@ def test_two_writers_share_one_ledger_table_and_the_cli_reads_it(postgres_url, t
     assert monitor.returncode in (0, 2), monitor.stderr
     assert sum(w["requests"] for w in json.loads(monitor.stdout)["windows"]) == 60
     bad = subprocess.run(
-        [sys.executable, "-m", "langroute.cli", "report", BAD_URL],
+        [sys.executable, "-m", "langroute.cli.app", "report", BAD_URL],
         capture_output=True,
         text=True,
         env=env,
@@ -340,7 +340,7 @@ def test_publish_cli_then_load(postgres_url, tmp_path):
         [
             sys.executable,
             "-m",
-            "langroute.cli",
+            "langroute.cli.app",
             "publish",
             str(path),
             postgres_url,

@@ -12,8 +12,8 @@ from langroute import (
     HashingEmbedder,
     InvalidQueryError,
     RouterConfigError,
-    rules,
 )
+from langroute.router import votes
 
 EASY = [
     "say hello to my friend",
@@ -107,16 +107,16 @@ def test_dial_moves_traffic_monotonically():
 
 def test_threshold_rule_on_three_routes():
     probabilities = np.array([[0.2, 0.5, 0.3], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
-    escalation = rules.escalation_from_probabilities(probabilities)
+    escalation = votes.escalation_from_probabilities(probabilities)
     assert escalation == pytest.approx(np.array([[0.8, 0.3], [0.3, 0.1], [0.9, 0.8]]))
-    chosen = rules.choose_by_threshold(escalation, 0.5)
+    chosen = votes.choose_by_threshold(escalation, 0.5)
     assert chosen.tolist() == [1, 0, 2]
-    assert rules.confidence_of(escalation, chosen) == pytest.approx([0.7, 0.7, 0.8])
+    assert votes.confidence_of(escalation, chosen) == pytest.approx([0.7, 0.7, 0.8])
     # a higher dial never picks a stronger route
     for low, high in [(0.1, 0.4), (0.4, 0.85), (0.85, 0.95)]:
         assert np.all(
-            rules.choose_by_threshold(escalation, high)
-            <= rules.choose_by_threshold(escalation, low)
+            votes.choose_by_threshold(escalation, high)
+            <= votes.choose_by_threshold(escalation, low)
         )
 
 
@@ -145,10 +145,10 @@ def test_scores_mode_picks_cheapest_close_to_best():
 
 def test_escalation_from_estimates_maps_gain_onto_the_dial():
     estimates = np.array([[0.9, 0.95], [0.5, 0.9], [0.8, 0.6]])
-    escalation = rules.escalation_from_estimates(estimates)
+    escalation = votes.escalation_from_estimates(estimates)
     assert escalation[:, 0] == pytest.approx([0.55, 0.9, 0.3])
     # threshold 0.5 + tolerance: keep the weak route when the gain is below 0.1
-    assert rules.choose_by_threshold(escalation, 0.6).tolist() == [0, 1, 0]
+    assert votes.choose_by_threshold(escalation, 0.6).tolist() == [0, 1, 0]
 
 
 def test_argmax_rule_for_unordered_labels():
@@ -436,7 +436,7 @@ def test_default_router_is_cached_on_disk(tmp_path, monkeypatch):
     ExemplarRouter.default(embedder=HashingEmbedder(dimension=64))
     assert len(list((tmp_path / "starter").iterdir())) == 2
     # a damaged copy is rebuilt, not trusted
-    from langroute.router import _starter_cache_path
+    from langroute.router.exemplar_router import _starter_cache_path
 
     cached = _starter_cache_path(HashingEmbedder())
     (cached / "index.faiss").write_bytes(b"garbage")

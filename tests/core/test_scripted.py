@@ -7,9 +7,9 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from langroute import scripted
-from langroute.calls import TokenUsage
-from langroute.scripted import (
+from langroute.dispatch.routed_call import TokenUsage
+from langroute.models import scripted
+from langroute.models.scripted import (
     ScriptedProvider,
     StreamFailure,
     ToolRequest,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from langroute.api_keys import add_api_key, hash_secret, load_api_keys, remove_api_key
-from langroute.cli import app
+from langroute.cli.app import app
 from langroute.errors import ApiKeysFileError, ModelsConfigError
-from langroute.models_config import load_models_config
+from langroute.models.config import load_models_config
+from langroute.serving.keys import add_api_key, hash_secret, load_api_keys, remove_api_key
 
 ROUTES = '[routes]\nsmall = "openai:gpt-4o-mini"\nlarge = "openai:gpt-4o"\n'
 

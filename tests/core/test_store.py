@@ -17,9 +17,9 @@ from langroute import (
     ExemplarRouter,
     HashingEmbedder,
     RouterStoreError,
-    store,
 )
-from langroute.exemplars import load_exemplars
+from langroute.router import store
+from langroute.router.exemplars import load_exemplars
 
 
 def build(**options) -> ExemplarRouter:
@@ -263,7 +263,7 @@ def test_crash_during_save_keeps_previous_copy(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "_write_file", crash)
+    monkeypatch.setattr(store, "write_synced", crash)
     with pytest.raises(OSError, match="disk full"):
         bigger.save(path)
     monkeypatch.undo()

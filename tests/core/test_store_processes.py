@@ -46,7 +46,8 @@ KILLED_SAVE = textwrap.dedent(
     """
     import os, shutil, signal, sys
     from pathlib import Path
-    from langroute import Exemplar, ExemplarRouter, HashingEmbedder, store
+    from langroute import Exemplar, ExemplarRouter, HashingEmbedder
+    from langroute.router import store
 
     path, moment = Path(sys.argv[1]), sys.argv[2]
     router = ExemplarRouter.load(path, embedder=HashingEmbedder())
@@ -65,7 +66,7 @@ KILLED_SAVE = textwrap.dedent(
         return real_replace(src, dst)
 
     if moment == "writing":  # the index is written, the exemplars not yet
-        store._write_file = die
+        store.write_synced = die
     elif moment == "removing-old":  # the new copy is in, the old one not yet removed
         shutil.rmtree = die
     else:

@@ -182,7 +182,7 @@ def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "langroute.cli", *map(str, args)],
+        [sys.executable, "-m", "langroute.cli.app", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -223,7 +223,7 @@ def test_cli_build_tunes_info_shows_it_and_no_tune_skips(tmp_path):
 def test_cli_eval_with_no_flags_evaluates_the_tuned_router(tmp_path):
     from typer.testing import CliRunner
 
-    from langroute.cli import app
+    from langroute.cli.app import app
 
     train = write_rows(tmp_path / "train.jsonl", topic_rows(150))
     test = write_rows(tmp_path / "test.jsonl", topic_rows(100, seed=5, start=1000))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from langroute.scripted import ScriptedCompletionModel
+from langroute.models.scripted import ScriptedCompletionModel
 
 ANSWERS = json.loads((Path(__file__).parent / "stand_in_answers.json").read_text("utf-8"))
 

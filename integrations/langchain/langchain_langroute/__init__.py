@@ -26,10 +26,12 @@ as a dict).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+from typing import TYPE_CHECKING
 
-from langroute.calls import RouteMetadata
+from langroute.dispatch.routed_call import RouteMetadata
+from langroute.exports import lazy_exports
 
 from langchain_langroute.callbacks import CostCallbackHandler, track_costs
 from langchain_langroute.cascade import (
@@ -48,7 +50,10 @@ from langchain_langroute.query import last_human_message, message_text, recent_h
 if TYPE_CHECKING:
     from langchain_langroute.middleware import RouterMiddleware
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version: one source, its pyproject.toml
+    __version__ = _distribution_version("langchain-langroute")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "CASCADE_EVENT",
@@ -75,14 +80,4 @@ __all__ = [
 _LAZY = {"RouterMiddleware": "langchain_langroute.middleware"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'langchain_langroute' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("langchain_langroute", _LAZY, __all__, globals())

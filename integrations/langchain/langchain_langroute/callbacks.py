@@ -5,8 +5,9 @@
 :class:`~langchain_langroute.cascade.CascadeRunnable` and writes one
 :class:`langroute.costs.LedgerRecord` per attempt: route, model, input/output/cached
 tokens from ``usage_metadata``, latency, escalation and error. A routed call's rows come
-from the core record (:class:`langroute.calls.RouteMetadata` read back into a
-:class:`langroute.calls.RoutedCall`, then :meth:`~langroute.calls.RoutedCall.ledger_records`).
+from the core record (:class:`langroute.dispatch.routed_call.RouteMetadata` read back
+into a :class:`langroute.dispatch.routed_call.RoutedCall`, then its
+:meth:`~langroute.dispatch.routed_call.RoutedCall.ledger_records`).
 Pricing (cost, and the baseline cost at the strongest route's model), aggregation
 (per-route calls, tokens, cost, latency p50/p95, escalation rate, savings) and storage
 (memory, JSONL, SQLite) live in the core :class:`langroute.costs.CostLedger`.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,11 +31,11 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
-from langroute.calls import ROUTE_KEY, Attempt, RoutedCall, RouteMetadata, error_text
 from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.records import UNMEASURED_KEY
-from langroute.decision import RouteDecision
+from langroute.dispatch.routed_call import ROUTE_KEY, Attempt, RoutedCall, RouteMetadata, error_text
 from langroute.errors import AllRoutesFailedError
+from langroute.router.decision import RouteDecision
 
 from langchain_langroute.cascade import (
     CASCADE_EVENT,
@@ -52,7 +53,22 @@ from langchain_langroute.route_models import (
     usage_of_message,
 )
 
-__all__ = ["CostCallbackHandler", "track_costs"]
+__all__ = [
+    "QUERY_METADATA",
+    "RECORD_ID_METADATA",
+    "CostCallbackHandler",
+    "RecordsHook",
+    "track_costs",
+]
+
+RECORD_ID_METADATA = "langroute_record_id"
+"""Run metadata key: the ``record_id`` the answering attempt's ledger row takes (so an
+application that made the id up front, like ``langroute serve``, finds the row by it)."""
+QUERY_METADATA = "langroute_query"
+"""Run metadata key: the query text every row of the call keeps in ``query``."""
+
+RecordsHook = Callable[[Mapping[str, Any], list[LedgerRecord]], None]
+"""Called with a run's metadata and its records as the ledger stored them (priced)."""
 
 
 @dataclass
@@ -82,6 +98,7 @@ class _Pending:
     """
 
     records: list[tuple[LedgerRecord, str | None, str | None]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # the attempt's run metadata
 
 
 def _event_call(event: Mapping[str, Any], last: Attempt) -> RoutedCall:
@@ -154,6 +171,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         framework: str = "langchain",
         segment_keys: Sequence[str] = (),
         store_queries: bool = False,
+        on_records: RecordsHook | None = None,
     ) -> None:
         """Create a handler.
 
@@ -172,7 +190,11 @@ class CostCallbackHandler(BaseCallbackHandler):
             store_queries: Keep the routed query text in each record's ``query`` (off
                 by default: queries may hold private data). Learning from feedback
                 (``router.learn_from_feedback(ledger, record_id, verdict)``, with the
-                ``record_id`` of ``response_metadata["langroute"]``) needs it.
+                ``record_id`` of ``response_metadata["langroute"]``) needs it. A run whose
+                metadata holds :data:`QUERY_METADATA` keeps that text in any case.
+            on_records: Called with each run's metadata and its records as
+                :meth:`CostLedger.record` stored them (priced once, there): for budgets,
+                metrics or anything else that follows spend.
         """
         super().__init__()
         self.ledger = ledger if ledger is not None else CostLedger(pricer=pricer)
@@ -182,6 +204,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         self.framework = framework
         self.segment_keys = tuple(segment_keys)
         self.store_queries = store_queries
+        self.on_records = on_records
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Run] = {}
         self._pending: dict[str, _Pending] = {}
@@ -263,8 +286,14 @@ class CostCallbackHandler(BaseCallbackHandler):
         elif name == CASCADE_EVENT and isinstance(data, Mapping):
             with self._lock:
                 pending = self._pending.pop(str(data.get("attempt_id")), None)
-            for record, role, tier_name in pending.records if pending else []:
-                self.ledger.record(self._cascade_verdict(record, role, tier_name, data))
+            if pending is not None:
+                self._store(
+                    pending.metadata,
+                    [
+                        self._cascade_verdict(record, role, tier_name, data)
+                        for record, role, tier_name in pending.records
+                    ],
+                )
 
     def on_llm_end(
         self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
@@ -364,18 +393,22 @@ class CostCallbackHandler(BaseCallbackHandler):
             records = [
                 r.model_copy(update={"metadata": {**r.metadata, **segments}}) for r in records
             ]
-        query = run.routed_query() if self.store_queries else None
+        query = run.metadata.get(QUERY_METADATA) or (
+            run.routed_query() if self.store_queries else None
+        )
         if query:
             records = [r.model_copy(update={"query": query}) for r in records]
+        record_id = run.metadata.get(RECORD_ID_METADATA)
+        if record_id and records and records[-1].error is None:
+            records[-1] = records[-1].model_copy(update={"record_id": str(record_id)})
         attempt = run.metadata.get(META_ATTEMPT)
         if attempt is None:
-            for record in records:
-                self.ledger.record(record)
+            self._store(run.metadata, records)
             return
         role = run.metadata.get(META_ROLE)
         tier_name = run.metadata.get(META_TIER_NAME)
         with self._lock:
-            pending = self._pending.setdefault(str(attempt), _Pending())
+            pending = self._pending.setdefault(str(attempt), _Pending(metadata=run.metadata))
             for record in records:
                 metadata = dict(record.metadata)
                 if record.route is not None:
@@ -407,16 +440,18 @@ class CostCallbackHandler(BaseCallbackHandler):
                 "accepted": None,
                 "escalated": False,
             }
-        else:
-            skipped = list(verdict.get("skipped") or [])
-            if skipped:  # the attached router started the cascade past these tiers
-                metadata["skipped_tiers"] = skipped
+        else:  # the cascade's own fields of the row, as the core's CascadeCall gives them
+            row = verdict["row"]
+            metadata.update(row["metadata"])
             update = {
-                **({"record_id": verdict["record_id"]} if verdict.get("record_id") else {}),
-                "route": tier_name,
-                "accepted": bool(verdict.get("accepted")) and not record.error,
-                "escalated": (record.tier or 0) > len(skipped) or record.escalated,
-                "reason": "routed_past" if skipped else record.reason or "cascade",
+                "record_id": row["record_id"],
+                "run_id": row["run_id"],
+                "route": row["route"],
+                "accepted": bool(row["accepted"]) and not record.error,
+                "escalated": row["escalated"] or record.escalated,
+                "escalated_from": row["escalated_from"] or record.escalated_from,
+                "reason": row["reason"],
+                "confidence": row["confidence"],
             }
         return record.model_copy(update={**update, "metadata": metadata})
 
@@ -430,10 +465,19 @@ class CostCallbackHandler(BaseCallbackHandler):
             pending, self._pending = self._pending, {}
         written = 0
         for item in pending.values():
-            for record, _role, tier_name in item.records:
-                self.ledger.record(record.model_copy(update={"route": tier_name}))
-                written += 1
+            records = [
+                record.model_copy(update={"route": tier_name})
+                for record, _role, tier_name in item.records
+            ]
+            self._store(item.metadata, records)
+            written += len(records)
         return written
+
+    def _store(self, metadata: Mapping[str, Any], records: list[LedgerRecord]) -> None:
+        """Write a run's records (the ledger prices them) and give them to ``on_records``."""
+        stored = [self.ledger.record(record) for record in records]
+        if self.on_records is not None and stored:
+            self.on_records(metadata, stored)
 
 
 _handler_var: ContextVar[CostCallbackHandler | None] = ContextVar(

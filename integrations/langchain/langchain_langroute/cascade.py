@@ -27,18 +27,18 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
-from langroute.calls import ROUTE_KEY, Attempt
-from langroute.cascade import (
+from langroute.dispatch.cascade import (
     CASCADE_KEY,
     CascadeAttempt,
     CascadeCall,
     CascadePolicy,
     CascadeResult,
 )
-from langroute.decision import RouteDecision
-from langroute.escalation import Escalation
-from langroute.learning import CascadeLearner
-from langroute.router import ExemplarRouter
+from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.routed_call import ROUTE_KEY, Attempt
+from langroute.router.decision import RouteDecision
+from langroute.router.exemplar_router import ExemplarRouter
+from langroute.router.learning import CascadeLearner
 from langroute.scorers import JudgeScorer, Scorer, as_scorer
 
 from langchain_langroute.chat_models import (
@@ -286,7 +286,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
                 ``"routed_past"``, and ``cascade.learning.stats`` counts calls and
                 latency saved.
             learn: With ``router``: each outcome becomes a learned exemplar (see
-                :mod:`langroute.learning`; accepted cheap answer -> good, rejected -> not).
+                :mod:`langroute.router.learning`; accepted cheap answer -> good, rejected -> not).
             route_past: With ``router``: skip tiers the router expects to fail. Off by
                 default: in the RouteLLM replay (``benchmarks/learning_replay.py``) skipping on the
                 starter router's estimates cost more than the cascade alone; turn it on once
@@ -573,7 +573,13 @@ class _CascadeRun:
         self.run_manager = run_manager
         self.config = config
         self.kwargs = kwargs
-        self.record = CascadeCall(cascade.policy, escalate_on=cascade.escalate_on, start=start)
+        # the chain run's id names the call: its ledger rows and its trace share it
+        self.record = CascadeCall(
+            cascade.policy,
+            escalate_on=cascade.escalate_on,
+            start=start,
+            call_id=str(run_manager.run_id),
+        )
         self.attempt_ids: dict[str, str] = {}
 
     def escalation(self, *, asynchronous: bool = False) -> Escalation[Any]:
@@ -676,7 +682,11 @@ class _CascadeRun:
             self.attempt_ids.get(attempt.route, ""),
             self.record.record_id(attempt.route),
         )
-        return {**data, "skipped": list(self.record.skipped)}
+        return {
+            **data,
+            "skipped": list(self.record.skipped),
+            "row": self.record.row_fields(attempt),
+        }
 
     def announce(self, attempt: Attempt) -> None:
         dispatch(CASCADE_EVENT, self._event_data(attempt), run_target(self.run_manager))
@@ -690,6 +700,6 @@ class _CascadeRun:
         message = self._checked(name, answer)
         metadata = {
             **(message.response_metadata or {}),
-            CASCADE_METADATA_KEY: self.record.result(name).model_dump(exclude={"call_id"}),
+            CASCADE_METADATA_KEY: self.record.result(name).model_dump(),
         }
         return message.model_copy(update={"response_metadata": metadata})

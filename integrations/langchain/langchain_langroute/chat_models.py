@@ -39,19 +39,17 @@ from langchain_core.runnables.config import ensure_config, get_config_list, get_
 from langchain_core.runnables.utils import gather_with_concurrency
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langroute.calls import ROUTE_KEY, RoutedCall
-from langroute.conversation import (
+from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
+from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall
+from langroute.protocols import Router
+from langroute.router.conversation import (
     ConversationContext,
-    ConversationRouting,
     SessionTracker,
     session_key_from,
 )
-from langroute.decision import RouteDecision
-from langroute.errors import RouterConfigError
-from langroute.escalation import Escalation
-from langroute.protocols import Router
-from langroute.queries import has_visible_text
-from langroute.warmup import WarmUp, start_warm_up
+from langroute.router.decision import RouteDecision
+from langroute.router.warmup import WarmUp, start_warm_up
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from langchain_langroute.events import (
@@ -64,13 +62,13 @@ from langchain_langroute.events import (
 )
 from langchain_langroute.query import chat_turns, last_human_message
 from langchain_langroute.route_models import (
+    READERS,
     STANDARD_PARAMS,
     StreamedModelName,
     adelegate_stream,
-    check_route_models,
+    check_chat_models,
     delegate_stream,
     model_name_of,
-    route_escalation,
     route_event_data,
     stream_usage_kwargs,
     usage_of_message,
@@ -83,8 +81,6 @@ __all__ = [
     "ROUTE_KEY",
     "ROUTING_LLM_TYPE",
     "RoutingChatModel",
-    "check_route_models",
-    "route_escalation",
     "usage_of_message",
 ]
 
@@ -180,11 +176,11 @@ class RoutingChatModel(BaseChatModel):
     """Messages -> the text to route on (``None``: use the router's fallback decision)."""
     context: ConversationContext | None = None
     """Route on the conversation, not the last human message alone: the current user turn
-    and earlier ones (:class:`langroute.conversation.ConversationContext`); tool results
+    and earlier ones (:class:`langroute.router.conversation.ConversationContext`); tool results
     and AI turns are never routed on. Set, it replaces ``query_extractor``."""
     sessions: bool | SessionTracker = False
     """Keep one route per conversation: no downgrade within a topic, upgrades always
-    (:class:`langroute.conversation.SessionTracker`). The session key is read from the
+    (:class:`langroute.router.conversation.SessionTracker`). The session key is read from the
     call's ``config["metadata"]`` or ``config["configurable"]`` (``session_id``,
     ``thread_id`` or ``conversation_id``), else derived from the first user turn."""
     escalation_order: list[str] | None = None
@@ -223,7 +219,7 @@ class RoutingChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     _model_names: dict[str, str] = PrivateAttr(default_factory=dict)
-    _conversation: ConversationRouting | None = PrivateAttr(default=None)
+    _dispatcher: RouteDispatcher = PrivateAttr()
 
     # ------------------------------------------------------------------ validation
     def __init__(self, **kwargs: Any) -> None:
@@ -235,7 +231,7 @@ class RoutingChatModel(BaseChatModel):
                 is asked of a router without ``warm_up()``.
         """
         super().__init__(**kwargs)
-        check_route_models(self._routes(), self.models, self.escalation_order)
+        check_chat_models(self.models)
         updates = {
             name: getattr(self, name) for name in STANDARD_PARAMS if getattr(self, name) is not None
         }
@@ -245,17 +241,21 @@ class RoutingChatModel(BaseChatModel):
                 for route, model in self.models.items()
             }
         self._model_names = {route: model_name_of(model) for route, model in self.models.items()}
-        if self.context is not None or self.sessions is not False:
-            self._conversation = ConversationRouting(self.router, self.context, self.sessions)
+        self._dispatcher = RouteDispatcher(
+            self.router,
+            self._model_names,
+            escalation_order=self.escalation_order,
+            escalate_on=self.escalate_on,
+            context=self.context,
+            sessions=self.sessions,
+            readers=READERS,
+        )
         start_warm_up(self.router, self.warm_up)
 
-    def _routes(self) -> list[str]:
-        try:
-            return list(self.router.routes)
-        except AttributeError as exc:
-            raise RouterConfigError(
-                f"router must expose .routes (cheapest first); got {type(self.router).__name__}"
-            ) from exc
+    @property
+    def dispatcher(self) -> RouteDispatcher:
+        """The core dispatcher that decides each call (forced routes, fallback, sessions)."""
+        return self._dispatcher
 
     # ------------------------------------------------------------------ LangChain metadata
     @property
@@ -277,7 +277,7 @@ class RoutingChatModel(BaseChatModel):
     @property
     def strongest_route(self) -> str:
         """The last route of the router (the baseline for savings)."""
-        return self._routes()[-1]
+        return self._dispatcher.strongest_route
 
     def _get_invocation_params(
         self, stop: list[str] | None = None, **kwargs: Any
@@ -292,7 +292,7 @@ class RoutingChatModel(BaseChatModel):
         elif call is not None and call.decision is not None:
             name = self._model_names[call.decision.route]
         else:
-            name = "langroute[" + ",".join(self._routes()) + "]"
+            name = "langroute[" + ",".join(self._dispatcher.routes) + "]"
         params = LangSmithParams(ls_provider="langroute", ls_model_name=name, ls_model_type="chat")
         if self.temperature is not None:
             params["ls_temperature"] = self.temperature
@@ -366,35 +366,6 @@ class RoutingChatModel(BaseChatModel):
         return target, {**bound_kwargs, **call_kwargs}
 
     # ------------------------------------------------------------------ decisions
-    def _forced_decision(self, forced: str) -> RouteDecision:
-        if forced in self.models:
-            return self.router.forced(forced)
-        for route, name in self._model_names.items():
-            if name == forced:
-                return self.router.forced(route)
-        raise RouterConfigError(
-            f"model={forced!r} names no route and no route model; routes: {self.route_models}"
-        )
-
-    def _pending_decision(
-        self, messages: Sequence[BaseMessage], call: _CallContext | None, kwargs: dict[str, Any]
-    ) -> tuple[RouteDecision | None, str | None]:
-        """A decision that needs no router call, else the query to route on."""
-        forced = kwargs.pop("model", None)
-        if call is not None and call.decision is not None:
-            return call.decision, None
-        if forced:
-            return self._forced_decision(str(forced)), None
-        if self._conversation is not None:
-            turns = chat_turns(messages)
-            if not any(t.role == "user" and has_visible_text(t.text) for t in turns):
-                return self.router.fallback_decision("no_query"), None
-            return None, None
-        query = self.query_extractor(messages)
-        if query is None or not has_visible_text(str(query)):
-            return self.router.fallback_decision("no_query"), None
-        return None, query if isinstance(query, str) else str(query)  # a Query keeps its count
-
     @staticmethod
     def _session_key(
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
@@ -409,20 +380,34 @@ class RoutingChatModel(BaseChatModel):
             config.get("configurable"),
         )
 
+    def _request(
+        self,
+        messages: Sequence[BaseMessage],
+        call: _CallContext | None,
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> RouteRequest:
+        """What the dispatcher decides on: LangChain's messages read into a request."""
+        forced = kwargs.pop("model", None)
+        if call is not None and call.decision is not None:
+            return RouteRequest(decision=call.decision)
+        if forced:
+            return RouteRequest(forced=str(forced))
+        if self._dispatcher.routes_conversations:
+            return RouteRequest(
+                turns=chat_turns(messages), session_key=self._session_key(run_manager, call)
+            )
+        return RouteRequest(query=self.query_extractor(messages))
+
     def _decide(
         self,
         messages: Sequence[BaseMessage],
         call: _CallContext | None,
         kwargs: dict[str, Any],
         run_manager: CallbackManagerForLLMRun | None = None,
-    ) -> RouteDecision:
-        decision, query = self._pending_decision(messages, call, kwargs)
-        if decision is not None:
-            return decision
-        if self._conversation is not None:
-            key = self._session_key(run_manager, call)
-            return self._conversation.route(chat_turns(messages), key)
-        return self.router.route(query)
+    ) -> RoutedCall:
+        request = self._request(messages, call, kwargs, run_manager)
+        return self._dispatcher.start(self._dispatcher.decide(request))
 
     async def _adecide(
         self,
@@ -430,27 +415,12 @@ class RoutingChatModel(BaseChatModel):
         call: _CallContext | None,
         kwargs: dict[str, Any],
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
-    ) -> RouteDecision:
-        decision, query = self._pending_decision(messages, call, kwargs)
-        if decision is not None:
-            return decision
-        if self._conversation is not None:
-            key = self._session_key(run_manager, call)
-            return await self._conversation.aroute(chat_turns(messages), key)
-        return await self.router.aroute(query)
-
-    def _routed_call(self, decision: RouteDecision) -> RoutedCall:
-        strongest = self.strongest_route
-        return RoutedCall(
-            decision=decision,
-            baseline_route=strongest,
-            baseline_model=self._model_names[strongest],
-        )
+    ) -> RoutedCall:
+        request = self._request(messages, call, kwargs, run_manager)
+        return self._dispatcher.start(await self._dispatcher.adecide(request))
 
     def _escalation(self, call: RoutedCall) -> Escalation[Any]:
-        """Escalation after ``call``'s decided route, along ``escalation_order``."""
-        order = self.escalation_order if self.escalation_order is not None else self._routes()
-        return route_escalation(call, order, self._model_names, self.escalate_on)
+        return self._dispatcher.escalation(call)
 
     # ------------------------------------------------------------------ custom events
     def _event_target(
@@ -575,7 +545,7 @@ class RoutingChatModel(BaseChatModel):
             return generate_from_stream(iter(chunks))
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(self._decide(messages, call, kwargs, run_manager))
+        routed = self._decide(messages, call, kwargs, run_manager)
         self._emit(routed, run_manager, call)
 
         def generate(route: str) -> ChatResult:
@@ -619,7 +589,7 @@ class RoutingChatModel(BaseChatModel):
             return await agenerate_from_stream(relay())
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(await self._adecide(messages, call, kwargs, run_manager))
+        routed = await self._adecide(messages, call, kwargs, run_manager)
         await self._aemit(routed, run_manager, call)
 
         async def agenerate(route: str) -> ChatResult:
@@ -654,7 +624,7 @@ class RoutingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(self._decide(messages, call, kwargs, run_manager))
+        routed = self._decide(messages, call, kwargs, run_manager)
         self._emit(routed, run_manager, call)
 
         def open_stream(route: str) -> Iterator[ChatGenerationChunk]:
@@ -683,7 +653,7 @@ class RoutingChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._pop_private(kwargs)
         stop = stop or self.stop or None
-        routed = self._routed_call(await self._adecide(messages, call, kwargs, run_manager))
+        routed = await self._adecide(messages, call, kwargs, run_manager)
         await self._aemit(routed, run_manager, call)
 
         def open_stream(route: str) -> AsyncIterator[ChatGenerationChunk]:
@@ -721,7 +691,7 @@ class RoutingChatModel(BaseChatModel):
         The model run sees only the metadata; with sessions, a key given as
         ``configurable={"session_id": ...}`` must reach it.
         """
-        if self._conversation is None or config is None:
+        if not self._dispatcher.routes_conversations or config is None:
             return config
         configurable = config.get("configurable") or {}
         key = session_key_from(configurable)
@@ -789,32 +759,11 @@ class RoutingChatModel(BaseChatModel):
 
     def _batch_queries(
         self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any]
-    ) -> tuple[list[RouteDecision | None], list[int], list[str]]:
-        decisions: list[RouteDecision | None] = [None] * len(inputs)
-        if kwargs.get("model") or self._conversation is not None:
-            return decisions, [], []  # conversations (and sessions) are routed per call
-        indices: list[int] = []
-        queries: list[str] = []
-        for i, item in enumerate(inputs):
-            messages = self._convert_input(item).to_messages()
-            query = self.query_extractor(messages)
-            if query is None or not has_visible_text(str(query)):
-                decisions[i] = self.router.fallback_decision("no_query")
-            else:
-                indices.append(i)
-                queries.append(query if isinstance(query, str) else str(query))
-        return decisions, indices, queries
-
-    def _route_batch(self, queries: list[str]) -> list[RouteDecision | None]:
-        """Route ``queries`` in one call; ``None`` for each when that call raises.
-
-        Every input is then routed (and fails) on its own: one bad query never fails
-        its neighbours.
-        """
-        try:
-            return list(self.router.route_batch(queries))
-        except Exception:
-            return [None] * len(queries)
+    ) -> list[str | None] | None:
+        """The query of each input, to decide them in one call (``None``: decide each apart)."""
+        if kwargs.get("model") or self._dispatcher.routes_conversations:
+            return None  # forced calls, conversations (and sessions) are decided per call
+        return [self.query_extractor(self._convert_input(item).to_messages()) for item in inputs]
 
     def batch(
         self,
@@ -828,10 +777,10 @@ class RoutingChatModel(BaseChatModel):
         if not inputs:
             return []
         configs = get_config_list(config, len(inputs))
-        decisions, indices, queries = self._batch_queries(inputs, kwargs)
-        if queries:
-            for i, decision in zip(indices, self._route_batch(queries), strict=True):
-                decisions[i] = decision
+        queries = self._batch_queries(inputs, kwargs)
+        decisions = (
+            self._dispatcher.decide_batch(queries) if queries is not None else [None] * len(inputs)
+        )
 
         def invoke(i: int) -> Any:
             call_kwargs = {**kwargs}
@@ -861,14 +810,12 @@ class RoutingChatModel(BaseChatModel):
         if not inputs:
             return []
         configs = get_config_list(config, len(inputs))
-        decisions, indices, queries = self._batch_queries(inputs, kwargs)
-        if queries:
-            try:
-                routed: list[RouteDecision | None] = list(await self.router.aroute_batch(queries))
-            except Exception:  # one bad query: each input is routed (and fails) on its own
-                routed = [None] * len(queries)
-            for i, decision in zip(indices, routed, strict=True):
-                decisions[i] = decision
+        queries = self._batch_queries(inputs, kwargs)
+        decisions = (
+            await self._dispatcher.adecide_batch(queries)
+            if queries is not None
+            else [None] * len(inputs)
+        )
 
         async def ainvoke(i: int) -> Any:
             call_kwargs = {**kwargs}

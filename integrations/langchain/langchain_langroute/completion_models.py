@@ -1,6 +1,6 @@
 """LangChain chat models as langroute completion models (``langroute label``'s models).
 
-The core's models file (:mod:`langroute.models_config`) names LangChain models by an
+The core's models file (:mod:`langroute.models.config`) names LangChain models by an
 ``init_chat_model`` spec (``"openai:gpt-4o-mini"``). The core never imports LangChain:
 it finds this module through the ``langroute.model_specs`` entry point, which this
 package registers, and calls :func:`from_spec` (a spec) or :func:`adapt` (a chat model
@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langroute.errors import ModelsConfigError
-from langroute.models_config import Completion, ModelSpec, import_object
+from langroute.models.config import Completion, ModelSpec, import_object
 
 from langchain_langroute.route_models import model_name_of, served_model, usage_of_message
 
@@ -37,7 +37,7 @@ class ChatCompletionModel:
 
     Each prompt is sent as one human message with ``ainvoke``; the answer's text, its
     ``usage_metadata`` and the served ``model_name`` come back as a
-    :class:`~langroute.models_config.Completion`.
+    :class:`~langroute.models.config.Completion`.
 
     Args:
         model: The chat model.

@@ -48,9 +48,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages.ai import UsageMetadata
-from langroute.calls import RouteMetadata
 from langroute.costs import CostLedger, ModelPrice, Pricer, plot_costs, render_report
 from langroute.costs.summary import request_costs
+from langroute.dispatch.routed_call import RouteMetadata
 from langroute.errors import LangrouteError
 from langroute.scorers import AllOf, JSONValidator, NonEmptyValidator, RefusalDetector
 from pydantic import Field
@@ -62,7 +62,7 @@ from langchain_langroute.query import message_text
 from langchain_langroute.testing import ScriptedChatModel
 
 if TYPE_CHECKING:
-    from langroute.router import ExemplarRouter
+    from langroute.router.exemplar_router import ExemplarRouter
     from rich.console import Console
 
 __all__ = [
@@ -129,7 +129,7 @@ DEMO_RULES: tuple[dict[str, Any], ...] = (
     {"name": "attachment", "route": "large", "attachments": True},
     {"name": "very long", "route": "large", "min_words": 400},
 )
-"""The heuristic gate of the three-tier demo (see :class:`langroute.deciders.HeuristicRule`)."""
+"""The heuristic gate of the three-tier demo (:class:`langroute.chains.deciders.HeuristicRule`)."""
 
 _PROVIDER_SETUP: dict[str, tuple[str, str, str, str | None]] = {
     # provider: (module, class, pip package, API key variable)
@@ -366,7 +366,7 @@ def three_tier_router(embedder: Any = None) -> ExemplarRouter:
         >>> router.routes  # doctest: +SKIP
         ['small', 'medium', 'large']
     """
-    from langroute.router import ExemplarRouter
+    from langroute.router.exemplar_router import ExemplarRouter
 
     starter = ExemplarRouter.default(embedder=embedder)
     exemplars = starter.exemplars
@@ -421,7 +421,7 @@ _MEDIUM_WORDS = ("write", "code", "function", "compare", "recommend", "explain",
 
 def _stand_in_route_choice(prompt: str) -> str:
     """What the offline stand-in of the LLM router answers: a judgement by keywords."""
-    from langroute.deciders import request_in_prompt
+    from langroute.chains.deciders import request_in_prompt
 
     request = request_in_prompt(prompt).lower()
     if any(word in request for word in _HARD_WORDS):
@@ -434,7 +434,7 @@ def _stand_in_route_choice(prompt: str) -> str:
 def stand_in_router_model() -> Any:
     r"""The offline stand-in of the LLM router: judges the request by keywords.
 
-    A :class:`~langroute.scripted.ScriptedCompletionModel` named (and priced as)
+    A :class:`~langroute.models.scripted.ScriptedCompletionModel` named (and priced as)
     ``gpt-4o-mini`` that answers ``large`` for proofs, designs and plans, ``medium`` for
     code, comparisons and advice, else ``small``.
 
@@ -444,7 +444,7 @@ def stand_in_router_model() -> Any:
         >>> asyncio.run(stand_in_router_model().acomplete(prompt)).text
         'large'
     """
-    from langroute.scripted import ScriptedCompletionModel
+    from langroute.models.scripted import ScriptedCompletionModel
 
     return ScriptedCompletionModel("gpt-4o-mini", reply=_stand_in_route_choice)
 
@@ -455,9 +455,9 @@ def three_tier_chain(router: ExemplarRouter, router_model: Any) -> Any:
     Args:
         router: The three-tier kNN router (:func:`three_tier_router`).
         router_model: The LLM router's model: a LangChain chat model or a
-            :class:`~langroute.models_config.CompletionModel`.
+            :class:`~langroute.models.config.CompletionModel`.
     """
-    from langroute.deciders import DeciderChain, HeuristicGate, LLMRouter
+    from langroute.chains.deciders import DeciderChain, HeuristicGate, LLMRouter
 
     descriptions = {
         "small": "greetings, lookups, short rewrites, translations, formatting",
@@ -707,7 +707,7 @@ def run_demo(
     )
 
     if router is None:
-        from langroute.router import ExemplarRouter
+        from langroute.router.exemplar_router import ExemplarRouter
 
         with console.status("building the starter router (embedding the bundled exemplars)"):
             router = ExemplarRouter.default() if tiers == 2 else three_tier_router()

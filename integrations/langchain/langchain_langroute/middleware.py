@@ -22,23 +22,21 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
-from langroute.calls import ROUTE_KEY, RoutedCall
-from langroute.conversation import (
+from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
+from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall
+from langroute.protocols import Router
+from langroute.router.conversation import (
     ConversationContext,
-    ConversationRouting,
     SessionTracker,
     session_key_from,
 )
-from langroute.decision import RouteDecision
-from langroute.escalation import Escalation
-from langroute.protocols import Router
 
 from langchain_langroute.events import ROUTE_EVENT
 from langchain_langroute.query import chat_turns, last_human_message
 from langchain_langroute.route_models import (
-    check_route_models,
+    READERS,
+    check_chat_models,
     model_name_of,
-    route_escalation,
     route_event_data,
 )
 
@@ -109,10 +107,10 @@ class RouterMiddleware(AgentMiddleware):
             escalate_on: Errors that trigger escalation; others propagate.
             emit_events: Dispatch the ``"langroute_route"`` custom event.
             context: Route on the conversation's user turns
-                (:class:`langroute.conversation.ConversationContext`); tool results and
+                (:class:`langroute.router.conversation.ConversationContext`); tool results and
                 AI turns are never routed on. Set, it replaces ``query_extractor``.
             sessions: Keep one route per conversation (no downgrade within a topic):
-                ``True`` or a :class:`langroute.conversation.SessionTracker`. The key is
+                ``True`` or a :class:`langroute.router.conversation.SessionTracker`. The key is
                 the run's ``thread_id``/``session_id`` (config metadata or
                 ``configurable``), else derived from the first user turn.
 
@@ -120,68 +118,36 @@ class RouterMiddleware(AgentMiddleware):
             RouterConfigError: ``models`` does not match the router's routes.
         """
         super().__init__()
-        routes = list(router.routes)
-        check_route_models(routes, models, escalation_order)
+        check_chat_models(models)
         self.router = router
         self.models = dict(models)
-        self.routes = routes
         self.query_extractor = query_extractor
-        self.escalation_order = list(escalation_order) if escalation_order else routes
-        self.escalate_on = escalate_on
         self.emit_events = emit_events
         self.route_models = {route: model_name_of(model) for route, model in self.models.items()}
-        self.conversation = (
-            ConversationRouting(router, context, sessions)
-            if context is not None or sessions is not False
-            else None
+        # an interrupt is the agent pausing, not a failed route: it passes through
+        self.dispatcher = RouteDispatcher(
+            router,
+            self.route_models,
+            escalation_order=escalation_order,
+            escalate_on=escalate_on,
+            propagate=(GraphBubbleUp,),
+            context=context,
+            sessions=sessions,
+            readers=READERS,
         )
+        self.routes = self.dispatcher.routes
 
     # ------------------------------------------------------------------ helpers
-    def _query(self, request: ModelRequest) -> str | None:
-        query = self.query_extractor(request.messages)
-        return query if query is not None and str(query).strip() else None
-
     @staticmethod
     def _session_key() -> str | None:
         config = ensure_config()
         return session_key_from(config.get("metadata"), config.get("configurable"))
 
-    def _decide(self, request: ModelRequest) -> RouteDecision:
-        if self.conversation is not None:
-            if self._query(request) is None:
-                return self.router.fallback_decision("no_query")
-            return self.conversation.route(chat_turns(request.messages), self._session_key())
-        query = self._query(request)
-        return self.router.route(query) if query else self.router.fallback_decision("no_query")
-
-    async def _adecide(self, request: ModelRequest) -> RouteDecision:
-        if self.conversation is not None:
-            if self._query(request) is None:
-                return self.router.fallback_decision("no_query")
-            turns = chat_turns(request.messages)
-            return await self.conversation.aroute(turns, self._session_key())
-        query = self._query(request)
-        if not query:
-            return self.router.fallback_decision("no_query")
-        return await self.router.aroute(query)
-
-    def _routed_call(self, decision: RouteDecision) -> RoutedCall:
-        strongest = self.routes[-1]
-        return RoutedCall(
-            decision=decision,
-            baseline_route=strongest,
-            baseline_model=self.route_models[strongest],
-        )
-
-    def _escalation(self, call: RoutedCall) -> Escalation[Any]:
-        # an interrupt is the agent pausing, not a failed route: it passes through
-        return route_escalation(
-            call,
-            self.escalation_order,
-            self.route_models,
-            self.escalate_on,
-            propagate=(GraphBubbleUp,),
-        )
+    def _request(self, request: ModelRequest) -> RouteRequest:
+        """What the dispatcher decides on: the agent's messages read into a request."""
+        if self.dispatcher.routes_conversations:
+            return RouteRequest(turns=chat_turns(request.messages), session_key=self._session_key())
+        return RouteRequest(query=self.query_extractor(request.messages))
 
     def _attempt_record(self, call: RoutedCall, route: str) -> dict[str, Any]:
         """The call's record as it stands while ``route`` is being tried."""
@@ -238,14 +204,14 @@ class RouterMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], ModelResponse],
     ) -> ModelResponse | AIMessage:
         """Route the call, run it on the chosen route's model, escalate on errors."""
-        call = self._routed_call(self._decide(request))
+        call = self.dispatcher.start(self.dispatcher.decide(self._request(request)))
         self._emit(call)
 
         def model_call(route: str) -> ModelResponse:
             with self._run_metadata(self._attempt_record(call, route)):
                 return handler(request.override(model=self.models[route]))
 
-        _, response = self._escalation(call).run(model_call)
+        _, response = self.dispatcher.escalation(call).run(model_call)
         return self._annotate(response, call)
 
     async def awrap_model_call(
@@ -254,12 +220,12 @@ class RouterMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse | AIMessage:
         """Async :meth:`wrap_model_call`."""
-        call = self._routed_call(await self._adecide(request))
+        call = self.dispatcher.start(await self.dispatcher.adecide(self._request(request)))
         await self._aemit(call)
 
         async def model_call(route: str) -> ModelResponse:
             with self._run_metadata(self._attempt_record(call, route)):
                 return await handler(request.override(model=self.models[route]))
 
-        _, response = await self._escalation(call).arun(model_call)
+        _, response = await self.dispatcher.escalation(call).arun(model_call)
         return self._annotate(response, call)

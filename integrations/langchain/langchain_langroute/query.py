@@ -29,8 +29,8 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langroute.conversation import ChatTurn
-from langroute.queries import Query
+from langroute.router.conversation import ChatTurn
+from langroute.router.query_text import Query
 
 __all__ = [
     "QueryExtractor",
@@ -99,7 +99,7 @@ def last_human_message(messages: Sequence[BaseMessage]) -> str | None:
     """The text of the last human message (string or content blocks), else ``None``.
 
     When that message also carries attachments (images, files), the text comes as a
-    :class:`langroute.queries.Query` that counts them, for a decider chain's rules.
+    :class:`langroute.router.query_text.Query` that counts them, for a decider chain's rules.
 
     Args:
         messages: The prompt's messages.
@@ -144,7 +144,7 @@ def recent_human_messages(n: int = 3, separator: str = "\n") -> QueryExtractor:
 
 
 def chat_turns(messages: Sequence[BaseMessage]) -> list[ChatTurn]:
-    """LangChain messages as :class:`langroute.conversation.ChatTurn` (role and text).
+    """LangChain messages as :class:`langroute.router.conversation.ChatTurn` (role and text).
 
     Human messages are ``user`` turns; AI messages (tool calls included) ``assistant``;
     tool results ``tool``; system messages ``system``. Only user turns are routed on.

@@ -12,29 +12,29 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langroute.calls import RoutedCall, TokenUsage
+from langroute.dispatch.dispatcher import AnswerReaders
+from langroute.dispatch.routed_call import RoutedCall, TokenUsage
 from langroute.errors import RouterConfigError
-from langroute.escalation import Escalation, escalation_path
 
 __all__ = [
+    "READERS",
     "StreamedModelName",
     "adelegate_stream",
     "answer_parts",
     "as_chunk",
     "can_stream",
-    "check_route_models",
+    "check_chat_models",
     "delegate_stream",
     "delivers",
     "message_chunk",
     "model_name_of",
-    "route_escalation",
     "route_event_data",
     "served_model",
     "stream_usage_kwargs",
@@ -243,32 +243,9 @@ def served_model(route: str, answer: Any) -> str | None:
     return served if isinstance(served, str) and served else None
 
 
-def route_escalation(
-    call: RoutedCall,
-    order: Sequence[str],
-    route_models: Mapping[str, str],
-    escalate_on: tuple[type[BaseException], ...],
-    *,
-    propagate: tuple[type[BaseException], ...] = (),
-) -> Escalation[Any]:
-    """The :class:`~langroute.escalation.Escalation` of one routed LangChain call.
-
-    It tries the decided route, then the routes after it in ``order``; each attempt is
-    recorded with the model the provider reported (else the route's configured model)
-    and the message's ``usage_metadata``. ``propagate`` errors (an agent's interrupt)
-    pass through unrecorded. A stream escalates until a chunk delivers text or a tool
-    call.
-    """
-    return Escalation(
-        call,
-        escalation_path(call.decision.route, order),
-        model_for=route_models.get,
-        escalate_on=escalate_on,
-        usage_of=usage_of,
-        model_of=served_model,
-        propagate=propagate,
-        delivers=delivers,
-    )
+READERS = AnswerReaders(usage_of=usage_of, model_of=served_model, delivers=delivers)
+"""How the dispatcher reads LangChain answers: ``usage_metadata``, the served model, and
+whether a chunk delivers text or a tool call (a stream escalates until one does)."""
 
 
 def route_event_data(call: RoutedCall, route_models: Mapping[str, str]) -> dict[str, Any]:
@@ -323,39 +300,19 @@ class StreamedModelName:
         return ChatGenerationChunk(message=message)
 
 
-def check_route_models(
-    routes: Sequence[str], models: Mapping[str, Any], escalation_order: Sequence[str] | None
-) -> None:
-    """Check that ``models`` maps exactly the router's routes to chat models.
+def check_chat_models(models: Mapping[str, Any]) -> None:
+    """Check that every route's model is a LangChain chat model.
+
+    (Which routes need a model is the dispatcher's check:
+    :class:`~langroute.dispatch.dispatcher.RouteDispatcher`.)
 
     Raises:
-        RouterConfigError: A route has no model, a model has no route, a model is not a
-            ``BaseChatModel``, or ``escalation_order`` names unknown or repeated routes.
+        RouterConfigError: A model is not a ``BaseChatModel``.
     """
-    missing = [route for route in routes if route not in models]
-    unknown = [route for route in models if route not in routes]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"routes without a model: {missing}")
-        if unknown:
-            parts.append(f"models for unknown routes: {unknown}")
-        raise RouterConfigError(
-            "models must map every route of the router to a chat model; "
-            + "; ".join(parts)
-            + f" (router routes: {list(routes)})"
-        )
     for route, model in models.items():
         if not isinstance(model, BaseChatModel):
             raise RouterConfigError(
                 f"models[{route!r}] must be a LangChain BaseChatModel, got {type(model).__name__}"
-            )
-    if escalation_order is not None:
-        strays = [r for r in escalation_order if r not in routes]
-        if strays or len(set(escalation_order)) != len(escalation_order):
-            raise RouterConfigError(
-                f"escalation_order must list distinct routes of {list(routes)}, "
-                f"got {list(escalation_order)}"
             )
 
 

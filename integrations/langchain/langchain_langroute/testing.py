@@ -18,7 +18,7 @@ or a cost tracker, without any network:
 - native async (``_agenerate`` / ``_astream``) and a thread-safe call log.
 
 The mechanics (call log, script, failures, tool-argument filling, word-count usage,
-logprobs, stream pieces) are the core's :mod:`langroute.scripted`; this module dresses
+logprobs, stream pieces) are the core's :mod:`langroute.models.scripted`; this module dresses
 them as LangChain messages and chunks.
 """
 
@@ -48,7 +48,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langroute.scripted import (
+from langroute.models.scripted import (
     ScriptedProvider,
     StreamFailure,
     ToolRequest,

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from langroute import models_config
-from langroute.exemplars import load_exemplars
 from langroute.labels import LabelQuery, alabel
-from langroute.models_config import load_models_config
+from langroute.models import config as models_config
+from langroute.models.config import load_models_config
+from langroute.router.exemplars import load_exemplars
 
 from langchain_langroute import completion_models
 from langchain_langroute.completion_models import ChatCompletionModel

@@ -8,7 +8,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from langroute.conversation import ConversationContext, SessionTracker
+from langroute.router.conversation import ConversationContext, SessionTracker
 
 from langchain_langroute import RouterMiddleware, RoutingChatModel
 from langchain_langroute.query import chat_turns

@@ -6,9 +6,9 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 from langroute import ExemplarRouter
-from langroute.deciders import DeciderChain, HeuristicGate, LLMRouter
+from langroute.chains.deciders import DeciderChain, HeuristicGate, LLMRouter
 from langroute.embedders import HashingEmbedder
-from langroute.scripted import ScriptedCompletionModel
+from langroute.models.scripted import ScriptedCompletionModel
 
 from langchain_langroute import CostCallbackHandler, RoutingChatModel, track_costs
 

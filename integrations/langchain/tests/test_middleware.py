@@ -105,7 +105,8 @@ async def test_async_agent_and_route_event(router, small, large):
     assert result["messages"][-1].response_metadata["langroute"]["route"] == "small"
 
 
-def test_an_interrupt_pauses_the_agent_without_escalating(router):
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_an_interrupt_pauses_the_agent_without_escalating(router, path):
     from langgraph.errors import GraphInterrupt
     from langgraph.types import Interrupt
 
@@ -113,6 +114,10 @@ def test_an_interrupt_pauses_the_agent_without_escalating(router):
     small = ScriptedChatModel(model="gpt-4o-mini", fail_always=pause)
     large = ScriptedChatModel(model="gpt-4o", responses=["never"])
     agent = agent_for(router, small, large)
-    state = agent.invoke({"messages": [HumanMessage("what is the capital of france")]})
+    question = {"messages": [HumanMessage("what is the capital of france")]}
+    with track_costs() as ledger:
+        # the async path is awrap_model_call, whose escalation runs through Escalation.arun
+        state = agent.invoke(question) if path == "sync" else await agent.ainvoke(question)
     assert [i.value for i in state["__interrupt__"]] == ["approve the refund?"]
     assert (small.call_count, large.call_count) == (1, 0)
+    assert not any(r.escalated or r.route == "large" for r in ledger.records())

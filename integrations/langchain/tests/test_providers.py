@@ -17,8 +17,8 @@ from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.messages import AIMessageChunk
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from langroute.calls import RouteMetadata
 from langroute.costs import CostLedger, render_report
+from langroute.dispatch.routed_call import RouteMetadata
 from langroute.errors import AllRoutesFailedError
 from rich.console import Console
 

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from langroute.api_keys import add_api_key, remove_api_key
 from langroute.costs import CostLedger
-from langroute.models_config import load_models_config
+from langroute.models.config import load_models_config
+from langroute.serving.keys import add_api_key, remove_api_key
 
 from langchain_langroute.server import Gateway, create_app, serve_in_thread
 from langchain_langroute.server.run import bind
@@ -336,6 +336,62 @@ def test_spend_is_rebuilt_from_the_ledger_after_a_restart(tmp_path, provider):
             gateway.close()
 
 
+def start_with_a_probe_key(start: Any, keys: Path) -> tuple[Server, str]:
+    """A server rejecting keys past their budget, and the secret of a key without budget."""
+    probe, _ = add_api_key(keys, "price-probe")
+    return start(keys=keys.name, over_budget="reject"), probe
+
+
+def price_of_an_answer(server: Server, probe: str, messages: list[dict[str, str]]) -> float:
+    """What one answer to ``messages`` costs, as the server records it (asked with ``probe``).
+
+    The fake provider's usage depends only on the messages, so every answer to them costs
+    the same.
+    """
+    answer = server.client(probe).chat.completions.create(model="auto", messages=messages)
+    [row] = [r for r in server.calls() if r.record_id == answer.id.removeprefix("chatcmpl-")]
+    assert row.cost is not None and row.cost > 0
+    return row.cost
+
+
+def test_a_key_that_spent_exactly_its_budget_is_refused_on_the_next_request(start, tmp_path):
+    keys = tmp_path / "keys.jsonl"
+    server, probe = start_with_a_probe_key(start, keys)
+    price = price_of_an_answer(server, probe, HELLO)
+    secret, _ = add_api_key(keys, "team-a", budget=price)
+    client = server.client(secret)
+    client.chat.completions.create(model="auto", messages=HELLO)  # spends all of it, no more
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="auto", messages=HELLO)
+    assert caught.value.status_code == 429 and caught.value.code == "budget_exhausted"
+    assert [r.cost for r in server.calls() if r.metadata["api_key"] == "team-a"] == [price]
+
+
+def test_a_key_with_a_zero_budget_gets_no_answer(start, tmp_path, provider):
+    secret, _ = add_api_key(tmp_path / "keys.jsonl", "team-a", budget=0.0)
+    server = start(keys="keys.jsonl", over_budget="reject")
+    with pytest.raises(openai.RateLimitError) as caught:
+        server.client(secret).chat.completions.create(model="auto", messages=HELLO)
+    assert caught.value.status_code == 429 and caught.value.code == "budget_exhausted"
+    assert provider.requests == [] and server.calls() == []
+
+
+async def test_a_streamed_answer_counts_its_price_against_the_keys_budget(start, tmp_path):
+    keys = tmp_path / "keys.jsonl"
+    server, probe = start_with_a_probe_key(start, keys)
+    price = price_of_an_answer(server, probe, PROOF)
+    secret, _ = add_api_key(keys, "team-a", budget=price)
+    client = server.aclient(secret)
+    # the client does not ask for usage: the server must, to price the stream
+    stream = await client.chat.completions.create(model="auto", messages=PROOF, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "answer from gpt-4o"
+    assert [r.cost for r in server.calls() if r.metadata["api_key"] == "team-a"] == [price]
+    with pytest.raises(openai.RateLimitError) as caught:  # the stream spent the whole budget
+        await client.chat.completions.create(model="auto", messages=PROOF, stream=True)
+    assert caught.value.status_code == 429 and caught.value.code == "budget_exhausted"
+
+
 # ---------------------------------------------------------------- feedback
 def test_feedback_is_stored_against_the_answer(start):
     server = start()
@@ -417,7 +473,7 @@ async def test_every_request_is_one_ledger_row_and_counted_in_metrics(start):
 
 # ---------------------------------------------------------------- the CLI, for real
 def _cli(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from langroute.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from langroute.cli.app import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, **options)
 
 
@@ -453,7 +509,7 @@ def test_langroute_serve_runs_and_writes_its_ledger_on_sigterm(tmp_path, provide
     secret = added.stdout.strip()
     assert secret.startswith("lr-") and secret not in (tmp_path / "keys.jsonl").read_text()
     assert "team-a\t5/day" in _cli("serve-key", "list", str(config)).stdout
-    command = [sys.executable, "-c", "from langroute.cli import main; main()"]
+    command = [sys.executable, "-c", "from langroute.cli.app import main; main()"]
     process = subprocess.Popen(
         [*command, "serve", str(config), "--port", "0"],
         stderr=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """The routed-call contract shared with the core and the LangChain integration.
 
-``additional_kwargs["langroute"]`` is exactly :meth:`langroute.calls.RoutedCall.metadata`
+``additional_kwargs["langroute"]`` is exactly
+:meth:`langroute.dispatch.routed_call.RoutedCall.metadata`
 (read typed with :meth:`RouteMetadata.from_metadata`), and the ledger holds one row per
 attempt: the failed route with its error and model, the answering route with its tokens.
 """
@@ -12,8 +13,8 @@ from llama_index.core.llms import ChatMessage
 from llama_index.llms.langroute import ROUTE_KEY, RouteMetadata, RoutingLLM
 from llama_index.llms.langroute.testing import MockProviderError, MockProviderLLM, StreamFailure
 
-from langroute.calls import ROUTE_KEY as CORE_ROUTE_KEY
-from langroute.calls import RoutedCall
+from langroute.dispatch.routed_call import ROUTE_KEY as CORE_ROUTE_KEY
+from langroute.dispatch.routed_call import RoutedCall
 
 EASY_Q = "what is the capital of france"
 

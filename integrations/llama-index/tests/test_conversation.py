@@ -12,8 +12,8 @@ from llama_index.llms.langroute import RoutingLLM
 from llama_index.llms.langroute.query import chat_turns
 from llama_index.llms.langroute.testing import MockProviderLLM, ScriptedToolCall
 
-from langroute.calls import ROUTE_KEY
-from langroute.conversation import ConversationContext
+from langroute.dispatch.routed_call import ROUTE_KEY
+from langroute.router.conversation import ConversationContext
 
 HARD = "prove that the square root of two is irrational"
 FOLLOW_UP = "now translate it into spanish"

@@ -9,9 +9,9 @@ from llama_index.core.base.llms.types import ImageBlock, TextBlock
 from llama_index.core.llms import ChatMessage
 from llama_index.llms.langroute import RoutingLLM, track_costs
 
-from langroute.calls import ROUTE_KEY
-from langroute.deciders import DeciderChain, HeuristicGate, LLMRouter
-from langroute.scripted import ScriptedCompletionModel
+from langroute.chains.deciders import DeciderChain, HeuristicGate, LLMRouter
+from langroute.dispatch.routed_call import ROUTE_KEY
+from langroute.models.scripted import ScriptedCompletionModel
 
 UNSURE = "purple elephant yodels"
 

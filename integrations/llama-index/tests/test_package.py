@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BASE = "llama_index.llms.langroute"
 EXPECTED = {  # public name -> the module that defines it
-    "CASCADE_KEY": "langroute.cascade",
-    "ROUTE_KEY": "langroute.calls",
-    "CascadeAttempt": "langroute.cascade",
+    "CASCADE_KEY": "langroute.dispatch.cascade",
+    "ROUTE_KEY": "langroute.dispatch.routed_call",
+    "CascadeAttempt": "langroute.dispatch.cascade",
     "CascadeLLM": f"{BASE}.cascade",
     "CascadeResult": f"{BASE}.cascade",
     "CascadeTierEvent": f"{BASE}.events",
@@ -29,10 +29,10 @@ EXPECTED = {  # public name -> the module that defines it
     "QueryExtractorProtocol": f"{BASE}.query",
     "RouteAttemptFailedEvent": f"{BASE}.events",
     "RouteCompletedEvent": f"{BASE}.events",
-    "RouteMetadata": "langroute.calls",
+    "RouteMetadata": "langroute.dispatch.routed_call",
     "RouteSelectedEvent": f"{BASE}.events",
     "RoutingLLM": f"{BASE}.base",
-    "TokenUsage": "langroute.calls",
+    "TokenUsage": "langroute.dispatch.routed_call",
     "extract_usage": f"{BASE}.usage",
     "merge_usage": f"{BASE}.usage",
     "track_costs": f"{BASE}.costs",

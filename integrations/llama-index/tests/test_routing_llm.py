@@ -27,7 +27,7 @@ def user(text: str) -> list[ChatMessage]:
 
 
 def test_every_route_needs_an_llm(router, small):
-    with pytest.raises(RouterConfigError, match=r"no LLM for route\(s\) \['large'\]"):
+    with pytest.raises(RouterConfigError, match=r"routes without a model: \['large'\]"):
         RoutingLLM(router=router, models={"small": small})
 
 

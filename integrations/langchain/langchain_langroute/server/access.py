@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from langroute.api_keys import ApiKey, ApiKeys, load_api_keys, period_start
 from langroute.costs import LedgerRecord
 from langroute.errors import ApiKeysFileError
+from langroute.serving.keys import ApiKey, ApiKeys, load_api_keys, period_start
 
 __all__ = ["KEY_METADATA", "KeyRing", "Spend"]
 

@@ -24,9 +24,9 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from langchain_core.messages import AIMessage, AIMessageChunk
-from langroute.api_keys import ApiKey
-from langroute.calls import RouteMetadata, error_text
+from langroute.dispatch.routed_call import RouteMetadata, error_text
 from langroute.errors import AllRoutesFailedError, UnknownRecordError
+from langroute.serving.keys import ApiKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 

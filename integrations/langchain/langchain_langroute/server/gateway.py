@@ -1,28 +1,28 @@
 """What ``langroute serve`` runs: one :class:`RoutingChatModel`, its ledger, keys and metrics.
 
-:class:`Gateway` is built from a models file (:class:`~langroute.models_config.ModelsConfig`
+:class:`Gateway` is built from a models file (:class:`~langroute.models.config.ModelsConfig`
 and its ``[serve]`` table), or from a router, models and a ledger passed in. It holds no
 routing logic of its own: every request is one call of the routing chat model, with a
-:class:`ServeCostHandler` that writes the call's ledger rows.
+:class:`~langchain_langroute.callbacks.CostCallbackHandler` that writes the call's ledger rows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
-from langroute.api_keys import ApiKey
 from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.records import Verdict, new_record_id
 from langroute.errors import ModelsConfigError, RouterConfigError
-from langroute.models_config import ModelsConfig
+from langroute.models.config import ModelsConfig
 from langroute.protocols import Router
+from langroute.serving.keys import ApiKey
 
-from langchain_langroute.callbacks import CostCallbackHandler
+from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA, CostCallbackHandler
 from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.completion_models import chat_model_from_spec
 from langchain_langroute.query import last_human_message
@@ -35,15 +35,12 @@ __all__ = [
     "QUERY_METADATA",
     "RESPONSE_METADATA",
     "Gateway",
-    "ServeCostHandler",
     "record_id_of",
     "response_id",
 ]
 
-RESPONSE_METADATA = "langroute_response"
+RESPONSE_METADATA = RECORD_ID_METADATA
 """Run metadata key: the ledger ``record_id`` that the call's answer gets."""
-QUERY_METADATA = "langroute_query"
-"""Run metadata key: the routed query, kept in the ledger when ``[serve]`` asks for it."""
 ANONYMOUS = "anonymous"
 """The key name of requests to a server without a keys file."""
 _RESPONSE_PREFIX = "chatcmpl-"
@@ -59,52 +56,16 @@ def record_id_of(response: str) -> str:
     return response.removeprefix(_RESPONSE_PREFIX)
 
 
-class ServeCostHandler(CostCallbackHandler):
-    """The cost handler of the server: the answer's ledger row gets the response's id.
-
-    The answering attempt's record takes the ``record_id`` given in the run's metadata
-    (:data:`RESPONSE_METADATA`), so ``POST /v1/feedback`` finds it from the response
-    ``id``, in this process or any other reading the same ledger. The routed query is
-    kept when the metadata holds it (:data:`QUERY_METADATA`). ``on_records`` sees each
-    call's priced records (for budgets and metrics).
-    """
-
-    def __init__(
-        self,
-        ledger: CostLedger,
-        on_records: Callable[[Mapping[str, Any], list[LedgerRecord]], None],
-    ) -> None:
-        """Create the handler; see the class docstring."""
-        super().__init__(ledger, segment_keys=(KEY_METADATA,))
-        self._on_records = on_records
-
-    def _dispatch(self, run: Any, records: list[LedgerRecord]) -> None:
-        metadata: Mapping[str, Any] = run.metadata
-        record_id = metadata.get(RESPONSE_METADATA)
-        query = metadata.get(QUERY_METADATA)
-        answered = len(records) - 1 if records and records[-1].error is None else None
-        stamped = []
-        for index, record in enumerate(records):
-            update: dict[str, Any] = {}
-            if query is not None:
-                update["query"] = query
-            if index == answered and record_id:
-                update["record_id"] = record_id
-            stamped.append(self.ledger.price(record.model_copy(update=update)))
-        super()._dispatch(run, stamped)
-        self._on_records(metadata, stamped)
-
-
 def _load_router(config: ModelsConfig) -> tuple[Router, Any]:
     """The router, and the Postgres replica that holds it when it is shared (else None)."""
-    from langroute.evaluation.commands import embedder_from_option, load_saved_router
-    from langroute.router import ExemplarRouter
+    from langroute.embedders import embedder_from_spec
+    from langroute.router.exemplar_router import ExemplarRouter, load_saved_router
 
     serve = config.serve
     if serve.shared_router is not None:
         from langroute.postgres import load_shared_router
 
-        embedder = embedder_from_option(serve.embedder) if serve.embedder else None
+        embedder = embedder_from_spec(serve.embedder) if serve.embedder else None
         replica = load_shared_router(serve.shared_router, name=serve.router_name, embedder=embedder)
         return replica.router, replica
     if serve.router is None:
@@ -170,7 +131,11 @@ class Gateway:
             else CostLedger(self.settings.ledger, pricer=Pricer(config.prices))
         )
         self.metrics = ServeMetrics(self._gauges)
-        self.handler = ServeCostHandler(self.ledger, self._on_records)
+        # the answer's row takes the response's record id (RESPONSE_METADATA), so
+        # POST /v1/feedback finds it in this process or any other reading the ledger
+        self.handler = CostCallbackHandler(
+            self.ledger, segment_keys=(KEY_METADATA,), on_records=self._on_records
+        )
         self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
         self.spend = Spend()
         if self.keyring is not None:
@@ -195,12 +160,10 @@ class Gateway:
         """
         if model in self.settings.aliases:
             return None
-        if model in self.llm.models:
-            return model
-        for route, name in self.llm.route_models.items():
-            if name == model:
-                return route
-        raise LookupError(model)
+        try:
+            return self.llm.dispatcher.route_for(model)
+        except RouterConfigError:
+            raise LookupError(model) from None
 
     # ------------------------------------------------------------------ calls
     def call_config(self, key: ApiKey | None, query: str | None, record_id: str) -> RunnableConfig:

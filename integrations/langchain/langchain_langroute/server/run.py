@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 
 from fastapi import FastAPI
-from langroute.models_config import ModelsConfig
+from langroute.models.config import ModelsConfig
 
 from langchain_langroute.server.app import create_app
 from langchain_langroute.server.gateway import Gateway

@@ -46,6 +46,7 @@ from llama_index.llms.langroute.route_llms import (
 )
 from llama_index.llms.langroute.routed_run import (
     PINNED,
+    READERS,
     RoutedRun,
     Routing,
     ToolRequest,
@@ -54,12 +55,13 @@ from llama_index.llms.langroute.routed_run import (
     pinned_iter,
 )
 
-from langroute.calls import ROUTE_KEY, RoutedCall, RouteMetadata
-from langroute.conversation import ConversationContext, ConversationRouting, SessionTracker
-from langroute.decision import RouteDecision
-from langroute.errors import InvalidQueryError, RouterConfigError
+from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
+from langroute.dispatch.routed_call import ROUTE_KEY, RouteMetadata
+from langroute.errors import InvalidQueryError
 from langroute.protocols import Router
-from langroute.warmup import WarmUp, start_warm_up
+from langroute.router.conversation import ConversationContext, SessionTracker
+from langroute.router.decision import RouteDecision
+from langroute.router.warmup import WarmUp, start_warm_up
 
 __all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
 
@@ -86,8 +88,8 @@ class RoutingLLM(FunctionCallingLLM):
     :class:`~llama_index.llms.langroute.costs.CostCallbackHandler` for costs per route). Every
     response keeps the chosen LLM's ``raw`` untouched and gains
     ``additional_kwargs["langroute"]``: the core routing record
-    (:meth:`langroute.calls.RoutedCall.metadata`, the keys the LangChain integration puts
-    in ``response_metadata["langroute"]``); read it typed with
+    (:meth:`langroute.dispatch.routed_call.RoutedCall.metadata`, the keys the LangChain
+    integration puts in ``response_metadata["langroute"]``); read it typed with
     ``RouteMetadata.from_metadata(response.additional_kwargs)``.
 
     When a route raises (a provider error: rate limit, outage, timeout), the call is
@@ -184,15 +186,15 @@ class RoutingLLM(FunctionCallingLLM):
         default=None,
         exclude=True,
         description="Route chat calls on the conversation's user turns "
-        "(langroute.conversation.ConversationContext); None: the query extractor.",
+        "(langroute.router.conversation.ConversationContext); None: the query extractor.",
     )
     sessions: bool | SessionTracker = Field(
         default=False,
         exclude=True,
         description="Keep one route per conversation (no downgrade within a topic): True or "
-        "a langroute.conversation.SessionTracker.",
+        "a langroute.router.conversation.SessionTracker.",
     )
-    _conversation: ConversationRouting | None = PrivateAttr(default=None)
+    _dispatcher: RouteDispatcher = PrivateAttr()
     warm_up: WarmUp = Field(
         default=False,
         exclude=True,
@@ -215,16 +217,6 @@ class RoutingLLM(FunctionCallingLLM):
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        routes = list(router.routes)
-        missing = [route for route in routes if route not in models]
-        unknown = [name for name in models if name not in routes]
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"no LLM for route(s) {missing}")
-            if unknown:
-                parts.append(f"LLM(s) given for unknown route(s) {unknown}")
-            raise RouterConfigError(f"{'; '.join(parts)}; the router's routes are {routes}")
         if query_extractor is not None and not isinstance(query_extractor, QueryExtractorProtocol):
             raise TypeError(
                 "query_extractor must have from_prompt, from_messages and from_completion"
@@ -248,10 +240,13 @@ class RoutingLLM(FunctionCallingLLM):
             sessions=sessions,
             **kwargs,
         )
-        self._conversation = (
-            ConversationRouting(router, context, sessions)
-            if context is not None or sessions is not False
-            else None
+        self._dispatcher = RouteDispatcher(
+            router,
+            {route: self.model_for(route) for route in self.models},
+            escalate_on=self.escalate_on,
+            context=context,
+            sessions=sessions,
+            readers=READERS,
         )
         if callback_manager is not None:
             self._share_callback_manager()
@@ -281,6 +276,11 @@ class RoutingLLM(FunctionCallingLLM):
     def routes(self) -> list[str]:
         """Route names, cheapest first."""
         return list(self.router.routes)
+
+    @property
+    def dispatcher(self) -> RouteDispatcher:
+        """The core dispatcher that decides each call (forced routes, fallback, sessions)."""
+        return self._dispatcher
 
     def model_for(self, route: str) -> str:
         """The model name of a route's LLM (``metadata.model_name``)."""
@@ -390,28 +390,12 @@ class RoutingLLM(FunctionCallingLLM):
 
     def _select(self, query: str | None, source: str, forced: str | None = None) -> Routing:
         """Decide (sync) and announce the decision."""
-        if forced is not None:
-            decision = self.router.forced(forced)
-        elif query is None or not query.strip():
-            decision = self.router.fallback_decision("no_query")
-        else:
-            try:
-                decision = self.router.route(query)
-            except InvalidQueryError:
-                decision = self.router.fallback_decision("no_query")
+        decision = self._dispatcher.decide(RouteRequest(query=query, forced=forced))
         return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     async def _aselect(self, query: str | None, source: str, forced: str | None = None) -> Routing:
         """Decide (async) and announce the decision."""
-        if forced is not None:
-            decision = self.router.forced(forced)
-        elif query is None or not query.strip():
-            decision = self.router.fallback_decision("no_query")
-        else:
-            try:
-                decision = await self.router.aroute(query)
-            except InvalidQueryError:
-                decision = self.router.fallback_decision("no_query")
+        decision = await self._dispatcher.adecide(RouteRequest(query=query, forced=forced))
         return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     def _routing(
@@ -468,13 +452,8 @@ class RoutingLLM(FunctionCallingLLM):
 
     def _escalation(self, routing: Routing, kind: CallKind) -> RoutedRun:
         """The routed call's record and the escalation that runs it, with its events."""
-        call = RoutedCall(
-            call_id=routing.call_id,
-            decision=routing.decision,
-            baseline_route=self.routes[-1],
-            baseline_model=self.baseline_model,
-        )
-        return RoutedRun(self, routing, kind, call)
+        call = self._dispatcher.start(routing.decision, call_id=routing.call_id)
+        return RoutedRun(self._dispatcher, routing, kind, call)
 
     def _call(self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], R]) -> R:
         run = self._escalation(routing, kind)
@@ -529,55 +508,41 @@ class RoutingLLM(FunctionCallingLLM):
 
     # ------------------------------------------------------------------ chat
 
-    def _conversation_routing(
+    def _chat_request(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> tuple[Routing | None, list[Any], str | None]:
-        """A forced, pinned or no-query routing; else the turns and the query to show."""
+    ) -> tuple[Routing | None, RouteRequest, str | None]:
+        """A pinned routing, else the request to decide and the query to announce."""
         forced = kwargs.pop("route", None)
         if forced is not None:
-            return self._select(None, "forced", forced=forced), [], None
+            return None, RouteRequest(forced=forced), None
         pinned = self._pinned()
         if pinned is not None:
-            return pinned, [], None
-        turns = chat_turns(messages)
-        query = self.query_extractor.from_messages(messages)
-        if query is None or not query.strip():
-            return self._select(None, "messages"), [], None
-        return None, turns, query
+            return pinned, RouteRequest(), None
+        tool_request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
+        source = tool_request.messages() if tool_request is not None else messages
+        query = self.query_extractor.from_messages(source)
+        if self._dispatcher.routes_conversations:
+            turns = chat_turns(source)
+            return None, RouteRequest(turns=turns, session_key=_SESSION_KEY.get()), query
+        return None, RouteRequest(query=query), query
 
     def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Routing:
-        request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
-        source_messages = request.messages() if request is not None else messages
-        if self._conversation is None:
-            return self._routing(
-                kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
-            )
-        routing, turns, query = self._conversation_routing(source_messages, kwargs)
-        if routing is not None:
-            return routing
-        try:
-            decision = self._conversation.route(turns, _SESSION_KEY.get())
-        except InvalidQueryError:
-            decision = self.router.fallback_decision("no_query")
-        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, "messages")
+        pinned, request, query = self._chat_request(messages, kwargs)
+        if pinned is not None:
+            return pinned
+        decision = self._dispatcher.decide(request)
+        source = "forced" if request.forced is not None else "messages"
+        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     async def _achat_routing(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> Routing:
-        request: ToolRequest | None = kwargs.get(_TOOL_REQUEST_KEY)
-        source_messages = request.messages() if request is not None else messages
-        if self._conversation is None:
-            return await self._arouting(
-                kwargs, "messages", lambda: self.query_extractor.from_messages(source_messages)
-            )
-        routing, turns, query = self._conversation_routing(source_messages, kwargs)
-        if routing is not None:
-            return routing
-        try:
-            decision = await self._conversation.aroute(turns, _SESSION_KEY.get())
-        except InvalidQueryError:
-            decision = self.router.fallback_decision("no_query")
-        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, "messages")
+        pinned, request, query = self._chat_request(messages, kwargs)
+        if pinned is not None:
+            return pinned
+        decision = await self._dispatcher.adecide(request)
+        source = "forced" if request.forced is not None else "messages"
+        return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     @staticmethod
     def _chat_args(

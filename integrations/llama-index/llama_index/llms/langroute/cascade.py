@@ -1,6 +1,6 @@
 """``CascadeLLM``: ask the cheapest tier first, keep its answer if a scorer accepts it.
 
-The acceptance rule and the result's shape are the core's (:mod:`langroute.cascade`),
+The acceptance rule and the result's shape are the core's (:mod:`langroute.dispatch.cascade`),
 shared with the LangChain ``CascadeRunnable``: an answer is accepted when
 ``score >= threshold`` and the scorer did not fail it (``passed is not False``); the
 result is stored under the same key, ``"langroute_cascade"``, with the same fields.
@@ -38,17 +38,17 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
-from llama_index.llms.langroute.events import CascadeTierEvent, dispatcher
+from llama_index.llms.langroute.events import FRAMEWORK, CascadeTierEvent, dispatcher
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
 from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
 
-from langroute.calls import Attempt
-from langroute.cascade import CASCADE_KEY, CascadeAttempt, CascadeCall, CascadePolicy
-from langroute.cascade import CascadeResult as _CoreCascadeResult
-from langroute.decision import RouteDecision
-from langroute.escalation import Escalation, max_usage
-from langroute.learning import CascadeLearner
-from langroute.router import ExemplarRouter
+from langroute.dispatch.cascade import CASCADE_KEY, CascadeAttempt, CascadeCall, CascadePolicy
+from langroute.dispatch.cascade import CascadeResult as _CoreCascadeResult
+from langroute.dispatch.escalation import Escalation, max_usage
+from langroute.dispatch.routed_call import Attempt
+from langroute.router.decision import RouteDecision
+from langroute.router.exemplar_router import ExemplarRouter
+from langroute.router.learning import CascadeLearner
 from langroute.scorers import Scorer, as_scorer
 
 __all__ = ["CASCADE_KEY", "CascadeAttempt", "CascadeLLM", "CascadeResult"]
@@ -65,7 +65,7 @@ _QUERY: ContextVar[tuple[int, str | None] | None] = ContextVar(
 class CascadeResult(_CoreCascadeResult):
     r"""Which tier answered a cascade call, and why the earlier tiers were rejected.
 
-    The core :class:`langroute.cascade.CascadeResult`, stored as a dict in the answer's
+    The core :class:`langroute.dispatch.cascade.CascadeResult`, stored as a dict in the answer's
     ``additional_kwargs["langroute_cascade"]``; read it back with :meth:`from_response`.
 
     Example:
@@ -186,6 +186,9 @@ class _CascadeRun:
         if result is not None:
             metadata["score_result"] = result.model_dump()
         response = None if attempt.failed else self.responses.get(attempt.route)
+        record = self.record.ledger_record(
+            attempt, framework=FRAMEWORK, usage=extract_usage(response)
+        )
         dispatcher.event(
             CascadeTierEvent(
                 call_id=self.record.call_id,
@@ -203,6 +206,7 @@ class _CascadeRun:
                 error=attempt.error,
                 query=self.query,
                 metadata=metadata,
+                record=record,
             )
         )
 
@@ -260,7 +264,7 @@ class CascadeLLM(LLM):
             tiers not paid for (also ``metadata["skipped_tiers"]`` of the ledger rows),
             and ``cascade.learning.stats`` counts the calls and latency saved.
         learn: With ``router``: each outcome becomes a learned exemplar (see
-            :mod:`langroute.learning`).
+            :mod:`langroute.router.learning`).
         route_past: With ``router``: skip tiers the router expects to fail. Off by
             default: in the RouteLLM replay (``benchmarks/learning_replay.py``) skipping
             on the starter router's estimates cost more than the cascade alone; turn it

@@ -31,6 +31,7 @@ from llama_index.core.instrumentation import Dispatcher, get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.llms.langroute.events import (
+    FRAMEWORK,
     CascadeTierEvent,
     RouteAttemptFailedEvent,
     RouteCompletedEvent,
@@ -41,7 +42,6 @@ from langroute.costs import CostLedger, LedgerRecord
 
 __all__ = ["FRAMEWORK", "CostCallbackHandler", "TokenUsage", "extract_usage", "track_costs"]
 
-FRAMEWORK = "llama_index"
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class CostCallbackHandler(BaseEventHandler):
     ``escalated_from`` when a cheaper route failed first), each failed attempt (with
     ``error`` and no tokens), and each cascade tier (``kind="cascade"``, ``tier``,
     ``accepted``). Routed calls become rows through the core
-    (:meth:`langroute.calls.RoutedCall.ledger_records`, the call each event carries),
+    (:meth:`langroute.dispatch.routed_call.RoutedCall.ledger_records`, the call each event carries),
     as in the LangChain integration; nothing is priced here. Records of one request
     share its ``run_id``. Costs are filled by the ledger's
     :class:`~langroute.costs.Pricer` (``genai-prices`` unless overridden).
@@ -102,33 +102,10 @@ class CostCallbackHandler(BaseEventHandler):
             # the call's last attempt is the route that failed
             metadata = {**self.metadata, "next_route": event.next_route}
             return event.call.ledger_records(framework=FRAMEWORK, metadata=metadata, attempt=-1)
-        if isinstance(event, CascadeTierEvent):
-            usage = (
-                event.usage if event.usage is not None else extract_usage(event.response)
-            ) or TokenUsage()
-            return [
-                LedgerRecord(
-                    **({"record_id": event.record_id} if event.record_id else {}),
-                    framework=FRAMEWORK,
-                    run_id=event.call_id,
-                    kind="cascade",
-                    route=event.tier_name,
-                    model=event.model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    baseline_model=event.baseline_model,
-                    latency_ms=event.latency_ms,
-                    escalated=event.tier > len(event.metadata.get("skipped_tiers", ())),
-                    escalated_from=event.metadata.get("previous_tier"),
-                    error=event.error,
-                    reason=event.reason,
-                    confidence=event.score,
-                    tier=event.tier,
-                    accepted=event.accepted,
-                    metadata={**self.metadata, **event.metadata},
-                )
-            ]
+        if isinstance(event, CascadeTierEvent) and event.record is not None:
+            record = event.record
+            metadata = {**self.metadata, **event.metadata, **record.metadata}
+            return [record.model_copy(update={"metadata": metadata})]
         return []
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:

@@ -34,8 +34,9 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
 
-from langroute.calls import RoutedCall, TokenUsage
-from langroute.decision import RouteDecision
+from langroute.costs.records import LedgerRecord
+from langroute.dispatch.routed_call import RoutedCall, TokenUsage
+from langroute.router.decision import RouteDecision
 
 __all__ = [
     "CallKind",
@@ -52,6 +53,10 @@ CallKind = Literal["chat", "complete", "stream_chat", "stream_complete"]
 """Which child method served the call (async calls report the same kinds)."""
 
 Response = ChatResponse | CompletionResponse
+
+
+FRAMEWORK = "llama_index"
+"""The ``framework`` of the ledger rows this integration writes."""
 
 
 class RouteSelectedEvent(BaseEvent):
@@ -176,6 +181,9 @@ class CascadeTierEvent(BaseEvent):
         metadata: The scorer's result as a dict, the previous tier's name.
         record_id: The ledger record id of this tier's row (the cascade result of the
             answer names it, for feedback).
+        record: The tier's ledger row, as the core builds it
+            (:meth:`langroute.dispatch.cascade.CascadeCall.ledger_record`); a cost handler
+            stores it.
     """
 
     call_id: str
@@ -193,6 +201,7 @@ class CascadeTierEvent(BaseEvent):
     error: str | None = None
     query: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    record: LedgerRecord | None = None
 
     @classmethod
     def class_name(cls) -> str:

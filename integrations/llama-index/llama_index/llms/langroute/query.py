@@ -27,8 +27,8 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import BasePromptTemplate, ChatPromptTemplate
 from llama_index.core.prompts.base import SelectorPromptTemplate
 
-from langroute.conversation import ChatTurn
-from langroute.queries import Query
+from langroute.router.conversation import ChatTurn
+from langroute.router.query_text import Query
 
 __all__ = [
     "CONDENSE_PATTERN",
@@ -223,7 +223,7 @@ _ROLES = {
 
 
 def chat_turns(messages: Sequence[ChatMessage]) -> list[ChatTurn]:
-    """LlamaIndex chat messages as :class:`langroute.conversation.ChatTurn` (role, text).
+    """LlamaIndex chat messages as :class:`langroute.router.conversation.ChatTurn` (role, text).
 
     Only ``user`` turns are routed on; tool results and assistant tool calls never are.
     """

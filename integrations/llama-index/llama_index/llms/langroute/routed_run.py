@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -29,15 +29,20 @@ from llama_index.llms.langroute.events import (
 from llama_index.llms.langroute.route_llms import delivers, served_model
 from llama_index.llms.langroute.usage import extract_usage
 
-from langroute.calls import ROUTE_KEY, Attempt, RoutedCall
-from langroute.decision import RouteDecision
-from langroute.escalation import Escalation, escalation_path, max_usage
+from langroute.dispatch.dispatcher import AnswerReaders, RouteDispatcher
+from langroute.dispatch.escalation import Escalation, max_usage
+from langroute.dispatch.routed_call import ROUTE_KEY, Attempt, RoutedCall
+from langroute.router.decision import RouteDecision
 
-if TYPE_CHECKING:
-    from llama_index.llms.langroute.base import RoutingLLM
+READERS = AnswerReaders(
+    usage_of=extract_usage, model_of=served_model, merge_usage=max_usage, delivers=delivers
+)
+"""How the dispatcher reads LlamaIndex answers: ``raw`` usage (running totals on a
+stream), the served model, and whether a chunk delivers text or a tool call."""
 
 __all__ = [
     "PINNED",
+    "READERS",
     "RoutedRun",
     "Routing",
     "ToolRequest",
@@ -149,41 +154,37 @@ def annotate(response: R, record: dict[str, Any]) -> R:
 class RoutedRun:
     """One routed call on its way: its record, its escalation, and the events it emits.
 
-    The :class:`~langroute.escalation.Escalation` tries the routes and records every
+    The :class:`~langroute.dispatch.escalation.Escalation` tries the routes and records every
     attempt in :attr:`call`; this object turns those attempts into the integration's
     events: a :class:`RouteAttemptFailedEvent` per route that raised an error listed in
     ``escalate_on``, and one :class:`RouteCompletedEvent` for the route that answered
     (for streams: once the stream ended, broke or was closed).
     """
 
-    def __init__(self, llm: RoutingLLM, routing: Routing, kind: CallKind, call: RoutedCall):
-        self.llm = llm
+    def __init__(
+        self, dispatcher: RouteDispatcher, routing: Routing, kind: CallKind, call: RoutedCall
+    ):
+        self.dispatcher = dispatcher
         self.routing = routing
         self.kind = kind
         self.call = call
         self.failures = 0
-        self.escalation: Escalation[Any] = Escalation(
-            call,
-            escalation_path(routing.decision.route, llm.routes),
-            model_for=llm.model_for,
-            escalate_on=llm.escalate_on,
-            on_failure=self.failed,
-            usage_of=extract_usage,
-            model_of=served_model,
-            merge_usage=max_usage,
-            delivers=delivers,
-        )
+        self.escalation: Escalation[Any] = dispatcher.escalation(call, on_failure=self.failed)
+
+    def model_for(self, route: str) -> str:
+        """The model name of a route's LLM."""
+        return self.dispatcher.route_models[route] or route
 
     def failed(self, attempt: Attempt, next_route: str | None, error: BaseException) -> None:
         """Announce a route that raised (an error that escalates)."""
         self.failures += 1
-        if not isinstance(error, self.llm.escalate_on):
+        if not isinstance(error, self.dispatcher.escalate_on):
             return  # not an escalation: the error reaches the caller, as before
         dispatcher.event(
             RouteAttemptFailedEvent(
                 call_id=self.call.call_id,
                 route=attempt.route,
-                model=attempt.model or self.llm.model_for(attempt.route),
+                model=attempt.model or self.model_for(attempt.route),
                 error=attempt.error or "",
                 exception=error,
                 latency_ms=attempt.latency_ms or 0.0,
@@ -204,8 +205,8 @@ class RoutedRun:
                 call_id=self.call.call_id,
                 kind=self.kind,
                 route=attempt.route,
-                model=attempt.model or self.llm.model_for(attempt.route),
-                baseline_model=self.llm.baseline_model,
+                model=attempt.model or self.model_for(attempt.route),
+                baseline_model=self.call.baseline_model or self.call.baseline_route,
                 decision=self.routing.decision,
                 response=response,
                 usage=attempt.usage,

@@ -24,7 +24,7 @@ LlamaIndex's LLM events through the usual decorators, like a real integration.
 bag of words) for building real indexes in tests.
 
 The mechanics (call log, script, failures, word-count usage, logprobs, stream pieces)
-are the core's :mod:`langroute.scripted`; this module dresses them as LlamaIndex
+are the core's :mod:`langroute.models.scripted`; this module dresses them as LlamaIndex
 responses and provider-shaped ``raw`` payloads.
 
 Example:
@@ -65,7 +65,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from langroute.embedders import HashingEmbedder
-from langroute.scripted import (
+from langroute.models.scripted import (
     ScriptedProvider,
     StreamFailure,
     ToolRequest,
@@ -103,7 +103,7 @@ class ScriptedToolCall(BaseModel):
     id: str = Field(default_factory=lambda: f"call_{uuid.uuid4().hex[:12]}")
 
     def to_request(self) -> ToolRequest:
-        """This call as the core's neutral :class:`~langroute.scripted.ToolRequest`."""
+        """This call as the core's neutral :class:`~langroute.models.scripted.ToolRequest`."""
         return ToolRequest(name=self.name, arguments=self.kwargs, id=self.id)
 
 

@@ -18,7 +18,7 @@ Streams spread usage over chunks (OpenAI: the last one; Anthropic: input on the
 ``message_start`` event, ``{"message": {"usage": ...}}``, output on the last
 ``message_delta``): :func:`merge_usage` combines them.
 
-:class:`TokenUsage` is the core :class:`langroute.calls.TokenUsage`, shared with the
+:class:`TokenUsage` is the core :class:`langroute.dispatch.routed_call.TokenUsage`, shared with the
 LangChain integration and the cost ledger.
 """
 
@@ -30,8 +30,8 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatResponse, CompletionResponse
 
-from langroute.calls import TokenUsage
-from langroute.escalation import max_usage
+from langroute.dispatch.escalation import max_usage
+from langroute.dispatch.routed_call import TokenUsage
 
 __all__ = ["TokenUsage", "extract_usage", "merge_usage"]
 
@@ -116,7 +116,7 @@ def merge_usage(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:
 
     Providers report per-stream totals, either once or cumulatively, sometimes split
     across chunks; the maximum of each field is the stream's usage in every case
-    (:func:`langroute.escalation.max_usage`, which :class:`RoutingLLM` streams use).
+    (:func:`langroute.dispatch.escalation.max_usage`, which :class:`RoutingLLM` streams use).
 
     Example:
         >>> merge_usage([TokenUsage(input_tokens=10), None, TokenUsage(output_tokens=4)])

@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from langroute import engine
-from langroute.batching import RequestBatcher
-from langroute.decision import DecisionReason, RouteDecision
 from langroute.embedders import (
     CachedEmbedder,
     Embedder,
@@ -23,19 +20,22 @@ from langroute.embedders import (
     load_encoder,
 )
 from langroute.errors import RouterConfigError
-from langroute.exemplars import Exemplar, load_exemplars
-from langroute.index import VectorIndex
-from langroute.learning import is_learned
-from langroute.queries import clean_query
-from langroute.settings import RouterSettings
+from langroute.router import engine
+from langroute.router.batching import RequestBatcher
+from langroute.router.decision import DecisionReason, RouteDecision
+from langroute.router.exemplars import Exemplar, load_exemplars
+from langroute.router.index import VectorIndex
+from langroute.router.learning import is_learned
+from langroute.router.query_text import clean_query
+from langroute.router.settings import RouterSettings
 
 if TYPE_CHECKING:
     from langroute.costs import CostLedger
-    from langroute.store import IndexSnapshot
+    from langroute.router.store import IndexSnapshot
 
 __all__ = ["STARTER_EXEMPLARS", "ExemplarRouter", "RouterSettings"]
 
-STARTER_EXEMPLARS = Path(__file__).parent / "data" / "starter_exemplars.jsonl"
+STARTER_EXEMPLARS = Path(__file__).parent.parent / "data" / "starter_exemplars.jsonl"
 _Prepared = tuple[str, bool]  # the text routed on, and whether it was truncated
 
 
@@ -439,7 +439,7 @@ class ExemplarRouter:
 
     @property
     def learned_exemplars(self) -> list[Exemplar]:
-        """The exemplars learned from outcomes (see :mod:`langroute.learning`)."""
+        """The exemplars learned from outcomes (see :mod:`langroute.router.learning`)."""
         with self._lock:
             return [ex for ex in self._exemplars.values() if is_learned(ex)]
 
@@ -457,7 +457,7 @@ class ExemplarRouter:
         """Learn from one observed outcome: ``route``'s answer to ``query`` was good or bad.
 
         Adds or updates the learned exemplar of the query's text (see
-        :mod:`langroute.learning` for the label, provenance and guard rails): a good
+        :mod:`langroute.router.learning` for the label, provenance and guard rails): a good
         answer labels it ``route``, a bad one the next stronger route. Past
         ``settings.max_learned`` learned exemplars, the first in
         ``settings.learned_eviction`` order is evicted.
@@ -474,7 +474,7 @@ class ExemplarRouter:
             >>> router.learn("Prove Fermat's little theorem", "small", good=False).route
             'large'
         """
-        from langroute.learning import eviction_order, learned_exemplar
+        from langroute.router.learning import eviction_order, learned_exemplar
 
         text = self._check_query(query)
         if route not in self.settings.routes:
@@ -518,7 +518,7 @@ class ExemplarRouter:
     ) -> Exemplar | None:
         """Store a thumbs up/down on a routed answer (by ledger record id) and learn from it.
 
-        See :func:`langroute.learning.learn_from_feedback`: the ledger gets a feedback
+        See :func:`langroute.router.learning.learn_from_feedback`: the ledger gets a feedback
         record; a good answer labels the query with the route that answered, a bad one
         with the next stronger route. The record must hold the query text (the cost
         handler's ``store_queries=True``).
@@ -528,7 +528,7 @@ class ExemplarRouter:
             >>> router.learn_from_feedback(ledger, record_id, "bad").route  # doctest: +SKIP
             'large'
         """
-        from langroute.learning import learn_from_feedback
+        from langroute.router.learning import learn_from_feedback
 
         return learn_from_feedback(
             self, ledger, record_id, verdict, source=source, metadata=metadata
@@ -570,14 +570,14 @@ class ExemplarRouter:
 
         Concurrent calls (threads, or :meth:`aroute` tasks) share encoder batches: a query
         that arrives while another batch is being embedded joins the next one (see
-        :mod:`langroute.batching`); a lone call runs at once, and a query whose vector is
+        :mod:`langroute.router.batching`); a lone call runs at once, and a query whose vector is
         cached never waits. ``elapsed_ms`` is this call's own time (queue wait included,
         the encoder's one-time load excluded: that is ``timings_ms["load"]``).
 
         Raises:
             InvalidQueryError: for a query with no visible text (empty, whitespace,
                 zero-width or control characters only; see
-                :func:`langroute.queries.clean_query`).
+                :func:`langroute.router.query_text.clean_query`).
             RouterConfigError: when the router has no exemplars.
 
         Example:
@@ -729,7 +729,7 @@ class ExemplarRouter:
     def neighbours(self, queries: Sequence[str], k: int | None = None) -> engine.Neighbourhood:
         """The ``k`` nearest exemplars of each query (default: ``settings.k``), as arrays.
 
-        Search once, then replay :func:`langroute.engine.decide` under many settings
+        Search once, then replay :func:`langroute.router.engine.decide` under many settings
         (evaluation, calibration and tuning do); it gives exactly what :meth:`route_batch`
         gives.
 
@@ -804,7 +804,7 @@ class ExemplarRouter:
             >>> router.save("routers/support").name
             'support'
         """
-        from langroute.store import save_router
+        from langroute.router.store import save_router
 
         return save_router(
             Path(path),
@@ -822,7 +822,7 @@ class ExemplarRouter:
         snapshot, or in neither.
         """
         from langroute.errors import RouterStoreError
-        from langroute.store import IndexSnapshot
+        from langroute.router.store import IndexSnapshot
 
         with self._lock:
             if self._index is None:
@@ -841,7 +841,7 @@ class ExemplarRouter:
             >>> len(loaded) == len(router)
             True
         """
-        from langroute.store import load_router
+        from langroute.router.store import load_router
 
         stored = load_router(Path(path), embedder)
         return cls.from_index(
@@ -909,7 +909,7 @@ def _starter_cache_path(embedder: Embedder) -> Path:
     import hashlib
 
     from langroute.embedders import cache_dir
-    from langroute.store import FORMAT_VERSION
+    from langroute.router.store import FORMAT_VERSION
 
     digest = hashlib.sha256(STARTER_EXEMPLARS.read_bytes())
     digest.update(f"|{embedder.fingerprint}|{embedder.dimension}|{FORMAT_VERSION}".encode())
@@ -929,3 +929,21 @@ def _routes_from_labels(exemplars: Sequence[Exemplar]) -> list[str]:
             stacklevel=3,
         )
     return routes
+
+
+def load_saved_router(path: str | Path, embedder: str | None = None) -> Any:
+    """Load a saved router with the embedder ``embedder`` names, else the one its manifest names.
+
+    ``embedder`` is a spec as :func:`~langroute.embedders.adapters.embedder_from_spec`
+    reads it (the CLI's ``--embedder``, ``langroute serve``'s ``embedder``).
+    """
+    from langroute.embedders.adapters import embedder_from_spec
+    from langroute.errors import RouterStoreError
+    from langroute.router.store import read_manifest
+
+    path = Path(path)
+    try:
+        fingerprint: str | None = read_manifest(path).embedder.fingerprint
+    except (RouterStoreError, OSError):
+        fingerprint = None  # the load below says what is wrong
+    return ExemplarRouter.load(path, embedder=embedder_from_spec(embedder, fingerprint))

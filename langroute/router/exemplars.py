@@ -4,7 +4,7 @@ A file is read whole and validated before anything is returned, so a malformed f
 never half-loads. Errors name the file, the line and the field.
 
 Example:
-    >>> from langroute.exemplars import Exemplar
+    >>> from langroute.router.exemplars import Exemplar
     >>> ex = Exemplar(text="Translate 'good morning' into French", route="small")
     >>> ex.id == Exemplar(text="Translate 'good morning' into French").id
     True
@@ -18,7 +18,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from langroute.errors import ExemplarFormatError
-from langroute.queries import has_visible_text
-from langroute.textfiles import read_utf8, utf8_lines
+from langroute.files.durable import atomic_write_text
+from langroute.files.textfiles import read_utf8, utf8_lines
+from langroute.router.query_text import has_visible_text
 
 # Field names of the shared benchmark data sets accepted as synonyms.
 TEXT_ALIASES = ("text", "prompt", "query")
@@ -70,7 +70,7 @@ class Exemplar(BaseModel):
     @classmethod
     def _messages_valid(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         if value is not None:
-            from langroute.conversation import parse_messages
+            from langroute.router.conversation import parse_messages
 
             parse_messages(value)
         return value
@@ -192,7 +192,7 @@ def _record_to_exemplar(raw: Mapping[str, Any], path: Path, line: int) -> Exempl
 
 def _conversation_fields(messages: Any, path: Path, line: int) -> dict[str, Any]:
     """``text`` (the user turns joined) and ``messages`` of a row given as a conversation."""
-    from langroute.conversation import parse_messages, user_texts
+    from langroute.router.conversation import parse_messages, user_texts
 
     try:
         turns = parse_messages(messages)
@@ -430,18 +430,3 @@ def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) 
         )
     atomic_write_text(path, payload)
     return path
-
-
-def atomic_write_text(path: Path, payload: str) -> None:
-    """Write a file so that readers see either the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -58,14 +58,14 @@ from pydantic import (
     model_validator,
 )
 
-from langroute.calls import error_text
-from langroute.decision import DecisionReason, RouteDecision, RouterCall
+from langroute.dispatch.routed_call import error_text
 from langroute.errors import RouterConfigError
-from langroute.queries import Query, clean_query
+from langroute.router.decision import DecisionReason, RouteDecision, RouterCall
+from langroute.router.query_text import Query, clean_query
 
 if TYPE_CHECKING:
-    from langroute.models_config import Completion, CompletionModel
-    from langroute.router import ExemplarRouter
+    from langroute.models.config import Completion, CompletionModel, ModelsConfig
+    from langroute.router.exemplar_router import ExemplarRouter
 
 __all__ = [
     "DEFAULT_ASK_LLM_ON",
@@ -74,6 +74,8 @@ __all__ = [
     "HeuristicRule",
     "LLMRouter",
     "Query",
+    "chain_from_config",
+    "chain_from_models_config",
     "parse_route_answer",
     "prompt_line",
     "request_in_prompt",
@@ -294,7 +296,7 @@ class LLMRouter:
     """The last stage: a cheap chat model chooses the route of a query the kNN is unsure of.
 
     Args:
-        model: A :class:`~langroute.models_config.CompletionModel` (anything with an
+        model: A :class:`~langroute.models.config.CompletionModel` (anything with an
             async ``acomplete(prompt)``), or a framework chat model an installed adapter
             accepts (a LangChain chat model with langchain-langroute installed).
         descriptions: Route -> what it is good for, shown to the model (default: its
@@ -303,7 +305,7 @@ class LLMRouter:
         max_query_chars: The query is cut to this many characters in the prompt.
 
     Example:
-        >>> from langroute.scripted import ScriptedCompletionModel
+        >>> from langroute.models.scripted import ScriptedCompletionModel
         >>> llm = LLMRouter(ScriptedCompletionModel("tiny", reply="large"))
         >>> llm.model.name
         'tiny'
@@ -317,7 +319,7 @@ class LLMRouter:
         examples: int = 8,
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
     ) -> None:
-        from langroute.models_config import adapt_model
+        from langroute.models.config import adapt_model
 
         if examples < 0:
             raise RouterConfigError(f"examples must be >= 0, not {examples}")
@@ -697,3 +699,28 @@ def chain_from_config(
     if bad:
         raise RouterConfigError(f"ask_llm_on names unknown decision reasons {bad}")
     return DeciderChain(router, gate=gate, llm=llm, ask_llm_on=ask)
+
+
+def chain_from_models_config(config: ModelsConfig, router: Any) -> DeciderChain:
+    """The :class:`DeciderChain` a models file's ``[chain]`` table describes.
+
+    Args:
+        config: The models file (:class:`~langroute.models.config.ModelsConfig`).
+        router: The kNN router (an :class:`~langroute.router.ExemplarRouter`).
+
+    Raises:
+        ModelsConfigError: The file has no ``[chain]`` table, or its LLM router's
+            model cannot be built.
+        RouterConfigError: A rule or option is not valid (the message names it).
+    """
+    from langroute.errors import ModelsConfigError
+
+    where = f"{config.path}: " if config.path is not None else ""
+    if config.chain is None:
+        raise ModelsConfigError(f"{where}no [chain] table")
+    try:
+        return chain_from_config(
+            router, config.chain, build_model=lambda value: config.build_spec("chain.llm", value)
+        )
+    except RouterConfigError as exc:
+        raise RouterConfigError(f"{where}[chain]: {exc}") from exc

@@ -8,7 +8,7 @@ LlamaIndex ``additional_kwargs["langroute"]``) and turn the call into ledger row
 :meth:`RoutedCall.ledger_records`: one row per paid attempt, priced by the ledger.
 
 Example:
-    >>> from langroute.decision import DecisionReason, RouteDecision, SessionInfo
+    >>> from langroute.router.decision import DecisionReason, RouteDecision, SessionInfo
     >>> call = RoutedCall(
     ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
     ...     baseline_route="large",
@@ -31,7 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from langroute.decision import (
+from langroute.costs.records import new_record_id
+from langroute.router.decision import (
     DecisionReason,
     DecisionStage,
     RouteDecision,
@@ -40,12 +41,6 @@ from langroute.decision import (
 )
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
-
-
-def _new_record_id() -> str:
-    from langroute.costs.records import new_record_id
-
-    return new_record_id()
 
 
 ROUTE_KEY = "langroute"
@@ -246,7 +241,7 @@ class RoutedCall(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     baseline_route: str
     baseline_model: str | None = None
-    record_id: str = Field(default_factory=_new_record_id, min_length=1)
+    record_id: str = Field(default_factory=new_record_id, min_length=1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def add_attempt(self, attempt: Attempt) -> None:
@@ -314,7 +309,7 @@ class RoutedCall(BaseModel):
         ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
         ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``),
         ``max_similarity``, ``context`` (the conversation strategy), ``session``
-        (:class:`~langroute.decision.SessionInfo`: stickiness or a topic shift),
+        (:class:`~langroute.router.decision.SessionInfo`: stickiness or a topic shift),
         ``record_id`` (the answer's ledger record id, for feedback), and for decider chains
         ``stage``, ``stage_note`` and ``router_calls`` (the LLM router's calls).
         """

@@ -1,6 +1,6 @@
 """The ``eval``, ``calibrate``, ``tune`` and ``compare`` commands (typer command functions).
 
-Registered by :mod:`langroute.cli`. Heavy libraries load inside the functions, so
+Registered by :mod:`langroute.cli.app`. Heavy libraries load inside the functions, so
 importing this module (and ``langroute --help``) stays fast.
 
 Example:
@@ -23,9 +23,7 @@ from langroute.terminal import data_text, printable
 __all__ = [
     "calibrate_command",
     "compare_command",
-    "embedder_from_option",
     "eval_command",
-    "load_saved_router",
     "tune_command",
 ]
 
@@ -33,20 +31,6 @@ COMPARE_WORSE_EXIT = 1
 """``langroute compare`` exit status when B is worse than A beyond the tolerance."""
 COMPARE_ERROR_EXIT = 2
 """``langroute compare`` exit status when the comparison could not be made."""
-
-
-def embedder_from_option(spec: str | None, fingerprint: str | None = None) -> Any:
-    """Build an embedder from ``--embedder`` (or from a saved router's fingerprint)."""
-    from langroute.embedders import HashingEmbedder, SentenceTransformerEmbedder
-
-    if spec is None and fingerprint is not None and fingerprint.startswith("hashing:"):
-        return HashingEmbedder(int(fingerprint.split(":")[1]))
-    if spec is None or spec in ("minilm", "default"):
-        return SentenceTransformerEmbedder()
-    if spec == "hashing" or spec.startswith("hashing:"):
-        size = int(spec.split(":")[1]) if ":" in spec else 256
-        return HashingEmbedder(size)
-    return SentenceTransformerEmbedder(spec)
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
@@ -233,12 +217,14 @@ def eval_command(
     With no flags the router is tuned by cross-validation within EXEMPLARS, as `build`
     tunes it, so the default figure is the one a user gets.
     """
+    from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.comparison import compare
     from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.plot import plot_report
     from langroute.evaluation.tuning import build_router
-    from langroute.exemplars import load_exemplars
+    from langroute.router.exemplar_router import load_saved_router
+    from langroute.router.exemplars import load_exemplars
 
     options: dict[str, Any] = {
         key: value
@@ -261,7 +247,7 @@ def eval_command(
     comparison = None
     chain_report = None
     try:
-        from langroute.conversation import ConversationContext
+        from langroute.router.conversation import ConversationContext
 
         strategy = ConversationContext.parse(context) if context is not None else None
         same = exemplars.resolve() == evalset.resolve()
@@ -280,7 +266,7 @@ def eval_command(
             report = cross_validate(
                 rows,
                 routes=route_list,
-                embedder=embedder_from_option(embedder),
+                embedder=embedder_from_spec(embedder),
                 folds=folds or 5,
                 seed=seed,
                 weak=weak,
@@ -297,18 +283,19 @@ def eval_command(
             router = build_router(
                 rows,
                 routes=route_list,
-                embedder=embedder_from_option(embedder),
+                embedder=embedder_from_spec(embedder),
                 tune=tune,
                 seed=seed,
                 show_progress=True,
                 **options,
             )
             if chain is not None:
+                from langroute.chains.deciders import chain_from_models_config
                 from langroute.evaluation.chains import evaluate_chain
-                from langroute.models_config import load_models_config
+                from langroute.models.config import load_models_config
 
                 models = load_models_config(chain)
-                decider = models.decider_chain(router)
+                decider = chain_from_models_config(models, router)
                 chain_report = evaluate_chain(
                     decider, evalset, pricer=models.pricer(), show_progress=True
                 )
@@ -409,10 +396,11 @@ def calibrate_command(
     """Set a saved router's dial from EVALSET and save it back (threshold + calibration record)."""
     import warnings
 
+    from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.calibration import calibrate
-    from langroute.router import ExemplarRouter
-    from langroute.store import read_manifest
+    from langroute.router.exemplar_router import ExemplarRouter
+    from langroute.router.store import read_manifest
 
     if (target_strong_share is None) == (target_quality is None):
         typer.echo("error: give exactly one of --target-strong-share or --target-quality", err=True)
@@ -420,7 +408,7 @@ def calibrate_command(
     try:
         manifest = read_manifest(router)
         loaded = ExemplarRouter.load(
-            router, embedder=embedder_from_option(embedder, manifest.embedder.fingerprint)
+            router, embedder=embedder_from_spec(embedder, manifest.embedder.fingerprint)
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -449,19 +437,6 @@ def calibrate_command(
         line += " (target not reachable; closest point taken)"
     typer.echo(line)
     typer.echo(f"saved to {printable(router)}")
-
-
-def load_saved_router(path: Path, embedder: str | None = None) -> Any:
-    """Load a saved router with ``--embedder`` or the embedder its manifest names."""
-    from langroute.errors import RouterStoreError
-    from langroute.router import ExemplarRouter
-    from langroute.store import read_manifest
-
-    try:
-        fingerprint: str | None = read_manifest(path).embedder.fingerprint
-    except (RouterStoreError, OSError):
-        fingerprint = None  # the load below says what is wrong
-    return ExemplarRouter.load(path, embedder=embedder_from_option(embedder, fingerprint))
 
 
 def _cut(text: str, width: int) -> str:
@@ -565,6 +540,7 @@ def compare_command(
     """
     from langroute.errors import LangrouteError
     from langroute.evaluation.comparison import compare
+    from langroute.router.exemplar_router import load_saved_router
 
     try:
         comparison = compare(
@@ -618,9 +594,10 @@ def tune_command(
     from rich.console import Console
     from rich.table import Table
 
+    from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import build_router
-    from langroute.exemplars import load_exemplars
+    from langroute.router.exemplars import load_exemplars
 
     route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
     try:
@@ -628,7 +605,7 @@ def tune_command(
         router = build_router(
             rows,
             routes=route_list,
-            embedder=embedder_from_option(embedder),
+            embedder=embedder_from_spec(embedder),
             tune=True,
             folds=folds,
             seed=seed,

@@ -55,9 +55,10 @@ from langroute.embedders import (
     embedder_for_fingerprint,
 )
 from langroute.errors import EmbedderMismatchError, ExemplarFormatError, RouterStoreError
-from langroute.exemplars import Exemplar, exemplars_from_jsonl, exemplars_to_jsonl
-from langroute.index import VectorIndex
-from langroute.settings import RouterSettings
+from langroute.files.durable import fsync_dir, write_synced
+from langroute.router.exemplars import Exemplar, exemplars_from_jsonl, exemplars_to_jsonl
+from langroute.router.index import VectorIndex
+from langroute.router.settings import RouterSettings
 
 FORMAT_NAME = "langroute-router"
 FORMAT_VERSION = 2
@@ -140,24 +141,6 @@ def _digest(handle: BinaryIO) -> FileEntry:
 def _sha256(path: Path) -> FileEntry:
     with path.open("rb") as handle:
         return _digest(handle)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 # -- what sits beside a router: its lock file and the copies of unfinished saves --------
@@ -423,7 +406,7 @@ def _write_copy(
     try:
         snapshot = write_index(staging / INDEX)
         exemplars = snapshot.exemplars
-        _write_file(staging / EXEMPLARS, exemplars_to_jsonl(exemplars).encode("utf-8"))
+        write_synced(staging / EXEMPLARS, exemplars_to_jsonl(exemplars).encode("utf-8"))
         with (staging / IDS).open("wb") as handle:
             np.save(handle, np.asarray(snapshot.faiss_ids, dtype=np.int64), allow_pickle=False)
             handle.flush()
@@ -444,10 +427,10 @@ def _write_copy(
         exclude = {MANIFEST_CHECKSUM} | ({"tuning"} if tuning is None else set())
         fields = json.loads(manifest.model_dump_json(exclude=exclude))
         fields[MANIFEST_CHECKSUM] = _manifest_digest(fields)
-        _write_file(
+        write_synced(
             staging / MANIFEST, json.dumps(fields, indent=2, ensure_ascii=False).encode("utf-8")
         )
-        _fsync_dir(staging)
+        fsync_dir(staging)
         if target.is_dir():
             os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
         # Swap: old copy aside, new copy in, old copy removed. A crash in between leaves
@@ -456,7 +439,7 @@ def _write_copy(
             retired = target.parent / _sibling_name(target, "old")
             os.replace(target, retired)
         os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         _remove_tree(staging)
         raise

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from langroute.evaluation.commands import (
+from langroute.cli.evaluation import (
     calibrate_command,
     compare_command,
-    embedder_from_option,
     eval_command,
-    load_saved_router,
     tune_command,
 )
-from langroute.labels.command import label_command
+from langroute.cli.labels import label_command
 from langroute.terminal import data_text, printable
 
 if TYPE_CHECKING:
@@ -29,9 +27,9 @@ if TYPE_CHECKING:
 
     from rich.text import Text
 
-    from langroute.decision import RouteDecision
     from langroute.monitoring import MonitorReport, WindowStats
-    from langroute.router import ExemplarRouter
+    from langroute.router.decision import RouteDecision
+    from langroute.router.exemplar_router import ExemplarRouter
 
 app = typer.Typer(
     name="langroute",
@@ -83,7 +81,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _load_router(path: Path | None) -> ExemplarRouter:
     from langroute.errors import LangrouteError
-    from langroute.router import ExemplarRouter
+    from langroute.router.exemplar_router import ExemplarRouter, load_saved_router
 
     _quiet_model_loading()
     try:
@@ -202,9 +200,10 @@ def build(
     """Embed an exemplars file and save a router, tuned by cross-validation by default."""
     from rich.console import Console
 
+    from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
-    from langroute.exemplars import load_exemplars
+    from langroute.router.exemplars import load_exemplars
 
     _quiet_model_loading()
     console = Console()
@@ -219,7 +218,7 @@ def build(
         built = build_router(
             loaded,
             routes=route_list,
-            embedder=embedder_from_option(embedder),
+            embedder=embedder_from_spec(embedder),
             tune=tune,
             seed=seed,
             index=index,
@@ -256,7 +255,7 @@ def add(
     from rich.console import Console
 
     from langroute.errors import LangrouteError
-    from langroute.exemplars import load_exemplars
+    from langroute.router.exemplars import load_exemplars
 
     loaded_router = _load_router(router)
     try:
@@ -443,9 +442,14 @@ def monitor(
     from datetime import datetime
 
     from langroute.costs import CostLedger
-    from langroute.costs.analytics import ledger_monitor
     from langroute.errors import LangrouteError
-    from langroute.monitoring import MonitorThresholds, parse_duration, plot_monitor, utc
+    from langroute.monitoring import (
+        MonitorThresholds,
+        monitor_ledger,
+        parse_duration,
+        plot_monitor,
+        utc,
+    )
 
     try:
         period = None
@@ -462,7 +466,7 @@ def monitor(
             quality_drop_points=quality_drop,
             min_feedback=min_feedback,
         )
-        report = ledger_monitor(
+        report = monitor_ledger(
             CostLedger.open(_ledger_source(ledger), validate=False),
             window=parse_duration(window),
             segment_key=segment,
@@ -623,7 +627,7 @@ ConfigArgument = Annotated[
 
 
 def _load_config(path: Path) -> object:
-    from langroute.models_config import ModelsConfigError, load_models_config
+    from langroute.models.config import ModelsConfigError, load_models_config
 
     try:
         return load_models_config(path)
@@ -697,8 +701,8 @@ def serve_key_add(
     ] = "day",
 ) -> None:
     """Create an API key; the secret is printed once, only its SHA-256 is stored."""
-    from langroute.api_keys import add_api_key
     from langroute.errors import ApiKeysFileError
+    from langroute.serving.keys import add_api_key
 
     if period not in ("day", "week", "month", "total"):
         raise _fail(f"--period must be day, week, month or total, not {period!r}")
@@ -716,8 +720,8 @@ def serve_key_add(
 @serve_key_app.command("list")
 def serve_key_list(config: ConfigArgument) -> None:
     """List the API keys (names and budgets; secrets are never stored)."""
-    from langroute.api_keys import load_api_keys
     from langroute.errors import ApiKeysFileError
+    from langroute.serving.keys import load_api_keys
 
     path = _keys_path(config)
     try:
@@ -735,8 +739,8 @@ def serve_key_remove(
     name: Annotated[str, typer.Option("--name", help="The key to delete.")],
 ) -> None:
     """Delete an API key (a running server stops accepting it at its next request)."""
-    from langroute.api_keys import remove_api_key
     from langroute.errors import ApiKeysFileError
+    from langroute.serving.keys import remove_api_key
 
     path = _keys_path(config)
     try:

@@ -8,12 +8,12 @@ route fails :class:`~langroute.errors.AllRoutesFailedError` is raised with one m
 format. A stream escalates until its first chunk that delivers output (an empty stream
 escalates too); after that an error reaches the caller, because part of an answer has
 already been delivered. Every try lands in the
-call's :class:`~langroute.calls.RoutedCall` as an :class:`~langroute.calls.Attempt`
-with its model, error, usage and latency.
+call's :class:`~langroute.dispatch.routed_call.RoutedCall` as an
+:class:`~langroute.dispatch.routed_call.Attempt` with its model, error, usage and latency.
 
 Example:
-    >>> from langroute.calls import RoutedCall
-    >>> from langroute.decision import RouteDecision
+    >>> from langroute.dispatch.routed_call import RoutedCall
+    >>> from langroute.router.decision import RouteDecision
     >>> call = RoutedCall(
     ...     decision=RouteDecision(route="small", confidence=0.9, reason="vote"),
     ...     baseline_route="large",
@@ -44,7 +44,7 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
-from langroute.calls import Attempt, RoutedCall, TokenUsage, error_text
+from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage, error_text
 from langroute.errors import AllRoutesFailedError, EmptyStreamError
 
 __all__ = ["Accept", "AsyncAccept", "Escalation", "escalation_path", "max_usage", "sum_usage"]

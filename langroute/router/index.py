@@ -12,7 +12,7 @@ before or after a concurrent add, never a half-added batch.
 
 Example:
     >>> import numpy as np
-    >>> from langroute.index import VectorIndex
+    >>> from langroute.router.index import VectorIndex
     >>> index = VectorIndex(dimension=2)
     >>> index.add(["a", "b"], np.array([[1, 0], [0, 1]], dtype=np.float32))
     >>> index.search(np.array([[1, 0]], dtype=np.float32), k=1)[1][0]

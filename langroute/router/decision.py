@@ -15,7 +15,7 @@ DecisionReason = Literal[
     "no_query",  # nothing to route on (integrations): fallback route
     "cascade",  # a cascade: the cheapest tier first, escalating on a low score
     "routed_past",  # a cascade whose router skipped cheaper tiers it expects to fail
-    "rule",  # a heuristic gate's rule matched (langroute.deciders)
+    "rule",  # a heuristic gate's rule matched (langroute.chains.deciders)
     "llm",  # an LLM router chose, asked because the kNN decision was unsure
 ]
 
@@ -69,7 +69,7 @@ SessionAction = Literal[
 
 
 class SessionInfo(BaseModel):
-    """What a conversation's session did to one decision (see :mod:`langroute.conversation`).
+    """What a conversation's session did to one decision (see :mod:`langroute.router.conversation`).
 
     Example:
         >>> SessionInfo(key="s1", action="sticky", routed="small", previous="large").action

@@ -23,7 +23,7 @@ same file. TOML (``.toml``)::
     aliases = ["auto"]            # model names that mean "route this request"
     keys = "keys.jsonl"           # API keys (hashed); no file: no authentication
 
-    [chain]                       # optional: a decider chain (langroute.deciders)
+    [chain]                       # optional: a decider chain (langroute.chains.deciders)
     ask_llm_on = ["low_confidence", "out_of_distribution"]
     [[chain.rules]]               # the heuristic gate, first match decides
     name = "code"
@@ -55,8 +55,8 @@ Example:
     >>> from pathlib import Path
     >>> _ = Path("models.toml").write_text('''
     ... [routes]
-    ... small = "langroute.scripted:echo_model"
-    ... large = { factory = "langroute.scripted:echo_model", name = "echo-large" }
+    ... small = "langroute.models.scripted:echo_model"
+    ... large = { factory = "langroute.models.scripted:echo_model", name = "echo-large" }
     ... ''')
     >>> config = load_models_config("models.toml")
     >>> config.route_names, config.routes["large"].options
@@ -80,7 +80,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from langroute.calls import TokenUsage
+from langroute.dispatch.routed_call import TokenUsage
 from langroute.errors import ModelsConfigError
 
 __all__ = [
@@ -268,6 +268,7 @@ class ModelsConfig(BaseModel):
         return self.routes[route]
 
     def _where(self) -> str:
+        """``path: `` to start a message about this file (empty when it has no path)."""
         return f"{self.path}: " if self.path is not None else ""
 
     def pricer(self) -> Any:
@@ -276,31 +277,14 @@ class ModelsConfig(BaseModel):
 
         return Pricer(dict(self.prices))
 
-    def decider_chain(self, router: Any) -> Any:
-        """The :class:`~langroute.deciders.DeciderChain` the ``[chain]`` table describes.
-
-        Args:
-            router: The kNN router (an :class:`~langroute.router.ExemplarRouter`).
+    def build_spec(self, where: str, value: Any) -> CompletionModel:
+        """Build a model from a spec found at ``where`` in this file (e.g. ``"chain.llm"``).
 
         Raises:
-            ModelsConfigError: The file has no ``[chain]`` table, or its LLM router's
-                model cannot be built.
-            RouterConfigError: A rule or option is not valid (the message names it).
+            ModelsConfigError: The spec cannot be built (the message names file and place).
         """
-        from langroute.deciders import chain_from_config
-        from langroute.errors import RouterConfigError
-
-        if self.chain is None:
-            raise ModelsConfigError(f"{self._where()}no [chain] table")
         folder = self.path.parent if self.path else None
-
-        def build(value: Any) -> CompletionModel:
-            return build_model(_parse_spec("chain.llm", value, self._where()), folder=folder)
-
-        try:
-            return chain_from_config(router, self.chain, build_model=build)
-        except RouterConfigError as exc:
-            raise RouterConfigError(f"{self._where()}[chain]: {exc}") from exc
+        return build_model(_parse_spec(where, value, self._where()), folder=folder)
 
     def build(self, route: str) -> CompletionModel:
         """Build the model of ``route`` (or ``"judge"``).

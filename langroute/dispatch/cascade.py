@@ -16,15 +16,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.calls import Attempt, RoutedCall, _new_record_id, error_text
-from langroute.decision import RouteDecision
+from langroute.costs.records import LedgerRecord, new_record_id
+from langroute.dispatch.escalation import AttemptHook, Escalation, UsageMerge, UsageOf, sum_usage
+from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage, error_text
 from langroute.errors import RouterConfigError
-from langroute.escalation import AttemptHook, Escalation, UsageMerge, UsageOf, sum_usage
+from langroute.router.decision import RouteDecision
 from langroute.scorers import ScoreResult
 
 __all__ = [
@@ -103,7 +104,7 @@ def failed_attempt(
 ) -> CascadeAttempt:
     """The record of a tier that raised instead of answering (never accepted).
 
-    ``error`` is the exception or its :func:`~langroute.calls.error_text`.
+    ``error`` is the exception or its :func:`~langroute.dispatch.routed_call.error_text`.
     """
     text = error if isinstance(error, str) else error_text(error)
     return CascadeAttempt(
@@ -265,7 +266,7 @@ class CascadePolicy(BaseModel):
 
 
 class CascadeCall:
-    """One cascade call: its :class:`~langroute.calls.RoutedCall` and each tier's verdict.
+    """One cascade call: its :class:`~.routed_call.RoutedCall` and each tier's verdict.
 
     The integrations run the tiers with :meth:`escalation` (so errors escalate as in a
     routed call) and keep each tier's verdict with :meth:`verdict`; :meth:`attempt_for`
@@ -291,6 +292,7 @@ class CascadeCall:
         *,
         escalate_on: tuple[type[BaseException], ...] = (Exception,),
         start: RouteDecision | None = None,
+        call_id: str | None = None,
     ) -> None:
         """Begin a cascade call.
 
@@ -298,9 +300,11 @@ class CascadeCall:
             policy: The tiers and thresholds.
             escalate_on: Errors of a tier that move on to the next tier.
             start: A router's decision to start at its route's tier instead of the
-                cheapest (see :meth:`langroute.learning.CascadeLearner.plan`); the
+                cheapest (see :meth:`langroute.router.learning.CascadeLearner.plan`); the
                 tiers before it are :attr:`skipped` and the call's reason is
                 ``"routed_past"``.
+            call_id: The call's identifier (default: a new one), e.g. the framework's
+                run id, so that ledger rows and traces share it.
         """
         self.policy = policy
         self.escalate_on = escalate_on
@@ -313,10 +317,11 @@ class CascadeCall:
             decision=decision,
             baseline_route=policy.tier_names[-1],
             baseline_model=policy.baseline_model,
+            **({"call_id": call_id} if call_id is not None else {}),
         )
         self.scores: dict[str, ScoreResult | None] = {}
         self._verdicts: dict[str, CascadeAttempt] = {}
-        self._record_ids = {name: _new_record_id() for name in policy.tier_names}
+        self._record_ids = {name: new_record_id() for name in policy.tier_names}
 
     def record_id(self, tier_name: str) -> str:
         """The ledger record id of ``tier_name``'s attempt in this call (made up front).
@@ -339,7 +344,7 @@ class CascadeCall:
         merge_usage: UsageMerge = sum_usage,
         on_attempt: AttemptHook | None = None,
     ) -> Escalation[Any]:
-        """The :class:`~langroute.escalation.Escalation` that runs the tiers in order."""
+        """The :class:`~langroute.dispatch.escalation.Escalation` that runs the tiers in order."""
         options: dict[str, Any] = {"usage_of": usage_of} if usage_of is not None else {}
         return Escalation(
             self.call,
@@ -376,6 +381,69 @@ class CascadeCall:
             if attempt.failed or attempt.route in self._verdicts:
                 records.append(self.attempt_for(attempt))
         return records
+
+    def row_fields(self, attempt: Attempt) -> dict[str, Any]:
+        """The cascade's own fields of a final attempt's ledger row (one place for both).
+
+        ``record_id``, ``run_id`` (the call), ``kind="cascade"``, ``route`` (the tier's
+        name), ``tier``, ``baseline_model``, ``accepted``, ``escalated`` and
+        ``escalated_from`` (a tier tried after a cheaper one), ``reason`` (``"cascade"``,
+        or ``"routed_past"`` when a router skipped cheaper tiers), ``confidence`` (the
+        score), and ``metadata`` with the verdict (``cascade_reason``, ``score``) and the
+        skipped tiers. Tokens, model, latency and error are the attempt's own.
+        """
+        verdict = self.attempt_for(attempt)
+        first = len(self.skipped)
+        metadata: dict[str, Any] = {"cascade_reason": verdict.reason}
+        if verdict.score is not None:
+            metadata["score"] = verdict.score
+        if self.skipped:
+            metadata["skipped_tiers"] = list(self.skipped)
+        return {
+            "record_id": self.record_id(verdict.tier_name),
+            "run_id": self.call_id,
+            "kind": "cascade",
+            "route": verdict.tier_name,
+            "tier": verdict.tier,
+            "baseline_model": self.policy.baseline_model,
+            "accepted": verdict.accepted and attempt.error is None,
+            "escalated": verdict.tier > first,
+            "escalated_from": (
+                self.policy.tier_names[verdict.tier - 1] if verdict.tier > first else None
+            ),
+            "reason": "routed_past" if self.skipped else "cascade",
+            "confidence": verdict.score,
+            "metadata": metadata,
+        }
+
+    def ledger_record(
+        self,
+        attempt: Attempt,
+        *,
+        framework: str,
+        usage: TokenUsage | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> LedgerRecord:
+        """The ledger row of a final tier attempt: the twin of ``RoutedCall.ledger_records``.
+
+        Args:
+            attempt: The attempt (failed, or with its verdict kept by :meth:`verdict`).
+            framework: The row's ``framework``.
+            usage: The tier's usage, when the attempt did not record it.
+            metadata: More row metadata (segments, the integration's own keys).
+        """
+        fields = self.row_fields(attempt)
+        tokens = attempt.usage or usage or TokenUsage()
+        return LedgerRecord(
+            **{**fields, "metadata": {**(metadata or {}), **fields["metadata"]}},
+            framework=framework,
+            model=attempt.model or self.policy.models[fields["tier"]],
+            input_tokens=tokens.input_tokens,
+            output_tokens=tokens.output_tokens,
+            cached_tokens=tokens.cached_tokens,
+            latency_ms=attempt.latency_ms,
+            error=attempt.error,
+        )
 
     def result(self, tier_name: str) -> CascadeResult:
         """The record of an answer from ``tier_name``, with every attempt so far."""

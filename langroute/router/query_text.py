@@ -37,7 +37,7 @@ class Query(str):
 
     The integrations' query extractors return one when the routed message carries
     non-text content, so a decider chain's rule with ``attachments=True`` can send it to
-    a route that reads them (:mod:`langroute.deciders`). Anything that takes a ``str``
+    a route that reads them (:mod:`langroute.chains.deciders`). Anything that takes a ``str``
     takes it; :func:`clean_query` keeps the count.
 
     Example:

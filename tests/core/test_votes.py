@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from langroute import Exemplar, ExemplarRouter, rules
+from langroute import Exemplar, ExemplarRouter
+from langroute.router import votes
 
 nan = float("nan")
 
@@ -36,7 +37,7 @@ def a(rows) -> np.ndarray:
 
 def test_softmax_weights_are_relative_to_each_rows_nearest():
     sims = a([[0.9, 0.8, 0.5], [0.3, 0.2, -0.1]])
-    weights = rules.neighbour_weights(sims, np.ones((2, 3)), "softmax", temperature=0.1)
+    weights = votes.neighbour_weights(sims, np.ones((2, 3)), "softmax", temperature=0.1)
     # exp((s - s_max) / 0.1): exp(0), exp(-1), exp(-4) in both rows
     expected = [[1.0, 0.36787944117144233, 0.01831563888873418]] * 2
     close(weights, expected)
@@ -45,25 +46,25 @@ def test_softmax_weights_are_relative_to_each_rows_nearest():
 def test_softmax_temperature_changes_the_tilt():
     sims = a([[0.9, 0.85]])
     # default temperature 0.05: exp(-0.05 / 0.05) = exp(-1)
-    close(rules.neighbour_weights(sims, np.ones((1, 2))), [[1.0, 0.36787944117144233]])
+    close(votes.neighbour_weights(sims, np.ones((1, 2))), [[1.0, 0.36787944117144233]])
     # temperature 0.025: exp(-2)
-    warm = rules.neighbour_weights(sims, np.ones((1, 2)), "softmax", temperature=0.025)
+    warm = votes.neighbour_weights(sims, np.ones((1, 2)), "softmax", temperature=0.025)
     close(warm, [[1.0, 0.1353352832366127]])
     # temperature 0 is floored at 1e-6: the runner-up gets exp(-50000), i.e. 0
-    cold = rules.neighbour_weights(sims, np.ones((1, 2)), "softmax", temperature=0.0)
+    cold = votes.neighbour_weights(sims, np.ones((1, 2)), "softmax", temperature=0.0)
     assert cold.tolist() == [[1.0, 0.0]]
 
 
 def test_linear_weights_clip_negative_similarities():
     sims = a([[0.5, 0.25, -0.3]])
-    weights = rules.neighbour_weights(sims, np.ones((1, 3)), "linear")
+    weights = votes.neighbour_weights(sims, np.ones((1, 3)), "linear")
     # max(s, 0) + 1e-6
     close(weights, [[0.500001, 0.250001, 0.000001]])
 
 
 def test_uniform_weights_are_the_exemplar_weights():
     sims = a([[0.9, -0.2, 0.1]])
-    weights = rules.neighbour_weights(sims, a([[2.0, 0.5, 1.0]]), "uniform")
+    weights = votes.neighbour_weights(sims, a([[2.0, 0.5, 1.0]]), "uniform")
     assert weights.tolist() == [[2.0, 0.5, 1.0]]
 
 
@@ -78,7 +79,7 @@ def test_uniform_weights_are_the_exemplar_weights():
 )
 def test_power_weights(power, expected):
     sims = a([[0.5, 0.2, -0.1]])
-    weights = rules.neighbour_weights(sims, np.ones((1, 3)), "power", power=power)
+    weights = votes.neighbour_weights(sims, np.ones((1, 3)), "power", power=power)
     # plus 1e-12, so no weight is exactly zero
     close(weights, [[e + 1e-12 for e in expected]], rel=1e-9, abs=1e-15)
 
@@ -86,23 +87,23 @@ def test_power_weights(power, expected):
 def test_exemplar_weights_multiply_every_weighting():
     sims = a([[0.9, 0.8, 0.5]])
     ex = a([[1.0, 2.0, 0.5]])
-    softmax = rules.neighbour_weights(sims, ex, "softmax", temperature=0.1)
+    softmax = votes.neighbour_weights(sims, ex, "softmax", temperature=0.1)
     # [1, e^-1, e^-4] * [1, 2, 0.5]
     close(softmax, [[1.0, 0.7357588823428847, 0.00915781944436709]])
-    linear = rules.neighbour_weights(sims, ex, "linear")
+    linear = votes.neighbour_weights(sims, ex, "linear")
     close(linear, [[0.900001, 1.600002, 0.2500005]])
-    power = rules.neighbour_weights(sims, ex, "power", power=2.0)
+    power = votes.neighbour_weights(sims, ex, "power", power=2.0)
     # [0.81, 0.64, 0.25] * [1, 2, 0.5]
     close(power, [[0.81, 1.28, 0.125]], rel=1e-9)
-    zero = rules.neighbour_weights(sims, a([[0.0, 1.0, 0.0]]), "uniform")
+    zero = votes.neighbour_weights(sims, a([[0.0, 1.0, 0.0]]), "uniform")
     assert zero.tolist() == [[0.0, 1.0, 0.0]]
 
 
 def test_neighbour_weights_edge_cases():
-    empty = rules.neighbour_weights(np.zeros((2, 0)), np.zeros((2, 0)), "power")
+    empty = votes.neighbour_weights(np.zeros((2, 0)), np.zeros((2, 0)), "power")
     assert empty.shape == (2, 0)
     with pytest.raises(ValueError, match="unknown weighting 'cubic'"):
-        rules.neighbour_weights(a([[0.5]]), a([[1.0]]), "cubic")  # type: ignore[arg-type]
+        votes.neighbour_weights(a([[0.5]]), a([[1.0]]), "cubic")  # type: ignore[arg-type]
 
 
 # -- keep_nearest -----------------------------------------------------------------------
@@ -110,11 +111,11 @@ def test_neighbour_weights_edge_cases():
 
 def test_keep_nearest_keeps_exactly_count_columns():
     weights = a([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
-    assert rules.keep_nearest(weights, 1).tolist() == [[1, 0, 0, 0], [5, 0, 0, 0]]
-    assert rules.keep_nearest(weights, 2).tolist() == [[1, 2, 0, 0], [5, 6, 0, 0]]
-    assert rules.keep_nearest(weights, 3).tolist() == [[1, 2, 3, 0], [5, 6, 7, 0]]
-    assert rules.keep_nearest(weights, 4).tolist() == weights.tolist()
-    assert rules.keep_nearest(weights, 10).tolist() == weights.tolist()
+    assert votes.keep_nearest(weights, 1).tolist() == [[1, 0, 0, 0], [5, 0, 0, 0]]
+    assert votes.keep_nearest(weights, 2).tolist() == [[1, 2, 0, 0], [5, 6, 0, 0]]
+    assert votes.keep_nearest(weights, 3).tolist() == [[1, 2, 3, 0], [5, 6, 7, 0]]
+    assert votes.keep_nearest(weights, 4).tolist() == weights.tolist()
+    assert votes.keep_nearest(weights, 10).tolist() == weights.tolist()
     assert weights.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]  # the input is not modified
 
 
@@ -123,15 +124,15 @@ def test_keep_nearest_keeps_exactly_count_columns():
 
 def test_length_weights():
     # exp(-|log(100 / n)| / 1): n = 100 -> 1, 200 -> 1/2, 50 -> 1/2, 0 (as 1) -> 1/100
-    weights = rules.length_weights(
+    weights = votes.length_weights(
         np.array([100]), np.array([[100, 200, 50, 0]]), a([[1.0, 1.0, 2.0, 1.0]]), 1.0
     )
     close(weights, [[1.0, 0.5, 1.0, 0.01]])
     # scale 0.5 doubles the exponent: 200 -> 1/4
-    halved = rules.length_weights(np.array([100]), np.array([[200]]), a([[1.0]]), 0.5)
+    halved = votes.length_weights(np.array([100]), np.array([[200]]), a([[1.0]]), 0.5)
     close(halved, [[0.25]])
     # an empty query counts as length 1; one row per query
-    rows = rules.length_weights(np.array([0, 10]), np.array([[1, 10], [10, 1]]), np.ones((2, 2)), 1)
+    rows = votes.length_weights(np.array([0, 10]), np.array([[1, 10], [10, 1]]), np.ones((2, 2)), 1)
     close(rows, [[1.0, 0.1], [1.0, 0.1]])
 
 
@@ -142,11 +143,11 @@ def test_blend():
     evidence = a([0.2, 0.6, 0.1])
     other = a([0.8, nan, 0.4])
     # (0.2 + 0.5 * 0.8) / 1.5 = 0.4; NaN keeps 0.6; (0.1 + 0.5 * 0.4) / 1.5 = 0.2
-    close(rules.blend(evidence, other, 0.5), [0.4, 0.6, 0.2])
+    close(votes.blend(evidence, other, 0.5), [0.4, 0.6, 0.2])
     # (0.2 + 3 * 0.8) / 4 = 0.65; (0.1 + 3 * 0.4) / 4 = 0.325
-    close(rules.blend(evidence, other, 3.0), [0.65, 0.6, 0.325])
-    close(rules.blend(evidence, other, 0.0), [0.2, 0.6, 0.1])
-    two_d = rules.blend(a([[0.5, 0.5], [1.0, 0.0]]), a([[nan, 1.0], [0.0, nan]]), 1.0)
+    close(votes.blend(evidence, other, 3.0), [0.65, 0.6, 0.325])
+    close(votes.blend(evidence, other, 0.0), [0.2, 0.6, 0.1])
+    two_d = votes.blend(a([[0.5, 0.5], [1.0, 0.0]]), a([[nan, 1.0], [0.0, nan]]), 1.0)
     close(two_d, [[0.5, 0.75], [0.5, 0.0]])
 
 
@@ -158,15 +159,15 @@ def test_vote_shares():
     labels = np.array([[0, 1, 1], [1, -1, 0]])
     # row 0: route 0 gets 1, route 1 gets 2 + 3, of 6; row 1: the -1 label and the
     # zero-weight vote do not count, so route 1 has everything
-    close(rules.vote(weights, labels, 3), [[1 / 6, 5 / 6, 0.0], [0.0, 1.0, 0.0]])
+    close(votes.vote(weights, labels, 3), [[1 / 6, 5 / 6, 0.0], [0.0, 1.0, 0.0]])
 
 
 def test_vote_with_no_votes_is_uniform():
     weights = a([[1.0, 1.0], [0.0, 0.0], [2.0, 1.0]])
     labels = np.array([[-1, -1], [0, 1], [-1, 1]])
     # row 0: only unlabelled neighbours; row 1: only zero weights; row 2: 1 of 1
-    close(rules.vote(weights, labels, 4), [[0.25] * 4, [0.25] * 4, [0.0, 1.0, 0.0, 0.0]])
-    no_neighbours = rules.vote(np.zeros((2, 0)), np.zeros((2, 0), dtype=np.int64), 2)
+    close(votes.vote(weights, labels, 4), [[0.25] * 4, [0.25] * 4, [0.0, 1.0, 0.0, 0.0]])
+    no_neighbours = votes.vote(np.zeros((2, 0)), np.zeros((2, 0), dtype=np.int64), 2)
     assert no_neighbours.tolist() == [[0.5, 0.5], [0.5, 0.5]]
 
 
@@ -178,7 +179,7 @@ def test_estimate_is_the_weighted_mean_of_known_scores():
     scores = a([[[1.0, 0.0, nan], [0.5, nan, nan]], [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])
     # route 0: (1 * 1 + 3 * 0.5) / 4 = 0.625; route 1: only neighbour 0 knows it: 0 / 1;
     # route 2: nobody knows it; row 1: all weights are zero
-    close(rules.estimate(weights, scores), [[0.625, 0.0, nan], [nan, nan, nan]])
+    close(votes.estimate(weights, scores), [[0.625, 0.0, nan], [nan, nan, nan]])
 
 
 # -- escalation scores ------------------------------------------------------------------
@@ -187,8 +188,8 @@ def test_estimate_is_the_weighted_mean_of_known_scores():
 def test_escalation_from_probabilities_is_the_stronger_tail():
     probabilities = a([[0.5, 0.3, 0.2], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     # e_0 = p1 + p2, e_1 = p2
-    close(rules.escalation_from_probabilities(probabilities), [[0.5, 0.2], [0.0, 0.0], [1.0, 1.0]])
-    assert rules.escalation_from_probabilities(a([[1.0]])).shape == (1, 0)
+    close(votes.escalation_from_probabilities(probabilities), [[0.5, 0.2], [0.0, 0.0], [1.0, 1.0]])
+    assert votes.escalation_from_probabilities(a([[1.0]])).shape == (1, 0)
 
 
 def test_escalation_from_estimates():
@@ -202,13 +203,13 @@ def test_escalation_from_estimates():
         [1.0, 0.0],  # 0.5 + 1 clipped to 1; 0.5 - 1 clipped to 0
         [0.0, 0.5],  # 0.5 - 1 clipped; 0.5 + 0 - 0
     ]
-    close(rules.escalation_from_estimates(estimates), expected)
+    close(votes.escalation_from_estimates(estimates), expected)
 
 
 def test_unknown_stronger_estimate_is_no_gain():
     # the strong route's estimate is unknown: 0.5 + max(0 (unknown), 0.4) - 0.2 = 0.7
     estimates = a([[0.2, 0.4, nan]])
-    close(rules.escalation_from_estimates(estimates), [[0.7, 0.1]])
+    close(votes.escalation_from_estimates(estimates), [[0.7, 0.1]])
 
 
 def test_escalation_from_scores_loss_weight_one():
@@ -216,10 +217,10 @@ def test_escalation_from_scores_loss_weight_one():
     scores = a([[[0.0, 1.0], [1.0, 0.0], [0.5, 0.75], [nan, 1.0]]])
     # differences s_1 - s_0: +1, -1, +0.25 (weight 2); the NaN neighbour does not count.
     # (1 - 1 + 2 * 0.25) / 4 = 0.125 -> e = 0.625
-    close(rules.escalation_from_scores(weights, scores, 1.0), [[0.625]])
+    close(votes.escalation_from_scores(weights, scores, 1.0), [[0.625]])
     # the same as the gain of the mean estimates: 0.5 + (2.5 / 4 - 2 / 4)
     no_nan = a([[[0.0, 1.0], [1.0, 0.0], [0.5, 0.75]]])
-    via_estimates = rules.escalation_from_estimates(rules.estimate(weights[:, :3], no_nan))
+    via_estimates = votes.escalation_from_estimates(votes.estimate(weights[:, :3], no_nan))
     close(via_estimates, [[0.625]])
 
 
@@ -234,7 +235,7 @@ def test_escalation_from_scores_loss_weight_one():
 def test_escalation_from_scores_loss_weight(loss_weight, expected):
     weights = a([[1.0, 1.0, 2.0]])
     scores = a([[[0.0, 1.0], [1.0, 0.0], [0.5, 0.75]]])
-    close(rules.escalation_from_scores(weights, scores, loss_weight), [[expected]])
+    close(votes.escalation_from_scores(weights, scores, loss_weight), [[expected]])
 
 
 def test_escalation_from_scores_three_routes_takes_the_best_stronger_route():
@@ -242,12 +243,12 @@ def test_escalation_from_scores_three_routes_takes_the_best_stronger_route():
     scores = a([[[0.2, 0.4, 0.9], [0.6, 0.5, 0.7]]])
     # boundary 0: route 1 gains (0.2 - 0.1) / 2 = 0.05, route 2 gains (0.7 + 0.1) / 2 = 0.4
     # boundary 1: route 2 gains (0.5 + 0.2) / 2 = 0.35
-    close(rules.escalation_from_scores(weights, scores, 1.0), [[0.9, 0.85]])
+    close(votes.escalation_from_scores(weights, scores, 1.0), [[0.9, 0.85]])
     # loss weight 0.5: route 1 at boundary 0 gains (0.2 - 0.05) / 2 = 0.075 < 0.4
-    close(rules.escalation_from_scores(weights, scores, 0.5), [[0.9, 0.85]])
+    close(votes.escalation_from_scores(weights, scores, 0.5), [[0.9, 0.85]])
     # loss weight 3 with one loss: boundary 0, route 1: (0.2 - 0.3) / 2 = -0.05;
     # route 2 has no loss: 0.4 still wins
-    close(rules.escalation_from_scores(weights, scores, 3.0), [[0.9, 0.85]])
+    close(votes.escalation_from_scores(weights, scores, 3.0), [[0.9, 0.85]])
 
 
 def test_escalation_from_scores_next_route_may_be_the_best():
@@ -255,20 +256,20 @@ def test_escalation_from_scores_next_route_may_be_the_best():
     scores = a([[[0.2, 0.9, 0.4], [0.6, 0.8, 0.5]]])
     # boundary 0: route 1 gains (0.7 + 0.2) / 2 = 0.45, route 2 (0.2 - 0.1) / 2 = 0.05
     # boundary 1: route 2 gains (-0.5 - 0.3) / 2 = -0.4
-    close(rules.escalation_from_scores(weights, scores, 1.0), [[0.95, 0.1]])
+    close(votes.escalation_from_scores(weights, scores, 1.0), [[0.95, 0.1]])
 
 
 def test_escalation_from_scores_edge_cases():
     # no neighbour knows both scores: no gain
     unknown = a([[[nan, 1.0], [0.0, nan]]])
-    assert rules.escalation_from_scores(np.ones((1, 2)), unknown).tolist() == [[0.5]]
+    assert votes.escalation_from_scores(np.ones((1, 2)), unknown).tolist() == [[0.5]]
     # clipped to [0, 1]
     win = a([[[0.0, 1.0]]])
-    assert rules.escalation_from_scores(np.ones((1, 1)), win).tolist() == [[1.0]]
+    assert votes.escalation_from_scores(np.ones((1, 1)), win).tolist() == [[1.0]]
     loss = a([[[1.0, 0.0]]])
-    assert rules.escalation_from_scores(np.ones((1, 1)), loss, 2.0).tolist() == [[0.0]]
+    assert votes.escalation_from_scores(np.ones((1, 1)), loss, 2.0).tolist() == [[0.0]]
     # a single route has no boundary
-    assert rules.escalation_from_scores(np.ones((1, 1)), a([[[0.5]]])).shape == (1, 0)
+    assert votes.escalation_from_scores(np.ones((1, 1)), a([[[0.5]]])).shape == (1, 0)
 
 
 # -- choosing a route -------------------------------------------------------------------
@@ -278,21 +279,21 @@ ESCALATION = a([[0.3, 0.8], [0.6, 0.2], [0.7, 0.9], [0.5, 0.5], [0.55, 0.52], [0
 
 def test_choose_by_threshold():
     # the cheapest boundary with e < 0.5; none -> the strongest (index 2)
-    chosen = rules.choose_by_threshold(ESCALATION, 0.5)
+    chosen = votes.choose_by_threshold(ESCALATION, 0.5)
     assert chosen.tolist() == [0, 1, 2, 2, 2, 1]
     assert chosen.dtype == np.int64
     # strict "<": 0.5 is not below 0.5, but it is below 0.51
-    assert rules.choose_by_threshold(ESCALATION, 0.51).tolist() == [0, 1, 2, 0, 2, 1]
-    assert rules.choose_by_threshold(ESCALATION, 0.53).tolist() == [0, 1, 2, 0, 1, 1]
+    assert votes.choose_by_threshold(ESCALATION, 0.51).tolist() == [0, 1, 2, 0, 2, 1]
+    assert votes.choose_by_threshold(ESCALATION, 0.53).tolist() == [0, 1, 2, 0, 1, 1]
     # the ends of the dial: 0 sends everything to the strongest, 1 to the first e < 1
-    assert rules.choose_by_threshold(ESCALATION, 0.0).tolist() == [2, 2, 2, 2, 2, 2]
-    assert rules.choose_by_threshold(a([[1.0, 0.99], [0.2, 1.0]]), 1.0).tolist() == [1, 0]
-    assert rules.choose_by_threshold(np.zeros((3, 0)), 0.5).tolist() == [0, 0, 0]
+    assert votes.choose_by_threshold(ESCALATION, 0.0).tolist() == [2, 2, 2, 2, 2, 2]
+    assert votes.choose_by_threshold(a([[1.0, 0.99], [0.2, 1.0]]), 1.0).tolist() == [1, 0]
+    assert votes.choose_by_threshold(np.zeros((3, 0)), 0.5).tolist() == [0, 0, 0]
 
 
 def test_decision_margin():
     chosen = np.array([0, 1, 2, 2, 2, 1])
-    margin = rules.decision_margin(ESCALATION, chosen, 0.5)
+    margin = votes.decision_margin(ESCALATION, chosen, 0.5)
     expected = [
         0.2,  # kept route 0: 0.5 - 0.3
         0.1,  # route 1: min(0.5 - 0.2 kept, 0.6 - 0.5 passed)
@@ -302,7 +303,7 @@ def test_decision_margin():
         0.05,  # route 1: min(0.5 - 0.45 kept, 0.9 - 0.5 passed)
     ]
     close(margin, expected)
-    assert rules.decision_margin(np.zeros((2, 0)), np.array([0, 0]), 0.5).tolist() == [
+    assert votes.decision_margin(np.zeros((2, 0)), np.array([0, 0]), 0.5).tolist() == [
         math.inf,
         math.inf,
     ]
@@ -311,8 +312,8 @@ def test_decision_margin():
 def test_confidence_of():
     chosen = np.array([0, 1, 2, 2, 2, 1])
     # a cheaper route: 1 - e at its boundary; the strongest: e at the last boundary
-    close(rules.confidence_of(ESCALATION, chosen), [0.7, 0.8, 0.9, 0.5, 0.52, 0.55])
-    assert rules.confidence_of(np.zeros((2, 0)), np.array([0, 0])).tolist() == [1.0, 1.0]
+    close(votes.confidence_of(ESCALATION, chosen), [0.7, 0.8, 0.9, 0.5, 0.52, 0.55])
+    assert votes.confidence_of(np.zeros((2, 0)), np.array([0, 0])).tolist() == [1.0, 1.0]
 
 
 # -- end to end: a router over fixed vectors ---------------------------------------------

@@ -20,7 +20,7 @@ into a *learned exemplar* (:meth:`ExemplarRouter.learn
   a scorer judged, ``scorer`` and its last ``score``.
 - **Guard rails.** One learned exemplar per text (a repeated outcome updates it); a
   hand-made exemplar of the same text is never overridden (the outcome is dropped); at
-  most :attr:`RouterSettings.max_learned <langroute.settings.RouterSettings.max_learned>`
+  most :attr:`RouterSettings.max_learned <langroute.router.settings.RouterSettings.max_learned>`
   are kept, evicting the least confirmed (or oldest) first; they can be listed and
   removed by source, and they are saved with the router.
 
@@ -51,14 +51,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.decision import RouteDecision
 from langroute.errors import RouterConfigError
-from langroute.exemplars import Exemplar
+from langroute.router.decision import RouteDecision
+from langroute.router.exemplars import Exemplar
 
 if TYPE_CHECKING:
-    from langroute.cascade import CascadeCall
     from langroute.costs import CostLedger
-    from langroute.router import ExemplarRouter
+    from langroute.dispatch.cascade import CascadeCall
+    from langroute.router.exemplar_router import ExemplarRouter
 
 __all__ = [
     "LEARNED_KEY",

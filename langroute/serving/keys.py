@@ -17,11 +17,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import secrets
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
@@ -29,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langroute.errors import ApiKeysFileError
+from langroute.files.durable import atomic_write_text
 
 __all__ = [
     "ApiKey",
@@ -142,20 +140,7 @@ def load_api_keys(path: str | Path) -> ApiKeys:
 
 def _write_keys(path: Path, keys: list[ApiKey]) -> None:
     """Replace the file at once (a reader sees the old file or the new, never a part)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            for key in keys:
-                handle.write(key.model_dump_json() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    atomic_write_text(path, "".join(key.model_dump_json() + "\n" for key in keys), mode=0o600)
 
 
 def add_api_key(

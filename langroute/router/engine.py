@@ -13,13 +13,13 @@ apart. Three pure steps over numpy batches:
 3. :func:`choose`: evidence, best similarity and the dial give a route per query, with
    the reason (plain, low confidence, out of distribution) and the confidence.
 
-:func:`decide` runs the steps and builds the :class:`~langroute.decision.RouteDecision`
+:func:`decide` runs the steps and builds the :class:`~langroute.router.decision.RouteDecision`
 objects users see. Calibration replays :func:`choose` at many thresholds over one
 :func:`weigh`.
 
 Example:
     >>> import numpy as np
-    >>> from langroute.settings import RouterSettings
+    >>> from langroute.router.settings import RouterSettings
     >>> settings = RouterSettings(routes=["small", "large"], min_similarity=0.0)
     >>> nb = Neighbourhood.from_arrays(
     ...     sims=[[0.9, 0.8]], labels=[[0, 1]], n_routes=2
@@ -40,10 +40,10 @@ from typing import Literal
 
 import numpy as np
 
-from langroute import rules
-from langroute.decision import DecisionReason, Neighbour, RouteDecision
-from langroute.exemplars import Exemplar
-from langroute.settings import RouterSettings
+from langroute.router import votes
+from langroute.router.decision import DecisionReason, Neighbour, RouteDecision
+from langroute.router.exemplars import Exemplar
+from langroute.router.settings import RouterSettings
 
 Mode = Literal["vote", "scores"]
 
@@ -232,35 +232,35 @@ def weigh(nb: Neighbourhood, settings: RouterSettings, mode: Mode) -> Evidence:
     """
     cut = nb.head(settings.k) if nb.k > settings.k else nb
     n_routes = len(settings.routes)
-    weights = rules.neighbour_weights(
+    weights = votes.neighbour_weights(
         cut.sims, cut.weights, settings.weighting, settings.temperature, settings.power
     )
     if settings.local_k is not None:
-        weights = rules.keep_nearest(weights, settings.local_k)
+        weights = votes.keep_nearest(weights, settings.local_k)
     by_length = None
     if settings.length_weight > 0:
-        by_length = rules.length_weights(
+        by_length = votes.length_weights(
             cut.query_lengths, cut.lengths, cut.weights, settings.length_scale
         )
-    probabilities = rules.vote(weights, cut.labels, n_routes)
-    estimates = rules.estimate(weights, cut.scores) if mode == "scores" else None
+    probabilities = votes.vote(weights, cut.labels, n_routes)
+    estimates = votes.estimate(weights, cut.scores) if mode == "scores" else None
     if by_length is not None:
-        length_vote = rules.vote(by_length, cut.labels, n_routes)
-        probabilities = rules.blend(probabilities, length_vote, settings.length_weight)
+        length_vote = votes.vote(by_length, cut.labels, n_routes)
+        probabilities = votes.blend(probabilities, length_vote, settings.length_weight)
         if estimates is not None:
-            length_estimates = rules.estimate(by_length, cut.scores)
-            estimates = rules.blend(estimates, length_estimates, settings.length_weight)
+            length_estimates = votes.estimate(by_length, cut.scores)
+            estimates = votes.blend(estimates, length_estimates, settings.length_weight)
     if estimates is not None and settings.loss_weight != 1.0:
-        boundary = rules.escalation_from_scores(weights, cut.scores, settings.loss_weight)
+        boundary = votes.escalation_from_scores(weights, cut.scores, settings.loss_weight)
         if by_length is not None:
-            length_boundary = rules.escalation_from_scores(
+            length_boundary = votes.escalation_from_scores(
                 by_length, cut.scores, settings.loss_weight
             )
-            boundary = rules.blend(boundary, length_boundary, settings.length_weight)
+            boundary = votes.blend(boundary, length_boundary, settings.length_weight)
     elif estimates is not None:
-        boundary = rules.escalation_from_estimates(estimates)
+        boundary = votes.escalation_from_estimates(estimates)
     else:
-        boundary = rules.escalation_from_probabilities(probabilities)
+        boundary = votes.escalation_from_probabilities(probabilities)
     if settings.rule == "argmax":
         escalation = 1.0 - probabilities[:, 0]
     elif boundary.shape[1]:
@@ -294,9 +294,9 @@ def choose(
         margin = ordered[:, -1] - (ordered[:, -2] if len(routes) > 1 else 0.0)
         confidence = evidence.probabilities[np.arange(n), chosen]
     else:
-        chosen = rules.choose_by_threshold(evidence.boundary, threshold)
-        margin = rules.decision_margin(evidence.boundary, chosen, threshold)
-        confidence = rules.confidence_of(evidence.boundary, chosen)
+        chosen = votes.choose_by_threshold(evidence.boundary, threshold)
+        margin = votes.decision_margin(evidence.boundary, chosen, threshold)
+        confidence = votes.confidence_of(evidence.boundary, chosen)
     fallback = routes.index(settings.fallback_route)
     low = margin < settings.min_margin - _MARGIN_TOLERANCE
     if settings.rule != "argmax":

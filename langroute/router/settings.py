@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from langroute.index import IndexKind
-from langroute.rules import Weighting
+from langroute.router.index import IndexKind
+from langroute.router.votes import Weighting
 
 
 class RouterSettings(BaseModel):
@@ -50,7 +50,7 @@ class RouterSettings(BaseModel):
             HNSW from 50k exemplars, with 8-bit vector codes from 200k).
         cache_size: LRU cache of query embeddings (0 disables).
         max_learned: the most learned exemplars (from cascade outcomes and feedback,
-            see :mod:`langroute.learning`) kept; past it one is evicted per new one.
+            see :mod:`langroute.router.learning`) kept; past it one is evicted per new one.
         learned_eviction: which learned exemplar goes first: ``least_confirmed`` (the
             fewest observed outcomes, the oldest among equals) or ``oldest``.
     """

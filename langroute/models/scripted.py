@@ -12,10 +12,10 @@ and they dress the answer in their framework's messages, chunks and raw payloads
 - :class:`ToolRequest`: a tool call in neutral form (name and arguments), with
   :func:`fill_arguments` to make one up from a JSON schema and the question, and
   :func:`choose_tool` to pick which tool a question calls.
-- :class:`Turn`: one answer (text, tool calls, :class:`~langroute.calls.TokenUsage`,
+- :class:`Turn`: one answer (text, tool calls, :class:`~langroute.dispatch.routed_call.TokenUsage`,
   an optional stream break), before a framework dresses it.
 - :class:`ScriptedCompletionModel`: a neutral offline
-  :class:`~langroute.models_config.CompletionModel` (what ``langroute label`` calls),
+  :class:`~langroute.models.config.CompletionModel` (what ``langroute label`` calls),
   answering by a function of the prompt or a script; :func:`echo_model` builds one.
 - :func:`word_usage` (word-count token usage), :func:`split_pieces` (a reply as stream
   pieces, one per word), :func:`word_logprobs` and :func:`pause` / :func:`apause`
@@ -54,8 +54,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.calls import TokenUsage
-from langroute.models_config import Completion
+from langroute.dispatch.routed_call import TokenUsage
+from langroute.models.config import Completion
 
 __all__ = [
     "ScriptedCompletionModel",
@@ -497,7 +497,7 @@ class ScriptedRateLimitError(Exception):
 
 
 class ScriptedCompletionModel:
-    """An offline :class:`~langroute.models_config.CompletionModel` for tests and recipes.
+    """An offline :class:`~langroute.models.config.CompletionModel` for tests and recipes.
 
     Args:
         name: The model's name (prices, the ledger and the call cache use it).

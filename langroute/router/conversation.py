@@ -17,7 +17,7 @@ on the user's request.
 cheaper route than an earlier one (``sticky``) unless it left the topic (``topic_shift``:
 low similarity to the topic's earlier user turns, and long enough to stand on its own);
 a stronger route is always taken (``upgrade``). The decision's :attr:`session
-<langroute.decision.RouteDecision.session>` says which applied. Sessions are bounded
+<langroute.router.decision.RouteDecision.session>` says which applied. Sessions are bounded
 (least recently used dropped beyond ``max_sessions``, idle ones after ``ttl_s``) and
 thread-safe.
 
@@ -59,9 +59,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.decision import RouteDecision, SessionAction, SessionInfo
 from langroute.errors import RouterConfigError
-from langroute.queries import clean_query, has_visible_text
+from langroute.router.decision import RouteDecision, SessionAction, SessionInfo
+from langroute.router.query_text import clean_query, has_visible_text
 
 __all__ = [
     "ROLES",

@@ -1,0 +1,343 @@
+r"""One dispatcher behind every entry point: from a request to a decision and its escalation.
+
+``RoutingChatModel``, ``RouterMiddleware``, ``RoutingLLM`` and ``langroute serve`` each
+read their framework's request into a :class:`RouteRequest` (the text to route on, the
+conversation's turns, a forced route, a decision made earlier) and hand it to a
+:class:`RouteDispatcher`, which owns every dispatch rule:
+
+1. a decision made earlier (a batch, a pinned sub-call) is used as it is;
+2. a forced route (a route name, or a route's model name) is obeyed;
+3. with conversation routing, the conversation's user turns are routed on (sessions
+   included); without a visible user turn, the fallback route answers;
+4. otherwise the query is routed on; no visible text (empty, whitespace, only
+   zero-width or control characters) -> the fallback route, never an error;
+5. the decision becomes a :class:`~langroute.dispatch.routed_call.RoutedCall` against
+   the strongest route as the baseline, run by an
+   :class:`~langroute.dispatch.escalation.Escalation` along the escalation order.
+
+Example:
+    >>> from langroute import Exemplar, ExemplarRouter
+    >>> from langroute.embedders import HashingEmbedder
+    >>> router = ExemplarRouter(
+    ...     routes=["small", "large"],
+    ...     exemplars=[Exemplar(text="hi there", route="small"),
+    ...                Exemplar(text="prove the theorem", route="large")],
+    ...     embedder=HashingEmbedder(),
+    ... )
+    >>> dispatcher = RouteDispatcher(router, {"small": "gpt-4o-mini", "large": "gpt-4o"})
+    >>> dispatcher.decide(RouteRequest(query="\u200b")).reason
+    'no_query'
+    >>> dispatcher.decide(RouteRequest(forced="gpt-4o")).route
+    'large'
+    >>> call = dispatcher.start(dispatcher.decide(RouteRequest(query="hi there")))
+    >>> call.decision.route, call.baseline_model
+    ('small', 'gpt-4o')
+    >>> dispatcher.escalation(call).path
+    ['small', 'large']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langroute.dispatch.escalation import (
+    AttemptHook,
+    Escalation,
+    FailureHook,
+    ModelOf,
+    UsageMerge,
+    UsageOf,
+    escalation_path,
+    sum_usage,
+)
+from langroute.dispatch.routed_call import RoutedCall
+from langroute.errors import InvalidQueryError, RouterConfigError
+from langroute.protocols import Router
+from langroute.router.conversation import (
+    ChatTurn,
+    ConversationContext,
+    ConversationRouting,
+    SessionTracker,
+)
+from langroute.router.decision import RouteDecision
+from langroute.router.query_text import has_visible_text
+
+__all__ = ["AnswerReaders", "RouteDispatcher", "RouteRequest"]
+
+
+def _no_usage(_: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """What an entry point read from its framework's request, for the dispatcher.
+
+    Attributes:
+        query: The text to route on without conversation routing (``None``: none found).
+        turns: The conversation's turns (:class:`~langroute.router.conversation.ChatTurn`),
+            used when the dispatcher routes conversations (``None``: not given).
+        forced: A route name or a route's model name the caller asked for.
+        decision: A decision made earlier (a batch's, a pinned sub-call's): used as is.
+        session_key: The caller's conversation key, for sessions.
+    """
+
+    query: str | None = None
+    turns: Sequence[ChatTurn] | None = None
+    forced: str | None = None
+    decision: RouteDecision | None = None
+    session_key: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerReaders:
+    """How a framework's answers are read while a call escalates.
+
+    Attributes:
+        usage_of: The usage a provider reported on an answer or a chunk.
+        model_of: The model that served (often a dated name), from an answer or chunk.
+        merge_usage: How a stream's chunk usages combine (summed, or running totals).
+        delivers: Whether a chunk delivers output (a stream escalates until one does).
+    """
+
+    usage_of: UsageOf = _no_usage
+    model_of: ModelOf | None = None
+    merge_usage: UsageMerge = sum_usage
+    delivers: Callable[[Any], bool] | None = None
+
+
+class RouteDispatcher:
+    """Decides a request and builds its routed call and escalation, for any entry point.
+
+    Args:
+        router: A :class:`~langroute.protocols.Router` (routes cheapest first).
+        route_models: Route -> the model name that answers it (every route).
+        escalation_order: Routes cheapest to strongest for escalation on errors
+            (default: the router's order).
+        escalate_on: Errors that move a call to the next route; others propagate.
+        propagate: Errors that are signals, not failures (an agent's interrupt): they
+            reach the caller at once, even when ``escalate_on`` matches them.
+        context: Route conversations with this strategy (turns given in the request).
+        sessions: Keep one route per conversation (``True`` or a tracker).
+        readers: How the framework's answers are read (usage, served model, chunks).
+
+    Raises:
+        RouterConfigError: ``route_models`` does not name exactly the router's routes,
+            or ``escalation_order`` names unknown routes.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        route_models: Mapping[str, str | None],
+        *,
+        escalation_order: Sequence[str] | None = None,
+        escalate_on: tuple[type[BaseException], ...] = (Exception,),
+        propagate: tuple[type[BaseException], ...] = (),
+        context: ConversationContext | None = None,
+        sessions: bool | SessionTracker = False,
+        readers: AnswerReaders | None = None,
+    ) -> None:
+        try:
+            routes = list(router.routes)
+        except AttributeError as exc:
+            raise RouterConfigError(
+                f"router must expose .routes (cheapest first); got {type(router).__name__}"
+            ) from exc
+        _check_routes(routes, route_models, escalation_order)
+        order = list(escalation_order) if escalation_order else routes
+        self.router = router
+        self.routes = routes
+        self.route_models = dict(route_models)
+        self.escalation_order = order
+        self.escalate_on = escalate_on
+        self.propagate = propagate
+        self.readers = readers or AnswerReaders()
+        self.conversation: ConversationRouting | None = (
+            ConversationRouting(router, context, sessions)
+            if context is not None or sessions is not False
+            else None
+        )
+
+    @property
+    def strongest_route(self) -> str:
+        """The strongest route: the baseline of every call's savings."""
+        return self.routes[-1]
+
+    @property
+    def routes_conversations(self) -> bool:
+        """Whether requests are routed on their conversation (turns), not a query alone."""
+        return self.conversation is not None
+
+    # ------------------------------------------------------------------ decisions
+    def route_for(self, name: str) -> str:
+        """The route a forced ``name`` means: a route, or the route a model name answers.
+
+        Raises:
+            RouterConfigError: ``name`` is no route and no route's model.
+        """
+        if name in self.route_models:
+            return name
+        for route, model in self.route_models.items():
+            if model == name:
+                return route
+        raise RouterConfigError(
+            f"model={name!r} names no route and no route model; routes: {self.route_models}"
+        )
+
+    def _settled(self, request: RouteRequest) -> RouteDecision | None:
+        """A decision that needs no router call, if the request has one."""
+        if request.decision is not None:
+            return request.decision
+        if request.forced is not None:
+            return self.router.forced(self.route_for(request.forced))
+        if self._on_turns(request):
+            turns = request.turns or ()
+            if not any(turn.role == "user" and has_visible_text(turn.text) for turn in turns):
+                return self.router.fallback_decision("no_query")
+            return None
+        if request.query is None or not has_visible_text(str(request.query)):
+            return self.router.fallback_decision("no_query")
+        return None
+
+    def _on_turns(self, request: RouteRequest) -> bool:
+        return self.conversation is not None and request.turns is not None
+
+    def decide(self, request: RouteRequest) -> RouteDecision:
+        """The decision for one request (see the module docs for the rules)."""
+        settled = self._settled(request)
+        if settled is not None:
+            return settled
+        try:
+            if self._on_turns(request):
+                assert self.conversation is not None
+                return self.conversation.route(list(request.turns or ()), request.session_key)
+            return self.router.route(_query_text(request.query))
+        except InvalidQueryError:  # text the router will not embed: nothing to route on
+            return self.router.fallback_decision("no_query")
+
+    async def adecide(self, request: RouteRequest) -> RouteDecision:
+        """Async :meth:`decide`."""
+        settled = self._settled(request)
+        if settled is not None:
+            return settled
+        try:
+            if self._on_turns(request):
+                assert self.conversation is not None
+                turns = list(request.turns or ())
+                return await self.conversation.aroute(turns, request.session_key)
+            return await self.router.aroute(_query_text(request.query))
+        except InvalidQueryError:
+            return self.router.fallback_decision("no_query")
+
+    def _batch_split(
+        self, queries: Sequence[str | None]
+    ) -> tuple[list[RouteDecision | None], list[int], list[str]]:
+        decisions: list[RouteDecision | None] = [None] * len(queries)
+        indices: list[int] = []
+        texts: list[str] = []
+        for i, query in enumerate(queries):
+            if query is None or not has_visible_text(str(query)):
+                decisions[i] = self.router.fallback_decision("no_query")
+            else:
+                indices.append(i)
+                texts.append(_query_text(query))
+        return decisions, indices, texts
+
+    def decide_batch(self, queries: Sequence[str | None]) -> list[RouteDecision | None]:
+        """Decide many plain queries with one batched router call.
+
+        A query with no visible text gets the fallback decision. When the batched call
+        raises, every routable query gets ``None``: the caller then decides each on its
+        own (one bad query never fails its neighbours).
+        """
+        decisions, indices, texts = self._batch_split(queries)
+        if texts:
+            try:
+                routed: list[RouteDecision | None] = list(self.router.route_batch(texts))
+            except Exception:
+                routed = [None] * len(texts)
+            for i, decision in zip(indices, routed, strict=True):
+                decisions[i] = decision
+        return decisions
+
+    async def adecide_batch(self, queries: Sequence[str | None]) -> list[RouteDecision | None]:
+        """Async :meth:`decide_batch`."""
+        decisions, indices, texts = self._batch_split(queries)
+        if texts:
+            try:
+                routed: list[RouteDecision | None] = list(await self.router.aroute_batch(texts))
+            except Exception:
+                routed = [None] * len(texts)
+            for i, decision in zip(indices, routed, strict=True):
+                decisions[i] = decision
+        return decisions
+
+    # ------------------------------------------------------------------ execution
+    def start(self, decision: RouteDecision, *, call_id: str | None = None) -> RoutedCall:
+        """The record of a call about to run ``decision``, against the strongest route."""
+        strongest = self.strongest_route
+        fields: dict[str, Any] = {
+            "decision": decision,
+            "baseline_route": strongest,
+            "baseline_model": self.route_models[strongest],
+        }
+        if call_id is not None:
+            fields["call_id"] = call_id
+        return RoutedCall(**fields)
+
+    def escalation(
+        self,
+        call: RoutedCall,
+        *,
+        on_failure: FailureHook | None = None,
+        on_attempt: AttemptHook | None = None,
+    ) -> Escalation[Any]:
+        """The escalation that runs ``call``: its route, then each stronger one in order."""
+        readers = self.readers
+        return Escalation(
+            call,
+            escalation_path(call.decision.route, self.escalation_order),
+            model_for=self.route_models.get,
+            escalate_on=self.escalate_on,
+            on_failure=on_failure,
+            usage_of=readers.usage_of,
+            model_of=readers.model_of,
+            merge_usage=readers.merge_usage,
+            on_attempt=on_attempt,
+            propagate=self.propagate,
+            delivers=readers.delivers,
+        )
+
+
+def _check_routes(
+    routes: Sequence[str], models: Mapping[str, Any], escalation_order: Sequence[str] | None
+) -> None:
+    """Check that ``models`` names exactly the router's routes, and the escalation order."""
+    missing = [route for route in routes if route not in models]
+    unknown = [route for route in models if route not in routes]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"routes without a model: {missing}")
+        if unknown:
+            parts.append(f"models for unknown routes: {unknown}")
+        raise RouterConfigError(
+            "models must map every route of the router to a model; "
+            + "; ".join(parts)
+            + f" (router routes: {list(routes)})"
+        )
+    if escalation_order is not None:
+        strays = [route for route in escalation_order if route not in routes]
+        if strays or len(set(escalation_order)) != len(escalation_order):
+            raise RouterConfigError(
+                f"escalation_order must list distinct routes of {list(routes)}, "
+                f"got {list(escalation_order)}"
+            )
+
+
+def _query_text(query: str | None) -> str:
+    # a str subclass (a Query with attachments) is kept as it is: it carries its count
+    return query if isinstance(query, str) else str(query)
