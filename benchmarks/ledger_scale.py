@@ -202,13 +202,16 @@ print(done.returncode, seconds, cpu, usage.ru_maxrss, len(done.stdout), error)
 
 
 def measure(code: Path, args: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``python -m langroute.cli ARGS`` of ``code`` alone in a process: time, peak RSS.
+    """Run the CLI of ``code`` with ``ARGS`` alone in a process: time, peak RSS.
 
     ``cpu_seconds`` (user + system) is printed beside the wall time because this machine's
     cores are shared: the wall time grows with the load, the CPU time much less.
     """
     env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
-    command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "langroute.cli", *args]
+    # the CLI moved into a package (issue 22): langroute.cli.app, formerly langroute.cli
+    packaged = (code / "langroute" / "cli" / "app.py").exists()
+    cli = "langroute.cli.app" if packaged else "langroute.cli"
+    command = [sys.executable, "-c", MEASURE, sys.executable, "-m", cli, *args]
     try:
         # run from the checkout itself: `python -m` puts the working folder first on the path
         done = subprocess.run(

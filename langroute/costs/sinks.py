@@ -187,6 +187,11 @@ def _line_record(path: Path, number: int, raw: bytes, torn: list[int]) -> Ledger
     """
     if not raw.strip():
         return None
+    if b'"record_id"' in raw:  # the usual line: parsed and validated in one step
+        try:
+            return LedgerRecord.model_validate_json(raw)
+        except ValidationError:
+            pass  # torn, or not a record: the careful path says which, and where
     try:
         data, tear = _parse_line(raw.rstrip(b"\r\n"))
     except ValueError as exc:
