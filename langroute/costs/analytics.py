@@ -1,30 +1,30 @@
-"""Ledger analytics computed where the ledger lives, in one pass and bounded memory.
+"""Ledger analytics computed where the ledger lives, in bounded memory.
 
 ``langroute report`` and ``langroute monitor`` (and the dashboard) read ledgers of
 millions of rows. Building a :class:`~langroute.costs.LedgerRecord` per row costs
-minutes and gigabytes, so these functions never do: the database selects the few
-columns an aggregate needs, reads the metadata keys that matter with its JSON
-operators, leaves feedback out and returns the calls ordered by request (``run_id``),
-so each request is complete when its last row arrives and is folded into small
-accumulators. Python keeps only what exact results need: per route, the costs (summed
-with :func:`math.fsum`, exactly as :func:`~langroute.costs.summarize` does) and the
-latencies (for the percentiles), as compact ``array('d')`` columns.
+minutes and gigabytes, so these functions never do. A :class:`LedgerSession` copies
+the calls' compact columns into a temporary table, :data:`CALLS` (the database's JSON
+operators read the few metadata keys that matter), and the feedback rows into
+:data:`FEEDBACK`; queries then run in the database:
 
 * :func:`ledger_summary` is :func:`~langroute.costs.summarize` of a ledger (the
-  ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`).
-* :func:`langroute.monitoring.monitor_ledger` (the ``monitor`` command) folds the
-  requests of :func:`request_groups` into windows, all segments in one pass.
-* :func:`request_groups` yields each request's calls as :class:`CallRow` tuples, and
-  :func:`latest_verdicts` the latest verdict on each judged call: the building blocks,
-  for other views of a ledger.
+  ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`):
+  counts and token sums are ``GROUP BY`` aggregates (:data:`SUMMARY_QUERIES`); costs
+  come back one column at a time to be summed exactly with :func:`math.fsum`, as
+  ``summarize`` does, and latencies sorted by the database, for the percentiles.
+* :func:`session_requests` returns the calls ordered by request (``run_id``), so each
+  request is complete when its last row arrives: :func:`langroute.monitoring.monitor_ledger`
+  (the ``monitor`` command) folds them into every (segment, window) in one pass.
+* :func:`request_groups` and :func:`latest_verdicts` give the same per request and per
+  judged call, for other views of a ledger.
 
-Sources: a :class:`~langroute.costs.SQLiteSink` and a
-:class:`~langroute.postgres.PostgresSink` run the same SQL (their dialects differ only
-in JSON operators and placeholders); a :class:`~langroute.costs.JSONLSink` is streamed
-line by line into a temporary SQLite table (records are validated as they pass, with
-file and line on error; nothing is kept in memory); any other sink, or a list of
-records, is converted in memory. Results equal the in-Python functions' on the same
-records, number for number.
+Sources (:func:`open_session`): a SQLite ledger is queried in place and a Postgres one
+through :meth:`PostgresSink.analytics_session
+<langroute.postgres.PostgresSink.analytics_session>`, with the same SQL (the dialects
+differ only in JSON operators); a JSONL file is streamed line by line into a temporary
+SQLite database (validated as it passes, file and line named on error; nothing is kept
+in memory), and so are records in memory. Results equal the in-Python functions' on the
+same records, number for number.
 
 Example:
     >>> from langroute.costs import CostLedger, LedgerRecord
