@@ -697,7 +697,8 @@ def monitor_ledger(
         baselines.append(base)
         for index in sorted(by_segment[segment]):
             start = origin + (index - first_index) * window
-            current = windows[(segment, index)].stats(start, start + window, segment)
+            # popped: each window's accumulators go as its stats arrive (20k segments)
+            current = windows.pop((segment, index)).stats(start, start + window, segment)
             stats.append(current)
             in_baseline = baseline[0] <= start and start + window <= baseline[1]
             if base.requests and not in_baseline:
