@@ -43,8 +43,11 @@ class Sink(Protocol):
 
     Implementations must be safe to call from several threads. Optional methods:
     ``count()`` (the ledger falls back to ``len(read())``), ``write_many(records)`` (used
-    by the background writer to store a batch at once, all or none) and ``check()``
-    (called when a ledger is built, to reject a file that is not a ledger at once).
+    by the background writer to store a batch at once, all or none), ``check()``
+    (called when a ledger is built, to reject a file that is not a ledger at once),
+    ``find(record_id)`` (a lookup by id without reading every record) and
+    ``analytics_session(segment_key)`` (the ledger's own database answers the report's
+    and the monitor's queries: see :func:`langroute.costs.analytics.open_session`).
     """
 
     def write(self, record: LedgerRecord) -> None:
