@@ -92,7 +92,11 @@ def chains_for(knn: Any, rows: list[Exemplar], seed: int) -> dict[str, DeciderCh
     gate = HeuristicGate(RULES)
 
     def llm(accuracy: float) -> LLMRouter:
-        return LLMRouter(simulated_llm_router(rows, accuracy, seed), descriptions=DESCRIPTIONS)
+        return LLMRouter(
+            simulated_llm_router(rows, accuracy, seed),
+            descriptions=DESCRIPTIONS,
+            may_choose_cheaper=True,  # measured: how often a cheaper choice costs quality
+        )
 
     return {
         "knn": DeciderChain(knn),

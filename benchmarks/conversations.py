@@ -24,12 +24,17 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_path import add_output_options, output_path
 
 from langroute import ExemplarRouter, load_exemplars
 from langroute.router.conversation import (
@@ -74,12 +79,47 @@ def _with_sessions(
     return out
 
 
+THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+WORD_FLOORS = (3, 4, 5, 6, 8, 10)
+
+
+def _sweep(router: ExemplarRouter, rows: list[Any]) -> list[dict[str, Any]]:
+    """Sessions with window:1 over a grid of topic thresholds and word floors.
+
+    Each setting is scored on the whole set and on its two halves (even and odd rows),
+    so that a choice that only fits one half shows.
+    """
+    context = ConversationContext.parse("window:1")
+    halves = {"even": rows[0::2], "odd": rows[1::2]}
+    out = []
+    for threshold in THRESHOLDS:
+        for words in WORD_FLOORS:
+            tracker = SessionTracker(topic_threshold=threshold, min_topic_words=words)
+            routes = _with_sessions(router, rows, context, tracker)
+            entry: dict[str, Any] = {
+                "topic_threshold": threshold,
+                "min_topic_words": words,
+                **_accuracy(rows, routes),
+            }
+            for name, half in halves.items():
+                half_routes = routes[0::2] if name == "even" else routes[1::2]
+                entry[name] = _accuracy(half, half_routes)["accuracy"]
+            out.append(entry)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the JSON figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default="benchmarks/results/conversations.json", type=Path)
+    add_output_options(parser, "conversations.json")
     parser.add_argument("--data", default=DATA, type=Path)
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also sweep the sessions' topic_threshold and min_topic_words (window:1)",
+    )
     args = parser.parse_args(argv)
+    args.json = output_path(args.json, args.save, "conversations.json")
     rows = load_exemplars(args.data)
     router = ExemplarRouter.default()
     started = time.perf_counter()
@@ -92,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         context = ConversationContext.parse(spec)
         routes = _with_sessions(router, rows, context, SessionTracker())
         results["sessions"][context.describe()] = _accuracy(rows, routes)
+    if args.sweep:
+        results["sweep"] = _sweep(router, rows)
     figures = {
         "data": str(args.data.name),
         "conversations": len(rows),

@@ -24,7 +24,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
+from results_path import add_output_options, output_path
 from rich.console import Console
 from rich.table import Table
 
@@ -176,12 +179,11 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
     )
-    parser.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "results" / "core.json"
-    )
+    add_output_options(parser, "core.json")
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no intent data")
     args = parser.parse_args()
+    args.json = output_path(args.json, args.save, "core.json")
     console = Console()
     rounds = 30 if args.quick else args.rounds
 

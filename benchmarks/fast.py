@@ -7,7 +7,10 @@ backend argument, no environment variable), with queries never seen before::
     python benchmarks/fast.py --code ../main --label before
 
 ``--code`` is the checkout whose ``langroute`` is measured (default: this one), so the
-same script measures before and after. Every figure is stored with the load average
+same script measures before and after; a path with no ``langroute`` package is an error.
+Results go to ``--output PATH``, else ``$LANGROUTE_BENCH_DIR`` or the temp dir
+(``langroute-benchmarks/fast-LABEL.json``); ``--save`` writes the published
+``benchmarks/results/fast-LABEL.json``. Every figure is stored with the load average
 at the moment it was taken (``os.getloadavg()``): the machine may be shared.
 
 Sections (``--sections``, comma list):
@@ -45,6 +48,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_path import add_output_options, output_path
 
 REPO = Path(__file__).resolve().parent.parent
 SECTIONS = ("single", "batch", "threads", "tasks", "neighbour", "fresh", "frameworks")
@@ -453,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose langroute runs")
     parser.add_argument("--label", default="after", help="name of this run in the JSON")
-    parser.add_argument("--output", type=Path, default=None, help="default results/fast-LABEL.json")
+    add_output_options(parser, "fast-LABEL.json", flag="--output")
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     args = parser.parse_args(argv)
@@ -462,11 +468,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
     code = args.code.resolve()
+    if not (code / "langroute" / "__init__.py").is_file():
+        parser.error(f"--code {args.code}: no langroute checkout there (no langroute/__init__.py)")
     sys.path.insert(0, str(code))
     for extra in ("integrations/langchain", "integrations/llama-index"):
         sys.path.insert(1, str(code / extra))
     results = {"label": args.label, "code": str(code), **run(sections, code, args.quick)}
-    output = args.output or REPO / "benchmarks" / "results" / f"fast-{args.label}.json"
+    output = output_path(args.output, args.save, f"fast-{args.label}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(row["what"]) for row in results["summary"]) if results["summary"] else 10

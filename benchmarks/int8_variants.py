@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fast
 import quality
+from results_path import add_output_options, output_path
 
 from langroute import Exemplar, load_exemplars
 from langroute.embedders import OnnxEncoder, SentenceTransformerEmbedder, export_onnx
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the stages asked for and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data", type=Path)
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/int8-variants.json")
+    add_output_options(parser, "int8-variants.json")
     parser.add_argument("--work", type=Path, default=Path("/tmp/langroute-int8"))
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--full", nargs="*", default=None, help="variants for all four sets")
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-repeats", type=int, default=3)
     parser.add_argument("--stages", default="screen,gsm8k,full,noise,speed")
     args = parser.parse_args(argv)
+    args.json = output_path(args.json, args.save, "int8-variants.json")
     stages = set(args.stages.split(","))
     files = datasets(args.data)
     cache = args.work / "vectors"

@@ -1,7 +1,8 @@
 """Replay: does a cascade that teaches its router pay off, and after how many outcomes?
 
-Run: ``python benchmarks/learning_replay.py [DATA] [--json OUT.json]`` (default
-``benchmarks/results/learning_replay.json``, the plot beside it as ``.png``)
+Run: ``python benchmarks/learning_replay.py [DATA] [--json OUT.json]`` (default: the
+scratch folder of ``results_path.py``; ``--save``: ``benchmarks/results/learning_replay.json``;
+the plot beside it as ``.png``)
 (``DATA`` defaults to ``/work/shared/data``; without the RouteLLM files it says so and
 exits 0).
 
@@ -44,7 +45,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
+from results_path import add_output_options, output_path
 
 from langroute import ExemplarRouter, load_exemplars
 from langroute.embedders import as_embedder
@@ -203,11 +207,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="/work/shared/data", type=Path)
-    parser.add_argument(
-        "--json", default="benchmarks/results/learning_replay.json", type=Path, dest="out"
-    )
+    add_output_options(parser, "learning_replay.json", dest="out")
     parser.add_argument("--limit", type=int, default=None, help="use at most N rows per half")
     args = parser.parse_args(argv)
+    args.out = output_path(args.out, args.save, "learning_replay.json")
     if not (args.data / "routellm" / "mmlu.dev.jsonl").is_file():
         print(f"RouteLLM data not found under {args.data}; skipping the replay")
         return 0

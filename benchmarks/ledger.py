@@ -18,8 +18,8 @@ Sections:
 
 Run against another checkout (for example ``main``) with ``PYTHONPATH=that/checkout``:
 on code without a background writer every ``record()`` is inline, the kill section then
-shows how often the ledger became unreadable. Results go to
-``benchmarks/results/ledger.json`` (``--output`` to change).
+shows how often the ledger became unreadable. Results go to ``--output PATH``, else the
+scratch folder of ``results_path.py``; ``--save`` writes ``benchmarks/results/ledger.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_path import add_output_options, output_path
 
 from langroute.costs import CostLedger, LedgerRecord
 
@@ -204,10 +208,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--hold", type=float, default=2.0)
     parser.add_argument("--kill-runs", type=int, default=20)
-    parser.add_argument(
-        "--output", type=Path, default=Path(__file__).parent / "results/ledger.json"
-    )
+    add_output_options(parser, "ledger.json", flag="--output")
     args = parser.parse_args()
+    args.output = output_path(args.output, args.save, "ledger.json")
     sections = set(args.sections.split(","))
     results: dict[str, Any] = {"background_writer": HAS_WRITER, "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory(prefix="langroute-ledger-bench-") as tmp:

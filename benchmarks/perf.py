@@ -20,7 +20,8 @@ Sections:
 * ``encoders``: each backend's CLINC150 held-out accuracy and agreement with PyTorch;
 * ``semantic_router``: side by side with semantic-router on CLINC150, same encoder.
 
-Results go to ``benchmarks/results/perf.json`` (``--output`` to change). The CLINC150
+Results go to ``--output PATH``, else the scratch folder of ``results_path.py``
+(``--save``: ``benchmarks/results/perf.json``). The CLINC150
 part reads ``<data>/intents/clinc150.train.jsonl`` (``--data``, default
 ``../shared/data``) and is skipped with a message when the data or ``semantic-router``
 is missing. Synthetic vectors are clustered (points scattered around random centres),
@@ -56,7 +57,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np  # noqa: E402
+from results_path import add_output_options, output_path  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -886,14 +890,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=REPO.parent / "shared" / "data",
         help="folder holding intents/clinc150.train.jsonl (default ../shared/data)",
     )
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "benchmarks" / "results" / "perf.json"
-    )
+    add_output_options(parser, "perf.json", flag="--output")
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma list from {','.join(SECTIONS)}"
     )
     parser.add_argument("--sizes", default="", help="comma list of index sizes for 'scale'")
     args = parser.parse_args(argv)
+    args.output = output_path(args.output, args.save, "perf.json")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

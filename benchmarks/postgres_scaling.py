@@ -2,12 +2,14 @@
 
     python benchmarks/postgres_scaling.py postgresql://...   (or LANGROUTE_TEST_POSTGRES)
 
-Writes benchmarks/results/postgres_scaling.json. Uses the hashing embedder (384 dims,
+Writes ``--output PATH``, else the scratch folder of ``results_path.py`` (``--save``:
+benchmarks/results/postgres_scaling.json). Uses the hashing embedder (384 dims,
 the size of MiniLM vectors), so the figures are about the database path, not a model.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -18,7 +20,10 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import psycopg
+from results_path import add_output_options, output_path
 
 from langroute import Exemplar, ExemplarRouter
 from langroute.costs import CostLedger, LedgerRecord
@@ -115,7 +120,13 @@ def load_times(url: str, n: int = 10_000) -> dict[str, float]:
 
 
 def main() -> None:
-    server = sys.argv[1] if len(sys.argv) > 1 else os.environ["LANGROUTE_TEST_POSTGRES"]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("server", nargs="?", default=os.environ.get("LANGROUTE_TEST_POSTGRES"))
+    add_output_options(parser, "postgres_scaling.json", flag="--output")
+    args = parser.parse_args()
+    if not args.server:
+        parser.error("name a Postgres server URL or set LANGROUTE_TEST_POSTGRES")
+    server = args.server
     url, name = fresh_database(server)
     try:
         prop = propagation(url)
@@ -132,7 +143,8 @@ def main() -> None:
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    out = Path(__file__).parent / "results" / "postgres_scaling.json"
+    out = output_path(args.output, args.save, "postgres_scaling.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

@@ -36,7 +36,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
+from results_path import add_output_options, output_path
 from rich.console import Console
 from rich.table import Table
 
@@ -455,7 +458,7 @@ def _settings_label(settings: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data", type=Path)
-    parser.add_argument("--json", default="benchmarks/results/quality.json", type=Path)
+    add_output_options(parser, "quality.json")
     parser.add_argument("--cache-dir", type=Path, default=None, help="keep vectors here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -469,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", default=None, help="subset: mmlu gsm8k clinc150 banking77"
     )
     args = parser.parse_args(argv)
+    args.json = output_path(args.json, args.save, "quality.json")
     data: Path = args.data
     if not data.is_dir():
         console.print(f"[red]no data at {data}[/red] (pass the shared data folder)")

@@ -33,7 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import httpx
+from results_path import add_output_options, output_path
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from langroute.cli.app import main; main()"]
@@ -219,8 +222,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/serve_load.json")
+    add_output_options(parser, "serve_load.json", flag="--output")
     args = parser.parse_args()
+    args.output = output_path(args.output, args.save, "serve_load.json")
 
     provider, port = start_provider()
     folder = Path(tempfile.mkdtemp(prefix="langroute-serve-load-"))

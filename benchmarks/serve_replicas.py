@@ -35,6 +35,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from results_path import add_output_options, output_path  # noqa: E402
 from serve_load import routes_toml, start_provider, start_serve  # noqa: E402
 
 EASY = [  # unlike each other, so that one labelled large does not pull the next one up
@@ -88,10 +89,9 @@ def ask(client: httpx.Client, url: str, query: str) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=len(EASY))
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "benchmarks/results/serve_replicas.json"
-    )
+    add_output_options(parser, "serve_replicas.json", flag="--output")
     args = parser.parse_args()
+    args.output = output_path(args.output, args.save, "serve_replicas.json")
 
     from langroute import ExemplarRouter
     from langroute.costs import CostLedger

@@ -41,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import STRONG, WEAK, console, embed_once
+from results_path import add_output_options, output_path
 
 from langroute import Exemplar, ExemplarRouter, load_exemplars
 from langroute.evaluation import assign_folds, build_router, evaluate
@@ -122,12 +123,13 @@ def out_of_distribution(data: Path, holdout: Path, cache_dir: Path | None) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data", type=Path)
-    parser.add_argument("--json", default="benchmarks/results/tuning.json", type=Path)
+    add_output_options(parser, "tuning.json")
     parser.add_argument("--cache-dir", type=Path, default=None, help="keep vectors here")
     parser.add_argument("--holdout", type=Path, default=None, help="folder with mt_bench*.jsonl")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=None, help="subset: mmlu gsm8k")
     args = parser.parse_args(argv)
+    args.json = output_path(args.json, args.save, "tuning.json")
     if not (args.data / "routellm").is_dir():
         console.print(f"no RouteLLM data under {args.data} (pass the shared data folder)")
         return 2

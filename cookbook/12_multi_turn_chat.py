@@ -1,12 +1,13 @@
 """Recipe 12: a multi-turn chat whose follow-ups keep the route of the conversation.
 
 What it shows:
-    * ``RoutingChatModel(context=ConversationContext(strategy="window"))``: a follow-up
-      such as "yes, do that" is routed with the earlier user turns mixed in (embedding
-      space), not on its own few words; assistant replies and tool results never count.
-    * ``sessions=True``: within one conversation the route never drops to a cheaper
-      model unless the topic changes; the key comes from ``config["metadata"]``
-      (``session_id``/``thread_id``), else from the first user turn.
+    * ``RoutingChatModel`` routes the conversation by default (``window:1``): a
+      follow-up such as "yes, do that" is routed with the earlier user turn mixed in
+      (embedding space), not on its own few words; assistant replies and tool results
+      never count. ``context=None, sessions=False`` routes the last message alone.
+    * Sessions, on by default: within one conversation the route never drops to a
+      cheaper model unless the topic changes; the key comes from ``config["metadata"]``
+      (``session_id``/``thread_id``), else from the transcript.
     * ``response_metadata["langroute"]["session"]``: whether the route was held
       (``sticky``), moved up (``upgrade``) or reset (``topic_shift``).
 
@@ -30,7 +31,6 @@ from rich.text import Text
 from langchain_langroute import RoutingChatModel
 from langchain_langroute.demo import chat_models_for
 from langroute import ExemplarRouter
-from langroute.router.conversation import ConversationContext
 
 TURNS = [
     "Write a distributed rate limiter in Go that works across several nodes with Redis.",
@@ -50,11 +50,8 @@ def main() -> None:
     router = ExemplarRouter.default()  # the starter pack: routes small and large
     console = Console()
     for label, options in (
-        ("last message only", {}),
-        (
-            "conversation + sessions",
-            {"context": ConversationContext(strategy="window", window=1), "sessions": True},
-        ),
+        ("last message only", {"context": None, "sessions": False}),
+        ("conversation + sessions", {}),  # the defaults
     ):
         llm = RoutingChatModel(router=router, models={"small": cheap, "large": strong}, **options)
         console.print(Text(f"\n{label}", style="bold"))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.text import Text
 
-__all__ = ["data_text", "printable"]
+__all__ = ["data_text", "json_text", "printable"]
 
 # C0 and C1 controls except tab and newline, DEL, bidi overrides and isolates (which
 # reorder what is shown), and lone surrogates (which cannot be written as UTF-8).
@@ -45,6 +45,26 @@ def printable(value: object, *, one_line: bool = False) -> str:
     if one_line:
         text = text.replace("\t", "\\t").replace("\n", "\\n")
     return text
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def json_text(value: object, *, indent: int | None = 2) -> str:
+    r"""``value`` as JSON for a terminal or a pipe: every unsafe character ``\u``-escaped.
+
+    Readable Unicode stays as it is (``ensure_ascii=False``); C0 and C1 controls, DEL,
+    bidi overrides and isolates, and lone surrogates are written as ``\uXXXX``, so the
+    JSON means the same and nothing in it reaches the terminal raw.
+
+    Example:
+        >>> print(json_text({"route": "é\x7f\x9b\u202e"}, indent=None))
+        {"route": "é\u007f\u009b\u202e"}
+    """
+    import json
+
+    return _UNSAFE.sub(_json_escape, json.dumps(value, ensure_ascii=False, indent=indent))
 
 
 def data_text(value: object, style: str = "", *, one_line: bool = False) -> Text:

@@ -26,7 +26,9 @@ request takes the next step, the last step repeats. Steps are strings:
 comes after :data:`HANG_SECONDS`, longer than a test client's timeout), ``"break:N"``
 (a stream that breaks after N chunks; ``break:0`` breaks before the first), ``"empty"``
 (a stream with no chunk at all, only ``[DONE]``), ``"no_content"`` (a stream whose
-chunks carry no text).
+chunks carry no text), ``"400"`` (the request refused as too long for the context
+window, as OpenAI does), ``"long:N"`` (an answer of N words; streamed one word a chunk,
+:data:`LONG_CHUNK_SECONDS` apart, so a client can leave mid-stream).
 
 Every request is counted per model (:meth:`FakeProvider.count`) and kept in order
 (:attr:`FakeProvider.requests`), so a test can assert "the cheap model got exactly one
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HANG_SECONDS", "SERVED_MODELS", "FakeProvider", "Request", "Step"]
+__all__ = ["HANG_SECONDS", "LONG_CHUNK_SECONDS", "SERVED_MODELS", "FakeProvider", "Request", "Step"]
 
 HANG_SECONDS = 2.5
 """How long a ``"hang"`` step keeps the client waiting (ended early when the server stops)."""
@@ -58,7 +60,10 @@ SERVED_MODELS = {
 }
 """Requested alias -> the dated name the fake reports, as the real APIs do."""
 
-_KINDS = {"ok", "no_usage", "429", "500", "hang", "break", "empty", "no_content"}
+LONG_CHUNK_SECONDS = 0.05
+"""The pause before each word of a ``"long:N"`` stream."""
+
+_KINDS = {"ok", "no_usage", "429", "500", "hang", "break", "empty", "no_content", "400", "long"}
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return True
             return False
+        if step.kind == "400":
+            message = (
+                "This model's maximum context length is 128000 tokens; the messages are longer"
+            )
+            if api == "openai":
+                error = {"message": message, "type": "invalid_request_error"}
+                payload = {
+                    "error": {**error, "param": "messages", "code": "context_length_exceeded"}
+                }
+            else:
+                payload = {
+                    "type": "error",
+                    "error": {"type": "invalid_request_error", "message": message},
+                }
+            self._json(400, payload)
+            return True
         if step.kind in ("429", "500"):
             status = int(step.kind)
             if api == "openai":
@@ -293,6 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
         tools = body.get("tools") or []
         wants_tool = bool(tools) and (not messages or messages[-1].get("role") != "tool")
         text = f"answer from {requested}"
+        if step.kind == "long":
+            text = " ".join(f"word{index}" for index in range(1, step.after + 1))
         pieces = [word + " " for word in text.split()]
         pieces[-1] = pieces[-1].rstrip()
         usage = {
@@ -371,6 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
                     yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
                 else:
                     for piece in pieces:
+                        if step.kind == "long":
+                            time.sleep(LONG_CHUNK_SECONDS)
                         yield chunk({"content": piece})
             yield chunk({}, "tool_calls" if wants_tool else "stop")
             if include_usage and step.kind != "no_usage":
@@ -407,6 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         wants_tool = bool(tools) and not tool_result
         text = f"answer from {requested}"
+        if step.kind == "long":
+            text = " ".join(f"word{index}" for index in range(1, step.after + 1))
         pieces = [word + " " for word in text.split()]
         pieces[-1] = pieces[-1].rstrip()
         input_tokens = _words(messages) + _words(body.get("system") or "") + 3

@@ -20,7 +20,7 @@ from langroute.cli.evaluation import (
     tune_command,
 )
 from langroute.cli.labels import label_command
-from langroute.terminal import data_text, printable
+from langroute.terminal import data_text, json_text, printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -154,9 +154,24 @@ def route(
     except LangrouteError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
-        typer.echo(json.dumps(decision.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        typer.echo(json_text(decision.model_dump(mode="json")))
         return
     Console().print(decision_table(decision))
+
+
+def _dial_line(router: ExemplarRouter, fixed: float | None = None) -> str:
+    """What the dial is set to and why: the calibration's operating point, or a reason."""
+    from langroute.evaluation.calibration import (
+        CalibrationResult,
+        cross_validation_skip_reason,
+    )
+
+    if router.calibration:
+        return "dial: " + CalibrationResult.model_validate(router.calibration).summary()
+    if fixed is not None:
+        return f"dial: threshold {router.threshold:.3g} as given (not calibrated)"
+    why = cross_validation_skip_reason(router) or "no target"
+    return f"dial: threshold {router.threshold:.3g}, the default (not calibrated: {why})"
 
 
 @app.command()
@@ -177,8 +192,26 @@ def build(
     threshold: Annotated[
         Optional[float],
         typer.Option(
-            help="The dial: higher sends more to cheap routes "
-            "(default: 0.5 for labelled data, 0.6 for scored data, as in the Python API)."
+            help="A fixed dial (higher sends more to cheap routes); default: set for "
+            "--quality-target by cross-validation within the exemplars."
+        ),
+    ] = None,
+    quality_target: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Set the dial to keep this fraction of the strongest route's quality "
+            "(scored exemplars), or to send this share of queries to a route at least as "
+            "strong as they need (labelled), by cross-validation within the exemplars.",
+        ),
+    ] = 0.95,
+    strong_share: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Instead of --quality-target: send this share of queries to the strongest route.",
         ),
     ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
@@ -196,6 +229,14 @@ def build(
         Optional[str], typer.Option(help="minilm (default), hashing, or a model path.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Fold assignment seed of tuning.")] = 0,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="vote (on labels), scores (on per-route quality; labels count as scores) "
+            "or auto: scores when the exemplars carry scores. A file mixing labelled and "
+            "scored rows needs vote or scores."
+        ),
+    ] = "auto",
 ) -> None:
     """Embed an exemplars file and save a router, tuned by cross-validation by default."""
     from rich.console import Console
@@ -203,18 +244,31 @@ def build(
     from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import TuningRecord, build_router, tuning_skip_reason
-    from langroute.router.exemplars import load_exemplars
+    from langroute.router.exemplars import (
+        check_one_kind,
+        check_route_labels,
+        load_exemplar_rows,
+    )
 
     _quiet_model_loading()
     console = Console()
     route_list = [r.strip() for r in routes.split(",")] if routes else None
     options = {
         key: value
-        for key, value in {"k": k, "threshold": threshold, "min_similarity": min_similarity}.items()
+        for key, value in {
+            "k": k,
+            "threshold": threshold,
+            "min_similarity": min_similarity,
+            "mode": mode,
+        }.items()
         if value is not None
     }
     try:
-        loaded = load_exemplars(exemplars, routes=route_list)
+        rows = load_exemplar_rows(exemplars, routes=route_list)
+        check_one_kind(rows, exemplars, mode)
+        if route_list is None:  # the routes are the labels: a typo must not become one
+            check_route_labels([(f"{exemplars}:{line}", ex) for line, ex in rows])
+        loaded = [ex for _, ex in rows]
         built = build_router(
             loaded,
             routes=route_list,
@@ -223,6 +277,8 @@ def build(
             seed=seed,
             index=index,
             show_progress=True,
+            quality_target=quality_target,
+            strong_share=strong_share,
             **options,
         )
         built.save(output)
@@ -238,7 +294,9 @@ def build(
     else:
         why = "--no-tune" if tune is False else tuning_skip_reason(built)
         console.print(data_text(f"not tuned ({why}); settings as given or defaults"))
+    console.print(data_text(_dial_line(built, threshold)))
     counts = ", ".join(f"{r}: {n}" for r, n in built.counts().items())
+    console.print(data_text(f"mode: {built.mode} ({built.mode_reason})"))
     console.print(
         data_text(f"saved router with {len(built)} exemplars ({counts}) to ").append(
             data_text(output, "bold")
@@ -255,11 +313,13 @@ def add(
     from rich.console import Console
 
     from langroute.errors import LangrouteError
-    from langroute.router.exemplars import load_exemplars
+    from langroute.router.exemplars import check_one_kind, load_exemplar_rows
 
     loaded_router = _load_router(router)
     try:
-        new = load_exemplars(exemplars, routes=loaded_router.routes)
+        rows = load_exemplar_rows(exemplars, routes=loaded_router.routes)
+        check_one_kind(rows, exemplars, loaded_router.settings.mode)
+        new = [ex for _, ex in rows]
         before = len(loaded_router)
         loaded_router.add_exemplars(new, show_progress=True)
         loaded_router.save(router)
@@ -314,11 +374,12 @@ def info(router: RouterOption = None) -> None:
     rows = [
         ("routes (cheap -> strong)", " -> ".join(loaded.routes)),
         ("exemplars", ", ".join(f"{r}: {n}" for r, n in loaded.counts().items())),
-        ("mode", loaded.mode),
+        ("mode", f"{loaded.mode} ({loaded.mode_reason})"),
         ("embedder", f"{loaded.embedder.fingerprint} ({loaded.embedder.dimension} dims)"),
     ]
     rows += [(k, str(v)) for k, v in loaded.settings.model_dump().items() if k != "routes"]
     rows += tuning_rows(loaded.tuning)
+    rows.append(("dial", _dial_line(loaded).removeprefix("dial: ")))
     if loaded.calibration:
         rows.append(("calibration", json.dumps(loaded.calibration)))
     for key, value in rows:
@@ -478,7 +539,7 @@ def monitor(
     if plot is not None:
         plot_monitor(report, plot)
     if as_json:
-        typer.echo(report.model_dump_json(indent=2))
+        typer.echo(json_text(report.model_dump(mode="json")))
     else:
         _print_monitor(report)
     if report.alarms:
@@ -760,6 +821,41 @@ def _show_warning(
 ) -> None:
     """Print a warning as one escaped line: warnings quote route names and file paths."""
     typer.echo(f"warning: {printable(message)}", err=True)
+
+
+def _escape_help_markup(*apps: typer.Typer) -> None:
+    """Escape rich markup in the help of every command and parameter of ``apps``.
+
+    Help text names TOML tables (``[chain]``, ``[serve] keys``) that rich would read as
+    markup tags and drop; escaped, they are shown as written. Parameter help shared by
+    several commands (one ``Annotated`` alias) is escaped once.
+    """
+    import inspect
+    from typing import get_type_hints
+
+    from rich.markup import escape
+    from typer.models import ParameterInfo
+
+    done: set[int] = set()
+    for group in apps:
+        if group.info.help:
+            group.info.help = escape(group.info.help)
+        for command in group.registered_commands:
+            callback = command.callback
+            if callback is None:
+                continue
+            command.help = escape(command.help or inspect.getdoc(callback) or "") or None
+            # resolved once and kept, so typer reads the very objects escaped here
+            hints = get_type_hints(callback, include_extras=True)
+            callback.__annotations__ = hints
+            for hint in hints.values():
+                for info in getattr(hint, "__metadata__", ()):
+                    if isinstance(info, ParameterInfo) and info.help and id(info) not in done:
+                        done.add(id(info))
+                        info.help = escape(info.help)
+
+
+_escape_help_markup(app, serve_key_app)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from langroute.terminal import data_text, printable
+from langroute.terminal import data_text, json_text, printable
 
 __all__ = [
     "calibrate_command",
@@ -78,8 +78,15 @@ def _print_report(report: Any, title: str) -> None:
             data_text(
                 f"weak {s.weak}: {s.weak_quality:.4f}   strong {s.strong}: "
                 f"{s.strong_quality:.4f}   n={report.n} (contaminated left out: "
-                f"{report.excluded_contaminated}); at threshold {report.threshold:.3g}: "
-                f"PGR {_fmt(s.pgr)}"
+                f"{report.excluded_contaminated})"
+            )
+        )
+        fraction = s.quality / s.strong_quality if s.strong_quality else None
+        console.print(
+            data_text(
+                f"operating point at the router's threshold {report.threshold:.3g}: "
+                f"{_fmt(s.strong_share, True)} sent to {s.strong}, quality {s.quality:.4f} "
+                f"({_fmt(fraction, True)} of always-{s.strong}), PGR {_fmt(s.pgr)}"
             )
         )
     if report.labels is not None and report.scores is None:
@@ -220,11 +227,13 @@ def eval_command(
     from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.comparison import compare
+    from langroute.evaluation.datasets import load_eval_set
     from langroute.evaluation.evaluator import cross_validate, evaluate
     from langroute.evaluation.plot import plot_report
     from langroute.evaluation.tuning import build_router
+    from langroute.models.config import load_models_config
     from langroute.router.exemplar_router import load_saved_router
-    from langroute.router.exemplars import load_exemplars
+    from langroute.router.exemplars import check_route_labels, load_exemplars, located_rows
 
     options: dict[str, Any] = {
         key: value
@@ -259,10 +268,14 @@ def eval_command(
             raise ValueError(
                 "--chain needs an evaluation file apart from the exemplars, and no --context"
             )
+        # every input is read and checked before anything is embedded or tuned
+        infer = route_list is None and not (weak and strong)
         if same or folds is not None:
             rows = load_exemplars(exemplars, routes=known)
+            load_eval_set(exemplars, route_list, out_of_scope=oos, infer_routes=infer)
             if not same:
                 rows += load_exemplars(evalset, routes=known)
+                load_eval_set(evalset, route_list, out_of_scope=oos, infer_routes=infer)
             report = cross_validate(
                 rows,
                 routes=route_list,
@@ -280,6 +293,12 @@ def eval_command(
             rows = [ex for ex in load_exemplars(exemplars, routes=known) if ex.route not in oos]
             if route_list is None and weak and strong:
                 route_list = [weak, strong]
+            build_routes = route_list or check_route_labels(
+                located_rows(exemplars), out_of_scope=oos
+            )
+            eval_rows = load_eval_set(evalset, build_routes)
+            decider_config = load_models_config(chain) if chain is not None else None
+            baseline_router = load_saved_router(baseline) if baseline is not None else None
             router = build_router(
                 rows,
                 routes=route_list,
@@ -289,26 +308,29 @@ def eval_command(
                 show_progress=True,
                 **options,
             )
-            if chain is not None:
+            if decider_config is not None:
                 from langroute.chains.deciders import chain_from_models_config
                 from langroute.evaluation.chains import evaluate_chain
-                from langroute.models.config import load_models_config
 
-                models = load_models_config(chain)
-                decider = chain_from_models_config(models, router)
+                decider = chain_from_models_config(decider_config, router)
                 chain_report = evaluate_chain(
-                    decider, evalset, pricer=models.pricer(), show_progress=True
+                    decider, eval_rows, pricer=decider_config.pricer(), show_progress=True
                 )
-                report = evaluate(decider, evalset, weak=weak, strong=strong, show_progress=True)
+                report = evaluate(decider, eval_rows, weak=weak, strong=strong, show_progress=True)
             else:
                 report = evaluate(
-                    router, evalset, weak=weak, strong=strong, show_progress=True, context=strategy
-                )
-            if baseline is not None:
-                comparison = compare(
-                    load_saved_router(baseline),
                     router,
-                    evalset,
+                    eval_rows,
+                    weak=weak,
+                    strong=strong,
+                    show_progress=True,
+                    context=strategy,
+                )
+            if baseline_router is not None:
+                comparison = compare(
+                    baseline_router,
+                    router,
+                    eval_rows,
                     tolerance=tolerance,
                     weak=weak,
                     strong=strong,
@@ -399,6 +421,7 @@ def calibrate_command(
     from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.calibration import calibrate
+    from langroute.evaluation.datasets import load_eval_set
     from langroute.router.exemplar_router import ExemplarRouter
     from langroute.router.store import read_manifest
 
@@ -406,6 +429,7 @@ def calibrate_command(
         typer.echo("error: give exactly one of --target-strong-share or --target-quality", err=True)
         raise typer.Exit(2)
     try:
+        load_eval_set(evalset)  # a bad file fails before the router is loaded
         manifest = read_manifest(router)
         loaded = ExemplarRouter.load(
             router, embedder=embedder_from_spec(embedder, manifest.embedder.fingerprint)
@@ -540,9 +564,11 @@ def compare_command(
     """
     from langroute.errors import LangrouteError
     from langroute.evaluation.comparison import compare
+    from langroute.evaluation.datasets import load_eval_set
     from langroute.router.exemplar_router import load_saved_router
 
     try:
+        load_eval_set(evalset)  # a bad file fails before the routers are loaded
         comparison = compare(
             load_saved_router(router_a, embedder),
             load_saved_router(router_b, embedder),
@@ -555,7 +581,7 @@ def compare_command(
         typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(COMPARE_ERROR_EXIT) from exc
     if as_json:
-        typer.echo(json.dumps(comparison.to_json_dict(), ensure_ascii=False, indent=2))
+        typer.echo(json_text(comparison.to_json_dict()))
     else:
         print_comparison(comparison, str(router_a), str(router_b), show)
     if comparison.worse:
@@ -597,11 +623,13 @@ def tune_command(
     from langroute.embedders.adapters import embedder_from_spec
     from langroute.errors import LangrouteError
     from langroute.evaluation.tuning import build_router
-    from langroute.router.exemplars import load_exemplars
+    from langroute.router.exemplars import check_route_labels, load_exemplars, located_rows
 
     route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
     try:
         rows = load_exemplars(exemplars, routes=route_list)
+        if route_list is None:
+            check_route_labels(located_rows(exemplars))
         router = build_router(
             rows,
             routes=route_list,
@@ -621,7 +649,7 @@ def tune_command(
 
     record = TuningRecord.model_validate(router.tuning)
     if as_json:
-        typer.echo(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        typer.echo(json_text(record.model_dump(mode="json")))
         return
     console = Console()
     better = "higher" if record.higher_is_better else "lower"

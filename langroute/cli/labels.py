@@ -56,6 +56,10 @@ def label_command(
         int, typer.Option(help="Retries of a rate-limited, timed-out or 5xx request.")
     ] = 6,
     retry_delay: Annotated[float, typer.Option(help="First backoff in seconds (doubles).")] = 1.0,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds one model request may take; then it is retried (0: none)."),
+    ] = 300.0,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar with spend and ETA.")
     ] = True,
@@ -65,7 +69,8 @@ def label_command(
     Each finished query is appended to the output at once; run the same command again
     to resume (done queries are skipped, finished calls are never paid twice). Exit
     status 0 when every query is labelled or the budget stopped the run cleanly, 1 when
-    the run could not start or some queries failed.
+    the run could not start, some queries failed, or a model that ignored its output cap
+    took the spend past the budget (the run stops at once and says by how much).
     """
     from rich.console import Console
     from rich.text import Text
@@ -89,13 +94,26 @@ def label_command(
             ledger=ledger,
             max_retries=max_retries,
             retry_delay=retry_delay,
+            timeout=timeout if timeout > 0 else None,
             show_progress=progress,
         )
     except (LangrouteError, ValueError) as exc:
         errors.print(Text.assemble(("error:", "bold red"), " ", data_text(exc)))
         raise typer.Exit(code=1) from exc
     console.print(data_text(report.summary()))
-    if report.stopped_by_budget:
+    if report.overrun > 0:
+        console.print(
+            Text.assemble(
+                ("budget: ", "bold red"),
+                data_text(
+                    f"overrun by ${report.overrun:.4f} (spent ${report.spent_total:.4f} of "
+                    f"${budget or 0.0:.2f}): {report.overrun_reason}. "
+                    f"{report.not_started} queries not labelled; set the model's output cap "
+                    "(max_output_tokens / max_tokens) before running again."
+                ),
+            )
+        )
+    elif report.stopped_by_budget:
         console.print(
             Text.assemble(
                 ("budget: ", "bold yellow"),
@@ -110,5 +128,5 @@ def label_command(
     if len(report.failed) > _SHOWN_FAILURES:
         errors.print(f"... and {len(report.failed) - _SHOWN_FAILURES} more failed queries")
     console.print(Text.assemble("scored exemplars in ", data_text(output, "bold")))
-    if report.failed:
+    if report.failed or report.overrun > 0:
         raise typer.Exit(code=1)

@@ -12,9 +12,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from langroute.errors import UnpricedModelWarning
 
-__all__ = ["ModelPrice", "Pricer", "UnpricedModelWarning"]
+__all__ = [
+    "PROMPT_OVERHEAD_TOKENS",
+    "ModelPrice",
+    "Pricer",
+    "UnpricedModelWarning",
+    "prompt_token_bound",
+]
 
 _MTOK = 1_000_000
+
+PROMPT_OVERHEAD_TOKENS = 32
+"""Tokens of chat framing (roles, separators) added to a prompt's own, at most."""
+
+
+def prompt_token_bound(text: str | bytes) -> int:
+    """More input tokens than ``text`` can become: its UTF-8 bytes plus the chat framing.
+
+    A token covers at least one byte, so the byte count bounds any tokenizer's count;
+    budgets reserve with it before a call, when the real count is not known yet.
+
+    Example:
+        >>> prompt_token_bound("hello") == 5 + PROMPT_OVERHEAD_TOKENS
+        True
+    """
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+    return size + PROMPT_OVERHEAD_TOKENS
 
 
 class ModelPrice(BaseModel):

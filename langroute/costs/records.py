@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from langroute.errors import LedgerFormatError, TornLinesWarning
+from langroute.files.textfiles import MAX_JSON_DEPTH, JSONTooDeepError, load_json
 
 __all__ = [
     "LABELLING_PURPOSE",
@@ -38,6 +39,13 @@ They cost money like any call and share the request's ``run_id``, so their cost 
 against the request's savings; they never count as the route that answered."""
 
 
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""Ledger records are dated from this instant on (earlier ones are refused)."""
+
+LATEST_TIMESTAMP = datetime(3000, 1, 1, tzinfo=timezone.utc)
+"""Ledger records are dated before this instant: report and monitor windows stay in range."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -52,8 +60,17 @@ Verdict = Literal["good", "bad"]
 
 
 def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so what is stored equals what is read back."""
-    return json.loads(json.dumps(value, default=str))
+    """Round-trip through JSON so what is stored equals what is read back.
+
+    Raises:
+        ValueError: Nested deeper than the readers take (``MAX_JSON_DEPTH``): a record
+            written so would make the ledger unreadable.
+    """
+    try:
+        text = json.dumps(value, default=str)
+    except RecursionError as exc:
+        raise JSONTooDeepError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    return load_json(text)
 
 
 class LedgerRecord(BaseModel):
@@ -78,6 +95,11 @@ class LedgerRecord(BaseModel):
     from calls. ``query`` holds the routed query text only when the caller asked the
     ledger to keep queries (it is what learning from feedback needs).
 
+    Money and latency are finite and never negative, and ``timestamp`` falls between
+    :data:`EARLIEST_TIMESTAMP` (1970) and :data:`LATEST_TIMESTAMP` (3000): a record
+    that breaks this is refused when written, and a ledger file holding one fails to
+    read with an error naming its line, instead of totals of ``$nan`` or a crash.
+
     Example:
         >>> rec = LedgerRecord(framework="core", kind="route", route="small",
         ...                    model="gpt-4o-mini", input_tokens=12, output_tokens=30)
@@ -99,12 +121,20 @@ class LedgerRecord(BaseModel):
     input_tokens: int = Field(default=0, ge=0, description="Input tokens, cached ones included.")
     output_tokens: int = Field(default=0, ge=0)
     cached_tokens: int = Field(default=0, ge=0, description="Part of input_tokens read from cache.")
-    cost: float | None = Field(default=None, description="USD; None when the price is unknown.")
+    cost: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="USD; None when the price is unknown.",
+    )
     baseline_model: str | None = Field(default=None, description="The strongest route's model.")
     baseline_cost: float | None = Field(
-        default=None, description="The same tokens priced at baseline_model (USD)."
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The same tokens priced at baseline_model (USD).",
     )
-    latency_ms: float | None = None
+    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     escalated: bool = Field(
         default=False, description="This call happened because a cheaper route failed/was rejected."
     )
@@ -170,9 +200,20 @@ class LedgerRecord(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        try:
+            utc = (
+                value.replace(tzinfo=timezone.utc)
+                if value.tzinfo is None
+                else value.astimezone(timezone.utc)
+            )
+        except OverflowError:  # year 1 or 9999 shifted by its offset
+            utc = None
+        if utc is None or not EARLIEST_TIMESTAMP <= utc < LATEST_TIMESTAMP:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is out of range: records must fall between "
+                f"{EARLIEST_TIMESTAMP:%Y-%m-%d} and {LATEST_TIMESTAMP:%Y-%m-%d} (UTC)"
+            )
+        return utc
 
     @model_validator(mode="after")
     def _feedback_complete(self) -> LedgerRecord:

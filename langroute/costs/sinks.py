@@ -30,6 +30,7 @@ from langroute.costs.schema import (
     row_to_record,
 )
 from langroute.errors import LedgerFormatError, SinkUnavailableError, TornLinesWarning
+from langroute.files.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["URL_SINKS", "JSONLSink", "MemorySink", "SQLiteSink", "Sink", "sink_for"]
 
@@ -123,6 +124,8 @@ def _cut_short(text: str) -> bool:
         return False
     try:
         json.loads(text)
+    except RecursionError:  # nested too deeply to be one of our records
+        return False
     except json.JSONDecodeError as exc:
         if exc.msg.startswith("Unterminated string"):  # the string runs to the end
             return True
@@ -130,32 +133,68 @@ def _cut_short(text: str) -> bool:
     return False
 
 
+_QUOTE, _BACKSLASH, _OPEN, _CLOSE = 34, 92, 123, 125  # the bytes '"', '\\', '{', '}'
+_STRUCTURE = re.compile(rb'["{}]')
+
+
+def _last_object_start(body: bytes) -> int:
+    """Where the JSON object that ends ``body`` starts (-1: it does not end in one).
+
+    One backward pass: a JSON text ending the line has exactly one start, found by
+    matching braces from the end while skipping strings, so torn-line recovery reads each
+    byte a bounded number of times (trying every ``{"`` took minutes on a 0.4 MB line).
+    """
+    end = len(body.rstrip())
+    if end == 0 or body[end - 1] != _CLOSE:
+        return -1
+    depth, in_string = 0, False
+    for position in reversed([m.start() for m in _STRUCTURE.finditer(body, 0, end)]):
+        byte = body[position]
+        if byte == _QUOTE:
+            before = position - 1
+            while before >= 0 and body[before] == _BACKSLASH:
+                before -= 1
+            if (position - 1 - before) % 2 == 0:  # not escaped: a string starts or ends
+                in_string = not in_string
+        elif in_string:
+            continue
+        elif byte == _CLOSE:
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return position
+    return -1
+
+
 def _parse_line(body: bytes) -> tuple[Any, bool]:
     """One non-blank line: its JSON value (``None`` if all torn) and whether a tear was skipped.
 
     A line is torn when it is a JSON object cut short (its writer was killed mid-write);
     a complete object that a writer appended to a torn line without a newline between
-    them is kept.
+    them is kept. The work is linear in the line's length.
 
     Raises:
-        ValueError: The line is neither a JSON value nor torn (the message says why).
+        ValueError: The line is neither a JSON value nor torn, or it nests deeper than
+            :data:`~langroute.files.textfiles.MAX_JSON_DEPTH` (the message says why).
     """
     try:
-        return json.loads(body.decode("utf-8")), False
+        return load_json(body), False
     except UnicodeDecodeError:
         problem = "not valid UTF-8"
+    except JSONTooDeepError:
+        raise
     except json.JSONDecodeError as exc:
         problem = f"not valid JSON ({exc.msg})"
-    start = body.find(b'{"', 1)
-    while start != -1:  # a whole record glued onto a torn one?
+    start = _last_object_start(body)
+    if start > 0:  # a whole record glued onto a torn one?
         head, tail = body[:start], body[start:]
         if _cut_short(head.decode("utf-8", errors="replace").strip()):
-            with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
-                value = json.loads(tail.decode("utf-8"))
+            with contextlib.suppress(UnicodeDecodeError, ValueError):
+                value = load_json(tail)
                 # writers start a record with its timestamp and end it with its metadata
                 if isinstance(value, dict) and {"timestamp", "metadata"} <= value.keys():
                     return value, True
-        start = body.find(b'{"', start + 1)
     if _cut_short(body.decode("utf-8", errors="replace").strip()):
         return None, True
     raise ValueError(problem)
@@ -214,7 +253,8 @@ def _line_record(path: Path, number: int, raw: bytes, torn: list[int]) -> Ledger
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "record"
-        raise LedgerFormatError(f"field {field!r}: {first['msg']}", path=path, line=number) from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise LedgerFormatError(f"field {field!r}: {message}", path=path, line=number) from exc
 
 
 def _torn_message(path: Path, torn: Sequence[int]) -> str:
@@ -273,17 +313,24 @@ class JSONLSink:
 
         Raises:
             TimeoutError: Another process held the file's lock for ``timeout`` seconds.
+            SinkUnavailableError: The file cannot be written (read-only, a full disk, a
+                folder in its place): the background writer holds the records and retries.
         """
         data = b"".join(record.model_dump_json().encode("utf-8") + b"\n" for record in records)
         if not data:
             return
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab+") as handle, _file_lock(handle, self.path, self.timeout):
-                if _ends_mid_line(handle):
-                    data = b"\n" + data  # end the torn line; never glue onto it
-                handle.write(data)
-                handle.flush()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("ab+") as handle, _file_lock(handle, self.path, self.timeout):
+                    if _ends_mid_line(handle):
+                        data = b"\n" + data  # end the torn line; never glue onto it
+                    handle.write(data)
+                    handle.flush()
+            except TimeoutError:
+                raise
+            except OSError as exc:  # read-only, full, or not a file: hold the records
+                raise SinkUnavailableError(f"{self.path}: {exc}") from exc
 
     def read(self) -> list[LedgerRecord]:
         """All records in file order ([] if the file does not exist yet).
@@ -555,8 +602,9 @@ class SQLiteSink:
         """Insert records in one transaction (committed before returning; all or none).
 
         Raises:
-            SinkUnavailableError: The database stayed locked for ``timeout`` seconds (the
-                background writer holds the records and retries, as for Postgres).
+            SinkUnavailableError: The database stayed locked for ``timeout`` seconds, or
+                cannot be written (read-only, a full disk, cannot be opened): the
+                background writer holds the records and retries, as for Postgres.
         """
         rows = [record_to_row(record) for record in records]
         if not rows:
@@ -580,7 +628,8 @@ class SQLiteSink:
                     raise SinkUnavailableError(
                         f"{self.path}: the database stayed locked for {self.timeout:g} s ({exc})"
                     ) from exc
-                raise
+                # read-only, a full disk, a file that cannot be opened: hold the records
+                raise SinkUnavailableError(f"{self.path}: {exc}") from exc
             except sqlite3.DatabaseError as exc:  # "file is not a database" and the like
                 raise LedgerFormatError(f"not a SQLite ledger: {exc}", path=self.path) from exc
 

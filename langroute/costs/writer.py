@@ -50,6 +50,7 @@ class LedgerStats(BaseModel):
     * ``failed``: the sink raised while writing them (a lock held too long, a full disk).
     * ``retries``: batches put back in the queue because the sink was unavailable
       (:class:`SinkUnavailableError`); their records are still pending, not lost.
+    * ``unavailable``: the sink's last write found it unavailable (records are held).
 
     Example:
         >>> LedgerStats(written=3).lost
@@ -63,6 +64,7 @@ class LedgerStats(BaseModel):
     dropped: int = 0
     failed: int = 0
     retries: int = 0
+    unavailable: bool = False
 
     @property
     def lost(self) -> int:
@@ -131,6 +133,7 @@ class LedgerWriter:
                 dropped=self._dropped,
                 failed=self._failed,
                 retries=self._retries,
+                unavailable=self._unavailable,
             )
 
     def submit(self, record: LedgerRecord) -> bool:

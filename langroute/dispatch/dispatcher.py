@@ -7,8 +7,12 @@ conversation's turns, a forced route, a decision made earlier) and hand it to a
 
 1. a decision made earlier (a batch, a pinned sub-call) is used as it is;
 2. a forced route (a route name, or a route's model name) is obeyed;
-3. with conversation routing, the conversation's user turns are routed on (sessions
-   included); without a visible user turn, the fallback route answers;
+3. with conversation routing (on by default for a router that routes vectors, such as
+   ``ExemplarRouter``: :data:`~langroute.router.conversation.DEFAULT_CONTEXT` and a
+   :class:`~langroute.router.conversation.SessionTracker`), the conversation's user
+   turns are routed on, and a follow-up ("yes, do that") keeps its conversation's
+   route; sessions are keyed by the caller's key within its scope, else by the
+   transcript; without a visible user turn, the fallback route answers;
 4. otherwise the query is routed on; no visible text (empty, whitespace, only
    zero-width or control characters) -> the fallback route, never an error;
 5. the decision becomes a :class:`~langroute.dispatch.routed_call.RoutedCall` against
@@ -40,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from langroute.dispatch.escalation import (
     AttemptHook,
@@ -56,6 +60,7 @@ from langroute.dispatch.routed_call import RoutedCall
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
 from langroute.router.conversation import (
+    DEFAULT_CONTEXT,
     ChatTurn,
     ConversationContext,
     ConversationRouting,
@@ -64,7 +69,46 @@ from langroute.router.conversation import (
 from langroute.router.decision import RouteDecision
 from langroute.router.query_text import has_visible_text
 
-__all__ = ["AnswerReaders", "RouteDispatcher", "RouteRequest"]
+__all__ = [
+    "AUTO",
+    "AnswerReaders",
+    "Auto",
+    "RouteDispatcher",
+    "RouteRequest",
+    "conversation_routing",
+    "routes_vectors",
+]
+
+Auto = Literal["auto"]
+AUTO: Auto = "auto"
+"""The default of ``context`` and ``sessions``: conversation routing with
+:data:`~langroute.router.conversation.DEFAULT_CONTEXT` and sessions when the router can
+route vectors (:func:`routes_vectors`), plain query routing otherwise."""
+
+
+def routes_vectors(router: Any) -> bool:
+    """Whether ``router`` can route a conversation in embedding space and keep sessions."""
+    return hasattr(router, "embedder") and hasattr(router, "route_vectors")
+
+
+def conversation_routing(
+    router: Any,
+    context: ConversationContext | Auto | None,
+    sessions: bool | SessionTracker | Auto,
+) -> ConversationRouting | None:
+    """The conversation routing ``context`` and ``sessions`` ask for (``None``: plain).
+
+    ``"auto"`` (the default of both) means the measured best policy where the router
+    supports it: ``window:1`` and sessions (see the README, "Multi-turn chats").
+    """
+    capable = routes_vectors(router)
+    if context == AUTO and sessions == AUTO and not capable:
+        return None
+    resolved_context = (DEFAULT_CONTEXT if capable else None) if context == AUTO else context
+    resolved_sessions = capable if sessions == AUTO else sessions
+    if resolved_context is None and resolved_sessions is False:
+        return None
+    return ConversationRouting(router, resolved_context, resolved_sessions)
 
 
 def _no_usage(_: Any) -> None:
@@ -82,6 +126,8 @@ class RouteRequest:
         forced: A route name or a route's model name the caller asked for.
         decision: A decision made earlier (a batch's, a pinned sub-call's): used as is.
         session_key: The caller's conversation key, for sessions.
+        session_scope: The caller's identity (an API key, a tenant): sessions, keyed or
+            derived from the transcript, are never shared across scopes.
     """
 
     query: str | None = None
@@ -89,6 +135,7 @@ class RouteRequest:
     forced: str | None = None
     decision: RouteDecision | None = None
     session_key: str | None = None
+    session_scope: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +166,12 @@ class RouteDispatcher:
         escalate_on: Errors that move a call to the next route; others propagate.
         propagate: Errors that are signals, not failures (an agent's interrupt): they
             reach the caller at once, even when ``escalate_on`` matches them.
-        context: Route conversations with this strategy (turns given in the request).
-        sessions: Keep one route per conversation (``True`` or a tracker).
+        context: Route conversations with this strategy (turns given in the request);
+            ``"auto"`` (default): :data:`~langroute.router.conversation.DEFAULT_CONTEXT`
+            when the router routes vectors; ``None`` with ``sessions=False``: plain
+            query routing.
+        sessions: Keep one route per conversation (``True``, ``False`` or a tracker);
+            ``"auto"`` (default): on when the router routes vectors.
         readers: How the framework's answers are read (usage, served model, chunks).
 
     Raises:
@@ -136,8 +187,8 @@ class RouteDispatcher:
         escalation_order: Sequence[str] | None = None,
         escalate_on: tuple[type[BaseException], ...] = (Exception,),
         propagate: tuple[type[BaseException], ...] = (),
-        context: ConversationContext | None = None,
-        sessions: bool | SessionTracker = False,
+        context: ConversationContext | Auto | None = AUTO,
+        sessions: bool | SessionTracker | Auto = AUTO,
         readers: AnswerReaders | None = None,
     ) -> None:
         try:
@@ -155,11 +206,7 @@ class RouteDispatcher:
         self.escalate_on = escalate_on
         self.propagate = propagate
         self.readers = readers or AnswerReaders()
-        self.conversation: ConversationRouting | None = (
-            ConversationRouting(router, context, sessions)
-            if context is not None or sessions is not False
-            else None
-        )
+        self.conversation = conversation_routing(router, context, sessions)
 
     @property
     def strongest_route(self) -> str:
@@ -213,7 +260,9 @@ class RouteDispatcher:
         try:
             if self._on_turns(request):
                 assert self.conversation is not None
-                return self.conversation.route(list(request.turns or ()), request.session_key)
+                return self.conversation.route(
+                    list(request.turns or ()), request.session_key, request.session_scope
+                )
             return self.router.route(_query_text(request.query))
         except InvalidQueryError:  # text the router will not embed: nothing to route on
             return self.router.fallback_decision("no_query")
@@ -227,7 +276,9 @@ class RouteDispatcher:
             if self._on_turns(request):
                 assert self.conversation is not None
                 turns = list(request.turns or ())
-                return await self.conversation.aroute(turns, request.session_key)
+                return await self.conversation.aroute(
+                    turns, request.session_key, request.session_scope
+                )
             return await self.router.aroute(_query_text(request.query))
         except InvalidQueryError:
             return self.router.fallback_decision("no_query")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -20,13 +21,21 @@ from langroute.evaluation.datasets import (
     EvalData,
     expected_routes,
     load_eval_set,
+    require_two_routes,
     score_pair,
     split_contaminated,
 )
 from langroute.router import engine
 from langroute.router.exemplar_router import ExemplarRouter
+from langroute.router.exemplars import Exemplar
 
-__all__ = ["CalibrationResult", "calibrate"]
+__all__ = [
+    "DEFAULT_QUALITY_TARGET",
+    "CalibrationResult",
+    "calibrate",
+    "calibrate_by_cross_validation",
+    "cross_validation_skip_reason",
+]
 
 
 class CalibrationResult(BaseModel):
@@ -48,6 +57,41 @@ class CalibrationResult(BaseModel):
     previous_threshold: float
     calibrated_at: str
     data: str | None = None
+    method: str = Field(
+        default="held-out rows",
+        description='"held-out rows" (calibrate) or "cross-validation" (within the exemplars).',
+    )
+    folds: int | None = None
+    strong_share_sd: float | None = Field(
+        default=None, description="Spread of the strong share over the folds (standard deviation)."
+    )
+    quality_fraction_sd: float | None = Field(
+        default=None, description="Spread over the folds of the quality as a fraction of strong."
+    )
+
+    def summary(self) -> str:
+        """One line: the target, the threshold and the expected operating point."""
+        target = (
+            f"keep {self.target_quality:.0%} of the strongest route's quality"
+            if self.target_quality is not None
+            else f"send {self.target_strong_share:.0%} to the strongest route"
+        )
+        spread = (
+            f" (± {self.strong_share_sd:.1%} over {self.folds} folds)"
+            if self.strong_share_sd is not None and self.folds
+            else ""
+        )
+        if self.quality_fraction_of_strong is not None:
+            quality = f"{self.quality_fraction_of_strong:.1%} of the strongest route's quality"
+            if self.quality_fraction_sd is not None:
+                quality += f" (± {self.quality_fraction_sd:.1%})"
+        else:
+            quality = f"{self.quality:.1%} of queries on a route good enough for them"
+        reached = "" if self.reached else "; target NOT reached"
+        return (
+            f"target: {target}; threshold {self.threshold:.3g} ({self.method}); expected: "
+            f"{self.strong_share:.1%} sent to the strongest route{spread}, {quality}{reached}"
+        )
 
 
 def calibrate(
@@ -90,7 +134,8 @@ def calibrate(
     settings = router.settings
     if settings.rule == "argmax":
         raise RouterConfigError("an argmax router has no dial to calibrate (use rule='threshold')")
-    rows, excluded = split_contaminated(load_eval_set(data), exclude_contaminated)
+    require_two_routes(settings.routes)
+    rows, excluded = split_contaminated(load_eval_set(data, settings.routes), exclude_contaminated)
     if not rows:
         raise RouterConfigError("the calibration set has no rows")
     routes = list(settings.routes)
@@ -104,6 +149,37 @@ def calibrate(
             stacklevel=2,
         )
     nb = neighbourhood(router, [r.text for r in rows], show_progress)
+    return _calibrate_on(
+        router,
+        rows,
+        nb,
+        pair,
+        target_strong_share=target_strong_share,
+        target_quality=target_quality,
+        excluded=excluded,
+        overlap=overlap,
+        data=str(data) if isinstance(data, (str, Path)) else None,
+        method="held-out rows",
+    )
+
+
+def _calibrate_on(
+    router: ExemplarRouter,
+    rows: list[Exemplar],
+    nb: engine.Neighbourhood,
+    pair: tuple[str, str] | None,
+    *,
+    target_strong_share: float | None,
+    target_quality: float | None,
+    excluded: int = 0,
+    overlap: int = 0,
+    data: str | None = None,
+    method: str,
+    folds: np.ndarray | None = None,
+) -> CalibrationResult:
+    """Choose the threshold from ``rows`` routed through ``nb``, set it, record it."""
+    settings = router.settings
+    routes = list(settings.routes)
     evidence = engine.weigh(nb, settings, router.mode)
     candidates = _candidate_thresholds(evidence.boundary, settings.min_margin)
     keep = np.arange(len(rows))
@@ -154,6 +230,7 @@ def calibrate(
     chosen = routed_at(threshold)
     if float((chosen == strongest).mean()) != share_arr[pick]:
         threshold = float(candidates[pick])
+    spread = _fold_spread(chosen, keep, strongest, pair, folds, rows, expected_idx)
     previous = router.threshold
     router.threshold = threshold
     weak_quality = float(w.mean()) if pair is not None else None
@@ -180,7 +257,9 @@ def calibrate(
         strong=pair[1] if pair else None,
         previous_threshold=previous,
         calibrated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        data=str(data) if isinstance(data, (str, Path)) else None,
+        data=data,
+        method=method,
+        **spread,
     )
     router.calibration = result.model_dump(mode="json")
     if not reached:
@@ -220,3 +299,124 @@ def _candidate_thresholds(boundary: np.ndarray, min_margin: float) -> np.ndarray
     mids = (values[1:] + values[:-1]) / 2 if len(values) > 1 else values
     edges = np.concatenate([[0.0, 1.0], values, values + 1e-9, mids, mids + min_margin])
     return np.unique(np.clip(edges, 0.0, 1.0))
+
+
+def _fold_spread(
+    chosen: np.ndarray,
+    keep: np.ndarray,
+    strongest: int,
+    pair: tuple[str, str] | None,
+    folds: np.ndarray | None,
+    rows: list[Exemplar],
+    expected_idx: np.ndarray | None,
+) -> dict[str, Any]:
+    """Standard deviation over the folds of the strong share and the quality fraction."""
+    if folds is None:
+        return {}
+    fold_of = folds[keep]
+    shares, fractions = [], []
+    for f in np.unique(fold_of):
+        mask = fold_of == f
+        picked = chosen[mask]
+        shares.append(float((picked == strongest).mean()))
+        if pair is not None:
+            part = [rows[i] for i in keep[mask]]
+            w = np.array([r.scores[pair[0]] for r in part])  # type: ignore[index]
+            s = np.array([r.scores[pair[1]] for r in part])  # type: ignore[index]
+            strong = float(s.mean())
+            if strong > 0:
+                fractions.append(float(np.where(picked == strongest, s, w).mean()) / strong)
+        elif expected_idx is not None:
+            fractions.append(float((picked >= expected_idx[mask]).mean()))
+    return {
+        "folds": len(shares),
+        "strong_share_sd": float(np.std(shares)) if len(shares) > 1 else None,
+        "quality_fraction_sd": float(np.std(fractions)) if len(fractions) > 1 else None,
+    }
+
+
+DEFAULT_QUALITY_TARGET = 0.95
+"""The dial's default target: keep 95% of the strongest route's quality (scored
+exemplars), or send 95% of queries to a route at least as strong as they need (labelled
+exemplars); see :func:`calibrate_by_cross_validation`."""
+
+
+def cross_validation_skip_reason(router: ExemplarRouter, folds: int = 5) -> str | None:
+    """Why the dial cannot be calibrated within ``router``'s exemplars (``None``: it can)."""
+    if router.settings.rule == "argmax":
+        return "an argmax router has no dial"
+    if len(router.routes) < 2:
+        return "one route: nothing to choose"
+    if len(router.exemplars) < 4 * folds:
+        return f"{len(router.exemplars)} exemplars: too few for {folds}-fold cross-validation"
+    return None
+
+
+def calibrate_by_cross_validation(
+    router: ExemplarRouter,
+    *,
+    target_quality: float | None = DEFAULT_QUALITY_TARGET,
+    target_strong_share: float | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> CalibrationResult:
+    """Set the dial for a stated target by cross-validation within the router's exemplars.
+
+    Each fold of the exemplars is routed by the others (over the vectors the router
+    holds: nothing is embedded again) with the router's settings; the threshold is then
+    chosen on these out-of-fold decisions as :func:`calibrate` chooses it on held-out
+    rows, and the expected operating point (share sent to the strongest route, quality
+    as a fraction of always-strongest) is recorded with its spread over the folds.
+
+    Raises:
+        RouterConfigError: see :func:`cross_validation_skip_reason`; a target outside
+            [0, 1]; neither or both targets.
+
+    Example:
+        >>> result = calibrate_by_cross_validation(router)  # doctest: +SKIP
+        >>> result.summary()  # doctest: +SKIP
+        "target: keep 95% of the strongest route's quality; threshold 0.41 ..."
+    """
+    from langroute.evaluation.datasets import PrecomputedEmbedder, assign_folds
+
+    if (target_strong_share is None) == (target_quality is None):
+        raise RouterConfigError("give exactly one of target_strong_share= or target_quality=")
+    target = target_strong_share if target_strong_share is not None else target_quality
+    if target is None or not 0.0 <= target <= 1.0:
+        raise RouterConfigError(f"the target must be in [0, 1], got {target}")
+    reason = cross_validation_skip_reason(router, folds)
+    if reason is not None:
+        raise RouterConfigError(f"cannot calibrate by cross-validation: {reason}")
+    rows = list(router.exemplars)
+    settings = router.settings
+    routes = list(settings.routes)
+    keys = [settings.score_keys.get(r, r) for r in (routes[0], routes[-1])]
+    scored = router.mode == "scores" and all(
+        r.scores and keys[0] in r.scores and keys[1] in r.scores for r in rows
+    )
+    pair = (keys[0], keys[1]) if scored else None
+    prepared = [settings.prepare(r.text)[0] for r in rows]
+    cache = PrecomputedEmbedder(router.embedder, prepared, router.vectors([r.id for r in rows]))
+    fold_of = np.asarray(assign_folds([r.text for r in rows], folds, seed))
+    options = settings.model_dump(exclude={"routes"})
+    options["mode"] = router.mode
+    parts, order = [], []
+    for f in range(folds):
+        train = [r for r, g in zip(rows, fold_of) if g != f]
+        test = [i for i, g in enumerate(fold_of) if g == f]
+        if not test or not train:
+            continue
+        fold_router = ExemplarRouter(routes=routes, exemplars=train, embedder=cache, **options)
+        parts.append(neighbourhood(fold_router, [rows[i].text for i in test], k=settings.k))
+        order.extend(test)
+    ordered = [rows[i] for i in order]
+    return _calibrate_on(
+        router,
+        ordered,
+        engine.Neighbourhood.concat(parts),
+        pair,
+        target_strong_share=target_strong_share,
+        target_quality=target_quality,
+        method="cross-validation",
+        folds=fold_of[np.asarray(order)],
+    )

@@ -138,7 +138,7 @@ def evaluate_chain(
     Raises:
         RouterConfigError: The evaluation set has no rows.
     """
-    rows, _ = split_contaminated(load_eval_set(eval_set), exclude_contaminated)
+    rows, _ = split_contaminated(load_eval_set(eval_set, chain.routes), exclude_contaminated)
     if not rows:
         raise RouterConfigError("the evaluation set has no rows")
     routes = chain.routes

@@ -221,7 +221,7 @@ def compare(
             f"the routers route to different models: A {routes}, B {router_b.routes}; "
             "compare routers over the same routes"
         )
-    rows = load_eval_set(eval_set)
+    rows = load_eval_set(eval_set, routes)
     options: dict[str, Any] = {
         "weak": weak,
         "strong": strong,

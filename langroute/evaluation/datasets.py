@@ -16,7 +16,12 @@ import numpy as np
 
 from langroute.embedders import Embedder, as_embedder, embed_documents
 from langroute.errors import RouterConfigError
-from langroute.router.exemplars import Exemplar, load_exemplars
+from langroute.router.exemplars import (
+    Exemplar,
+    check_route_labels,
+    check_scores_complete,
+    located_rows,
+)
 
 EvalData = str | Path | Sequence[Exemplar]
 """A JSONL/CSV path, or exemplars as they are."""
@@ -29,20 +34,53 @@ __all__ = [
     "expected_routes",
     "is_contaminated",
     "load_eval_set",
+    "require_two_routes",
     "score_pair",
     "split_contaminated",
 ]
 
 
-def load_eval_set(data: EvalData) -> list[Exemplar]:
-    """Read evaluation rows (a path to JSONL/CSV, or exemplars as they are).
+def load_eval_set(
+    data: EvalData,
+    routes: Sequence[str] | None = None,
+    *,
+    out_of_scope: Sequence[str] = (),
+    infer_routes: bool = False,
+) -> list[Exemplar]:
+    """Read evaluation rows (a path to JSONL/CSV, or exemplars as they are), checked.
+
+    Checked before anything is embedded, each error naming the row (``file:line``):
+    a set where some rows have scores has them on every row; with ``routes`` given, no
+    label differs from a route only in case; with ``infer_routes`` (the routes will be
+    the labels), the labels pass :func:`~langroute.exemplars.check_route_labels`.
+
+    Raises:
+        ExemplarFormatError: The file is malformed.
+        RouterConfigError: A check failed.
 
     Example:
         >>> rows = load_eval_set("mmlu.dev.jsonl")  # doctest: +SKIP
     """
-    if isinstance(data, (str, Path)):
-        return load_exemplars(data)
-    return list(data)
+    located = located_rows(data)
+    check_scores_complete(located)
+    if routes is not None:
+        check_route_labels(located, routes)
+    elif infer_routes:
+        check_route_labels(located, out_of_scope=out_of_scope)
+    return [ex for _, ex in located]
+
+
+def require_two_routes(routes: Sequence[str]) -> None:
+    """Refuse to evaluate or tune over fewer than two routes.
+
+    Raises:
+        RouterConfigError: One route (every query goes there: every figure would be 100%).
+    """
+    if len(routes) < 2:
+        raise RouterConfigError(
+            f"only one route ({list(routes)}): evaluating or tuning a router needs two or "
+            "more routes (with one, every query goes there and every figure is 100%)"
+        )
 
 
 def is_contaminated(row: Exemplar) -> bool:

@@ -49,6 +49,7 @@ from langroute.evaluation.datasets import (
     expected_routes,
     is_contaminated,
     load_eval_set,
+    require_two_routes,
     score_pair,
     split_contaminated,
 )
@@ -334,10 +335,13 @@ def evaluate_decisions(
     context: ConversationContext | None = None,
 ) -> Evaluated:
     """:func:`evaluate`, keeping the rows and the decisions (to compare two routers)."""
-    rows, excluded = split_contaminated(load_eval_set(eval_set), exclude_contaminated)
+    settings = router.settings
+    require_two_routes(settings.routes)
+    rows, excluded = split_contaminated(
+        load_eval_set(eval_set, settings.routes), exclude_contaminated
+    )
     if not rows:
         raise RouterConfigError("the evaluation set has no rows")
-    settings = router.settings
     pair = score_pair(rows, settings.routes, settings.score_keys, weak, strong)
     known = {ex.text for ex in router.exemplars}
     overlap = sum(1 for r in rows if r.text in known)
@@ -453,11 +457,17 @@ def cross_validate(
     Example:
         >>> report = cross_validate("mmlu.dev.jsonl", folds=5, k=100)  # doctest: +SKIP
     """
-    rows = load_eval_set(data)
+    oos = set(out_of_scope)
+    rows = load_eval_set(
+        data,
+        routes,
+        out_of_scope=sorted(oos),
+        infer_routes=routes is None and not (weak and strong),
+    )
     if not rows:
         raise RouterConfigError("no rows to cross-validate")
-    oos = set(out_of_scope)
     route_list = default_routes(rows, routes, weak, strong, oos)
+    require_two_routes(route_list)
     if weak and strong and weak in route_list and strong in route_list:
         options.setdefault("mode", "scores")
     settings = settings_for(route_list, options)

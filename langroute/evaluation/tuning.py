@@ -28,6 +28,7 @@ from langroute.embedders import as_embedder
 from langroute.errors import RouterConfigError
 from langroute.evaluation import metrics as m
 from langroute.evaluation.batches import neighbourhood, settings_for
+from langroute.evaluation.calibration import DEFAULT_QUALITY_TARGET
 from langroute.evaluation.datasets import (
     EvalData,
     PrecomputedEmbedder,
@@ -36,6 +37,7 @@ from langroute.evaluation.datasets import (
     expected_routes,
     is_contaminated,
     load_eval_set,
+    require_two_routes,
     score_pair,
 )
 from langroute.router import engine
@@ -163,9 +165,15 @@ def tune(
         >>> tune("mmlu.dev.jsonl", {"k": [50, 100]}, weak="w", strong="s").best  # doctest: +SKIP
         {'k': 100, 'apgr': 0.66, ...}
     """
-    rows = load_eval_set(data)
     oos = set(out_of_scope)
+    rows = load_eval_set(
+        data,
+        routes,
+        out_of_scope=sorted(oos),
+        infer_routes=routes is None and not (weak and strong),
+    )
     route_list = default_routes(rows, routes, weak, strong, oos)
+    require_two_routes(route_list)
     base_options = dict(base or {})
     if weak and strong and weak in route_list and strong in route_list:
         base_options.setdefault("mode", "scores")
@@ -434,6 +442,8 @@ def tuning_skip_reason(router: ExemplarRouter, folds: int = DEFAULT_FOLDS) -> st
         '4 exemplars: tuning needs at least 100'
     """
     count = len(router)
+    if len(router.routes) < 2:
+        return f"one route ({router.routes[0]!r}): nothing to choose between"
     if count < MIN_EXEMPLARS_TO_TUNE:
         return f"{count} exemplars: tuning needs at least {MIN_EXEMPLARS_TO_TUNE}"
     if router.mode == "vote":
@@ -488,6 +498,7 @@ def tune_router(
         ({'k': 200, 'weighting': 'power', ...}, 0.664)
     """
     started = time.perf_counter()
+    require_two_routes(router.routes)
     rows = router.exemplars
     if len(rows) < 2 * folds:
         raise RouterConfigError(
@@ -567,13 +578,18 @@ def build_router(
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
     show_progress: bool = False,
+    quality_target: float | None = DEFAULT_QUALITY_TARGET,
+    strong_share: float | None = None,
     **options: Any,
 ) -> ExemplarRouter:
-    """Build a router and, when there are enough exemplars, tune it: ``langroute build``.
+    """Build a router, tune it and set its dial for a stated target: ``langroute build``.
 
     The exemplars are embedded once; :func:`tune_router` then cross-validates the
-    decision settings over those vectors. Settings passed in ``options`` are kept as
-    given; tuning chooses the others.
+    decision settings over those vectors, and
+    :func:`~langroute.evaluation.calibration.calibrate_by_cross_validation` sets the dial
+    (``threshold``) for the target on out-of-fold decisions: by default, keep 95% of the
+    strongest route's quality. Settings passed in ``options`` are kept as given (a
+    ``threshold`` given is not calibrated); tuning chooses the others.
 
     Args:
         exemplars: the exemplars (labelled or scored).
@@ -585,6 +601,10 @@ def build_router(
         repeats: repeat the split with other seeds and average (steadier, slower).
         seed: fold assignment seed.
         show_progress: progress bar while embedding.
+        quality_target: the dial's target, as a fraction of the strongest route's
+            quality (scored exemplars) or the share of queries on a route at least as
+            strong as they need (labelled); ``None``: leave the dial as it is.
+        strong_share: instead, a target share of queries sent to the strongest route.
         **options: router settings (``k``, ``threshold``, ``index``, ...).
 
     Example:
@@ -610,4 +630,18 @@ def build_router(
             repeats=repeats,
             seed=seed,
         )
+    if "threshold" not in options and (quality_target is not None or strong_share is not None):
+        from langroute.evaluation.calibration import (
+            calibrate_by_cross_validation,
+            cross_validation_skip_reason,
+        )
+
+        if cross_validation_skip_reason(router, folds) is None:
+            calibrate_by_cross_validation(
+                router,
+                target_quality=None if strong_share is not None else quality_target,
+                target_strong_share=strong_share,
+                folds=folds,
+                seed=seed,
+            )
     return router

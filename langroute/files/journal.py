@@ -23,14 +23,32 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from langroute.errors import LabellingError
+from langroute.files.textfiles import JSONTooDeepError, load_json
 
 __all__ = ["Journal"]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(line: str) -> str:
+    r"""``line`` with each lone surrogate written as a JSON ``\uXXXX`` escape.
+
+    UTF-8 cannot hold a lone surrogate (a model may answer one), so the raw line would
+    fail to write after the call was paid. In a JSON line one only occurs inside a string,
+    where the escape is valid JSON that reads back as the same character.
+
+    Example:
+        >>> _escape_surrogates('{"text": "a\ud800b"}')
+        '{"text": "a\\ud800b"}'
+    """
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", line)
 
 
 class Journal:
@@ -74,8 +92,8 @@ class Journal:
             if not raw.strip():
                 continue
             try:
-                value = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                value = load_json(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError, JSONTooDeepError) as exc:
                 raise LabellingError(f"{self.path}:{number}: not a JSON line ({exc})") from exc
             if not isinstance(value, dict):
                 raise LabellingError(f"{self.path}:{number}: expected a JSON object")
@@ -98,8 +116,10 @@ class Journal:
         """Write one already serialised JSON line (without its newline), fsync'd.
 
         Thread-safe. Appends from several threads share fsyncs (a group commit): a
-        line is durable when this returns, whichever thread's fsync covered it.
+        line is durable when this returns, whichever thread's fsync covered it. Lone
+        surrogates are written as JSON escapes (they read back unchanged).
         """
+        line = _escape_surrogates(line)
         with self._write_lock:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,18 +8,25 @@
   in this run or an earlier one) is never paid twice, and two identical calls in
   flight at once share one request.
 * **Budget.** Before a paid call, a conservative estimate (every prompt byte a token,
-  plus the full ``max_output_tokens``) is reserved; a call whose reservation would
-  take the spend past the budget is not made (:class:`BudgetExhausted`). The spend
-  counts every run on the same output (the journal keeps each call's cost), so
-  re-running a stopped or crashed run never spends the budget twice.
-* **Retries.** Rate limits, timeouts and server errors (HTTP 429, 5xx) are retried
-  with exponential backoff and jitter, honouring a ``retry-after`` the error carries.
+  plus the call's full output cap, :attr:`ModelSpec.output_token_cap
+  <langroute.models.config.ModelSpec.output_token_cap>`) is reserved; a call whose
+  reservation would take the spend past the budget is not made
+  (:class:`BudgetExhausted`). The spend counts every run on the same output (the
+  journal keeps each call's cost), so re-running a stopped or crashed run never spends
+  the budget twice. A model that ignores its cap can still cost more than was reserved
+  once the call is made: that call is kept, it is an *overrun* (:attr:`ModelCaller.overruns`
+  says by how much and why), and with a budget no further call is made.
+* **Answers.** A stored answer is cut to ``max_answer_chars`` (``CachedCall.cut_chars``
+  says how much was cut), so one huge answer cannot fill the disk or the memory.
+* **Timeouts and retries.** A request gets ``timeout`` seconds; a timeout, a rate limit
+  or a server error (HTTP 429, 5xx) is retried with exponential backoff and jitter,
+  honouring a ``retry-after`` the error carries.
 * **Concurrency.** At most ``concurrency`` requests are in flight.
 * **Ledger.** Every request (paid or failed) is a :class:`~langroute.costs.LedgerRecord`
   with ``metadata["purpose"] = "labelling"``, so cost reports show labelling spend
-  apart from serving spend. A paid call is journalled first, then recorded; a call a
-  crash kept out of the ledger is recorded when the next run starts (records carry
-  their ``call_key``).
+  apart from serving spend. A paid call is counted and journalled before anything
+  else that could fail, then recorded; a call a crash (or a ledger error) kept out of
+  the ledger is recorded when the next run starts (records carry their ``call_key``).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import asyncio
 import hashlib
 import random
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
+from langroute.costs.pricing import prompt_token_bound
 from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
 from langroute.dispatch.routed_call import TokenUsage, error_text
 from langroute.errors import BudgetExhausted, LabellingError
@@ -55,8 +64,11 @@ __all__ = [
 CALL_KEY = "call_key"
 """Ledger metadata key holding a labelling call's cache key."""
 
-_PROMPT_OVERHEAD_TOKENS = 32  # chat framing around the prompt
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+DEFAULT_CALL_TIMEOUT_S = 300.0
+"""Seconds a labelling request may take before it is abandoned (and retried)."""
+DEFAULT_MAX_ANSWER_CHARS = 200_000
+"""The longest answer a labelling run stores (longer ones are cut)."""
 
 
 class CachedCall(BaseModel):
@@ -76,6 +88,8 @@ class CachedCall(BaseModel):
     query_id: str | None = None
     role: str = "answer"
     latency_ms: float | None = None
+    cut_chars: int = 0
+    """Characters cut off the end of the answer (longer than ``max_answer_chars``)."""
 
 
 def call_key(model_key: str, prompt: str) -> str:
@@ -143,6 +157,9 @@ class ModelCaller:
         max_retries: Retries of a retryable error before the call fails.
         retry_delay: The first backoff in seconds (doubled per retry, with jitter).
         max_retry_delay: The longest single backoff.
+        timeout: Seconds one request may take (``None``: no limit); a request past it
+            is abandoned and retried like a provider timeout.
+        max_answer_chars: Answers are stored (and graded) cut to this many characters.
     """
 
     def __init__(
@@ -156,9 +173,15 @@ class ModelCaller:
         max_retries: int = 6,
         retry_delay: float = 1.0,
         max_retry_delay: float = 60.0,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT_S,
+        max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if max_answer_chars < 1:
+            raise ValueError(f"max_answer_chars must be >= 1, got {max_answer_chars}")
         if budget is not None and not budget >= 0:
             raise ValueError(f"budget must be >= 0 dollars, got {budget}")
         self.journal = journal
@@ -168,6 +191,8 @@ class ModelCaller:
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        self.timeout = timeout
+        self.max_answer_chars = max_answer_chars
         self._limit = asyncio.Semaphore(concurrency)
         self._cache: dict[str, CachedCall] = {}
         self._prices: dict[str, ModelPrice | None] = {}
@@ -178,6 +203,8 @@ class ModelCaller:
         self.paid_calls = 0
         self.cache_hits = 0
         self.retries = 0
+        self.overruns: list[str] = []
+        """Why calls cost more than was reserved for them (one line each)."""
         if journal is not None:
             for number, row in enumerate(journal.read(), start=1):
                 try:
@@ -211,6 +238,29 @@ class ModelCaller:
         """USD left of the budget (``None``: no budget)."""
         return None if self.budget is None else max(0.0, self.budget - self.total_spent)
 
+    @property
+    def overrun(self) -> float:
+        """USD spent past the budget over every run (0.0 when it held or there is none)."""
+        return 0.0 if self.budget is None else max(0.0, self.total_spent - self.budget)
+
+    def overrun_reason(self) -> str | None:
+        """Why the spend passed the budget, for people (``None`` when it did not).
+
+        Example:
+            >>> caller = ModelCaller(budget=1.0)
+            >>> caller.spent = 1.5
+            >>> caller.overrun_reason()
+            'the spend passed the budget'
+        """
+        if self.overrun <= 0:
+            return None
+        if self.overruns:
+            more = f" (and {len(self.overruns) - 1} more)" if len(self.overruns) > 1 else ""
+            return self.overruns[0] + more
+        if self.spent_before > (self.budget or 0.0):
+            return f"earlier runs on this output already spent ${self.spent_before:.4f}"
+        return "the spend passed the budget"
+
     def price_name(self, model: CompletionModel, price_as: str | None) -> str:
         """The model name calls to ``model`` are priced with."""
         return price_as or model.name
@@ -222,8 +272,7 @@ class ModelCaller:
         price = self._prices[price_name]
         if price is None:
             return None
-        input_tokens = len(prompt.encode("utf-8", "surrogatepass")) + _PROMPT_OVERHEAD_TOKENS
-        return price.cost(input_tokens, max_output_tokens)
+        return price.cost(prompt_token_bound(prompt), max_output_tokens)
 
     def check_priced(self, names: Mapping[str, str]) -> None:
         """With a budget, every model must have a price.
@@ -289,6 +338,8 @@ class ModelCaller:
     def _reserve(self, estimate: float) -> None:
         if self.budget is None:
             return
+        if self.overruns:
+            raise BudgetExhausted(f"no further call after an overrun: {self.overruns[0]}")
         if self.total_spent + self.reserved + estimate > self.budget:
             raise BudgetExhausted(
                 f"the next call (up to ${estimate:.6f}) would pass the ${self.budget:.2f} budget"
@@ -316,7 +367,7 @@ class ModelCaller:
                 async with self._limit:
                     started = time.perf_counter()
                     try:
-                        completion = await model.acomplete(prompt)
+                        completion = await self._complete(model, prompt)
                     except Exception as exc:
                         latency = (time.perf_counter() - started) * 1000
                         if self.ledger is not None:
@@ -352,11 +403,12 @@ class ModelCaller:
                     price_as or served, usage.input_tokens, usage.output_tokens, usage.cached_tokens
                 )
             charged = cost if cost is not None else (estimate or 0.0)
+            text = completion.text
             cached = CachedCall(
                 key=key,
                 model=model_key,
                 served_model=served,
-                text=completion.text,
+                text=text[: self.max_answer_chars],
                 usage=usage,
                 cost=cost,
                 charged=charged,
@@ -364,17 +416,54 @@ class ModelCaller:
                 query_id=query_id,
                 role=role,
                 latency_ms=latency,
+                cut_chars=max(0, len(text) - self.max_answer_chars),
             )
-            if self.journal is not None:
-                await self.journal.aappend(cached.model_dump(mode="json"))
+            # paid: counted before anything that can fail, so this run never pays it again
             self._cache[key] = cached
             self.spent += charged
             self.paid_calls += 1
+            if estimate is not None and charged > estimate:
+                self.overruns.append(
+                    self._overrun_text(cached, estimate, max_output_tokens, len(text))
+                )
+            if self.journal is not None:
+                await self.journal.aappend(cached.model_dump(mode="json"))
             if self.ledger is not None:
-                await self.ledger.arecord(self._ledger_record(cached, None))
+                try:
+                    await self.ledger.arecord(self._ledger_record(cached, None))
+                except Exception as exc:  # journalled: the next run records it
+                    warnings.warn(
+                        f"labelling call {key[:12]} is journalled but not in the ledger "
+                        f"({error_text(exc)}); the next run records it",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
             return cached
         finally:
             self.reserved -= estimate or 0.0
+
+    async def _complete(self, model: CompletionModel, prompt: str) -> Any:
+        """One request, abandoned after ``timeout`` seconds (a retryable TimeoutError)."""
+        if self.timeout is None:
+            return await model.acomplete(prompt)
+        try:
+            return await asyncio.wait_for(model.acomplete(prompt), self.timeout)
+        except asyncio.TimeoutError as exc:  # also the builtin TimeoutError on 3.11+
+            raise TimeoutError(f"no answer within {self.timeout:g} s") from exc
+
+    @staticmethod
+    def _overrun_text(call: CachedCall, estimate: float, cap: int, answer_chars: int) -> str:
+        """One line on a call that cost more than was reserved for it."""
+        output = call.usage.output_tokens if call.usage is not None else None
+        tokens = (
+            f"{output:,} output tokens against a cap of {cap:,}"
+            if output is not None
+            else f"an answer of {answer_chars:,} characters"
+        )
+        return (
+            f"a call to {call.route!r} ({call.served_model}) cost ${call.charged:.4f}, "
+            f"${estimate:.4f} was reserved for it ({tokens})"
+        )
 
     @staticmethod
     def _ledger_record(call: CachedCall, error: BaseException | None) -> LedgerRecord:

@@ -30,7 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from langroute.costs import CostLedger, ModelPrice, Pricer
 from langroute.errors import BudgetExhausted, ExemplarFormatError, GradingError, LabellingError
 from langroute.files.journal import Journal
-from langroute.labels.calls import ModelCaller, default_paths
+from langroute.labels.calls import (
+    DEFAULT_CALL_TIMEOUT_S,
+    DEFAULT_MAX_ANSWER_CHARS,
+    ModelCaller,
+    default_paths,
+)
 from langroute.labels.graders import Grade, Grader, LabelQuery, grader_from_name
 from langroute.models.config import (
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -73,6 +78,9 @@ class LabelReport(BaseModel):
             cache (no charge), retried requests.
         spent: USD charged by this run; ``spent_total`` over every run on the output.
         budget / budget_left: The budget and what is left of it (USD).
+        overrun / overrun_reason: USD spent past the budget (over every run) and why:
+            a model that ignored its output cap costs more than was reserved for it.
+        cut_answers: Answers stored cut to ``max_answer_chars``.
         elapsed_s / queries_per_s: Wall time and labelling throughput of this run.
     """
 
@@ -90,6 +98,9 @@ class LabelReport(BaseModel):
     spent_total: float = 0.0
     budget: float | None = None
     budget_left: float | None = None
+    overrun: float = 0.0
+    overrun_reason: str | None = None
+    cut_answers: int = 0
     elapsed_s: float = 0.0
     grader: str
     grader_version: str
@@ -113,10 +124,18 @@ class LabelReport(BaseModel):
             f"{self.retries} retries",
             f"spent ${self.spent:.4f} (${self.spent_total:.4f} in all runs)",
         ]
-        if self.budget is not None:
+        if self.budget is not None and self.overrun > 0:
+            parts.append(
+                f"budget ${self.budget:.2f} overrun by ${self.overrun:.4f}: {self.overrun_reason}"
+            )
+        elif self.budget is not None:
             parts.append(f"budget ${self.budget:.2f}, ${self.budget_left or 0.0:.4f} left")
-        if self.stopped_by_budget:
+        if self.stopped_by_budget and self.overrun <= 0:
             parts.append("stopped before a call that could pass the budget")
+        elif self.stopped_by_budget:
+            parts.append("stopped")
+        if self.cut_answers:
+            parts.append(f"{self.cut_answers} answers too long, stored cut")
         parts.append(f"{self.queries_per_s:.1f} queries/s")
         return "; ".join(parts)
 
@@ -207,7 +226,7 @@ def _from_spec(spec: ModelSpec, model: CompletionModel) -> _Route:
         name=spec.route,
         model=model,
         key=spec.key,
-        max_output_tokens=spec.max_output_tokens,
+        max_output_tokens=spec.output_token_cap,
         price_as=spec.price_as,
     )
 
@@ -276,6 +295,8 @@ async def alabel(
     prices: Mapping[str, ModelPrice | Mapping[str, Any]] | None = None,
     max_retries: int = 6,
     retry_delay: float = 1.0,
+    timeout: float | None = DEFAULT_CALL_TIMEOUT_S,
+    max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
     show_progress: bool = False,
 ) -> LabelReport:
     """Label queries with every route's model and a grader; append scored exemplars.
@@ -292,7 +313,9 @@ async def alabel(
             :func:`~langroute.labels.graders.grader_from_name`.
         judge: The judge grader's model (default: the models file's ``[judge]``).
         budget: USD the output may cost over all its runs; the run stops before a call
-            that could pass it.
+            that could pass it, reserving each call's full output cap. A model that
+            ignores its cap can still pass it: the run stops at once and the report
+            says by how much (``overrun``) and why.
         concurrency: Model requests in flight at most.
         answers: Also write every route's answer and grade, one line per query.
         ledger: A ledger or its path (default: ``<output stem>.ledger.jsonl``).
@@ -300,6 +323,9 @@ async def alabel(
             models file's ``[prices]`` and genai-prices.
         max_retries: Retries of a rate-limited (or timed-out, 5xx) request.
         retry_delay: The first backoff in seconds.
+        timeout: Seconds one model request may take before it is abandoned and retried
+            (``None``: no limit).
+        max_answer_chars: Answers are stored and graded cut to this many characters.
         show_progress: A progress bar (on stderr) with spend and ETA.
 
     Returns:
@@ -362,6 +388,8 @@ async def alabel(
             concurrency=concurrency,
             max_retries=max_retries,
             retry_delay=retry_delay,
+            timeout=timeout,
+            max_answer_chars=max_answer_chars,
         )
         everyone = [*routes, *([judge_route] if judge_route and grader.needs_judge else [])]
         caller.check_priced({r.name: r.price_as or r.model.name for r in everyone})
@@ -400,6 +428,9 @@ async def alabel(
         report.spent = caller.spent
         report.spent_total = caller.total_spent
         report.budget_left = caller.budget_left
+        report.overrun = caller.overrun
+        report.overrun_reason = caller.overrun_reason()
+        report.cut_answers = run.cut_answers
         report.elapsed_s = time.perf_counter() - started
         return report
     finally:
@@ -434,6 +465,7 @@ class _Run:
         self.answered = answered
         self.report = report
         self.stop = False
+        self.cut_answers = 0
 
     async def all(self, todo: list[LabelQuery], concurrency: int, progress: Any, task: Any) -> None:
         queue: asyncio.Queue[LabelQuery] = asyncio.Queue()
@@ -487,6 +519,7 @@ class _Run:
                 if isinstance(result, BaseException):
                     raise result
             texts = {route.name: result.text for route, result in zip(self.routes, results)}
+            self.cut_answers += sum(1 for result in results if result.cut_chars)
 
             async def ask(prompt: str) -> str:
                 return await self._ask_judge(query, prompt)

@@ -32,6 +32,8 @@ same file. TOML (``.toml``)::
     [chain.llm]                   # the LLM router for unsure kNN decisions
     model = "openai:gpt-4o-mini"
     descriptions = { small = "chit-chat, lookups", large = "reasoning, code, design" }
+    timeout = 5                   # seconds; then the kNN decision stands
+    may_choose_cheaper = false    # default: only the kNN's route or a stronger one
 
 A model spec is a string or a table:
 
@@ -48,8 +50,10 @@ A model spec is a string or a table:
   from the models file's folder.
 
 Table keys for every spec: ``max_output_tokens`` (the answer-length cap, which also
-makes the budget estimate safe; default 1024) and ``price_as`` (the model name to price
-calls with, when the served name is not in genai-prices).
+makes the budget estimate safe; default 1024; an option the model itself reads, such as
+``max_tokens = 8192``, is its real cap, and a labelling budget reserves the larger) and
+``price_as`` (the model name to price calls with, when the served name is not in
+genai-prices).
 
 Example:
     >>> from pathlib import Path
@@ -103,6 +107,8 @@ DEFAULT_MAX_OUTPUT_TOKENS = 1024
 """The answer-length cap when a spec sets none (also the budget's output estimate)."""
 
 _COMMON_KEYS = ("max_output_tokens", "price_as")
+_OUTPUT_CAP_OPTIONS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "num_predict")
+"""Options that set a model's output cap when passed to it (``max_tokens = 8192``)."""
 
 
 class Completion(BaseModel):
@@ -164,6 +170,25 @@ class ModelSpec(BaseModel):
         pairs = ",".join(f"{k}={self.options[k]!r}" for k in sorted(self.options))
         return f"{self.spec}[{pairs}]"
 
+    @property
+    def output_token_cap(self) -> int:
+        """The most output tokens one call can be billed for: the worst case a budget reserves.
+
+        ``max_output_tokens``, or a larger cap the options pass to the model itself
+        (``max_tokens = 8192`` reaches ``init_chat_model`` or the factory and wins there).
+
+        Example:
+            >>> ModelSpec(route="r", spec="openai:gpt-4o", kind="chat",
+            ...           options={"max_tokens": 8192}).output_token_cap
+            8192
+        """
+        caps = [self.max_output_tokens]
+        for key in _OUTPUT_CAP_OPTIONS:
+            value = self.options.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                caps.append(value)
+        return max(caps)
+
 
 class ServeConfig(BaseModel):
     """The ``[serve]`` table of a models file: how ``langroute serve`` runs.
@@ -194,6 +219,14 @@ class ServeConfig(BaseModel):
             a failing route escalate at once.
         host: The address to listen on.
         port: The port to listen on (``0``: any free port, printed at start).
+        drain_seconds: On SIGTERM/SIGINT, how long requests under way (streams
+            included) may take to finish before they are cut.
+        max_body_bytes: The largest request body accepted (HTTP 413 above it).
+        max_json_depth: The deepest nesting of arrays and objects in a request body.
+        max_messages: The most ``messages`` in one chat completion request.
+        max_tools: The most ``tools`` in one chat completion request.
+        metrics_key_names: Label spend and budget metrics with the API key's name
+            (off: ``/metrics`` shows no tenant names, only routes).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -212,6 +245,12 @@ class ServeConfig(BaseModel):
     max_retries: int | None = Field(default=None, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    drain_seconds: float = Field(default=10.0, ge=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=4)
+    max_messages: int = Field(default=1000, ge=1)
+    max_tools: int = Field(default=128, ge=0)
+    metrics_key_names: bool = False
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:

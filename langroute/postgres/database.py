@@ -113,11 +113,13 @@ def is_postgres_url(target: object) -> bool:
 def redact(url: str) -> str:
     """``url`` with its password replaced by ``***`` (for messages and reprs).
 
+    Also safe on a message that holds URLs among other text.
+
     Example:
         >>> redact("postgresql://app:s3cret@db:5432/langroute")
         'postgresql://app:***@db:5432/langroute'
     """
-    url = re.sub(r"(://[^:/@?]*:)[^@/?]*@", r"\1***@", url)
+    url = re.sub(r"(://[^\s:/@?#]*:)[^\s@/?#]*@", r"\1***@", url)
     return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 

@@ -18,8 +18,9 @@ cheaper route than an earlier one (``sticky``) unless it left the topic (``topic
 low similarity to the topic's earlier user turns, and long enough to stand on its own);
 a stronger route is always taken (``upgrade``). The decision's :attr:`session
 <langroute.router.decision.RouteDecision.session>` says which applied. Sessions are bounded
-(least recently used dropped beyond ``max_sessions``, idle ones after ``ttl_s``) and
-thread-safe.
+(least recently used dropped beyond ``max_sessions``, idle ones after ``ttl_s``; each
+remembers at most ``max_seen_turns`` turns, as 16-byte digests, so a session's memory
+does not grow with its length) and thread-safe.
 
 Messages are OpenAI chat format (``{"role": "user", "content": "..."}``) or
 :class:`ChatTurn`; the integrations convert their own message types.
@@ -53,7 +54,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -64,7 +65,10 @@ from langroute.router.decision import RouteDecision, SessionAction, SessionInfo
 from langroute.router.query_text import clean_query, has_visible_text
 
 __all__ = [
+    "DEFAULT_CONTEXT",
     "ROLES",
+    "SCOPE_KEYS",
+    "SESSION_KEYS",
     "ChatTurn",
     "ConversationContext",
     "ConversationRouting",
@@ -72,9 +76,12 @@ __all__ = [
     "aroute_conversation",
     "derived_session_key",
     "parse_messages",
+    "previous_session_key",
     "route_conversation",
     "route_conversations",
+    "scoped_session_key",
     "session_key_from",
+    "session_scope_from",
     "user_texts",
 ]
 
@@ -83,6 +90,9 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
 """Metadata keys a caller's session key is read from, first found wins."""
+
+SCOPE_KEYS = ("api_key", "tenant_id", "tenant", "user_id")
+"""Metadata keys a caller's identity is read from (sessions never cross it), first wins."""
 
 ContextStrategy = Literal["current_only", "window", "window_text"]
 
@@ -155,6 +165,31 @@ def user_texts(turns: Sequence[ChatTurn]) -> list[str]:
     return [t.text for t in turns if t.role == "user" and has_visible_text(t.text)]
 
 
+def scoped_session_key(key: str | None, scope: str | None) -> str | None:
+    """A caller's own session key within its ``scope`` (an API key, a tenant).
+
+    Two callers that name the same session (``"1"``) under different scopes never share it.
+
+    Example:
+        >>> scoped_session_key("thread-7", "key-a")
+        'key-a/thread-7'
+    """
+    if key is None or scope is None:
+        return key
+    return f"{scope}/{key}"
+
+
+def _first_value(names: Sequence[str], sources: Sequence[Mapping[str, Any] | None]) -> str | None:
+    for source in sources:
+        if not isinstance(source, Mapping):
+            continue
+        for name in names:
+            value = source.get(name)
+            if value not in (None, ""):
+                return str(value)
+    return None
+
+
 def session_key_from(*sources: Mapping[str, Any] | None) -> str | None:
     """The first :data:`SESSION_KEYS` value found in ``sources`` (metadata, config), else None.
 
@@ -162,20 +197,63 @@ def session_key_from(*sources: Mapping[str, Any] | None) -> str | None:
         >>> session_key_from({"user": "x"}, {"thread_id": 42})
         '42'
     """
-    for source in sources:
-        for name in SESSION_KEYS:
-            value = (source or {}).get(name)
-            if value not in (None, ""):
-                return str(value)
-    return None
+    return _first_value(SESSION_KEYS, sources)
 
 
-def derived_session_key(turns: Sequence[ChatTurn]) -> str | None:
-    """A session key for a caller that gives none: a hash of the first user turn."""
-    texts = user_texts(turns)
-    if not texts:
-        return None
-    return "derived:" + hashlib.sha256(texts[0].encode("utf-8", "surrogatepass")).hexdigest()[:16]
+def session_scope_from(*sources: Mapping[str, Any] | None) -> str | None:
+    """The caller's identity: the first :data:`SCOPE_KEYS` value in ``sources``, else None.
+
+    Example:
+        >>> session_scope_from({"thread_id": "t1"}, {"tenant": "acme"})
+        'acme'
+    """
+    return _first_value(SCOPE_KEYS, sources)
+
+
+def _transcript_key(turns: Sequence[ChatTurn], users: int, scope: str | None) -> str:
+    digest = hashlib.sha256((scope or "").encode("utf-8", "surrogatepass"))
+    seen = 0
+    for turn in turns:
+        if seen == users:
+            break  # the transcript through the ``users``-th user turn, not what follows it
+        if turn.role not in ("user", "assistant") or not has_visible_text(turn.text):
+            continue  # tool calls and results change nothing the router sees
+        seen += turn.role == "user"
+        digest.update(f"\x1e{turn.role}\x1f{turn.text}".encode("utf-8", "surrogatepass"))
+    return "derived:" + digest.hexdigest()[:32]
+
+
+def derived_session_key(turns: Sequence[ChatTurn], scope: str | None = None) -> str | None:
+    """A session key for a caller that gives none: its transcript through this user turn.
+
+    The key hashes every user and assistant text up to and including the current (last)
+    user turn, with the caller's ``scope`` (an API key, a tenant). Two conversations get
+    the same key only when their transcripts so far are identical, and a session's state
+    is a function of the transcript: a derived key never joins two callers' different
+    conversations (a key derived from the first user turn alone would). The next request
+    of the conversation finds the session by :func:`previous_session_key`.
+
+    Example:
+        >>> one = [ChatTurn(role="user", text="hi")]
+        >>> derived_session_key(one) == derived_session_key(one, scope="key-a")
+        False
+    """
+    users = len(user_texts(turns))
+    return _transcript_key(turns, users, scope) if users else None
+
+
+def previous_session_key(turns: Sequence[ChatTurn], scope: str | None = None) -> str | None:
+    """The derived key of the conversation's previous user turn (its earlier request).
+
+    Example:
+        >>> first = [ChatTurn(role="user", text="hi")]
+        >>> later = [*first, ChatTurn(role="assistant", text="hello!"),
+        ...          ChatTurn(role="user", text="and you?")]
+        >>> previous_session_key(later) == derived_session_key(first)
+        True
+    """
+    users = len(user_texts(turns))
+    return _transcript_key(turns, users - 1, scope) if users > 1 else None
 
 
 class ConversationContext(BaseModel):
@@ -237,13 +315,30 @@ class ConversationContext(BaseModel):
         return [self.decay ** (count - 1 - i) for i in range(count)]
 
 
+DEFAULT_CONTEXT = ConversationContext(strategy="window", window=1)
+"""The context the integrations route conversations with by default: the current user
+turn mixed with the one before it (``window:1``). With sessions it scored best on the
+bundled follow-up set (``benchmarks/conversations.py``; README, "Multi-turn chats")."""
+
+
 @dataclass
 class _Session:
     route: str
     vectors: list[np.ndarray]
-    seen: set[str] = field(default_factory=set)
+    seen: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    """Digests of the latest turns (a re-sent turn is not a new one), oldest first."""
     touched: float = 0.0
     turn: int = 1
+
+    def remember(self, turn_id: bytes, limit: int) -> None:
+        self.seen[turn_id] = None
+        self.seen.move_to_end(turn_id)
+        while len(self.seen) > limit:
+            self.seen.popitem(last=False)
+
+
+def _turn_id(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class SessionTracker:
@@ -258,6 +353,8 @@ class SessionTracker:
         max_sessions: Sessions kept; the least recently used one is dropped beyond.
         ttl_s: A session idle this long is forgotten.
         memory: Earlier user turns of a topic compared against.
+        max_seen_turns: Turns a session remembers having seen (a client re-sending one
+            of them does not count it as a new turn); older ones are forgotten.
         clock: Seconds, monotonic (tests pass their own).
 
     Example:
@@ -274,10 +371,14 @@ class SessionTracker:
         max_sessions: int = 10_000,
         ttl_s: float = 3600.0,
         memory: int = 8,
+        max_seen_turns: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_sessions < 1 or ttl_s <= 0 or memory < 1:
-            raise RouterConfigError("max_sessions, ttl_s and memory must be positive")
+        if max_sessions < 1 or ttl_s <= 0 or memory < 1 or max_seen_turns < 1:
+            raise RouterConfigError(
+                "max_sessions, ttl_s, memory and max_seen_turns must be positive"
+            )
+        self.max_seen_turns = max_seen_turns
         self.topic_threshold = topic_threshold
         self.min_topic_words = min_topic_words
         self.max_sessions = max_sessions
@@ -317,7 +418,7 @@ class SessionTracker:
         turn_text: str,
         vector: np.ndarray,
         *,
-        fresh: bool = False,
+        continues: str | None = None,
     ) -> RouteDecision:
         """The session's decision for this turn, given the router's own ``decision``.
 
@@ -327,27 +428,35 @@ class SessionTracker:
             routes: The router's routes, cheapest first.
             turn_text: The current user turn.
             vector: Its normalised embedding (for topic similarity).
-            fresh: The conversation holds one user turn only: a new conversation, so an
-                old session under the same (derived) key is not continued.
+            continues: Another key the session may be found under when ``key`` has none:
+                a derived key's previous turn (:func:`previous_session_key`). The session
+                is then kept under ``key`` from this turn on.
         """
         rank = {route: i for i, route in enumerate(routes)}
-        turn_id = hashlib.sha256(turn_text.encode("utf-8", "surrogatepass")).hexdigest()
+        turn_id = _turn_id(turn_text)
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         now = self._clock()
         with self._lock:
             session = self._live(key, now)
-            if session is not None and fresh and turn_id not in session.seen:
-                session = None
+            if session is None and continues is not None:
+                session = self._live(continues, now)
+                if session is not None:  # a copy: the earlier turn's key keeps its state
+                    session = replace(
+                        session, vectors=list(session.vectors), seen=set(session.seen)
+                    )
             similarity: float | None = None
             previous = session.route if session is not None else None
             action: SessionAction
             route = decision.route
             if session is None:
                 action = "new"
-                session = _Session(route=route, vectors=[vector], seen={turn_id})
+                session = _Session(route=route, vectors=[vector])
+                session.remember(turn_id, self.max_seen_turns)
             else:
                 similarity = float(max(float(v @ vector) for v in session.vectors))
                 repeated = turn_id in session.seen
+                if repeated:
+                    session.seen.move_to_end(turn_id)
                 shifted = (
                     not repeated
                     and similarity < self.topic_threshold
@@ -355,7 +464,8 @@ class SessionTracker:
                 )
                 if shifted:
                     action = "topic_shift"
-                    session = _Session(route=route, vectors=[vector], seen={turn_id})
+                    session = _Session(route=route, vectors=[vector])
+                    session.remember(turn_id, self.max_seen_turns)
                 else:
                     held = rank.get(session.route, -1)
                     if rank[route] > held:
@@ -366,7 +476,7 @@ class SessionTracker:
                         action = "kept"
                     if not repeated:
                         session.turn += 1
-                        session.seen.add(turn_id)
+                        session.remember(turn_id, self.max_seen_turns)
                         session.vectors = [*session.vectors, vector][-self.memory :]
             session.touched = now
             self._sessions[key] = session
@@ -417,6 +527,7 @@ def route_conversation(
     *,
     sessions: SessionTracker | None = None,
     session_key: str | None = None,
+    scope: str | None = None,
 ) -> RouteDecision:
     """Route a conversation with ``context``; apply ``sessions`` when given.
 
@@ -426,8 +537,10 @@ def route_conversation(
         messages: OpenAI chat-format messages or :class:`ChatTurn` objects.
         context: The strategy (default ``current_only``).
         sessions: A :class:`SessionTracker` to keep routes stable within a session.
-        session_key: The caller's key for the conversation; derived from the first user
-            turn when ``None``.
+        session_key: The caller's key for the conversation; derived from the transcript
+            when ``None`` (:func:`derived_session_key`).
+        scope: The caller's identity (an API key, a tenant): session keys, given or
+            derived, are kept apart per scope.
 
     Returns:
         The decision; ``context`` names the strategy, ``session`` what the session did.
@@ -452,17 +565,15 @@ def route_conversation(
     decision = decision.model_copy(update={"context": context.describe()})
     if sessions is None:
         return decision
-    key = session_key or derived_session_key(turns)
+    if session_key is not None:
+        key, continues = scoped_session_key(session_key, scope), None
+    else:
+        key, continues = derived_session_key(turns, scope), previous_session_key(turns, scope)
     if key is None:
         return decision
     current_vector = vectors[-1] if vectors is not None else _vectors(router, [current])[0]
     return sessions.apply(
-        key,
-        decision,
-        list(router.routes),
-        current,
-        current_vector,
-        fresh=session_key is None and len(user_texts(turns)) == 1,
+        key, decision, list(router.routes), current, current_vector, continues=continues
     )
 
 
@@ -473,6 +584,7 @@ async def aroute_conversation(
     *,
     sessions: SessionTracker | None = None,
     session_key: str | None = None,
+    scope: str | None = None,
 ) -> RouteDecision:
     """Async :func:`route_conversation` (runs in a worker thread; the loop is not blocked)."""
     return await asyncio.to_thread(
@@ -482,6 +594,7 @@ async def aroute_conversation(
         context,
         sessions=sessions,
         session_key=session_key,
+        scope=scope,
     )
 
 
@@ -553,14 +666,28 @@ class ConversationRouting:
                 f"sessions must be True, False or a SessionTracker; got {type(sessions).__name__}"
             )
 
-    def route(self, messages: Any, session_key: str | None = None) -> RouteDecision:
+    def route(
+        self, messages: Any, session_key: str | None = None, scope: str | None = None
+    ) -> RouteDecision:
         """:func:`route_conversation` with this strategy and these sessions."""
         return route_conversation(
-            self.router, messages, self.context, sessions=self.sessions, session_key=session_key
+            self.router,
+            messages,
+            self.context,
+            sessions=self.sessions,
+            session_key=session_key,
+            scope=scope,
         )
 
-    async def aroute(self, messages: Any, session_key: str | None = None) -> RouteDecision:
+    async def aroute(
+        self, messages: Any, session_key: str | None = None, scope: str | None = None
+    ) -> RouteDecision:
         """Async :meth:`route`."""
         return await aroute_conversation(
-            self.router, messages, self.context, sessions=self.sessions, session_key=session_key
+            self.router,
+            messages,
+            self.context,
+            sessions=self.sessions,
+            session_key=session_key,
+            scope=scope,
         )

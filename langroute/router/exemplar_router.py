@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,9 +24,16 @@ from langroute.errors import RouterConfigError
 from langroute.router import engine
 from langroute.router.batching import RequestBatcher
 from langroute.router.decision import DecisionReason, RouteDecision
-from langroute.router.exemplars import Exemplar, load_exemplars
+from langroute.router.exemplars import (
+    Exemplar,
+    check_one_kind,
+    first_of_other_kind,
+    load_exemplar_rows,
+    load_exemplars,
+    mixed_kinds_message,
+)
 from langroute.router.index import VectorIndex
-from langroute.router.learning import is_learned
+from langroute.router.learning import RefusedOutcome, is_learned
 from langroute.router.query_text import clean_query
 from langroute.router.settings import RouterSettings
 
@@ -36,6 +44,11 @@ if TYPE_CHECKING:
 __all__ = ["STARTER_EXEMPLARS", "ExemplarRouter", "RouterSettings"]
 
 STARTER_EXEMPLARS = Path(__file__).parent.parent / "data" / "starter_exemplars.jsonl"
+_NEAR_DUPLICATE_NEIGHBOURS = 16
+"""Neighbours of a new learned text searched for a hand-made near-duplicate."""
+_REFUSED_KEPT = 1000
+"""Refused outcomes kept for inspection (the count goes on)."""
+_REFUSED_TEXT_CHARS = 300
 _Prepared = tuple[str, bool]  # the text routed on, and whether it was truncated
 
 
@@ -98,6 +111,9 @@ class ExemplarRouter:
         self._scored = 0  # exemplars carrying explicit scores (decides "auto" mode)
         self._text_ids: dict[str, set[str]] = {}  # exemplar text -> ids (dedup by text)
         self._learn_lock = threading.Lock()  # learning reads, then writes, one exemplar
+        self._refused: deque[RefusedOutcome] = deque(maxlen=_REFUSED_KEPT)
+        self.refused_count = 0
+        """Outcomes refused by :meth:`learn` so far (the latest are in ``refused_outcomes``)."""
         self.batcher: RequestBatcher[tuple[_Prepared, float], RouteDecision] = RequestBatcher(
             self._route_queued
         )
@@ -177,7 +193,9 @@ class ExemplarRouter:
             >>> len(router)
             4
         """
-        exemplars = load_exemplars(path, routes=routes)
+        rows = load_exemplar_rows(path, routes=routes)
+        check_one_kind(rows, path, options.get("mode", "auto"))
+        exemplars = [ex for _, ex in rows]
         return cls(routes=routes, exemplars=exemplars, embedder=embedder, **options)
 
     @property
@@ -220,6 +238,24 @@ class ExemplarRouter:
         if self.settings.mode != "auto":
             return self.settings.mode
         return "scores" if self._scored else "vote"
+
+    @property
+    def mode_reason(self) -> str:
+        """Why the router is in its :attr:`mode`, in words (``langroute info`` shows it).
+
+        Example:
+            >>> router.mode, router.mode_reason
+            ('vote', 'auto: no exemplar carries scores')
+        """
+        if self.settings.mode != "auto":
+            return "set explicitly"
+        with self._lock:
+            scored, total = self._scored, len(self._exemplars)
+        if not scored:
+            return "auto: no exemplar carries scores"
+        if scored == total:
+            return "auto: every exemplar carries scores"
+        return f"auto: {scored} of {total} exemplars carry scores (labels count as scores)"
 
     def __len__(self) -> int:
         return len(self._exemplars)
@@ -276,6 +312,27 @@ class ExemplarRouter:
                     f"every route (expected score keys {keys})"
                 )
 
+    def _check_one_kind(self, batch: Sequence[Exemplar]) -> None:
+        """In mode ``auto``, refuse what would silently switch a labelled router to scores.
+
+        A batch mixing labelled and scored exemplars, or scored exemplars joining a router
+        whose exemplars are all labelled, is an error; labelled exemplars joining a scored
+        router are fine (they count as scores, and the mode stays).
+        """
+        if self.settings.mode != "auto":
+            return
+        with self._lock:
+            labelled = 0 if self._scored else len(self._exemplars)
+        odd = first_of_other_kind(batch)
+        if odd is None and labelled and batch[0].scores:
+            odd = 0
+        if odd is not None:
+            scored = sum(bool(ex.scores) for ex in batch)
+            raise RouterConfigError(
+                f"exemplar {batch[odd].id} ({batch[odd].text[:60]!r}) "
+                + mixed_kinds_message(batch[odd], labelled + len(batch) - scored, scored)
+            )
+
     def _check_coverage(self, exemplars: Sequence[Exemplar]) -> None:
         """In vote mode every route but the fallback needs at least one exemplar."""
         if self.settings.mode == "scores" or any(ex.scores for ex in exemplars):
@@ -306,6 +363,7 @@ class ExemplarRouter:
         if not batch:
             return []
         self._check_exemplars(batch)
+        self._check_one_kind(batch)
         unique: dict[str, Exemplar] = {}
         for ex in batch:  # the same id twice in one batch: the later wins
             unique[ex.id] = ex
@@ -443,6 +501,79 @@ class ExemplarRouter:
         with self._lock:
             return [ex for ex in self._exemplars.values() if is_learned(ex)]
 
+    @property
+    def refused_outcomes(self) -> list[RefusedOutcome]:
+        """The latest outcomes :meth:`learn` refused, and why (oldest first, bounded).
+
+        Example:
+            >>> router.refused_outcomes
+            []
+        """
+        with self._lock:
+            return list(self._refused)
+
+    def _refuse(
+        self, text: str, route: str, good: bool, source: str, near: Exemplar, similarity: float
+    ) -> None:
+        reason = (
+            "a hand-made exemplar has this text"
+            if similarity >= 1.0 and near.text == text
+            else f"a near-duplicate (similarity {similarity:.4f}) of hand-made exemplar {near.id}"
+        )
+        refusal = RefusedOutcome(
+            text=text[:_REFUSED_TEXT_CHARS],
+            route=route,
+            good=good,
+            source=source,
+            reason=reason,
+            exemplar_id=near.id,
+            similarity=similarity,
+        )
+        with self._lock:
+            self._refused.append(refusal)
+            self.refused_count += 1
+
+    def _hand_made_near(self, text: str) -> tuple[Exemplar, float] | None:
+        """The hand-made exemplar within the near-duplicate radius of ``text``, if any."""
+        if self._index is None:
+            return None
+        vector = np.asarray(self.embedder.embed_documents([text]), dtype=np.float32)
+        with self._lock:
+            if self._index is None:
+                return None
+            sims, keys = self._index.search(vector, _NEAR_DUPLICATE_NEIGHBOURS)
+            for similarity, key in zip(sims[0], keys[0]):
+                exemplar = self._exemplars.get(key)
+                if similarity < self.settings.near_duplicate_similarity:
+                    break  # sorted: nothing further is near enough
+                if exemplar is not None and not is_learned(exemplar):
+                    return exemplar, float(similarity)
+        return None
+
+    def _evict_learned(self, keep: str) -> None:
+        """Drop learned exemplars past ``max_learned`` or ``max_learned_bytes`` (not ``keep``)."""
+        from langroute.router.learning import eviction_order, text_bytes
+
+        with self._lock:
+            learned = [ex for ex in self._exemplars.values() if is_learned(ex)]
+            excess = len(learned) - self.settings.max_learned
+            limit = self.settings.max_learned_bytes
+            # at most 4 bytes a character: count exactly only when that bound is too much
+            held = sum(len(ex.text) for ex in learned) * 4
+            if held > limit:
+                held = sum(text_bytes(ex.text) for ex in learned)
+            if excess <= 0 and held <= limit:
+                return
+            candidates = [ex for ex in learned if ex.id != keep]
+            dropped = []
+            for exemplar in eviction_order(candidates, self.settings.learned_eviction):
+                if excess <= 0 and held <= limit:
+                    break
+                dropped.append(exemplar.id)
+                excess -= 1
+                held -= text_bytes(exemplar.text)
+            self._drop(dropped)
+
     def learn(
         self,
         query: str,
@@ -458,13 +589,16 @@ class ExemplarRouter:
 
         Adds or updates the learned exemplar of the query's text (see
         :mod:`langroute.router.learning` for the label, provenance and guard rails): a good
-        answer labels it ``route``, a bad one the next stronger route. Past
-        ``settings.max_learned`` learned exemplars, the first in
-        ``settings.learned_eviction`` order is evicted.
+        answer labels it ``route``, a bad one the next stronger route. The text kept is
+        the one routed on (cut to ``settings.max_query_chars``). Past
+        ``settings.max_learned`` learned exemplars, or ``settings.max_learned_bytes`` of
+        their text, the first in ``settings.learned_eviction`` order are evicted.
 
         Returns:
-            The learned exemplar, or ``None`` when a hand-made exemplar has the same text
-            (it is never overridden).
+            The learned exemplar, or ``None`` when the outcome is refused: a hand-made
+            exemplar has the same text, or one is within the near-duplicate radius
+            (``settings.near_duplicate_similarity``) of it; it is never overridden or
+            outvoted. A refusal is recorded in :attr:`refused_outcomes`.
 
         Raises:
             InvalidQueryError: For a query with no visible text.
@@ -474,15 +608,21 @@ class ExemplarRouter:
             >>> router.learn("Prove Fermat's little theorem", "small", good=False).route
             'large'
         """
-        from langroute.router.learning import eviction_order, learned_exemplar
+        from langroute.router.learning import learned_exemplar
 
-        text = self._check_query(query)
+        text, _ = self.settings.prepare(self._check_query(query))
         if route not in self.settings.routes:
             raise RouterConfigError(f"unknown route {route!r}; routes are {self.settings.routes}")
         with self._learn_lock:
             with self._lock:
                 same = [self._exemplars[i] for i in self._text_ids.get(text, ())]
-            if any(not is_learned(ex) for ex in same):
+            hand_made = next((ex for ex in same if not is_learned(ex)), None)
+            if hand_made is not None:
+                self._refuse(text, route, good, source, hand_made, 1.0)
+                return None
+            near = None if same else self._hand_made_near(text)
+            if near is not None:
+                self._refuse(text, route, good, source, *near)
                 return None
             exemplar = learned_exemplar(
                 same[0] if same else None,
@@ -498,13 +638,7 @@ class ExemplarRouter:
                 metadata=metadata,
             )
             self.add_exemplars([exemplar])
-            with self._lock:
-                learned = [ex for ex in self._exemplars.values() if is_learned(ex)]
-                excess = len(learned) - self.settings.max_learned
-                if excess > 0:
-                    candidates = [ex for ex in learned if ex.id != exemplar.id]
-                    order = eviction_order(candidates, self.settings.learned_eviction)
-                    self._drop([ex.id for ex in order[:excess]])
+            self._evict_learned(keep=exemplar.id)
             return exemplar
 
     def learn_from_feedback(

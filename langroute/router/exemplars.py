@@ -22,11 +22,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from langroute.errors import ExemplarFormatError
+from langroute.errors import ExemplarFormatError, RouterConfigError
 from langroute.files.durable import atomic_write_text
-from langroute.files.textfiles import read_utf8, utf8_lines
+from langroute.files.textfiles import (
+    MAX_JSON_DEPTH,
+    JSONTooDeepError,
+    json_too_deep,
+    load_json,
+    read_utf8,
+    utf8_lines,
+)
 from langroute.router.query_text import has_visible_text
 
 # Field names of the shared benchmark data sets accepted as synonyms.
@@ -89,6 +103,19 @@ class Exemplar(BaseModel):
     def _route_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("route is empty")
+        return value
+
+    @field_validator("scores", mode="before")
+    @classmethod
+    def _scores_not_booleans(cls, value: Any) -> Any:
+        # true/false are not qualities: taken as 1.0/0.0 they would pass for scores
+        if isinstance(value, Mapping):
+            for name, score in value.items():
+                if isinstance(score, bool):
+                    raise ValueError(
+                        f"score for {name!r} must be a number in [0, 1], got {score!r} "
+                        "(a boolean: write 1 or 0)"
+                    )
         return value
 
     @field_validator("scores")
@@ -208,7 +235,9 @@ def _parse_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> list[tuple[int
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = load_json(line)
+        except JSONTooDeepError as exc:
+            raise ExemplarFormatError(str(exc), path=path, line=line_no) from exc
         except json.JSONDecodeError as exc:
             raise ExemplarFormatError(f"invalid JSON: {exc.msg}", path=path, line=line_no) from exc
         if not isinstance(raw, dict):
@@ -225,7 +254,9 @@ def _read_jsonl(path: Path) -> list[tuple[int, Exemplar]]:
 def _parse_csv_cell(column: str, value: str, path: Path, line: int) -> Any:
     if column in ("scores", "metadata") and value:
         try:
-            return json.loads(value)
+            return load_json(value)
+        except JSONTooDeepError as exc:
+            raise ExemplarFormatError(str(exc), path=path, line=line, field=column) from exc
         except json.JSONDecodeError as exc:
             raise ExemplarFormatError(
                 f"invalid JSON object: {exc.msg}", path=path, line=line, field=column
@@ -310,6 +341,65 @@ def _check_rows(
     return [ex for _, ex in rows]
 
 
+MIXED_KINDS_HINT = (
+    "with mode 'auto' one scored exemplar puts the whole router in scores mode, where "
+    "labels count as scores (1 from their route up, 0 below); say which you mean: "
+    "mode='scores' (--mode scores) or mode='vote' (--mode vote), or keep labelled and "
+    "scored exemplars in separate files"
+)
+"""How to resolve a mix of labelled and scored exemplars (part of the error message)."""
+
+
+def first_of_other_kind(exemplars: Sequence[Exemplar]) -> int | None:
+    """Index of the first exemplar that is scored where the first one is labelled only.
+
+    Or labelled only where the first one is scored; ``None`` when all are of one kind.
+
+    Example:
+        >>> first_of_other_kind([Exemplar(text="a", route="s"),
+        ...                      Exemplar(text="b", scores={"s": 1.0})])
+        1
+    """
+    if not exemplars:
+        return None
+    scored = bool(exemplars[0].scores)
+    return next((i for i, ex in enumerate(exemplars) if bool(ex.scores) != scored), None)
+
+
+def mixed_kinds_message(odd: Exemplar, labelled: int, scored: int) -> str:
+    """Why ``odd`` cannot join the others: ``labelled`` and ``scored`` count them all."""
+    kind = "carries scores" if odd.scores else "has a route and no scores"
+    return (
+        f"{kind}, but the exemplars would mix labels and scores ({labelled} labelled "
+        f"only, {scored} scored): {MIXED_KINDS_HINT}"
+    )
+
+
+def check_one_kind(
+    rows: Sequence[tuple[int, Exemplar]], path: str | os.PathLike[str], mode: str = "auto"
+) -> None:
+    """In mode ``auto``, a file mixing labelled and scored rows is an error (file, line).
+
+    Raises:
+        ExemplarFormatError: naming the first row of the other kind than the first row's.
+
+    Example:
+        >>> check_one_kind(load_exemplar_rows("ex.jsonl"), "ex.jsonl")
+    """
+    if mode != "auto":
+        return
+    exemplars = [ex for _, ex in rows]
+    odd = first_of_other_kind(exemplars)
+    if odd is not None:
+        scored = sum(bool(ex.scores) for ex in exemplars)
+        raise ExemplarFormatError(
+            mixed_kinds_message(exemplars[odd], len(exemplars) - scored, scored),
+            path=path,
+            line=rows[odd][0],
+            field="scores",
+        )
+
+
 def load_exemplar_rows(
     path: str | os.PathLike[str], *, routes: Sequence[str] | None = None
 ) -> list[tuple[int, Exemplar]]:
@@ -365,16 +455,29 @@ def load_exemplars(
 
 
 def exemplars_to_jsonl(exemplars: Iterable[Exemplar]) -> str:
-    """Serialise exemplars as JSONL text (one compact object per line)."""
-    lines = [
-        json.dumps(
-            ex.model_dump(exclude_defaults=True, exclude={"text"} if ex.messages else None)
-            | {"id": ex.id},
-            ensure_ascii=False,
-        )
-        for ex in exemplars
-    ]
+    """Serialise exemplars as JSONL text (one compact object per line).
+
+    Raises:
+        ValueError: An exemplar nests deeper than the readers take (``MAX_JSON_DEPTH``).
+    """
+    lines = []
+    for ex in exemplars:
+        fields = ex.model_dump(exclude_defaults=True, exclude={"text"} if ex.messages else None)
+        lines.append(_readable_json(fields | {"id": ex.id}, ex))
     return "".join(line + "\n" for line in lines)
+
+
+def _readable_json(value: Any, exemplar: Exemplar) -> str:
+    """``value`` as JSON that the readers take back (never a file they would refuse)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        text = None
+    if text is None or json_too_deep(text):
+        raise JSONTooDeepError(
+            f"exemplar {exemplar.id}: nested deeper than {MAX_JSON_DEPTH} levels; not saved"
+        )
+    return text
 
 
 def exemplars_from_jsonl(text: str, source: str | os.PathLike[str]) -> list[Exemplar]:
@@ -420,7 +523,7 @@ def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) 
                     "route": ex.route or "",
                     "weight": ex.weight,
                     "scores": json.dumps(ex.scores) if ex.scores is not None else "",
-                    "metadata": json.dumps(ex.metadata, ensure_ascii=False) if ex.metadata else "",
+                    "metadata": _readable_json(ex.metadata, ex) if ex.metadata else "",
                 }
             )
         payload = buffer.getvalue()
@@ -430,3 +533,117 @@ def save_exemplars(exemplars: Iterable[Exemplar], path: str | os.PathLike[str]) 
         )
     atomic_write_text(path, payload)
     return path
+
+
+LocatedRows = Sequence[tuple[str, Exemplar]]
+"""Rows with where each was read: ``("file.jsonl:12", exemplar)`` or ``("row 12", ...)``."""
+
+MIN_INFERRED_ROUTE_SHARE = 0.01
+"""Routes taken from labels: in a file of 100 labelled rows or more, a label on fewer
+than this share of them is refused as a likely typo (declare the routes to keep it)."""
+
+
+def located_rows(data: str | os.PathLike[str] | Iterable[Exemplar]) -> list[tuple[str, Exemplar]]:
+    """Rows of a file (or exemplars as they are) with where each one is, for error messages.
+
+    Example:
+        >>> located_rows("ex.jsonl")[0][0]
+        'ex.jsonl:1'
+    """
+    if isinstance(data, (str, os.PathLike)):
+        return [(f"{data}:{line}", ex) for line, ex in load_exemplar_rows(data)]
+    return [(f"row {number}", ex) for number, ex in enumerate(data, start=1)]
+
+
+def check_scores_complete(rows: LocatedRows) -> None:
+    """A set where some rows have scores must have them on every row.
+
+    Otherwise the evaluation would silently switch to the route labels (or find none).
+
+    Raises:
+        RouterConfigError: Naming the first row without scores and one with them.
+    """
+    scored = next((where for where, ex in rows if ex.scores), None)
+    if scored is None:
+        return
+    for where, ex in rows:
+        if not ex.scores:
+            raise RouterConfigError(
+                f"{where}: no scores, while {scored} has them: give every row of a scored "
+                "set its scores"
+            )
+
+
+def check_route_labels(
+    rows: LocatedRows,
+    routes: Sequence[str] | None = None,
+    *,
+    out_of_scope: Iterable[str] = (),
+) -> list[str]:
+    """Check the rows' route labels; the routes (``routes``, or inferred from the labels).
+
+    A label that differs from a route only in case (``Large`` for ``large``) is an
+    error. When ``routes`` is ``None`` they are the labels in order of first appearance
+    (``out_of_scope`` labels left out), and then: fewer than two is an error (one route
+    makes every figure 100%), and in a set of 100 labelled rows or more a label on
+    fewer than :data:`MIN_INFERRED_ROUTE_SHARE` of them is an error (one typo would
+    otherwise become a route, even the strongest route and the fallback).
+
+    Raises:
+        RouterConfigError: Naming the row (``file:line``), the label and the routes.
+
+    Example:
+        >>> rows = [("a.jsonl:1", Exemplar(text="hi", route="small")),
+        ...         ("a.jsonl:2", Exemplar(text="prove it", route="large"))]
+        >>> check_route_labels(rows)
+        ['small', 'large']
+        >>> typo = ("a.jsonl:3", Exemplar(text="x", route="Large"))
+        >>> try:
+        ...     check_route_labels([*rows, typo], ["small", "large"])
+        ... except RouterConfigError as exc:
+        ...     print(str(exc)[:77])
+        a.jsonl:3: label 'Large' is not a route but differs from 'large' only in case
+    """
+    skip = set(out_of_scope)
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for where, ex in rows:
+        if ex.route is not None and ex.route not in skip:
+            counts[ex.route] = counts.get(ex.route, 0) + 1
+            first.setdefault(ex.route, where)
+    if routes is None:
+        known: list[str] = []
+        for label in counts:  # case twins first: they are the likelier mistake
+            twin = next((r for r in known if r.casefold() == label.casefold()), None)
+            if twin is not None:
+                raise RouterConfigError(
+                    f"{first[label]}: label {label!r} differs from {twin!r} "
+                    f"({first[twin]}) only in case: labels are case-sensitive route names"
+                )
+            known.append(label)
+        labelled = sum(counts.values())
+        if len(known) == 1:
+            raise RouterConfigError(
+                f"{first[known[0]]}: every labelled row names one route ({known[0]!r}): a "
+                "router needs two or more (with one, every query goes there and every "
+                "figure is 100%)"
+            )
+        if labelled >= 100:
+            for label in known:
+                if counts[label] < labelled * MIN_INFERRED_ROUTE_SHARE:
+                    raise RouterConfigError(
+                        f"{first[label]}: label {label!r} is on {counts[label]} of {labelled} "
+                        f"labelled rows (under {MIN_INFERRED_ROUTE_SHARE:.0%}): a typo? "
+                        f"Declare the routes (--routes, cheapest first) to use it; "
+                        f"labels: {known}"
+                    )
+        return known
+    folded = {route.casefold(): route for route in routes}
+    for label, where in first.items():
+        twin = folded.get(label.casefold())
+        if label not in routes and twin is not None:
+            raise RouterConfigError(
+                f"{where}: label {label!r} is not a route but differs from {twin!r} only "
+                f"in case (routes: {list(routes)})"
+            )
+    return list(routes)

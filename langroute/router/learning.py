@@ -13,16 +13,24 @@ into a *learned exemplar* (:meth:`ExemplarRouter.learn
   fail). A label is what a vote-mode router uses; a labelled exemplar also implies
   per-route quality scores (1 from its route up, 0 below), so scores mode uses it too.
   A router already in scores mode also gets the observed good rate of each judged route
-  as its score, so the cheap route's estimate is the measured acceptance rate.
+  as its score, so the cheap route's estimate is the measured acceptance rate; the
+  label's route never scores below a cheaper one (a thumbs-down never makes a query
+  cheaper).
 - **Provenance.** ``metadata`` holds ``learned: True``, ``source`` (``"cascade"``,
   ``"feedback"``, ``"user"``, ...), ``learned_at`` and ``updated_at`` (UTC, ISO 8601),
   ``confirmations`` (outcomes seen), ``outcomes`` (per route: ``[good, bad]``) and, when
   a scorer judged, ``scorer`` and its last ``score``.
-- **Guard rails.** One learned exemplar per text (a repeated outcome updates it); a
-  hand-made exemplar of the same text is never overridden (the outcome is dropped); at
-  most :attr:`RouterSettings.max_learned <langroute.router.settings.RouterSettings.max_learned>`
-  are kept, evicting the least confirmed (or oldest) first; they can be listed and
-  removed by source, and they are saved with the router.
+- **Guard rails.** One learned exemplar per text (a repeated outcome updates it), kept
+  as the router routes on it (cut to ``max_query_chars``); a hand-made exemplar of the
+  same text, or one within the near-duplicate radius
+  (:attr:`RouterSettings.near_duplicate_similarity
+  <langroute.router.settings.RouterSettings.near_duplicate_similarity>`, 0.98: a variant
+  in case, spacing or invisible characters) is never overridden or outvoted: the outcome
+  is refused and recorded (:class:`RefusedOutcome`, ``router.refused_outcomes``); at most
+  :attr:`RouterSettings.max_learned <langroute.router.settings.RouterSettings.max_learned>`
+  exemplars and ``max_learned_bytes`` of text are kept, evicting the least confirmed (or
+  oldest) first; they can be listed and removed by source, and they are saved with the
+  router.
 
 :class:`CascadeLearner` is what both integrations' cascades use: it asks the router
 before the cheap attempt (*route, then cascade*) and turns each outcome into a learned
@@ -65,11 +73,13 @@ __all__ = [
     "CascadeLearner",
     "CascadeLearningStats",
     "Outcome",
+    "RefusedOutcome",
     "eviction_order",
     "is_learned",
     "learn_from_feedback",
     "learned_exemplar",
     "learned_label",
+    "text_bytes",
 ]
 
 Outcome = Literal["good", "bad"]
@@ -81,6 +91,40 @@ _PLAIN_REASONS = ("vote", "scores")
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def text_bytes(text: str) -> int:
+    """The UTF-8 size of ``text`` (what the learned-exemplar byte bound counts).
+
+    Example:
+        >>> text_bytes("héllo")
+        6
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class RefusedOutcome(BaseModel):
+    """An outcome :meth:`ExemplarRouter.learn <langroute.router.ExemplarRouter.learn>` refused.
+
+    Attributes:
+        text: The query (as routed on, cut to 300 characters).
+        route / good / source: The outcome.
+        reason: Why it was refused.
+        exemplar_id: The hand-made exemplar it would have overridden or outvoted.
+        similarity: Its similarity to that exemplar.
+        at: When (UTC, ISO 8601).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    route: str
+    good: bool
+    source: str
+    reason: str
+    exemplar_id: str | None = None
+    similarity: float | None = None
+    at: str = Field(default_factory=_now)
 
 
 def is_learned(exemplar: Exemplar) -> bool:
@@ -168,15 +212,7 @@ def learned_exemplar(
         meta["score"] = float(score)
     scores = None
     if with_scores:
-        position = list(routes).index(label)
-        keys = score_keys or {}
-        scores = {}
-        for i, name in enumerate(routes):
-            if name in counts and sum(counts[name]):
-                value = counts[name][0] / sum(counts[name])
-            else:
-                value = 1.0 if i >= position else 0.0
-            scores[keys.get(name, name)] = value
+        scores = _learned_scores(counts, label, routes, score_keys or {})
     return Exemplar(
         text=text,
         route=label,
@@ -184,6 +220,38 @@ def learned_exemplar(
         id=existing.id if existing is not None else "",
         metadata=meta,
     )
+
+
+def _learned_scores(
+    counts: Mapping[str, Sequence[int]],
+    label: str,
+    routes: Sequence[str],
+    score_keys: Mapping[str, str],
+) -> dict[str, float]:
+    """Per-route quality scores of a learned exemplar (scores mode), keyed as the router's.
+
+    A route cheaper than the label scores its observed good rate (0 when never judged);
+    the label and the stronger routes score their good rate when their answers were good
+    more often than bad, else 1. A bad verdict on the strongest route then keeps the
+    query there: scoring that route 0 would tie it with the cheap routes, and a tie goes
+    to the cheapest route, so a thumbs-down would have moved the query to a cheaper one.
+
+    Example:
+        >>> _learned_scores({"large": [0, 1]}, "large", ["small", "large"], {})
+        {'small': 0.0, 'large': 1.0}
+        >>> _learned_scores({"small": [2, 1]}, "small", ["small", "large"], {})
+        {'small': 0.6666666666666666, 'large': 1.0}
+    """
+    position = list(routes).index(label)
+    scores: dict[str, float] = {}
+    for i, name in enumerate(routes):
+        good, bad = counts.get(name, (0, 0))
+        if i < position:
+            value = good / (good + bad) if good + bad else 0.0
+        else:
+            value = good / (good + bad) if good > bad else 1.0
+        scores[score_keys.get(name, name)] = value
+    return scores
 
 
 def eviction_order(
@@ -234,7 +302,8 @@ def learn_from_feedback(
     teach (no query text, unknown route).
 
     Returns:
-        The learned exemplar, or ``None`` when a hand-made exemplar has the same text.
+        The learned exemplar, or ``None`` when the outcome was refused (a hand-made
+        exemplar has the same or nearly the same text; see ``router.refused_outcomes``).
 
     Raises:
         UnknownRecordError: No ledger record has that id.
@@ -281,6 +350,9 @@ class CascadeLearningStats(BaseModel):
         description="Estimated: each skipped tier at its mean observed attempt latency.",
     )
     learned: int = Field(default=0, description="Outcomes turned into learned exemplars.")
+    refused: int = Field(
+        default=0, description="Outcomes refused: a hand-made exemplar has (nearly) that text."
+    )
 
 
 class CascadeLearner:
@@ -419,7 +491,8 @@ class CascadeLearner:
             learned = self.router.learn(
                 query, record.tier_name, good=good, source=self.source, scorer=scorer, score=score
             )
-            if learned is None:  # a hand-made exemplar has this text
+            if learned is None:  # a hand-made exemplar has (nearly) this text
+                self.stats.refused += 1
                 return None
         self.stats.learned += 1
         return learned

@@ -53,6 +53,12 @@ class RouterSettings(BaseModel):
             see :mod:`langroute.router.learning`) kept; past it one is evicted per new one.
         learned_eviction: which learned exemplar goes first: ``least_confirmed`` (the
             fewest observed outcomes, the oldest among equals) or ``oldest``.
+        max_learned_bytes: the most UTF-8 bytes of text the learned exemplars hold
+            together; past it the first in ``learned_eviction`` order go. A learned
+            exemplar keeps the query as it is routed on (cut to ``max_query_chars``).
+        near_duplicate_similarity: an outcome on a query at least this similar to a
+            hand-made exemplar is refused (recorded in ``ExemplarRouter.refused_outcomes``),
+            so variants of it (case, spacing, invisible characters) cannot outvote it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +84,8 @@ class RouterSettings(BaseModel):
     cache_size: int = Field(default=4096, ge=0)
     max_learned: int = Field(default=10_000, ge=1)
     learned_eviction: Literal["least_confirmed", "oldest"] = "least_confirmed"
+    max_learned_bytes: int = Field(default=32 * 2**20, ge=1)
+    near_duplicate_similarity: float = Field(default=0.98, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check_routes(self) -> RouterSettings:

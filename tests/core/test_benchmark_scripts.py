@@ -231,3 +231,28 @@ def test_tuning_benchmark_on_tiny_data(tmp_path, shared_data):
         assert half["exemplars"] == 24
         # 24 exemplars: too few to tune by default, so build gives the untuned router
         assert half["chosen"] is None and half["after"] == half["before"]
+
+
+# -- where results go; what --code accepts -------------------------------------------------
+
+
+def test_fast_code_that_is_not_a_checkout_is_an_error(tmp_path, capsys):
+    fast = load_script(REPO / "benchmarks" / "fast.py", "langroute_fast_bench_code")
+    out = tmp_path / "fast.json"
+    with pytest.raises(SystemExit) as stop:
+        fast.main(["--code", str(tmp_path / "missing"), "--quick", "--output", str(out)])
+    assert stop.value.code == 2 and not out.exists()
+    assert "no langroute checkout there" in capsys.readouterr().err
+
+
+def test_results_go_to_tracked_files_only_with_save(tmp_path, monkeypatch):
+    results_path = load_script(REPO / "benchmarks" / "results_path.py", "langroute_results_path")
+    published = REPO / "benchmarks" / "results" / "core.json"
+    monkeypatch.delenv("LANGROUTE_BENCH_DIR", raising=False)
+    default = results_path.output_path(None, False, "core.json")
+    assert REPO not in default.parents and default.name == "core.json"
+    monkeypatch.setenv("LANGROUTE_BENCH_DIR", str(tmp_path))
+    assert results_path.output_path(None, False, "core.json") == tmp_path / "core.json"
+    assert results_path.output_path(None, True, "core.json") == published
+    named = tmp_path / "mine.json"
+    assert results_path.output_path(named, True, "core.json") == named

@@ -438,3 +438,32 @@ def test_demo_tiers_is_two_or_three(tmp_path: Path) -> None:
         b"Invalid value for '--tiers'" in result.stderr
         and b"less than or equal to 3" in result.stderr
     )
+
+
+def test_build_and_info_say_the_mode_and_refuse_a_mixed_file(tmp_path):
+    mixed = tmp_path / "mixed.jsonl"
+    scored = json.dumps({"text": "what is 17 * 23?", "scores": {"small": 1.0, "large": 1.0}})
+    mixed.write_text(EXEMPLARS + "\n" + scored + "\n")
+    router_dir = tmp_path / "router"
+    args = ["build", str(mixed), "-o", str(router_dir), "--embedder", "hashing"]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and not router_dir.exists()
+    assert "mixed.jsonl:7" in result.output and "--mode scores" in result.output
+    result = runner.invoke(app, [*args, "--mode", "scores"])
+    assert result.exit_code == 0, result.output
+    assert "mode: scores (set explicitly)" in result.output
+    result = runner.invoke(app, ["info", "--router", str(router_dir)])
+    assert result.exit_code == 0 and "scores (set explicitly)" in result.output
+
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(EXEMPLARS + "\n")
+    result = runner.invoke(
+        app, ["build", str(labelled), "-o", str(tmp_path / "r2"), "--embedder", "hashing"]
+    )
+    assert result.exit_code == 0 and "mode: vote (auto: no exemplar carries scores)" in (
+        " ".join(result.output.split())
+    )
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(scored + "\n")
+    result = runner.invoke(app, ["add", str(extra), "--router", str(tmp_path / "r2")])
+    assert result.exit_code != 0 and "carries scores" in " ".join(result.output.split())

@@ -143,17 +143,44 @@ def test_topic_shift_lets_the_route_go_down(router: ExemplarRouter) -> None:
     assert decision.session.similarity is not None and decision.session.similarity < 0.3
 
 
-def test_derived_key_continues_a_conversation_and_restarts_a_new_one(
+def test_derived_key_continues_a_conversation(router: ExemplarRouter) -> None:
+    sessions = SessionTracker(min_topic_words=100)  # every turn stays on the topic
+    route_conversation(router, chat(EASY), sessions=sessions)
+    up = route_conversation(router, chat(EASY, HARD), sessions=sessions)
+    assert (up.route, up.session.action) == ("large", "upgrade")  # type: ignore[union-attr]
+    held = route_conversation(router, chat(EASY, HARD, "yes do it"), sessions=sessions)
+    assert (held.route, held.session.action) == ("large", "sticky")  # type: ignore[union-attr]
+    key = derived_session_key(parse_messages(chat(EASY, HARD, "yes do it")))
+    assert key is not None and sessions.route_of(key) == "large"
+
+
+def test_two_callers_with_the_same_first_message_never_share_a_session(
     router: ExemplarRouter,
 ) -> None:
-    sessions = SessionTracker()
+    sessions = SessionTracker(min_topic_words=100)  # every turn stays on the topic
+    # caller A opens with EASY, then asks something hard: its session goes to "large"
     route_conversation(router, chat(EASY), sessions=sessions)
     route_conversation(router, chat(EASY, HARD), sessions=sessions)
-    key = derived_session_key(parse_messages(chat(EASY)))
-    assert key is not None and sessions.route_of(key) == "large"
-    # another conversation opening with the same words is new: not held at "large"
-    again = route_conversation(router, chat(EASY), sessions=sessions)
-    assert (again.route, again.session.action) == ("small", "new")  # type: ignore[union-attr]
+    # caller B opens with the same words and follows up briefly: B's own session
+    route_conversation(router, chat(EASY), sessions=sessions)
+    b = route_conversation(router, chat(EASY, "thanks a lot"), sessions=sessions)
+    assert b.route == "small"
+    assert b.session is not None and b.session.previous == "small"
+
+
+def test_scopes_keep_the_same_session_key_apart(router: ExemplarRouter) -> None:
+    sessions = SessionTracker(min_topic_words=100)
+    route_conversation(router, chat(HARD), sessions=sessions, session_key="1", scope="key-a")
+    other = route_conversation(
+        router, chat("thanks a lot"), sessions=sessions, session_key="1", scope="key-b"
+    )
+    assert other.session is not None and other.session.action == "new"
+    assert other.route == "small"
+    # and a derived key is scoped too
+    route_conversation(router, chat(EASY), sessions=sessions, scope="key-a")
+    route_conversation(router, chat(EASY, HARD), sessions=sessions, scope="key-a")
+    b = route_conversation(router, chat(EASY, "thanks a lot"), sessions=sessions, scope="key-b")
+    assert b.session is not None and b.session.action == "new"
 
 
 def test_sessions_are_bounded_by_lru_and_ttl(router: ExemplarRouter) -> None:

@@ -96,7 +96,7 @@ def test_the_gate_decides_first_and_says_which_rule(knn: ExemplarRouter) -> None
             {"name": "greeting", "route": "small", "keywords": ["hi"], "max_words": 3},
         ]
     )
-    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(model))
+    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(model, may_choose_cheaper=True))
     decision = chain.route("hi there friend")
     assert (decision.route, decision.reason, decision.stage) == ("small", "rule", "rules")
     assert decision.stage_note == "rule 'greeting' matched"
@@ -117,7 +117,7 @@ def test_when_two_rules_match_the_first_listed_decides(knn: ExemplarRouter) -> N
 
 def test_confident_knn_decides_and_the_llm_is_not_asked(knn: ExemplarRouter) -> None:
     model = ScriptedCompletionModel("router-llm", reply="small")
-    chain = DeciderChain(knn, llm=LLMRouter(model))
+    chain = DeciderChain(knn, llm=LLMRouter(model, may_choose_cheaper=True))
     decision = chain.route("design a distributed compiler")
     assert (decision.route, decision.reason, decision.stage) == ("large", "vote", "knn")
     assert decision.router_calls == [] and model.calls == []
@@ -126,7 +126,9 @@ def test_confident_knn_decides_and_the_llm_is_not_asked(knn: ExemplarRouter) -> 
 def test_an_unsure_knn_decision_goes_to_the_llm_router(knn: ExemplarRouter) -> None:
     model = ScriptedCompletionModel("router-llm", reply="Small.")
     descriptions = {"small": "chit-chat and lookups", "large": "proofs and design"}
-    chain = DeciderChain(knn, llm=LLMRouter(model, descriptions=descriptions, examples=3))
+    chain = DeciderChain(
+        knn, llm=LLMRouter(model, descriptions=descriptions, examples=3, may_choose_cheaper=True)
+    )
     decision = chain.route(UNSURE)
     assert (decision.route, decision.reason, decision.stage) == ("small", "llm", "llm")
     assert decision.stage_note == "LLM router chose 'small'"
@@ -135,7 +137,7 @@ def test_an_unsure_knn_decision_goes_to_the_llm_router(knn: ExemplarRouter) -> N
     [prompt] = model.calls
     assert "- small: chit-chat and lookups" in prompt and "- large: proofs and design" in prompt
     assert prompt.count("\nModel: ") == 3  # the three nearest labelled exemplars
-    assert f"Request: {UNSURE}" in prompt
+    assert f"The request to route:\n<request>\n{UNSURE}\n</request>\n" in prompt
     assert "llm" in decision.timings_ms
 
 
@@ -150,7 +152,7 @@ def test_a_failing_llm_router_leaves_the_safe_knn_decision(
     knn: ExemplarRouter, reply: object, note: str
 ) -> None:
     model = ScriptedCompletionModel("router-llm", script=[reply])  # type: ignore[list-item]
-    chain = DeciderChain(knn, llm=LLMRouter(model))
+    chain = DeciderChain(knn, llm=LLMRouter(model, may_choose_cheaper=True))
     plain = knn.route(UNSURE)
     decision = chain.route(UNSURE)
     assert (decision.route, decision.reason) == (plain.route, "out_of_distribution")
@@ -167,7 +169,11 @@ def test_without_an_llm_router_unsure_queries_go_to_the_fallback(knn: ExemplarRo
 
 def test_batches_and_async_decide_like_single_calls(knn: ExemplarRouter) -> None:
     gate = HeuristicGate([{"name": "code", "route": "large", "code": True}])
-    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(ScriptedCompletionModel("r", reply="small")))
+    chain = DeciderChain(
+        knn,
+        gate=gate,
+        llm=LLMRouter(ScriptedCompletionModel("r", reply="small"), may_choose_cheaper=True),
+    )
     queries = ["hi there friend", "```\nx\n```", UNSURE, "design a distributed compiler"]
     single = [(d.route, d.reason, d.stage) for d in map(chain.route, queries)]
     batch = [(d.route, d.reason, d.stage) for d in chain.route_batch(queries)]
@@ -198,7 +204,7 @@ class CountingModel:
 
 def test_a_batch_bounds_the_llm_calls_in_flight(knn: ExemplarRouter) -> None:
     model = CountingModel()
-    chain = DeciderChain(knn, llm=LLMRouter(model), max_concurrent_llm=3)
+    chain = DeciderChain(knn, llm=LLMRouter(model, may_choose_cheaper=True), max_concurrent_llm=3)
     unsure = [f"{UNSURE} {word}" for word in ("alpha", "beta", "gamma", "delta", "eps", "zeta")]
     decisions = chain.route_batch(unsure)
     assert all(d.stage == "llm" for d in decisions)
@@ -207,7 +213,9 @@ def test_a_batch_bounds_the_llm_calls_in_flight(knn: ExemplarRouter) -> None:
 
 
 def test_sync_route_works_inside_a_running_event_loop(knn: ExemplarRouter) -> None:
-    chain = DeciderChain(knn, llm=LLMRouter(ScriptedCompletionModel("r", reply="small")))
+    chain = DeciderChain(
+        knn, llm=LLMRouter(ScriptedCompletionModel("r", reply="small"), may_choose_cheaper=True)
+    )
 
     async def inside() -> str:
         return chain.route(UNSURE).route  # a sync invoke in an async application
@@ -233,7 +241,12 @@ def test_code_detection() -> None:
 
 
 def test_router_calls_are_ledger_rows_that_count_against_savings(knn: ExemplarRouter) -> None:
-    chain = DeciderChain(knn, llm=LLMRouter(ScriptedCompletionModel("router-llm", reply="small")))
+    chain = DeciderChain(
+        knn,
+        llm=LLMRouter(
+            ScriptedCompletionModel("router-llm", reply="small"), may_choose_cheaper=True
+        ),
+    )
     decision = chain.route(UNSURE)
     call = RoutedCall(decision=decision, baseline_route="large", baseline_model="strong")
     call.add_attempt(
@@ -279,7 +292,7 @@ def test_a_chain_is_built_from_a_config_table(knn: ExemplarRouter) -> None:
         knn,
         {
             "rules": [{"name": "code", "route": "large", "code": True}],
-            "llm": {"model": "openai:gpt-4o-mini", "examples": 2},
+            "llm": {"model": "openai:gpt-4o-mini", "examples": 2, "may_choose_cheaper": True},
             "ask_llm_on": ["out_of_distribution"],
         },
         build_model=build,
@@ -308,7 +321,7 @@ def test_evaluate_chain_reports_each_stage_against_knn_alone(knn: ExemplarRouter
 
     gate = HeuristicGate([{"name": "code", "route": "large", "code": True}])
     model = ScriptedCompletionModel("gpt-4o-mini", reply="small")
-    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(model))
+    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(model, may_choose_cheaper=True))
     report = evaluate_chain(chain, labelled_rows())
     by_stage = {s.stage: s for s in report.stages}
     assert set(by_stage) == {"rules", "knn", "llm"}
@@ -344,6 +357,9 @@ large = "langroute.models.scripted:echo_model"
 name = "code"
 route = "large"
 code = true
+
+[chain.llm]
+may_choose_cheaper = true
 
 [chain.llm.model]
 factory = "langroute.models.scripted:ScriptedCompletionModel"
@@ -388,7 +404,7 @@ def test_evaluate_chain_reports_quality_on_scored_rows(knn: ExemplarRouter) -> N
     rows += [Exemplar(text=f"{t} carefully", scores={"small": 0.0, "large": 1.0}) for t in HARD]
     rows += [Exemplar(text=UNSURE, scores={"small": 0.0, "large": 0.5})]
     model = ScriptedCompletionModel("gpt-4o-mini", reply="small")
-    report = evaluate_chain(DeciderChain(knn, llm=LLMRouter(model)), rows)
+    report = evaluate_chain(DeciderChain(knn, llm=LLMRouter(model, may_choose_cheaper=True)), rows)
     # the kNN alone sends the unsure row to large (0.5); the LLM router sends it to small (0)
     assert report.knn_only.quality == pytest.approx((4 * 1.0 + 4 * 1.0 + 0.5) / 9)
     assert report.chain.quality == pytest.approx((4 * 1.0 + 4 * 1.0 + 0.0) / 9)

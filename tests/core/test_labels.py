@@ -125,13 +125,13 @@ def test_judge_grades_against_the_strongest_answer():
 
     async def judge(prompt):
         prompts.append(prompt)
-        if "Answer to grade:\nLyon" in prompt:
+        if "Answer to grade:\n<answer>\nLyon\n" in prompt:
             return "The reference says Paris. Score: 2/10"
         return "Score: 9/10"
 
     scores = grade(JudgeGrader(), None, {"small": "Lyon", "large": "Paris"}, judge)
     assert scores == {"small": 0.2, "large": 0.9}
-    assert "Reference answer:\nParis" in prompts[0]
+    assert "Reference answer:\n<reference>\nParis\n</reference>" in prompts[0]
     assert "Reference answer" not in prompts[1]  # the strongest route is graded on its own
 
 
@@ -141,7 +141,7 @@ def test_judge_reply_without_a_grade_fails_the_query():
     async def judge(prompt):
         return "I would rather not say."
 
-    with pytest.raises(GradingError, match="no grade could be read"):
+    with pytest.raises(GradingError, match="no single grade in range could be read"):
         grade(JudgeGrader(), None, {"a": "x", "b": "y"}, judge)
 
 
@@ -420,7 +420,7 @@ def test_judge_run_through_the_models_file(tmp_path):
         "    return ScriptedCompletionModel(name, reply=reply)\n"
         "def judge():\n"
         "    return ScriptedCompletionModel('judge-model', reply=lambda p: "
-        "'Score: 3/10' if 'Answer to grade:\\nLyon' in p else 'Score: 8/10')\n",
+        "'Score: 3/10' if '<answer>\\nLyon' in p else 'Score: 8/10')\n",
         encoding="utf-8",
     )
     models = tmp_path / "models.toml"

@@ -247,3 +247,61 @@ def test_learn_from_feedback_on_a_jsonl_ledger_does_not_reread_it_per_verdict(tm
         assert router.learn_from_feedback(ledger, call.record_id, "good").route == "small"
     with pytest.raises(LedgerFormatError, match=r"costs\.jsonl:2"):
         ledger.records()  # the damage is real: a full read names it
+
+
+@pytest.mark.parametrize("options", [{"min_margin": 0.0}, {"min_margin": 0.1, "threshold": 0.9}])
+def test_a_thumbs_down_never_moves_a_query_to_a_cheaper_route(options: dict) -> None:
+    # scores mode with labelled exemplars (labels count as scores): a bad verdict on the
+    # strongest route once stored 0 for every route, and the tie went to the cheapest
+    router = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=[*HAND, Exemplar(text="hi there", route="small")],
+        embedder=HashingEmbedder(),
+        mode="scores",
+        **options,
+    )
+    query = "prove the riemann hypothesis rigorously please"
+    before = router.route(query)
+    assert before.route == "large"
+    learned = router.learn(query, "large", good=False, source="feedback")
+    assert learned is not None and learned.route == "large"
+    assert learned.scores == {"small": 0.0, "large": 1.0}
+    assert router.route(query).route == "large"
+    # a bad verdict on the cheap route of a query sends it up, never down
+    cheap = "what time is it in tokyo now"
+    router.learn(cheap, "small", good=False, source="feedback")
+    assert router.route(cheap).route == "large"
+
+
+def test_mixed_labels_and_scores_need_an_explicit_mode(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        '{"text": "reset my password please", "route": "small"}\n'
+        '{"text": "why does our kafka consumer lag grow", "route": "large"}\n'
+        '{"prompt": "What is 17 * 23?", "scores": {"small": 1.0, "large": 1.0}}\n'
+    )
+    with pytest.raises(ValueError, match=r"mixed\.jsonl:3: field 'scores': carries scores.*mode="):
+        ExemplarRouter.from_file(path, routes=["small", "large"], embedder=HashingEmbedder())
+    scores = ExemplarRouter.from_file(
+        path, routes=["small", "large"], embedder=HashingEmbedder(), mode="scores"
+    )
+    assert scores.mode == "scores" and scores.mode_reason == "set explicitly"
+    vote = ExemplarRouter.from_file(
+        path, routes=["small", "large"], embedder=HashingEmbedder(), mode="vote"
+    )
+    assert vote.mode == "vote"
+    # at run time, one scored exemplar cannot silently switch a labelled router
+    router = make_router()
+    assert router.mode_reason == "auto: no exemplar carries scores"
+    with pytest.raises(RouterConfigError, match=r"carries scores.*\(4 labelled only, 1 scored\)"):
+        router.add_exemplars([Exemplar(text="2 + 2", scores={"small": 1.0, "large": 1.0})])
+    assert router.mode == "vote" and len(router) == 4  # nothing was added
+    # labelled exemplars joining a scored router keep it in scores mode
+    scored = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=[Exemplar(text="hi", scores={"small": 1.0, "large": 1.0})],
+        embedder=HashingEmbedder(),
+    )
+    scored.add_exemplars([Exemplar(text="prove it", route="large")])
+    assert scored.mode == "scores"
+    assert scored.mode_reason == "auto: 1 of 2 exemplars carry scores (labels count as scores)"

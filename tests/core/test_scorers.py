@@ -378,9 +378,7 @@ def test_router_confidence_scorer() -> None:
         ('{"score": 9}', None, 0.9),
         ("Grade: 85%", None, 0.85),
         ("Score: 7.5", None, 0.75),
-        ("Score: 3/10 at first glance... Final score: 9/10", None, 0.9),
         ("I'd give it 8/10.", None, 0.8),
-        ("At first 3/10, but on reflection 8/10", None, 0.8),
         ("3 out of 5", None, 0.6),
         ("About 90% correct.", None, 0.9),
         ("7", None, 0.7),
@@ -411,6 +409,10 @@ def test_router_confidence_scorer() -> None:
         ("Score: 6", (1, 5), None),
         ("42", None, None),
         ("There are 3 issues in the answer", None, None),
+        # one verdict only: two that differ are unreadable, not "the last one wins"
+        ("Score: 3/10 at first glance... Final score: 9/10", None, None),
+        ("At first 3/10, but on reflection 8/10", None, None),
+        ("Score: 8/10. To repeat, score: 8/10", None, 0.8),
     ],
 )
 def test_parse_judgement(
@@ -435,14 +437,17 @@ def test_judge_scorer_builds_prompt_and_parses_reply() -> None:
     assert result.score == pytest.approx(0.9) and result.passed is True
     assert "Score: 9/10" in result.reason
     assert Q in prompts[0] and "Paris {not a placeholder}" in prompts[0]
-    assert prompts[0] == DEFAULT_JUDGE_PROMPT.format(query=Q, answer="Paris {not a placeholder}")
+    assert prompts[0] == DEFAULT_JUDGE_PROMPT.format(
+        query=f"<question>\n{Q}\n</question>",
+        answer="<answer>\nParis {not a placeholder}\n</answer>",
+    )
     assert JudgeScorer(lambda p: "Score: 5/10", threshold=0.8)(Q, "a").passed is False
     assert JudgeScorer(lambda p: "Score: 5/10")(Q, "a").passed is None
 
 
 def test_judge_scorer_custom_template_and_scale() -> None:
     scorer = JudgeScorer(
-        lambda p: "4" if "Q: hi" in p else "1",
+        lambda p: "4" if "Q: <question>\nhi\n</question>" in p else "1",
         prompt_template="Q: {query}\nA: {answer}\nRate 1-5.",
         scale=(1, 5),
     )

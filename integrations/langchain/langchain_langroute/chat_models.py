@@ -39,7 +39,7 @@ from langchain_core.runnables.config import ensure_config, get_config_list, get_
 from langchain_core.runnables.utils import gather_with_concurrency
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
+from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
 from langroute.dispatch.escalation import Escalation
 from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall
 from langroute.protocols import Router
@@ -47,6 +47,7 @@ from langroute.router.conversation import (
     ConversationContext,
     SessionTracker,
     session_key_from,
+    session_scope_from,
 )
 from langroute.router.decision import RouteDecision
 from langroute.router.warmup import WarmUp, start_warm_up
@@ -174,15 +175,19 @@ class RoutingChatModel(BaseChatModel):
         default=last_human_message
     )
     """Messages -> the text to route on (``None``: use the router's fallback decision)."""
-    context: ConversationContext | None = None
+    context: ConversationContext | Auto | None = AUTO
     """Route on the conversation, not the last human message alone: the current user turn
-    and earlier ones (:class:`langroute.router.conversation.ConversationContext`); tool results
-    and AI turns are never routed on. Set, it replaces ``query_extractor``."""
-    sessions: bool | SessionTracker = False
+    and earlier ones (:class:`langroute.router.conversation.ConversationContext`); tool
+    results and AI turns are never routed on. Default ``"auto"``: ``window:1`` for a router
+    that routes vectors (``ExemplarRouter``) unless a ``query_extractor`` is given; ``None``
+    with ``sessions=False``: the last human message alone, via ``query_extractor``."""
+    sessions: bool | SessionTracker | Auto = AUTO
     """Keep one route per conversation: no downgrade within a topic, upgrades always
-    (:class:`langroute.router.conversation.SessionTracker`). The session key is read from the
-    call's ``config["metadata"]`` or ``config["configurable"]`` (``session_id``,
-    ``thread_id`` or ``conversation_id``), else derived from the first user turn."""
+    (:class:`langroute.router.conversation.SessionTracker`); default ``"auto"``: on with
+    ``context``'s default. The session key is read from the call's ``config["metadata"]``
+    or ``config["configurable"]`` (``session_id``, ``thread_id`` or ``conversation_id``)
+    and kept apart per caller (``api_key``, ``tenant_id``, ``tenant`` or ``user_id``);
+    without one, from the transcript, which never joins two callers' conversations."""
     escalation_order: list[str] | None = None
     """Routes from cheapest to strongest for escalation on errors (default: the router's
     order). After route ``r`` fails, the routes that follow ``r`` here are tried in turn."""
@@ -241,13 +246,16 @@ class RoutingChatModel(BaseChatModel):
                 for route, model in self.models.items()
             }
         self._model_names = {route: model_name_of(model) for route, model in self.models.items()}
+        context, sessions = self.context, self.sessions
+        if "query_extractor" in self.model_fields_set and context == AUTO and sessions == AUTO:
+            context, sessions = None, False  # the caller's extractor decides what is routed
         self._dispatcher = RouteDispatcher(
             self.router,
             self._model_names,
             escalation_order=self.escalation_order,
             escalate_on=self.escalate_on,
-            context=self.context,
-            sessions=self.sessions,
+            context=context,
+            sessions=sessions,
             readers=READERS,
         )
         start_warm_up(self.router, self.warm_up)
@@ -367,18 +375,19 @@ class RoutingChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ decisions
     @staticmethod
-    def _session_key(
+    def _session(
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         call: _CallContext | None,
-    ) -> str | None:
-        """The caller's session key: run metadata, then the config's ``configurable``."""
+    ) -> tuple[str | None, str | None]:
+        """The caller's session key and scope: run metadata, then the config's own."""
         config = ensure_config()
-        return session_key_from(
+        sources = (
             run_manager.metadata if run_manager is not None else None,
             call.metadata if call is not None else None,
             config.get("metadata"),
             config.get("configurable"),
         )
+        return session_key_from(*sources), session_scope_from(*sources)
 
     def _request(
         self,
@@ -394,9 +403,8 @@ class RoutingChatModel(BaseChatModel):
         if forced:
             return RouteRequest(forced=str(forced))
         if self._dispatcher.routes_conversations:
-            return RouteRequest(
-                turns=chat_turns(messages), session_key=self._session_key(run_manager, call)
-            )
+            key, scope = self._session(run_manager, call)
+            return RouteRequest(turns=chat_turns(messages), session_key=key, session_scope=scope)
         return RouteRequest(query=self.query_extractor(messages))
 
     def _decide(
@@ -760,10 +768,24 @@ class RoutingChatModel(BaseChatModel):
     def _batch_queries(
         self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any]
     ) -> list[str | None] | None:
-        """The query of each input, to decide them in one call (``None``: decide each apart)."""
-        if kwargs.get("model") or self._dispatcher.routes_conversations:
-            return None  # forced calls, conversations (and sessions) are decided per call
-        return [self.query_extractor(self._convert_input(item).to_messages()) for item in inputs]
+        """The query of each input, to decide them in one call (``None``: decide each apart).
+
+        With conversation routing, a batch of one-turn conversations is still decided in
+        one call (on one user turn every context routes the turn alone); a batch holding
+        a longer conversation is decided input by input, each with its session.
+        """
+        if kwargs.get("model"):
+            return None
+        messages = [self._convert_input(item).to_messages() for item in inputs]
+        if not self._dispatcher.routes_conversations:
+            return [self.query_extractor(item) for item in messages]
+        queries: list[str | None] = []
+        for item in messages:
+            users = [t.text for t in chat_turns(item) if t.role == "user"]
+            if len(users) > 1:
+                return None
+            queries.append(users[0] if users else None)
+        return queries
 
     def batch(
         self,

@@ -440,7 +440,7 @@ def stand_in_router_model() -> Any:
 
     Example:
         >>> import asyncio
-        >>> prompt = "...Request: Prove Fermat's little theorem\nAnswer with the name"
+        >>> prompt = "...route:\n<request>\nProve Fermat's little theorem\n</request>\nAnswer"
         >>> asyncio.run(stand_in_router_model().acomplete(prompt)).text
         'large'
     """
@@ -467,7 +467,8 @@ def three_tier_chain(router: ExemplarRouter, router_model: Any) -> Any:
     return DeciderChain(
         router,
         gate=HeuristicGate(DEMO_RULES),
-        llm=LLMRouter(router_model, descriptions=descriptions),
+        # the demo's router model may also send an unsure request to a cheaper tier
+        llm=LLMRouter(router_model, descriptions=descriptions, may_choose_cheaper=True),
     )
 
 

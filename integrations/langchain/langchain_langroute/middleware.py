@@ -22,13 +22,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
-from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
+from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
 from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall
 from langroute.protocols import Router
 from langroute.router.conversation import (
     ConversationContext,
     SessionTracker,
     session_key_from,
+    session_scope_from,
 )
 
 from langchain_langroute.events import ROUTE_EVENT
@@ -89,30 +90,35 @@ class RouterMiddleware(AgentMiddleware):
         router: Router,
         models: dict[str, BaseChatModel],
         *,
-        query_extractor: Callable[[Sequence[BaseMessage]], str | None] = last_human_message,
+        query_extractor: Callable[[Sequence[BaseMessage]], str | None] | None = None,
         escalation_order: Sequence[str] | None = None,
         escalate_on: tuple[type[BaseException], ...] = (Exception,),
         emit_events: bool = True,
-        context: ConversationContext | None = None,
-        sessions: bool | SessionTracker = False,
+        context: ConversationContext | Auto | None = AUTO,
+        sessions: bool | SessionTracker | Auto = AUTO,
     ) -> None:
         """Create the middleware.
 
         Args:
             router: A :class:`langroute.protocols.Router` (``ExemplarRouter`` or compatible).
             models: Route name -> the chat model for that route (every route needs one).
-            query_extractor: Messages -> the text to route on (``None``: fallback route).
+            query_extractor: Messages -> the text to route on (it returns ``None``: the
+                fallback route). Default: the last human message. Given, and ``context``
+                and ``sessions`` left at ``"auto"``, it decides what is routed.
             escalation_order: Routes cheapest to strongest for escalation on errors
                 (default: the router's order).
             escalate_on: Errors that trigger escalation; others propagate.
             emit_events: Dispatch the ``"langroute_route"`` custom event.
             context: Route on the conversation's user turns
-                (:class:`langroute.router.conversation.ConversationContext`); tool results and
-                AI turns are never routed on. Set, it replaces ``query_extractor``.
+                (:class:`langroute.router.conversation.ConversationContext`); tool results
+                and AI turns are never routed on. Default ``"auto"``: ``window:1`` for a
+                router that routes vectors; ``None`` with ``sessions=False``: plain.
             sessions: Keep one route per conversation (no downgrade within a topic):
-                ``True`` or a :class:`langroute.router.conversation.SessionTracker`. The key is
-                the run's ``thread_id``/``session_id`` (config metadata or
-                ``configurable``), else derived from the first user turn.
+                ``True``, ``False`` or a :class:`langroute.router.conversation.SessionTracker`;
+                default ``"auto"``: on with ``context``'s default. The key is the run's
+                ``thread_id``/``session_id`` (config metadata or ``configurable``) within
+                the caller's scope (``api_key``, ``tenant_id``, ``tenant``, ``user_id``),
+                else derived from the transcript.
 
         Raises:
             RouterConfigError: ``models`` does not match the router's routes.
@@ -121,7 +127,9 @@ class RouterMiddleware(AgentMiddleware):
         check_chat_models(models)
         self.router = router
         self.models = dict(models)
-        self.query_extractor = query_extractor
+        if query_extractor is not None and context == AUTO and sessions == AUTO:
+            context, sessions = None, False  # the caller's extractor decides what is routed
+        self.query_extractor = query_extractor or last_human_message
         self.emit_events = emit_events
         self.route_models = {route: model_name_of(model) for route, model in self.models.items()}
         # an interrupt is the agent pausing, not a failed route: it passes through
@@ -138,15 +146,16 @@ class RouterMiddleware(AgentMiddleware):
         self.routes = self.dispatcher.routes
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _session_key() -> str | None:
-        config = ensure_config()
-        return session_key_from(config.get("metadata"), config.get("configurable"))
-
     def _request(self, request: ModelRequest) -> RouteRequest:
         """What the dispatcher decides on: the agent's messages read into a request."""
         if self.dispatcher.routes_conversations:
-            return RouteRequest(turns=chat_turns(request.messages), session_key=self._session_key())
+            config = ensure_config()
+            sources = (config.get("metadata"), config.get("configurable"))
+            return RouteRequest(
+                turns=chat_turns(request.messages),
+                session_key=session_key_from(*sources),
+                session_scope=session_scope_from(*sources),
+            )
         return RouteRequest(query=self.query_extractor(request.messages))
 
     def _attempt_record(self, call: RoutedCall, route: str) -> dict[str, Any]:

@@ -390,7 +390,10 @@ class _FussyRouter(_CountingRouter):
 
 def test_one_bad_query_never_fails_its_neighbours_in_a_batch(router, small, large):
     fussy = _FussyRouter(router)
-    llm = RoutingChatModel(router=fussy, models={"small": small, "large": large})
+    # plain query routing: the fussy router fails on route() and route_batch() only
+    llm = RoutingChatModel(
+        router=fussy, models={"small": small, "large": large}, context=None, sessions=False
+    )
     results = llm.batch([EASY, "boom", HARD], return_exceptions=True)
     assert route_of(results[0]) == "small" and route_of(results[2]) == "large"
     assert isinstance(results[1], ValueError) and "boom" in str(results[1])
@@ -398,7 +401,10 @@ def test_one_bad_query_never_fails_its_neighbours_in_a_batch(router, small, larg
 
 async def test_one_bad_query_never_fails_its_neighbours_in_an_abatch(router, small, large):
     fussy = _FussyRouter(router)
-    llm = RoutingChatModel(router=fussy, models={"small": small, "large": large})
+    # plain query routing: the fussy router fails on route() and route_batch() only
+    llm = RoutingChatModel(
+        router=fussy, models={"small": small, "large": large}, context=None, sessions=False
+    )
     results = await llm.abatch([EASY, "boom", HARD], return_exceptions=True)
     assert route_of(results[0]) == "small" and route_of(results[2]) == "large"
     assert isinstance(results[1], ValueError) and "boom" in str(results[1])

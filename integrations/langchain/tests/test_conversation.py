@@ -44,8 +44,12 @@ def test_chat_turns_keep_roles_and_text() -> None:
 
 
 def test_context_routes_a_follow_up_with_its_conversation(router, small, large) -> None:
-    plain = RoutingChatModel(router=router, models={"small": small, "large": large})
+    plain = RoutingChatModel(
+        router=router, models={"small": small, "large": large}, context=None, sessions=False
+    )
     assert meta(plain.invoke(history(HARD, FOLLOW_UP)))["route"] == "small"
+    default = RoutingChatModel(router=router, models={"small": small, "large": large})
+    assert meta(default.invoke(history(HARD, FOLLOW_UP)))["route"] == "large"
     aware = RoutingChatModel(router=router, models={"small": small, "large": large}, context=WINDOW)
     answer = aware.invoke(history(HARD, FOLLOW_UP))
     assert meta(answer)["route"] == "large"
@@ -76,7 +80,9 @@ def test_session_from_config_metadata_holds_the_route(router, small, large) -> N
 
 
 async def test_async_session_key_derived_from_history(router, small, large) -> None:
-    llm = RoutingChatModel(router=router, models={"small": small, "large": large}, sessions=True)
+    llm = RoutingChatModel(
+        router=router, models={"small": small, "large": large}, context=None, sessions=True
+    )
     await llm.ainvoke(history(HARD))
     second = await llm.ainvoke(history(HARD, FOLLOW_UP))
     assert meta(second)["route"] == "large"

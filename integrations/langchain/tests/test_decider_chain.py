@@ -30,7 +30,7 @@ def chain_model(router, small, large, reply: str = "small") -> tuple[RoutingChat
     )
     judge = ScriptedCompletionModel("gpt-4o-mini", reply=reply)
     gate = HeuristicGate([{"name": "vision", "route": "large", "attachments": True}])
-    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(judge))
+    chain = DeciderChain(knn, gate=gate, llm=LLMRouter(judge, may_choose_cheaper=True))
     return RoutingChatModel(router=chain, models={"small": small, "large": large}), judge
 
 

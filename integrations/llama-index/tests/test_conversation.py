@@ -67,7 +67,9 @@ def test_chat_engine_session_holds_the_route(router, small, large) -> None:
 
 
 async def test_async_session_key_derived_from_history(router, small, large) -> None:
-    llm = RoutingLLM(router=router, models={"small": small, "large": large}, sessions=True)
+    llm = RoutingLLM(
+        router=router, models={"small": small, "large": large}, context=None, sessions=True
+    )
     await llm.achat(conversation(HARD))
     second = await llm.achat(conversation(HARD, FOLLOW_UP))
     assert info(second)["route"] == "large"

@@ -23,7 +23,11 @@ def info(response: Any) -> dict[str, Any]:
 def chain_llm(router, small, large) -> RoutingLLM:
     gate = HeuristicGate([{"name": "vision", "route": "large", "attachments": True}])
     chain = DeciderChain(
-        router, gate=gate, llm=LLMRouter(ScriptedCompletionModel("gpt-4o-mini", reply="small"))
+        router,
+        gate=gate,
+        llm=LLMRouter(
+            ScriptedCompletionModel("gpt-4o-mini", reply="small"), may_choose_cheaper=True
+        ),
     )
     return RoutingLLM(router=chain, models={"small": small, "large": large})
 

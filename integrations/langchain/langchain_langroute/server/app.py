@@ -9,15 +9,19 @@ Endpoints:
 * ``POST /v1/feedback``: ``{"id": "<response id>", "verdict": "good" | "bad"}``.
 * ``GET /healthz`` and ``GET /metrics`` (Prometheus text; both need no key).
 
-Errors are OpenAI-shaped bodies: 400 (the field at fault named), 401 (no or unknown
-key), 404 (unknown model or response id), 429 (a key past its budget with
-``over_budget = "reject"``), 502 (every route failed).
+Errors are OpenAI-shaped bodies: 400 (the field at fault named, or the upstream's
+refusal of the request, passed back unescalated), 401 (no or unknown key), 404 (unknown
+model or response id), 413 (a body past ``[serve] max_body_bytes``), 429 (a key past its
+budget with ``over_budget = "reject"``), 502 (every route failed), 503 (the ledger is
+unreachable: ``/healthz``, and feedback, with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -25,11 +29,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langroute.dispatch.routed_call import RouteMetadata, error_text
-from langroute.errors import AllRoutesFailedError, UnknownRecordError
+from langroute.errors import (
+    AllRoutesFailedError,
+    DatabaseUnavailableError,
+    SinkUnavailableError,
+    UnknownRecordError,
+)
+from langroute.router.conversation import session_key_from
 from langroute.serving.keys import ApiKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
+from langchain_langroute.server.budgets import Reservation, StreamTally
 from langchain_langroute.server.gateway import Gateway, response_id
 from langchain_langroute.server.openai_format import (
     ApiError,
@@ -40,10 +51,20 @@ from langchain_langroute.server.openai_format import (
     parse_request,
     to_messages,
 )
+from langchain_langroute.server.redaction import redact_secrets
+from langchain_langroute.server.upstream import client_fault
+from langchain_langroute.server.validation import (
+    check_depth_and_text,
+    check_messages,
+    check_tools,
+    read_body,
+)
 
 __all__ = ["FeedbackRequest", "create_app", "decision_headers"]
 
 HEADER_PREFIX = "x-langroute-"
+SESSION_HEADER = HEADER_PREFIX + "session"
+"""Request header naming the conversation (else ``metadata.session_id`` in the body)."""
 
 
 class FeedbackRequest(BaseModel):
@@ -70,25 +91,75 @@ def decision_headers(meta: RouteMetadata | None) -> dict[str, str]:
     }
     if meta.escalated_from:
         headers["escalated-from"] = meta.escalated_from
-    # header values are latin-1: a model name outside it is sent escaped
-    return {
-        HEADER_PREFIX + name: value.encode("ascii", "backslashreplace").decode("ascii")
-        for name, value in headers.items()
-    }
+    return {HEADER_PREFIX + name: header_value(value) for name, value in headers.items()}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_value(value: str) -> str:
+    r"""``value`` safe for a header: ASCII (others escaped), control characters as spaces.
+
+    A model name comes from the provider: a CR/LF in it would end the header block.
+
+    Example:
+        >>> header_value("gpt\r\nx-evil: 1")
+        'gpt  x-evil: 1'
+    """
+    return _CONTROL.sub(" ", value.encode("ascii", "backslashreplace").decode("ascii"))
 
 
 def _error(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status)
+    headers = {"retry-after": str(RETRY_AFTER_S)} if error.status == 503 else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+RETRY_AFTER_S = 5
+"""``Retry-After`` (seconds) of a 503: the ledger is unreachable for now."""
+_UNREACHABLE = (SinkUnavailableError, DatabaseUnavailableError, OSError)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema, with the request bodies the handlers read themselves."""
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version="1", routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path, model in (
+        ("/v1/chat/completions", ChatCompletionRequest),
+        ("/v1/feedback", FeedbackRequest),
+    ):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        schema["paths"][path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return schema
 
 
 def create_app(gateway: Gateway) -> FastAPI:
-    """The FastAPI app serving a :class:`Gateway`."""
-    app = FastAPI(title="langroute", docs_url=None, redoc_url=None, openapi_url=None)
+    """The FastAPI app serving a :class:`Gateway` (its OpenAPI schema at ``/openapi.json``)."""
+    app = FastAPI(title="langroute", docs_url=None, redoc_url=None)
     app.state.gateway = gateway
+    settings = gateway.settings
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # a bug, not the client's fault: still an OpenAI-shaped body, with no secret in it
+        message = redact_secrets(f"internal error: {error_text(exc)}")
+        return JSONResponse(error_body(message, type="server_error"), status_code=500)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -115,14 +186,21 @@ def create_app(gateway: Gateway) -> FastAPI:
         return key
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    async def healthz() -> JSONResponse:
         stats = gateway.ledger.stats
-        return {
-            "status": "ok",
+        degraded = stats.unavailable
+        body = {
+            "status": "degraded" if degraded else "ok",
             "routes": gateway.routes,
             "aliases": list(gateway.settings.aliases),
-            "ledger": {"pending": stats.pending, "dropped": stats.dropped, "failed": stats.failed},
+            "ledger": {
+                "pending": stats.pending,
+                "dropped": stats.dropped,
+                "failed": stats.failed,
+                "unavailable": stats.unavailable,
+            },
         }
+        return JSONResponse(body, status_code=503 if degraded else 200)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
@@ -154,7 +232,9 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def feedback(request: Request) -> dict[str, Any]:
         key = authenticate(request)
         try:
-            body = FeedbackRequest.model_validate_json(await request.body())
+            body = FeedbackRequest.model_validate_json(
+                await read_body(request, settings.max_body_bytes)
+            )
         except ValidationError as exc:
             error = exc.errors()[0]
             field = ".".join(str(part) for part in error["loc"])
@@ -165,6 +245,13 @@ def create_app(gateway: Gateway) -> FastAPI:
             raise ApiError(
                 404, f"no answer has id {body.id!r}", code="response_not_found", param="id"
             ) from exc
+        except _UNREACHABLE as exc:
+            raise ApiError(
+                503,
+                redact_secrets(f"the ledger is unreachable, try again later: {error_text(exc)}"),
+                type="api_error",
+                code="ledger_unavailable",
+            ) from exc
         return {
             "id": body.id,
             "verdict": stored.verdict,
@@ -173,11 +260,19 @@ def create_app(gateway: Gateway) -> FastAPI:
             "learned_route": learned,
         }
 
+    def check_input(data: dict[str, Any]) -> None:
+        check_depth_and_text(data, settings.max_json_depth)
+        if isinstance(data.get("messages"), list):
+            check_messages(data["messages"], max_messages=settings.max_messages)
+        if isinstance(data.get("tools"), list):
+            check_tools(data["tools"], max_tools=settings.max_tools)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         started = time.perf_counter()
         key = authenticate(request)
-        body = parse_request(await request.body())
+        raw = await read_body(request, settings.max_body_bytes)
+        body = parse_request(raw, check_input)
         messages = to_messages(body.messages)
         try:
             forced = gateway.forced_route(body.model)
@@ -190,45 +285,69 @@ def create_app(gateway: Gateway) -> FastAPI:
                 param="model",
             ) from exc
         extra_headers: dict[str, str] = {}
-        if gateway.over_budget(key):
+        model: Any = gateway.llm
+        reservation = gateway.admit(key, raw, body.output_limit, forced)
+        if reservation is False:
             assert key is not None
-            if gateway.settings.over_budget == "reject":
-                gateway.metrics.budget(key=key.name, action="rejected")
+            shown = gateway.metrics_key(key)
+            if settings.over_budget == "reject" or key.budget == 0:  # $0: no use at all
+                gateway.metrics.budget(key=shown, action="rejected")
                 raise ApiError(
                     429,
-                    f"key {key.name!r} has spent its budget of ${key.budget:g} this {key.period}",
+                    gateway.budgets.refusal(key),
                     type="insufficient_quota",
                     code="budget_exhausted",
                 )
-            gateway.metrics.budget(key=key.name, action="degraded")
+            gateway.metrics.budget(key=shown, action="degraded")
             forced = gateway.cheapest_route
+            model = gateway.degraded_llm
             extra_headers[HEADER_PREFIX + "budget"] = "degraded"
-        runnable: Any = gateway.llm
-        if body.tools:
-            try:
-                runnable = gateway.llm.bind_tools(body.tools, **body.tool_options())
-            except (ValueError, TypeError, KeyError) as exc:
-                raise ApiError(400, f"tools: {exc}", param="tools") from exc
         record_id = gateway.new_record_id()
-        config = gateway.call_config(key, gateway.query_of(messages), record_id)
-        kwargs = body.model_kwargs()
-        if forced is not None:
-            kwargs["model"] = forced
-        call = _Call(gateway, body, started, record_id, extra_headers)
-        if body.stream:
-            stream = runnable.astream(messages, config, stop=body.stop_list(), **kwargs)
-            return await call.streamed(stream)
+        call = _Call(gateway, body, started, record_id, extra_headers, reservation)
+        # the conversation: the request's metadata or header, within the key (its scope)
+        extra = body.model_extra or {}
+        session = session_key_from(
+            extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
+            {"session_id": request.headers.get(SESSION_HEADER)},
+        )
         try:
-            message = await runnable.ainvoke(messages, config, stop=body.stop_list(), **kwargs)
-        except AllRoutesFailedError as exc:
-            raise call.failed(exc) from exc
-        return call.answered(message)
+            runnable: Any = model
+            if body.tools:
+                try:
+                    runnable = model.bind_tools(body.tools, **body.tool_options())
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise ApiError(400, f"tools: {exc}", param="tools") from exc
+            config = gateway.call_config(
+                key, gateway.query_of(messages), record_id, session=session
+            )
+            kwargs = body.model_kwargs()
+            if forced is not None:
+                kwargs["model"] = forced
+            if body.stream:
+                stream = runnable.astream(messages, config, stop=body.stop_list(), **kwargs)
+                return await call.streamed(stream, StreamTally.estimate_input(raw))
+            try:
+                message = await runnable.ainvoke(messages, config, stop=body.stop_list(), **kwargs)
+            except AllRoutesFailedError as exc:
+                raise call.failed(exc) from exc
+            except Exception as exc:
+                refusal = call.refused(exc)
+                if refusal is None:
+                    raise
+                raise refusal from exc
+            return call.answered(message)
+        finally:
+            call.release_unless_streaming()
 
     return app
 
 
 class _Call:
-    """One chat completion on its way out: headers, metrics, the body or the stream."""
+    """One chat completion on its way out: headers, metrics, the body or the stream.
+
+    It holds the call's budget reservation and releases it once the call's cost was
+    counted: when the answer is back, or when its stream ended (however it ended).
+    """
 
     def __init__(
         self,
@@ -237,12 +356,33 @@ class _Call:
         started: float,
         record_id: str,
         headers: dict[str, str],
+        reservation: Reservation | bool,
     ) -> None:
         self.gateway = gateway
         self.body = body
         self.started = started
+        self.record_id = record_id
         self.id = response_id(record_id)
         self.headers = {**headers, HEADER_PREFIX + "response-id": self.id}
+        self.reservation = reservation
+        self.streaming = False
+
+    def _end_stream(self) -> None:
+        """Stop counting the stream and release its reservation (idempotent)."""
+        self.gateway.streams.close(self.record_id)
+        self.gateway.budgets.release(self.reservation)
+
+    def release_unless_streaming(self) -> None:
+        """Release the reservation, unless a stream now owns it (it releases at its end)."""
+        if not self.streaming:
+            self.gateway.budgets.release(self.reservation)
+
+    def refused(self, exc: Exception) -> ApiError | None:
+        """The client's error for an upstream refusal of its request (``None``: not one)."""
+        error = client_fault(exc)
+        if error is not None:
+            self._count(None, error.status)
+        return error
 
     def _count(self, meta: RouteMetadata | None, status: int) -> None:
         self.gateway.metrics.request(
@@ -257,7 +397,10 @@ class _Call:
         self._count(None, 502)
         tried = "; ".join(f"{route}: {error_text(error)}" for route, error in exc.attempts)
         return ApiError(
-            502, f"every route failed ({tried or exc})", type="api_error", code="upstream_error"
+            502,
+            redact_secrets(f"every route failed ({tried or exc})"),
+            type="api_error",
+            code="upstream_error",
         )
 
     def answered(self, message: AIMessage) -> JSONResponse:
@@ -268,8 +411,12 @@ class _Call:
         )
         return JSONResponse(payload, headers={**self.headers, **decision_headers(meta)})
 
-    async def streamed(self, stream: AsyncIterator[AIMessageChunk]) -> Response:
-        """Wait for the first chunk (it carries the decision, for the headers), then stream."""
+    async def streamed(self, stream: AsyncIterator[AIMessageChunk], input_tokens: int) -> Response:
+        """Wait for the first chunk (it carries the decision, for the headers), then stream.
+
+        What the stream sends is counted (:class:`StreamTally`), so that a stream left
+        before its end is charged for it; the reservation is released at the end.
+        """
         iterator = stream.__aiter__()
         try:
             first: AIMessageChunk | None = await iterator.__anext__()
@@ -277,34 +424,61 @@ class _Call:
             first = None
         except AllRoutesFailedError as exc:
             raise self.failed(exc) from exc
+        except Exception as exc:
+            refusal = self.refused(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
         meta = RouteMetadata.from_metadata(first.response_metadata) if first else None
         writer = ChunkWriter(
             response_id=self.id,
             model=(meta.model if meta else None) or self.body.model,
             include_usage=self.body.include_usage,
         )
+        tally = self.gateway.streams.open(
+            self.record_id,
+            StreamTally(
+                route=meta.route if meta else None,
+                model=meta.model if meta else None,
+                input_tokens=input_tokens,
+            ),
+        )
 
         async def events() -> AsyncIterator[str]:
-            status = 200
+            status = 499  # until it ends otherwise: the client left
             try:
+                # a chunk counts once it was handed to the connection (the yield returned)
                 if first is not None:
                     for data in writer.chunks(first):
                         yield _sse(data)
+                        tally.chunks += 1
                 async for chunk in iterator:
                     for data in writer.chunks(chunk):
                         yield _sse(data)
+                        tally.chunks += 1
+                tally.finished = True
                 for data in writer.closing():
                     yield _sse(data)
+                status = 200
             except Exception as exc:  # the stream broke after the answer began
                 status = 502
-                message = error_text(exc)
+                message = redact_secrets(error_text(exc))
                 yield _sse(error_body(message, type="api_error", code="upstream_error"))
             finally:
+                if not tally.finished:  # left early: end the upstream call, so it is recorded
+                    close = getattr(iterator, "aclose", None)
+                    if close is not None:
+                        await close()
+                self._end_stream()
                 self._count(meta, status)
             yield "data: [DONE]\n\n"
 
+        body = events()
+        self.streaming = True
+        # a response whose body never starts (the client left at once) still ends it
+        weakref.finalize(body, self._end_stream)
         return StreamingResponse(
-            events(),
+            body,
             media_type="text/event-stream",
             headers={**self.headers, **decision_headers(meta), "cache-control": "no-cache"},
         )

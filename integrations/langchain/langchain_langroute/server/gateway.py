@@ -17,18 +17,27 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.records import Verdict, new_record_id
+from langroute.dispatch.escalation import escalation_path
 from langroute.errors import ModelsConfigError, RouterConfigError
 from langroute.models.config import ModelsConfig
 from langroute.protocols import Router
 from langroute.serving.keys import ApiKey
 
-from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA, CostCallbackHandler
+from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA
 from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.completion_models import chat_model_from_spec
 from langchain_langroute.query import last_human_message
 from langchain_langroute.server.access import KEY_METADATA, KeyRing, Spend
+from langchain_langroute.server.budgets import (
+    Budgets,
+    Reservation,
+    StreamChargingHandler,
+    StreamTallies,
+    warn_memory_ledger,
+)
 from langchain_langroute.server.feedback import teach_router
 from langchain_langroute.server.metrics import ServeMetrics
+from langchain_langroute.server.upstream import EscalatingError
 
 __all__ = [
     "ANONYMOUS",
@@ -102,6 +111,8 @@ class Gateway:
         self.settings = config.serve
         where = f"{config.path}: " if config.path is not None else ""
         self.replica: Any = None  # the Postgres replica of a shared router
+        # the keys file first: a missing one stops the start before the router loads
+        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
         if router is not None:
             self.router = router
         else:
@@ -115,29 +126,45 @@ class Gateway:
                 except ModelsConfigError as exc:
                     raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
             models = built
-        try:
-            self.llm = RoutingChatModel(
-                router=self.router,
-                models=dict(models),
-                timeout=self.settings.timeout,
-                max_retries=self.settings.max_retries,
-                warm_up=True,
-            )
-        except RouterConfigError as exc:
-            raise ModelsConfigError(f"{where}{exc}") from exc
+
+        def routing_model(escalation_order: list[str] | None) -> RoutingChatModel:
+            try:
+                return RoutingChatModel(
+                    router=self.router,
+                    models=dict(models),
+                    timeout=self.settings.timeout,
+                    max_retries=self.settings.max_retries,
+                    warm_up=True,
+                    escalate_on=(EscalatingError,),
+                    escalation_order=escalation_order,
+                )
+            except RouterConfigError as exc:
+                raise ModelsConfigError(f"{where}{exc}") from exc
+
+        self.llm = routing_model(None)
+        # a key past its budget (over_budget = "degrade") gets the cheapest route only:
+        # nothing after it to escalate to, so a failure there is its answer
+        self.degraded_llm = routing_model([self.cheapest_route])
+        if ledger is None:
+            warn_memory_ledger(self.settings.ledger, self.keyring is not None)
         self.ledger = (
             ledger
             if ledger is not None
             else CostLedger(self.settings.ledger, pricer=Pricer(config.prices))
         )
         self.metrics = ServeMetrics(self._gauges)
+        self.streams = StreamTallies()
         # the answer's row takes the response's record id (RESPONSE_METADATA), so
-        # POST /v1/feedback finds it in this process or any other reading the ledger
-        self.handler = CostCallbackHandler(
-            self.ledger, segment_keys=(KEY_METADATA,), on_records=self._on_records
+        # POST /v1/feedback finds it in this process or any other reading the ledger;
+        # a stream left before its end is charged for what it sent
+        self.handler = StreamChargingHandler(
+            self.ledger,
+            streams=self.streams,
+            segment_keys=(KEY_METADATA,),
+            on_records=self._on_records,
         )
-        self.keyring = KeyRing(self.settings.keys) if self.settings.keys is not None else None
         self.spend = Spend()
+        self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
         if self.keyring is not None:
             self.spend.load(self.ledger.records(), self.keyring.keys())
 
@@ -166,12 +193,25 @@ class Gateway:
             raise LookupError(model) from None
 
     # ------------------------------------------------------------------ calls
-    def call_config(self, key: ApiKey | None, query: str | None, record_id: str) -> RunnableConfig:
-        """The run config of one request: the cost handler and what it writes down."""
+    def call_config(
+        self,
+        key: ApiKey | None,
+        query: str | None,
+        record_id: str,
+        *,
+        session: str | None = None,
+    ) -> RunnableConfig:
+        """The run config of one request: the cost handler and what it writes down.
+
+        The key's name is the conversation's scope (``metadata["api_key"]``): a session,
+        named by the client or derived from the transcript, never crosses keys.
+        """
         metadata: dict[str, Any] = {
             RESPONSE_METADATA: record_id,
             KEY_METADATA: key.name if key is not None else ANONYMOUS,
         }
+        if session is not None:
+            metadata["session_id"] = session
         if self.settings.stores_queries and query is not None:
             metadata[QUERY_METADATA] = query
         return {"callbacks": [self.handler], "metadata": metadata, "run_name": "langroute-serve"}
@@ -188,8 +228,9 @@ class Gateway:
     def _on_records(self, metadata: Mapping[str, Any], records: list[LedgerRecord]) -> None:
         name = str(metadata.get(KEY_METADATA) or ANONYMOUS)
         key = self.keyring.keys().named(name) if self.keyring is not None else None
+        shown = name if self.settings.metrics_key_names else None
         for record in records:
-            self.metrics.spend(route=record.route, key=name, cost=record.cost)
+            self.metrics.spend(route=record.route, key=shown, cost=record.cost)
             if key is not None and record.cost:
                 self.spend.add(key, record.cost, record.timestamp)
 
@@ -238,6 +279,31 @@ class Gateway:
     def over_budget(self, key: ApiKey | None) -> bool:
         """Whether the key has spent its budget for the current period."""
         return key is not None and self.spend.over_budget(key, datetime.now(timezone.utc))
+
+    def admit(
+        self, key: ApiKey | None, body: bytes, max_tokens: int | None, forced: str | None
+    ) -> Reservation | bool:
+        """Reserve a request's worst case against its key's budget.
+
+        The worst case is priced on the dearest route the call may reach: the forced
+        route and those it escalates to, else every route.
+
+        Returns:
+            What :meth:`Budgets.reserve` returns: a reservation to release with
+            ``self.budgets.release`` after the call, ``True`` (no budget), or ``False``
+            (the budget is used up: degrade or reject the request).
+        """
+        if key is None or key.budget is None:
+            return True
+        reachable = escalation_path(forced, self.routes) if forced else self.routes
+        worst = self.budgets.worst_case(body, max_tokens, reachable)
+        return self.budgets.reserve(key, worst)
+
+    def metrics_key(self, key: ApiKey | None) -> str | None:
+        """The key name metrics may show (``None`` unless ``[serve] metrics_key_names``)."""
+        if not self.settings.metrics_key_names:
+            return None
+        return key.name if key is not None else ANONYMOUS
 
     def close(self) -> None:
         """Write what the ledger still holds and close it; stop following a shared router."""

@@ -92,17 +92,24 @@ class ServeMetrics:
             self._sums[key] += seconds
             self._counts[key] += 1
 
-    def spend(self, *, route: str | None, key: str, cost: float | None) -> None:
-        """Add a call's cost (``None``: unknown, counted as unpriced)."""
-        labels: Labels = (("route", route or "none"), ("key", key))
+    def spend(self, *, route: str | None, key: str | None, cost: float | None) -> None:
+        """Add a call's cost (``None``: unknown, counted as unpriced).
+
+        ``key``: the API key's name, or ``None`` to leave tenants out of the labels.
+        """
+        labels: Labels = (("route", route or "none"),) + ((("key", key),) if key else ())
         if cost is None:
             self._add("langroute_unpriced_calls_total", labels)
         else:
             self._add("langroute_spend_usd_total", labels, cost)
 
-    def budget(self, *, key: str, action: str) -> None:
-        """Count a request of a key past its budget (``degraded`` or ``rejected``)."""
-        self._add("langroute_budget_total", (("key", key), ("action", action)))
+    def budget(self, *, key: str | None, action: str) -> None:
+        """Count a request of a key past its budget (``degraded`` or ``rejected``).
+
+        ``key``: the API key's name, or ``None`` to leave tenants out of the labels.
+        """
+        labels: Labels = ((("key", key),) if key else ()) + (("action", action),)
+        self._add("langroute_budget_total", labels)
 
     def feedback(self, *, verdict: str) -> None:
         """Count a verdict."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
@@ -22,6 +22,7 @@ __all__ = [
     "ChunkWriter",
     "completion_body",
     "error_body",
+    "json_object",
     "parse_request",
     "to_messages",
     "usage_body",
@@ -103,6 +104,11 @@ class ChatCompletionRequest(BaseModel):
         """Whether a stream ends with a usage chunk."""
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def output_limit(self) -> int | None:
+        """The answer's token cap the request gives (``None``: the route's own)."""
+        return self.max_completion_tokens or self.max_tokens
+
     def stop_list(self) -> list[str] | None:
         """``stop`` as a list (``None``: none given)."""
         if self.stop is None:
@@ -123,9 +129,8 @@ class ChatCompletionRequest(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = value
-        limit = self.max_completion_tokens or self.max_tokens
-        if limit is not None:
-            kwargs["max_tokens"] = limit
+        if self.output_limit is not None:
+            kwargs["max_tokens"] = self.output_limit
         return kwargs
 
     def tool_options(self) -> dict[str, Any]:
@@ -145,18 +150,39 @@ def _field(location: tuple[Any, ...]) -> str:
     return path
 
 
-def parse_request(body: bytes) -> ChatCompletionRequest:
-    """Check a request body.
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body's JSON object.
 
     Raises:
-        ApiError: 400, the body is not JSON or a field is missing or invalid (named).
+        ApiError: 400, the body is not JSON, is nested too deep to parse, or is no object.
     """
     try:
         data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deep") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    return data
+
+
+def parse_request(
+    body: bytes, check: Callable[[dict[str, Any]], None] | None = None
+) -> ChatCompletionRequest:
+    """Check a request body.
+
+    Args:
+        body: The raw body.
+        check: Further checks of the parsed JSON, run before the fields are read (they
+            raise :class:`ApiError`).
+
+    Raises:
+        ApiError: 400, the body is not JSON or a field is missing or invalid (named).
+    """
+    data = json_object(body)
+    if check is not None:
+        check(data)
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
@@ -176,8 +202,9 @@ def to_messages(raw: list[dict[str, Any]]) -> list[BaseMessage]:
     """
     messages: list[BaseMessage] = []
     for index, item in enumerate(raw):
-        if item.get("role") == "assistant" and item.get("content") is None:
-            item = {**item, "content": ""}  # an assistant turn of tool calls only
+        item = {name: value for name, value in item.items() if value is not None}  # null: absent
+        if item.get("role") == "assistant" and "content" not in item:
+            item["content"] = ""  # an assistant turn of tool calls only
         try:
             messages.extend(convert_to_messages([item]))
         except (ValueError, TypeError, KeyError) as exc:

@@ -11,10 +11,12 @@ import threading
 from collections.abc import Iterator
 
 from fastapi import FastAPI
+from langroute.errors import LangrouteError
 from langroute.models.config import ModelsConfig
 
 from langchain_langroute.server.app import create_app
 from langchain_langroute.server.gateway import Gateway
+from langchain_langroute.server.redaction import redact_logs, redact_secrets
 
 __all__ = ["bind", "run_server", "serve_in_thread"]
 
@@ -35,11 +37,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: FastAPI) -> object:
+def _server(app: FastAPI, drain_seconds: float = 10.0) -> object:
     import uvicorn
 
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=drain_seconds,
     )
     return uvicorn.Server(config)
 
@@ -49,24 +55,35 @@ def run_server(config: ModelsConfig, *, host: str | None = None, port: int | Non
 
     Prints ``langroute serve: listening on http://HOST:PORT`` to stderr once the port is
     bound (with ``port=0``, the port picked). On SIGINT/SIGTERM it stops taking
-    requests, finishes those under way and writes the ledger's pending records.
+    requests, lets those under way finish for up to ``[serve] drain_seconds`` (streams
+    still running then are cut) and writes the ledger's pending records. Credentials
+    (database passwords, keys) are masked in what it prints and logs.
 
     Raises:
         LangrouteError: The router, a model, the keys file or the ledger cannot be set up.
     """
-    gateway = Gateway(config)
+    try:
+        gateway = Gateway(config)
+    except LangrouteError as exc:  # a database URL in the message keeps no password
+        masked = redact_secrets(str(exc))
+        if masked != str(exc):
+            raise LangrouteError(masked) from None
+        raise
     try:
         settings = config.serve
         sock = bind(host or settings.host, settings.port if port is None else port)
         bound_host, bound_port = sock.getsockname()[:2]
+        server = _server(create_app(gateway), settings.drain_seconds)
+        redact_logs("uvicorn", "uvicorn.error", "langroute")
         print(
-            f"langroute serve: listening on http://{bound_host}:{bound_port} "
-            f"(routes {gateway.routes}, aliases {list(settings.aliases)}, "
-            f"ledger {settings.ledger})",
+            redact_secrets(
+                f"langroute serve: listening on http://{bound_host}:{bound_port} "
+                f"(routes {gateway.routes}, aliases {list(settings.aliases)}, "
+                f"ledger {settings.ledger}, drain {settings.drain_seconds:g} s)"
+            ),
             file=sys.stderr,
             flush=True,
         )
-        server = _server(create_app(gateway))
         with _exit_quietly_on_signals():
             server.run(sockets=[sock])  # type: ignore[attr-defined]
     finally:
@@ -100,10 +117,12 @@ def _exit_quietly_on_signals() -> Iterator[None]:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a daemon thread; yields its base URL (``http://...``).
 
-    On exit the server stops (requests under way finish first).
+    On exit the server stops (requests under way finish first, for up to the gateway's
+    ``[serve] drain_seconds``).
     """
     sock = bind(host, port)
-    server = _server(app)
+    gateway = getattr(app.state, "gateway", None)
+    server = _server(app, gateway.settings.drain_seconds if gateway is not None else 10.0)
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])),  # type: ignore[attr-defined]
         name="langroute-serve",

@@ -55,7 +55,7 @@ from llama_index.llms.langroute.routed_run import (
     pinned_iter,
 )
 
-from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
+from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
 from langroute.dispatch.routed_call import ROUTE_KEY, RouteMetadata
 from langroute.errors import InvalidQueryError
 from langroute.protocols import Router
@@ -66,8 +66,8 @@ from langroute.router.warmup import WarmUp, start_warm_up
 __all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
 
 _TOOL_REQUEST_KEY = "_langroute_tool_request"
-_SESSION_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "langroute_session_key", default=None
+_SESSION_KEY: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar(
+    "langroute_session_key", default=(None, None)
 )
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -182,17 +182,20 @@ class RoutingLLM(FunctionCallingLLM):
     max_retries: int | None = Field(
         default=None, ge=0, description="Retry count given to every route's LLM."
     )
-    context: ConversationContext | None = Field(
-        default=None,
+    context: ConversationContext | Auto | None = Field(
+        default=AUTO,
         exclude=True,
         description="Route chat calls on the conversation's user turns "
-        "(langroute.router.conversation.ConversationContext); None: the query extractor.",
+        "(langroute.router.conversation.ConversationContext). 'auto' (default): window:1 for "
+        "a router that routes vectors, unless a query_extractor is given; None with "
+        "sessions=False: the query extractor.",
     )
-    sessions: bool | SessionTracker = Field(
-        default=False,
+    sessions: bool | SessionTracker | Auto = Field(
+        default=AUTO,
         exclude=True,
-        description="Keep one route per conversation (no downgrade within a topic): True or "
-        "a langroute.router.conversation.SessionTracker.",
+        description="Keep one route per conversation (no downgrade within a topic): True, "
+        "False or a langroute.router.conversation.SessionTracker; 'auto' (default): on with "
+        "the context's default. Keys: RoutingLLM.session(key, scope), else the transcript.",
     )
     _dispatcher: RouteDispatcher = PrivateAttr()
     warm_up: WarmUp = Field(
@@ -212,8 +215,8 @@ class RoutingLLM(FunctionCallingLLM):
         timeout: float | None = None,
         max_retries: int | None = None,
         warm_up: WarmUp = False,
-        context: ConversationContext | None = None,
-        sessions: bool | SessionTracker = False,
+        context: ConversationContext | Auto | None = AUTO,
+        sessions: bool | SessionTracker | Auto = AUTO,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
@@ -240,6 +243,8 @@ class RoutingLLM(FunctionCallingLLM):
             sessions=sessions,
             **kwargs,
         )
+        if query_extractor is not None and context == AUTO and sessions == AUTO:
+            context, sessions = None, False  # the caller's extractor decides what is routed
         self._dispatcher = RouteDispatcher(
             router,
             {route: self.model_for(route) for route in self.models},
@@ -347,16 +352,18 @@ class RoutingLLM(FunctionCallingLLM):
             PINNED.reset(token)
 
     @contextlib.contextmanager
-    def session(self, key: str) -> Iterator[None]:
+    def session(self, key: str | None, scope: str | None = None) -> Iterator[None]:
         """Route chat calls made inside the block as the conversation ``key`` (sessions).
 
-        Without it the key is derived from the conversation's first user turn.
+        ``scope`` names the caller (an API key, a tenant, a user): sessions never cross
+        it. Without a key, the session is derived from the transcript, which never joins
+        two callers' different conversations.
 
         Example:
-            >>> with llm.session("user-42"):  # doctest: +SKIP
+            >>> with llm.session("thread-42", scope="user-7"):  # doctest: +SKIP
             ...     chat_engine.chat("and now in Rust?")
         """
-        token = _SESSION_KEY.set(key)
+        token = _SESSION_KEY.set((key, scope))
         try:
             yield
         finally:
@@ -523,7 +530,9 @@ class RoutingLLM(FunctionCallingLLM):
         query = self.query_extractor.from_messages(source)
         if self._dispatcher.routes_conversations:
             turns = chat_turns(source)
-            return None, RouteRequest(turns=turns, session_key=_SESSION_KEY.get()), query
+            key, scope = _SESSION_KEY.get()
+            request = RouteRequest(turns=turns, session_key=key, session_scope=scope)
+            return None, request, query
         return None, RouteRequest(query=query), query
 
     def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Routing:

@@ -1,0 +1,123 @@
+"""The operating point a user gets with no flags: build on one half, evaluate on the other.
+
+Run: ``python benchmarks/default_dial.py [DATA] [--json PATH]`` (``DATA`` defaults to
+``../shared/data``; results go to ``PATH``, default a scratch file, never a tracked one).
+
+For MMLU and GSM8K (RouteLLM's per-query correctness of Mixtral-8x7B and GPT-4), the
+file is split in two halves (identical prompts together). ``build_router`` with its
+defaults builds a router from one half (tuning by cross-validation, then the dial set by
+cross-validation for the default target: keep 95% of the strongest route's quality);
+the other half is evaluated as ``langroute eval`` does. Both directions are run.
+Reported per direction: the operating point on the evaluated half (share sent to GPT-4,
+quality as a fraction of always-GPT-4, PGR), what the calibration expected (with its
+spread over folds), APGR, and the old default (the same tuned router at threshold 0.6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from langroute import load_exemplars
+from langroute.embedders import SentenceTransformerEmbedder
+from langroute.evaluation import evaluate
+from langroute.evaluation.calibration import CalibrationResult
+from langroute.evaluation.datasets import PrecomputedEmbedder, assign_folds
+from langroute.evaluation.tuning import build_router
+
+WEAK = "mixtral-8x7b-instruct-v0.1"
+STRONG = "gpt-4-1106-preview"
+OLD_DEFAULT_THRESHOLD = 0.6
+
+
+def _point(report: Any) -> dict[str, float]:
+    scores = report.scores
+    return {
+        "strong_share": round(scores.strong_share, 4),
+        "quality_fraction_of_strong": round(scores.quality / scores.strong_quality, 4),
+        "pgr": round(scores.pgr, 4),
+        "apgr": round(scores.apgr, 4),
+    }
+
+
+def run(name: str, path: Path, seed: int) -> dict[str, Any]:
+    """Both directions of one data set."""
+    rows = load_exemplars(path)
+    started = time.perf_counter()
+    cache = PrecomputedEmbedder(SentenceTransformerEmbedder(), [r.text for r in rows])
+    embedded = time.perf_counter() - started
+    halves = assign_folds([r.text for r in rows], 2, seed)
+    directions = []
+    for half in (0, 1):
+        train = [r for r, h in zip(rows, halves) if h != half]
+        test = [r for r, h in zip(rows, halves) if h == half]
+        start = time.perf_counter()
+        router = build_router(train, routes=[WEAK, STRONG], embedder=cache, mode="scores")
+        calibration = CalibrationResult.model_validate(router.calibration)
+        default = _point(evaluate(router, test))
+        router.threshold = OLD_DEFAULT_THRESHOLD
+        old = _point(evaluate(router, test))
+        directions.append(
+            {
+                "built_on": len(train),
+                "evaluated": len(test),
+                "tuned": router.tuning["chosen"] if router.tuning else None,
+                "threshold": round(calibration.threshold, 4),
+                "expected": {
+                    "strong_share": round(calibration.strong_share, 4),
+                    "strong_share_sd": calibration.strong_share_sd,
+                    "quality_fraction_of_strong": calibration.quality_fraction_of_strong,
+                    "quality_fraction_sd": calibration.quality_fraction_sd,
+                },
+                "default": default,
+                "old_default_threshold_0.6": old,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        print(f"{name} half {half}: {json.dumps(directions[-1])}", flush=True)
+    return {"embedding_seconds": round(embedded, 1), "directions": directions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both data sets and write the JSON figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "langroute-default-dial.json",
+        help="where the figures go (default: a scratch file)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["mmlu", "gsm8k"], default=None)
+    args = parser.parse_args(argv)
+    folder = args.data / "routellm"
+    if not folder.is_dir():
+        parser.error(f"no RouteLLM data at {folder}")
+    results = {}
+    for name in ("gsm8k", "mmlu"):
+        if args.only in (None, name):
+            results[name] = run(name, folder / f"{name}.dev.jsonl", args.seed)
+    figures = {
+        "benchmark": "default dial: build on one half with no flags, evaluate the other",
+        "python": platform.python_version(),
+        "machine": f"{os.cpu_count()} cores",
+        "results": results,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
