@@ -334,15 +334,6 @@ def parse_timestamp(value: str | datetime) -> datetime:
     return stamp if stamp.tzinfo is timezone.utc else stamp.astimezone(timezone.utc)
 
 
-def rows_of_records(
-    records: Iterable[LedgerRecord], segment_key: str | None = None
-) -> Iterator[CallRow]:
-    """:class:`CallRow` of each call among ``records`` (feedback left out), in their order."""
-    for order, record in enumerate(records):
-        if not record.is_feedback:
-            yield _record_row(order, record, _segment_key(segment_key))
-
-
 def _record_row(order: int, record: LedgerRecord, key: str | None) -> CallRow:
     similarity = record.metadata.get("max_similarity")
     segment = None if key is None else record.metadata.get(key)
