@@ -38,15 +38,26 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from array import array
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langroute.costs.analytics import (
+    CallRow,
+    RequestCosts,
+    Verdicts,
+    open_session,
+    parse_timestamp,
+    session_requests,
+    session_verdicts,
+)
 from langroute.costs.records import LedgerRecord
 from langroute.costs.summary import group_requests, summarize
 
@@ -57,6 +68,7 @@ __all__ = [
     "MonitorThresholds",
     "WindowStats",
     "monitor",
+    "monitor_ledger",
     "parse_duration",
     "plot_monitor",
 ]
@@ -420,6 +432,289 @@ def _attach_feedback(requests: Sequence[_Request], feedback: Sequence[LedgerReco
         request = owner.get(record.feedback_for or "")
         if request is not None:
             request.verdict = record.verdict
+
+
+_UNSURE = ("low_confidence", "out_of_distribution")
+
+
+class _Window:
+    """One window's (or baseline's) aggregates, as ``monitoring._stats`` computes them."""
+
+    __slots__ = (
+        "calls",
+        "cascade",
+        "costs",
+        "escalated",
+        "failed",
+        "good",
+        "good_by_route",
+        "judged",
+        "judged_by_route",
+        "low_confidence",
+        "out_of_distribution",
+        "rejected",
+        "requests",
+        "routes",
+        "savings",
+        "similarities",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.calls = 0
+        self.routes: dict[str, int] = {}
+        self.escalated = 0
+        self.out_of_distribution = 0
+        self.low_confidence = 0
+        self.failed = 0
+        self.cascade = 0
+        self.rejected = 0
+        self.similarities = array("d")
+        self.costs = array("d")
+        self.savings = RequestCosts()
+        self.judged = 0
+        self.good = 0
+        self.judged_by_route: dict[str, int] = {}
+        self.good_by_route: dict[str, int] = {}
+
+    def add(self, rows: Sequence[CallRow], verdicts: Verdicts) -> None:
+        """Fold one request's rows in (one loop: a million requests pass through here).
+
+        Reads as ``monitoring._Request`` and ``summarize`` do: the route of the last
+        call that answered (no error, not rejected, not a judge or LLM router), the first
+        numeric ``max_similarity``, the latest verdict on any of its calls, and its
+        serving calls' costs and baseline for savings. Rows are as stored: flags are
+        0/1, so a rejected answer's ``accepted`` is 0.
+        """
+        reason = rows[0].reason
+        route: str | None = None
+        failed = escalated = False
+        similarity: float | None = None
+        latest: tuple[datetime, int, str] | None = None
+        serving = 0
+        measured = priced = True
+        baseline: float | None = None
+        costs: list[float] = []
+        for row in rows:
+            if row.failed:
+                failed = True
+            elif row.accepted != 0 and not row.overhead:
+                route = row.route
+            if row.escalated:
+                escalated = True
+            if row.kind == "cascade":
+                self.cascade += 1
+                if row.accepted == 0:
+                    self.rejected += 1
+            if similarity is None and row.similarity is not None:
+                similarity = _number(row.similarity)
+            if not row.labelling:
+                serving += 1
+                if not row.measured:
+                    measured = False
+                if row.cost is None:
+                    priced = False
+                else:
+                    costs.append(row.cost)
+                cost = row.baseline_cost
+                if cost is not None and (baseline is None or cost > baseline):
+                    baseline = cost
+            if verdicts:
+                seen = verdicts.get(row.record_id)
+                if seen is not None and (latest is None or seen[:2] > latest[:2]):
+                    latest = seen
+        self.requests += 1
+        self.calls += len(rows)
+        if route is not None:
+            self.routes[route] = self.routes.get(route, 0) + 1
+        if escalated or reason in _UNSURE:
+            self.escalated += 1
+        if reason == "out_of_distribution":
+            self.out_of_distribution += 1
+        elif reason == "low_confidence":
+            self.low_confidence += 1
+        if failed:
+            self.failed += 1
+        if similarity is not None:
+            self.similarities.append(similarity)
+        if serving:
+            self.costs.extend(costs)
+            savings = self.savings
+            if not measured:
+                savings.unmeasured += 1
+            elif baseline is not None and priced:
+                savings.compared_baselines.append(baseline)
+                savings.compared_costs.extend(costs)
+        if latest is not None:
+            judged = route or "(none)"
+            good = latest[2] == "good"
+            self.judged += 1
+            self.good += good
+            self.judged_by_route[judged] = self.judged_by_route.get(judged, 0) + 1
+            self.good_by_route[judged] = self.good_by_route.get(judged, 0) + good
+
+    def stats(self, start: datetime, end: datetime, segment: str | None) -> WindowStats:
+        count = self.requests
+
+        def share(hits: int) -> float:
+            return hits / count if count else 0.0
+
+        savings, _ = self.savings.savings()
+        similarities = self.similarities
+        return WindowStats(
+            start=start,
+            end=end,
+            segment=segment,
+            requests=count,
+            calls=self.calls,
+            route_shares={route: n / count for route, n in sorted(self.routes.items())},
+            escalation_rate=share(self.escalated),
+            out_of_distribution_rate=share(self.out_of_distribution),
+            low_confidence_rate=share(self.low_confidence),
+            error_rate=share(self.failed),
+            cascade_rejection_rate=self.rejected / self.cascade if self.cascade else None,
+            mean_best_similarity=(
+                math.fsum(similarities) / len(similarities) if similarities else None
+            ),
+            cost=math.fsum(self.costs) if self.costs else None,
+            savings=savings,
+            unmeasured_requests=self.savings.unmeasured,
+            feedback=self.judged,
+            quality=self.good / self.judged if self.judged else None,
+            quality_by_route={
+                route: self.good_by_route[route] / judged
+                for route, judged in sorted(self.judged_by_route.items())
+            },
+        )
+
+
+def _number(text: str) -> float | None:
+    """A JSON value's number as ``float(value)`` for ``int``/``float``/``bool``, else None."""
+    try:
+        return float(text)  # rounds exactly as json.loads, then float(), would
+    except ValueError:
+        return {"true": 1.0, "false": 0.0}.get(text)
+
+
+def _segment_name(row: CallRow, segment_key: str | None) -> str | None:
+    if segment_key is None:
+        return None
+    value = None if row.segment is None else json.loads(row.segment)
+    return "(none)" if value is None else str(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _window_stats(
+    groups: Iterable[list[CallRow]],
+    verdicts: Verdicts,
+    window: timedelta,
+    baseline: tuple[datetime, datetime] | None,
+    segment_key: str | None,
+) -> tuple[dict[tuple[str | None, int], _Window], dict[str | None, _Window]]:
+    """Fold each request into its (segment, window) and, if given, its baseline period.
+
+    Windows are keyed by their index from the epoch (whole multiples of ``window``).
+    """
+    windows: dict[tuple[str | None, int], _Window] = {}
+    periods: dict[str | None, _Window] = {}
+    for rows in groups:
+        # one ISO form throughout (langroute writes them): text order is time order
+        first = rows[0].timestamp if len(rows) == 1 else min(row.timestamp for row in rows)
+        time = parse_timestamp(first)
+        segment = _segment_name(rows[0], segment_key)
+        index = (time - _EPOCH) // window
+        slot = windows.get((segment, index))
+        if slot is None:
+            slot = windows[(segment, index)] = _Window()
+        slot.add(rows, verdicts)
+        if baseline is not None and baseline[0] <= time < baseline[1]:
+            period = periods.get(segment)
+            if period is None:
+                period = periods[segment] = _Window()
+            period.add(rows, verdicts)
+    return windows, periods
+
+
+def monitor_ledger(
+    source: Any,
+    *,
+    window: timedelta = timedelta(hours=1),
+    segment_key: str | None = None,
+    baseline: tuple[datetime, datetime] | None = None,
+    thresholds: MonitorThresholds | None = None,
+) -> MonitorReport:
+    """:func:`langroute.monitoring.monitor` of a whole ledger, in one pass over its calls.
+
+    Every (segment, window) pair is aggregated as its requests stream by, so many
+    segments cost no more than one.
+
+    Args:
+        source: A :class:`~langroute.costs.CostLedger`, a sink, or records.
+        window: The length of a window (aligned on whole multiples of it, UTC).
+        segment_key: A ``metadata`` key: each segment gets its own windows and alarms.
+        baseline: The period ``(start, end)`` to compare with; default: the first window.
+        thresholds: When to raise alarms.
+
+    Returns:
+        The same report :func:`~langroute.monitoring.monitor` gives for the records.
+
+    Raises:
+        ValueError: ``window`` is not positive, or ``baseline`` holds no request.
+        LedgerFormatError: The ledger is malformed.
+
+    Example:
+        >>> monitor_ledger([LedgerRecord(route="small")]).windows[0].requests
+        1
+    """
+    if window <= timedelta(0):
+        raise ValueError("the window must be positive")
+    thresholds = thresholds or MonitorThresholds()
+    with open_session(source, segment_key) as session:
+        verdicts = session_verdicts(session)
+        windows, periods = _window_stats(
+            session_requests(session), verdicts, window, baseline, segment_key
+        )
+    if not windows:
+        return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
+    first_index = min(index for _, index in windows)
+    origin = _EPOCH + first_index * window
+    if baseline is None:
+        baseline = (origin, origin + window)
+        periods = {
+            segment: slot for (segment, index), slot in windows.items() if index == first_index
+        }
+    segments = sorted({segment for segment, _ in windows}, key=lambda s: (s is None, s or ""))
+    by_segment: dict[str | None, list[int]] = {}
+    for segment, index in windows:
+        by_segment.setdefault(segment, []).append(index)
+    baselines: list[WindowStats] = []
+    stats: list[WindowStats] = []
+    alarms = []
+    for segment in segments:
+        base = periods.get(segment, _Window()).stats(baseline[0], baseline[1], segment)
+        baselines.append(base)
+        for index in sorted(by_segment[segment]):
+            start = origin + (index - first_index) * window
+            # popped: each window's accumulators go as its stats arrive (20k segments)
+            current = windows.pop((segment, index)).stats(start, start + window, segment)
+            stats.append(current)
+            in_baseline = baseline[0] <= start and start + window <= baseline[1]
+            if base.requests and not in_baseline:
+                alarms.extend(_alarms(current, base, thresholds))
+    if not any(b.requests for b in baselines):
+        raise ValueError(f"no request in the baseline period {baseline[0]} .. {baseline[1]}")
+    stats.sort(key=lambda w: (w.start, w.segment is None, w.segment or ""))
+    alarms.sort(key=lambda a: (a.start, a.segment or "", a.kind))
+    return MonitorReport(
+        window=window,
+        segment_key=segment_key,
+        thresholds=thresholds,
+        baselines=baselines,
+        windows=stats,
+        alarms=alarms,
+    )
 
 
 def plot_monitor(report: MonitorReport, path: str | Path) -> Path:

@@ -451,7 +451,7 @@ def report(
                 print_report(_ledger_source(ledger), order=route_order)
             return
         # torn lines are warned about on stderr; stdout stays data
-        summary = CostLedger.open(_ledger_source(ledger)).summary(order=route_order)
+        summary = CostLedger.open(_ledger_source(ledger), validate=False).summary(order=route_order)
     except (FileNotFoundError, LangrouteError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(report_json(summary) if as_json else report_csv(summary), nl=as_json)
@@ -504,8 +504,13 @@ def monitor(
 
     from langroute.costs import CostLedger
     from langroute.errors import LangrouteError
-    from langroute.monitoring import MonitorThresholds, parse_duration, plot_monitor, utc
-    from langroute.monitoring import monitor as run_monitor
+    from langroute.monitoring import (
+        MonitorThresholds,
+        monitor_ledger,
+        parse_duration,
+        plot_monitor,
+        utc,
+    )
 
     try:
         period = None
@@ -522,8 +527,8 @@ def monitor(
             quality_drop_points=quality_drop,
             min_feedback=min_feedback,
         )
-        report = run_monitor(
-            CostLedger.open(_ledger_source(ledger)).records(),
+        report = monitor_ledger(
+            CostLedger.open(_ledger_source(ledger), validate=False),
             window=parse_duration(window),
             segment_key=segment,
             baseline=period,

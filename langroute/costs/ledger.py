@@ -12,7 +12,7 @@ from typing import Any
 from langroute.costs.pricing import Pricer
 from langroute.costs.records import LedgerRecord, Verdict
 from langroute.costs.sinks import MemorySink, Sink, sink_for
-from langroute.costs.summary import LedgerSummary, summarize
+from langroute.costs.summary import LedgerSummary
 from langroute.costs.writer import LedgerStats, LedgerWriter, flush_writers_of
 from langroute.errors import LedgerFormatError, UnknownRecordError
 
@@ -83,8 +83,17 @@ class CostLedger:
         self._finalizer = weakref.finalize(self, self._writer.close)
 
     @classmethod
-    def open(cls, path: str | Path, *, pricer: Pricer | None = None) -> CostLedger:
+    def open(
+        cls, path: str | Path, *, pricer: Pricer | None = None, validate: bool = True
+    ) -> CostLedger:
         """Open an existing JSONL or SQLite ledger, or a Postgres one by URL (and read it).
+
+        Args:
+            path: The ledger file, or a ``postgresql://`` URL.
+            pricer: Prices records written through this ledger.
+            validate: Read every record now, so a malformed one fails here. ``False``
+                only checks that the file is a ledger (for a one-pass reader such as
+                :meth:`summary`, which validates a JSONL file as it reads it).
 
         Raises:
             FileNotFoundError: The file does not exist.
@@ -97,7 +106,8 @@ class CostLedger:
         """
         if isinstance(path, str) and path.lower().startswith(("postgresql://", "postgres://")):
             ledger = cls(path, pricer=pricer)  # connects now: an unreachable database fails
-            ledger.records()
+            if validate:
+                ledger.records()
             return ledger
         path = Path(path)
         if not path.exists():  # perhaps this process still has writes to it queued
@@ -106,7 +116,8 @@ class CostLedger:
             if not path.exists():
                 raise FileNotFoundError(f"no ledger at {path}")
         ledger = cls(path, pricer=pricer)
-        ledger.records()  # validate now: fail with file and line
+        if validate:
+            ledger.records()  # fail now, with file and line
         return ledger
 
     def __repr__(self) -> str:
@@ -217,7 +228,7 @@ class CostLedger:
 
     def feedback(
         self,
-        record_id: str,
+        record_id: str | LedgerRecord,
         verdict: Verdict,
         *,
         source: str = "user",
@@ -231,7 +242,8 @@ class CostLedger:
         per route. A router learns from it with ``ExemplarRouter.learn_from_feedback``.
 
         Args:
-            record_id: The ``record_id`` of the call whose answer is judged.
+            record_id: The ``record_id`` of the call whose answer is judged, or that
+                call's record as :meth:`get` returned it (saves a second lookup).
             verdict: ``"good"`` or ``"bad"``.
             source: Who judged (``"user"``, ``"validator"``, ...).
             metadata: Extra metadata for the feedback record.
@@ -252,9 +264,9 @@ class CostLedger:
         """
         if verdict not in ("good", "bad"):
             raise ValueError(f'verdict must be "good" or "bad", not {verdict!r}')
-        target = self.get(record_id)
+        target = record_id if isinstance(record_id, LedgerRecord) else self.get(record_id)
         if target.is_feedback:
-            raise ValueError(f"record {record_id!r} is feedback itself, not a call")
+            raise ValueError(f"record {target.record_id!r} is feedback itself, not a call")
         record = LedgerRecord(
             framework=target.framework,
             run_id=target.run_id,
@@ -274,10 +286,15 @@ class CostLedger:
     def summary(self, order: Sequence[str] | None = None) -> LedgerSummary:
         """Aggregate the records per route (see :class:`LedgerSummary`).
 
+        A SQLite, Postgres or JSONL ledger is aggregated in one pass without loading its
+        records (:func:`~langroute.costs.analytics.ledger_summary`).
+
         Args:
             order: Route names to list first (for example cheapest to strongest).
         """
-        return summarize(self.records(), order=order)
+        from langroute.costs.analytics import ledger_summary
+
+        return ledger_summary(self, order=order)
 
     def close(self) -> None:
         """Write what is pending, stop the background thread and close the sink.

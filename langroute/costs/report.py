@@ -347,7 +347,11 @@ def print_report(
     if isinstance(source, LedgerSummary):
         summary = source
     else:
-        ledger = source if isinstance(source, CostLedger) else CostLedger.open(source)
+        ledger = (
+            source
+            if isinstance(source, CostLedger)
+            else CostLedger.open(source, validate=False)  # the summary reads it once
+        )
         summary = ledger.summary(order=order)
     if console is None:
         from rich.console import Console

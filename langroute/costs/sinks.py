@@ -44,8 +44,11 @@ class Sink(Protocol):
 
     Implementations must be safe to call from several threads. Optional methods:
     ``count()`` (the ledger falls back to ``len(read())``), ``write_many(records)`` (used
-    by the background writer to store a batch at once, all or none) and ``check()``
-    (called when a ledger is built, to reject a file that is not a ledger at once).
+    by the background writer to store a batch at once, all or none), ``check()``
+    (called when a ledger is built, to reject a file that is not a ledger at once),
+    ``find(record_id)`` (a lookup by id without reading every record) and
+    ``analytics_session(segment_key)`` (the ledger's own database answers the report's
+    and the monitor's queries: see :func:`langroute.costs.analytics.open_session`).
     """
 
     def write(self, record: LedgerRecord) -> None:
@@ -73,6 +76,7 @@ class MemorySink:
 
     def __init__(self) -> None:
         self._records: list[LedgerRecord] = []
+        self._by_id: dict[str, LedgerRecord] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -82,6 +86,7 @@ class MemorySink:
         """Append one record."""
         with self._lock:
             self._records.append(record)
+            self._by_id.setdefault(record.record_id, record)
 
     def read(self) -> list[LedgerRecord]:
         """A copy of the records, oldest first."""
@@ -91,7 +96,7 @@ class MemorySink:
     def find(self, record_id: str) -> LedgerRecord | None:
         """The record with ``record_id`` (``None`` when there is none)."""
         with self._lock:
-            return next((r for r in self._records if r.record_id == record_id), None)
+            return self._by_id.get(record_id)
 
     def count(self) -> int:
         """Number of records."""
@@ -201,33 +206,55 @@ _LINE_ID_PREFIX = "jsonl-line-"
 
 def _read_jsonl(path: Path, handle: BinaryIO) -> tuple[list[LedgerRecord], list[int]]:
     """The records of a JSONL ledger and the numbers of the torn lines it skipped."""
-    records: list[LedgerRecord] = []
     torn: list[int] = []
-    for number, raw in enumerate(handle, start=1):
-        if not raw.strip():
-            continue
-        try:
-            data, tear = _parse_line(raw.rstrip(b"\r\n"))
-        except ValueError as exc:
-            raise LedgerFormatError(str(exc), path=path, line=number) from exc
-        if tear:
-            torn.append(number)
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            raise LedgerFormatError(
-                f"expected a JSON object, got {type(data).__name__}", path=path, line=number
-            )
-        # a line written before records had ids gets a stable one from its line number
-        data.setdefault("record_id", f"{_LINE_ID_PREFIX}{number}")
-        try:
-            records.append(LedgerRecord.model_validate(data))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "record"
-            message = first["msg"].removeprefix("Value error, ")
-            raise LedgerFormatError(f"field {field!r}: {message}", path=path, line=number) from exc
+    records = [record for _, record in _iter_jsonl(path, handle, torn)]
     return records, torn
+
+
+def _iter_jsonl(
+    path: Path, handle: BinaryIO, torn: list[int], start_line: int = 1
+) -> Iterator[tuple[int, LedgerRecord]]:
+    """Each record of a JSONL ledger with its line number; torn lines go to ``torn``."""
+    for number, raw in enumerate(handle, start=start_line):
+        record = _line_record(path, number, raw, torn)
+        if record is not None:
+            yield number, record
+
+
+def _line_record(path: Path, number: int, raw: bytes, torn: list[int]) -> LedgerRecord | None:
+    """The record on one line (``None`` for a blank or torn line, whose number goes to ``torn``).
+
+    Raises:
+        LedgerFormatError: The line is neither a record nor torn (file and line named).
+    """
+    if not raw.strip():
+        return None
+    if b'"record_id"' in raw:  # the usual line: parsed and validated in one step
+        try:
+            return LedgerRecord.model_validate_json(raw)
+        except ValidationError:
+            pass  # torn, or not a record: the careful path says which, and where
+    try:
+        data, tear = _parse_line(raw.rstrip(b"\r\n"))
+    except ValueError as exc:
+        raise LedgerFormatError(str(exc), path=path, line=number) from exc
+    if tear:
+        torn.append(number)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise LedgerFormatError(
+            f"expected a JSON object, got {type(data).__name__}", path=path, line=number
+        )
+    # a line written before records had ids gets a stable one from its line number
+    data.setdefault("record_id", f"{_LINE_ID_PREFIX}{number}")
+    try:
+        return LedgerRecord.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "record"
+        message = first["msg"].removeprefix("Value error, ")
+        raise LedgerFormatError(f"field {field!r}: {message}", path=path, line=number) from exc
 
 
 def _torn_message(path: Path, torn: Sequence[int]) -> str:
@@ -268,6 +295,7 @@ class JSONLSink:
         self.torn_lines: list[int] = []
         """1-based numbers of the torn lines the last :meth:`read` skipped."""
         self._lock = threading.Lock()
+        self._index = _LineIndex(self.path)
 
     def __repr__(self) -> str:
         return f"JSONLSink({str(self.path)!r})"
@@ -315,29 +343,102 @@ class JSONLSink:
         Raises:
             LedgerFormatError: A complete line is not a valid record (file and line named).
         """
+        with self.stream() as records:
+            return list(records)
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[Iterator[LedgerRecord]]:
+        """The records in file order, one at a time (constant memory), as :meth:`read` reads.
+
+        The shared lock is held while the iterator is open; torn lines are noted in
+        :attr:`torn_lines` (and warned about) once it is used up.
+
+        Example:
+            >>> with JSONLSink("costs.jsonl").stream() as records:  # doctest: +SKIP
+            ...     calls = sum(1 for _ in records)
+        """
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
             self.torn_lines = []
-            return []
-        with handle:
-            try:
-                with _file_lock(handle, self.path, self.timeout, shared=True):
-                    records, torn = _read_jsonl(self.path, handle)
-            except TimeoutError:  # a writer holds the lock: complete lines are still right
-                handle.seek(0)
-                records, torn = _read_jsonl(self.path, handle)
+            yield iter(())
+            return
+        torn: list[int] = []
+        with handle, contextlib.ExitStack() as stack:
+            # a writer holding the lock past the timeout: complete lines are still right
+            with contextlib.suppress(TimeoutError):
+                stack.enter_context(_file_lock(handle, self.path, self.timeout, shared=True))
+            yield (record for _, record in _iter_jsonl(self.path, handle, torn))
         if torn and torn != self.torn_lines:  # once per sink, and again for new ones
-            warnings.warn(TornLinesWarning(_torn_message(self.path, torn)), stacklevel=2)
+            warnings.warn(TornLinesWarning(_torn_message(self.path, torn)), stacklevel=3)
         self.torn_lines = torn
-        return records
+
+    def find(self, record_id: str) -> LedgerRecord | None:
+        """The record with ``record_id`` (``None`` when there is none), through an index.
+
+        The first lookup reads the file once and keeps each record id's line offset;
+        later lookups read only the lines appended since (a file that shrank or was
+        replaced is indexed again), then the one line they need.
+
+        Raises:
+            LedgerFormatError: A complete line is not a valid record (file and line named).
+        """
+        with self._lock:
+            return self._index.find(record_id)
 
     def count(self) -> int:
         """Number of records."""
-        return len(self.read())
+        with self.stream() as records:
+            return sum(1 for _ in records)
 
     def close(self) -> None:
         """Nothing stays open between writes; kept for the :class:`Sink` protocol."""
+
+
+class _LineIndex:
+    """Record id -> (byte offset, line number) of a JSONL ledger, extended as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reset(None)
+
+    def _reset(self, identity: tuple[int, int] | None) -> None:
+        self.identity = identity
+        self.size = 0  # bytes indexed: whole lines only
+        self.lines = 0
+        self.offsets: dict[str, tuple[int, int]] = {}
+
+    def find(self, record_id: str) -> LedgerRecord | None:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            self._reset(None)
+            return None
+        with handle:
+            status = os.fstat(handle.fileno())
+            identity = (status.st_dev, status.st_ino)
+            if identity != self.identity or status.st_size < self.size:
+                self._reset(identity)  # a new or rewritten file
+            if record_id not in self.offsets:
+                self._extend(handle)
+            place = self.offsets.get(record_id)
+            if place is None:
+                return None
+            handle.seek(place[0])
+            return _line_record(self.path, place[1], handle.readline(), [])
+
+    def _extend(self, handle: BinaryIO) -> None:
+        handle.seek(self.size)
+        offset, number = self.size, self.lines
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # a line still being written: indexed once complete
+            number += 1
+            record = _line_record(self.path, number, raw, [])
+            if record is not None:
+                self.offsets.setdefault(record.record_id, (offset, number))
+            offset += len(raw)
+        self.size, self.lines = offset, number
 
 
 def _ends_mid_line(handle: BinaryIO) -> bool:
@@ -386,7 +487,9 @@ def _file_lock(
 
 _SQL_ADDED = frozenset({"record_id", "query", "feedback_for", "verdict"})
 """Columns that ledgers written by langroute < 0.3 lack: added on first write, read as NULL."""
-_SQL_TABLE = "ledger"
+SQL_TABLE = "ledger"
+"""The SQLite ledger's table."""
+_SQL_TABLE = SQL_TABLE
 _SQL_CREATE = (
     f"CREATE TABLE IF NOT EXISTS {_SQL_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     + ", ".join(f"{name} {decl}" for name, decl in LEDGER_COLUMNS)
@@ -491,7 +594,7 @@ class SQLiteSink:
         """Insert one record (committed before returning).
 
         Raises:
-            sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
+            SinkUnavailableError: The database stayed locked for ``timeout`` seconds.
         """
         self.write_many([record])
 
@@ -499,9 +602,9 @@ class SQLiteSink:
         """Insert records in one transaction (committed before returning; all or none).
 
         Raises:
-            sqlite3.OperationalError: The database stayed locked for ``timeout`` seconds.
-            SinkUnavailableError: The database cannot be written (read-only, a full
-                disk, cannot be opened): the background writer holds the records and retries.
+            SinkUnavailableError: The database stayed locked for ``timeout`` seconds, or
+                cannot be written (read-only, a full disk, cannot be opened): the
+                background writer holds the records and retries, as for Postgres.
         """
         rows = [record_to_row(record) for record in records]
         if not rows:
@@ -521,8 +624,10 @@ class SQLiteSink:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.OperationalError as exc:
-                if "locked" in str(exc):
-                    raise
+                if _is_busy(exc):  # another process holds the lock: hold and retry
+                    raise SinkUnavailableError(
+                        f"{self.path}: the database stayed locked for {self.timeout:g} s ({exc})"
+                    ) from exc
                 # read-only, a full disk, a file that cannot be opened: hold the records
                 raise SinkUnavailableError(f"{self.path}: {exc}") from exc
             except sqlite3.DatabaseError as exc:  # "file is not a database" and the like
@@ -621,6 +726,22 @@ class SQLiteSink:
             _close_connections(self._connections)
         self._local = threading.local()
         self._ready_pid = None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def sqlite_rows(cursor: sqlite3.Cursor, path: Path) -> Iterator[Any]:
+    """The cursor's rows; a database error while stepping names the file."""
+    try:
+        yield from cursor
+    except sqlite3.DatabaseError as exc:
+        raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=path) from exc
 
 
 def _close_connections(connections: list[tuple[int, sqlite3.Connection]]) -> None:

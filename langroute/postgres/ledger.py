@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langroute.costs.records import LedgerRecord
@@ -18,6 +20,8 @@ from langroute.postgres.database import (
 
 if TYPE_CHECKING:
     import psycopg
+
+    from langroute.costs.analytics import LedgerSession
 
 __all__ = ["PostgresSink"]
 
@@ -160,6 +164,50 @@ class PostgresSink:
                     f"record: {exc}"
                 ) from exc
         return records
+
+    @contextlib.contextmanager
+    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
+        """A :class:`~langroute.costs.analytics.LedgerSession` over this database.
+
+        In one transaction, the calls' compact columns are copied into a temporary
+        table (dropped at commit); each query streams through a server-side cursor.
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        import psycopg
+
+        from langroute.costs.analytics import (
+            CALLS,
+            FEEDBACK,
+            POSTGRES,
+            LedgerSession,
+            calls_select_sql,
+            feedback_select_sql,
+        )
+
+        cursors = itertools.count()
+
+        def run(conn: psycopg.Connection, sql: str) -> Iterator[Any]:
+            with conn.cursor(name=f"langroute_analytics_{next(cursors)}") as cursor:
+                cursor.itersize = 10_000
+                cursor.execute(sql)
+                yield from cursor
+
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    select = calls_select_sql(POSTGRES, LEDGER_TABLE, self._names, segment_key)
+                    conn.execute(f"CREATE TEMP TABLE {CALLS} ON COMMIT DROP AS {select}")
+                    feedback = feedback_select_sql(POSTGRES, LEDGER_TABLE, self._names)
+                    conn.execute(f"CREATE TEMP TABLE {FEEDBACK} ON COMMIT DROP AS {feedback}")
+                    yield LedgerSession(POSTGRES, lambda sql: run(conn, sql))
+            except psycopg.OperationalError as exc:
+                self._drop()
+                raise DatabaseUnavailableError(
+                    f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
+                ) from exc
 
     def count(self) -> int:
         """Number of records."""

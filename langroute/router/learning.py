@@ -327,7 +327,7 @@ def learn_from_feedback(
             f"ledger record {record_id!r} was answered by route {record.route!r}, which is "
             f"not one of the router's routes {router.routes}"
         )
-    ledger.feedback(record_id, verdict, source=source, metadata=metadata)
+    ledger.feedback(record, verdict, source=source, metadata=metadata)  # no second lookup
     return router.learn(
         record.query,
         record.route,

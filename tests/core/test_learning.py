@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from langroute import Exemplar, ExemplarRouter
-from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
+from langroute.costs import CostLedger, LedgerFormatError, LedgerRecord, ModelPrice, Pricer
 from langroute.dispatch.cascade import CascadeCall, CascadePolicy
 from langroute.embedders import HashingEmbedder
 from langroute.errors import RouterConfigError
@@ -222,6 +222,31 @@ def test_cascade_outcomes_become_learned_exemplars() -> None:
     assert learner.learn("another query", failed, "MyScorer") is None
     with pytest.raises(RouterConfigError, match="not tiers"):
         CascadeLearner(router, ["mini", "big"])
+
+
+def test_learn_from_feedback_on_a_jsonl_ledger_does_not_reread_it_per_verdict(tmp_path) -> None:
+    """Lookups by id go through the sink's index: lines read once are not parsed again.
+
+    An early line is damaged in place after the first verdict: a reread of the whole
+    file would fail on it, an indexed lookup of later records does not.
+    """
+    path = tmp_path / "costs.jsonl"
+    ledger = CostLedger(path, pricer=PRICER)
+    filler = [ledger.record(LedgerRecord(route="small", model="m")) for _ in range(50)]
+    calls = [
+        ledger.record(LedgerRecord(route="small", model="m", query=f"plan launch number {i}"))
+        for i in range(5)
+    ]
+    ledger.flush()
+    router = make_router()
+    assert router.learn_from_feedback(ledger, calls[0].record_id, "bad").route == "large"
+    text = path.read_bytes()
+    start = text.index(filler[1].record_id.encode()) - 1  # its opening quote too
+    path.write_bytes(text[:start] + b"#" * 32 + text[start + 32 :])  # same size, same file
+    for call in calls[1:]:
+        assert router.learn_from_feedback(ledger, call.record_id, "good").route == "small"
+    with pytest.raises(LedgerFormatError, match=r"costs\.jsonl:2"):
+        ledger.records()  # the damage is real: a full read names it
 
 
 @pytest.mark.parametrize("options", [{"min_margin": 0.0}, {"min_margin": 0.1, "threshold": 0.9}])

@@ -287,12 +287,56 @@ def test_record_returns_while_another_process_holds_the_lock_and_lands_after(
 
 
 @posix_only
-@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_a_sqlite_ledger_locked_past_its_timeout_holds_the_records_and_writes_them_after(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stuck.db"
+    ledger = CostLedger(SQLiteSink(path, timeout=0.1), auto_price=False)
+    ledger.record(LedgerRecord(route="a", run_id="first"))
+    ledger.flush()
+    holder = LockHolder(HOLDERS[".db"], path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LedgerWriteWarning)  # nothing may be lost
+        for number in range(300):  # more than one batch
+            ledger.record(LedgerRecord(route="a", run_id=f"held-{number}"))
+        assert not ledger.flush(timeout=30)  # the sink is unavailable: flush says so
+        held = ledger.stats
+        assert (held.written, held.pending, held.failed, held.dropped) == (1, 300, 0, 0)
+        assert held.retries >= 1
+        assert holder.release() == "held until asked"
+        deadline = time.monotonic() + 60  # retries back off up to 5 s between tries
+        while ledger.stats.written < 301 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    stats = ledger.stats
+    assert (stats.written, stats.pending, stats.failed, stats.dropped) == (301, 0, 0, 0)
+    stored = [r.run_id for r in ledger.records()]
+    assert stored == ["first", *(f"held-{number}" for number in range(300))]
+
+
+@posix_only
+def test_a_sqlite_ledger_still_locked_at_close_counts_the_held_records_as_failed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "closing.db"
+    ledger = CostLedger(SQLiteSink(path, timeout=0.1), auto_price=False)
+    ledger.record(LedgerRecord(route="a", run_id="first"))
+    ledger.flush()
+    holder = LockHolder(HOLDERS[".db"], path)
+    ledger.record(LedgerRecord(route="a", run_id="held"))
+    ledger.flush(timeout=30)
+    with pytest.warns(LedgerWriteWarning, match=r"1 record.*lost.*locked"):
+        ledger.close()
+    assert holder.release() == "held until asked"
+    assert (ledger.stats.written, ledger.stats.failed) == (1, 1)
+
+
+@posix_only
+@pytest.mark.parametrize("suffix", [".jsonl"])
 def test_a_write_that_cannot_get_the_lock_is_counted_as_failed_with_a_warning(
     tmp_path: Path, suffix: str
 ) -> None:
     path = tmp_path / f"stuck{suffix}"
-    sink = JSONLSink(path, timeout=0.2) if suffix == ".jsonl" else SQLiteSink(path, timeout=0.2)
+    sink = JSONLSink(path, timeout=0.2)
     ledger = CostLedger(sink, auto_price=False)
     ledger.record(LedgerRecord(route="a", run_id="first"))
     ledger.flush()

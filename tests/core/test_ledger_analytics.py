@@ -1,0 +1,302 @@
+"""Ledger analytics in the database: the same numbers as the in-Python summary and monitor.
+
+One generated ledger (requests of several calls, escalations, errors, rejected cascade
+attempts, judge calls, labelling calls, unmeasured and unpriced calls, feedback with
+ties, segments of every JSON type, hours of traffic) is stored in each kind of sink;
+:func:`ledger_summary` and :func:`monitor_ledger` on the sink must equal
+:func:`summarize` and :func:`monitor` on its records, field for field (floats exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from langroute.costs import CostLedger, JSONLSink, LedgerRecord, SQLiteSink, summarize
+from langroute.costs.analytics import latest_verdicts, ledger_summary, request_groups
+from langroute.costs.report import report_json
+from langroute.monitoring import MonitorThresholds, monitor, monitor_ledger
+
+from .test_cli import assert_clean, run_cli
+
+START = datetime(2026, 11, 1, 0, 0, tzinfo=timezone.utc)
+TENANTS: list[object] = ["a", "b", "c d", 7, 2.5, True, None, {"x": 1}]
+
+
+def generated_records(count: int = 600, seed: int = 3) -> list[LedgerRecord]:
+    """A ledger of ``count`` requests over five hours, with every kind of row."""
+    rng = random.Random(seed)
+    records: list[LedgerRecord] = []
+    for number in range(count):
+        when = START + timedelta(seconds=rng.uniform(0, 5 * 3600))
+        tenant = rng.choice(TENANTS)
+        metadata: dict[str, object] = {} if tenant is None else {"tenant": tenant}
+        if rng.random() < 0.9:
+            metadata["max_similarity"] = rng.choice([round(rng.random(), 3), 1, "high"])
+        run_id = None if rng.random() < 0.15 else f"run-{number % (count - 7)}"
+        reason = rng.choice(["vote", "vote", "low_confidence", "out_of_distribution"])
+        labelling = rng.random() < 0.05
+        if labelling:
+            metadata["purpose"] = "labelling"
+        attempts = rng.choice([1, 1, 1, 2, 3])
+        for tier in range(attempts):
+            last = tier == attempts - 1
+            route = ["small", "medium", "large"][min(tier + rng.randint(0, 1), 2)]
+            unmeasured = rng.random() < 0.03
+            meta = {**metadata, **({"unmeasured": True} if unmeasured else {})}
+            cost = None if rng.random() < 0.05 else rng.uniform(0, 0.01)
+            records.append(
+                LedgerRecord(
+                    timestamp=when + timedelta(milliseconds=tier * 150),
+                    run_id=run_id,
+                    kind="cascade" if attempts > 1 else "route",
+                    route=route,
+                    model=f"{route}-model-{rng.randint(1, 2)}",
+                    input_tokens=rng.randint(0, 2000),
+                    output_tokens=rng.randint(0, 500),
+                    cached_tokens=rng.randint(0, 100),
+                    cost=None if unmeasured else cost,
+                    baseline_model=rng.choice(["gpt-4o", "gpt-4o", None]),
+                    baseline_cost=None if rng.random() < 0.1 else rng.uniform(0.005, 0.02),
+                    latency_ms=None if rng.random() < 0.1 else rng.lognormvariate(6, 0.5),
+                    escalated=tier > 0,
+                    escalated_from="small" if tier > 0 else None,
+                    error="RateLimitError: 429" if not last and rng.random() < 0.5 else None,
+                    reason=reason,
+                    confidence=rng.random(),
+                    tier=tier,
+                    accepted=(last or rng.random() < 0.2) if attempts > 1 else None,
+                    metadata=meta,
+                )
+            )
+        if rng.random() < 0.1:  # an LLM judge's call, counted against the request
+            records.append(
+                LedgerRecord(
+                    timestamp=when + timedelta(seconds=1),
+                    run_id=run_id,
+                    route="judge",
+                    model="judge-model",
+                    cost=rng.uniform(0, 0.001),
+                    metadata={**metadata, "role": "judge"},
+                )
+            )
+    # verdicts: some calls judged several times, some at the same instant, a dangling one
+    calls = [r for r in records if r.route != "judge"]
+    for target in rng.sample(calls, len(calls) // 4):
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            same_time = rng.random() < 0.3
+            records.append(
+                LedgerRecord(
+                    timestamp=START + timedelta(hours=6 if same_time else rng.uniform(0, 9)),
+                    run_id=target.run_id,
+                    kind="feedback",
+                    route=target.route,
+                    feedback_for=target.record_id,
+                    verdict=rng.choice(["good", "bad"]),
+                    metadata=dict(target.metadata),
+                )
+            )
+    records.append(LedgerRecord(kind="feedback", feedback_for="no-such-call", verdict="bad"))
+    return records
+
+
+def store(records: list[LedgerRecord], target: object) -> CostLedger:
+    ledger = CostLedger(target, auto_price=False)
+    for record in records:
+        ledger.record(record)
+    ledger.flush()
+    return ledger
+
+
+@pytest.fixture(scope="module")
+def records() -> list[LedgerRecord]:
+    return generated_records()
+
+
+@pytest.fixture(params=["memory", ".db", ".jsonl"])
+def ledger(request: pytest.FixtureRequest, records, tmp_path: Path) -> CostLedger:
+    kind = request.param
+    return store(records, None if kind == "memory" else tmp_path / f"ledger{kind}")
+
+
+def dump(model) -> str:
+    """Exact JSON (floats by repr), so 0.1 + 0.2 != 0.3 shows."""
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True)
+
+
+MONITOR_CASES = [
+    {"window": timedelta(hours=1)},
+    {"window": timedelta(minutes=20), "segment_key": "tenant"},
+    {"window": timedelta(hours=2), "segment_key": "metadata.tenant"},
+    {"window": timedelta(minutes=45), "segment_key": "absent"},
+    {
+        "window": timedelta(minutes=30),
+        "segment_key": "tenant",
+        "baseline": (START + timedelta(minutes=10), START + timedelta(minutes=100)),
+        "thresholds": MonitorThresholds(min_requests=2, min_feedback=1, route_shift_points=0.05),
+    },
+]
+
+
+def test_summary_in_the_database_equals_summarize(ledger: CostLedger, records) -> None:
+    expected = summarize(records)
+    assert expected.labelling is not None and expected.savings is not None  # all parts ran
+    assert dump(ledger_summary(ledger)) == dump(expected)
+    assert dump(ledger.summary()) == dump(expected)
+    order = ["large", "nowhere", "small"]
+    assert dump(ledger_summary(ledger, order=order)) == dump(summarize(records, order=order))
+
+
+@pytest.mark.parametrize("case", range(len(MONITOR_CASES)))
+def test_monitor_in_the_database_equals_monitor(ledger: CostLedger, records, case: int) -> None:
+    options = MONITOR_CASES[case]
+    expected = monitor(records, **options)
+    assert expected.windows and any(w.feedback for w in expected.windows)
+    assert dump(monitor_ledger(ledger, **options)) == dump(expected)
+
+
+def test_monitor_with_many_segments_equals_monitor(tmp_path: Path) -> None:
+    rows = [
+        LedgerRecord(
+            run_id=f"r{i}",
+            route="small" if i % 3 else "large",
+            reason="vote",
+            timestamp=START + timedelta(minutes=i % 180),
+            metadata={"tenant": f"t{i % 500}"},
+        )
+        for i in range(3000)
+    ]
+    ledger = store(rows, tmp_path / "segments.db")
+    options = {"segment_key": "tenant", "thresholds": MonitorThresholds(min_requests=1)}
+    report = monitor_ledger(ledger, **options)
+    assert len(report.baselines) == 500
+    assert dump(report) == dump(monitor(rows, **options))
+
+
+def test_a_segment_key_that_json_paths_cannot_name(tmp_path: Path) -> None:
+    rows = [
+        LedgerRecord(run_id=str(i), route="small", metadata={'we"ird\\key': i % 2})
+        for i in range(10)
+    ]
+    ledger = store(rows, tmp_path / "quoted.db")
+    report = monitor_ledger(ledger, segment_key='we"ird\\key')
+    assert [w.segment for w in report.windows] == ["0", "1"]
+    assert dump(report) == dump(monitor(rows, segment_key='we"ird\\key'))
+
+
+def test_empty_and_missing_ledgers(tmp_path: Path) -> None:
+    for path in (tmp_path / "none.db", tmp_path / "none.jsonl"):
+        ledger = CostLedger(path)
+        assert dump(ledger_summary(ledger)) == dump(summarize([]))
+        assert monitor_ledger(ledger).windows == []
+    with pytest.raises(ValueError, match="no request in the baseline"):
+        monitor_ledger(
+            store(generated_records(20), tmp_path / "some.db"),
+            baseline=(START - timedelta(days=2), START - timedelta(days=1)),
+        )
+
+
+def test_requests_come_whole_and_verdicts_are_the_latest(ledger: CostLedger, records) -> None:
+    groups = list(request_groups(ledger))
+    calls = [r for r in records if not r.is_feedback]
+    assert sum(len(group) for group in groups) == len(calls)
+    with_run = [group[0].run_id for group in groups if group[0].run_id is not None]
+    assert len(with_run) == len(set(with_run))  # each request once, whole
+    verdicts = latest_verdicts(ledger)
+    feedback = sorted((r for r in records if r.is_feedback), key=lambda r: r.timestamp)
+    expected = {r.feedback_for: r.verdict for r in feedback}
+    assert {target: seen[2] for target, seen in verdicts.items()} == expected
+
+
+def test_metadata_python_wrote_with_nan_is_read(tmp_path: Path) -> None:
+    rows = [
+        LedgerRecord(run_id="1", route="small", cost=0.5, metadata={"max_similarity": 0.5}),
+        LedgerRecord(run_id="2", route="small", cost=0.25, metadata={"x": float("nan")}),
+    ]
+    ledger = store(rows, tmp_path / "nan.db")
+    assert json.loads(SQLiteSink(ledger.sink.path).read()[1].model_dump_json())["metadata"]
+    assert dump(ledger_summary(ledger)) == dump(summarize(rows))
+    assert monitor_ledger(ledger).windows[0].mean_best_similarity == 0.5
+
+
+def test_a_bad_jsonl_line_is_named_by_the_one_pass_summary(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    store(generated_records(5), path)
+    with path.open("a") as handle:
+        handle.write('{"timestamp": "2026-11-01T00:00:00Z", "input_tokens": -1, "metadata": {}}\n')
+    lines = path.read_text().count("\n")
+    with pytest.raises(Exception, match=rf"bad\.jsonl:{lines}: field 'input_tokens'"):
+        ledger_summary(CostLedger(path))
+
+
+def test_an_older_sqlite_ledger_without_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT NOT NULL, "
+        "framework TEXT NOT NULL, run_id TEXT, kind TEXT NOT NULL, route TEXT, model TEXT, "
+        "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cached_tokens "
+        "INTEGER NOT NULL, cost REAL, baseline_model TEXT, baseline_cost REAL, latency_ms "
+        "REAL, escalated INTEGER NOT NULL, escalated_from TEXT, error TEXT, reason TEXT, "
+        "confidence REAL, tier INTEGER, accepted INTEGER, metadata TEXT NOT NULL)"
+    )
+    conn.executemany(
+        "INSERT INTO ledger (timestamp, framework, run_id, kind, route, input_tokens, "
+        "output_tokens, cached_tokens, cost, escalated, metadata) "
+        "VALUES (?, 'core', ?, 'route', ?, 10, 5, 0, ?, 0, '')",
+        [
+            ("2026-11-01T00:00:00+00:00", "a", "small", 0.5),
+            ("2026-11-01T00:10:00+00:00", None, "large", 1.0),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    sink = SQLiteSink(path)
+    records = sink.read()
+    assert dump(ledger_summary(sink)) == dump(summarize(records))
+    assert dump(monitor_ledger(sink)) == dump(monitor(records))
+
+
+def test_report_and_monitor_json_from_the_cli_equal_the_python_path(
+    tmp_path: Path, records
+) -> None:
+    for suffix in (".db", ".jsonl"):
+        path = tmp_path / f"cli{suffix}"
+        store(records, path)
+        shown = assert_clean(run_cli("report", str(path), "--json", cwd=tmp_path))
+        assert json.loads(shown) == json.loads(report_json(summarize(records)))
+        result = run_cli(
+            "monitor", str(path), "--json", "--segment", "tenant", "--window", "30m", cwd=tmp_path
+        )
+        expected = monitor(records, window=timedelta(minutes=30), segment_key="tenant")
+        assert json.loads(assert_clean(result)) == json.loads(expected.model_dump_json())
+
+
+def test_postgres_analytics_equal_the_python_path(postgres_url: str, records) -> None:
+    ledger = store(records, postgres_url)
+    try:
+        assert dump(ledger_summary(ledger)) == dump(summarize(records))
+        for options in MONITOR_CASES:
+            assert dump(monitor_ledger(ledger, **options)) == dump(monitor(records, **options))
+    finally:
+        ledger.close()
+
+
+def test_jsonl_lookups_by_id_use_an_index_that_follows_appends(tmp_path: Path) -> None:
+    path = tmp_path / "index.jsonl"
+    ledger = store(generated_records(30), path)
+    sink = ledger.sink
+    assert isinstance(sink, JSONLSink)
+    first = ledger.records()[3]
+    assert ledger.get(first.record_id) == first
+    later = ledger.record(LedgerRecord(route="small", run_id="later"))
+    assert ledger.get(later.record_id) == later  # appended after the index was built
+    assert sink.find("missing") is None
+    path.write_text(later.model_dump_json() + "\n")  # rewritten in place: indexed again
+    assert sink.find(first.record_id) is None
+    assert sink.find(later.record_id) == later
