@@ -408,18 +408,7 @@ def monitor(
             in_baseline = baseline[0] <= start and start + window <= baseline[1]
             if base.requests and not in_baseline:
                 alarms.extend(_alarms(stats, base, thresholds))
-    if not any(b.requests for b in baselines):
-        raise ValueError(f"no request in the baseline period {baseline[0]} .. {baseline[1]}")
-    windows.sort(key=lambda w: (w.start, w.segment is None, w.segment or ""))
-    alarms.sort(key=lambda a: (a.start, a.segment or "", a.kind))
-    return MonitorReport(
-        window=window,
-        segment_key=segment_key,
-        thresholds=thresholds,
-        baselines=baselines,
-        windows=windows,
-        alarms=alarms,
-    )
+    return _report(window, segment_key, thresholds, baseline, baselines, windows, alarms)
 
 
 def _attach_feedback(requests: Sequence[_Request], feedback: Sequence[LedgerRecord]) -> None:
@@ -703,16 +692,29 @@ def monitor_ledger(
             in_baseline = baseline[0] <= start and start + window <= baseline[1]
             if base.requests and not in_baseline:
                 alarms.extend(_alarms(current, base, thresholds))
+    return _report(window, segment_key, thresholds, baseline, baselines, stats, alarms)
+
+
+def _report(
+    window: timedelta,
+    segment_key: str | None,
+    thresholds: MonitorThresholds,
+    baseline: tuple[datetime, datetime],
+    baselines: list[WindowStats],
+    windows: list[WindowStats],
+    alarms: list[Alarm],
+) -> MonitorReport:
+    """The report of :func:`monitor` and :func:`monitor_ledger`, in one order."""
     if not any(b.requests for b in baselines):
         raise ValueError(f"no request in the baseline period {baseline[0]} .. {baseline[1]}")
-    stats.sort(key=lambda w: (w.start, w.segment is None, w.segment or ""))
+    windows.sort(key=lambda w: (w.start, w.segment is None, w.segment or ""))
     alarms.sort(key=lambda a: (a.start, a.segment or "", a.kind))
     return MonitorReport(
         window=window,
         segment_key=segment_key,
         thresholds=thresholds,
         baselines=baselines,
-        windows=stats,
+        windows=windows,
         alarms=alarms,
     )
 
