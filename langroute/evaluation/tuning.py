@@ -468,6 +468,7 @@ def tune_router(
     folds: int = DEFAULT_FOLDS,
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
+    select: Literal["best", "simplest"] = "best",
 ) -> TuningRecord:
     """Cross-validate ``router``'s decision settings within its exemplars; apply the best.
 
@@ -488,6 +489,8 @@ def tune_router(
         repeats: repeat the split with seeds ``seed, seed + 1, ...`` and average
             (:data:`DEFAULT_REPEATS`).
         seed: fold assignment seed.
+        select: ``"best"``: the best mean over folds; ``"simplest"``: the one-standard-error
+            rule (:attr:`TuningReport.simplest`).
 
     Raises:
         RouterConfigError: fewer than two exemplars per fold.
@@ -545,7 +548,7 @@ def tune_router(
         metric=metric,
     )
     figure_keys = {metric, f"{metric}_sd"}
-    best = report.best
+    best = report.simplest if select == "simplest" else report.best
     chosen = {name: v for name, v in best.items() if name not in figure_keys}
     untuned = next((r[metric] for r in report.results if not set(r) - figure_keys), None)
     router.configure(**chosen)

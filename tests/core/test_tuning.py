@@ -259,3 +259,16 @@ def test_tuned_build_beats_the_defaults_on_unseen_gsm8k_halves(shared_data):
         plain = build_router(train, routes=[weak, strong], embedder=HashingEmbedder(), tune=False)
         assert tuned.tuning is not None and tuned.tuning["exemplars"] == len(train)
         assert evaluate(tuned, test).apgr > evaluate(plain, test).apgr
+
+
+def test_the_one_standard_error_rule_keeps_the_first_setting_within_noise():
+    # the settings as they are come first, then the grid in order. k=40 and k=41 read the
+    # same neighbourhoods but for one neighbour: within noise, so the first one is kept;
+    # the current k=1 is clearly worse and is passed over
+    router = scored_router(topic_rows(240), k=1)
+    record = tune_router(router, grid=[{"k": 40}, {"k": 41}], select="simplest")
+    assert record.chosen == {"k": 40} and router.settings.k == 40
+    # a current setting within noise of the best is kept as it is
+    router = scored_router(topic_rows(240), k=40)
+    record = tune_router(router, grid=[{"k": 41}], select="simplest")
+    assert record.chosen == {} and router.settings.k == 40
