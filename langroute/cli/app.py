@@ -760,6 +760,14 @@ def serve_key_add(
     period: Annotated[
         str, typer.Option("--period", help="day, week, month (UTC calendar) or total.")
     ] = "day",
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="client (its feedback teaches the router once enough keys agree) or admin "
+            "(its feedback teaches at once).",
+        ),
+    ] = "client",
 ) -> None:
     """Create an API key; the secret is printed once, only its SHA-256 is stored."""
     from langroute.errors import ApiKeysFileError
@@ -767,13 +775,24 @@ def serve_key_add(
 
     if period not in ("day", "week", "month", "total"):
         raise _fail(f"--period must be day, week, month or total, not {period!r}")
+    if role not in ("client", "admin"):
+        raise _fail(f"--role must be client or admin, not {role!r}")
     path = _keys_path(config)
     try:
-        secret, key = add_api_key(path, name, budget=budget, period=period)  # type: ignore[arg-type]
+        secret, key = add_api_key(
+            path,
+            name,
+            budget=budget,
+            period=period,  # type: ignore[arg-type]
+            role=role,  # type: ignore[arg-type]
+        )
     except ApiKeysFileError as exc:
         raise _fail(str(exc)) from exc
     limit = "no budget" if key.budget is None else f"budget ${key.budget:g} per {key.period}"
-    typer.echo(f"key {printable(key.name)} added to {printable(str(path))} ({limit}).", err=True)
+    typer.echo(
+        f"{key.role} key {printable(key.name)} added to {printable(str(path))} ({limit}).",
+        err=True,
+    )
     typer.echo("Store it now; it is not shown again:", err=True)
     typer.echo(secret)
 

@@ -213,6 +213,12 @@ class ServeConfig(BaseModel):
             cheapest route answers) or ``"reject"`` (HTTP 429).
         learn: Feedback (``POST /v1/feedback``) also teaches the router: a good answer
             confirms its route, a bad one labels the query with the next stronger route.
+            With a keys file, one client key cannot re-route everyone: a verdict teaches
+            the router once ``learn_quorum`` distinct keys gave the same verdict on the
+            same query (an ``admin`` key's verdict teaches at once). Without a keys file
+            (one tenant) every verdict teaches.
+        learn_quorum: Distinct client keys that must agree before a verdict teaches.
+        feedback_per_minute: Feedback posts one key may make per minute (HTTP 429 above).
         keep_queries: Keep each routed query in the ledger (``learn`` implies it).
         timeout: Request timeout in seconds for every route's model (``None``: theirs).
         max_retries: Retries of every route's SDK client (``None``: theirs); ``0`` makes
@@ -240,6 +246,8 @@ class ServeConfig(BaseModel):
     keys: Path | None = None
     over_budget: Literal["degrade", "reject"] = "degrade"
     learn: bool = False
+    learn_quorum: int = Field(default=3, ge=1)
+    feedback_per_minute: int = Field(default=60, ge=1)
     keep_queries: bool = False
     timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)

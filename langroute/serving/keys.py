@@ -32,6 +32,7 @@ __all__ = [
     "ApiKey",
     "ApiKeys",
     "BudgetPeriod",
+    "KeyRole",
     "add_api_key",
     "hash_secret",
     "load_api_keys",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 BudgetPeriod = Literal["day", "week", "month", "total"]
+KeyRole = Literal["client", "admin"]
+"""What a key may do beyond asking: an ``admin`` key's feedback teaches the router at once."""
 """How often a key's spend budget starts again (calendar periods in UTC)."""
 
 _SECRET_PREFIX = "lr-"
@@ -78,6 +81,11 @@ class ApiKey(BaseModel):
     budget: float | None = Field(default=None, ge=0, description="USD per period; None: no budget.")
     period: BudgetPeriod = "day"
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    role: KeyRole = Field(
+        default="client",
+        description="client: its feedback teaches the shared router only once enough keys "
+        "agree; admin: its feedback teaches at once.",
+    )
 
 
 class ApiKeys(BaseModel):
@@ -149,6 +157,7 @@ def add_api_key(
     *,
     budget: float | None = None,
     period: BudgetPeriod = "day",
+    role: KeyRole = "client",
 ) -> tuple[str, ApiKey]:
     """Create a key: store its hash in the keys file, return the secret (shown once).
 
@@ -165,7 +174,7 @@ def add_api_key(
         raise ApiKeysFileError(f"{path}: a key named {name!r} exists already")
     secret = _SECRET_PREFIX + secrets.token_urlsafe(32)
     try:
-        key = ApiKey(name=name, sha256=hash_secret(secret), budget=budget, period=period)
+        key = ApiKey(name=name, sha256=hash_secret(secret), budget=budget, period=period, role=role)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ApiKeysFileError(f"{path}: {error['loc'][0]}: {error['msg']}") from exc

@@ -239,8 +239,16 @@ def create_app(gateway: Gateway) -> FastAPI:
             error = exc.errors()[0]
             field = ".".join(str(part) for part in error["loc"])
             raise ApiError(400, f"{field}: {error['msg']}" if field else error["msg"]) from exc
+        if key is not None and not gateway.feedback_rate.allow(key.name):
+            raise ApiError(
+                429,
+                f"key {key.name!r} posted more than {settings.feedback_per_minute} verdicts "
+                "in a minute; try again later",
+                type="rate_limit_exceeded",
+                code="feedback_rate_limited",
+            )
         try:
-            stored, learned = await gateway.feedback(body.id, body.verdict, key)
+            stored, learned, agreeing = await gateway.feedback(body.id, body.verdict, key)
         except UnknownRecordError as exc:
             raise ApiError(
                 404, f"no answer has id {body.id!r}", code="response_not_found", param="id"
@@ -258,6 +266,11 @@ def create_app(gateway: Gateway) -> FastAPI:
             "feedback_id": stored.record_id,
             "route": stored.route,
             "learned_route": learned,
+            **(
+                {"agreement": {"keys": agreeing, "needed": settings.learn_quorum}}
+                if agreeing is not None
+                else {}
+            ),
         }
 
     def check_input(data: dict[str, Any]) -> None:

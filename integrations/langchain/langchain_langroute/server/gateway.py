@@ -35,7 +35,7 @@ from langchain_langroute.server.budgets import (
     StreamTallies,
     warn_memory_ledger,
 )
-from langchain_langroute.server.feedback import teach_router
+from langchain_langroute.server.feedback import FeedbackQuorum, FeedbackRate, teach_router
 from langchain_langroute.server.metrics import ServeMetrics
 from langchain_langroute.server.upstream import EscalatingError
 
@@ -152,6 +152,8 @@ class Gateway:
             if ledger is not None
             else CostLedger(self.settings.ledger, pricer=Pricer(config.prices))
         )
+        self.quorum = FeedbackQuorum(self.settings.learn_quorum)
+        self.feedback_rate = FeedbackRate(self.settings.feedback_per_minute)
         self.metrics = ServeMetrics(self._gauges)
         self.streams = StreamTallies()
         # the answer's row takes the response's record id (RESPONSE_METADATA), so
@@ -245,12 +247,17 @@ class Gateway:
     # ------------------------------------------------------------------ feedback
     async def feedback(
         self, response: str, verdict: Verdict, key: ApiKey | None
-    ) -> tuple[LedgerRecord, str | None]:
+    ) -> tuple[LedgerRecord, str | None, int | None]:
         """Store a verdict on a response; with ``[serve] learn``, teach the router.
 
+        With a keys file, a client key's verdict teaches the router only once
+        ``learn_quorum`` distinct keys gave the same verdict on the same query (one tenant
+        cannot re-route the others); an ``admin`` key's verdict teaches at once.
+
         Returns:
-            The feedback record and the route the query was labelled with (``None``:
-            nothing learned).
+            The feedback record, the route the query was labelled with (``None``:
+            nothing learned), and, while a verdict waits for agreement, how many keys
+            gave it so far (else ``None``).
 
         Raises:
             UnknownRecordError: No answer has that id, or it belongs to another key.
@@ -259,18 +266,21 @@ class Gateway:
 
         record_id = record_id_of(response)
 
-        def store() -> tuple[LedgerRecord, str | None]:
+        def store() -> tuple[LedgerRecord, str | None, int | None]:
             call = self.ledger.get(record_id)
             owner = key.name if key is not None else ANONYMOUS
             if call.is_feedback or call.metadata.get(KEY_METADATA, ANONYMOUS) != owner:
                 raise UnknownRecordError(f"no answer has id {response!r}")
             stored = self.ledger.feedback(record_id, verdict, source="api")
-            learned = (
-                teach_router(self.router, call, verdict, learner=self.replica)
-                if self.settings.learn
-                else None
-            )
-            return stored, learned
+            if not self.settings.learn:
+                return stored, None, None
+            if key is not None and key.role != "admin":
+                agreed, keys = self.quorum.vote(
+                    call.query or "", call.route or "", verdict, key.name
+                )
+                if not agreed:
+                    return stored, None, keys
+            return stored, teach_router(self.router, call, verdict, learner=self.replica), None
 
         result = await asyncio.to_thread(store)
         self.metrics.feedback(verdict=verdict)
