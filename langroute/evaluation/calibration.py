@@ -126,11 +126,7 @@ def calibrate(
         >>> router.threshold == result.threshold  # doctest: +SKIP
         True
     """
-    if (target_strong_share is None) == (target_quality is None):
-        raise RouterConfigError("give exactly one of target_strong_share= or target_quality=")
-    target = target_strong_share if target_strong_share is not None else target_quality
-    if target is None or not 0.0 <= target <= 1.0:
-        raise RouterConfigError(f"the target must be in [0, 1], got {target}")
+    _check_target(target_strong_share, target_quality)
     settings = router.settings
     if settings.rule == "argmax":
         raise RouterConfigError("an argmax router has no dial to calibrate (use rule='threshold')")
@@ -161,6 +157,14 @@ def calibrate(
         data=str(data) if isinstance(data, (str, Path)) else None,
         method="held-out rows",
     )
+
+
+def _check_target(target_strong_share: float | None, target_quality: float | None) -> None:
+    if (target_strong_share is None) == (target_quality is None):
+        raise RouterConfigError("give exactly one of target_strong_share= or target_quality=")
+    target = target_strong_share if target_strong_share is not None else target_quality
+    if target is None or not 0.0 <= target <= 1.0:
+        raise RouterConfigError(f"the target must be in [0, 1], got {target}")
 
 
 def _calibrate_on(
@@ -377,26 +381,21 @@ def calibrate_by_cross_validation(
         >>> result.summary()  # doctest: +SKIP
         "target: keep 95% of the strongest route's quality; threshold 0.41 ..."
     """
-    from langroute.evaluation.datasets import PrecomputedEmbedder, assign_folds
+    from langroute.evaluation.datasets import (
+        assign_folds,
+        exemplar_score_pair,
+        exemplar_vectors,
+    )
 
-    if (target_strong_share is None) == (target_quality is None):
-        raise RouterConfigError("give exactly one of target_strong_share= or target_quality=")
-    target = target_strong_share if target_strong_share is not None else target_quality
-    if target is None or not 0.0 <= target <= 1.0:
-        raise RouterConfigError(f"the target must be in [0, 1], got {target}")
+    _check_target(target_strong_share, target_quality)
     reason = cross_validation_skip_reason(router, folds)
     if reason is not None:
         raise RouterConfigError(f"cannot calibrate by cross-validation: {reason}")
     rows = list(router.exemplars)
     settings = router.settings
     routes = list(settings.routes)
-    keys = [settings.score_keys.get(r, r) for r in (routes[0], routes[-1])]
-    scored = router.mode == "scores" and all(
-        r.scores and keys[0] in r.scores and keys[1] in r.scores for r in rows
-    )
-    pair = (keys[0], keys[1]) if scored else None
-    prepared = [settings.prepare(r.text)[0] for r in rows]
-    cache = PrecomputedEmbedder(router.embedder, prepared, router.vectors([r.id for r in rows]))
+    pair = exemplar_score_pair(router)
+    cache = exemplar_vectors(router)
     fold_of = np.asarray(assign_folds([r.text for r in rows], folds, seed))
     options = settings.model_dump(exclude={"routes"})
     options["mode"] = router.mode

@@ -256,3 +256,27 @@ def split_contaminated(rows: Sequence[Exemplar], exclude: bool) -> tuple[list[Ex
         return list(rows), 0
     kept = [r for r in rows if not is_contaminated(r)]
     return kept, len(rows) - len(kept)
+
+
+def exemplar_vectors(router: Any) -> PrecomputedEmbedder:
+    """The router's own exemplar vectors, served for their prepared texts (none re-embedded).
+
+    What cross-validation within a router's exemplars builds its fold routers with.
+    """
+    rows = router.exemplars
+    prepared = [router.settings.prepare(r.text)[0] for r in rows]
+    return PrecomputedEmbedder(router.embedder, prepared, router.vectors([r.id for r in rows]))
+
+
+def exemplar_score_pair(router: Any) -> tuple[str, str] | None:
+    """The score keys of the cheapest and the strongest route, when every exemplar has both.
+
+    ``None`` for a router that does not decide on scores (labelled exemplars).
+    """
+    routes = list(router.settings.routes)
+    if router.mode != "scores" or len(routes) < 2:
+        return None
+    weak, strong = (router.settings.score_keys.get(r, r) for r in (routes[0], routes[-1]))
+    if all(r.scores and weak in r.scores and strong in r.scores for r in router.exemplars):
+        return weak, strong
+    return None

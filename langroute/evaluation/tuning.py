@@ -34,6 +34,8 @@ from langroute.evaluation.datasets import (
     PrecomputedEmbedder,
     assign_folds,
     default_routes,
+    exemplar_score_pair,
+    exemplar_vectors,
     expected_routes,
     is_contaminated,
     load_eval_set,
@@ -509,12 +511,8 @@ def tune_router(
         )
     settings = router.settings
     routes = list(settings.routes)
-    keys = [settings.score_keys.get(r, r) for r in (routes[0], routes[-1])]
-    scored = (
-        router.mode == "scores"
-        and len(routes) > 1
-        and all(r.scores and keys[0] in r.scores and keys[1] in r.scores for r in rows)
-    )
+    pair = exemplar_score_pair(router)
+    scored = pair is not None
     metric: Metric = "apgr" if scored else "weighted_error"
     fixed_names = set(fixed)
     train_size = len(rows) - len(rows) // folds - 1
@@ -531,17 +529,15 @@ def tune_router(
         combos.setdefault(_key(combo), combo)
     base = settings.model_dump(exclude={"routes"})
     base["mode"] = router.mode
-    prepared = [settings.prepare(r.text)[0] for r in rows]
-    cache = PrecomputedEmbedder(router.embedder, prepared, router.vectors([r.id for r in rows]))
     report = tune(
         rows,
         list(combos.values()),
         routes=routes,
-        embedder=cache,
+        embedder=exemplar_vectors(router),
         folds=folds,
         seed=seed,
-        weak=keys[0] if scored else None,
-        strong=keys[1] if scored else None,
+        weak=pair[0] if pair else None,
+        strong=pair[1] if pair else None,
         exclude_contaminated=False,
         base=base,
         repeats=repeats,
