@@ -41,9 +41,9 @@ __all__ = [
 ]
 
 BudgetPeriod = Literal["day", "week", "month", "total"]
+"""How often a key's spend budget starts again (calendar periods in UTC)."""
 KeyRole = Literal["client", "admin"]
 """What a key may do beyond asking: an ``admin`` key's feedback teaches the router at once."""
-"""How often a key's spend budget starts again (calendar periods in UTC)."""
 
 _SECRET_PREFIX = "lr-"
 

@@ -115,10 +115,6 @@ class Spend:
         with self._lock:
             return self._spent.get((key.name, key.period, start), 0.0)
 
-    def over_budget(self, key: ApiKey, now: datetime | None = None) -> bool:
-        """Whether ``key`` has a budget and has spent all of it this period."""
-        return key.budget is not None and self.spent(key, now) >= key.budget
-
     def reserve(self, key: ApiKey, amount: float, now: datetime | None = None) -> datetime | None:
         """Hold ``amount`` of ``key``'s budget for a call, if any of it is left.
 

@@ -40,7 +40,7 @@ from langroute.serving.keys import ApiKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
-from langchain_langroute.server.budgets import Reservation, StreamTally
+from langchain_langroute.server.budgets import Reservation, StreamTally, media_parts
 from langchain_langroute.server.gateway import Gateway, response_id
 from langchain_langroute.server.openai_format import (
     ApiError,
@@ -64,7 +64,7 @@ __all__ = ["FeedbackRequest", "create_app", "decision_headers"]
 
 HEADER_PREFIX = "x-langroute-"
 SESSION_HEADER = HEADER_PREFIX + "session"
-"""Request header naming the conversation (else ``metadata.session_id`` in the body)."""
+"""Request header naming the conversation (or ``metadata.session_id`` in the body, first)."""
 
 
 class FeedbackRequest(BaseModel):
@@ -299,7 +299,16 @@ def create_app(gateway: Gateway) -> FastAPI:
             ) from exc
         extra_headers: dict[str, str] = {}
         model: Any = gateway.llm
-        reservation = gateway.admit(key, raw, body.output_limit, forced)
+        record_id = gateway.new_record_id()
+        # the conversation: the request's metadata or header, within the key (its scope)
+        extra = body.model_extra or {}
+        session = session_key_from(
+            extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
+            {"session_id": request.headers.get(SESSION_HEADER)},
+        )
+        reservation = gateway.admit(
+            key, raw, body.output_limit, forced, media=media_parts(body.messages)
+        )
         if reservation is False:
             assert key is not None
             shown = gateway.metrics_key(key)
@@ -315,14 +324,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             forced = gateway.cheapest_route
             model = gateway.degraded_llm
             extra_headers[HEADER_PREFIX + "budget"] = "degraded"
-        record_id = gateway.new_record_id()
         call = _Call(gateway, body, started, record_id, extra_headers, reservation)
-        # the conversation: the request's metadata or header, within the key (its scope)
-        extra = body.model_extra or {}
-        session = session_key_from(
-            extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
-            {"session_id": request.headers.get(SESSION_HEADER)},
-        )
         try:
             runnable: Any = model
             if body.tools:
@@ -341,13 +343,11 @@ def create_app(gateway: Gateway) -> FastAPI:
                 return await call.streamed(stream, StreamTally.estimate_input(raw))
             try:
                 message = await runnable.ainvoke(messages, config, stop=body.stop_list(), **kwargs)
-            except AllRoutesFailedError as exc:
-                raise call.failed(exc) from exc
             except Exception as exc:
-                refusal = call.refused(exc)
-                if refusal is None:
+                error = call.client_error(exc)
+                if error is None:
                     raise
-                raise refusal from exc
+                raise error from exc
             return call.answered(message)
         finally:
             call.release_unless_streaming()
@@ -389,6 +389,15 @@ class _Call:
         """Release the reservation, unless a stream now owns it (it releases at its end)."""
         if not self.streaming:
             self.gateway.budgets.release(self.reservation)
+
+    def client_error(self, exc: Exception) -> ApiError | None:
+        """What the client gets for a call that raised ``exc`` (``None``: let it raise).
+
+        Every route failed: a 502; an upstream refusal of the request: the same 4xx.
+        """
+        if isinstance(exc, AllRoutesFailedError):
+            return self.failed(exc)
+        return self.refused(exc)
 
     def refused(self, exc: Exception) -> ApiError | None:
         """The client's error for an upstream refusal of its request (``None``: not one)."""
@@ -435,13 +444,11 @@ class _Call:
             first: AIMessageChunk | None = await iterator.__anext__()
         except StopAsyncIteration:
             first = None
-        except AllRoutesFailedError as exc:
-            raise self.failed(exc) from exc
         except Exception as exc:
-            refusal = self.refused(exc)
-            if refusal is None:
+            error = self.client_error(exc)
+            if error is None:
                 raise
-            raise refusal from exc
+            raise error from exc
         meta = RouteMetadata.from_metadata(first.response_metadata) if first else None
         writer = ChunkWriter(
             response_id=self.id,

@@ -1,9 +1,11 @@
 """Budgets of ``langroute serve`` as reservations, and the charge of an abandoned stream.
 
 Before a call, :class:`Budgets` reserves the call's worst case against the key's
-budget: every input token the body can hold (:func:`~langroute.costs.pricing.prompt_token_bound`)
-plus the answer's cap (the request's ``max_tokens``, else the route's
-``max_output_tokens``), at the price of the dearest route the call may reach. A key is
+budget: every input token the body can hold (:func:`~langroute.costs.pricing.prompt_token_bound`,
+plus :data:`MEDIA_PART_TOKENS` for each image, audio or file part, which a URL or a
+reference does not bound) plus the answer's cap (the request's ``max_tokens``, else the
+route's :attr:`~langroute.models.config.ModelSpec.output_token_cap`), at the price of the
+dearest route the call may reach (tiered prices included). A key is
 admitted while its spend plus what its running calls hold is below its budget; the
 reservation is released once the call's real cost was counted. So concurrent requests
 see each other, and a budget is passed by at most one call's worst case.
@@ -24,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from langroute.costs import CostLedger, LedgerRecord, Pricer
-from langroute.costs.pricing import ModelPrice, prompt_token_bound
+from langroute.costs.pricing import prompt_token_bound
 from langroute.models.config import ModelSpec
 from langroute.serving.keys import ApiKey
 
@@ -33,17 +35,41 @@ from langchain_langroute.server.access import Spend
 
 __all__ = [
     "ESTIMATED_METADATA",
+    "MEDIA_PART_TOKENS",
     "Budgets",
     "MemoryLedgerBudgetWarning",
     "Reservation",
     "StreamChargingHandler",
     "StreamTallies",
     "StreamTally",
+    "media_parts",
 ]
 
 ESTIMATED_METADATA = "estimated"
 """Ledger ``metadata`` key: the row's tokens are estimated (a stream left unfinished)."""
 _BYTES_PER_TOKEN = 4  # a typical tokenizer's average, for estimates (not bounds)
+MEDIA_PART_TOKENS = 10_000
+"""Input tokens reserved for one non-text content part (an image, audio or a file): its
+bytes in the request (often a URL) do not bound what the provider bills for it."""
+
+
+def media_parts(messages: Sequence[Any]) -> int:
+    """How many content parts of ``messages`` are not text (images, audio, files).
+
+    Example:
+        >>> media_parts([{"role": "user", "content": [
+        ...     {"type": "text", "text": "what is this?"},
+        ...     {"type": "image_url", "image_url": {"url": "https://x/cat.png"}}]}])
+        1
+    """
+    count = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list):
+            count += sum(
+                1 for part in content if isinstance(part, Mapping) and part.get("type") != "text"
+            )
+    return count
 
 
 class MemoryLedgerBudgetWarning(UserWarning):
@@ -73,30 +99,20 @@ class Budgets:
         self.spend = spend
         self.pricer = pricer
         self._specs = dict(specs)
-        self._prices: dict[str, ModelPrice | None] = {}
-        self._lock = threading.Lock()
-
-    def _price(self, route: str) -> ModelPrice | None:
-        spec = self._specs.get(route)
-        if spec is None:
-            return None
-        with self._lock:
-            if route not in self._prices:
-                self._prices[route] = self.pricer.price(spec.price_as or spec.spec)
-            return self._prices[route]
 
     def output_cap(self, route: str, max_tokens: int | None) -> int:
         """The most output tokens a call of ``route`` can be charged for."""
         if max_tokens is not None:
             return max_tokens
         spec = self._specs.get(route)
-        if spec is None:
-            return 0
-        configured = spec.options.get("max_tokens")
-        return int(configured) if isinstance(configured, int) else spec.max_output_tokens
+        return spec.output_token_cap if spec is not None else 0
 
-    def worst_case(self, body: bytes, max_tokens: int | None, routes: Sequence[str]) -> float:
+    def worst_case(
+        self, body: bytes, max_tokens: int | None, routes: Sequence[str], media: int = 0
+    ) -> float:
         """The most a call can cost (USD) on any of ``routes`` (unpriced routes: 0).
+
+        ``media``: the request's non-text content parts (:func:`media_parts`).
 
         Example:
             >>> from langroute.models.config import ModelSpec
@@ -105,12 +121,15 @@ class Budgets:
             >>> Budgets(Spend(), prices, {"a": spec}).worst_case(b"hi", None, ["a"])
             134.0
         """
-        input_tokens = prompt_token_bound(body)
+        input_tokens = prompt_token_bound(body) + media * MEDIA_PART_TOKENS
         worst = 0.0
         for route in routes:
-            price = self._price(route)
-            if price is not None:
-                worst = max(worst, price.cost(input_tokens, self.output_cap(route, max_tokens)))
+            spec = self._specs.get(route)
+            if spec is None:
+                continue
+            cap = self.output_cap(route, max_tokens)
+            cost = self.pricer.cost(spec.price_as or spec.spec, input_tokens, cap)
+            worst = max(worst, cost or 0.0)
         return worst
 
     def reserve(self, key: ApiKey | None, amount: float) -> Reservation | bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -286,12 +285,14 @@ class Gateway:
         self.metrics.feedback(verdict=verdict)
         return result
 
-    def over_budget(self, key: ApiKey | None) -> bool:
-        """Whether the key has spent its budget for the current period."""
-        return key is not None and self.spend.over_budget(key, datetime.now(timezone.utc))
-
     def admit(
-        self, key: ApiKey | None, body: bytes, max_tokens: int | None, forced: str | None
+        self,
+        key: ApiKey | None,
+        body: bytes,
+        max_tokens: int | None,
+        forced: str | None,
+        *,
+        media: int = 0,
     ) -> Reservation | bool:
         """Reserve a request's worst case against its key's budget.
 
@@ -306,7 +307,7 @@ class Gateway:
         if key is None or key.budget is None:
             return True
         reachable = escalation_path(forced, self.routes) if forced else self.routes
-        worst = self.budgets.worst_case(body, max_tokens, reachable)
+        worst = self.budgets.worst_case(body, max_tokens, reachable, media)
         return self.budgets.reserve(key, worst)
 
     def metrics_key(self, key: ApiKey | None) -> str | None:

@@ -12,12 +12,12 @@ credentials, so it is the operator's fault, and another route may well answer.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from langchain_core.exceptions import ContextOverflowError
 
 from langchain_langroute.server.openai_format import ApiError
+from langchain_langroute.server.redaction import redact_secrets
 
 __all__ = ["CLIENT_FAULT_STATUSES", "EscalatingError", "client_fault", "status_of"]
 
@@ -55,9 +55,6 @@ def _upstream_error(error: BaseException) -> dict[str, Any]:
     return {}
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def client_fault(error: BaseException) -> ApiError | None:
     """The client's error for an upstream refusal of its request (``None``: not one)."""
     status = status_of(error)
@@ -69,7 +66,7 @@ def client_fault(error: BaseException) -> ApiError | None:
     param = details.get("param")
     return ApiError(
         status,
-        _CONTROL.sub(" ", f"the model refused the request: {message}"),
+        redact_secrets(f"the model refused the request: {message}"),
         type=str(details.get("type") or "invalid_request_error"),
         code=code if isinstance(code, str) else None,
         param=param if isinstance(param, str) else None,
