@@ -295,7 +295,10 @@ class HeuristicGate:
         return next((rule for rule in self.rules if rule.matches(query)), None)
 
 
-_ANSWER_CLEAN = re.compile(r"^[\s`'\"*]+|[\s`'\".*]+$")
+def _answer_clean(text: str) -> str:
+    # str.strip is linear; an unanchored regex for the trailing run was quadratic on
+    # long runs of spaces or dots that a model reply (steered by the query) can hold
+    return text.lstrip(" \t\r\n\f\v`'\"*").rstrip(" \t\r\n\f\v`'\".*")
 
 
 def parse_route_answer(text: str, routes: Sequence[str]) -> str | None:
@@ -323,9 +326,9 @@ def parse_route_answer(text: str, routes: Sequence[str]) -> str | None:
         except json.JSONDecodeError:
             return None
         body = str(data.get("route", "")) if isinstance(data, dict) else ""
-    lowered = _ANSWER_CLEAN.sub("", body).lower()
+    lowered = _answer_clean(body).lower()
     if lowered.startswith("route:"):
-        lowered = _ANSWER_CLEAN.sub("", lowered.removeprefix("route:"))
+        lowered = _answer_clean(lowered.removeprefix("route:"))
     by_name = {route.lower(): route for route in routes}
     return by_name.get(lowered)
 

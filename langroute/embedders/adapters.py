@@ -128,10 +128,15 @@ def embedder_from_spec(spec: str | None, fingerprint: str | None = None) -> Embe
         64
     """
     from langroute.embedders.hashing import HashingEmbedder
-    from langroute.embedders.sentence_transformer import SentenceTransformerEmbedder
+    from langroute.embedders.sentence_transformer import (
+        SentenceTransformerEmbedder,
+        embedder_for_fingerprint,
+    )
 
-    if spec is None and fingerprint is not None and fingerprint.startswith("hashing:"):
-        return HashingEmbedder(int(fingerprint.split(":")[1]))
+    if spec is None and fingerprint is not None:
+        if fingerprint.startswith("hashing:"):
+            return HashingEmbedder(int(fingerprint.split(":")[1]))
+        return embedder_for_fingerprint(fingerprint)  # the backend that made those vectors
     if spec is None or spec in ("minilm", "default"):
         return SentenceTransformerEmbedder()
     if spec == "hashing" or spec.startswith("hashing:"):

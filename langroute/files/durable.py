@@ -57,6 +57,7 @@ def atomic_write_text(path: Path, payload: str, *, mode: int | None = None) -> N
         if mode is not None:
             os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
+        fsync_dir(path.parent)  # the rename itself survives a crash
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -91,6 +91,20 @@ def test_a_catastrophic_user_pattern_runs_in_linear_time() -> None:
     assert out == "None True"
 
 
+def test_an_llm_router_reply_of_long_blank_and_dot_runs_is_read_in_linear_time() -> None:
+    """The reply cleaner was quadratic on long inner runs (40k spaces: about 10 s)."""
+    out = finishes(
+        """
+        from langroute.chains.deciders import parse_route_answer
+        spaced = "small" + " " * 2_000_000 + "large"
+        dotted = "route: small" + "." * 2_000_000
+        print(parse_route_answer(spaced, ["small", "large"]),
+              parse_route_answer(dotted, ["small", "large"]))
+        """
+    )
+    assert out == "None small"
+
+
 def test_patterns_the_linear_engine_cannot_run_are_refused_naming_the_rule() -> None:
     for pattern in (r"(?<=price: )\d+", r"(\w+) \1", r"(?!x)y"):
         with pytest.raises(RouterConfigError, match=r"rule 'greedy': pattern: .*cannot run on RE2"):
