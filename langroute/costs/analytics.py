@@ -477,6 +477,7 @@ def _sqlite_session(sink: SQLiteSink, segment_key: str | None) -> Iterator[Ledge
         conn.execute(f"CREATE TEMP TABLE {CALLS} AS {calls}")
         feedback = feedback_select_sql(SQLITE, SQL_TABLE, present)
         conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
+        conn.execute("COMMIT")  # copied: the temp tables stay, the ledger is not held
         yield LedgerSession(SQLITE, lambda sql: sqlite_rows(conn.execute(sql), sink.path))
     except sqlite3.DatabaseError as exc:
         raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=sink.path) from exc

@@ -231,9 +231,14 @@ def _line_record(path: Path, number: int, raw: bytes, torn: list[int]) -> Ledger
         return None
     if b'"record_id"' in raw:  # the usual line: parsed and validated in one step
         try:
-            return LedgerRecord.model_validate_json(raw)
+            record = LedgerRecord.model_validate_json(raw)
         except ValidationError:
             pass  # torn, or not a record: the careful path says which, and where
+        else:
+            if "record_id" in record.model_fields_set:
+                return record
+            # the bytes were in metadata or the query: an older line, whose stable id
+            # (from its line number) the careful path gives
     try:
         data, tear = _parse_line(raw.rstrip(b"\r\n"))
     except ValueError as exc:

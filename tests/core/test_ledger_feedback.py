@@ -132,3 +132,15 @@ def test_an_older_jsonl_ledger_reads_with_ids_from_line_numbers(tmp_path: Path) 
     assert [r.record_id for r in ledger.records()] == ["jsonl-line-1", "jsonl-line-3"]
     assert ledger.feedback("jsonl-line-3", "bad").feedback_for == "jsonl-line-3"
     ledger.close()
+
+
+def test_an_older_line_mentioning_record_id_elsewhere_keeps_a_stable_id(tmp_path):
+    from langroute.costs import LedgerRecord
+    from langroute.costs.sinks import JSONLSink
+
+    path = tmp_path / "old.jsonl"
+    data = LedgerRecord(model="m", metadata={"note": "record_id"}).model_dump(mode="json")
+    del data["record_id"]  # written before records had ids
+    path.write_text(__import__("json").dumps(data) + "\n", encoding="utf-8")
+    first, second = JSONLSink(path).read(), JSONLSink(path).read()
+    assert first[0].record_id == second[0].record_id
