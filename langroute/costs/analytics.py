@@ -435,16 +435,48 @@ def open_session(source: Any, segment_key: str | None = None) -> Iterator[Ledger
         flush_writers_of(sink)
     if isinstance(sink, SQLiteSink):
         with _sqlite_session(sink, segment_key) as session:
+            refuse_invalid_calls(session, sink.path)
             yield session
     elif isinstance(sink, JSONLSink):
         with sink.stream() as records, staged_session(records, segment_key) as session:
             yield session
     elif hasattr(sink, "analytics_session"):
         with sink.analytics_session(segment_key) as session:
+            refuse_invalid_calls(session, getattr(sink, "url", None))
             yield session
     else:
         with staged_session(_records_of(source), segment_key) as session:
             yield session
+
+
+_INVALID_CALLS = f"""
+    SELECT record_id, cost, baseline_cost, latency_ms, ts FROM {CALLS}
+    WHERE cost < 0 OR baseline_cost < 0 OR latency_ms < 0
+       OR cost > 1e300 OR baseline_cost > 1e300 OR latency_ms > 1e300
+       OR ts < '1970' OR ts >= '3000'
+    LIMIT 1
+"""
+
+
+def refuse_invalid_calls(session: LedgerSession, where: Any) -> None:
+    """Refuse a database ledger holding a row the record checks refuse (another tool's).
+
+    Rows read from a database are aggregated without becoming records; this one query
+    applies the checks :class:`~langroute.costs.LedgerRecord` applies to money and time
+    (negative or infinite costs and latency, timestamps outside 1970 .. 3000).
+
+    Raises:
+        LedgerFormatError: Naming the first such row.
+    """
+    from langroute.errors import LedgerFormatError
+
+    for record_id, cost, baseline, latency, ts in session.query(_INVALID_CALLS):
+        raise LedgerFormatError(
+            f"record {record_id}: cost {cost}, baseline_cost {baseline}, latency_ms "
+            f"{latency}, timestamp {ts}: money and latency must be finite and not negative, "
+            "timestamps between 1970 and 3000",
+            path=None if where is None else str(where),
+        )
 
 
 @contextlib.contextmanager

@@ -300,3 +300,25 @@ def test_jsonl_lookups_by_id_use_an_index_that_follows_appends(tmp_path: Path) -
     path.write_text(later.model_dump_json() + "\n")  # rewritten in place: indexed again
     assert sink.find(first.record_id) is None
     assert sink.find(later.record_id) == later
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("cost", -5.0), ("latency_ms", float("inf")), ("timestamp", "0001-01-01T00:00:00+05:00")],
+)
+def test_a_database_row_the_record_checks_refuse_is_refused_by_the_sql_path(
+    tmp_path, column, value
+):
+    import sqlite3
+
+    from langroute.costs import CostLedger, LedgerFormatError, LedgerRecord
+    from langroute.costs.analytics import ledger_summary
+
+    path = tmp_path / "ledger.db"
+    ledger = CostLedger(str(path))
+    ledger.record(LedgerRecord(route="small", model="gpt-4o-mini", input_tokens=10))
+    ledger.close()
+    with sqlite3.connect(path) as conn:  # another tool wrote this row
+        conn.execute(f"UPDATE ledger SET {column} = ?", (value,))
+    with pytest.raises(LedgerFormatError, match="must be finite and not negative"):
+        ledger_summary(CostLedger.open(str(path), validate=False))
