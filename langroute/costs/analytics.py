@@ -822,5 +822,11 @@ def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSum
         >>> ledger_summary([LedgerRecord(route="small", cost=0.5)]).cost
         0.5
     """
+    from langroute.costs.sinks import MemorySink
+    from langroute.costs.summary import summarize
+
+    sink = getattr(source, "sink", source)
+    if isinstance(sink, MemorySink) or not hasattr(sink, "read"):
+        return summarize(_records_of(source), order)  # in memory already: nothing to stage
     with open_session(source, None) as session:
         return _summarize_session(session, order)
