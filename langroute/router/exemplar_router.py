@@ -533,11 +533,10 @@ class ExemplarRouter:
             self._refused.append(refusal)
             self.refused_count += 1
 
-    def _hand_made_near(self, text: str) -> tuple[Exemplar, float] | None:
-        """The hand-made exemplar within the near-duplicate radius of ``text``, if any."""
+    def _hand_made_near(self, vector: np.ndarray) -> tuple[Exemplar, float] | None:
+        """The hand-made exemplar within the near-duplicate radius of ``vector``, if any."""
         if self._index is None:
             return None
-        vector = np.asarray(self.embedder.embed_documents([text]), dtype=np.float32)
         with self._lock:
             if self._index is None:
                 return None
@@ -620,7 +619,13 @@ class ExemplarRouter:
             if hand_made is not None:
                 self._refuse(text, route, good, source, hand_made, 1.0)
                 return None
-            near = None if same else self._hand_made_near(text)
+            # one embedding per outcome: a text learned before keeps its stored vector
+            vector = (
+                self.vectors([same[0].id])
+                if same
+                else embed_documents(self.embedder, [self.settings.prepare(text)[0]])
+            )
+            near = None if same else self._hand_made_near(vector)
             if near is not None:
                 self._refuse(text, route, good, source, *near)
                 return None
@@ -637,7 +642,7 @@ class ExemplarRouter:
                 score=score,
                 metadata=metadata,
             )
-            self.add_exemplars([exemplar])
+            self.add_embedded([exemplar], vector)
             self._evict_learned(keep=exemplar.id)
             return exemplar
 
