@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
+from langroute.cli.dashboard import dashboard_command
 from langroute.cli.evaluation import (
     calibrate_command,
     compare_command,
@@ -616,6 +617,7 @@ app.command("calibrate")(calibrate_command)
 app.command("tune")(tune_command)
 app.command("compare")(compare_command)
 app.command("label")(label_command)
+app.command("dashboard")(dashboard_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
 

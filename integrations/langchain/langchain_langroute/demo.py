@@ -774,6 +774,8 @@ def run_demo(
     console.print(f"ledger: [bold]{ledger_path}[/]  (langroute report {ledger_path})")
     console.print(f"plot:   [bold]{plot_path}[/]")
     console.print(f"[dim]done in {elapsed:.1f} s[/]")
+    # the last line: where to look next (one line, whatever the terminal's width)
+    console.print(f"see it: langroute dashboard {ledger_path}", markup=False, soft_wrap=True)
     return DemoResult(
         provider=name,
         models=models,

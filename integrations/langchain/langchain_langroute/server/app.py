@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
 from langchain_langroute.server.budgets import Reservation, StreamTally, media_parts
+from langchain_langroute.server.dashboard import mount_dashboard
 from langchain_langroute.server.gateway import Gateway, response_id
 from langchain_langroute.server.openai_format import (
     ApiError,
@@ -184,6 +185,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         if key is None:
             raise ApiError(401, "invalid API key", code="invalid_api_key")
         return key
+
+    app.state.dashboard = mount_dashboard(app, gateway, authenticate)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
