@@ -13,7 +13,8 @@ app (in process, no network), three times:
 * **cold**: the first page load after the dashboard opens. The totals and timeline are
   computed (``report`` and ``monitor``'s functions, the SQL of the other panels).
 * **warm**: the next loads, while the ledger has not changed: results are kept.
-* **decision log**: filtered pages (route, reason, segment, time) are always queried.
+* **decision log**: filtered pages (route, reason, segment, time) are queried each time
+  (a filter's match count is kept with the results).
 
 Results go to ``benchmarks/results/dashboard.json`` with ``--save``.
 """
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 PANELS = ["summary", "timeline", "latency", "segments", "quality", "exemplars"]
 """The endpoints the page's views read (each once per page load)."""
 FILTERS = [
+    "segments?key=tenant",  # the first use of another segment key copies the calls again
     "decisions",
     "decisions?route=large",
     "decisions?reason=out_of_distribution",

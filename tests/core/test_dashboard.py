@@ -357,3 +357,20 @@ def test_costs_are_finite_in_the_json(records, tmp_path: Path) -> None:
         text = client.get("/api/" + name).text
         assert "NaN" not in text and "Infinity" not in text
         json.loads(text, parse_constant=lambda c: math.nan)
+
+
+def test_the_benchmark_script_runs_on_a_small_ledger(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    script = REPO / "benchmarks" / "dashboard.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--rows", "3000", "--tenants", "20"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["ledger_rows"] == 3000
+    assert set(result["warm"]) >= {"summary", "timeline", "latency", "segments", "decisions"}

@@ -73,6 +73,8 @@ SKIPPED_COMMANDS: dict[str, str] = {
     "and test_perf_smoke.py smoke-run them",
     "langroute serve ": "runs until stopped; the block that calls it gets a server started "
     "by this test from the same models file",
+    "langroute dashboard ": "serves until stopped; tests/core/test_dashboard.py starts the "
+    "command and reads its page's API, test_dashboard_browser.py the page",
 }
 """Shell commands (by prefix) that are not run, and why."""
 
