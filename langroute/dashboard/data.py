@@ -63,7 +63,7 @@ class DashboardSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     window: timedelta = timedelta(hours=1)
-    segment_keys: tuple[str, ...] = (KEY_SEGMENT, "tenant", "tag")
+    segment_keys: tuple[str, ...] = Field(default=(KEY_SEGMENT, "tenant", "tag"), min_length=1)
     thresholds: MonitorThresholds = Field(default_factory=MonitorThresholds)
     refresh_seconds: float = Field(default=10.0, ge=0)
 
@@ -104,7 +104,7 @@ class _Snapshot:
         self.fingerprint = fingerprint
         self.made = datetime.now(timezone.utc)
         self.results: dict[Any, Any] = {}
-        self.sessions: dict[str | None, LedgerSession] = {}
+        self.sessions: dict[str, LedgerSession] = {}
         self.stack = contextlib.ExitStack()
 
 
@@ -197,7 +197,12 @@ class Dashboard:
         return self._run(work)
 
     def _session(self, snapshot: _Snapshot, segment_key: str | None) -> LedgerSession:
-        """An analytics session kept open for the snapshot (its own reader per key)."""
+        """An analytics session kept open for the snapshot (its own reader per key).
+
+        Panels that read no segment (``None``) share the first segment key's session:
+        copying a big ledger's calls is the slow part, done once for both.
+        """
+        segment_key = segment_key or self.settings.segment_keys[0]
         session = snapshot.sessions.get(segment_key)
         if session is None:
             reader = self._open()

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from langroute.dashboard.data import Dashboard
 from langroute.dashboard.queries import DecisionFilter
+from langroute.errors import LangrouteError
 
 __all__ = ["STATIC", "build_app"]
 
@@ -43,6 +44,11 @@ def build_app(
     app = FastAPI(title="langroute dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     api = APIRouter(prefix="/api", dependencies=[Depends(check)])
     app.state.dashboard = dashboard
+
+    @app.exception_handler(LangrouteError)
+    async def ledger_error(request: Request, exc: LangrouteError) -> JSONResponse:
+        # an unreadable ledger or database: said on the page, as text
+        return JSONResponse({"error": str(exc)}, status_code=500)
 
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:

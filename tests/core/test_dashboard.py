@@ -374,3 +374,13 @@ def test_the_benchmark_script_runs_on_a_small_ledger(tmp_path: Path) -> None:
     result = json.loads(done.stdout[done.stdout.index("{") :])
     assert result["ledger_rows"] == 3000
     assert set(result["warm"]) >= {"summary", "timeline", "latency", "segments", "decisions"}
+
+
+def test_a_malformed_ledger_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    store([LedgerRecord(route="small", cost=1.0)], path).close()
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('{"route": "small", "cost": -1}\n{"route": "small"}\n')
+    response = client_for(path).get("/api/summary")
+    assert response.status_code == 500
+    assert f"{path}:2" in response.json()["error"]

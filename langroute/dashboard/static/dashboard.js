@@ -448,7 +448,7 @@ async function loadDecisions(params) {
     { title: "reason", value: (r) => r.reason ?? "" },
     { title: "confidence", num: true, value: (r) => (r.confidence == null ? "" : r.confidence.toFixed(2)) },
     { title: "stage", value: (r) => r.stage ?? "" },
-    { title: "session", value: (r) => (r.session ? r.session.status || r.session.key || JSON.stringify(r.session) : "") },
+    { title: "session", value: (r) => (r.session ? `${r.session.key ?? ""} ${r.session.action ?? ""} #${r.session.turn ?? ""}` : "") },
     { title: "cost", num: true, value: (r) => usd(r.cost) },
     { title: "segment", value: (r) => r.segment ?? "" },
     { title: "", value: (r) => [r.escalated ? "escalated" : "", r.failed ? "failed" : "", r.overhead ? "overhead" : ""].filter(Boolean).join(" ") },
