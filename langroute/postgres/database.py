@@ -93,6 +93,27 @@ MIGRATIONS: dict[int, Any] = {
         "CREATE INDEX langroute_exemplars_seq ON langroute_exemplars (router, seq)",
         *_ledger_table(),
     ],
+    2: lambda: [
+        # API-key spend per budget period, raised by every replica (langroute.postgres.spend)
+        """CREATE TABLE langroute_spend (
+            key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            period_start TIMESTAMPTZ NOT NULL,
+            spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (key, period, period_start)
+        )""",
+        # the budget holds of calls under way; an expired one (its replica died) is ignored
+        """CREATE TABLE langroute_reservations (
+            id BIGSERIAL PRIMARY KEY,
+            key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            period_start TIMESTAMPTZ NOT NULL,
+            amount DOUBLE PRECISION NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX langroute_reservations_slot ON langroute_reservations "
+        "(key, period, period_start)",
+    ],
 }
 """Schema steps: version -> a function returning the SQL statements that reach it."""
 

@@ -306,9 +306,19 @@ def create_app(gateway: Gateway) -> FastAPI:
             extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
             {"session_id": request.headers.get(SESSION_HEADER)},
         )
-        reservation = gateway.admit(
-            key, raw, body.output_limit, forced, media=media_parts(body.messages)
-        )
+        try:
+            reservation = gateway.admit(
+                key, raw, body.output_limit, forced, media=media_parts(body.messages)
+            )
+        except _UNREACHABLE as exc:  # budgets shared on Postgres: never admit unbudgeted
+            raise ApiError(
+                503,
+                redact_secrets(
+                    f"the budget store is unreachable, try again later: {error_text(exc)}"
+                ),
+                type="api_error",
+                code="budget_store_unavailable",
+            ) from exc
         if reservation is False:
             assert key is not None
             shown = gateway.metrics_key(key)

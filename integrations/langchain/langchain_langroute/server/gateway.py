@@ -19,6 +19,8 @@ from langroute.costs.records import Verdict, new_record_id
 from langroute.dispatch.escalation import escalation_path
 from langroute.errors import ModelsConfigError, RouterConfigError
 from langroute.models.config import ModelsConfig
+from langroute.postgres.database import is_postgres_url
+from langroute.postgres.spend import PostgresSpend
 from langroute.protocols import Router
 from langroute.serving.keys import ApiKey
 
@@ -164,7 +166,12 @@ class Gateway:
             segment_keys=(KEY_METADATA,),
             on_records=self._on_records,
         )
-        self.spend = Spend()
+        # replicas (or workers) on one Postgres ledger share spend and reservations
+        self.spend: Spend | PostgresSpend = (
+            PostgresSpend(self.settings.ledger)
+            if ledger is None and is_postgres_url(self.settings.ledger)
+            else Spend()
+        )
         self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
         if self.keyring is not None:
             self.spend.load(self.ledger.records(), self.keyring.keys())
@@ -319,5 +326,7 @@ class Gateway:
     def close(self) -> None:
         """Write what the ledger still holds and close it; stop following a shared router."""
         self.ledger.close()
+        if isinstance(self.spend, PostgresSpend):
+            self.spend.close()
         if self.replica is not None:
             self.replica.close()
