@@ -248,7 +248,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 code="feedback_rate_limited",
             )
         try:
-            stored, learned, agreeing = await gateway.feedback(body.id, body.verdict, key)
+            stored, learned, agreeing, own = await gateway.feedback(body.id, body.verdict, key)
         except UnknownRecordError as exc:
             raise ApiError(
                 404, f"no answer has id {body.id!r}", code="response_not_found", param="id"
@@ -266,6 +266,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             "feedback_id": stored.record_id,
             "route": stored.route,
             "learned_route": learned,
+            "learned_for_key": own,
             **(
                 {"agreement": {"keys": agreeing, "needed": settings.learn_quorum}}
                 if agreeing is not None
