@@ -20,10 +20,10 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from langroute.postgres.database import connect, ensure_schema, redact
+from langroute.postgres.database import SchemaConnection, redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -35,8 +35,6 @@ __all__ = ["DEFAULT_HOLD_TTL_S", "PostgresSpend"]
 
 DEFAULT_HOLD_TTL_S = 3600.0
 """Seconds a reservation counts before it expires (a replica that died holds no longer)."""
-
-_KEY_METADATA = "api_key"  # the ledger metadata key naming a call's API key (serve)
 
 
 class PostgresSpend:
@@ -69,9 +67,8 @@ class PostgresSpend:
             raise ValueError(f"hold_ttl must be positive, got {hold_ttl!r}")
         self.url = url
         self.hold_ttl = hold_ttl
-        self.timeout = timeout
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection | None = None
+        self._db = SchemaConnection(url, timeout=timeout)
+        self._lock = threading.Lock()  # this process's holds
         # this process's reservation ids, by (key, period, start, amount): release
         # deletes exactly one hold it made
         self._holds: dict[tuple[str, str, datetime, float], list[int]] = defaultdict(list)
@@ -82,32 +79,22 @@ class PostgresSpend:
 
     # ------------------------------------------------------------------ connection
     def _run(self, work: Any) -> Any:
-        import psycopg
+        """Run ``work`` after what an outage deferred, in their order (one lock for both)."""
+        with self._db.lock:
+            if self._deferred:
+                pending = list(self._deferred)
 
-        from langroute.errors import DatabaseUnavailableError
+                def replay(conn: psycopg.Connection) -> None:
+                    for earlier in pending:
+                        earlier(conn)
 
-        with self._lock:
-            try:
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    conn = connect(self.url, timeout=self.timeout)
-                    try:
-                        ensure_schema(conn)
-                    except BaseException:
-                        conn.close()
-                        raise
-                    self._conn = conn
-                if self._deferred:  # what failed during an outage, in its order
-                    with self._conn.transaction():
-                        for earlier in self._deferred:
-                            earlier(self._conn)
-                    self._deferred.clear()
-                with self._conn.transaction():
-                    return work(self._conn)
-            except psycopg.OperationalError as exc:
-                self._close()
-                raise DatabaseUnavailableError(
-                    f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
-                ) from exc
+                self._db.run(replay)
+                del self._deferred[: len(pending)]
+            return self._db.run(work)
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        self._db.close()
 
     def _run_or_defer(self, work: Any) -> None:
         """Run ``work``, or keep it for the next call that reaches the database.
@@ -120,20 +107,8 @@ class PostgresSpend:
         try:
             self._run(work)
         except DatabaseUnavailableError:
-            with self._lock:
+            with self._db.lock:
                 self._deferred.append(work)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    def close(self) -> None:
-        """Close the connection (a later call opens a new one)."""
-        with self._lock:
-            self._close()
 
     # ------------------------------------------------------------------ spend
     @staticmethod
@@ -252,19 +227,13 @@ class PostgresSpend:
         to date); a missing one is created from the ledger's priced calls (matched to
         keys by ``metadata["api_key"]``). Returns how many calls were read into new rows.
         """
-        from langroute.serving.keys import period_start
+        from langroute.serving.keys import priced_calls_this_period
 
-        now = datetime.now(timezone.utc)
         sums: dict[tuple[str, str, datetime], float] = defaultdict(float)
         counts: dict[tuple[str, str, datetime], int] = defaultdict(int)
-        for record in records:
-            if record.is_feedback or not record.cost:
-                continue
-            key = keys.named(str(record.metadata.get(_KEY_METADATA)))
-            if key is None or record.timestamp < period_start(key.period, now):
-                continue
+        for key, record in priced_calls_this_period(records, keys):
             slot = self._slot(key, record.timestamp)
-            sums[slot] += record.cost
+            sums[slot] += record.cost or 0.0
             counts[slot] += 1
 
         def start(conn: psycopg.Connection) -> int:

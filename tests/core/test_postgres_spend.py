@@ -122,12 +122,12 @@ def test_costs_written_during_an_outage_reach_the_database_when_it_is_back(postg
     try:
         start = spend.reserve(KEY, 0.4)
         assert start is not None
-        real = spend.url
-        spend.url = BAD_URL  # the database goes away...
+        spend._db.url = BAD_URL  # the database goes away...
         spend.close()
         spend.add(KEY, 0.1)
         spend.release(KEY, 0.4, start)
-        spend.url = real  # ...and comes back
+        assert len(spend._deferred) == 2
+        spend._db.url = postgres_url  # ...and comes back
         assert spend.spent(KEY) == pytest.approx(0.1)
         assert spend.reserved(KEY) == 0
     finally:
