@@ -384,3 +384,20 @@ def test_a_malformed_ledger_is_an_error_naming_its_line(tmp_path: Path) -> None:
     response = client_for(path).get("/api/summary")
     assert response.status_code == 500
     assert f"{path}:2" in response.json()["error"]
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from langroute.cli.app import app
+
+    path = tmp_path / "ledger.jsonl"
+    path.touch()
+    dashboard = Dashboard(path)
+    _OPEN.append(dashboard)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if FastAPI were not installed
+    with pytest.raises(ImportError, match=r"langroute\[dashboard\]"):
+        create_dashboard_app(dashboard)
+    result = CliRunner().invoke(app, ["dashboard", str(path)])
+    assert result.exit_code == 1
+    assert "pip install 'langroute[dashboard]'" in result.output
