@@ -139,6 +139,24 @@ def _check_panels(client: TestClient, records: list[LedgerRecord]) -> None:
             sum(r.error is not None for r in calls),
         )
 
+    requests: dict[str, list[LedgerRecord]] = {}
+    for order, record in enumerate(serving):
+        if not record.overhead:
+            requests.setdefault(record.run_id or f"solo-{order}", []).append(record)
+    failovers: dict[str | None, list[int]] = {}
+    for calls in requests.values():
+        failed = [r for r in calls if r.error is not None]
+        if failed:
+            answered = any(r.error is None and r.accepted is not False for r in calls)
+            counts = failovers.setdefault(failed[0].route, [0, 0])
+            counts[0 if answered else 1] += 1
+    shown_failovers = {
+        row["route"]: [row["failed_over"], row["unanswered"]]
+        for row in latency["errors"]
+        if row["failed_over"] or row["unanswered"]
+    }
+    assert shown_failovers == failovers and failovers
+
     verdicts = _latest_verdicts(records)
     by_route: dict[str, list[str]] = {}
     for record in serving:

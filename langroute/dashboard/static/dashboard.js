@@ -222,7 +222,8 @@ function barList(container, items, options = {}) {
     name.textContent = item.name;
     chart.append(name);
     const w = Math.max(1, ((width - left - 120) * item.value) / top);
-    chart.append(svg("rect", { class: "point", x: left, y: i * row + 6, width: w, height: 14, fill: color(i) }));
+    const fill = color(item.color ?? i);
+    chart.append(svg("rect", { class: "point", x: left, y: i * row + 6, width: w, height: 14, fill }));
     const label = svg("text", { x: left + w + 6, y: i * row + 17 });
     label.textContent = item.text;
     chart.append(label);
@@ -364,7 +365,7 @@ async function latency() {
   const perRoute = rows.slice(0, -1);
   barList(document.getElementById("chart-latency"),
     perRoute.flatMap((r) => [["p50", r.p50_ms], ["p95", r.p95_ms], ["p99", r.p99_ms]]
-      .map(([name, v]) => ({ name: `${r.route ?? "-"} ${name}`, value: v || 0, text: ms(v) + " ms" }))));
+      .map(([name, v], color) => ({ name: `${r.route ?? "-"} ${name}`, value: v || 0, text: ms(v) + " ms", color }))));
   table(document.getElementById("latency-table"), [
     { title: "route", value: (r) => (r === rows[rows.length - 1] ? "all routes" : r.route ?? "-") },
     { title: "calls", num: true, value: (r) => count(r.calls) },
@@ -448,7 +449,7 @@ async function loadDecisions(params) {
     { title: "reason", value: (r) => r.reason ?? "" },
     { title: "confidence", num: true, value: (r) => (r.confidence == null ? "" : r.confidence.toFixed(2)) },
     { title: "stage", value: (r) => r.stage ?? "" },
-    { title: "session", value: (r) => (r.session ? `${r.session.key ?? ""} ${r.session.action ?? ""} #${r.session.turn ?? ""}` : "") },
+    { title: "session", value: (r) => sessionCell(r.session) },
     { title: "cost", num: true, value: (r) => usd(r.cost) },
     { title: "segment", value: (r) => r.segment ?? "" },
     { title: "", value: (r) => [r.escalated ? "escalated" : "", r.failed ? "failed" : "", r.overhead ? "overhead" : ""].filter(Boolean).join(" ") },
@@ -456,6 +457,13 @@ async function loadDecisions(params) {
   document.getElementById("prev").disabled = decisionsOffset <= 0;
   document.getElementById("next").disabled = data.offset + data.rows.length >= data.total;
   document.getElementById("why").hidden = true;
+}
+
+function sessionCell(session) {
+  if (!session) return "";
+  const key = String(session.key ?? "");
+  const short = key.length > 14 ? key.slice(0, 13) + "…" : key;
+  return el("span", { title: key }, `${short} ${session.action ?? ""} #${session.turn ?? ""}`);
 }
 
 function pageDecisions(step) {
