@@ -21,7 +21,7 @@ model and spends more. A strong call costs ``--strong-cost`` USD, a weak one
 Policies, over the same stream:
 
 * **fixed dial**: the calibrated threshold, never moved;
-* **adaptive dial**: :class:`langroute.router.adaptive_dial.AdaptiveDial` with a
+* **adaptive dial**: :class:`langroute.adaptive_dial.AdaptiveDial` with a
   :class:`SpendTarget` of the fixed dial's spend in the first hour (``--target`` to name
   one), reading the ledger of the replay (a simulated clock; every call a ledger row)
   and never going cheaper than the threshold that keeps 90% of the strong model's
@@ -55,10 +55,10 @@ import numpy as np
 from results_path import add_output_options, output_path
 
 from langroute import Exemplar, ExemplarRouter, load_exemplars
+from langroute.adaptive_dial import AdaptiveDial, SpendTarget, quality_floor
 from langroute.costs import CostLedger, LedgerRecord
 from langroute.embedders import HashingEmbedder, as_embedder
 from langroute.evaluation.calibration import calibrate_by_cross_validation
-from langroute.router.adaptive_dial import AdaptiveDial, SpendTarget, quality_floor
 from langroute.router.exemplar_router import STARTER_EXEMPLARS
 
 SEED = 0

@@ -699,7 +699,7 @@ def monitor_ledger(
 def window_stats(source: Any, start: datetime, end: datetime) -> WindowStats:
     """The stats of the requests that began in ``[start, end)`` (one pass over the calls).
 
-    What :class:`~langroute.router.adaptive_dial.AdaptiveDial` reads: the same figures
+    What :class:`~langroute.adaptive_dial.AdaptiveDial` reads: the same figures
     as a :func:`monitor_ledger` window, for any span.
 
     Example:

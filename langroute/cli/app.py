@@ -505,7 +505,7 @@ def monitor(
 ) -> None:
     """Watch a ledger over time: rates per window, and alarms when traffic drifts.
 
-    The adaptive dial's changes (langroute.router.adaptive_dial) are listed after the
+    The adaptive dial's changes (langroute.adaptive_dial) are listed after the
     windows. Exits with status 2 when an alarm fires, so a scheduled job can page someone.
     """
     from datetime import datetime
@@ -559,7 +559,7 @@ def monitor(
 def _dial_changes(ledger: str, journal: Path | None) -> list[dict[str, Any]]:
     """The adaptive dial's changes as JSON data: from ``journal``, else beside the ledger."""
     from langroute.postgres.database import is_postgres_url
-    from langroute.router.adaptive_dial import DialJournal, dial_journal_path
+    from langroute.router.dial_targets import DialJournal, dial_journal_path
 
     if journal is None:
         if is_postgres_url(ledger) or not dial_journal_path(ledger).is_file():

@@ -22,7 +22,7 @@ same file. TOML (``.toml``)::
     ledger = "costs.db"           # where every call is recorded
     aliases = ["auto"]            # model names that mean "route this request"
     keys = "keys.jsonl"           # API keys (hashed); no file: no authentication
-    [serve.adaptive_dial]         # optional: hold a target (langroute.router.adaptive_dial)
+    [serve.adaptive_dial]         # optional: hold a target (langroute.adaptive_dial)
     target = { kind = "spend", per_hour = 2.0 }
 
     [chain]                       # optional: a decider chain (langroute.chains.deciders)
@@ -88,7 +88,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from langroute.dispatch.routed_call import TokenUsage
 from langroute.errors import ModelsConfigError
-from langroute.router.adaptive_dial import AdaptiveDialConfig
+from langroute.router.dial_targets import AdaptiveDialConfig
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -237,7 +237,7 @@ class ServeConfig(BaseModel):
         metrics_key_names: Label spend and budget metrics with the API key's name
             (off: ``/metrics`` shows no tenant names, only routes).
         adaptive_dial: The ``[serve.adaptive_dial]`` table: an
-            :class:`~langroute.router.adaptive_dial.AdaptiveDial` moves the router's
+            :class:`~langroute.adaptive_dial.AdaptiveDial` moves the router's
             threshold to hold its ``target`` (spend per hour, strong share or an
             escalation band) from the ledger; its changes are journalled beside a file
             ledger and shown by ``langroute monitor`` (``None``: the dial stays put).

@@ -11,8 +11,8 @@
 * :mod:`~langroute.router.conversation`: which turns a multi-turn request is routed on;
 * :mod:`~langroute.router.query_text`: what counts as an empty query, what is embedded;
 * :mod:`~langroute.router.store`: saving and loading routers as directories;
-* :mod:`~langroute.router.adaptive_dial`: :class:`AdaptiveDial`, which moves the dial to
-  hold a spend, strong-share or escalation target read from the ledger.
+* :mod:`~langroute.router.dial_targets`: what an adaptive dial
+  (:mod:`langroute.adaptive_dial`) holds, and the journal of its moves.
 """
 
 from __future__ import annotations
@@ -22,24 +22,12 @@ from typing import TYPE_CHECKING
 from langroute.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from langroute.router.adaptive_dial import (
-        AdaptiveDial,
-        AdaptiveDialConfig,
-        EscalationBand,
-        SpendTarget,
-        StrongShareTarget,
-    )
     from langroute.router.decision import Neighbour, RouteDecision
     from langroute.router.exemplar_router import ExemplarRouter
     from langroute.router.exemplars import Exemplar, load_exemplars, save_exemplars
     from langroute.router.settings import RouterSettings
 
 _EXPORTS = {
-    "AdaptiveDial": "langroute.router.adaptive_dial",
-    "AdaptiveDialConfig": "langroute.router.adaptive_dial",
-    "EscalationBand": "langroute.router.adaptive_dial",
-    "SpendTarget": "langroute.router.adaptive_dial",
-    "StrongShareTarget": "langroute.router.adaptive_dial",
     "ExemplarRouter": "langroute.router.exemplar_router",
     "RouterSettings": "langroute.router.settings",
     "RouteDecision": "langroute.router.decision",
@@ -50,16 +38,11 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "AdaptiveDial",
-    "AdaptiveDialConfig",
-    "EscalationBand",
     "Exemplar",
     "ExemplarRouter",
     "Neighbour",
     "RouteDecision",
     "RouterSettings",
-    "SpendTarget",
-    "StrongShareTarget",
     "load_exemplars",
     "save_exemplars",
 ]

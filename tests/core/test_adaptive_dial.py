@@ -10,11 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from langroute import Exemplar, ExemplarRouter
-from langroute.cli.app import app
-from langroute.costs import CostLedger, LedgerFormatError, LedgerRecord
-from langroute.embedders import HashingEmbedder
-from langroute.errors import RouterConfigError
-from langroute.router.adaptive_dial import (
+from langroute.adaptive_dial import (
     AdaptiveDial,
     AdaptiveDialConfig,
     DialJournal,
@@ -24,6 +20,10 @@ from langroute.router.adaptive_dial import (
     dial_journal_path,
     quality_floor,
 )
+from langroute.cli.app import app
+from langroute.costs import CostLedger, LedgerFormatError, LedgerRecord
+from langroute.embedders import HashingEmbedder
+from langroute.errors import RouterConfigError
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 

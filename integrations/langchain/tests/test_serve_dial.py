@@ -10,10 +10,10 @@ import json
 
 import httpx
 import pytest
+from langroute.adaptive_dial import DialJournal
 from langroute.cli.app import app
 from langroute.errors import ModelsConfigError
 from langroute.models.config import load_models_config
-from langroute.router.adaptive_dial import DialJournal
 from typer.testing import CliRunner
 
 from langchain_langroute.server import Gateway, create_app, serve_in_thread

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from langroute.adaptive_dial import AdaptiveDial, AdaptiveDialConfig
 from langroute.costs import CostLedger
 from langroute.errors import ModelsConfigError, RouterConfigError
-from langroute.router.adaptive_dial import AdaptiveDial, AdaptiveDialConfig
 
 __all__ = ["start_dial"]
 
