@@ -1,9 +1,10 @@
 """Embed benchmark texts once per machine: vectors kept in the benchmarks' scratch folder.
 
-Embedding the RouteLLM rows with the default encoder takes minutes on a shared CPU;
-replays that reuse the same texts (``learning_replay.py``, ``adaptive_dial.py``) load
-them from ``<scratch>/vectors-<hash>.npy`` instead. The file is keyed by the embedder's
-fingerprint and the texts, so a change to either embeds again.
+Embedding the RouteLLM rows with the default encoder takes many minutes on a shared
+CPU; replays that reuse the same texts (``learning_replay.py``, ``adaptive_dial.py``)
+load them from ``<scratch>/vectors/<embedder>/`` instead: one ``.npy`` per text, named by
+the text's SHA-256, written as each batch is embedded, so an interrupted run keeps
+what it did and any subset of the texts is served.
 
 Example::
 
@@ -23,6 +24,12 @@ from langroute.embedders import embed_documents
 from langroute.evaluation.datasets import PrecomputedEmbedder
 from langroute.router.settings import RouterSettings
 
+BATCH = 256
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
 
 def cached_embedder(base: Any, texts: Sequence[str]) -> PrecomputedEmbedder:
     """A :class:`PrecomputedEmbedder` over ``texts`` (and their cut forms), cached on disk.
@@ -32,17 +39,16 @@ def cached_embedder(base: Any, texts: Sequence[str]) -> PrecomputedEmbedder:
     """
     prepare = RouterSettings(routes=["a"]).prepare
     unique = list(dict.fromkeys([*texts, *(prepare(t)[0] for t in texts)]))
-    digest = hashlib.sha256(base.fingerprint.encode())
-    for text in unique:
-        digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
-    path = scratch_dir() / f"vectors-{digest.hexdigest()[:16]}.npy"
-    if path.is_file():
-        vectors = np.load(path)
-        if vectors.shape[0] == len(unique):
-            return PrecomputedEmbedder(base, unique, vectors)
-    vectors = np.asarray(embed_documents(base, unique), dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npy")
-    np.save(partial, vectors)
-    partial.replace(path)
+    folder = scratch_dir() / "vectors" / hashlib.sha256(base.fingerprint.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [t for t in unique if not (folder / f"{_key(t)}.npy").is_file()]
+    for start in range(0, len(missing), BATCH):
+        batch = missing[start : start + BATCH]
+        vectors = np.asarray(embed_documents(base, batch), dtype=np.float32)
+        for text, vector in zip(batch, vectors):
+            partial = folder / f"{_key(text)}.partial.npy"
+            np.save(partial, vector)
+            partial.replace(folder / f"{_key(text)}.npy")
+        print(f"embedded {min(start + BATCH, len(missing))} of {len(missing)}", flush=True)
+    vectors = np.stack([np.load(folder / f"{_key(t)}.npy") for t in unique])
     return PrecomputedEmbedder(base, unique, vectors)
