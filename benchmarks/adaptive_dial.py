@@ -246,11 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     add_output_options(parser, "adaptive_dial.json", dest="out")
     parser.add_argument("--hours", type=int, default=10)
     parser.add_argument("--per-hour", type=int, default=240)
-    parser.add_argument("--hard-from", type=float, default=0.15)
-    parser.add_argument("--hard-to", type=float, default=0.6)
+    parser.add_argument("--hard-from", type=float, default=0.1)
+    parser.add_argument("--hard-to", type=float, default=0.9)
     parser.add_argument("--weak-cost", type=float, default=0.001)
     parser.add_argument("--strong-cost", type=float, default=0.02)
     parser.add_argument("--target", type=float, default=None, help="USD per hour")
+    parser.add_argument(
+        "--min-interval", type=float, default=1200, help="seconds between two dial changes"
+    )
     parser.add_argument(
         "--per-half", type=int, default=1500,
         help="RouteLLM rows from each half of learning_replay.py's split (0: all)",
@@ -288,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     options = {
         "target": SpendTarget(per_hour=target, tolerance=0.05),
         "floor_threshold": floor,
-        "window_s": 1800,
+        "window_s": 3600,
         "check_every_s": 60,
-        "min_interval_s": 600,
+        "min_interval_s": args.min_interval,
         "max_step": 0.05,
         "gain": 0.25,
         "min_requests": 20,
