@@ -283,8 +283,19 @@ class Dashboard:
 
         return self._cached("summary", compute)
 
+    def _dial_changes(self) -> list[dict[str, Any]]:
+        """The adaptive dial's journal beside a file ledger, as ``monitor --json`` lists it."""
+        from langroute.router.dial_targets import DialJournal, dial_journal_path
+
+        if not isinstance(self._target, Path):
+            return []
+        journal = dial_journal_path(self._target)
+        if not journal.is_file():
+            return []
+        return [change.model_dump(mode="json") for change in DialJournal(journal).read()]
+
     def timeline(self) -> dict[str, Any]:
-        """``monitor --json`` over the whole ledger (windows, alarms), and the model mix."""
+        """``monitor --json`` over the whole ledger (windows, alarms, dial changes), model mix."""
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
             settings = self.settings
@@ -295,7 +306,7 @@ class Dashboard:
             mix = queries.model_mix(self._session(snapshot, None), seconds)
             return {
                 **self._meta(snapshot),
-                "monitor": report.model_dump(mode="json"),
+                "monitor": report.model_dump(mode="json") | {"dial_changes": self._dial_changes()},
                 "model_mix": [point.model_dump(mode="json") for point in mix],
             }
 

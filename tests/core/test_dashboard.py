@@ -83,12 +83,19 @@ def test_totals_and_timeline_equal_report_and_monitor_json(
     path = demo_ledger if kind == "demo" else tmp_path / f"ledger{kind}"
     if kind != "demo":
         store(records, path).close()
+    if kind == ".db":  # an adaptive dial's journal beside the ledger: monitor lists it
+        from langroute.router.dial_targets import DialChange, DialJournal, dial_journal_path
+
+        DialJournal(dial_journal_path(path)).append(
+            DialChange(at=START, previous=0.6, threshold=0.65, target="spend", reason="<b>up</b>")
+        )
     client = client_for(path)
     summary = get(client, "summary")
     assert summary["report"] == cli_json("report", str(path), cwd=tmp_path)
     timeline = get(client, "timeline")
     assert timeline["monitor"] == cli_json("monitor", str(path), cwd=tmp_path)
     assert summary["report"]["calls"] > 0 and timeline["monitor"]["windows"]
+    assert len(timeline["monitor"]["dial_changes"]) == (kind == ".db")
 
 
 def test_postgres_totals_equal_report_json(postgres_url: str, records, tmp_path: Path) -> None:

@@ -356,6 +356,12 @@ async function routing() {
     { title: "segment", value: (a) => a.segment ?? "" },
     { title: "message", value: (a) => a.message },
   ], alarms);
+  table(document.getElementById("dial-changes"), [
+    { title: "at", value: (c) => when(c.at) },
+    { title: "threshold", num: true, value: (c) => `${c.previous.toFixed(3)} → ${c.threshold.toFixed(3)}` },
+    { title: "target", value: (c) => c.target },
+    { title: "reason", value: (c) => c.reason },
+  ], timeline.monitor.dial_changes || []);
 }
 
 async function latency() {
