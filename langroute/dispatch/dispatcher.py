@@ -19,6 +19,11 @@ conversation's turns, a forced route, a decision made earlier) and hand it to a
    the strongest route as the baseline, run by an
    :class:`~langroute.dispatch.escalation.Escalation` along the escalation order.
 
+With ``shadow=`` (:mod:`langroute.dispatch.shadow`), a candidate router decides every
+request the live router decides (rules 3 and 4), without answering; its decision rides
+on the live one (``decision.shadow``) into the ledger row. With ``telemetry=``
+(:mod:`langroute.telemetry`), each call's decision and attempts become OpenTelemetry spans.
+
 Example:
     >>> from langroute import Exemplar, ExemplarRouter
     >>> from langroute.embedders import HashingEmbedder
@@ -57,6 +62,7 @@ from langroute.dispatch.escalation import (
     sum_usage,
 )
 from langroute.dispatch.routed_call import RoutedCall
+from langroute.dispatch.shadow import ShadowRouter, as_shadow
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
 from langroute.router.conversation import (
@@ -68,6 +74,7 @@ from langroute.router.conversation import (
 )
 from langroute.router.decision import RouteDecision
 from langroute.router.query_text import has_visible_text
+from langroute.telemetry import TelemetryOption, resolve_telemetry
 
 __all__ = [
     "AUTO",
@@ -173,10 +180,16 @@ class RouteDispatcher:
         sessions: Keep one route per conversation (``True``, ``False`` or a tracker);
             ``"auto"`` (default): on when the router routes vectors.
         readers: How the framework's answers are read (usage, served model, chunks).
+        shadow: A candidate router that decides alongside this one without answering
+            (a saved router's folder, a router, a decider chain or a
+            :class:`~langroute.dispatch.shadow.ShadowRouter`); ``None``: none.
+        telemetry: OpenTelemetry spans (see :mod:`langroute.telemetry`); ``None``
+            (default): on once the application sets a global tracer provider.
 
     Raises:
         RouterConfigError: ``route_models`` does not name exactly the router's routes,
             or ``escalation_order`` names unknown routes.
+        RouterStoreError: ``shadow`` names a folder that holds no saved router.
     """
 
     def __init__(
@@ -190,6 +203,8 @@ class RouteDispatcher:
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         readers: AnswerReaders | None = None,
+        shadow: ShadowRouter | str | Any = None,
+        telemetry: TelemetryOption = None,
     ) -> None:
         try:
             routes = list(router.routes)
@@ -207,6 +222,10 @@ class RouteDispatcher:
         self.propagate = propagate
         self.readers = readers or AnswerReaders()
         self.conversation = conversation_routing(router, context, sessions)
+        self.shadow = as_shadow(
+            shadow, router, context=self.conversation.context if self.conversation else None
+        )
+        self.telemetry = resolve_telemetry(telemetry)
 
     @property
     def strongest_route(self) -> str:
@@ -260,12 +279,20 @@ class RouteDispatcher:
         try:
             if self._on_turns(request):
                 assert self.conversation is not None
-                return self.conversation.route(
+                decision = self.conversation.route(
                     list(request.turns or ()), request.session_key, request.session_scope
                 )
-            return self.router.route(_query_text(request.query))
+            else:
+                decision = self.router.route(_query_text(request.query))
         except InvalidQueryError:  # text the router will not embed: nothing to route on
             return self.router.fallback_decision("no_query")
+        if self.shadow is None:
+            return decision
+        shadow = self.shadow.decide(request.query, self._shadow_turns(request))
+        return decision.model_copy(update={"shadow": shadow})
+
+    def _shadow_turns(self, request: RouteRequest) -> Sequence[ChatTurn] | None:
+        return request.turns if self._on_turns(request) else None
 
     async def adecide(self, request: RouteRequest) -> RouteDecision:
         """Async :meth:`decide`."""
@@ -276,12 +303,17 @@ class RouteDispatcher:
             if self._on_turns(request):
                 assert self.conversation is not None
                 turns = list(request.turns or ())
-                return await self.conversation.aroute(
+                decision = await self.conversation.aroute(
                     turns, request.session_key, request.session_scope
                 )
-            return await self.router.aroute(_query_text(request.query))
+            else:
+                decision = await self.router.aroute(_query_text(request.query))
         except InvalidQueryError:
             return self.router.fallback_decision("no_query")
+        if self.shadow is None:
+            return decision
+        shadow = await self.shadow.adecide(request.query, self._shadow_turns(request))
+        return decision.model_copy(update={"shadow": shadow})
 
     def _batch_split(
         self, queries: Sequence[str | None]
@@ -310,6 +342,8 @@ class RouteDispatcher:
                 routed: list[RouteDecision | None] = list(self.router.route_batch(texts))
             except Exception:
                 routed = [None] * len(texts)
+            if self.shadow is not None:
+                routed = _with_shadows(routed, self.shadow.decide_batch(texts))
             for i, decision in zip(indices, routed, strict=True):
                 decisions[i] = decision
         return decisions
@@ -322,6 +356,8 @@ class RouteDispatcher:
                 routed: list[RouteDecision | None] = list(await self.router.aroute_batch(texts))
             except Exception:
                 routed = [None] * len(texts)
+            if self.shadow is not None:
+                routed = _with_shadows(routed, await self.shadow.adecide_batch(texts))
             for i, decision in zip(indices, routed, strict=True):
                 decisions[i] = decision
         return decisions
@@ -346,8 +382,14 @@ class RouteDispatcher:
         on_failure: FailureHook | None = None,
         on_attempt: AttemptHook | None = None,
     ) -> Escalation[Any]:
-        """The escalation that runs ``call``: its route, then each stronger one in order."""
+        """The escalation that runs ``call``: its route, then each stronger one in order.
+
+        With telemetry on, the call's decision span is written now and each attempt's
+        span when it ends (before ``on_attempt``).
+        """
         readers = self.readers
+        if self.telemetry is not None:
+            on_attempt = self.telemetry.call_hook(call, self.route_models, on_attempt)
         return Escalation(
             call,
             escalation_path(call.decision.route, self.escalation_order),
@@ -387,6 +429,16 @@ def _check_routes(
                 f"escalation_order must list distinct routes of {list(routes)}, "
                 f"got {list(escalation_order)}"
             )
+
+
+def _with_shadows(
+    decisions: Sequence[RouteDecision | None], shadows: Sequence[Any]
+) -> list[RouteDecision | None]:
+    """Each live decision with the candidate's decision on the same query."""
+    return [
+        None if decision is None else decision.model_copy(update={"shadow": shadow})
+        for decision, shadow in zip(decisions, shadows, strict=True)
+    ]
 
 
 def _query_text(query: str | None) -> str:

@@ -233,6 +233,12 @@ class ServeConfig(BaseModel):
         max_tools: The most ``tools`` in one chat completion request.
         metrics_key_names: Label spend and budget metrics with the API key's name
             (off: ``/metrics`` shows no tenant names, only routes).
+        shadow_router: A saved candidate router that decides on every request next to
+            the live one without answering (shadow evaluation): its decision goes into
+            the request's ledger row; ``langroute compare --ledger`` reports agreement.
+        otel: Emit OpenTelemetry spans for routing decisions and model calls through
+            the global tracer provider (configured by the application or the
+            ``OTEL_*`` environment variables); needs the ``otel`` extra.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -259,6 +265,8 @@ class ServeConfig(BaseModel):
     max_messages: int = Field(default=1000, ge=1)
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
+    shadow_router: Path | None = None
+    otel: bool = False
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
@@ -451,6 +459,8 @@ def _parse_serve(
         update["router"] = beside(serve.router) or serve.router
     if serve.keys is not None:
         update["keys"] = beside(serve.keys) or serve.keys
+    if serve.shadow_router is not None:
+        update["shadow_router"] = beside(serve.shadow_router) or serve.shadow_router
     if serve.ledger != "memory" and "://" not in serve.ledger:
         ledger = Path(serve.ledger)
         update["ledger"] = str(ledger if ledger.is_absolute() else folder / ledger)

@@ -126,6 +126,8 @@ class Gateway:
                     raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
             models = built
 
+        shadow, telemetry = _observers(config, self.router)
+
         def routing_model(escalation_order: list[str] | None) -> RoutingChatModel:
             try:
                 return RoutingChatModel(
@@ -136,6 +138,8 @@ class Gateway:
                     warm_up=True,
                     escalate_on=(EscalatingError,),
                     escalation_order=escalation_order,
+                    shadow=shadow,
+                    telemetry=telemetry,
                 )
             except RouterConfigError as exc:
                 raise ModelsConfigError(f"{where}{exc}") from exc
@@ -321,3 +325,21 @@ class Gateway:
         self.ledger.close()
         if self.replica is not None:
             self.replica.close()
+
+
+def _observers(config: ModelsConfig, router: Router) -> tuple[Any, Any]:
+    """``[serve]``'s shadow router (loaded once for every routing model) and telemetry."""
+    from langroute.dispatch.shadow import ShadowRouter
+    from langroute.errors import LangrouteError
+    from langroute.telemetry import Telemetry
+
+    settings = config.serve
+    shadow = None
+    if settings.shadow_router is not None:
+        try:
+            shadow = ShadowRouter.load(settings.shadow_router, live=router)
+        except (LangrouteError, OSError) as exc:
+            where = f"{config.path}: " if config.path is not None else ""
+            raise ModelsConfigError(f"{where}[serve] shadow_router: {exc}") from exc
+    telemetry = Telemetry(pricer=Pricer(config.prices)) if settings.otel else None
+    return shadow, telemetry
