@@ -20,6 +20,7 @@ from langroute.cli.evaluation import (
     tune_command,
 )
 from langroute.cli.labels import label_command
+from langroute.cli.shadow import promote_command, revert_command
 from langroute.terminal import data_text, json_text, printable
 
 if TYPE_CHECKING:
@@ -615,6 +616,8 @@ app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("tune")(tune_command)
 app.command("compare")(compare_command)
+app.command("promote")(promote_command)
+app.command("revert")(revert_command)
 app.command("label")(label_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"
