@@ -164,7 +164,15 @@ def routellm_rows(data: Path) -> list[dict[str, Any]] | None:
     return rows
 
 
-def run_routellm(data: Path, folder: Path, limit: int) -> dict[str, Any] | None:
+def _every_nth(rows: list[Exemplar], limit: int) -> list[Exemplar]:
+    """``limit`` rows spread over ``rows`` (a short run still mixes MMLU subjects and GSM8K)."""
+    step = max(1, len(rows) // limit)
+    return rows[::step][:limit]
+
+
+def run_routellm(
+    data: Path, folder: Path, limit: int, train_limit: int = 2000
+) -> dict[str, Any] | None:
     rows = routellm_rows(data)
     if rows is None:
         return None
@@ -173,11 +181,8 @@ def run_routellm(data: Path, folder: Path, limit: int) -> dict[str, Any] | None:
         scores = row["scores"]
         return Exemplar(text=row["prompt"], scores={"small": scores[WEAK], "large": scores[STRONG]})
 
-    train = [scored(r) for r in rows if _half_a(r["prompt"])]
-    traffic = [scored(r) for r in rows if not _half_a(r["prompt"])]
-    # every n-th row, so a short run still mixes MMLU subjects and GSM8K
-    step = max(1, len(traffic) // limit)
-    traffic = traffic[::step][:limit]
+    train = _every_nth([scored(r) for r in rows if _half_a(r["prompt"])], train_limit)
+    traffic = _every_nth([scored(r) for r in rows if not _half_a(r["prompt"])], limit)
     live = ExemplarRouter.default()
     candidate = ExemplarRouter(
         routes=ROUTES, exemplars=train, embedder=live.embedder, min_similarity=0.0
@@ -190,12 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=Path("/work/shared/data"))
     parser.add_argument("--limit", type=int, default=1000, help="RouteLLM traffic rows.")
+    parser.add_argument(
+        "--train", type=int, default=2000, help="RouteLLM rows the candidate is built from."
+    )
     parser.add_argument("--json", type=Path, help="Write the figures here too.")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         results: dict[str, Any] = {"demo": run_demo(folder)}
-        routellm = run_routellm(args.data, folder, args.limit)
+        routellm = run_routellm(args.data, folder, args.limit, args.train)
         if routellm is None:
             print(f"RouteLLM data not found under {args.data}: that part is skipped")
         results["routellm"] = routellm

@@ -331,7 +331,7 @@ def test_a_shadow_run_over_the_demo_workload_matches_offline_compare(tmp_path):
 
 @pytest.mark.slow
 def test_a_shadow_replay_of_routellm_matches_offline_compare(tmp_path, shared_data):
-    figures = _replay_script().run_routellm(shared_data, tmp_path, limit=120)
+    figures = _replay_script().run_routellm(shared_data, tmp_path, limit=100, train_limit=300)
     if figures is None:
         pytest.skip("RouteLLM files not in the shared data")
     _matches_offline(figures)
