@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 
 from langroute.costs.pricing import Pricer
 from langroute.costs.records import LedgerRecord
-from langroute.errors import LangrouteError
+from langroute.errors import NoShadowRowsError
 from langroute.evaluation.reports import finite_json
 
 __all__ = [
@@ -58,10 +58,6 @@ __all__ = [
 
 _BOOTSTRAP_SAMPLES = 2000
 _CONFIDENCE = 0.95
-
-
-class NoShadowRowsError(LangrouteError):
-    """The ledger holds no shadow decisions (or none of the candidate asked for)."""
 
 
 class FlipExample(BaseModel):
