@@ -224,3 +224,28 @@ def test_serve_records_the_shadow_decision_and_emits_spans(tmp_path, provider, s
         for s in found["chat gpt-4o-mini"] + found["chat gpt-4o"]
     } == {"gpt-4o-mini", "gpt-4o"}
     assert all(s.attributes.get("langroute.cost_usd", 0) >= 0 for s in found["chat gpt-4o"])
+
+
+def test_the_agent_middleware_records_the_candidate_and_writes_spans(spans):
+    from langchain.agents import create_agent
+    from langchain_core.messages import HumanMessage
+
+    from langchain_langroute import RouterMiddleware, track_costs
+
+    provider, exporter = spans
+    small = ScriptedChatModel(model="gpt-4o-mini", provider="openai")
+    large = ScriptedChatModel(model="gpt-4o", provider="openai")
+    middleware = RouterMiddleware(
+        make_router(),
+        {"small": small, "large": large},
+        shadow=always_small(),
+        telemetry=provider,
+    )
+    agent = create_agent(model=small, tools=[], middleware=[middleware])
+    with track_costs() as ledger:
+        state = agent.invoke({"messages": [HumanMessage(HARD)]})
+    assert state["messages"][-1].response_metadata["langroute"]["shadow"]["route"] == "small"
+    [row] = ledger.records()
+    assert (row.route, row.shadow_route) == ("large", "small")
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names == [ROUTE_SPAN, "chat gpt-4o"]
