@@ -47,6 +47,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -74,6 +75,7 @@ from langroute.router.conversation import (
 )
 from langroute.router.decision import RouteDecision
 from langroute.router.query_text import has_visible_text
+from langroute.router.scoped_learning import ScopedLearning
 from langroute.telemetry import TelemetryOption, resolve_telemetry
 
 __all__ = [
@@ -185,6 +187,8 @@ class RouteDispatcher:
             :class:`~langroute.dispatch.shadow.ShadowRouter`); ``None``: none.
         telemetry: OpenTelemetry spans (see :mod:`langroute.telemetry`); ``None``
             (default): on once the application sets a global tracer provider.
+        scoped: What each caller taught (:class:`~langroute.router.scoped_learning.ScopedLearning`),
+            applied to the decisions of that caller only (its ``session_scope``).
 
     Raises:
         RouterConfigError: ``route_models`` does not name exactly the router's routes,
@@ -205,6 +209,7 @@ class RouteDispatcher:
         readers: AnswerReaders | None = None,
         shadow: ShadowRouter | str | Any = None,
         telemetry: TelemetryOption = None,
+        scoped: ScopedLearning | None = None,
     ) -> None:
         try:
             routes = list(router.routes)
@@ -226,6 +231,7 @@ class RouteDispatcher:
             shadow, router, context=self.conversation.context if self.conversation else None
         )
         self.telemetry = resolve_telemetry(telemetry)
+        self.scoped = scoped
 
     @property
     def strongest_route(self) -> str:
@@ -286,6 +292,8 @@ class RouteDispatcher:
                 decision = self.router.route(_query_text(request.query))
         except InvalidQueryError:  # text the router will not embed: nothing to route on
             return self.router.fallback_decision("no_query")
+        if self.scoped is not None and self.scoped.has(request.session_scope):
+            decision = self.scoped.adjust(request.session_scope, _taught_text(request), decision)
         if self.shadow is None:
             return decision
         shadow = self.shadow.decide(request.query, self._shadow_turns(request))
@@ -310,6 +318,10 @@ class RouteDispatcher:
                 decision = await self.router.aroute(_query_text(request.query))
         except InvalidQueryError:
             return self.router.fallback_decision("no_query")
+        if self.scoped is not None and self.scoped.has(request.session_scope):
+            decision = await asyncio.to_thread(  # it embeds the query: off the event loop
+                self.scoped.adjust, request.session_scope, _taught_text(request), decision
+            )
         if self.shadow is None:
             return decision
         shadow = await self.shadow.adecide(request.query, self._shadow_turns(request))
@@ -439,6 +451,16 @@ def _with_shadows(
         None if decision is None else decision.model_copy(update={"shadow": shadow})
         for decision, shadow in zip(decisions, shadows, strict=True)
     ]
+
+
+def _taught_text(request: RouteRequest) -> str | None:
+    """The text a caller's feedback is taught on: the query, else the last user turn."""
+    if request.query is not None:
+        return str(request.query)
+    for turn in reversed(request.turns or ()):
+        if turn.role == "user" and has_visible_text(turn.text):
+            return turn.text
+    return None
 
 
 def _query_text(query: str | None) -> str:
