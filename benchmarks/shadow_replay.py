@@ -18,6 +18,8 @@ graded, its estimated quality delta next to the offline quality delta.
 * **demo**: the 15 routed requests of ``langroute demo``; live = the starter router,
   candidate = the starter router with its dial at 0.3 (more traffic to the strong route);
   labelled with the route the demo's docs give each request (for ``compare``).
+* **overhead**: the median time of one live decision without and with the candidate
+  (each request new, so the live router embeds it; the candidate reuses that vector).
 * **RouteLLM** (MMLU + GSM8K dev, clean rows): live = the starter router, candidate = a
   router built from half A's per-query scores (SHA-256 split of the prompt); half B is the
   traffic (``--limit`` rows of it). Each answer is graded with RouteLLM's correctness of
@@ -43,6 +45,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
 
 from langroute import Exemplar, ExemplarRouter
 from langroute.costs import CostLedger
@@ -144,6 +148,40 @@ def run_demo(folder: Path) -> dict[str, Any]:
     return replay(demo_rows(), live, candidate, folder / "demo-shadow.db")
 
 
+def overhead(rounds: int = 3) -> dict[str, Any]:
+    """Median time of one live decision, without and with a shadow candidate (ms).
+
+    The demo's routed requests, each made unique per round (so the live router embeds
+    it: a cache miss, as for a new request); the candidate shares the live embedder.
+    """
+    from langroute.dispatch.dispatcher import RouteRequest
+
+    live = ExemplarRouter.default()
+    live.warm_up()
+    candidate = ExemplarRouter.default(embedder=live.embedder)
+    candidate.threshold = 0.3
+    plain = RouteDispatcher(live, MODELS, context=None, sessions=False)
+    shadowed = RouteDispatcher(
+        live, MODELS, context=None, sessions=False, shadow=ShadowRouter(candidate)
+    )
+    texts = [row.text for row in demo_rows()]
+    timings: dict[str, list[float]] = {"without": [], "with": []}
+    for round_ in range(rounds):
+        for i, text in enumerate(texts):
+            for name, dispatcher in (("without", plain), ("with", shadowed)):
+                query = f"{text} (request {round_}-{i}-{name})"
+                started = time.perf_counter()
+                dispatcher.decide(RouteRequest(query=query))
+                timings[name].append((time.perf_counter() - started) * 1000)
+    median = {name: float(np.median(values)) for name, values in timings.items()}
+    return {
+        "decisions": len(timings["with"]),
+        "median_ms_without_shadow": round(median["without"], 3),
+        "median_ms_with_shadow": round(median["with"], 3),
+        "median_added_ms": round(median["with"] - median["without"], 3),
+    }
+
+
 def _half_a(prompt: str) -> bool:
     return int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[0], 16) % 2 == 0
 
@@ -202,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        results: dict[str, Any] = {"demo": run_demo(folder)}
+        results: dict[str, Any] = {"demo": run_demo(folder), "overhead": overhead()}
         routellm = run_routellm(args.data, folder, args.limit, args.train)
         if routellm is None:
             print(f"RouteLLM data not found under {args.data}: that part is skipped")
