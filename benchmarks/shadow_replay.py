@@ -104,7 +104,7 @@ def replay(
         ledger.flush()
         records = ledger.records()
     replay_s = time.perf_counter() - started
-    online = compare_ledger(records, routes=ROUTES)
+    online = compare_ledger(records, routes=ROUTES, route_models=MODELS)
     offline = compare(live, candidate, list(rows))
     offline_agreement = 1 - offline.flipped_count / offline.n
     return {
@@ -183,7 +183,8 @@ def overhead(rounds: int = 3) -> dict[str, Any]:
 
 
 def _half_a(prompt: str) -> bool:
-    return int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[0], 16) % 2 == 0
+    # the dev files hold the prompts whose first hex digit is even: split on the second
+    return int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[1], 16) % 2 == 0
 
 
 def routellm_rows(data: Path) -> list[dict[str, Any]] | None:
@@ -214,6 +215,8 @@ def run_routellm(
     rows = routellm_rows(data)
     if rows is None:
         return None
+    if limit < 1 or train_limit < 1:
+        raise ValueError("limit and train_limit must be at least 1")
 
     def scored(row: dict[str, Any]) -> Exemplar:
         scores = row["scores"]

@@ -576,6 +576,13 @@ def compare_command(
             help="With --ledger: routes cheapest first, comma-separated (default: by price)."
         ),
     ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --ledger: a models file giving each route's model and prices "
+            "(default: the model that answered each route most in the ledger)."
+        ),
+    ] = None,
 ) -> None:
     """Compare router B with baseline A on EVALSET; exit 1 when B is worse (CI gate).
 
@@ -595,7 +602,7 @@ def compare_command(
             typer.echo("error: give --ledger or A, B and EVALSET, not both", err=True)
             raise typer.Exit(COMPARE_ERROR_EXIT)
         compare_ledger_command(
-            ledger, candidate=candidate, routes=routes, show=show, as_json=as_json
+            ledger, candidate=candidate, routes=routes, show=show, as_json=as_json, config=config
         )
         return
     if router_a is None or router_b is None or evalset is None:

@@ -107,8 +107,12 @@ def compare_ledger_command(
     routes: str | None,
     show: int,
     as_json: bool,
+    config: Path | None = None,
 ) -> None:
-    """``langroute compare --ledger``: the shadow candidate against the live router."""
+    """``langroute compare --ledger``: the shadow candidate against the live router.
+
+    ``config`` (a models file) gives each route's model and the prices to estimate with.
+    """
     from langroute.costs import CostLedger
     from langroute.errors import LangrouteError
     from langroute.evaluation.shadow import compare_ledger
@@ -117,10 +121,13 @@ def compare_ledger_command(
     try:
         source: str | Path = ledger if is_postgres_url(ledger) else Path(ledger)
         records = CostLedger.open(source).records()
+        route_models, pricer = _models_of(config) if config is not None else (None, None)
         report = compare_ledger(
             records,
             candidate=candidate,
             routes=[r.strip() for r in routes.split(",") if r.strip()] if routes else None,
+            route_models=route_models,
+            pricer=pricer,
         )
     except (LangrouteError, ValueError, OSError) as exc:
         typer.echo(f"error: {printable(exc)}", err=True)
@@ -129,6 +136,16 @@ def compare_ledger_command(
         typer.echo(json_text(report.to_json_dict()))
     else:
         print_shadow_comparison(report, show)
+
+
+def _models_of(config: Path) -> tuple[dict[str, str], Any]:
+    """A models file's route -> model name to price with, and its pricer."""
+    from langroute.costs import Pricer
+    from langroute.models.config import load_models_config
+
+    models = load_models_config(config)
+    names = {route: spec.price_as or spec.spec for route, spec in models.routes.items()}
+    return names, Pricer(models.prices)
 
 
 def _sibling(target: Path, suffix: str) -> Path:

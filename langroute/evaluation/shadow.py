@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -191,6 +191,7 @@ def compare_ledger(
     *,
     candidate: str | None = None,
     routes: Sequence[str] | None = None,
+    route_models: Mapping[str, str] | None = None,
     pricer: Pricer | None = None,
     examples: int = 5,
     seed: int = 0,
@@ -202,6 +203,9 @@ def compare_ledger(
         candidate: The candidate to report (default: the one of the latest shadow row).
         routes: Routes cheapest first (default: the route of the rows' baseline model
             last, the others by their model's price).
+        route_models: Route -> the model name its cost is estimated with (default: the
+            model that answered the route most in the ledger; a route the live router
+            never took then has no price, and its requests count as ``unpriced``).
         pricer: Prices the cost estimate (default: genai-prices' table).
         examples: Example requests kept per flip group.
         seed: Seed of the bootstrap resampling (the report is reproducible).
@@ -228,7 +232,7 @@ def compare_ledger(
     compared = [r for r in rows if r.shadow_route is not None and _live_route(r) is not None]
     if not compared:
         raise NoShadowRowsError(f"every decision of {name!r} failed ({len(failed)} errors)")
-    models = _route_models(records)
+    models = _route_models(records) | dict(route_models or {})
     live = [str(_live_route(r)) for r in compared]
     shadow = [str(r.shadow_route) for r in compared]
     baseline = {r.baseline_model for r in records if r.baseline_model}

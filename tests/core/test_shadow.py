@@ -339,3 +339,21 @@ def test_a_shadow_replay_of_routellm_matches_offline_compare(tmp_path, shared_da
     assert ledger["quality_delta"] is not None and ledger["cost_delta"] is not None
     low, high = ledger["cost_delta_ci"]
     assert low <= ledger["cost_delta"] <= high
+
+
+def test_a_models_file_prices_routes_the_live_router_never_took(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    with CostLedger(path) as ledger:
+        for record in _rows([("small", "small")] * 2 + [("small", "large")] * 2):
+            ledger.record(record)
+    runner = CliRunner()
+    alone = json.loads(runner.invoke(app, ["compare", "--ledger", str(path), "--json"]).output)
+    assert alone["unpriced"] == 2 and alone["cost_delta"] == pytest.approx(0.0)
+    config = tmp_path / "models.toml"
+    config.write_text('[routes]\nsmall = "openai:gpt-4o-mini"\nlarge = "openai:gpt-4o"\n')
+    done = runner.invoke(app, ["compare", "--ledger", str(path), "--config", str(config), "--json"])
+    assert done.exit_code == 0, done.output
+    priced = json.loads(done.output)
+    small, large = 0.00021, 0.0035
+    assert priced["unpriced"] == 0
+    assert priced["cost_delta"] == pytest.approx((2 * small + 2 * large) / (4 * small) - 1)
