@@ -249,3 +249,49 @@ def test_the_agent_middleware_records_the_candidate_and_writes_spans(spans):
     assert (row.route, row.shadow_route) == ("large", "small")
     names = [span.name for span in exporter.get_finished_spans()]
     assert names == [ROUTE_SPAN, "chat gpt-4o"]
+
+
+GLOBAL_PROVIDER_SCRIPT = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from langroute import Exemplar, ExemplarRouter
+from langroute.embedders import HashingEmbedder
+from langchain_langroute import RoutingChatModel
+from langchain_langroute.testing import ScriptedChatModel
+
+router = ExemplarRouter(
+    routes=["small", "large"],
+    exemplars=[Exemplar(text="hello", route="small"), Exemplar(text="prove it", route="large")],
+    embedder=HashingEmbedder(),
+)
+llm = RoutingChatModel(
+    router=router,
+    models={
+        "small": ScriptedChatModel(model="gpt-4o-mini"),
+        "large": ScriptedChatModel(model="gpt-4o"),
+    },
+)
+llm.invoke("hello")  # before the application sets a provider: no spans
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+llm.invoke("hello")
+print([span.name for span in exporter.get_finished_spans()])
+"""
+
+
+def test_spans_start_once_the_application_sets_a_global_provider():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['langroute.route', 'chat gpt-4o-mini']"
