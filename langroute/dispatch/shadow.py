@@ -13,8 +13,10 @@ agreement, flips and the candidate's estimated deltas.
 The candidate never answers and never fails the request: an error, or a decision that
 takes longer than ``timeout_s``, is recorded as ``shadow_error`` and the live request
 goes on. A saved router built with the live router's embedder shares the live
-router's embedding cache, so the query is embedded once for both (the candidate's
-decision is then a nearest-neighbour search, well under a millisecond on the demo).
+router's embedding cache, so the query is embedded once for both; the candidate's
+decision is then a nearest-neighbour search (about 1 ms on the starter router), made in
+the caller's thread (``inline``). Other candidates decide in a worker thread, waited
+for at most ``timeout_s``.
 
 Example:
     >>> from langroute import Exemplar, ExemplarRouter
@@ -77,6 +79,10 @@ class ShadowRouter:
             it, ``shadow_error`` says ``TimeoutError`` and the request goes on.
         context: The conversation strategy for requests routed on their turns (the
             dispatcher passes the live one); sessions are never kept for the candidate.
+        inline: Decide in the caller's thread (no thread hop, no timeout): for a
+            candidate that shares the live router's embedder object, whose decision is
+            a search on the vector the live decision just cached. ``None`` (default):
+            decided by :func:`as_shadow` / :meth:`load` from the embedders.
 
     Raises:
         ValueError: ``timeout_s`` is not positive.
@@ -89,12 +95,14 @@ class ShadowRouter:
         name: str | None = None,
         timeout_s: float = DEFAULT_SHADOW_TIMEOUT_S,
         context: ConversationContext | None = None,
+        inline: bool | None = None,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
         self.candidate = candidate
         self.name = name or type(candidate).__name__
         self.timeout_s = timeout_s
+        self.inline = bool(inline)
         self._conversation = (
             ConversationRouting(candidate, context, False)
             if hasattr(candidate, "route_vectors") and hasattr(candidate, "embedder")
@@ -133,7 +141,7 @@ class ShadowRouter:
             except Exception:  # the load below names what is wrong with the folder
                 same = False
         router = ExemplarRouter.load(path, embedder=embedder) if same else load_saved_router(path)
-        return cls(router, name=str(path), timeout_s=timeout_s, context=context)
+        return cls(router, name=str(path), timeout_s=timeout_s, context=context, inline=same)
 
     # ------------------------------------------------------------------ decisions
     def _decision(self, decision: RouteDecision, started: float) -> ShadowDecision:
@@ -173,6 +181,8 @@ class ShadowRouter:
         """The candidate's decision on one request; never raises (errors are recorded)."""
         started = time.perf_counter()
         try:
+            if self.inline:
+                return self._decision(self._route_sync(query, turns), started)
             future = _pool().submit(self._route_sync, query, turns)
             return self._decision(future.result(timeout=self.timeout_s), started)
         except Exception as exc:
@@ -197,8 +207,11 @@ class ShadowRouter:
         """
         started = time.perf_counter()
         try:
-            future = _pool().submit(self.candidate.route_batch, list(queries))
-            decisions = list(future.result(timeout=self.timeout_s))
+            if self.inline:
+                decisions = list(self.candidate.route_batch(list(queries)))
+            else:
+                future = _pool().submit(self.candidate.route_batch, list(queries))
+                decisions = list(future.result(timeout=self.timeout_s))
         except Exception as exc:
             return [self._failure(exc, started)] * len(queries)
         return [self._decision(decision, started) for decision in decisions]
@@ -253,4 +266,6 @@ def as_shadow(
             "shadow must be a saved router's folder, a router (route/aroute) or a "
             f"ShadowRouter; got {type(shadow).__name__}"
         )
-    return ShadowRouter(shadow, context=context)
+    shared = getattr(shadow, "embedder", None)
+    inline = shared is not None and shared is getattr(live, "embedder", None)
+    return ShadowRouter(shadow, context=context, inline=inline)

@@ -93,7 +93,7 @@ def test_a_saved_candidate_with_the_live_embedder_reuses_the_querys_vector(tmp_p
     live = make(embedder=HashingEmbedder())
     make("small", HashingEmbedder()).save(tmp_path / "candidate")
     shadow = ShadowRouter.load(tmp_path / "candidate", live=live)
-    assert shadow.candidate.embedder is live.embedder
+    assert shadow.candidate.embedder is live.embedder and shadow.inline
     dispatcher = RouteDispatcher(live, MODELS, shadow=shadow, context=None, sessions=False)
     dispatcher.decide(RouteRequest(query="a brand new question about proofs"))
     info = live.embedder.cache_info()
