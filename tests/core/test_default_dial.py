@@ -101,6 +101,10 @@ def test_cli_build_and_info_print_the_operating_point(tmp_path):
     assert "threshold 0.5 as given (not calibrated)" in fixed.stdout
     target = run_cli("build", data, "-o", "t", *common, "--quality-target", "0.9", cwd=tmp_path)
     assert "keep 90% of the strongest route's quality" in target.stdout
+    inside = run_cli("build", data, "-o", "i", *common, "--standard-errors", "1", cwd=tmp_path)
+    assert "with 1 standard error to spare (lower bound" in inside.stdout
+    saved = json.loads((tmp_path / "i" / "manifest.json").read_text())["calibration"]
+    assert saved["standard_errors"] == 1.0 and saved["quality_lower_bound"] >= 0.95
     bad = run_cli("build", data, "-o", "b", *common, "--quality-target", "1.5", cwd=tmp_path)
     assert bad.returncode != 0
 
