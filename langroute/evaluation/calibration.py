@@ -427,9 +427,14 @@ def calibrate_by_cross_validation(
     rows, and the expected operating point (share sent to the strongest route, quality
     as a fraction of always-strongest) is recorded with its spread over the folds.
 
+    With ``standard_errors`` above 0 a quality target is met only when the out-of-fold
+    estimate less that many of its standard errors reaches it (1: the target holds with
+    about 84% confidence on data like the exemplars, for more traffic to the strongest
+    route); the record keeps that lower bound.
+
     Raises:
         RouterConfigError: see :func:`cross_validation_skip_reason`; a target outside
-            [0, 1]; neither or both targets.
+            [0, 1]; neither or both targets; a negative ``standard_errors``.
 
     Example:
         >>> result = calibrate_by_cross_validation(router)  # doctest: +SKIP
@@ -443,6 +448,8 @@ def calibrate_by_cross_validation(
     )
 
     _check_target(target_strong_share, target_quality)
+    if not standard_errors >= 0.0:
+        raise RouterConfigError(f"standard_errors must be 0 or more, got {standard_errors}")
     reason = cross_validation_skip_reason(router, folds)
     if reason is not None:
         raise RouterConfigError(f"cannot calibrate by cross-validation: {reason}")

@@ -130,6 +130,8 @@ def test_aiming_standard_errors_inside_the_target_buys_quality_with_strong_share
     assert router.threshold == pytest.approx(inside.threshold)
     assert "2 standard errors to spare" in inside.summary()
     assert "to spare" not in at_mean.summary()
+    with pytest.raises(RouterConfigError, match="standard_errors must be 0 or more"):
+        calibrate_by_cross_validation(router, standard_errors=-1.0)
 
 
 def test_a_labelled_target_gets_a_binomial_lower_bound():
