@@ -215,6 +215,15 @@ def build(
             help="Instead of --quality-target: send this share of queries to the strongest route.",
         ),
     ] = None,
+    standard_errors: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            help="Aim this many standard errors of the cross-validated quality estimate "
+            "inside --quality-target (e.g. 1: the target holds with about 84% confidence, "
+            "for more traffic to the strongest route; default: 0, the estimate itself).",
+        ),
+    ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
     index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
     tune: Annotated[
@@ -280,6 +289,7 @@ def build(
             show_progress=True,
             quality_target=quality_target,
             strong_share=strong_share,
+            standard_errors=standard_errors,
             **options,
         )
         built.save(output)
