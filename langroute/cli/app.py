@@ -21,6 +21,7 @@ from langroute.cli.evaluation import (
     tune_command,
 )
 from langroute.cli.labels import label_command
+from langroute.cli.shadow import promote_command, revert_command
 from langroute.terminal import data_text, json_text, printable
 
 if TYPE_CHECKING:
@@ -215,6 +216,15 @@ def build(
             help="Instead of --quality-target: send this share of queries to the strongest route.",
         ),
     ] = None,
+    standard_errors: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            help="Aim this many standard errors of the cross-validated quality estimate "
+            "inside --quality-target (e.g. 1: the target holds with about 84% confidence, "
+            "for more traffic to the strongest route; default: 0, the estimate itself).",
+        ),
+    ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
     index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
     tune: Annotated[
@@ -280,6 +290,7 @@ def build(
             show_progress=True,
             quality_target=quality_target,
             strong_share=strong_share,
+            standard_errors=standard_errors,
             **options,
         )
         built.save(output)
@@ -662,6 +673,8 @@ app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("tune")(tune_command)
 app.command("compare")(compare_command)
+app.command("promote")(promote_command)
+app.command("revert")(revert_command)
 app.command("label")(label_command)
 app.command("dashboard")(dashboard_command)
 

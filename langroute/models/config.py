@@ -241,6 +241,12 @@ class ServeConfig(BaseModel):
             threshold to hold its ``target`` (spend per hour, strong share or an
             escalation band) from the ledger; its changes are journalled beside a file
             ledger and shown by ``langroute monitor`` (``None``: the dial stays put).
+        shadow_router: A saved candidate router that decides on every request next to
+            the live one without answering (shadow evaluation): its decision goes into
+            the request's ledger row; ``langroute compare --ledger`` reports agreement.
+        otel: Emit OpenTelemetry spans for routing decisions and model calls through
+            the global tracer provider (configured by the application or the
+            ``OTEL_*`` environment variables); needs the ``otel`` extra.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -268,6 +274,8 @@ class ServeConfig(BaseModel):
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
     adaptive_dial: AdaptiveDialConfig | None = None
+    shadow_router: Path | None = None
+    otel: bool = False
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
@@ -465,6 +473,8 @@ def _parse_serve(
         update["adaptive_dial"] = dial.model_copy(
             update={"journal": beside(dial.journal) or dial.journal}
         )
+    if serve.shadow_router is not None:
+        update["shadow_router"] = beside(serve.shadow_router) or serve.shadow_router
     if serve.ledger != "memory" and "://" not in serve.ledger:
         ledger = Path(serve.ledger)
         update["ledger"] = str(ledger if ledger.is_absolute() else folder / ledger)

@@ -137,6 +137,7 @@ class Gateway:
             if self.settings.learn and self.keyring is not None and hasattr(self.router, "embedder")
             else None
         )
+        shadow, telemetry = _observers(config, self.router)
 
         def routing_model(escalation_order: list[str] | None) -> RoutingChatModel:
             try:
@@ -148,6 +149,8 @@ class Gateway:
                     warm_up=True,
                     escalate_on=(EscalatingError,),
                     escalation_order=escalation_order,
+                    shadow=shadow,
+                    telemetry=telemetry,
                     scoped_learning=self.scoped,
                 )
             except RouterConfigError as exc:
@@ -353,3 +356,21 @@ class Gateway:
             self.spend.close()
         if self.replica is not None:
             self.replica.close()
+
+
+def _observers(config: ModelsConfig, router: Router) -> tuple[Any, Any]:
+    """``[serve]``'s shadow router (loaded once for every routing model) and telemetry."""
+    from langroute.dispatch.shadow import ShadowRouter
+    from langroute.errors import LangrouteError
+    from langroute.telemetry import Telemetry
+
+    settings = config.serve
+    shadow = None
+    if settings.shadow_router is not None:
+        try:
+            shadow = ShadowRouter.load(settings.shadow_router, live=router)
+        except (LangrouteError, OSError) as exc:
+            where = f"{config.path}: " if config.path is not None else ""
+            raise ModelsConfigError(f"{where}[serve] shadow_router: {exc}") from exc
+    telemetry = Telemetry(pricer=Pricer(config.prices)) if settings.otel else None
+    return shadow, telemetry
