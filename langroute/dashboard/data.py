@@ -97,6 +97,15 @@ def _label(target: str | Path | CostLedger) -> str:
     return str(target)
 
 
+_SHADOW_FIELDS = ("router", "route", "reason", "confidence", "error")
+
+
+def _shadow(record: Any) -> dict[str, Any] | None:
+    """A row's shadow decision (its ``shadow_*`` fields), or ``None`` when it has none."""
+    shadow = {name: getattr(record, f"shadow_{name}", None) for name in _SHADOW_FIELDS}
+    return shadow if any(value is not None for value in shadow.values()) else None
+
+
 class _Snapshot:
     """Results for one state of the ledger; sessions kept open while it lasts."""
 
@@ -433,7 +442,8 @@ class Dashboard:
 
         Nearest exemplars come from the dashboard's router (``--router``), for a call
         whose query the ledger kept; a record that carries ``metadata["neighbours"]`` shows
-        those. A shadow decision (``metadata["shadow"]``) is passed on as it is.
+        those. A shadow candidate's decision on the request (the row's ``shadow_*``
+        columns) comes as ``shadow``.
 
         Raises:
             KeyError: No call has that id.
@@ -454,7 +464,7 @@ class Dashboard:
                 "record": record.model_dump(mode="json"),
                 "request": request,
                 "neighbours": self._neighbours(record),
-                "shadow": record.metadata.get("shadow"),
+                "shadow": _shadow(record),
             }
 
         return self._run(work)

@@ -270,7 +270,10 @@ def test_the_why_card_shows_the_request_and_the_nearest_exemplars(tmp_path: Path
             reason="vote",
             confidence=0.8,
             query="prove the theorem about primes, please",
-            metadata={"stage": "knn", "shadow": {"route": "small", "reason": "vote"}},
+            metadata={"stage": "knn"},
+            shadow_router="candidate",
+            shadow_route="small",
+            shadow_reason="vote",
         )
     )
     ledger.close()
@@ -280,9 +283,16 @@ def test_the_why_card_shows_the_request_and_the_nearest_exemplars(tmp_path: Path
     assert [row["record_id"] for row in why["request"]] == [first.record_id, answer.record_id]
     assert why["neighbours"]["source"] == "router"
     assert why["neighbours"]["items"][0]["text"] == "prove the theorem about primes"
-    assert why["shadow"] == {"route": "small", "reason": "vote"}
+    assert why["shadow"] == {
+        "router": "candidate",
+        "route": "small",
+        "reason": "vote",
+        "confidence": None,
+        "error": None,
+    }
     no_query = get(client, f"why/{first.record_id}")
     assert no_query["neighbours"]["items"] == [] and "no query" in no_query["neighbours"]["note"]
+    assert no_query["shadow"] is None
     assert client.get("/api/why/nope").status_code == 404
     exemplars = get(client, "exemplars")
     assert exemplars["counts"] == {"small": 1, "large": 2}
