@@ -46,6 +46,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langroute.dispatch.breakers import BreakerRegistry
+from langroute.dispatch.equivalents import RouteEquivalents
 from langroute.dispatch.escalation import (
     AttemptHook,
     Escalation,
@@ -173,6 +175,10 @@ class RouteDispatcher:
         sessions: Keep one route per conversation (``True``, ``False`` or a tracker);
             ``"auto"`` (default): on when the router routes vectors.
         readers: How the framework's answers are read (usage, served model, chunks).
+        equivalents: Routes holding several equivalent models, in the order (or with the
+            weights) to try them; a route not in it has the one model ``route_models``
+            names. Plain data that code outside the frameworks can read too.
+        breakers: Circuit breakers per model, consulted before each attempt (None: none).
 
     Raises:
         RouterConfigError: ``route_models`` does not name exactly the router's routes,
@@ -190,6 +196,8 @@ class RouteDispatcher:
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         readers: AnswerReaders | None = None,
+        equivalents: RouteEquivalents | None = None,
+        breakers: BreakerRegistry | None = None,
     ) -> None:
         try:
             routes = list(router.routes)
@@ -207,6 +215,8 @@ class RouteDispatcher:
         self.propagate = propagate
         self.readers = readers or AnswerReaders()
         self.conversation = conversation_routing(router, context, sessions)
+        self.equivalents = equivalents or RouteEquivalents({})
+        self.breakers = breakers
 
     @property
     def strongest_route(self) -> str:
@@ -229,6 +239,9 @@ class RouteDispatcher:
             return name
         for route, model in self.route_models.items():
             if model == name:
+                return route
+        for route, models in self.equivalents.routes.items():
+            if any(model.name == name for model in models):
                 return route
         raise RouterConfigError(
             f"model={name!r} names no route and no route model; routes: {self.route_models}"
@@ -346,11 +359,18 @@ class RouteDispatcher:
         on_failure: FailureHook | None = None,
         on_attempt: AttemptHook | None = None,
     ) -> Escalation[Any]:
-        """The escalation that runs ``call``: its route, then each stronger one in order."""
+        """The escalation that runs ``call``: its route, then each stronger one in order.
+
+        Each route's equivalent models come in the order :attr:`equivalents` gives for
+        this call (declared, weighted or latency-ordered), before the next route.
+        """
         readers = self.readers
+        path = escalation_path(call.decision.route, self.escalation_order)
         return Escalation(
             call,
-            escalation_path(call.decision.route, self.escalation_order),
+            path,
+            targets=self.equivalents.attempt_order(path),
+            breakers=self.breakers,
             model_for=self.route_models.get,
             escalate_on=self.escalate_on,
             on_failure=on_failure,
