@@ -76,9 +76,10 @@ Accept = Callable[[str, T], bool]
 AsyncAccept = Callable[[str, T], Awaitable[bool]]
 AttemptHook = Callable[[Attempt], Any]
 """Called with each final attempt record; may return an awaitable in the async variants."""
-Resume = Callable[[RouteTarget, list[Any]], Any]
-"""``(next target, chunks delivered so far) -> stream``: continues a stream that broke
-after it delivered output, on another model (may return an async iterable or await it)."""
+Resume = Callable[[list[Any]], Callable[[RouteTarget], Any] | None]
+"""``chunks delivered so far -> open_continuation(target)``, or None when they cannot be
+continued (a half-delivered tool call): continues a stream that broke after it
+delivered output, on the next models (the opener may return an async iterable)."""
 
 
 async def _settle(value: Any) -> Any:
@@ -147,15 +148,6 @@ def _no_usage(_: Any) -> TokenUsage | None:
 
 
 _END = object()
-
-
-def _resuming(resume: Resume, so_far: list[Any]) -> Callable[[str], Any]:
-    """Opens the continuation of a broken stream on a target, given what was delivered."""
-
-    def open_continuation(target: str) -> Any:
-        return resume(target, so_far)  # type: ignore[arg-type]
-
-    return open_continuation
 
 
 async def _next(iterator: AsyncIterator[T]) -> Any:
@@ -528,11 +520,13 @@ class Escalation(Generic[T]):
         deliver nothing answers with them.
 
         A stream that breaks after delivering output raises, unless ``resume`` is given
-        and the break is an ``escalate_on`` error: then ``resume(next target, chunks
-        delivered so far)`` opens a continuation on the next model (equivalent or
-        stronger, whose :class:`~langroute.dispatch.equivalents.EquivalentModel` did not
-        opt out with ``continue_streams=False``), relayed in the same stream as a new
-        attempt. When no model can continue, :class:`~langroute.errors.AllRoutesFailedError`
+        and the break is an ``escalate_on`` error: then ``resume(chunks delivered so
+        far)`` gives the opener of a continuation (None: these chunks cannot be
+        continued, the break is raised), which runs on the next models (equivalent or
+        stronger, unless the broken model's
+        :class:`~langroute.dispatch.equivalents.EquivalentModel` opted out with
+        ``continue_streams=False``), relayed in the same stream as new attempts. When no
+        model can continue, :class:`~langroute.errors.AllRoutesFailedError`
         says that the stream broke after output was sent.
         """
         opener: Callable[[str], Iterable[T]] = open_stream
@@ -596,8 +590,10 @@ class Escalation(Generic[T]):
                 return
             if not self._broke(position, broke, resume):
                 raise broke
-            assert resume is not None
-            opener = _resuming(resume, list(delivered))
+            continuation = resume(list(delivered)) if resume is not None else None
+            if continuation is None:
+                raise broke
+            opener = continuation
             position += 1
         raise self.all_failed()
 
@@ -678,7 +674,9 @@ class Escalation(Generic[T]):
                 return
             if not self._broke(position, broke, resume):
                 raise broke
-            assert resume is not None
-            opener = _resuming(resume, list(delivered))
+            continuation = resume(list(delivered)) if resume is not None else None
+            if continuation is None:
+                raise broke
+            opener = continuation
             position += 1
         raise self.all_failed()

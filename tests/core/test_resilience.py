@@ -281,9 +281,12 @@ def test_a_stream_broken_after_text_continues_on_the_next_model():
     def open_stream(target: RouteTarget):
         return broken_stream(["Hello ", "big ", "world"], 2 if target.model == "mini-a" else None)
 
-    def resume(target: RouteTarget, so_far: list[str]):
-        resumed.append((target.model, "".join(so_far)))
-        return iter(["world"])
+    def resume(so_far: list[str]):
+        def open_continuation(target: RouteTarget):
+            resumed.append((target.model, "".join(so_far)))
+            return iter(["world"])
+
+        return open_continuation
 
     chunks = list(escalation(call).stream(open_stream, resume=resume))
     assert "".join(chunk for _, chunk in chunks) == "Hello big world"
@@ -299,8 +302,11 @@ def test_a_stream_that_cannot_continue_ends_with_an_error_naming_the_break():
     def open_stream(target: RouteTarget):
         return broken_stream(["Hello ", "world"], 1)
 
-    def resume(target: RouteTarget, so_far: list[str]):
-        raise ConnectionError(f"{target.model} is down too")
+    def resume(so_far: list[str]):
+        def open_continuation(target: RouteTarget):
+            raise ConnectionError(f"{target.model} is down too")
+
+        return open_continuation
 
     got: list[str] = []
     with pytest.raises(AllRoutesFailedError, match="stream broke after part of the answer"):
@@ -319,7 +325,9 @@ def test_a_model_that_opted_out_of_continuation_raises_its_break():
         model_for=str,
         targets=equivalents.attempt_order(["small", "large"]),
     )
-    stream = run.stream(lambda t: broken_stream(["a", "b"], 1), resume=lambda t, s: iter(["b"]))
+    stream = run.stream(
+        lambda t: broken_stream(["a", "b"], 1), resume=lambda s: lambda t: iter(["b"])
+    )
     with pytest.raises(ConnectionError, match="stream cut"):
         list(stream)
 
@@ -331,10 +339,14 @@ def test_an_async_stream_continues_in_the_same_stream():
                 raise ConnectionError("cut")
             yield word
 
-    async def resume(target: RouteTarget, so_far: list[str]):
+    def resume(so_far: list[str]):
         assert "".join(so_far) == "one "
-        for word in ["two ", "three"]:
-            yield word
+
+        async def open_continuation(target: RouteTarget):
+            for word in ["two ", "three"]:
+                yield word
+
+        return open_continuation
 
     async def main() -> tuple[str, RoutedCall]:
         call = new_call()
@@ -346,3 +358,13 @@ def test_an_async_stream_continues_in_the_same_stream():
     text, call = asyncio.run(main())
     assert text == "one two three"
     assert [a.model for a in call.attempts] == ["mini-a", "mini-b"]
+
+
+def test_chunks_that_cannot_be_continued_raise_the_break():
+    def open_stream(target: RouteTarget):
+        return broken_stream(["a", "b"], 1)
+
+    call = new_call()
+    with pytest.raises(ConnectionError, match="stream cut"):
+        list(escalation(call).stream(open_stream, resume=lambda so_far: None))
+    assert [a.model for a in call.attempts] == ["mini-a"]
