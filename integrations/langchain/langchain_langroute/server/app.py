@@ -199,6 +199,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 "failed": stats.failed,
                 "unavailable": stats.unavailable,
             },
+            "breakers": gateway.breakers.health() if gateway.breakers is not None else None,
         }
         return JSONResponse(body, status_code=503 if degraded else 200)
 
