@@ -371,6 +371,7 @@ class RouteDispatcher:
             path,
             targets=self.equivalents.attempt_order(path),
             breakers=self.breakers,
+            observe_latency=getattr(self.equivalents.reorder, "observe", None),
             model_for=self.route_models.get,
             escalate_on=self.escalate_on,
             on_failure=on_failure,

@@ -191,6 +191,9 @@ class Escalation(Generic[T]):
             ``invoke`` and ``open_stream`` get these :class:`RouteTarget` s (route names
             that also say which equivalent to call).
         breakers: The circuit breakers consulted before each attempt (None: none).
+        observe_latency: Called with a model's key (its breaker key) and the latency of
+            each answer (a stream: to its first delivered chunk), e.g.
+            :meth:`~langroute.dispatch.latency.LatencyPolicy.observe`.
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class Escalation(Generic[T]):
         delivers: Callable[[Any], bool] | None = None,
         targets: Sequence[RouteTarget] | None = None,
         breakers: BreakerRegistry | None = None,
+        observe_latency: Callable[[str, float], Any] | None = None,
     ) -> None:
         if not path:
             raise ValueError("an escalation needs at least one route")
@@ -227,6 +231,7 @@ class Escalation(Generic[T]):
         self.propagate = propagate
         self.delivers = delivers
         self.breakers = breakers
+        self.observe_latency = observe_latency
         self._failures: list[tuple[str, BaseException]] = []
         self.breaker_changes: list[BreakerChange] = []
         """The breaker state changes this call caused, in order (for events)."""
@@ -258,7 +263,9 @@ class Escalation(Generic[T]):
         if change is not None:
             self.breaker_changes.append(change)
 
-    def _success(self, target: RouteTarget) -> None:
+    def _success(self, target: RouteTarget, started: float) -> None:
+        if self.observe_latency is not None:
+            self.observe_latency(self._key(target), (time.perf_counter() - started) * 1000)
         if self.breakers is not None:
             self._note(self.breakers.record_success(self._key(target)))
 
@@ -398,7 +405,7 @@ class Escalation(Generic[T]):
                     position += 1
                     continue
                 raise
-            self._success(target)
+            self._success(target, started)
             attempt = self._answered(
                 target, self._served_by(target, answer), self.usage_of(answer), started
             )
@@ -438,7 +445,7 @@ class Escalation(Generic[T]):
                     position += 1
                     continue
                 raise
-            self._success(target)
+            self._success(target, started)
             attempt = self._answered(
                 target, self._served_by(target, answer), self.usage_of(answer), started
             )
@@ -555,7 +562,7 @@ class Escalation(Generic[T]):
                     position += 1
                     continue
                 raise
-            self._success(target)
+            self._success(target, started)
             if (
                 accept is not None
                 and opener is open_stream
@@ -638,7 +645,7 @@ class Escalation(Generic[T]):
                     position += 1
                     continue
                 raise
-            self._success(target)
+            self._success(target, started)
             if (
                 accept is not None
                 and opener is open_stream

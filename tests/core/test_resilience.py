@@ -368,3 +368,37 @@ def test_chunks_that_cannot_be_continued_raise_the_break():
     with pytest.raises(ConnectionError, match="stream cut"):
         list(escalation(call).stream(open_stream, resume=lambda so_far: None))
     assert [a.model for a in call.attempts] == ["mini-a"]
+
+
+# ---------------------------------------------------------------------- latency
+def test_latency_policy_prefers_the_fastest_equivalent_within_a_price_tier():
+    from langroute.dispatch.latency import LatencyPolicy
+
+    prices = {"cheap-slow": 1.0, "cheap-fast": 1.0, "pricey-fastest": 5.0}
+    policy = LatencyPolicy(percentile=50, min_samples=2, price_of=prices.get)
+    equivalents = RouteEquivalents.of_names(
+        {"small": ["cheap-slow", "pricey-fastest", "cheap-fast"]}
+    )
+    equivalents.reorder = policy
+    assert [t.model for t in equivalents.attempt_order(["small"])] == [
+        "cheap-slow",
+        "cheap-fast",
+        "pricey-fastest",
+    ]  # no samples yet: declared order within the tiers, cheap tier first
+    for model, latency in [("cheap-slow", 800), ("cheap-fast", 100), ("pricey-fastest", 10)]:
+        policy.observe(model, latency)
+        policy.observe(model, latency)
+    assert [t.model for t in equivalents.attempt_order(["small"])] == [
+        "cheap-fast",
+        "cheap-slow",
+        "pricey-fastest",  # fastest of all, but never ahead of a cheaper tier
+    ]
+
+
+def test_an_escalation_reports_answer_latencies_to_the_policy():
+    from langroute.dispatch.latency import LatencyPolicy
+
+    policy = LatencyPolicy(min_samples=1)
+    ask, _ = failing("mini-a")
+    escalation(new_call(), observe_latency=policy.observe).run(ask)
+    assert policy.latency("mini-b") is not None and policy.latency("mini-a") is None

@@ -43,6 +43,7 @@ from langroute.dispatch.breakers import BreakerRegistry
 from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
 from langroute.dispatch.equivalents import RouteEquivalents
 from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.latency import LatencyPolicy
 from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall
 from langroute.protocols import Router
 from langroute.router.conversation import (
@@ -232,6 +233,10 @@ class RoutingChatModel(BaseChatModel):
     """Circuit breakers per model (:class:`langroute.dispatch.breakers.BreakerRegistry`):
     a model that keeps failing is skipped at once until a probe after its cool-down
     succeeds. Share one registry between routing models of a process. ``None``: off."""
+    latency_policy: LatencyPolicy | None = None
+    """Try each route's equivalents fastest first by a moving latency percentile, never
+    across price tiers (:class:`langroute.dispatch.latency.LatencyPolicy`). ``None``:
+    the declared (or weighted) order."""
     continue_streams: bool = True
     """Continue a stream that breaks after text on the next model (equivalent, else
     stronger), in the same stream; a route given as a ``Route`` decides for itself."""
@@ -288,7 +293,7 @@ class RoutingChatModel(BaseChatModel):
             context=context,
             sessions=sessions,
             readers=READERS,
-            equivalents=route_equivalents(routes, names),
+            equivalents=route_equivalents(routes, names, self.latency_policy),
             breakers=self.breakers,
         )
         start_warm_up(self.router, self.warm_up)

@@ -89,12 +89,14 @@ def routes_of(models: Mapping[str, Any], continue_streams: bool = True) -> dict[
 
 
 def route_equivalents(
-    routes: Mapping[str, Route], names: Mapping[str, Sequence[str]]
+    routes: Mapping[str, Route], names: Mapping[str, Sequence[str]], reorder: Any = None
 ) -> RouteEquivalents:
     """The core's plain description of the routes' models (``names``: each model's name).
 
     A model name given twice in one route gets its position as a breaker key suffix
     (``gpt-4o-mini#1``), so that two providers of one model keep separate breakers.
+    ``reorder``: a per-call ordering policy such as
+    :class:`~langroute.dispatch.latency.LatencyPolicy`.
     """
     described: dict[str, list[EquivalentModel]] = {}
     for route, spec in routes.items():
@@ -113,7 +115,7 @@ def route_equivalents(
                 )
             )
         described[route] = models
-    return RouteEquivalents(described)
+    return RouteEquivalents(described, reorder=reorder)
 
 
 def delivered_text(chunks: Sequence[ChatGenerationChunk]) -> str | None:

@@ -57,7 +57,8 @@ from llama_index.llms.langroute.routed_run import (
 
 from langroute.dispatch.breakers import BreakerRegistry
 from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
-from langroute.dispatch.equivalents import RouteEquivalents
+from langroute.dispatch.equivalents import EquivalentModel, RouteEquivalents
+from langroute.dispatch.latency import LatencyPolicy
 from langroute.dispatch.routed_call import ROUTE_KEY, RouteMetadata
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
@@ -114,6 +115,8 @@ class RoutingLLM(FunctionCallingLLM):
         breakers: Circuit breakers per model
             (:class:`langroute.dispatch.breakers.BreakerRegistry`): a model that keeps
             failing is skipped at once until a probe after its cool-down succeeds.
+        latency_policy: Try a route's equivalents fastest first, never across price
+            tiers (:class:`langroute.dispatch.latency.LatencyPolicy`).
         query_extractor: Where to find the text to route on (default:
             :class:`~llama_index.llms.langroute.query.QueryExtractor`).
         escalate_on: Exception types that send a call on to the next stronger route;
@@ -228,6 +231,7 @@ class RoutingLLM(FunctionCallingLLM):
         sessions: bool | SessionTracker | Auto = AUTO,
         callback_manager: CallbackManager | None = None,
         breakers: BreakerRegistry | None = None,
+        latency_policy: LatencyPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         if query_extractor is not None and not isinstance(query_extractor, QueryExtractorProtocol):
@@ -267,8 +271,12 @@ class RoutingLLM(FunctionCallingLLM):
             context=context,
             sessions=sessions,
             readers=READERS,
-            equivalents=RouteEquivalents.of_names(
-                {r: [llm.metadata.model_name for llm in llms] for r, llms in members.items()}
+            equivalents=RouteEquivalents(
+                {
+                    r: [EquivalentModel(name=llm.metadata.model_name) for llm in llms]
+                    for r, llms in members.items()
+                },
+                reorder=latency_policy,
             ),
             breakers=breakers,
         )
