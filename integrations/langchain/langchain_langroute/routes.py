@@ -29,6 +29,8 @@ from langroute.dispatch.equivalents import EquivalentModel, RouteEquivalents
 from langroute.errors import RouterConfigError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from langchain_langroute.runnable_routes import as_route_model
+
 __all__ = ["Route", "continuation_messages", "delivered_text", "route_equivalents", "routes_of"]
 
 
@@ -72,19 +74,24 @@ class Route(BaseModel):
 def routes_of(models: Mapping[str, Any], continue_streams: bool = True) -> dict[str, Route]:
     """Each route as a :class:`Route` (a single model or a list of models becomes one).
 
+    A non-chat ``Runnable`` (an agent, a chain) becomes a
+    :class:`~langchain_langroute.runnable_routes.RunnableRoute`.
+
     Raises:
         RouterConfigError: A route holds an empty list.
     """
     routes: dict[str, Route] = {}
     for route, value in models.items():
         if isinstance(value, Route):
-            routes[route] = value
+            spec = value
         elif isinstance(value, Sequence) and not isinstance(value, str):
             if not value:
                 raise RouterConfigError(f"models[{route!r}] is an empty list; give a model")
-            routes[route] = Route(models=list(value), continue_streams=continue_streams)
+            spec = Route(models=list(value), continue_streams=continue_streams)
         else:
-            routes[route] = Route(models=[value], continue_streams=continue_streams)
+            spec = Route(models=[value], continue_streams=continue_streams)
+        spec.models = [as_route_model(route, model) for model in spec.models]
+        routes[route] = spec
     return routes
 
 

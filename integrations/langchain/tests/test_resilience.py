@@ -165,3 +165,56 @@ def test_a_route_that_opts_out_of_continuation_raises_its_break(router, provider
     else:
         raise AssertionError("the broken stream should have raised")
     assert "".join(received) == "answer from " and provider.models_asked() == [MINI]
+
+
+# ---------------------------------------------------------------- routes that are not models
+PROOF = "prove that there are infinitely many primes"  # routed to "large" by the test router
+
+
+def test_an_agent_route_answers_through_the_routing_model(router, provider):
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    @tool
+    def get_time(city: str) -> str:
+        """The time in a city."""
+        return "noon"
+
+    strong = ChatOpenAI(model=LARGE, base_url=provider.openai_url, api_key="test", max_retries=0)
+    agent = create_agent(strong, tools=[get_time])
+    handler = CostCallbackHandler()
+    llm = RoutingChatModel(
+        router=router, models={"small": models(provider)["small"], "large": agent}
+    )
+    answer = llm.invoke(PROOF, config={"callbacks": [handler]})
+    assert answer.content == f"answer from {LARGE}"
+    assert provider.models_asked() == [LARGE, LARGE]  # the tool call, then the answer
+    meta = RouteMetadata.from_metadata(answer.response_metadata)
+    assert (meta.route, meta.model) == ("large", "gpt-4o-2024-08-06")
+    [row] = handler.ledger.records()
+    assert (row.route, row.model) == ("large", "gpt-4o-2024-08-06")
+    assert row.output_tokens == 3 + 3  # both answers' usage, summed into one row
+    assert row.cost == handler.ledger.pricer.cost(
+        "gpt-4o-2024-08-06", row.input_tokens, row.output_tokens
+    )
+
+
+def test_a_canned_answer_route_gets_the_decision_record_and_a_ledger_row(router, provider):
+    from langchain_core.runnables import RunnableLambda
+
+    canned = RunnableLambda(lambda _: "We are open 9 to 5.", name="opening-hours")
+    handler = CostCallbackHandler()
+    llm = RoutingChatModel(
+        router=router, models={"small": canned, "large": models(provider)["large"]}
+    )
+    chunks = list(llm.stream(QUESTION, config={"callbacks": [handler]}))
+    assert "".join(c.content for c in chunks) == "We are open 9 to 5."
+    assert RouteMetadata.from_metadata(chunks[0].response_metadata).route == "small"
+    assert provider.models_asked() == []
+    [row] = handler.ledger.records()
+    assert (row.route, row.model, row.input_tokens, row.output_tokens) == (
+        "small",
+        "opening-hours",
+        0,
+        0,
+    )
