@@ -165,7 +165,9 @@ class Escalation(Generic[T]):
     that ``escalate_on`` covers moves the call to the route's next equivalent, then to
     the next route. With ``breakers``, a model whose circuit breaker is open is skipped
     at once (recorded as a :class:`~langroute.errors.CircuitOpenError` attempt that cost
-    nothing), and every attempt's outcome is reported to its breaker.
+    nothing), and every attempt's outcome is reported to its breaker; when every model
+    tried failed, the first one skipped is tried anyway, once (a call never fails on
+    open breakers alone).
 
     Args:
         call: The record the attempts are added to.
@@ -233,6 +235,8 @@ class Escalation(Generic[T]):
         self.breakers = breakers
         self.observe_latency = observe_latency
         self._failures: list[tuple[str, BaseException]] = []
+        self._skipped: list[RouteTarget] = []
+        self._forced: set[int] = set()
         self.breaker_changes: list[BreakerChange] = []
         """The breaker state changes this call caused, in order (for events)."""
 
@@ -254,6 +258,19 @@ class Escalation(Generic[T]):
         while following < len(self.targets) and self.targets[following].route == route:
             following += 1
         return following
+
+    def _last_resort(self) -> bool:
+        """Once every target failed or was skipped: try the first skipped one anyway.
+
+        A call never fails on open breakers alone: when the models that were tried all
+        failed, the first model skipped for its open breaker gets one request (it may
+        well have recovered; a breaker only says it failed recently).
+        """
+        if not self._skipped or self._forced:
+            return False
+        self._forced.add(len(self.targets))
+        self.targets.append(self._skipped[0])
+        return True
 
     def _is_last(self, position: int) -> bool:
         """Whether no stronger route is left after ``position`` (an answer must stand)."""
@@ -288,12 +305,13 @@ class Escalation(Generic[T]):
     def _gate(self, position: int) -> tuple[bool, list[Any]]:
         """Skip the target at ``position`` when its breaker is open (a free, failed attempt)."""
         target = self.targets[position]
-        if self.breakers is None:
+        if self.breakers is None or position in self._forced:
             return False, []
         allowed, change = self.breakers.admit(self._key(target))
         self._note(change)
         if allowed:
             return False, []
+        self._skipped.append(target)
         error = CircuitOpenError(f"circuit breaker of {self._key(target)!r} is open; skipped")
         return True, self._failed(position, error, None)[1]
 
@@ -389,7 +407,7 @@ class Escalation(Generic[T]):
                 or was skipped by its open breaker.
         """
         position = 0
-        while position < len(self.targets):
+        while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
             if self._gate(position)[0]:
                 position += 1
@@ -425,7 +443,7 @@ class Escalation(Generic[T]):
     ) -> tuple[str, T]:
         """Async :meth:`run`; ``accept`` and ``on_failure`` may be coroutines."""
         position = 0
-        while position < len(self.targets):
+        while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
             skipped, hooked = self._gate(position)
             if skipped:
@@ -539,7 +557,7 @@ class Escalation(Generic[T]):
         opener: Callable[[str], Iterable[T]] = open_stream
         delivered: list[T] = []
         position = 0
-        while position < len(self.targets):
+        while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
             if self._gate(position)[0]:
                 position += 1
@@ -615,7 +633,7 @@ class Escalation(Generic[T]):
         opener: Callable[[str], Any] = open_stream
         delivered: list[T] = []
         position = 0
-        while position < len(self.targets):
+        while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
             skipped, hooked = self._gate(position)
             if skipped:

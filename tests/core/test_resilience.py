@@ -212,14 +212,26 @@ def test_an_error_escalate_on_does_not_cover_leaves_the_breaker_closed():
     assert breakers.state("mini-a") == "closed"
 
 
-def test_every_breaker_open_fails_the_call_naming_the_breakers():
+def test_every_breaker_open_still_tries_the_first_skipped_model_once():
     breakers = BreakerRegistry(BreakerPolicy(failure_threshold=1))
     for model in ("mini-a", "mini-b", "big-a", "big-b"):
         breakers.record_failure(model)
     ask, asked = failing()
+    call = new_call()
+    assert escalation(call, breakers=breakers).run(ask) == ("small", "answer of mini-a")
+    assert asked == ["mini-a"]  # skipped four times at once, then the last resort
+    assert [a.model for a in call.attempts] == ["mini-a", "mini-b", "big-a", "big-b", "mini-a"]
+    assert breakers.state("mini-a") == "closed"
+
+
+def test_a_failed_last_resort_fails_the_call_naming_the_breakers():
+    breakers = BreakerRegistry(BreakerPolicy(failure_threshold=1))
+    for model in ("mini-b", "big-a", "big-b"):
+        breakers.record_failure(model)
+    ask, asked = failing("mini-a", "mini-b", "big-a", "big-b")
     with pytest.raises(AllRoutesFailedError, match="circuit breaker of 'big-b' is open"):
         escalation(new_call(), breakers=breakers).run(ask)
-    assert asked == []
+    assert asked == ["mini-a", "mini-b"]  # mini-a tried; mini-b skipped, then tried once
 
 
 def test_breaker_listeners_see_changes_and_a_raising_listener_is_ignored():
