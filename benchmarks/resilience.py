@@ -11,7 +11,7 @@ from a seeded sequence. Each configuration answers the same ``--requests`` queri
 * ``equivalents``: two equivalent models per route (OpenAI, then Anthropic);
 * ``equivalents+breakers``: the same with per-model circuit breakers (the default
   :class:`~langroute.dispatch.breakers.BreakerPolicy`: open after 5 failures in a row or
-  50% of the last 20, probe after 30 s).
+  50% of the last 50, probe after 30 s).
 
 Two scenarios: ``flaky`` (every model fails at the rates above) and ``outage`` (the cheap
 route's first model hangs on every request; the others are flaky). Reported per
@@ -133,7 +133,7 @@ def routing_model(provider: Any, config: str, timeout: float) -> Any:
         built = [chat_model(provider, api, name, timeout) for api, name in route_models]
         models[route] = built if config != "single" else built[0]
     breakers = (
-        BreakerRegistry(BreakerPolicy())  # the defaults: 5 in a row, or 50% of the last 20
+        BreakerRegistry(BreakerPolicy())  # the defaults: 5 in a row, or 50% of the last 50
         if config == "equivalents+breakers"
         else None
     )

@@ -64,6 +64,8 @@ class BreakerPolicy(BaseModel):
             it (``None``: only consecutive failures count).
         window: How many recent outcomes the failure rate is computed over.
         min_calls: Outcomes needed in the window before the rate may open the breaker.
+            (A short window trips on random streaks: at a 25% base error rate, 10 of
+            20 failures happen about once in 70 windows; 25 of 50, once in 8,000.)
         cooldown_s: Seconds an open breaker waits before letting one probe through.
     """
 
@@ -71,8 +73,8 @@ class BreakerPolicy(BaseModel):
 
     failure_threshold: int = Field(default=5, ge=1)
     failure_rate: float | None = Field(default=0.5, gt=0, le=1)
-    window: int = Field(default=20, ge=1)
-    min_calls: int = Field(default=10, ge=1)
+    window: int = Field(default=50, ge=1)
+    min_calls: int = Field(default=20, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)
 
 
