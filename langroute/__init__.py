@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         LedgerFormatError,
         LedgerWriteWarning,
         ModelsConfigError,
+        NoShadowRowsError,
         RouterConfigError,
         RouterStoreError,
         SchemaVersionError,
@@ -101,6 +102,7 @@ _EXPORTS = {
     "SinkUnavailableError": "langroute.errors",
     "TornLinesWarning": "langroute.errors",
     "UnknownRecordError": "langroute.errors",
+    "NoShadowRowsError": "langroute.errors",
     "UnpricedModelWarning": "langroute.errors",
 }
 
@@ -127,6 +129,7 @@ __all__ = [
     "LedgerWriteWarning",
     "ModelsConfigError",
     "Neighbour",
+    "NoShadowRowsError",
     "RouteDecision",
     "RouteDispatcher",
     "RouteRequest",

@@ -216,6 +216,19 @@ class RoutingLLM(FunctionCallingLLM):
         description="Load the router's encoder at construction: True (before returning), "
         "'background' (in a daemon thread) or False.",
     )
+    shadow: Any = Field(
+        default=None,
+        exclude=True,
+        description="Shadow evaluation: a candidate router (a saved router's folder, a "
+        "router or a decider chain) that decides each call without answering; its decision "
+        "goes into the ledger row (langroute compare --ledger).",
+    )
+    telemetry: Any = Field(
+        default=None,
+        exclude=True,
+        description="OpenTelemetry spans (langroute.telemetry): None (on once a global "
+        "tracer provider is set), False, True (the global provider) or a TracerProvider.",
+    )
 
     def __init__(
         self,
@@ -232,6 +245,8 @@ class RoutingLLM(FunctionCallingLLM):
         callback_manager: CallbackManager | None = None,
         breakers: BreakerRegistry | None = None,
         latency_policy: LatencyPolicy | None = None,
+        shadow: Any = None,
+        telemetry: Any = None,
         **kwargs: Any,
     ) -> None:
         if query_extractor is not None and not isinstance(query_extractor, QueryExtractorProtocol):
@@ -259,6 +274,8 @@ class RoutingLLM(FunctionCallingLLM):
             warm_up=warm_up,
             context=context,
             sessions=sessions,
+            shadow=shadow,
+            telemetry=telemetry,
             **kwargs,
         )
         if query_extractor is not None and context == AUTO and sessions == AUTO:
@@ -279,6 +296,8 @@ class RoutingLLM(FunctionCallingLLM):
                 reorder=latency_policy,
             ),
             breakers=breakers,
+            shadow=shadow,
+            telemetry=telemetry,
         )
         if callback_manager is not None:
             self._share_callback_manager()
