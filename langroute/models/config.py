@@ -300,6 +300,9 @@ class ServeConfig(BaseModel):
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
     breakers: bool | BreakerPolicy = True
+    adaptive_dial: AdaptiveDialConfig | None = None
+    shadow_router: Path | None = None
+    otel: bool = False
 
     @property
     def breaker_policy(self) -> BreakerPolicy | None:
@@ -307,9 +310,6 @@ class ServeConfig(BaseModel):
         if self.breakers is True:
             return BreakerPolicy()
         return self.breakers or None
-    adaptive_dial: AdaptiveDialConfig | None = None
-    shadow_router: Path | None = None
-    otel: bool = False
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
