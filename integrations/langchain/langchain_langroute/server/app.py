@@ -199,6 +199,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 "failed": stats.failed,
                 "unavailable": stats.unavailable,
             },
+            "breakers": gateway.breakers.health() if gateway.breakers is not None else None,
         }
         dial = getattr(gateway, "dial", None)
         if dial is not None:

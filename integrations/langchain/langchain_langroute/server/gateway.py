@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langroute.costs import CostLedger, LedgerRecord, Pricer
 from langroute.costs.records import Verdict, new_record_id
+from langroute.dispatch.breakers import BreakerRegistry
 from langroute.dispatch.escalation import escalation_path
 from langroute.errors import ModelsConfigError, RouterConfigError
 from langroute.models.config import ModelsConfig
@@ -29,6 +30,7 @@ from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA
 from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.completion_models import chat_model_from_spec
 from langchain_langroute.query import last_human_message
+from langchain_langroute.routes import Route
 from langchain_langroute.server.access import KEY_METADATA, KeyRing, Spend
 from langchain_langroute.server.budgets import (
     Budgets,
@@ -107,7 +109,7 @@ class Gateway:
         config: ModelsConfig,
         *,
         router: Router | None = None,
-        models: Mapping[str, BaseChatModel] | None = None,
+        models: Mapping[str, BaseChatModel | Route] | None = None,
         ledger: CostLedger | None = None,
     ) -> None:
         self.config = config
@@ -122,13 +124,23 @@ class Gateway:
             self.router, self.replica = _load_router(config)
         if models is None:
             folder = config.path.parent if config.path is not None else None
-            built = {}
-            for route, spec in config.routes.items():
+            built: dict[str, BaseChatModel | Route] = {}
+            for route in config.routes:
+                specs = config.specs(route)
                 try:
-                    built[route] = chat_model_from_spec(spec, folder)
+                    chat_models = [chat_model_from_spec(spec, folder) for spec in specs]
                 except ModelsConfigError as exc:
                     raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
+                built[route] = Route(
+                    models=chat_models,
+                    weights=[spec.weight for spec in specs],
+                    continue_streams=specs[0].continue_streams,
+                    breaker_keys=[spec.key for spec in specs],
+                )
             models = built
+        # one registry per process, shared by both routing models (and /healthz)
+        policy = self.settings.breaker_policy
+        self.breakers = BreakerRegistry(policy) if policy is not None else None
 
         # a client key's feedback teaches its own routing at once, the shared router only
         # once enough keys agree (FeedbackQuorum)
@@ -149,6 +161,7 @@ class Gateway:
                     warm_up=True,
                     escalate_on=(EscalatingError,),
                     escalation_order=escalation_order,
+                    breakers=self.breakers,
                     shadow=shadow,
                     telemetry=telemetry,
                     scoped_learning=self.scoped,
