@@ -345,9 +345,14 @@ class RouteDispatcher:
         *,
         on_failure: FailureHook | None = None,
         on_attempt: AttemptHook | None = None,
+        readers: AnswerReaders | None = None,
     ) -> Escalation[Any]:
-        """The escalation that runs ``call``: its route, then each stronger one in order."""
-        readers = self.readers
+        """The escalation that runs ``call``: its route, then each stronger one in order.
+
+        ``readers``: how this call's answers are read, when they are not the dispatcher's
+        framework objects (``langroute serve``'s fast path relays the provider's JSON).
+        """
+        readers = readers or self.readers
         return Escalation(
             call,
             escalation_path(call.decision.route, self.escalation_order),

@@ -480,6 +480,9 @@ class Escalation(Generic[T]):
                     model, usage = self._observe(route, chunk, model, usage)
                     yield route, chunk
             except GeneratorExit:
+                # the caller left: end the provider's stream now (its connection goes
+                # back to the pool) rather than when the garbage collector finds it
+                await _aclose(iterator)
                 raise
             except BaseException as exc:
                 error_seen = exc

@@ -233,6 +233,10 @@ class ServeConfig(BaseModel):
         max_tools: The most ``tools`` in one chat completion request.
         metrics_key_names: Label spend and budget metrics with the API key's name
             (off: ``/metrics`` shows no tenant names, only routes).
+        fast_path: Relay requests whose routes all speak the OpenAI chat-completions API
+            (``openai:`` specs, with or without a ``base_url``) straight to the
+            provider over one shared HTTP client, without building LangChain objects
+            per request; ``false`` sends every request through the LangChain models.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -259,6 +263,7 @@ class ServeConfig(BaseModel):
     max_messages: int = Field(default=1000, ge=1)
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
+    fast_path: bool = True
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:

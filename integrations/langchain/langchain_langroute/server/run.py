@@ -44,7 +44,7 @@ def _server(app: FastAPI, drain_seconds: float = 10.0) -> object:
         app,
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan="on",  # the fast path's HTTP client opens and closes with the server
         timeout_graceful_shutdown=drain_seconds,
     )
     return uvicorn.Server(config)
