@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from typing import Any
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
+from langroute.costs import CostLedger
 from langroute.models.config import ModelSpec, ServeConfig, load_models_config
 from langroute.serving.keys import add_api_key
 
@@ -299,8 +305,6 @@ def test_route_settings_are_defaults_that_the_clients_own_fields_override():
         },
         stream=True,
     )
-    import json
-
     body = json.loads(sent)
     assert upstream.url == "http://x/v1/chat/completions"
     assert upstream.headers["authorization"] == "Bearer k"
@@ -320,3 +324,59 @@ def test_serve_timeout_and_retries_win_over_the_routes_own():
 def test_a_route_with_options_the_fast_path_does_not_know_keeps_langchain():
     reason = upstream_from_spec(_spec(use_responses_api=True))
     assert reason == "options ['use_responses_api'] are passed to its LangChain model"
+
+
+# ---------------------------------------------------------------- --workers
+def _serve_process(config: Path, *options: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", "from langroute.cli.app import main; main()"]
+    return subprocess.Popen(
+        [*command, "serve", str(config), "--port", "0", *options],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_two_workers_serve_one_port_and_write_one_ledger(tmp_path, provider):
+    make_router().save(tmp_path / "router")
+    config = write_config(tmp_path, provider, router="router")
+    process = _serve_process(config, "--workers", "2")
+    answers = []
+    try:
+        line = process.stderr.readline()
+        assert "listening on http://127.0.0.1:" in line and "2 workers" in line, line
+        url = line.split("listening on ")[1].split()[0]
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
+        for messages in (HELLO, PROOF, HELLO, PROOF):
+            raw = client.chat.completions.with_raw_response.create(model="auto", messages=messages)
+            assert raw.headers["x-langroute-path"] == "fast"
+            answers.append(raw.parse())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    rows = CostLedger.open(tmp_path / "costs.db").records()
+    assert sorted(r.record_id for r in rows) == sorted(
+        a.id.removeprefix("chatcmpl-") for a in answers
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"keys": "keys.jsonl"}, "N workers would let a key spend N budgets"),
+        ({"ledger": "jsonl"}, "JSONL ledger cannot take appends"),
+        ({"learn": True}, "each worker would learn alone"),
+    ],
+)
+def test_workers_are_refused_where_a_process_would_keep_state_alone(
+    tmp_path, provider, settings, problem
+):
+    jsonl = settings.pop("ledger", None)
+    config = write_config(tmp_path, provider, **settings)
+    if jsonl:
+        config.write_text(config.read_text().replace("costs.db", "costs.jsonl"))
+    (tmp_path / "keys.jsonl").touch()
+    process = _serve_process(config, "--workers", "3")
+    _, err = process.communicate(timeout=120)
+    said = " ".join(err.split())  # the terminal wraps long lines
+    assert process.returncode == 1 and "--workers 3" in said and problem in said
