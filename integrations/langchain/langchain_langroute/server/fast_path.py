@@ -143,7 +143,9 @@ class OpenAIUpstream:
                 continue
             data[name] = value
         data["model"] = self.model
-        if stream:
+        if not stream:  # OpenAI refuses stream_options on an answer that is not streamed
+            data.pop("stream_options", None)
+        else:
             data["stream"] = True
             asked = data.get("stream_options")
             options = asked if isinstance(asked, dict) else {}
