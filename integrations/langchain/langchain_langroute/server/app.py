@@ -569,20 +569,26 @@ class _FastCall(_Call):
         try:
             _, answer = await self.gateway.fast.complete(escalation, data)
         except Exception as exc:
-            raise self._failure(exc, call, key, query) from exc
+            self._fail(exc, call, key, query)
+            raise
         self.gateway.record_call(call, key, query)
         meta = _route_metadata(call)
         self._count(meta, 200)
         answer["id"] = self.id
         return JSONResponse(answer, headers={**self.headers, **decision_headers(meta)})
 
-    def _failure(
+    def _fail(
         self, exc: Exception, call: RoutedCall, key: ApiKey | None, query: str | None
-    ) -> Exception:
-        """Record a call that got no answer; what the client gets (else ``exc`` itself)."""
+    ) -> None:
+        """Record a call that got no answer; raise what the client gets, if ``exc`` is one.
+
+        Every route failed: a 502; the provider refused the request: the same 4xx; any
+        other error returns, for the caller to raise on.
+        """
         self.gateway.record_call(call, key, query)
         error = self.client_error(exc)
-        return error if error is not None else exc
+        if error is not None:
+            raise error from exc
 
     async def _streamed(
         self,
@@ -599,7 +605,8 @@ class _FastCall(_Call):
         try:
             _, first = await chunks.__anext__()
         except Exception as exc:
-            raise self._failure(exc, call, key, query) from exc
+            self._fail(exc, call, key, query)
+            raise
         meta = _route_metadata(call)
         tally = gateway.streams.open(
             self.record_id,
