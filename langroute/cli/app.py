@@ -711,8 +711,8 @@ def serve(
         typer.Option(
             "--workers",
             min=1,
-            help="Worker processes sharing the port (more than 1: no keys file, and a "
-            "SQLite or Postgres ledger; see docs/serving.md).",
+            help="Worker processes sharing the port (more than 1: a SQLite or Postgres "
+            "ledger, and keys only on Postgres; see docs/serving.md).",
         ),
     ] = 1,
 ) -> None:

@@ -28,7 +28,7 @@ from langroute.serving.keys import add_api_key
 
 from langchain_langroute.server import Gateway, create_app, serve_in_thread
 from langchain_langroute.server.budgets import ESTIMATED_METADATA
-from langchain_langroute.server.fast_path import upstream_from_spec
+from langchain_langroute.server.fast_path import route_request, upstream_from_spec
 
 from .conftest import make_router
 from .test_serve import HELLO, LARGE_SERVED, PROOF, SMALL_SERVED, Server, write_config
@@ -364,6 +364,7 @@ def test_two_workers_serve_one_port_and_write_one_ledger(tmp_path, provider):
     ("settings", "problem"),
     [
         ({"keys": "keys.jsonl"}, "N workers would let a key spend N budgets"),
+        ({"keys": "keys.jsonl", "learn": True}, "N workers would let a key spend N budgets"),
         ({"ledger": "jsonl"}, "JSONL ledger cannot take appends"),
         ({"learn": True}, "each worker would learn alone"),
     ],
@@ -380,3 +381,17 @@ def test_workers_are_refused_where_a_process_would_keep_state_alone(
     _, err = process.communicate(timeout=120)
     said = " ".join(err.split())  # the terminal wraps long lines
     assert process.returncode == 1 and "--workers 3" in said and problem in said
+
+
+@pytest.mark.parametrize("conversations", [False, True])
+def test_the_callers_key_scopes_the_decision_on_both_readings(conversations):
+    # the key's own taught routing (scoped learning) and its sessions hang on the scope
+    request, query = route_request(
+        [{"role": "user", "content": [{"type": "text", "text": " hi "}]}],
+        forced=None,
+        conversations=conversations,
+        session="s1",
+        scope="team-a",
+    )
+    assert request.session_scope == "team-a" and query == "hi"
+    assert (request.turns is not None) is conversations

@@ -353,7 +353,8 @@ def route_request(
         return RouteRequest(forced=forced), query
     if conversations:
         return RouteRequest(turns=turns, session_key=session, session_scope=scope), query
-    return RouteRequest(query=query), query
+    # the scope also picks what the caller taught its own routing (scoped learning)
+    return RouteRequest(query=query, session_scope=scope), query
 
 
 # ---------------------------------------------------------------- the calls

@@ -58,32 +58,23 @@ def _server(app: FastAPI, drain_seconds: float = 10.0) -> object:
 def workers_refusal(settings: ServeConfig) -> str | None:
     """Why a ``[serve]`` table cannot be served by several worker processes (``None``: it can).
 
-    Each worker is a process of its own, with its own memory: what a server keeps in
-    memory would be kept once per worker. So several workers are refused with a keys
-    file (budgets and their reservations, feedback rate limits and learning quorums are
-    per process: N workers would let a key spend N budgets), with ``learn`` on a router
-    that is not shared through Postgres (each worker would learn alone), and with a
-    ``memory`` or JSONL ledger (each worker would keep its own ledger, or append to one
-    file at once). A SQLite or Postgres ledger and no keys: the workers share the ledger,
-    and feedback on any worker's answer reaches it.
+    Each worker is a process of its own, like a replica: what a server keeps in memory
+    is kept once per worker. So several workers are refused where replicas could not
+    share it either: a ``memory`` ledger (each worker would keep its own, and feedback
+    on another worker's answer would not be found), a JSONL ledger (one file cannot
+    take appends from several processes), a keys file on a ledger that is not Postgres
+    (budgets and their reservations are shared between processes only in Postgres:
+    N workers would let a key spend N budgets), and ``learn`` on a router that is not
+    shared through Postgres (each worker would learn alone).
 
     Example:
         >>> workers_refusal(ServeConfig(ledger="costs.db"))
         >>> workers_refusal(ServeConfig(ledger="costs.jsonl"))[:40]
         'a JSONL ledger cannot take appends from '
     """
+    from langroute.postgres.database import is_postgres_url
+
     ledger = settings.ledger
-    if settings.keys is not None:
-        return (
-            "with a keys file, budgets (and their reservations), feedback rate limits and "
-            "learning quorums are kept in each process, so N workers would let a key spend "
-            "N budgets; run one worker per replica (replicas share a Postgres ledger)"
-        )
-    if settings.learn and settings.shared_router is None:
-        return (
-            "with learn = true each worker would learn alone; share the router through "
-            "Postgres ([serve] shared_router) or run one worker"
-        )
     if ledger == "memory":
         return (
             'with ledger = "memory" each worker keeps its own ledger (feedback on another '
@@ -93,6 +84,17 @@ def workers_refusal(settings: ServeConfig) -> str | None:
         return (
             "a JSONL ledger cannot take appends from several processes at once; "
             "use a .db file or a postgresql:// URL"
+        )
+    if settings.keys is not None and not is_postgres_url(ledger):
+        return (
+            "with a keys file, budgets (and their reservations) are shared between "
+            "processes only on a postgresql:// ledger; on this one, N workers would let "
+            "a key spend N budgets"
+        )
+    if settings.learn and settings.shared_router is None:
+        return (
+            "with learn = true each worker would learn alone; share the router through "
+            "Postgres ([serve] shared_router) or run one worker"
         )
     return None
 
