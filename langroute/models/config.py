@@ -22,6 +22,8 @@ same file. TOML (``.toml``)::
     ledger = "costs.db"           # where every call is recorded
     aliases = ["auto"]            # model names that mean "route this request"
     keys = "keys.jsonl"           # API keys (hashed); no file: no authentication
+    [serve.adaptive_dial]         # optional: hold a target (langroute.adaptive_dial)
+    target = { kind = "spend", per_hour = 2.0 }
 
     [chain]                       # optional: a decider chain (langroute.chains.deciders)
     ask_llm_on = ["low_confidence", "out_of_distribution"]
@@ -86,6 +88,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from langroute.dispatch.routed_call import TokenUsage
 from langroute.errors import ModelsConfigError
+from langroute.router.dial_targets import AdaptiveDialConfig
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -237,6 +240,11 @@ class ServeConfig(BaseModel):
             (``openai:`` specs, with or without a ``base_url``) straight to the
             provider over one shared HTTP client, without building LangChain objects
             per request; ``false`` sends every request through the LangChain models.
+        adaptive_dial: The ``[serve.adaptive_dial]`` table: an
+            :class:`~langroute.adaptive_dial.AdaptiveDial` moves the router's
+            threshold to hold its ``target`` (spend per hour, strong share or an
+            escalation band) from the ledger; its changes are journalled beside a file
+            ledger and shown by ``langroute monitor`` (``None``: the dial stays put).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -264,6 +272,7 @@ class ServeConfig(BaseModel):
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
     fast_path: bool = True
+    adaptive_dial: AdaptiveDialConfig | None = None
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
@@ -456,6 +465,11 @@ def _parse_serve(
         update["router"] = beside(serve.router) or serve.router
     if serve.keys is not None:
         update["keys"] = beside(serve.keys) or serve.keys
+    dial = serve.adaptive_dial
+    if dial is not None and dial.journal is not None:
+        update["adaptive_dial"] = dial.model_copy(
+            update={"journal": beside(dial.journal) or dial.journal}
+        )
     if serve.ledger != "memory" and "://" not in serve.ledger:
         ledger = Path(serve.ledger)
         update["ledger"] = str(ledger if ledger.is_absolute() else folder / ledger)

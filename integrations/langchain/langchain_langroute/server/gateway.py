@@ -40,6 +40,7 @@ from langchain_langroute.server.budgets import (
     StreamTally,
     warn_memory_ledger,
 )
+from langchain_langroute.server.dial import start_dial
 from langchain_langroute.server.fast_path import FastPath
 from langchain_langroute.server.feedback import FeedbackQuorum, FeedbackRate, teach_router
 from langchain_langroute.server.metrics import ServeMetrics
@@ -197,6 +198,8 @@ class Gateway:
             else Spend()
         )
         self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
+        self.dial = start_dial(self.router, self.ledger, self.settings.adaptive_dial, where)
+        """The ``[serve.adaptive_dial]`` controller (``None`` when not configured)."""
         if self.keyring is not None:
             self.spend.load(self.ledger.records(), self.keyring.keys())
 
@@ -392,6 +395,8 @@ class Gateway:
 
     def close(self) -> None:
         """Write what the ledger still holds and close it; stop following a shared router."""
+        if self.dial is not None:
+            self.dial.stop()
         self.ledger.close()
         if isinstance(self.spend, PostgresSpend):
             self.spend.close()
