@@ -406,15 +406,18 @@ class RouteDispatcher:
         *,
         on_failure: FailureHook | None = None,
         on_attempt: AttemptHook | None = None,
+        readers: AnswerReaders | None = None,
     ) -> Escalation[Any]:
         """The escalation that runs ``call``: its route, then each stronger one in order.
 
         Each route's equivalent models come in the order :attr:`equivalents` gives for
         this call (declared, weighted or latency-ordered), before the next route.
         With telemetry on, the call's decision span is written now and each attempt's
-        span when it ends (before ``on_attempt``).
+        span when it ends (before ``on_attempt``). ``readers``: how this call's answers
+        are read, when they are not the dispatcher's framework objects (``langroute
+        serve``'s fast path relays the provider's JSON).
         """
-        readers = self.readers
+        readers = readers or self.readers
         path = escalation_path(call.decision.route, self.escalation_order)
         if self.telemetry is not None:
             on_attempt = self.telemetry.call_hook(call, self.route_models, on_attempt)

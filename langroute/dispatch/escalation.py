@@ -688,6 +688,9 @@ class Escalation(Generic[T]):
                     delivered.append(chunk)
                     yield target.route, chunk
             except GeneratorExit:
+                # the caller left: end the provider's stream now (its connection goes
+                # back to the pool) rather than when the garbage collector finds it
+                await _aclose(iterator)
                 raise
             except BaseException as exc:
                 broke = exc

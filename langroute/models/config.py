@@ -262,6 +262,10 @@ class ServeConfig(BaseModel):
             :class:`~langroute.dispatch.breakers.BreakerPolicy`; a table
             ``[serve.breakers]`` sets ``failure_threshold``, ``failure_rate``, ``window``,
             ``min_calls`` and ``cooldown_s``; ``false``: none).
+        fast_path: Relay requests whose routes all speak the OpenAI chat-completions API
+            (``openai:`` specs, with or without a ``base_url``) straight to the
+            provider over one shared HTTP client, without building LangChain objects
+            per request; ``false`` sends every request through the LangChain models.
         adaptive_dial: The ``[serve.adaptive_dial]`` table: an
             :class:`~langroute.adaptive_dial.AdaptiveDial` moves the router's
             threshold to hold its ``target`` (spend per hour, strong share or an
@@ -300,6 +304,7 @@ class ServeConfig(BaseModel):
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
     breakers: bool | BreakerPolicy = True
+    fast_path: bool = True
     adaptive_dial: AdaptiveDialConfig | None = None
     shadow_router: Path | None = None
     otel: bool = False
