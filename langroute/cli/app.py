@@ -767,6 +767,15 @@ def serve(
         Optional[int],
         typer.Option("--port", help="Port; 0 picks a free one (default: [serve] port)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes sharing the port (more than 1: a SQLite or Postgres "
+            "ledger, and keys only on Postgres; see docs/serving.md).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the routes as an OpenAI-compatible endpoint (POST /v1/chat/completions).
 
@@ -791,7 +800,7 @@ def serve(
     except ImportError as exc:
         raise _fail(f"{exc}: pip install 'langchain-langroute[serve]'") from exc
     try:
-        run_server(models, host=host, port=port)
+        run_server(models, host=host, port=port, **({"workers": workers} if workers > 1 else {}))
     except LangrouteError as exc:  # setup problems: router, models, keys file, ledger
         raise _fail(str(exc)) from exc
 
