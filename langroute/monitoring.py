@@ -532,6 +532,7 @@ class _Window:
             if not measured:
                 savings.unmeasured += 1
             elif baseline is not None and priced:
+                savings.compared += 1
                 savings.compared_baselines.append(baseline)
                 savings.compared_costs.extend(costs)
         if latest is not None:
