@@ -242,7 +242,8 @@ def calls_select_sql(
         f"CASE WHEN instr(metadata, 'NaN') OR instr(metadata, 'Infinity') "
         f"THEN {STRICT_JSON}(metadata) ELSE NULLIF(metadata, '') END"
         if dialect.sqlite
-        else "NULLIF(metadata, '')::json"
+        else f"CASE WHEN strpos(metadata, 'NaN') > 0 OR strpos(metadata, 'Infinity') > 0 "
+        f"THEN {PG_STRICT_JSON}(metadata) ELSE NULLIF(metadata, '')::json END"
     )
     key = _segment_key(segment_key)
     segment = "NULL" if key is None else dialect.json_text(key)
@@ -290,6 +291,9 @@ COLLECT_TEXT = "langroute_collect_text"
 """SQLite aggregate: its texts as a JSON array."""
 STRICT_JSON = "langroute_strict_json"
 """SQLite function (see :func:`register_sqlite_functions`): metadata as strict JSON."""
+PG_STRICT_JSON = "pg_temp.langroute_strict_json"
+"""Postgres function that a session creates (see :class:`~langroute.postgres.PostgresSink`):
+metadata as ``json``, the ``NaN`` and ``Infinity`` Python's json writes as null."""
 JSON_GET = "langroute_json_get"
 """SQLite function: the JSON text of ``metadata[key]`` for any key."""
 
