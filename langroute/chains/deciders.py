@@ -64,6 +64,7 @@ from pydantic import (
 )
 
 from langroute.chains.patterns import UserPattern
+from langroute.deadlines import within
 from langroute.dispatch.routed_call import error_text
 from langroute.errors import RouterConfigError
 from langroute.fences import fenced
@@ -454,12 +455,7 @@ class LLMRouter:
         return chosen, call, f"LLM router chose {chosen!r}"
 
     async def _complete(self, prompt: str) -> Completion:
-        if self.timeout is None:
-            return await self.model.acomplete(prompt)
-        try:
-            return await asyncio.wait_for(self.model.acomplete(prompt), self.timeout)
-        except asyncio.TimeoutError as exc:  # also the builtin TimeoutError on 3.11+
-            raise TimeoutError(f"no answer within {self.timeout:g} s") from exc
+        return await within(self.model.acomplete(prompt), self.timeout)
 
 
 def _router_call(name: str, completion: Completion, started: float) -> RouterCall:
@@ -730,7 +726,8 @@ class DeciderChain:
             return asyncio.run(_completed(awaitable))
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="langroute-llm-router")
+                # several workers: concurrent sync calls from one async app run side by side
+                self._pool = ThreadPoolExecutor(thread_name_prefix="langroute-llm-router")
             pool = self._pool
         return pool.submit(asyncio.run, _completed(awaitable)).result()
 

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,6 +69,7 @@ from langroute.router.conversation import (
 )
 from langroute.router.decision import RouteDecision
 from langroute.router.query_text import has_visible_text
+from langroute.router.scoped_learning import ScopedLearning
 
 __all__ = [
     "AUTO",
@@ -173,6 +175,8 @@ class RouteDispatcher:
         sessions: Keep one route per conversation (``True``, ``False`` or a tracker);
             ``"auto"`` (default): on when the router routes vectors.
         readers: How the framework's answers are read (usage, served model, chunks).
+        scoped: What each caller taught (:class:`~langroute.router.scoped_learning.ScopedLearning`),
+            applied to the decisions of that caller only (its ``session_scope``).
 
     Raises:
         RouterConfigError: ``route_models`` does not name exactly the router's routes,
@@ -190,6 +194,7 @@ class RouteDispatcher:
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         readers: AnswerReaders | None = None,
+        scoped: ScopedLearning | None = None,
     ) -> None:
         try:
             routes = list(router.routes)
@@ -207,6 +212,7 @@ class RouteDispatcher:
         self.propagate = propagate
         self.readers = readers or AnswerReaders()
         self.conversation = conversation_routing(router, context, sessions)
+        self.scoped = scoped
 
     @property
     def strongest_route(self) -> str:
@@ -260,12 +266,16 @@ class RouteDispatcher:
         try:
             if self._on_turns(request):
                 assert self.conversation is not None
-                return self.conversation.route(
+                decision = self.conversation.route(
                     list(request.turns or ()), request.session_key, request.session_scope
                 )
-            return self.router.route(_query_text(request.query))
+            else:
+                decision = self.router.route(_query_text(request.query))
         except InvalidQueryError:  # text the router will not embed: nothing to route on
             return self.router.fallback_decision("no_query")
+        if self.scoped is not None and self.scoped.has(request.session_scope):
+            return self.scoped.adjust(request.session_scope, _taught_text(request), decision)
+        return decision
 
     async def adecide(self, request: RouteRequest) -> RouteDecision:
         """Async :meth:`decide`."""
@@ -276,12 +286,18 @@ class RouteDispatcher:
             if self._on_turns(request):
                 assert self.conversation is not None
                 turns = list(request.turns or ())
-                return await self.conversation.aroute(
+                decision = await self.conversation.aroute(
                     turns, request.session_key, request.session_scope
                 )
-            return await self.router.aroute(_query_text(request.query))
+            else:
+                decision = await self.router.aroute(_query_text(request.query))
         except InvalidQueryError:
             return self.router.fallback_decision("no_query")
+        if self.scoped is not None and self.scoped.has(request.session_scope):
+            return await asyncio.to_thread(  # it embeds the query: off the event loop
+                self.scoped.adjust, request.session_scope, _taught_text(request), decision
+            )
+        return decision
 
     def _batch_split(
         self, queries: Sequence[str | None]
@@ -387,6 +403,16 @@ def _check_routes(
                 f"escalation_order must list distinct routes of {list(routes)}, "
                 f"got {list(escalation_order)}"
             )
+
+
+def _taught_text(request: RouteRequest) -> str | None:
+    """The text a caller's feedback is taught on: the query, else the last user turn."""
+    if request.query is not None:
+        return str(request.query)
+    for turn in reversed(request.turns or ()):
+        if turn.role == "user" and has_visible_text(turn.text):
+            return turn.text
+    return None
 
 
 def _query_text(query: str | None) -> str:

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict
 from langroute.costs import CostLedger, LedgerRecord, ModelPrice, Pricer
 from langroute.costs.pricing import prompt_token_bound
 from langroute.costs.records import LABELLING_PURPOSE, PURPOSE_KEY, UNMEASURED_KEY
+from langroute.deadlines import within
 from langroute.dispatch.routed_call import TokenUsage, error_text
 from langroute.errors import BudgetExhausted, LabellingError
 from langroute.files.journal import Journal
@@ -444,12 +445,7 @@ class ModelCaller:
 
     async def _complete(self, model: CompletionModel, prompt: str) -> Any:
         """One request, abandoned after ``timeout`` seconds (a retryable TimeoutError)."""
-        if self.timeout is None:
-            return await model.acomplete(prompt)
-        try:
-            return await asyncio.wait_for(model.acomplete(prompt), self.timeout)
-        except asyncio.TimeoutError as exc:  # also the builtin TimeoutError on 3.11+
-            raise TimeoutError(f"no answer within {self.timeout:g} s") from exc
+        return await within(model.acomplete(prompt), self.timeout)
 
     @staticmethod
     def _overrun_text(call: CachedCall, estimate: float, cap: int, answer_chars: int) -> str:

@@ -12,6 +12,7 @@ psycopg (3) is imported on first use: install it with ``pip install "langroute[p
 from __future__ import annotations
 
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 from langroute.errors import DatabaseUnavailableError, SchemaVersionError
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "SchemaConnection",
     "connect",
     "ensure_schema",
     "is_postgres_url",
@@ -92,6 +94,27 @@ MIGRATIONS: dict[int, Any] = {
         )""",
         "CREATE INDEX langroute_exemplars_seq ON langroute_exemplars (router, seq)",
         *_ledger_table(),
+    ],
+    2: lambda: [
+        # API-key spend per budget period, raised by every replica (langroute.postgres.spend)
+        """CREATE TABLE langroute_spend (
+            key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            period_start TIMESTAMPTZ NOT NULL,
+            spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (key, period, period_start)
+        )""",
+        # the budget holds of calls under way; an expired one (its replica died) is ignored
+        """CREATE TABLE langroute_reservations (
+            id BIGSERIAL PRIMARY KEY,
+            key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            period_start TIMESTAMPTZ NOT NULL,
+            amount DOUBLE PRECISION NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX langroute_reservations_slot ON langroute_reservations "
+        "(key, period, period_start)",
     ],
 }
 """Schema steps: version -> a function returning the SQL statements that reach it."""
@@ -204,3 +227,63 @@ def ensure_schema(conn: psycopg.Connection, *, target: int = SCHEMA_VERSION) -> 
             if name not in present:
                 conn.execute(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {name} {kind}")
     return target
+
+
+class SchemaConnection:
+    """One connection to ``url`` with langroute's schema ensured, reopened after a failure.
+
+    :meth:`run` runs work in a transaction under a lock (one caller at a time); a lost
+    server is a :class:`~langroute.errors.DatabaseUnavailableError` naming the URL
+    without its password, and the next :meth:`run` connects again.
+
+    Example:
+        >>> db = SchemaConnection("postgresql://app@db/langroute")  # doctest: +SKIP
+        >>> db.run(lambda conn: conn.execute("SELECT 1").fetchone())  # doctest: +SKIP
+        (1,)
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.lock = threading.RLock()
+        self._conn: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        """The open connection (a new one, with the schema ensured, after a failure)."""
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        conn = connect(self.url, timeout=self.timeout)
+        try:
+            ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def lost(self, exc: BaseException) -> DatabaseUnavailableError:
+        """Drop the connection after ``exc`` (the server went away); the error to raise."""
+        self.close()
+        return DatabaseUnavailableError(
+            f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
+        )
+
+    def run(self, work: Any) -> Any:
+        """Run ``work(conn)`` in a transaction; an unreachable database is a clear error."""
+        psycopg = _psycopg()
+        with self.lock:
+            try:
+                conn = self.connection()
+                with conn.transaction():
+                    return work(conn)
+            except psycopg.OperationalError as exc:
+                raise self.lost(exc) from exc
+
+    def close(self) -> None:
+        """Close the connection (a later :meth:`run` reopens it)."""
+        with self.lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None

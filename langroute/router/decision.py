@@ -17,6 +17,7 @@ DecisionReason = Literal[
     "routed_past",  # a cascade whose router skipped cheaper tiers it expects to fail
     "rule",  # a heuristic gate's rule matched (langroute.chains.deciders)
     "llm",  # an LLM router chose, asked because the kNN decision was unsure
+    "scoped_learned",  # this caller's own feedback moved the route (ScopedLearning)
 ]
 
 DecisionStage = Literal["rules", "knn", "llm"]

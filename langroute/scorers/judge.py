@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from langroute.deadlines import call_within, within
 from langroute.fences import fenced, outside_fences
 from langroute.scorers.base import (
     BaseScorer,
@@ -302,7 +300,7 @@ class JudgeScorer(BaseScorer):
         )
 
     def _error(self, exc: BaseException) -> ScoreResult:
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError, FutureTimeout)):
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
             exc = TimeoutError(f"no verdict within {self.timeout:g} s")
         return ScoreResult(
             score=self.unparseable_score,
@@ -338,19 +336,12 @@ class JudgeScorer(BaseScorer):
 
     def _sync_reply(self, judge: JudgeFn, prompt: str) -> Any:
         """Call a sync judge, waiting at most ``timeout`` (it runs on a worker thread then)."""
-        if self.timeout is None or inspect.iscoroutinefunction(judge):
+        if inspect.iscoroutinefunction(judge):
             return judge(prompt)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="langroute-judge")
-        context = contextvars.copy_context()  # the caller's tracing runs (callbacks) go along
-        try:
-            return pool.submit(context.run, judge, prompt).result(timeout=self.timeout)
-        finally:
-            pool.shutdown(wait=False)  # a judge past its time is not waited for
+        return call_within(judge, prompt, timeout=self.timeout)
 
     async def _bounded(self, awaitable: Awaitable[Any]) -> Any:
-        if self.timeout is None:
-            return await awaitable
-        return await asyncio.wait_for(awaitable, self.timeout)
+        return await within(awaitable, self.timeout)
 
     async def ascore(
         self,

@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langroute.errors import ApiKeysFileError
 from langroute.files.durable import atomic_write_text
 
+if TYPE_CHECKING:
+    from langroute.costs import LedgerRecord
+
 __all__ = [
+    "KEY_METADATA",
     "ApiKey",
     "ApiKeys",
     "BudgetPeriod",
@@ -37,6 +42,7 @@ __all__ = [
     "hash_secret",
     "load_api_keys",
     "period_start",
+    "priced_calls_this_period",
     "remove_api_key",
 ]
 
@@ -44,6 +50,9 @@ BudgetPeriod = Literal["day", "week", "month", "total"]
 """How often a key's spend budget starts again (calendar periods in UTC)."""
 KeyRole = Literal["client", "admin"]
 """What a key may do beyond asking: an ``admin`` key's feedback teaches the router at once."""
+
+KEY_METADATA = "api_key"
+"""Ledger ``metadata`` key naming the API key of a call (``langroute monitor --segment``)."""
 
 _SECRET_PREFIX = "lr-"
 
@@ -69,6 +78,23 @@ def period_start(period: BudgetPeriod, now: datetime | None = None) -> datetime:
     if period == "month":
         return day.replace(day=1)
     return datetime.min.replace(tzinfo=timezone.utc)
+
+
+def priced_calls_this_period(
+    records: Iterable[LedgerRecord], keys: ApiKeys, now: datetime | None = None
+) -> Iterator[tuple[ApiKey, LedgerRecord]]:
+    """The priced calls of ``records`` in their key's current budget period, with the key.
+
+    Calls are matched to keys by the name in ``metadata["api_key"]``; feedback rows,
+    calls of no known cost and calls of unknown keys are left out.
+    """
+    now = now or datetime.now(timezone.utc)
+    for record in records:
+        if record.is_feedback or not record.cost:
+            continue
+        key = keys.named(str(record.metadata.get(KEY_METADATA)))
+        if key is not None and record.timestamp >= period_start(key.period, now):
+            yield key, record
 
 
 class ApiKey(BaseModel):

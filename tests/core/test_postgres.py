@@ -116,10 +116,11 @@ def test_schema_upgrades_step_by_step_and_adds_new_ledger_columns(postgres_url, 
     assert sink.read()[0].accepted is True
     sink.close()
     with psycopg.connect(postgres_url) as conn:
-        steps = {**pgdb.MIGRATIONS, 2: lambda: ["CREATE TABLE langroute_extra (x INTEGER)"]}
+        nxt = pgdb.SCHEMA_VERSION + 1
+        steps = {**pgdb.MIGRATIONS, nxt: lambda: ["CREATE TABLE langroute_extra (x INTEGER)"]}
         monkeypatch.setattr(pgdb, "MIGRATIONS", steps)
-        assert ensure_schema(conn, target=2) == 2
-        assert pgdb.schema_version(conn) == 2
+        assert ensure_schema(conn, target=nxt) == nxt
+        assert pgdb.schema_version(conn) == nxt
         assert conn.execute("SELECT to_regclass('langroute_extra')").fetchone()[0] is not None
 
 

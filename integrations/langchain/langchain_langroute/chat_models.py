@@ -50,6 +50,7 @@ from langroute.router.conversation import (
     session_scope_from,
 )
 from langroute.router.decision import RouteDecision
+from langroute.router.scoped_learning import ScopedLearning
 from langroute.router.warmup import WarmUp, start_warm_up
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -188,6 +189,10 @@ class RoutingChatModel(BaseChatModel):
     or ``config["configurable"]`` (``session_id``, ``thread_id`` or ``conversation_id``)
     and kept apart per caller (``api_key``, ``tenant_id``, ``tenant`` or ``user_id``);
     without one, from the transcript, which never joins two callers' conversations."""
+    scoped_learning: ScopedLearning | None = None
+    """What each caller taught (:class:`langroute.router.scoped_learning.ScopedLearning`),
+    applied to that caller's calls only; the caller is read like a session's scope
+    (``api_key``, ``tenant_id``, ``tenant`` or ``user_id`` in the run's metadata)."""
     escalation_order: list[str] | None = None
     """Routes from cheapest to strongest for escalation on errors (default: the router's
     order). After route ``r`` fails, the routes that follow ``r`` here are tried in turn."""
@@ -257,6 +262,7 @@ class RoutingChatModel(BaseChatModel):
             context=context,
             sessions=sessions,
             readers=READERS,
+            scoped=self.scoped_learning,
         )
         start_warm_up(self.router, self.warm_up)
 
@@ -405,7 +411,8 @@ class RoutingChatModel(BaseChatModel):
         if self._dispatcher.routes_conversations:
             key, scope = self._session(run_manager, call)
             return RouteRequest(turns=chat_turns(messages), session_key=key, session_scope=scope)
-        return RouteRequest(query=self.query_extractor(messages))
+        scope = self._session(run_manager, call)[1] if self.scoped_learning is not None else None
+        return RouteRequest(query=self.query_extractor(messages), session_scope=scope)
 
     def _decide(
         self,

@@ -134,3 +134,40 @@ def test_a_zero_budget_key_gets_no_call_even_in_degrade_mode(keyed, provider):
         server.client(secret).chat.completions.create(model="auto", messages=HELLO)
     assert caught.value.code == "budget_exhausted"
     assert provider.requests == [] and server.calls() == []
+
+
+async def test_two_replicas_on_one_postgres_share_one_budget(tmp_path, provider, postgres_url):
+    # replicas on one Postgres ledger hold reservations in the database: 50 requests
+    # split over two servers still pass the budget by at most one worst case
+    import json
+
+    config = write_config(tmp_path, provider, keys="keys.jsonl", over_budget="reject")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace('ledger = "costs.db"', f"ledger = {json.dumps(postgres_url)}"),
+        encoding="utf-8",
+    )
+    secret, _ = add_api_key(tmp_path / "keys.jsonl", "team-a", budget=3 * 2.4e-6)
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for _ in range(2):
+            gateway = Gateway(load_models_config(config), router=make_router())
+            stack.callback(gateway.close)
+            url = stack.enter_context(serve_in_thread(create_app(gateway)))
+            servers.append(Server(url, gateway, config))
+        request = {"model": "small", "messages": HELLO, "max_tokens": 3}
+        halves = await asyncio.gather(*(_fire(s, secret, 25, **request) for s in servers))
+        results = [r for half in halves for r in half]
+        answered = [r for r in results if not isinstance(r, Exception)]
+        assert answered and all(r.status_code == 429 for r in results if isinstance(r, Exception))
+        for server in servers:
+            server.gateway.ledger.flush()
+        rows = [r for r in servers[0].gateway.ledger.records() if not r.is_feedback]
+        assert len(rows) == len(answered)  # both replicas' answers, in the one ledger
+        key = servers[0].gateway.keyring.keys().named("team-a")
+        worst = servers[0].gateway.budgets.worst_case(b"x" * 300, 3, ["small"])
+        assert sum(r.cost or 0.0 for r in rows) <= key.budget + worst
+        # each replica sees the spend of both, and no hold is left behind
+        for server in servers:
+            assert server.gateway.spend.spent(key) == pytest.approx(sum(r.cost for r in rows))
+            assert server.gateway.spend.reserved(key) == 0

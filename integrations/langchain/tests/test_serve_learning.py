@@ -1,9 +1,9 @@
 """Learning from feedback that one tenant cannot poison: agreement, admin keys, rate limits.
 
-With a keys file and ``learn = true``, one client key's thumbs-down does not re-route
-the other keys' queries: a verdict teaches the shared router only once ``learn_quorum``
-distinct keys gave it on the same query, an ``admin`` key's verdict teaches at once, and
-each key may post at most ``feedback_per_minute`` verdicts a minute.
+With a keys file and ``learn = true``, one client key's thumbs-down re-routes that key's
+own queries at once and not the other keys': a verdict teaches the shared router only
+once ``learn_quorum`` distinct keys gave it on the same query, an ``admin`` key's verdict
+teaches at once, and each key may post at most ``feedback_per_minute`` verdicts a minute.
 """
 
 from __future__ import annotations
@@ -41,15 +41,21 @@ def test_one_client_key_cannot_reroute_another_keys_queries(start, tmp_path):  #
     server = start(keys="keys.jsonl", learn=True)
     a, _ = add_api_key(tmp_path / "keys.jsonl", "tenant-a")
     b, _ = add_api_key(tmp_path / "keys.jsonl", "tenant-b")
-    for _ in range(5):  # five answers, five thumbs-down, all from one key
+    answer, route = ask(server, a)
+    assert route == "small"
+    reply = judge(server, a, answer.id)
+    assert reply.status_code == 200
+    assert reply.json()["learned_route"] is None  # not the shared router...
+    assert reply.json()["agreement"] == {"keys": 1, "needed": 3}
+    assert reply.json()["learned_for_key"] == "large"  # ...but this key's own routing
+    for _ in range(4):  # four more answers, four more thumbs-down, all from one key
         answer, route = ask(server, a)
-        assert route == "small"
-        reply = judge(server, a, answer.id)
-        assert reply.status_code == 200
-        assert reply.json()["learned_route"] is None
-        assert reply.json()["agreement"] == {"keys": 1, "needed": 3}
+        assert route == "large"  # the key's own feedback applies to it at once
+        assert judge(server, a, answer.id).status_code == 200
     assert learned(server) == []
     assert ask(server, b)[1] == "small"  # the other tenant's routing did not move
+    rows = [r for r in server.calls() if r.metadata.get("api_key") == "tenant-a"]
+    assert rows[-1].reason == "scoped_learned"  # the ledger says why
 
 
 def test_distinct_keys_that_agree_teach_the_router(start, tmp_path):  # noqa: F811

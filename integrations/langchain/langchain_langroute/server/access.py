@@ -12,17 +12,21 @@ import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from langroute.costs import LedgerRecord
 from langroute.errors import ApiKeysFileError
-from langroute.serving.keys import ApiKey, ApiKeys, load_api_keys, period_start
+from langroute.serving.keys import (
+    KEY_METADATA,
+    ApiKey,
+    ApiKeys,
+    load_api_keys,
+    period_start,
+    priced_calls_this_period,
+)
 
 __all__ = ["KEY_METADATA", "KeyRing", "Spend"]
-
-KEY_METADATA = "api_key"
-"""Ledger ``metadata`` key naming the API key of a call (``langroute monitor --segment``)."""
 
 
 class KeyRing:
@@ -155,14 +159,8 @@ class Spend:
 
         Calls are matched to keys by the name in ``metadata["api_key"]``.
         """
-        now = datetime.now(timezone.utc)
         added = 0
-        for record in records:
-            if record.is_feedback or not record.cost:
-                continue
-            key = keys.named(str(record.metadata.get(KEY_METADATA)))
-            if key is None or record.timestamp < period_start(key.period, now):
-                continue
-            self.add(key, record.cost, record.timestamp)
+        for key, record in priced_calls_this_period(records, keys):
+            self.add(key, record.cost or 0.0, record.timestamp)
             added += 1
         return added

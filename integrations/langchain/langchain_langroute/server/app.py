@@ -248,7 +248,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 code="feedback_rate_limited",
             )
         try:
-            stored, learned, agreeing = await gateway.feedback(body.id, body.verdict, key)
+            stored, learned, agreeing, own = await gateway.feedback(body.id, body.verdict, key)
         except UnknownRecordError as exc:
             raise ApiError(
                 404, f"no answer has id {body.id!r}", code="response_not_found", param="id"
@@ -266,6 +266,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             "feedback_id": stored.record_id,
             "route": stored.route,
             "learned_route": learned,
+            "learned_for_key": own,
             **(
                 {"agreement": {"keys": agreeing, "needed": settings.learn_quorum}}
                 if agreeing is not None
@@ -306,9 +307,19 @@ def create_app(gateway: Gateway) -> FastAPI:
             extra.get("metadata") if isinstance(extra.get("metadata"), dict) else None,
             {"session_id": request.headers.get(SESSION_HEADER)},
         )
-        reservation = gateway.admit(
-            key, raw, body.output_limit, forced, media=media_parts(body.messages)
-        )
+        try:
+            reservation = gateway.admit(
+                key, raw, body.output_limit, forced, media=media_parts(body.messages)
+            )
+        except _UNREACHABLE as exc:  # budgets shared on Postgres: never admit unbudgeted
+            raise ApiError(
+                503,
+                redact_secrets(
+                    f"the budget store is unreachable, try again later: {error_text(exc)}"
+                ),
+                type="api_error",
+                code="budget_store_unavailable",
+            ) from exc
         if reservation is False:
             assert key is not None
             shown = gateway.metrics_key(key)

@@ -19,7 +19,10 @@ from langroute.costs.records import Verdict, new_record_id
 from langroute.dispatch.escalation import escalation_path
 from langroute.errors import ModelsConfigError, RouterConfigError
 from langroute.models.config import ModelsConfig
+from langroute.postgres.database import is_postgres_url
+from langroute.postgres.spend import PostgresSpend
 from langroute.protocols import Router
+from langroute.router.scoped_learning import ScopedLearning
 from langroute.serving.keys import ApiKey
 
 from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA
@@ -126,6 +129,14 @@ class Gateway:
                     raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
             models = built
 
+        # a client key's feedback teaches its own routing at once, the shared router only
+        # once enough keys agree (FeedbackQuorum)
+        self.scoped: ScopedLearning | None = (
+            ScopedLearning(self.router)
+            if self.settings.learn and self.keyring is not None and hasattr(self.router, "embedder")
+            else None
+        )
+
         def routing_model(escalation_order: list[str] | None) -> RoutingChatModel:
             try:
                 return RoutingChatModel(
@@ -136,6 +147,7 @@ class Gateway:
                     warm_up=True,
                     escalate_on=(EscalatingError,),
                     escalation_order=escalation_order,
+                    scoped_learning=self.scoped,
                 )
             except RouterConfigError as exc:
                 raise ModelsConfigError(f"{where}{exc}") from exc
@@ -164,7 +176,12 @@ class Gateway:
             segment_keys=(KEY_METADATA,),
             on_records=self._on_records,
         )
-        self.spend = Spend()
+        # replicas (or workers) on one Postgres ledger share spend and reservations
+        self.spend: Spend | PostgresSpend = (
+            PostgresSpend(self.settings.ledger)
+            if ledger is None and is_postgres_url(self.settings.ledger)
+            else Spend()
+        )
         self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
         if self.keyring is not None:
             self.spend.load(self.ledger.records(), self.keyring.keys())
@@ -246,17 +263,20 @@ class Gateway:
     # ------------------------------------------------------------------ feedback
     async def feedback(
         self, response: str, verdict: Verdict, key: ApiKey | None
-    ) -> tuple[LedgerRecord, str | None, int | None]:
+    ) -> tuple[LedgerRecord, str | None, int | None, str | None]:
         """Store a verdict on a response; with ``[serve] learn``, teach the router.
 
-        With a keys file, a client key's verdict teaches the router only once
-        ``learn_quorum`` distinct keys gave the same verdict on the same query (one tenant
-        cannot re-route the others); an ``admin`` key's verdict teaches at once.
+        With a keys file, a client key's verdict teaches that key's own routing at once
+        (:class:`~langroute.router.scoped_learning.ScopedLearning`) and the shared router
+        only once ``learn_quorum`` distinct keys gave the same verdict on the same query
+        (one tenant cannot re-route the others); an ``admin`` key's verdict teaches the
+        shared router at once.
 
         Returns:
-            The feedback record, the route the query was labelled with (``None``:
-            nothing learned), and, while a verdict waits for agreement, how many keys
-            gave it so far (else ``None``).
+            The feedback record, the route the shared router labelled the query with
+            (``None``: nothing learned there), while a verdict waits for agreement how
+            many keys gave it so far (else ``None``), and the route the key's own
+            routing labelled it with (``None``: not taught for the key alone).
 
         Raises:
             UnknownRecordError: No answer has that id, or it belongs to another key.
@@ -265,21 +285,26 @@ class Gateway:
 
         record_id = record_id_of(response)
 
-        def store() -> tuple[LedgerRecord, str | None, int | None]:
+        def store() -> tuple[LedgerRecord, str | None, int | None, str | None]:
             call = self.ledger.get(record_id)
             owner = key.name if key is not None else ANONYMOUS
             if call.is_feedback or call.metadata.get(KEY_METADATA, ANONYMOUS) != owner:
                 raise UnknownRecordError(f"no answer has id {response!r}")
             stored = self.ledger.feedback(record_id, verdict, source="api")
             if not self.settings.learn:
-                return stored, None, None
+                return stored, None, None, None
+            own = None
             if key is not None and key.role != "admin":
+                if self.scoped is not None and call.query and call.route in self.router.routes:
+                    good = verdict == "good"
+                    own = self.scoped.learn(key.name, call.query, call.route, good=good)
                 agreed, keys = self.quorum.vote(
                     call.query or "", call.route or "", verdict, key.name
                 )
                 if not agreed:
-                    return stored, None, keys
-            return stored, teach_router(self.router, call, verdict, learner=self.replica), None
+                    return stored, None, keys, own
+            shared = teach_router(self.router, call, verdict, learner=self.replica)
+            return stored, shared, None, own
 
         result = await asyncio.to_thread(store)
         self.metrics.feedback(verdict=verdict)
@@ -319,5 +344,7 @@ class Gateway:
     def close(self) -> None:
         """Write what the ledger still holds and close it; stop following a shared router."""
         self.ledger.close()
+        if isinstance(self.spend, PostgresSpend):
+            self.spend.close()
         if self.replica is not None:
             self.replica.close()
