@@ -25,9 +25,17 @@ costs 20 or 4 of them; calls per query count model calls):
   when the neighbours' escalation estimate reaches 0.8), and each validator verdict
   becomes a learned exemplar.
 
+* **learning cascade + exploration**: the same, with bounded exploration
+  (``Exploration(share=0.1, half_life=500)``): a decaying share of the queries the router
+  would route past try the weak model anyway, so a wrong skip is learned again.
+
 The learning curve is the APGR on half B of the learning cascade's router after 0, 100,
 300, 1,000 and 3,000 outcomes (the stream may end before the last). Per stream window
-between checkpoints, the learning cascade's cost is compared with the cascade alone.
+between checkpoints, each learning cascade's cost is compared with the cascade alone.
+For the queries routed past the weak model, the replay also reports how often the weak
+answer would in fact have been rejected: skipping pays on cost only when that rate is
+above ``1 - 1/ratio`` (0.95 at 1:20, 0.75 at 1:4), since trying the weak model first
+costs ``1 + rate * ratio`` weak calls against ``ratio`` for the skip.
 """
 
 from __future__ import annotations
@@ -49,13 +57,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from results_path import add_output_options, output_path
+from vector_cache import cached_embedder
 
 from langroute import ExemplarRouter, load_exemplars
 from langroute.embedders import as_embedder
-from langroute.evaluation.datasets import PrecomputedEmbedder, is_contaminated
+from langroute.evaluation.datasets import is_contaminated
 from langroute.evaluation.metrics import cost_quality_curve
 from langroute.router.exemplar_router import STARTER_EXEMPLARS
-from langroute.router.learning import CascadeLearner
+from langroute.router.learning import CascadeLearner, Exploration
 
 WEAK = "mixtral-8x7b-instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -64,6 +73,8 @@ NOISES = (0.0, 0.1, 0.2)
 RATIOS = (20.0, 4.0)
 ROUTE_PAST_AT = 0.8
 SEED = 0
+EXPLORATION = Exploration(share=0.1, half_life=500, seed=SEED)
+LEARNERS = {"learning cascade": None, "learning cascade + exploration": EXPLORATION}
 
 
 def load_rows(data: Path) -> list[tuple[str, float, float]]:
@@ -113,64 +124,92 @@ def replay(
     rng = np.random.default_rng(SEED + int(noise * 100))
     flips = rng.random(len(stream)) < noise
     starter = ExemplarRouter.default(embedder=embedder, cache=False)
-    learning = ExemplarRouter.default(embedder=embedder, cache=False)
-    learner = CascadeLearner(
-        learning, ["small", "large"], route_past=True, route_past_at=ROUTE_PAST_AT
-    )
-    static = starter.route_batch([t for t, _, _ in stream])
-    per: dict[str, tuple[list[float], list[int], list[int]]] = {
-        name: ([], [], [])
-        for name in ("always-strong", "always-cascade", "static starter router", "learning cascade")
+    learners = {
+        name: CascadeLearner(
+            ExemplarRouter.default(embedder=embedder, cache=False),
+            ["small", "large"],
+            route_past=True,
+            route_past_at=ROUTE_PAST_AT,
+            explore=explore or 0.0,
+        )
+        for name, explore in LEARNERS.items()
     }
+    static = starter.route_batch([t for t, _, _ in stream])
+    names = ["always-strong", "always-cascade", "static starter router", *learners]
+    per: dict[str, tuple[list[float], list[int], list[int]]] = {
+        name: ([], [], []) for name in names
+    }
+    weak_failed_when_skipped = {name: [0, 0] for name in learners}  # [weak failed, skipped]
 
     def add(name: str, quality: float, weak: int, strong: int) -> None:
         per[name][0].append(quality)
         per[name][1].append(weak)
         per[name][2].append(strong)
 
-    curve = [{"outcomes": 0, "queries_seen": 0, "apgr": apgr(learning, held)}]
-    window_start = 0
-    windows: list[dict[str, Any]] = []
-    targets = [c for c in CHECKPOINTS if c > 0]
-    outcomes = 0
+    curve = {name: [_point(0, 0, learner.router, held)] for name, learner in learners.items()}
+    window_start = {name: 0 for name in learners}
+    windows: dict[str, list[dict[str, Any]]] = {name: [] for name in learners}
+    targets = {name: [c for c in CHECKPOINTS if c > 0] for name in learners}
+    outcomes = dict.fromkeys(learners, 0)
     for i, ((text, w, s), flip, decision) in enumerate(zip(stream, flips, static)):
         verdict = bool(w) != bool(flip)  # the validator's (noisy) view of the weak answer
         add("always-strong", s, 0, 1)
         add("always-cascade", w if verdict else s, 1, 0 if verdict else 1)
         cheap = decision.route == "small"
         add("static starter router", w if cheap else s, int(cheap), int(not cheap))
-        if learner.plan(text) is not None:  # routed past the weak model
-            add("learning cascade", s, 0, 1)
-        else:
-            learning.learn(text, "small", good=verdict, source="cascade", scorer="validator")
-            learner.stats.learned += 1
-            outcomes += 1
-            add("learning cascade", w if verdict else s, 1, 0 if verdict else 1)
-        if targets and outcomes >= targets[0]:
-            curve.append(
-                {"outcomes": outcomes, "queries_seen": i + 1, "apgr": apgr(learning, held)}
-            )
-            cascade = summarise(*(x[window_start : i + 1] for x in per["always-cascade"]))
-            learned = summarise(*(x[window_start : i + 1] for x in per["learning cascade"]))
-            windows.append(
-                {
-                    "outcomes": f"{curve[-2]['outcomes']}-{outcomes}",
-                    "queries": i + 1 - window_start,
-                    "cascade": cascade,
-                    "learning_cascade": learned,
-                }
-            )
-            window_start = i + 1
-            targets.pop(0)
-    if curve[-1]["outcomes"] != outcomes:
-        curve.append(
-            {"outcomes": outcomes, "queries_seen": len(stream), "apgr": apgr(learning, held)}
-        )
+        for name, learner in learners.items():
+            if learner.plan(text) is not None:  # routed past the weak model
+                add(name, s, 0, 1)
+                weak_failed_when_skipped[name][0] += int(not w)
+                weak_failed_when_skipped[name][1] += 1
+            else:
+                learner.router.learn(
+                    text, "small", good=verdict, source="cascade", scorer="validator"
+                )
+                learner.stats.learned += 1
+                outcomes[name] += 1
+                add(name, w if verdict else s, 1, 0 if verdict else 1)
+            if targets[name] and outcomes[name] >= targets[name][0]:
+                curve[name].append(_point(outcomes[name], i + 1, learner.router, held))
+                start = window_start[name]
+                cascade = summarise(*(x[start : i + 1] for x in per["always-cascade"]))
+                learned = summarise(*(x[start : i + 1] for x in per[name]))
+                windows[name].append(
+                    {
+                        "outcomes": f"{curve[name][-2]['outcomes']}-{outcomes[name]}",
+                        "queries": i + 1 - start,
+                        "cascade": cascade,
+                        "learning_cascade": learned,
+                    }
+                )
+                window_start[name] = i + 1
+                targets[name].pop(0)
+    for name, learner in learners.items():
+        if curve[name][-1]["outcomes"] != outcomes[name]:
+            curve[name].append(_point(outcomes[name], len(stream), learner.router, held))
     table = {name: summarise(*values) for name, values in per.items()}
-    table["learning cascade"]["routed_past"] = learner.stats.routed_past
-    table["learning cascade"]["learned_exemplars"] = len(learning.learned_exemplars)
-    table["static starter router"]["apgr_held_out"] = curve[0]["apgr"]
-    return {"table": table, "curve": curve, "windows": windows}, curve
+    for name, learner in learners.items():
+        failed, skipped = weak_failed_when_skipped[name]
+        table[name]["routed_past"] = learner.stats.routed_past
+        table[name]["explored"] = learner.stats.explored
+        table[name]["learned_exemplars"] = len(learner.router.learned_exemplars)
+        table[name]["weak_failed_when_routed_past"] = failed / skipped if skipped else None
+    table["static starter router"]["apgr_held_out"] = curve["learning cascade"][0]["apgr"]
+    run = {
+        "table": table,
+        "curve": curve["learning cascade"],
+        "windows": windows["learning cascade"],
+        "exploration": {
+            "settings": EXPLORATION.model_dump(),
+            "curve": curve["learning cascade + exploration"],
+            "windows": windows["learning cascade + exploration"],
+        },
+    }
+    return run, curve["learning cascade"]
+
+
+def _point(outcomes: int, seen: int, router: ExemplarRouter, held: list[Any]) -> dict[str, Any]:
+    return {"outcomes": outcomes, "queries_seen": seen, "apgr": apgr(router, held)}
 
 
 def break_even(windows: list[dict[str, Any]], ratio: float) -> str | None:
@@ -190,9 +229,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for noise, run in results["runs"].items():
+    for i, (noise, run) in enumerate(results["runs"].items()):
         xs = [max(p["outcomes"], 10) for p in run["curve"]]
         ax.plot(xs, [p["apgr"] for p in run["curve"]], marker="o", label=f"noise {noise}")
+        explored = run["exploration"]["curve"]
+        ax.plot(
+            [max(p["outcomes"], 10) for p in explored],
+            [p["apgr"] for p in explored],
+            marker="x",
+            linestyle="--",
+            color=f"C{i}",
+            label=f"noise {noise}, exploring",
+        )
     ax.axhline(0.5, color="grey", linestyle=":", label="random (0.5)")
     ax.set_xscale("log")
     ax.set_xlabel("outcomes learned (0 plotted at 10)")
@@ -221,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     base = as_embedder(None)
     starter_texts = [ex.text for ex in load_exemplars(STARTER_EXEMPLARS)]
     texts = [t for t, _, _ in stream] + [t for t, _, _ in held] + starter_texts
-    embedder = PrecomputedEmbedder(base, texts)
+    embedder = cached_embedder(base, texts)  # the same cache as adaptive_dial.py
     embedded = time.perf_counter() - started
     results: dict[str, Any] = {
         "benchmark": "learning_replay",
@@ -234,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     for noise in NOISES:
         run, _ = replay(stream, held, embedder, noise)
         run["break_even"] = {f"1:{r:g}": break_even(run["windows"], r) for r in RATIOS}
+        run["exploration"]["break_even"] = {
+            f"1:{r:g}": break_even(run["exploration"]["windows"], r) for r in RATIOS
+        }
         results["runs"][f"{noise:g}"] = run
         print(f"noise {noise:.0%}")
         for name, row in run["table"].items():
@@ -243,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("  APGR:", ", ".join(f"{p['outcomes']}: {p['apgr']:.3f}" for p in run["curve"]))
         print("  learning cascade beats the cascade alone from window:", run["break_even"])
+        print("  ... with exploration:", run["exploration"]["break_even"])
+        for name in LEARNERS:
+            rate = run["table"][name]["weak_failed_when_routed_past"]
+            if rate is not None:
+                print(f"  {name}: weak answer rejected on {rate:.1%} of the queries routed past")
     results["seconds"] = {"embed": embedded, "total": time.perf_counter() - started}
     results["machine"] = {"python": sys.version.split()[0], "platform": platform.platform()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         LedgerFormatError,
         LedgerWriteWarning,
         ModelsConfigError,
+        NoShadowRowsError,
         RouterConfigError,
         RouterStoreError,
         SchemaVersionError,
@@ -99,6 +100,7 @@ _EXPORTS = {
     "SinkUnavailableError": "langroute.errors",
     "TornLinesWarning": "langroute.errors",
     "UnknownRecordError": "langroute.errors",
+    "NoShadowRowsError": "langroute.errors",
     "UnpricedModelWarning": "langroute.errors",
 }
 
@@ -124,6 +126,7 @@ __all__ = [
     "LedgerWriteWarning",
     "ModelsConfigError",
     "Neighbour",
+    "NoShadowRowsError",
     "RouteDecision",
     "RouteDispatcher",
     "RouteRequest",

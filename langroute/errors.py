@@ -53,6 +53,7 @@ __all__ = [
     "LedgerFormatError",
     "LedgerWriteWarning",
     "ModelsConfigError",
+    "NoShadowRowsError",
     "RouterConfigError",
     "RouterStoreError",
     "SchemaVersionError",
@@ -276,4 +277,12 @@ class UnpricedModelWarning(UserWarning):
     ``warnings.filterwarnings("ignore", category=UnpricedModelWarning)`` or give the model
     a :class:`ModelPrice` override (``ModelPrice(input_per_mtok=0, output_per_mtok=0)``
     for a free local model).
+    """
+
+
+class NoShadowRowsError(LangrouteError, ValueError):
+    """A ledger holds no shadow decisions (or none of the candidate asked for).
+
+    ``langroute compare --ledger`` needs a ledger written with a shadow router
+    (``shadow=`` on an entry point, or ``[serve] shadow_router``).
     """

@@ -70,6 +70,7 @@ __all__ = [
     "monitor_ledger",
     "parse_duration",
     "plot_monitor",
+    "window_stats",
 ]
 
 AlarmKind = Literal["out_of_distribution", "route_shift", "too_greedy", "quality_drop"]
@@ -576,6 +577,29 @@ def monitor_ledger(
             if base.requests and not in_baseline:
                 alarms.extend(_alarms(current, base, thresholds))
     return _report(window, segment_key, thresholds, baseline, baselines, stats, alarms)
+
+
+def window_stats(source: Any, start: datetime, end: datetime) -> WindowStats:
+    """The stats of the requests that began in ``[start, end)`` (one pass over the calls).
+
+    What :class:`~langroute.adaptive_dial.AdaptiveDial` reads: the same figures
+    as a :func:`monitor_ledger` window, for any span.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> window_stats([LedgerRecord(route="small")], now - timedelta(hours=1),
+        ...              now + timedelta(minutes=1)).requests
+        1
+    """
+    slot = _Window()
+    with open_session(source) as session:
+        verdicts = session_verdicts(session)
+        for rows in session_requests(session):
+            first = rows[0].timestamp if len(rows) == 1 else min(row.timestamp for row in rows)
+            if start <= parse_timestamp(first) < end:
+                slot.add(rows, verdicts)
+    return slot.stats(start, end, None)
 
 
 def _report(

@@ -9,7 +9,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
 
@@ -20,6 +20,7 @@ from langroute.cli.evaluation import (
     tune_command,
 )
 from langroute.cli.labels import label_command
+from langroute.cli.shadow import promote_command, revert_command
 from langroute.terminal import data_text, json_text, printable
 
 if TYPE_CHECKING:
@@ -495,10 +496,18 @@ def monitor(
     plot: Annotated[
         Optional[Path], typer.Option(help="Also write the time series to this PNG.")
     ] = None,
+    dial_journal: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="An adaptive dial's journal of changes (default: beside a file ledger, "
+            "costs.dial.jsonl for costs.jsonl, when it exists)."
+        ),
+    ] = None,
 ) -> None:
     """Watch a ledger over time: rates per window, and alarms when traffic drifts.
 
-    Exits with status 2 when an alarm fires, so a scheduled job can page someone.
+    The adaptive dial's changes (langroute.adaptive_dial) are listed after the
+    windows. Exits with status 2 when an alarm fires, so a scheduled job can page someone.
     """
     from datetime import datetime
 
@@ -534,16 +543,54 @@ def monitor(
             baseline=period,
             thresholds=thresholds,
         )
+        changes = _dial_changes(ledger, dial_journal)
     except (FileNotFoundError, LangrouteError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     if plot is not None:
         plot_monitor(report, plot)
     if as_json:
-        typer.echo(json_text(report.model_dump(mode="json")))
+        typer.echo(json_text(report.model_dump(mode="json") | {"dial_changes": changes}))
     else:
         _print_monitor(report)
+        _print_dial_changes(changes)
     if report.alarms:
         raise typer.Exit(2)
+
+
+def _dial_changes(ledger: str, journal: Path | None) -> list[dict[str, Any]]:
+    """The adaptive dial's changes as JSON data: from ``journal``, else beside the ledger."""
+    from langroute.postgres.database import is_postgres_url
+    from langroute.router.dial_targets import DialJournal, dial_journal_path
+
+    if journal is None:
+        if is_postgres_url(ledger) or not dial_journal_path(ledger).is_file():
+            return []
+        journal = dial_journal_path(ledger)
+    elif not journal.is_file():
+        raise FileNotFoundError(f"no dial journal at {journal}")
+    return [change.model_dump(mode="json") for change in DialJournal(journal).read()]
+
+
+_DIAL_CHANGES_SHOWN = 20
+
+
+def _print_dial_changes(changes: Sequence[dict[str, Any]]) -> None:
+    """The adaptive dial's latest changes (the JSON output has them all)."""
+    if not changes:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = changes[-_DIAL_CHANGES_SHOWN:]
+    title = f"dial changes ({len(shown)} latest of {len(changes)})"
+    table = Table(title=title, title_justify="left")
+    for name in ("at (UTC)", "threshold", "reason"):
+        table.add_column(name, no_wrap=name != "reason")
+    for change in shown:
+        at = change["at"][:16].replace("T", " ")
+        move = f"{change['previous']:.4g} -> {change['threshold']:.4g}"
+        table.add_row(data_text(at), data_text(move), data_text(change["reason"]))
+    Console().print(table)
 
 
 def _print_monitor(report: MonitorReport) -> None:
@@ -615,6 +662,8 @@ app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("tune")(tune_command)
 app.command("compare")(compare_command)
+app.command("promote")(promote_command)
+app.command("revert")(revert_command)
 app.command("label")(label_command)
 
 DEMO_ENTRY_POINTS = "langroute.demo"

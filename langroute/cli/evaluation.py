@@ -532,11 +532,16 @@ def print_comparison(comparison: Any, name_a: str, name_b: str, show: int = 10) 
 
 
 def compare_command(
-    router_a: Annotated[Path, typer.Argument(help="Baseline router directory (A).")],
-    router_b: Annotated[Path, typer.Argument(help="Candidate router directory (B).")],
+    router_a: Annotated[
+        Optional[Path], typer.Argument(help="Baseline router directory (A).")
+    ] = None,
+    router_b: Annotated[
+        Optional[Path], typer.Argument(help="Candidate router directory (B).")
+    ] = None,
     evalset: Annotated[
-        Path, typer.Argument(help="Fixed evaluation file (scored or labelled JSONL/CSV).")
-    ],
+        Optional[Path],
+        typer.Argument(help="Fixed evaluation file (scored or labelled JSONL/CSV)."),
+    ] = None,
     tolerance: Annotated[
         float,
         typer.Option(
@@ -554,6 +559,30 @@ def compare_command(
         Optional[str],
         typer.Option(help="Embedder for both (default: the one each router was saved with)."),
     ] = None,
+    ledger: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Instead of A, B and EVALSET: a ledger of live traffic with shadow "
+            "decisions (.jsonl, .db or postgresql://): the shadow candidate against live."
+        ),
+    ] = None,
+    candidate: Annotated[
+        Optional[str],
+        typer.Option(help="With --ledger: the candidate to report (default: the latest)."),
+    ] = None,
+    routes: Annotated[
+        Optional[str],
+        typer.Option(
+            help="With --ledger: routes cheapest first, comma-separated (default: by price)."
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --ledger: a models file giving each route's model and prices "
+            "(default: the model that answered each route most in the ledger)."
+        ),
+    ] = None,
 ) -> None:
     """Compare router B with baseline A on EVALSET; exit 1 when B is worse (CI gate).
 
@@ -561,7 +590,24 @@ def compare_command(
     its delta, quality loss added and cost inflation removed, and the queries whose
     route flipped with both decisions' nearest exemplars. Exit status: 0 when B is not
     worse than A beyond --tolerance, 1 when it is, 2 when the comparison failed.
+
+    With --ledger LEDGER instead: the shadow candidate's decisions on live traffic
+    against the live router's (agreement, flips harmful first, estimated cost and
+    quality deltas with 95% intervals); exit status 0, or 2 when it failed.
     """
+    if ledger is not None:
+        from langroute.cli.shadow import compare_ledger_command
+
+        if router_a is not None or router_b is not None or evalset is not None:
+            typer.echo("error: give --ledger or A, B and EVALSET, not both", err=True)
+            raise typer.Exit(COMPARE_ERROR_EXIT)
+        compare_ledger_command(
+            ledger, candidate=candidate, routes=routes, show=show, as_json=as_json, config=config
+        )
+        return
+    if router_a is None or router_b is None or evalset is None:
+        typer.echo("error: give A, B and EVALSET (or --ledger LEDGER)", err=True)
+        raise typer.Exit(COMPARE_ERROR_EXIT)
     from langroute.errors import LangrouteError
     from langroute.evaluation.comparison import compare
     from langroute.evaluation.datasets import load_eval_set

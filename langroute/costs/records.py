@@ -152,6 +152,21 @@ class LedgerRecord(BaseModel):
     )
     verdict: Verdict | None = Field(default=None, description='Feedback: "good" or "bad".')
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Shadow evaluation: a candidate router's decision on this request, on the row of
+    # its first attempt only (escalated is false), so each request counts once.
+    shadow_router: str | None = Field(
+        default=None, description="Shadow evaluation: the candidate router's name (its path)."
+    )
+    shadow_route: str | None = Field(
+        default=None, description="Shadow evaluation: the candidate's route (None: none made)."
+    )
+    shadow_reason: str | None = Field(default=None, description="The candidate's reason.")
+    shadow_confidence: float | None = Field(
+        default=None, allow_inf_nan=False, description="The candidate's confidence."
+    )
+    shadow_error: str | None = Field(
+        default=None, description='"ErrorType: message" when the candidate failed or timed out.'
+    )
 
     @property
     def is_feedback(self) -> bool:

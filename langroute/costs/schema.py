@@ -47,6 +47,11 @@ LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("query", "TEXT"),
     ("feedback_for", "TEXT"),
     ("verdict", "TEXT"),
+    ("shadow_router", "TEXT"),
+    ("shadow_route", "TEXT"),
+    ("shadow_reason", "TEXT"),
+    ("shadow_confidence", "REAL"),
+    ("shadow_error", "TEXT"),
 )
 COLUMN_NAMES = tuple(name for name, _ in LEDGER_COLUMNS)
 """Column name and SQL declaration of each ledger column, in order."""

@@ -490,8 +490,12 @@ def _file_lock(
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-_SQL_ADDED = frozenset({"record_id", "query", "feedback_for", "verdict"})
-"""Columns that ledgers written by langroute < 0.3 lack: added on first write, read as NULL."""
+_SQL_ADDED = frozenset(
+    {"record_id", "query", "feedback_for", "verdict"}
+    | {"shadow_router", "shadow_route", "shadow_reason", "shadow_confidence", "shadow_error"}
+)
+"""Columns that older ledgers lack (langroute < 0.3; the shadow ones, added with shadow
+evaluation): added on first write, read as NULL."""
 SQL_TABLE = "ledger"
 """The SQLite ledger's table."""
 _SQL_TABLE = SQL_TABLE

@@ -19,6 +19,11 @@ conversation's turns, a forced route, a decision made earlier) and hand it to a
    the strongest route as the baseline, run by an
    :class:`~langroute.dispatch.escalation.Escalation` along the escalation order.
 
+With ``shadow=`` (:mod:`langroute.dispatch.shadow`), a candidate router decides every
+request the live router decides (rules 3 and 4), without answering; its decision rides
+on the live one (``decision.shadow``) into the ledger row. With ``telemetry=``
+(:mod:`langroute.telemetry`), each call's decision and attempts become OpenTelemetry spans.
+
 Example:
     >>> from langroute import Exemplar, ExemplarRouter
     >>> from langroute.embedders import HashingEmbedder
@@ -58,6 +63,7 @@ from langroute.dispatch.escalation import (
     sum_usage,
 )
 from langroute.dispatch.routed_call import RoutedCall
+from langroute.dispatch.shadow import ShadowRouter, as_shadow
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
 from langroute.router.conversation import (
@@ -70,6 +76,7 @@ from langroute.router.conversation import (
 from langroute.router.decision import RouteDecision
 from langroute.router.query_text import has_visible_text
 from langroute.router.scoped_learning import ScopedLearning
+from langroute.telemetry import TelemetryOption, resolve_telemetry
 
 __all__ = [
     "AUTO",
@@ -175,12 +182,18 @@ class RouteDispatcher:
         sessions: Keep one route per conversation (``True``, ``False`` or a tracker);
             ``"auto"`` (default): on when the router routes vectors.
         readers: How the framework's answers are read (usage, served model, chunks).
+        shadow: A candidate router that decides alongside this one without answering
+            (a saved router's folder, a router, a decider chain or a
+            :class:`~langroute.dispatch.shadow.ShadowRouter`); ``None``: none.
+        telemetry: OpenTelemetry spans (see :mod:`langroute.telemetry`); ``None``
+            (default): on once the application sets a global tracer provider.
         scoped: What each caller taught (:class:`~langroute.router.scoped_learning.ScopedLearning`),
             applied to the decisions of that caller only (its ``session_scope``).
 
     Raises:
         RouterConfigError: ``route_models`` does not name exactly the router's routes,
             or ``escalation_order`` names unknown routes.
+        RouterStoreError: ``shadow`` names a folder that holds no saved router.
     """
 
     def __init__(
@@ -194,6 +207,8 @@ class RouteDispatcher:
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         readers: AnswerReaders | None = None,
+        shadow: ShadowRouter | str | Any = None,
+        telemetry: TelemetryOption = None,
         scoped: ScopedLearning | None = None,
     ) -> None:
         try:
@@ -212,6 +227,10 @@ class RouteDispatcher:
         self.propagate = propagate
         self.readers = readers or AnswerReaders()
         self.conversation = conversation_routing(router, context, sessions)
+        self.shadow = as_shadow(
+            shadow, router, context=self.conversation.context if self.conversation else None
+        )
+        self.telemetry = resolve_telemetry(telemetry)
         self.scoped = scoped
 
     @property
@@ -274,8 +293,14 @@ class RouteDispatcher:
         except InvalidQueryError:  # text the router will not embed: nothing to route on
             return self.router.fallback_decision("no_query")
         if self.scoped is not None and self.scoped.has(request.session_scope):
-            return self.scoped.adjust(request.session_scope, _taught_text(request), decision)
-        return decision
+            decision = self.scoped.adjust(request.session_scope, _taught_text(request), decision)
+        if self.shadow is None:
+            return decision
+        shadow = self.shadow.decide(request.query, self._shadow_turns(request))
+        return decision.model_copy(update={"shadow": shadow})
+
+    def _shadow_turns(self, request: RouteRequest) -> Sequence[ChatTurn] | None:
+        return request.turns if self._on_turns(request) else None
 
     async def adecide(self, request: RouteRequest) -> RouteDecision:
         """Async :meth:`decide`."""
@@ -294,10 +319,13 @@ class RouteDispatcher:
         except InvalidQueryError:
             return self.router.fallback_decision("no_query")
         if self.scoped is not None and self.scoped.has(request.session_scope):
-            return await asyncio.to_thread(  # it embeds the query: off the event loop
+            decision = await asyncio.to_thread(  # it embeds the query: off the event loop
                 self.scoped.adjust, request.session_scope, _taught_text(request), decision
             )
-        return decision
+        if self.shadow is None:
+            return decision
+        shadow = await self.shadow.adecide(request.query, self._shadow_turns(request))
+        return decision.model_copy(update={"shadow": shadow})
 
     def _batch_split(
         self, queries: Sequence[str | None]
@@ -326,6 +354,8 @@ class RouteDispatcher:
                 routed: list[RouteDecision | None] = list(self.router.route_batch(texts))
             except Exception:
                 routed = [None] * len(texts)
+            if self.shadow is not None:
+                routed = _with_shadows(routed, self.shadow.decide_batch(texts))
             for i, decision in zip(indices, routed, strict=True):
                 decisions[i] = decision
         return decisions
@@ -338,6 +368,8 @@ class RouteDispatcher:
                 routed: list[RouteDecision | None] = list(await self.router.aroute_batch(texts))
             except Exception:
                 routed = [None] * len(texts)
+            if self.shadow is not None:
+                routed = _with_shadows(routed, await self.shadow.adecide_batch(texts))
             for i, decision in zip(indices, routed, strict=True):
                 decisions[i] = decision
         return decisions
@@ -362,8 +394,14 @@ class RouteDispatcher:
         on_failure: FailureHook | None = None,
         on_attempt: AttemptHook | None = None,
     ) -> Escalation[Any]:
-        """The escalation that runs ``call``: its route, then each stronger one in order."""
+        """The escalation that runs ``call``: its route, then each stronger one in order.
+
+        With telemetry on, the call's decision span is written now and each attempt's
+        span when it ends (before ``on_attempt``).
+        """
         readers = self.readers
+        if self.telemetry is not None:
+            on_attempt = self.telemetry.call_hook(call, self.route_models, on_attempt)
         return Escalation(
             call,
             escalation_path(call.decision.route, self.escalation_order),
@@ -403,6 +441,16 @@ def _check_routes(
                 f"escalation_order must list distinct routes of {list(routes)}, "
                 f"got {list(escalation_order)}"
             )
+
+
+def _with_shadows(
+    decisions: Sequence[RouteDecision | None], shadows: Sequence[Any]
+) -> list[RouteDecision | None]:
+    """Each live decision with the candidate's decision on the same query."""
+    return [
+        None if decision is None else decision.model_copy(update={"shadow": shadow})
+        for decision, shadow in zip(decisions, shadows, strict=True)
+    ]
 
 
 def _taught_text(request: RouteRequest) -> str | None:

@@ -38,6 +38,7 @@ from langroute.router.decision import (
     RouteDecision,
     RouterCall,
     SessionInfo,
+    ShadowDecision,
 )
 
 __all__ = ["ROUTE_KEY", "Attempt", "RouteMetadata", "RoutedCall", "TokenUsage", "error_text"]
@@ -180,6 +181,9 @@ class RouteMetadata(BaseModel):
     router_calls: list[RouterCall] = Field(
         default_factory=list, description="Model calls made to decide (an LLM router)."
     )
+    shadow: ShadowDecision | None = Field(
+        default=None, description="Shadow evaluation: the candidate router's decision."
+    )
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> RouteMetadata | None:
@@ -209,6 +213,7 @@ class RouteMetadata(BaseModel):
             stage=self.stage,
             stage_note=self.stage_note,
             router_calls=self.router_calls,
+            shadow=self.shadow,
         )
         return RoutedCall(
             call_id=self.call_id,
@@ -311,7 +316,8 @@ class RoutedCall(BaseModel):
         ``max_similarity``, ``context`` (the conversation strategy), ``session``
         (:class:`~langroute.router.decision.SessionInfo`: stickiness or a topic shift),
         ``record_id`` (the answer's ledger record id, for feedback), and for decider chains
-        ``stage``, ``stage_note`` and ``router_calls`` (the LLM router's calls).
+        ``stage``, ``stage_note`` and ``router_calls`` (the LLM router's calls), and with
+        shadow evaluation ``shadow`` (:class:`~langroute.router.decision.ShadowDecision`).
         """
         decision = self.decision
         return RouteMetadata(
@@ -335,6 +341,7 @@ class RoutedCall(BaseModel):
             stage=decision.stage,
             stage_note=decision.stage_note,
             router_calls=decision.router_calls,
+            shadow=decision.shadow,
         ).model_dump(mode="json", exclude_none=False)
 
     def ledger_records(
@@ -356,6 +363,9 @@ class RoutedCall(BaseModel):
         (:attr:`~langroute.costs.LedgerRecord.measured`): the ledger does not price it.
         The decision's own model calls (an LLM router's, :attr:`RouteDecision.router_calls`)
         come first, as records of role ``"router"`` (route ``"router"``) in the same request.
+        With shadow evaluation, the first attempt's record (the decided route's, the one
+        with ``escalated`` false) carries the candidate's decision in its ``shadow_*``
+        fields, so each request counts once.
 
         Args:
             framework: The framework that made the call (``"langchain"``, ...).
@@ -426,6 +436,8 @@ class RoutedCall(BaseModel):
             attempt_ = self.attempts[index]
             usage = attempt_.usage or TokenUsage()
             own = {"record_id": self.record_id} if attempt_ is answered else {}
+            if index == 0 and decision.shadow is not None:
+                own |= _shadow_fields(decision.shadow)
             records.append(
                 LedgerRecord(
                     **own,
@@ -454,3 +466,14 @@ class RoutedCall(BaseModel):
                 )
             )
         return records
+
+
+def _shadow_fields(shadow: ShadowDecision) -> dict[str, Any]:
+    """The ledger fields of a candidate's decision (see :class:`LedgerRecord`)."""
+    return {
+        "shadow_router": shadow.router,
+        "shadow_route": shadow.route,
+        "shadow_reason": shadow.reason,
+        "shadow_confidence": shadow.confidence,
+        "shadow_error": shadow.error,
+    }

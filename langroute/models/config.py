@@ -22,6 +22,8 @@ same file. TOML (``.toml``)::
     ledger = "costs.db"           # where every call is recorded
     aliases = ["auto"]            # model names that mean "route this request"
     keys = "keys.jsonl"           # API keys (hashed); no file: no authentication
+    [serve.adaptive_dial]         # optional: hold a target (langroute.adaptive_dial)
+    target = { kind = "spend", per_hour = 2.0 }
 
     [chain]                       # optional: a decider chain (langroute.chains.deciders)
     ask_llm_on = ["low_confidence", "out_of_distribution"]
@@ -86,6 +88,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from langroute.dispatch.routed_call import TokenUsage
 from langroute.errors import ModelsConfigError
+from langroute.router.dial_targets import AdaptiveDialConfig
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -233,6 +236,17 @@ class ServeConfig(BaseModel):
         max_tools: The most ``tools`` in one chat completion request.
         metrics_key_names: Label spend and budget metrics with the API key's name
             (off: ``/metrics`` shows no tenant names, only routes).
+        adaptive_dial: The ``[serve.adaptive_dial]`` table: an
+            :class:`~langroute.adaptive_dial.AdaptiveDial` moves the router's
+            threshold to hold its ``target`` (spend per hour, strong share or an
+            escalation band) from the ledger; its changes are journalled beside a file
+            ledger and shown by ``langroute monitor`` (``None``: the dial stays put).
+        shadow_router: A saved candidate router that decides on every request next to
+            the live one without answering (shadow evaluation): its decision goes into
+            the request's ledger row; ``langroute compare --ledger`` reports agreement.
+        otel: Emit OpenTelemetry spans for routing decisions and model calls through
+            the global tracer provider (configured by the application or the
+            ``OTEL_*`` environment variables); needs the ``otel`` extra.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -259,6 +273,9 @@ class ServeConfig(BaseModel):
     max_messages: int = Field(default=1000, ge=1)
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
+    adaptive_dial: AdaptiveDialConfig | None = None
+    shadow_router: Path | None = None
+    otel: bool = False
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
@@ -451,6 +468,13 @@ def _parse_serve(
         update["router"] = beside(serve.router) or serve.router
     if serve.keys is not None:
         update["keys"] = beside(serve.keys) or serve.keys
+    dial = serve.adaptive_dial
+    if dial is not None and dial.journal is not None:
+        update["adaptive_dial"] = dial.model_copy(
+            update={"journal": beside(dial.journal) or dial.journal}
+        )
+    if serve.shadow_router is not None:
+        update["shadow_router"] = beside(serve.shadow_router) or serve.shadow_router
     if serve.ledger != "memory" and "://" not in serve.ledger:
         ledger = Path(serve.ledger)
         update["ledger"] = str(ledger if ledger.is_absolute() else folder / ledger)

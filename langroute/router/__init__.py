@@ -10,7 +10,9 @@
   requests share one encoder call), :mod:`~langroute.router.warmup`;
 * :mod:`~langroute.router.conversation`: which turns a multi-turn request is routed on;
 * :mod:`~langroute.router.query_text`: what counts as an empty query, what is embedded;
-* :mod:`~langroute.router.store`: saving and loading routers as directories.
+* :mod:`~langroute.router.store`: saving and loading routers as directories;
+* :mod:`~langroute.router.dial_targets`: what an adaptive dial
+  (:mod:`langroute.adaptive_dial`) holds, and the journal of its moves.
 """
 
 from __future__ import annotations

@@ -92,6 +92,38 @@ class SessionInfo(BaseModel):
     turn: int = Field(default=1, description="The turn's number within the session's topic.")
 
 
+class ShadowDecision(BaseModel):
+    """A candidate router's decision on a live request it did not answer (shadow evaluation).
+
+    :class:`~langroute.dispatch.shadow.ShadowRouter` makes it next to the live decision;
+    the ledger row of the request's first attempt carries it (``shadow_router``,
+    ``shadow_route``, ``shadow_reason``, ``shadow_confidence``, ``shadow_error``), so
+    ``langroute compare --ledger`` can measure agreement and the candidate's estimated delta.
+
+    Example:
+        >>> ShadowDecision(router="routers/candidate", route="large", reason="vote",
+        ...                confidence=0.8).failed
+        False
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    router: str = Field(description="The candidate's name (its path, or its class name).")
+    route: str | None = Field(default=None, description="The candidate's route (None: failed).")
+    reason: str | None = None
+    confidence: float | None = None
+    stage: str | None = Field(default=None, description="Decider chains: the stage that decided.")
+    elapsed_ms: float = Field(default=0.0, description="Time the live request waited for it.")
+    error: str | None = Field(
+        default=None, description='"ErrorType: message" when the candidate failed or timed out.'
+    )
+
+    @property
+    def failed(self) -> bool:
+        """True when the candidate gave no route (an error or a timeout)."""
+        return self.route is None
+
+
 class RouteDecision(BaseModel):
     """The outcome of routing one query, with everything needed to explain it.
 
@@ -153,6 +185,10 @@ class RouteDecision(BaseModel):
     )
     router_calls: list[RouterCall] = Field(
         default_factory=list, description="Model calls made to decide (an LLM router)."
+    )
+    shadow: ShadowDecision | None = Field(
+        default=None,
+        description="A candidate router's decision on the same request (shadow evaluation).",
     )
 
     @property

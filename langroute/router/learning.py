@@ -53,6 +53,8 @@ Example:
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -72,6 +74,7 @@ __all__ = [
     "LEARNED_KEY",
     "CascadeLearner",
     "CascadeLearningStats",
+    "Exploration",
     "Outcome",
     "RefusedOutcome",
     "eviction_order",
@@ -353,6 +356,48 @@ class CascadeLearningStats(BaseModel):
     refused: int = Field(
         default=0, description="Outcomes refused: a hand-made exemplar has (nearly) that text."
     )
+    explored: int = Field(
+        default=0,
+        description=(
+            "Calls the router would have routed past the cheaper tiers but that tried them "
+            "anyway (exploration), so a wrong skip can be learned again."
+        ),
+    )
+
+
+class Exploration(BaseModel):
+    """Bounded, decaying exploration of the tiers a router would skip.
+
+    A router attached to a cascade learns only from the tiers it tries: once it routes a
+    kind of query past the cheap tier, no outcome on that tier arrives again, so a wrong
+    "skip" is never revisited. With exploration, the ``n``-th call the router would
+    route past tries the cheap tier anyway with probability
+    ``share * half_life / (half_life + n)``: at most ``share`` of those calls, halving
+    after ``half_life`` of them, and tending to zero. Explored calls pay the cheap
+    attempt (and, when it is rejected, the stronger tier as well); their outcomes are
+    learned like any other cascade outcome, so a region wrongly routed past is
+    relabelled once the cheap tier's answers there are accepted more often than not.
+    Draws come from a generator seeded with ``seed`` (reproducible replays).
+
+    Example:
+        >>> plan = Exploration(share=0.2, half_life=100)
+        >>> plan.probability(0), plan.probability(100), round(plan.probability(900), 3)
+        (0.2, 0.1, 0.02)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    share: float = Field(
+        default=0.1, ge=0.0, le=0.5, description="Exploration probability at the start."
+    )
+    half_life: int = Field(
+        default=200, ge=1, description="Route-past calls after which the probability halves."
+    )
+    seed: int | None = Field(default=0, description="Seed of the draws (None: fresh entropy).")
+
+    def probability(self, routed_past_so_far: int) -> float:
+        """The chance that the next call the router would route past tries the cheap tier."""
+        return self.share * self.half_life / (self.half_life + max(routed_past_so_far, 0))
 
 
 class CascadeLearner:
@@ -381,6 +426,7 @@ class CascadeLearner:
         route_past: bool = False,
         route_past_at: float = 0.8,
         source: str = "cascade",
+        explore: float | Exploration = 0.0,
     ) -> None:
         """Attach ``router`` to a cascade with ``tier_names`` (cheapest first).
 
@@ -392,9 +438,13 @@ class CascadeLearner:
                 default: calibrate ``route_past_at`` on your traffic first).
             route_past_at: The escalation estimate needed to skip (in [0, 1]).
             source: The provenance of learned exemplars.
+            explore: With ``route_past``: the starting share of calls the router would
+                route past that try the cheaper tiers anyway (see :class:`Exploration`;
+                a number is ``Exploration(share=explore)``, at most 0.5; 0: never).
 
         Raises:
-            RouterConfigError: A route that is no tier, or ``route_past_at`` outside [0, 1].
+            RouterConfigError: A route that is no tier, ``route_past_at`` outside [0, 1],
+                or an exploration share outside [0, 0.5].
         """
         names = list(tier_names)
         unknown = [r for r in router.routes if r not in names]
@@ -411,8 +461,19 @@ class CascadeLearner:
         self.route_past = route_past
         self.route_past_at = float(route_past_at)
         self.source = source
+        try:
+            self.exploration: Exploration | None = (
+                explore if isinstance(explore, Exploration) else Exploration(share=explore)
+            )
+        except ValueError as exc:
+            raise RouterConfigError(f"invalid exploration: {exc}") from exc
+        if self.exploration.share == 0:
+            self.exploration = None
         self.stats = CascadeLearningStats()
         self._latency: dict[str, tuple[float, int]] = {}
+        self._would_skip = 0  # calls the router wanted to route past (exploration's clock)
+        self._draws = None if self.exploration is None else random.Random(self.exploration.seed)
+        self._explore_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -428,6 +489,7 @@ class CascadeLearner:
             or decision.reason not in _PLAIN_REASONS
             or decision.escalation < self.route_past_at
             or self.tier_names.index(decision.route) == 0
+            or self._explores()
         ):
             return None
         skipped = self.tier_names[: self.tier_names.index(decision.route)]
@@ -438,10 +500,23 @@ class CascadeLearner:
             self.stats.latency_saved_ms += total / count if count else 0.0
         return decision
 
+    def _explores(self) -> bool:
+        """Whether this call, which the router would route past, tries the cheap tier."""
+        if self.exploration is None or self._draws is None:
+            return False
+        with self._explore_lock:
+            chance = self.exploration.probability(self._would_skip)
+            self._would_skip += 1
+            explored = self._draws.random() < chance
+            if explored:
+                self.stats.explored += 1
+        return explored
+
     def plan(self, query: str | None) -> RouteDecision | None:
         """The router's decision when the cascade should start past the cheapest tier.
 
-        ``None``: start at the cheapest tier (no query, doubt, or not sure enough).
+        ``None``: start at the cheapest tier (no query, doubt, not sure enough, or an
+        exploring call: see :class:`Exploration`).
         """
         if not self.route_past or not query or not query.strip():
             return self._start(None)

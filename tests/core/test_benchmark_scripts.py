@@ -256,3 +256,26 @@ def test_results_go_to_tracked_files_only_with_save(tmp_path, monkeypatch):
     assert results_path.output_path(None, True, "core.json") == published
     named = tmp_path / "mine.json"
     assert results_path.output_path(named, True, "core.json") == named
+
+
+# -- benchmarks/adaptive_dial.py -----------------------------------------------------------
+
+
+def test_adaptive_dial_replay_quick_run(tmp_path):
+    """The replay on the bundled starter pack (no RouteLLM data), model-free embedder."""
+    out = tmp_path / "adaptive_dial.json"
+    done = run(
+        REPO / "benchmarks" / "adaptive_dial.py",
+        str(tmp_path / "no-data"),
+        "--embedder", "hashing", "--hours", "3", "--per-hour", "60", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["data"].startswith("starter pack")
+    assert len(results["fixed"]["hours"]) == len(results["adaptive"]["hours"]) == 3
+    assert number(results["target_per_hour"]) and share(results["floor"])
+    assert all(
+        change["threshold"] <= results["floor"] + 1e-9 for change in results["adaptive"]["changes"]
+    )
+    assert share(results["adaptive"]["quality_kept"])
+    assert out.with_suffix(".png").is_file()

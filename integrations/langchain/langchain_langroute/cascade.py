@@ -38,7 +38,7 @@ from langroute.dispatch.escalation import Escalation
 from langroute.dispatch.routed_call import ROUTE_KEY, Attempt
 from langroute.router.decision import RouteDecision
 from langroute.router.exemplar_router import ExemplarRouter
-from langroute.router.learning import CascadeLearner
+from langroute.router.learning import CascadeLearner, Exploration
 from langroute.scorers import JudgeScorer, Scorer, as_scorer
 
 from langchain_langroute.chat_models import (
@@ -262,6 +262,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
         learn: bool = False,
         route_past: bool = False,
         route_past_at: float = 0.8,
+        explore: float | Exploration = 0.0,
     ) -> None:
         """Build a cascade.
 
@@ -292,6 +293,10 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
                 starter router's estimates cost more than the cascade alone; turn it on once
                 ``route_past_at`` is calibrated on your traffic.
             route_past_at: The escalation estimate needed to skip.
+            explore: With ``route_past``: the share of calls the router would skip
+                that try the cheaper tiers anyway, decaying (a number or an
+                :class:`~langroute.router.learning.Exploration`; 0: never). A wrong skip
+                is then learned again from the cheap tier's outcomes.
 
         Raises:
             RouterConfigError: Fewer than two tiers, or thresholds/names of the wrong length
@@ -318,6 +323,7 @@ class CascadeRunnable(Runnable[LanguageModelInput, BaseMessage]):
                 learn=learn,
                 route_past=route_past,
                 route_past_at=route_past_at,
+                explore=explore,
             )
             if router is not None
             else None

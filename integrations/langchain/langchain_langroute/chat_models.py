@@ -225,6 +225,15 @@ class RoutingChatModel(BaseChatModel):
     it: ``True`` before the constructor returns, ``"background"`` in a daemon thread
     (a request that arrives first waits for that load, recorded apart from its routing
     time). Needs a router with a ``warm_up()`` method, such as ``ExemplarRouter``."""
+    shadow: Any = None
+    """Shadow evaluation: a candidate router (a saved router's folder, a router, a decider
+    chain or a :class:`langroute.dispatch.shadow.ShadowRouter`) that decides each call
+    next to ``router`` without answering; its decision goes into the call's ledger row
+    and ``response_metadata["langroute"]["shadow"]`` (``langroute compare --ledger``)."""
+    telemetry: Any = None
+    """OpenTelemetry spans for decisions and model calls (:mod:`langroute.telemetry`):
+    ``None`` (default): on once a global tracer provider is set; ``False``: off; ``True``:
+    the global provider; or a ``TracerProvider``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -262,6 +271,8 @@ class RoutingChatModel(BaseChatModel):
             context=context,
             sessions=sessions,
             readers=READERS,
+            shadow=self.shadow,
+            telemetry=self.telemetry,
             scoped=self.scoped_learning,
         )
         start_warm_up(self.router, self.warm_up)

@@ -96,6 +96,8 @@ class RouterMiddleware(AgentMiddleware):
         emit_events: bool = True,
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
+        shadow: Any = None,
+        telemetry: Any = None,
     ) -> None:
         """Create the middleware.
 
@@ -119,6 +121,10 @@ class RouterMiddleware(AgentMiddleware):
                 ``thread_id``/``session_id`` (config metadata or ``configurable``) within
                 the caller's scope (``api_key``, ``tenant_id``, ``tenant``, ``user_id``),
                 else derived from the transcript.
+            shadow: A candidate router that decides each model call beside ``router``
+                without answering (:mod:`langroute.dispatch.shadow`).
+            telemetry: OpenTelemetry spans (:mod:`langroute.telemetry`): ``None`` (on
+                once a global tracer provider is set), ``False``, ``True`` or a provider.
 
         Raises:
             RouterConfigError: ``models`` does not match the router's routes.
@@ -142,6 +148,8 @@ class RouterMiddleware(AgentMiddleware):
             context=context,
             sessions=sessions,
             readers=READERS,
+            shadow=shadow,
+            telemetry=telemetry,
         )
         self.routes = self.dispatcher.routes
 

@@ -200,6 +200,9 @@ def create_app(gateway: Gateway) -> FastAPI:
                 "unavailable": stats.unavailable,
             },
         }
+        dial = getattr(gateway, "dial", None)
+        if dial is not None:
+            body["adaptive_dial"] = dial.status()
         return JSONResponse(body, status_code=503 if degraded else 200)
 
     @app.get("/metrics")

@@ -37,6 +37,7 @@ from langchain_langroute.server.budgets import (
     StreamTallies,
     warn_memory_ledger,
 )
+from langchain_langroute.server.dial import start_dial
 from langchain_langroute.server.feedback import FeedbackQuorum, FeedbackRate, teach_router
 from langchain_langroute.server.metrics import ServeMetrics
 from langchain_langroute.server.upstream import EscalatingError
@@ -136,6 +137,7 @@ class Gateway:
             if self.settings.learn and self.keyring is not None and hasattr(self.router, "embedder")
             else None
         )
+        shadow, telemetry = _observers(config, self.router)
 
         def routing_model(escalation_order: list[str] | None) -> RoutingChatModel:
             try:
@@ -147,6 +149,8 @@ class Gateway:
                     warm_up=True,
                     escalate_on=(EscalatingError,),
                     escalation_order=escalation_order,
+                    shadow=shadow,
+                    telemetry=telemetry,
                     scoped_learning=self.scoped,
                 )
             except RouterConfigError as exc:
@@ -183,6 +187,8 @@ class Gateway:
             else Spend()
         )
         self.budgets = Budgets(self.spend, self.ledger.pricer, config.routes)
+        self.dial = start_dial(self.router, self.ledger, self.settings.adaptive_dial, where)
+        """The ``[serve.adaptive_dial]`` controller (``None`` when not configured)."""
         if self.keyring is not None:
             self.spend.load(self.ledger.records(), self.keyring.keys())
 
@@ -343,8 +349,28 @@ class Gateway:
 
     def close(self) -> None:
         """Write what the ledger still holds and close it; stop following a shared router."""
+        if self.dial is not None:
+            self.dial.stop()
         self.ledger.close()
         if isinstance(self.spend, PostgresSpend):
             self.spend.close()
         if self.replica is not None:
             self.replica.close()
+
+
+def _observers(config: ModelsConfig, router: Router) -> tuple[Any, Any]:
+    """``[serve]``'s shadow router (loaded once for every routing model) and telemetry."""
+    from langroute.dispatch.shadow import ShadowRouter
+    from langroute.errors import LangrouteError
+    from langroute.telemetry import Telemetry
+
+    settings = config.serve
+    shadow = None
+    if settings.shadow_router is not None:
+        try:
+            shadow = ShadowRouter.load(settings.shadow_router, live=router)
+        except (LangrouteError, OSError) as exc:
+            where = f"{config.path}: " if config.path is not None else ""
+            raise ModelsConfigError(f"{where}[serve] shadow_router: {exc}") from exc
+    telemetry = Telemetry(pricer=Pricer(config.prices)) if settings.otel else None
+    return shadow, telemetry

@@ -204,6 +204,19 @@ class RoutingLLM(FunctionCallingLLM):
         description="Load the router's encoder at construction: True (before returning), "
         "'background' (in a daemon thread) or False.",
     )
+    shadow: Any = Field(
+        default=None,
+        exclude=True,
+        description="Shadow evaluation: a candidate router (a saved router's folder, a "
+        "router or a decider chain) that decides each call without answering; its decision "
+        "goes into the ledger row (langroute compare --ledger).",
+    )
+    telemetry: Any = Field(
+        default=None,
+        exclude=True,
+        description="OpenTelemetry spans (langroute.telemetry): None (on once a global "
+        "tracer provider is set), False, True (the global provider) or a TracerProvider.",
+    )
 
     def __init__(
         self,
@@ -218,6 +231,8 @@ class RoutingLLM(FunctionCallingLLM):
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         callback_manager: CallbackManager | None = None,
+        shadow: Any = None,
+        telemetry: Any = None,
         **kwargs: Any,
     ) -> None:
         if query_extractor is not None and not isinstance(query_extractor, QueryExtractorProtocol):
@@ -241,6 +256,8 @@ class RoutingLLM(FunctionCallingLLM):
             warm_up=warm_up,
             context=context,
             sessions=sessions,
+            shadow=shadow,
+            telemetry=telemetry,
             **kwargs,
         )
         if query_extractor is not None and context == AUTO and sessions == AUTO:
@@ -252,6 +269,8 @@ class RoutingLLM(FunctionCallingLLM):
             context=context,
             sessions=sessions,
             readers=READERS,
+            shadow=shadow,
+            telemetry=telemetry,
         )
         if callback_manager is not None:
             self._share_callback_manager()

@@ -48,7 +48,7 @@ from langroute.dispatch.escalation import Escalation, max_usage
 from langroute.dispatch.routed_call import Attempt
 from langroute.router.decision import RouteDecision
 from langroute.router.exemplar_router import ExemplarRouter
-from langroute.router.learning import CascadeLearner
+from langroute.router.learning import CascadeLearner, Exploration
 from langroute.scorers import Scorer, as_scorer
 
 __all__ = ["CASCADE_KEY", "CascadeAttempt", "CascadeLLM", "CascadeResult"]
@@ -270,6 +270,10 @@ class CascadeLLM(LLM):
             on the starter router's estimates cost more than the cascade alone; turn it
             on once ``route_past_at`` is calibrated on your traffic.
         route_past_at: The escalation estimate needed to skip.
+        explore: With ``route_past``: the share of calls the router would skip
+            that try the cheaper tiers anyway, decaying (a number or an
+            :class:`~langroute.router.learning.Exploration`; 0: never). A wrong skip
+            is then learned again from the cheap tier's outcomes.
 
     Raises:
         RouterConfigError: Fewer than two tiers, duplicate names, a threshold or
@@ -320,6 +324,7 @@ class CascadeLLM(LLM):
         learn: bool = False,
         route_past: bool = False,
         route_past_at: float = 0.8,
+        explore: float | Exploration = 0.0,
         **kwargs: Any,
     ) -> None:
         llms = list(tiers)
@@ -346,6 +351,7 @@ class CascadeLLM(LLM):
                     learn=learn,
                     route_past=route_past,
                     route_past_at=route_past_at,
+                    explore=explore,
                 )
                 if router is not None
                 else None
