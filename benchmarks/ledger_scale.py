@@ -157,6 +157,7 @@ def generate(rows: int, tenants: int, seed: int = 0) -> Any:
 
 def write_sqlite(path: Path, rows: int, tenants: int) -> None:
     sys.path.insert(0, str(REPO))
+    from langroute.costs.schema import COLUMN_NAMES
     from langroute.costs.sinks import _SQL_CREATE, _SQL_INDEX, _SQL_INSERT
 
     conn = sqlite3.connect(path, isolation_level=None)
@@ -171,8 +172,8 @@ def write_sqlite(path: Path, rows: int, tenants: int) -> None:
                 if name == "metadata"
                 else int(record[name])
                 if name in ("escalated", "accepted") and record[name] is not None
-                else record[name]
-                for name in COLUMNS
+                else record.get(name)  # a column the generator leaves empty (shadow_*)
+                for name in COLUMN_NAMES
             )
         )
         if len(batch) >= 50_000:
