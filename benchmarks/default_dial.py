@@ -1,8 +1,9 @@
 """The operating point a user gets with no flags: build on one half, evaluate on the other.
 
-Run: ``python benchmarks/default_dial.py [DATA] [--json PATH | --save]`` (``DATA``
-defaults to ``../shared/data``; results go to ``PATH``, else a scratch folder; ``--save``
-writes ``benchmarks/results/default_dial.json``).
+Run: ``python benchmarks/default_dial.py [DATA] [--json PATH | --save] [--cache DIR]``
+(``DATA`` defaults to ``../shared/data``; results go to ``PATH``, else a scratch folder;
+``--save`` writes ``benchmarks/results/default_dial.json``; ``--cache`` keeps the vectors
+of the data in ``DIR`` so a second run embeds nothing).
 
 For MMLU and GSM8K (RouteLLM's per-query correctness of Mixtral-8x7B and GPT-4), the
 file is split in two halves (identical prompts together). ``build_router`` with its
@@ -11,7 +12,9 @@ cross-validation for the default target: keep 95% of the strongest route's quali
 the other half is evaluated as ``langroute eval`` does. Both directions are run.
 Reported per direction: the operating point on the evaluated half (share sent to GPT-4,
 quality as a fraction of always-GPT-4, PGR), what the calibration expected (with its
-spread over folds), APGR, and the old default (the same tuned router at threshold 0.6).
+spread over folds), APGR, the same router with its dial aimed one standard error inside
+the target (``standard_errors=1``), and the old default (the same tuned router at
+threshold 0.6).
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from langroute import load_exemplars
-from langroute.embedders import SentenceTransformerEmbedder
 from langroute.evaluation import evaluate
-from langroute.evaluation.calibration import CalibrationResult
-from langroute.evaluation.datasets import PrecomputedEmbedder, assign_folds
+from langroute.evaluation.calibration import CalibrationResult, calibrate_by_cross_validation
+from langroute.evaluation.datasets import assign_folds
 from langroute.evaluation.tuning import build_router
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from quality import embed_once
 from results_path import add_output_options, output_path
 
 WEAK = "mixtral-8x7b-instruct-v0.1"
@@ -54,11 +57,11 @@ def _point(report: Any) -> dict[str, float]:
     }
 
 
-def run(name: str, path: Path, seed: int) -> dict[str, Any]:
+def run(name: str, path: Path, seed: int, cache_dir: Path | None = None) -> dict[str, Any]:
     """Both directions of one data set."""
     rows = load_exemplars(path)
     started = time.perf_counter()
-    cache = PrecomputedEmbedder(SentenceTransformerEmbedder(), [r.text for r in rows])
+    cache = embed_once(name, rows, cache_dir)
     embedded = time.perf_counter() - started
     halves = assign_folds([r.text for r in rows], 2, seed)
     directions = []
@@ -69,6 +72,14 @@ def run(name: str, path: Path, seed: int) -> dict[str, Any]:
         router = build_router(train, routes=[WEAK, STRONG], embedder=cache, mode="scores")
         calibration = CalibrationResult.model_validate(router.calibration)
         default = _point(evaluate(router, test))
+        # the same router with the dial aimed one standard error inside the target
+        inside = calibrate_by_cross_validation(router, standard_errors=1.0)
+        one_se = _point(evaluate(router, test)) | {
+            "threshold": round(inside.threshold, 4),
+            "expected_strong_share": round(inside.strong_share, 4),
+            "expected_quality_fraction": inside.quality_fraction_of_strong,
+            "quality_lower_bound": inside.quality_lower_bound,
+        }
         router.threshold = OLD_DEFAULT_THRESHOLD
         old = _point(evaluate(router, test))
         directions.append(
@@ -82,8 +93,11 @@ def run(name: str, path: Path, seed: int) -> dict[str, Any]:
                     "strong_share_sd": calibration.strong_share_sd,
                     "quality_fraction_of_strong": calibration.quality_fraction_of_strong,
                     "quality_fraction_sd": calibration.quality_fraction_sd,
+                    "standard_errors": calibration.standard_errors,
+                    "quality_lower_bound": calibration.quality_lower_bound,
                 },
                 "default": default,
+                "one_standard_error_inside": one_se,
                 "old_default_threshold_0.6": old,
                 "seconds": round(time.perf_counter() - start, 1),
             }
@@ -99,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     add_output_options(parser, "default_dial.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["mmlu", "gsm8k"], default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="keep the vectors here")
     args = parser.parse_args(argv)
     args.json = output_path(args.json, args.save, "default_dial.json")
     folder = args.data / "routellm"
@@ -107,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in ("gsm8k", "mmlu"):
         if args.only in (None, name):
-            results[name] = run(name, folder / f"{name}.dev.jsonl", args.seed)
+            results[name] = run(name, folder / f"{name}.dev.jsonl", args.seed, args.cache)
     figures = {
         "benchmark": "default dial: build on one half with no flags, evaluate the other",
         "python": platform.python_version(),

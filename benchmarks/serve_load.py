@@ -15,6 +15,17 @@ whether the ledger holds exactly one row per request served (read after the serv
 has stopped on SIGTERM).
 
     python benchmarks/serve_load.py --clients 200 --duration 30
+
+``--compare`` instead measures, side by side in one run on the same fake upstream, what
+each server adds: the fake called directly, LiteLLM's proxy (a benchmark-only
+dependency, in its own virtual environment: ``--litellm /work/venvs/litellm/bin/litellm``,
+see ``benchmarks/requirements.txt``), ``langroute serve`` on its LangChain path
+(``[serve] fast_path = false``) and on its fast path. For each: latency at concurrency 1
+(median and p99 of ``--single`` plain requests, and the ``x-langroute-routing-ms`` the
+router reported), the server's CPU time per request (``/proc``: user + system of the
+server process and its children), and requests per second at 10, 64 and 200 clients::
+
+    python benchmarks/serve_load.py --compare --litellm /work/venvs/litellm/bin/litellm
 """
 
 from __future__ import annotations
@@ -75,7 +86,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 async def one_request(
     client: httpx.AsyncClient, url: str, model: str, query: str, stream: bool
-) -> None:
+) -> str | None:
+    """One request (read to its end); a plain answer's ``x-langroute-routing-ms``."""
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": query}]}
     if stream:
         body["stream"] = True
@@ -92,11 +104,12 @@ async def one_request(
                     done = True
             if not done:
                 raise RuntimeError("stream ended without [DONE]")
-        return
+        return None
     response = await client.post(url, json=body)
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
     response.json()
+    return response.headers.get("x-langroute-routing-ms")
 
 
 async def phase(
@@ -171,10 +184,14 @@ def routes_toml(provider_port: int) -> str:
     )
 
 
-def start_serve(config: Path) -> tuple[subprocess.Popen[str], str]:
-    """``langroute serve CONFIG`` on a free port: the process and its base URL."""
+def start_serve(config: Path, python: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``langroute serve CONFIG`` on a free port: the process and its base URL.
+
+    ``python``: the interpreter to run it with (default: this one).
+    """
+    command = [python, *CLI[1:]] if python else CLI
     process = subprocess.Popen(
-        [*CLI, "serve", str(config), "--port", "0"],
+        [*command, "serve", str(config), "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"},
@@ -207,6 +224,181 @@ def server_stack() -> dict[str, str]:
     }
 
 
+# ---------------------------------------------------------------- --compare
+LITELLM_CONFIG = """model_list:
+  - model_name: auto
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {base}
+      api_key: x
+litellm_settings:
+  telemetry: false
+  drop_params: true
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped and live children (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime are fields 14-17 (1-based) of /proc/PID/stat
+        total += sum(int(value) for value in fields[11:15]) / ticks
+    return total
+
+
+async def single(url: str, count: int, model: str) -> dict[str, Any]:
+    """``count`` plain requests one after another: latency and the reported routing time."""
+    latencies: list[float] = []
+    routing: list[float] = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), headers=AUTH) as client:
+        for number in range(count):
+            query = f"{QUERIES[number % len(QUERIES)]} (single {number})"
+            started = time.perf_counter()
+            reported = await one_request(client, url, model, query, False)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if reported is not None:
+                routing.append(float(reported))
+    return {
+        "requests": count,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "mean_ms": statistics.fmean(latencies),
+        "routing_p50_ms": percentile(routing, 50),
+    }
+
+
+AUTH = {"Authorization": "Bearer x"}
+
+
+def measure(url: str, model: str, pid: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Concurrency 1, then throughput at each client count; CPU per request of ``pid``."""
+    asyncio.run(phase(url, 8, 2.0, [model], AUTH))  # warm up: connections, the encoder
+    before = cpu_seconds(pid) if pid else None
+    one = asyncio.run(single(url, args.single, model))
+    if before is not None and pid is not None:
+        one["server_cpu_ms_per_request"] = (cpu_seconds(pid) - before) * 1000 / args.single
+    loads = {}
+    for clients in args.loads:
+        before = cpu_seconds(pid) if pid else None
+        result = asyncio.run(phase(url, clients, args.duration, [model], AUTH))
+        if before is not None and pid is not None and result["served"]:
+            result["server_cpu_ms_per_request"] = (
+                (cpu_seconds(pid) - before) * 1000 / result["served"]
+            )
+        loads[str(clients)] = result
+    return {"concurrency_1": one, "load": loads}
+
+
+def start_litellm(
+    litellm: str, folder: Path, provider_port: int
+) -> tuple[subprocess.Popen[str], str]:
+    """LiteLLM's proxy (its own venv) routing ``auto`` to the fake; process and base URL."""
+    config = folder / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(base=f"http://127.0.0.1:{provider_port}/v1"))
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # no key checks, as the langroute servers here have no keys file
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+            "LITELLM_LOG": "ERROR",
+            "PYTHONPATH": "",
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health/liveliness", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("LiteLLM's proxy did not start")
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Direct, LiteLLM's proxy, langroute's LangChain path and its fast path, in one run."""
+    provider, port = start_provider()
+    folder = Path(tempfile.mkdtemp(prefix="langroute-serve-compare-"))
+    servers: dict[str, Any] = {}
+    try:
+        servers["direct"] = measure(
+            f"http://127.0.0.1:{port}/v1/chat/completions", "gpt-4o-mini", None, args
+        )
+        if args.litellm:
+            process, url = start_litellm(args.litellm, folder, port)
+            try:
+                servers["litellm_proxy"] = measure(
+                    url + "/v1/chat/completions", "auto", process.pid, args
+                )
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+        runs: list[tuple[str, bool, str | None]] = [
+            ("langroute_langchain_path", False, None),
+            ("langroute_fast_path", True, None),
+        ]
+        if args.uvloop_python:
+            runs.append(("langroute_fast_path_uvloop_httptools", True, args.uvloop_python))
+        for name, fast, python in runs:
+            run = folder / name
+            run.mkdir()
+            config = run / "models.toml"
+            config.write_text(
+                routes_toml(port)
+                + '\n[serve]\nledger = "costs.db"\nmax_retries = 0\ntimeout = 60\n'
+                + f"fast_path = {'true' if fast else 'false'}\n",
+                encoding="utf-8",
+            )
+            process, url = start_serve(config, python)
+            try:
+                servers[name] = measure(url + "/v1/chat/completions", "auto", process.pid, args)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=120)
+    finally:
+        provider.kill()
+        provider.wait()
+    direct = servers["direct"]["concurrency_1"]
+    for result in servers.values():
+        one = result["concurrency_1"]
+        one["added_p50_ms"] = one["p50_ms"] - direct["p50_ms"]
+        one["added_p99_ms"] = one["p99_ms"] - direct["p99_ms"]
+    return {
+        "benchmark": "serve_load --compare",
+        "single_requests": args.single,
+        "load_seconds": args.duration,
+        "loads": args.loads,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "server_stack": server_stack(),
+        "note": "concurrency 1: plain requests; loads: half of the clients stream; the fake "
+        "upstream closes each connection after its answer (every server reconnects); "
+        "LiteLLM runs with uvloop (its venv has it), langroute as --uvloop-python says",
+        "servers": servers,
+    }
+
+
 def ledger_counts(path: Path) -> dict[str, int]:
     from langroute.costs import CostLedger
 
@@ -222,9 +414,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument("--compare", action="store_true", help="see the module docs")
+    parser.add_argument("--litellm", help="--compare: the litellm command (its own venv)")
+    parser.add_argument("--single", type=int, default=90, help="--compare: requests at c=1")
+    parser.add_argument(
+        "--uvloop-python",
+        help="--compare: also run the fast path with this interpreter (uvloop and httptools "
+        "installed, as the serve extra does)",
+    )
+    parser.add_argument(
+        "--loads", type=int, nargs="+", default=[10, 64, 200], help="--compare: client counts"
+    )
     add_output_options(parser, "serve_load.json", flag="--output")
     args = parser.parse_args()
-    args.output = output_path(args.output, args.save, "serve_load.json")
+    name = "serve_compare.json" if args.compare else "serve_load.json"
+    args.output = output_path(args.output, args.save, name)
+    if args.compare:
+        result = compare(args)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(result, indent=2))
+        return
 
     provider, port = start_provider()
     folder = Path(tempfile.mkdtemp(prefix="langroute-serve-load-"))

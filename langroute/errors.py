@@ -41,6 +41,7 @@ __all__ = [
     "AllRoutesFailedError",
     "ApiKeysFileError",
     "BudgetExhausted",
+    "CircuitOpenError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "EmbedderMismatchError",
@@ -161,6 +162,14 @@ class EmptyStreamError(LangrouteError):
     :class:`~langroute.dispatch.escalation.Escalation` records it as a failed attempt, so an
     empty stream escalates to the next route like any other provider error (a call
     answered with ``invoke`` would have failed too).
+    """
+
+
+class CircuitOpenError(LangrouteError):
+    """A model was skipped because its circuit breaker is open (it kept failing).
+
+    :class:`~langroute.dispatch.escalation.Escalation` records it as a failed attempt that
+    cost nothing and took no time, and moves on to the next equivalent or route.
     """
 
 

@@ -30,6 +30,11 @@ chunks carry no text), ``"400"`` (the request refused as too long for the contex
 window, as OpenAI does), ``"long:N"`` (an answer of N words; streamed one word a chunk,
 :data:`LONG_CHUNK_SECONDS` apart, so a client can leave mid-stream).
 
+With :attr:`FakeProvider.answer_words` set to N, every answer is ``word1 ... wordN``
+whatever the model, and a request that ends with an assistant turn holding the first
+words of that answer, then a user turn (a continuation request), is answered with the
+rest only: a perfect continuer, to measure the plumbing of stream continuation.
+
 Every request is counted per model (:meth:`FakeProvider.count`) and kept in order
 (:attr:`FakeProvider.requests`), so a test can assert "the cheap model got exactly one
 request". Only the standard library is used.
@@ -114,6 +119,15 @@ def _words(value: Any) -> int:
     return 0
 
 
+def _text_of(content: Any) -> str:
+    """The text of an OpenAI or Anthropic message content (a string or text blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+    return ""
+
+
 class _Server(ThreadingHTTPServer):
     # many clients at once (a load test): a connection beyond the listen backlog is
     # refused, which is not a fault anyone scripted
@@ -127,6 +141,7 @@ class FakeProvider:
         self._lock = threading.Lock()
         self._scripts: dict[str, _Script] = {}
         self.requests: list[Request] = []
+        self.answer_words: int | None = None
         self._stopping = threading.Event()
         provider = self
 
@@ -167,6 +182,18 @@ class FakeProvider:
         with self._lock:
             self._scripts.clear()
             self.requests.clear()
+            self.answer_words = None
+
+    def answer_text(self, requested: str, messages: list[dict[str, Any]]) -> str:
+        """The text an answer holds (see :attr:`answer_words` for continuations)."""
+        if self.answer_words is None:
+            return f"answer from {requested}"
+        full = " ".join(f"word{index}" for index in range(1, self.answer_words + 1))
+        if len(messages) >= 2 and messages[-2].get("role") == "assistant":
+            prefix = _text_of(messages[-2].get("content"))
+            if prefix and full.startswith(prefix) and len(prefix) < len(full):
+                return full[len(prefix) :]
+        return full
 
     def script(self, model: str, *steps: str) -> None:
         """What the next requests for ``model`` get, in order; the last step repeats."""
@@ -313,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages") or []
         tools = body.get("tools") or []
         wants_tool = bool(tools) and (not messages or messages[-1].get("role") != "tool")
-        text = f"answer from {requested}"
+        text = self.fake.answer_text(requested, messages)
         if step.kind == "long":
             text = " ".join(f"word{index}" for index in range(1, step.after + 1))
         pieces = [word + " " for word in text.split()]
@@ -431,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
             isinstance(part, dict) and part.get("type") == "tool_result" for part in last_content
         )
         wants_tool = bool(tools) and not tool_result
-        text = f"answer from {requested}"
+        text = self.fake.answer_text(requested, messages)
         if step.kind == "long":
             text = " ".join(f"word{index}" for index in range(1, step.after + 1))
         pieces = [word + " " for word in text.split()]

@@ -215,6 +215,15 @@ def build(
             help="Instead of --quality-target: send this share of queries to the strongest route.",
         ),
     ] = None,
+    standard_errors: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            help="Aim this many standard errors of the cross-validated quality estimate "
+            "inside --quality-target (e.g. 1: the target holds with about 84% confidence, "
+            "for more traffic to the strongest route; default: 0, the estimate itself).",
+        ),
+    ] = None,
     min_similarity: Annotated[float, typer.Option(help="Below this: out of distribution.")] = 0.3,
     index: Annotated[str, typer.Option(help="flat (exact), hnsw (approximate) or auto.")] = "flat",
     tune: Annotated[
@@ -280,6 +289,7 @@ def build(
             show_progress=True,
             quality_target=quality_target,
             strong_share=strong_share,
+            standard_errors=standard_errors,
             **options,
         )
         built.save(output)
@@ -755,6 +765,15 @@ def serve(
         Optional[int],
         typer.Option("--port", help="Port; 0 picks a free one (default: [serve] port)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes sharing the port (more than 1: a SQLite or Postgres "
+            "ledger, and keys only on Postgres; see docs/serving.md).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the routes as an OpenAI-compatible endpoint (POST /v1/chat/completions).
 
@@ -779,7 +798,7 @@ def serve(
     except ImportError as exc:
         raise _fail(f"{exc}: pip install 'langchain-langroute[serve]'") from exc
     try:
-        run_server(models, host=host, port=port)
+        run_server(models, host=host, port=port, **({"workers": workers} if workers > 1 else {}))
     except LangrouteError as exc:  # setup problems: router, models, keys file, ledger
         raise _fail(str(exc)) from exc
 

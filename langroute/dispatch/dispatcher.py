@@ -52,6 +52,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langroute.dispatch.breakers import BreakerRegistry
+from langroute.dispatch.equivalents import RouteEquivalents
 from langroute.dispatch.escalation import (
     AttemptHook,
     Escalation,
@@ -182,6 +184,10 @@ class RouteDispatcher:
         sessions: Keep one route per conversation (``True``, ``False`` or a tracker);
             ``"auto"`` (default): on when the router routes vectors.
         readers: How the framework's answers are read (usage, served model, chunks).
+        equivalents: Routes holding several equivalent models, in the order (or with the
+            weights) to try them; a route not in it has the one model ``route_models``
+            names. Plain data that code outside the frameworks can read too.
+        breakers: Circuit breakers per model, consulted before each attempt (None: none).
         shadow: A candidate router that decides alongside this one without answering
             (a saved router's folder, a router, a decider chain or a
             :class:`~langroute.dispatch.shadow.ShadowRouter`); ``None``: none.
@@ -207,6 +213,8 @@ class RouteDispatcher:
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         readers: AnswerReaders | None = None,
+        equivalents: RouteEquivalents | None = None,
+        breakers: BreakerRegistry | None = None,
         shadow: ShadowRouter | str | Any = None,
         telemetry: TelemetryOption = None,
         scoped: ScopedLearning | None = None,
@@ -227,6 +235,8 @@ class RouteDispatcher:
         self.propagate = propagate
         self.readers = readers or AnswerReaders()
         self.conversation = conversation_routing(router, context, sessions)
+        self.equivalents = equivalents or RouteEquivalents({})
+        self.breakers = breakers
         self.shadow = as_shadow(
             shadow, router, context=self.conversation.context if self.conversation else None
         )
@@ -254,6 +264,9 @@ class RouteDispatcher:
             return name
         for route, model in self.route_models.items():
             if model == name:
+                return route
+        for route, models in self.equivalents.routes.items():
+            if any(model.name == name for model in models):
                 return route
         raise RouterConfigError(
             f"model={name!r} names no route and no route model; routes: {self.route_models}"
@@ -393,18 +406,27 @@ class RouteDispatcher:
         *,
         on_failure: FailureHook | None = None,
         on_attempt: AttemptHook | None = None,
+        readers: AnswerReaders | None = None,
     ) -> Escalation[Any]:
         """The escalation that runs ``call``: its route, then each stronger one in order.
 
+        Each route's equivalent models come in the order :attr:`equivalents` gives for
+        this call (declared, weighted or latency-ordered), before the next route.
         With telemetry on, the call's decision span is written now and each attempt's
-        span when it ends (before ``on_attempt``).
+        span when it ends (before ``on_attempt``). ``readers``: how this call's answers
+        are read, when they are not the dispatcher's framework objects (``langroute
+        serve``'s fast path relays the provider's JSON).
         """
-        readers = self.readers
+        readers = readers or self.readers
+        path = escalation_path(call.decision.route, self.escalation_order)
         if self.telemetry is not None:
             on_attempt = self.telemetry.call_hook(call, self.route_models, on_attempt)
         return Escalation(
             call,
-            escalation_path(call.decision.route, self.escalation_order),
+            path,
+            targets=self.equivalents.attempt_order(path),
+            breakers=self.breakers,
+            observe_latency=getattr(self.equivalents.reorder, "observe", None),
             model_for=self.route_models.get,
             escalate_on=self.escalate_on,
             on_failure=on_failure,

@@ -44,10 +44,20 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
+from langroute.dispatch.breakers import BreakerChange, BreakerRegistry
+from langroute.dispatch.equivalents import RouteTarget
 from langroute.dispatch.routed_call import Attempt, RoutedCall, TokenUsage, error_text
-from langroute.errors import AllRoutesFailedError, EmptyStreamError
+from langroute.errors import AllRoutesFailedError, CircuitOpenError, EmptyStreamError
 
-__all__ = ["Accept", "AsyncAccept", "Escalation", "escalation_path", "max_usage", "sum_usage"]
+__all__ = [
+    "Accept",
+    "AsyncAccept",
+    "Escalation",
+    "Resume",
+    "escalation_path",
+    "max_usage",
+    "sum_usage",
+]
 
 T = TypeVar("T")
 
@@ -66,6 +76,10 @@ Accept = Callable[[str, T], bool]
 AsyncAccept = Callable[[str, T], Awaitable[bool]]
 AttemptHook = Callable[[Attempt], Any]
 """Called with each final attempt record; may return an awaitable in the async variants."""
+Resume = Callable[[list[Any]], Callable[[RouteTarget], Any] | None]
+"""``chunks delivered so far -> open_continuation(target)``, or None when they cannot be
+continued (a half-delivered tool call): continues a stream that broke after it
+delivered output, on the next models (the opener may return an async iterable)."""
 
 
 async def _settle(value: Any) -> Any:
@@ -147,6 +161,14 @@ async def _next(iterator: AsyncIterator[T]) -> Any:
 class Escalation(Generic[T]):
     """Runs one routed call along its escalation path and records every attempt.
 
+    Each route of the path may hold several equivalent models (``targets``): a failure
+    that ``escalate_on`` covers moves the call to the route's next equivalent, then to
+    the next route. With ``breakers``, a model whose circuit breaker is open is skipped
+    at once (recorded as a :class:`~langroute.errors.CircuitOpenError` attempt that cost
+    nothing), and every attempt's outcome is reported to its breaker; when every model
+    tried failed, the first one skipped is tried anyway, once (a call never fails on
+    open breakers alone).
+
     Args:
         call: The record the attempts are added to.
         path: Routes to try in order (see :func:`escalation_path`).
@@ -166,6 +188,14 @@ class Escalation(Generic[T]):
         delivers: Whether a stream chunk delivers output to the caller (text, a tool
             call). A stream escalates until its first such chunk; the chunks before it
             are held back. None: every chunk delivers.
+        targets: Every model to try, in order (default: one per route of ``path``);
+            see :meth:`~langroute.dispatch.equivalents.RouteEquivalents.attempt_order`.
+            ``invoke`` and ``open_stream`` get these :class:`RouteTarget` s (route names
+            that also say which equivalent to call).
+        breakers: The circuit breakers consulted before each attempt (None: none).
+        observe_latency: Called with a model's key (its breaker key) and the latency of
+            each answer (a stream: to its first delivered chunk), e.g.
+            :meth:`~langroute.dispatch.latency.LatencyPolicy.observe`.
     """
 
     def __init__(
@@ -183,11 +213,15 @@ class Escalation(Generic[T]):
         describe: Callable[[Attempt], str] | None = None,
         propagate: tuple[type[BaseException], ...] = (),
         delivers: Callable[[Any], bool] | None = None,
+        targets: Sequence[RouteTarget] | None = None,
+        breakers: BreakerRegistry | None = None,
+        observe_latency: Callable[[str, float], Any] | None = None,
     ) -> None:
         if not path:
             raise ValueError("an escalation needs at least one route")
         self.call = call
         self.path = list(path)
+        self.targets = list(targets) if targets else [RouteTarget(route) for route in path]
         self.model_for = model_for
         self.escalate_on = escalate_on
         self.on_failure = on_failure
@@ -198,34 +232,115 @@ class Escalation(Generic[T]):
         self.describe = describe
         self.propagate = propagate
         self.delivers = delivers
+        self.breakers = breakers
+        self.observe_latency = observe_latency
         self._failures: list[tuple[str, BaseException]] = []
+        self._skipped: list[RouteTarget] = []
+        self._forced: set[int] = set()
+        self.breaker_changes: list[BreakerChange] = []
+        """The breaker state changes this call caused, in order (for events)."""
+
+    # ------------------------------------------------------------------ targets
+    def _model(self, target: RouteTarget) -> str | None:
+        """The configured model of an attempt (the equivalent's, else the route's)."""
+        return target.model or self.model_for(target.route)
+
+    def _key(self, target: RouteTarget) -> str:
+        """The circuit-breaker key of an attempt's model."""
+        if target.spec is not None:
+            return target.spec.key
+        return self._model(target) or target.route
+
+    def _next_route(self, position: int) -> int:
+        """The position of the first target after ``position`` on another route."""
+        route = self.targets[position].route
+        following = position + 1
+        while following < len(self.targets) and self.targets[following].route == route:
+            following += 1
+        return following
+
+    def _last_resort(self) -> bool:
+        """Once every target failed or was skipped: try the first skipped one anyway.
+
+        A call never fails on open breakers alone: when the models that were tried all
+        failed, the first model skipped for its open breaker gets one request (it may
+        well have recovered; a breaker only says it failed recently).
+        """
+        if not self._skipped or self._forced:
+            return False
+        self._forced.add(len(self.targets))
+        self.targets.append(self._skipped[0])
+        return True
+
+    def _is_last(self, position: int) -> bool:
+        """Whether no stronger route is left after ``position`` (an answer must stand)."""
+        return self._next_route(position) >= len(self.targets)
+
+    def _note(self, change: BreakerChange | None) -> None:
+        if change is not None:
+            self.breaker_changes.append(change)
+
+    def _success(self, target: RouteTarget, started: float) -> None:
+        if self.observe_latency is not None:
+            self.observe_latency(self._key(target), (time.perf_counter() - started) * 1000)
+        if self.breakers is not None:
+            self._note(self.breakers.record_success(self._key(target)))
+
+    def _breaker_failure(self, target: RouteTarget) -> None:
+        if self.breakers is not None:
+            self._note(self.breakers.record_failure(self._key(target)))
+
+    def _release(self, target: RouteTarget) -> None:
+        if self.breakers is not None:
+            self.breakers.release(self._key(target))
 
     # ------------------------------------------------------------------ records
-    def _served_by(self, route: str, answer: Any) -> str | None:
+    def _served_by(self, target: RouteTarget, answer: Any) -> str | None:
         if self.model_of is not None and answer is not None:
-            served = self.model_of(route, answer)
+            served = self.model_of(target, answer)
             if served:
                 return served
-        return self.model_for(route)
+        return self._model(target)
 
-    def _failed(self, position: int, error: BaseException, started: float) -> tuple[bool, Any]:
-        """Record a failed attempt.
+    def _gate(self, position: int) -> tuple[bool, list[Any]]:
+        """Skip the target at ``position`` when its breaker is open (a free, failed attempt)."""
+        target = self.targets[position]
+        if self.breakers is None or position in self._forced:
+            return False, []
+        allowed, change = self.breakers.admit(self._key(target))
+        self._note(change)
+        if allowed:
+            return False, []
+        self._skipped.append(target)
+        error = CircuitOpenError(f"circuit breaker of {self._key(target)!r} is open; skipped")
+        return True, self._failed(position, error, None)[1]
 
-        Returns whether the call moves on to the next route, and what ``on_failure``
+    def _failed(
+        self, position: int, error: BaseException, started: float | None
+    ) -> tuple[bool, Any]:
+        """Record a failed attempt (``started`` None: skipped by its breaker, no time spent).
+
+        Returns whether the call moves on to the next target, and what ``on_failure``
         returned (an awaitable the async variants wait for).
         """
-        route = self.path[position]
+        target = self.targets[position]
+        skipped = started is None
         attempt = Attempt(
-            route=route,
-            model=self.model_for(route),
+            route=target.route,
+            model=self._model(target),
             error=error_text(error),
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=0.0 if started is None else (time.perf_counter() - started) * 1000,
         )
-        self._failures.append((route, error))
+        self._failures.append((target.route, error))
         hooked = [self._record(attempt)]
-        escalate = isinstance(error, self.escalate_on)
+        escalate = skipped or isinstance(error, self.escalate_on)
+        if not skipped:
+            if escalate:
+                self._breaker_failure(target)
+            else:
+                self._release(target)
         if self.on_failure is not None:
-            following = self.path[position + 1] if position + 1 < len(self.path) else None
+            following = self.targets[position + 1] if position + 1 < len(self.targets) else None
             hooked.append(self.on_failure(attempt, following if escalate else None, error))
         return escalate, hooked
 
@@ -239,7 +354,7 @@ class Escalation(Generic[T]):
 
     def _answered(
         self,
-        route: str,
+        target: RouteTarget,
         model: str | None,
         usage: TokenUsage | None,
         started: float,
@@ -247,7 +362,7 @@ class Escalation(Generic[T]):
         rejected: bool = False,
     ) -> Attempt:
         return Attempt(
-            route=route,
+            route=target.route,
             model=model,
             error=error_text(error) if error is not None else None,
             usage=usage,
@@ -255,9 +370,6 @@ class Escalation(Generic[T]):
             rejected=rejected,
             partial=error is not None,
         )
-
-    def _is_last(self, position: int) -> bool:
-        return position == len(self.path) - 1
 
     def all_failed(self) -> AllRoutesFailedError:
         """The error raised when every route failed (the last provider error as its cause)."""
@@ -268,6 +380,11 @@ class Escalation(Generic[T]):
         else:
             tried = ", ".join(f"{route} ({error_text(err)})" for route, err in self._failures)
             message = f"every route failed: {tried}"
+            if any(attempt.partial for attempt in self.call.attempts):
+                message = (
+                    "the stream broke after part of the answer was sent, and no model "
+                    f"could continue it; {message}"
+                )
         error = AllRoutesFailedError(message, self._failures, self.call)
         if self._failures:
             error.__cause__ = self._failures[-1][1]
@@ -275,35 +392,47 @@ class Escalation(Generic[T]):
 
     # ------------------------------------------------------------------ one answer
     def run(self, invoke: Callable[[str], T], *, accept: Accept[T] | None = None) -> tuple[str, T]:
-        """``invoke(route)`` along the path until one answers; returns ``(route, answer)``.
+        """``invoke(target)`` along the targets until one answers; returns ``(route, answer)``.
 
         Args:
-            invoke: Calls the provider of one route.
+            invoke: Calls the provider of one target (a route name that may also say which
+                equivalent model to call: :class:`RouteTarget`).
             accept: ``(route, answer) -> bool``; a rejected answer is recorded (as a paid,
-                rejected attempt) and the next route runs. The last route's answer is
+                rejected attempt) and the next route runs (not the route's next
+                equivalent: the tier was not good enough). The last route's answer is
                 returned whatever ``accept`` says: nothing stronger is left.
 
         Raises:
-            AllRoutesFailedError: every route raised an error listed in ``escalate_on``.
+            AllRoutesFailedError: every target raised an error listed in ``escalate_on``
+                or was skipped by its open breaker.
         """
-        for position, route in enumerate(self.path):
+        position = 0
+        while position < len(self.targets) or self._last_resort():
+            target = self.targets[position]
+            if self._gate(position)[0]:
+                position += 1
+                continue
             started = time.perf_counter()
             try:
-                answer = invoke(route)
+                answer = invoke(target)
             except Exception as error:
                 if isinstance(error, self.propagate):
+                    self._release(target)
                     raise
                 if self._failed(position, error, started)[0]:
+                    position += 1
                     continue
                 raise
+            self._success(target, started)
             attempt = self._answered(
-                route, self._served_by(route, answer), self.usage_of(answer), started
+                target, self._served_by(target, answer), self.usage_of(answer), started
             )
-            if accept is not None and not accept(route, answer) and not self._is_last(position):
+            if accept is not None and not accept(target, answer) and not self._is_last(position):
                 self._record(attempt.model_copy(update={"rejected": True}))
+                position = self._next_route(position)
                 continue
             self._record(attempt)
-            return route, answer
+            return target.route, answer
         raise self.all_failed()
 
     async def arun(
@@ -313,30 +442,41 @@ class Escalation(Generic[T]):
         accept: Accept[T] | AsyncAccept[T] | None = None,
     ) -> tuple[str, T]:
         """Async :meth:`run`; ``accept`` and ``on_failure`` may be coroutines."""
-        for position, route in enumerate(self.path):
+        position = 0
+        while position < len(self.targets) or self._last_resort():
+            target = self.targets[position]
+            skipped, hooked = self._gate(position)
+            if skipped:
+                await _settle_all(hooked)
+                position += 1
+                continue
             started = time.perf_counter()
             try:
-                answer = await invoke(route)
+                answer = await invoke(target)
             except Exception as error:
                 if isinstance(error, self.propagate):
+                    self._release(target)
                     raise
                 escalate, hooked = self._failed(position, error, started)
                 await _settle_all(hooked)
                 if escalate:
+                    position += 1
                     continue
                 raise
+            self._success(target, started)
             attempt = self._answered(
-                route, self._served_by(route, answer), self.usage_of(answer), started
+                target, self._served_by(target, answer), self.usage_of(answer), started
             )
             if (
                 accept is not None
-                and not await _settle(accept(route, answer))
+                and not await _settle(accept(target, answer))
                 and not self._is_last(position)
             ):
                 await _settle(self._record(attempt.model_copy(update={"rejected": True})))
+                position = self._next_route(position)
                 continue
             await _settle(self._record(attempt))
-            return route, answer
+            return target.route, answer
         raise self.all_failed()
 
     # ------------------------------------------------------------------ streams
@@ -344,149 +484,227 @@ class Escalation(Generic[T]):
         return self.delivers is None or bool(self.delivers(chunk))
 
     def _observe(
-        self, route: str, chunk: Any, model: str | None, usage: TokenUsage | None
+        self, target: RouteTarget, chunk: Any, model: str | None, usage: TokenUsage | None
     ) -> tuple[str | None, TokenUsage | None]:
         """The served model (the first a chunk names) and the usage so far, with ``chunk``."""
         if model is None and self.model_of is not None:
-            model = self.model_of(route, chunk) or None
+            model = self.model_of(target, chunk) or None
         return model, self.merge_usage(usage, self.usage_of(chunk))
 
-    def _seen(self, route: str, held: list[Any]) -> tuple[str | None, TokenUsage | None]:
+    def _seen(self, target: RouteTarget, held: list[Any]) -> tuple[str | None, TokenUsage | None]:
         model: str | None = None
         usage: TokenUsage | None = None
         for chunk in held:
-            model, usage = self._observe(route, chunk, model, usage)
+            model, usage = self._observe(target, chunk, model, usage)
         return model, usage
 
-    def _empty(self, route: str) -> EmptyStreamError:
+    def _empty(self, target: RouteTarget) -> EmptyStreamError:
         return EmptyStreamError(
-            f"the stream of route {route!r} ({self.model_for(route)}) ended without a chunk"
+            f"the stream of route {target.route!r} ({self._model(target)}) ended without a chunk"
         )
 
+    def _reject(self, target: RouteTarget, held: list[Any], started: float) -> Any:
+        model, usage = self._seen(target, held)
+        served = model or self._model(target)
+        return self._record(self._answered(target, served, usage, started, rejected=True))
+
+    def _broke(self, position: int, error: BaseException, resume: Resume | None) -> bool:
+        """A stream broke after it delivered output: whether another model may continue it.
+
+        The break counts against the model's breaker when ``escalate_on`` covers it.
+        """
+        target = self.targets[position]
+        covered = isinstance(error, self.escalate_on) and not isinstance(error, self.propagate)
+        if not covered or not isinstance(error, Exception):
+            self._release(target)
+            return False
+        self._failures.append((target.route, error))
+        self._breaker_failure(target)
+        continues = target.spec is None or target.spec.continue_streams
+        return resume is not None and continues and position + 1 < len(self.targets)
+
     def stream(
-        self, open_stream: Callable[[str], Iterable[T]], *, accept: Accept[T] | None = None
+        self,
+        open_stream: Callable[[str], Iterable[T]],
+        *,
+        accept: Accept[T] | None = None,
+        resume: Resume | None = None,
     ) -> Iterator[tuple[str, T]]:
-        """Yield ``(route, chunk)`` from the first route whose stream delivers output.
+        """Yield ``(route, chunk)`` from the first target whose stream delivers output.
 
         Chunks are held back until one delivers output (``delivers``; by default every
-        chunk does). A route whose stream raises before that, or ends without a single
+        chunk does). A target whose stream raises before that, or ends without a single
         chunk (:class:`~langroute.errors.EmptyStreamError`), is a failed attempt and the
-        next route is tried. ``accept(route, chunk)``, when given, may reject a route on
+        next target is tried. ``accept(route, chunk)``, when given, may reject a route on
         that first delivering chunk (a cascade buffers a whole answer into one chunk);
         the stream is closed, recorded as rejected and the next route runs. Once output
-        is delivered, the route is recorded as the answering attempt (``call.route`` is
+        is delivered, the target is recorded as the answering attempt (``call.route`` is
         set); it is completed with the stream's usage, the model the chunks named, and
         its latency when the stream ends, breaks (the error is kept on the attempt,
-        marked ``partial``, and raised) or is closed by the caller. A stream whose chunks
-        all deliver nothing answers with them.
+        marked ``partial``) or is closed by the caller. A stream whose chunks all
+        deliver nothing answers with them.
+
+        A stream that breaks after delivering output raises, unless ``resume`` is given
+        and the break is an ``escalate_on`` error: then ``resume(chunks delivered so
+        far)`` gives the opener of a continuation (None: these chunks cannot be
+        continued, the break is raised), which runs on the next models (equivalent or
+        stronger, unless the broken model's
+        :class:`~langroute.dispatch.equivalents.EquivalentModel` opted out with
+        ``continue_streams=False``), relayed in the same stream as new attempts. When no
+        model can continue, :class:`~langroute.errors.AllRoutesFailedError`
+        says that the stream broke after output was sent.
         """
-        for position, route in enumerate(self.path):
+        opener: Callable[[str], Iterable[T]] = open_stream
+        delivered: list[T] = []
+        position = 0
+        while position < len(self.targets) or self._last_resort():
+            target = self.targets[position]
+            if self._gate(position)[0]:
+                position += 1
+                continue
             started = time.perf_counter()
             held: list[T] = []
             try:
-                iterator = iter(open_stream(route))
+                iterator = iter(opener(target))
                 for chunk in iterator:
                     held.append(chunk)
                     if self._delivers(chunk):
                         break
                 if not held:
-                    raise self._empty(route)
+                    raise self._empty(target)
             except Exception as error:
                 if isinstance(error, self.propagate):
+                    self._release(target)
                     raise
                 if self._failed(position, error, started)[0]:
+                    position += 1
                     continue
                 raise
-            if accept is not None:
-                accepted = accept(route, held[-1])
-                if not accepted and not self._is_last(position):
-                    _close(iterator)
-                    self._reject(route, held, started)
-                    continue
-            yield from self._relay(route, held, iterator, started)
-            return
+            self._success(target, started)
+            if (
+                accept is not None
+                and opener is open_stream
+                and not accept(target, held[-1])
+                and not self._is_last(position)
+            ):
+                _close(iterator)
+                self._reject(target, held, started)
+                position = self._next_route(position)
+                continue
+            model, usage = self._seen(target, held)
+            self.call.add_attempt(
+                self._answered(target, model or self._model(target), None, started)
+            )
+            broke: BaseException | None = None
+            try:
+                for chunk in held:
+                    delivered.append(chunk)
+                    yield target.route, chunk
+                for chunk in iterator:
+                    model, usage = self._observe(target, chunk, model, usage)
+                    delivered.append(chunk)
+                    yield target.route, chunk
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                broke = exc
+            finally:
+                final = self._answered(target, model or self._model(target), usage, started, broke)
+                self._record(final, completes=True)
+            if broke is None:
+                return
+            if not self._broke(position, broke, resume):
+                raise broke
+            continuation = resume(list(delivered)) if resume is not None else None
+            if continuation is None:
+                raise broke
+            opener = continuation
+            position += 1
         raise self.all_failed()
-
-    def _reject(self, route: str, held: list[Any], started: float) -> Any:
-        model, usage = self._seen(route, held)
-        served = model or self.model_for(route)
-        return self._record(self._answered(route, served, usage, started, rejected=True))
-
-    def _relay(
-        self, route: str, held: list[T], iterator: Iterator[T], started: float
-    ) -> Iterator[tuple[str, T]]:
-        model, usage = self._seen(route, held)
-        self.call.add_attempt(self._answered(route, model or self.model_for(route), None, started))
-        error: BaseException | None = None
-        try:
-            for chunk in held:
-                yield route, chunk
-            for chunk in iterator:
-                model, usage = self._observe(route, chunk, model, usage)
-                yield route, chunk
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            final = self._answered(route, model or self.model_for(route), usage, started, error)
-            self._record(final, completes=True)
 
     async def astream(
         self,
         open_stream: Callable[[str], AsyncIterable[T] | Awaitable[AsyncIterable[T]]],
         *,
         accept: Accept[T] | AsyncAccept[T] | None = None,
+        resume: Resume | None = None,
     ) -> AsyncIterator[tuple[str, T]]:
-        """Async :meth:`stream`; ``open_stream`` may return the stream or await it."""
-        for position, route in enumerate(self.path):
+        """Async :meth:`stream`; ``open_stream`` and ``resume`` may return or await the stream."""
+        opener: Callable[[str], Any] = open_stream
+        delivered: list[T] = []
+        position = 0
+        while position < len(self.targets) or self._last_resort():
+            target = self.targets[position]
+            skipped, hooked = self._gate(position)
+            if skipped:
+                await _settle_all(hooked)
+                position += 1
+                continue
             started = time.perf_counter()
             held: list[T] = []
             try:
-                opened = open_stream(route)
+                opened = opener(target)
                 if isinstance(opened, Awaitable):
                     opened = await opened
-                iterator = opened.__aiter__()  # type: ignore[union-attr]
+                iterator = opened.__aiter__()
                 while (chunk := await _next(iterator)) is not _END:
                     held.append(chunk)
                     if self._delivers(chunk):
                         break
                 if not held:
-                    raise self._empty(route)
+                    raise self._empty(target)
             except Exception as error:
                 if isinstance(error, self.propagate):
+                    self._release(target)
                     raise
                 escalate, hooked = self._failed(position, error, started)
                 await _settle_all(hooked)
                 if escalate:
+                    position += 1
                     continue
                 raise
-            if accept is not None:
-                accepted = await _settle(accept(route, held[-1]))
-                if not accepted and not self._is_last(position):
-                    await _aclose(iterator)
-                    await _settle(self._reject(route, held, started))
-                    continue
-            model, usage = self._seen(route, held)
+            self._success(target, started)
+            if (
+                accept is not None
+                and opener is open_stream
+                and not await _settle(accept(target, held[-1]))
+                and not self._is_last(position)
+            ):
+                await _aclose(iterator)
+                await _settle(self._reject(target, held, started))
+                position = self._next_route(position)
+                continue
+            model, usage = self._seen(target, held)
             self.call.add_attempt(
-                self._answered(route, model or self.model_for(route), None, started)
+                self._answered(target, model or self._model(target), None, started)
             )
-            error_seen: BaseException | None = None
+            broke: BaseException | None = None
             try:
                 for chunk in held:
-                    yield route, chunk
+                    delivered.append(chunk)
+                    yield target.route, chunk
                 while (chunk := await _next(iterator)) is not _END:
-                    model, usage = self._observe(route, chunk, model, usage)
-                    yield route, chunk
+                    model, usage = self._observe(target, chunk, model, usage)
+                    delivered.append(chunk)
+                    yield target.route, chunk
             except GeneratorExit:
+                # the caller left: end the provider's stream now (its connection goes
+                # back to the pool) rather than when the garbage collector finds it
+                await _aclose(iterator)
                 raise
             except BaseException as exc:
-                error_seen = exc
-                raise
+                broke = exc
             finally:
-                served = model or self.model_for(route)
-                final = self._answered(route, served, usage, started, error_seen)
+                served = model or self._model(target)
+                final = self._answered(target, served, usage, started, broke)
                 await _settle(self._record(final, completes=True))
-            return
+            if broke is None:
+                return
+            if not self._broke(position, broke, resume):
+                raise broke
+            continuation = resume(list(delivered)) if resume is not None else None
+            if continuation is None:
+                raise broke
+            opener = continuation
+            position += 1
         raise self.all_failed()

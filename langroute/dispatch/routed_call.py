@@ -297,8 +297,21 @@ class RoutedCall(BaseModel):
 
     @property
     def escalated(self) -> bool:
-        """True when a route was passed over before the one that answered (or all failed)."""
-        return bool(self.passed_over)
+        """True when a stronger route answered than the first one tried (or all failed).
+
+        A route's equivalent model answering after another one of the same route failed
+        is a failover, not an escalation (:attr:`failed_over`).
+        """
+        answered = self.answered
+        if answered is None:
+            return bool(self.passed_over)
+        return answered.route != self.attempts[0].route
+
+    @property
+    def failed_over(self) -> bool:
+        """True when an equivalent model of the answering route took over from another."""
+        answered = self.answered
+        return answered is not None and any(a.route == answered.route for a in self.passed_over)
 
     @property
     def escalated_from(self) -> str | None:
@@ -452,8 +465,8 @@ class RoutedCall(BaseModel):
                     cached_tokens=usage.cached_tokens,
                     baseline_model=self.baseline_model,
                     latency_ms=attempt_.latency_ms,
-                    escalated=index > 0,
-                    escalated_from=first if index > 0 else None,
+                    escalated=attempt_.route != first,
+                    escalated_from=first if attempt_.route != first else None,
                     error=attempt_.error,
                     reason=decision.reason,
                     confidence=decision.confidence,

@@ -68,6 +68,20 @@ class CalibrationResult(BaseModel):
     quality_fraction_sd: float | None = Field(
         default=None, description="Spread over the folds of the quality as a fraction of strong."
     )
+    standard_errors: float = Field(
+        default=0.0,
+        description=(
+            "Quality target: how many standard errors of the quality estimate the chosen "
+            "point lies inside the target (0: the point estimate just reaches it)."
+        ),
+    )
+    quality_lower_bound: float | None = Field(
+        default=None,
+        description=(
+            "Quality target: the estimate less that many standard errors, in the target's "
+            "terms (a fraction of the strongest route's quality, or the labelled share)."
+        ),
+    )
 
     def summary(self) -> str:
         """One line: the target, the threshold and the expected operating point."""
@@ -76,6 +90,12 @@ class CalibrationResult(BaseModel):
             if self.target_quality is not None
             else f"send {self.target_strong_share:.0%} to the strongest route"
         )
+        if self.standard_errors and self.quality_lower_bound is not None:
+            errors = "error" if self.standard_errors == 1 else "errors"
+            target += (
+                f" with {self.standard_errors:g} standard {errors} to spare "
+                f"(lower bound {self.quality_lower_bound:.1%})"
+            )
         spread = (
             f" (± {self.strong_share_sd:.1%} over {self.folds} folds)"
             if self.strong_share_sd is not None and self.folds
@@ -180,8 +200,13 @@ def _calibrate_on(
     data: str | None = None,
     method: str,
     folds: np.ndarray | None = None,
+    standard_errors: float = 0.0,
 ) -> CalibrationResult:
-    """Choose the threshold from ``rows`` routed through ``nb``, set it, record it."""
+    """Choose the threshold from ``rows`` routed through ``nb``, set it, record it.
+
+    A quality target is met when the quality estimate, less ``standard_errors`` of its
+    standard errors, reaches it (see :func:`_quality_margin`).
+    """
     settings = router.settings
     routes = list(settings.routes)
     evidence = engine.weigh(nb, settings, router.mode)
@@ -198,7 +223,7 @@ def _calibrate_on(
         expected_idx = np.array([routes.index(expected[i]) for i in keep])  # type: ignore[arg-type]
         if not len(keep):
             raise RouterConfigError("no calibration row has a route label of this router")
-    shares, qualities = [], []
+    shares, qualities, margins = [], [], []
 
     def routed_at(threshold: float) -> np.ndarray:
         choice = engine.choose(evidence, nb.max_similarity, settings, threshold)
@@ -208,9 +233,12 @@ def _calibrate_on(
         chosen = routed_at(float(t))
         shares.append(float((chosen == strongest).mean()))
         if pair is not None:
-            qualities.append(float(np.where(chosen == strongest, s, w).mean()))
+            routed = np.where(chosen == strongest, s, w)
         else:
-            qualities.append(float((chosen >= expected_idx).mean()))
+            routed = (chosen >= expected_idx).astype(np.float64)
+        qualities.append(float(routed.mean()))
+        if target_quality is not None:
+            margins.append(_quality_margin(routed, s if pair is not None else None, target_quality))
     share_arr, quality_arr = np.array(shares), np.array(qualities)
     strong_quality = float(s.mean()) if pair is not None else 1.0
     if target_strong_share is not None:
@@ -220,7 +248,8 @@ def _calibrate_on(
         reached = bool(distance[pick] <= max(0.02, 1.0 / len(share_arr)))
     else:
         goal = (target_quality or 0.0) * strong_quality
-        ok = np.nonzero(quality_arr >= goal - 1e-12)[0]
+        inside = quality_arr - standard_errors * np.array(margins)
+        ok = np.nonzero(inside >= goal - 1e-12)[0]
         if len(ok):
             pick = int(ok[np.lexsort((-quality_arr[ok], share_arr[ok]))[0]])
             reached = True
@@ -263,6 +292,12 @@ def _calibrate_on(
         calibrated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         data=data,
         method=method,
+        standard_errors=standard_errors if target_quality is not None else 0.0,
+        quality_lower_bound=(
+            float((quality_arr[pick] - standard_errors * margins[pick]) / strong_quality)
+            if target_quality is not None and strong_quality
+            else None
+        ),
         **spread,
     )
     router.calibration = result.model_dump(mode="json")
@@ -285,6 +320,20 @@ def _calibrate_on(
             stacklevel=2,
         )
     return result
+
+
+def _quality_margin(routed: np.ndarray, strong: np.ndarray | None, target: float) -> float:
+    """The standard error of "routed quality minus ``target`` times strong quality".
+
+    Scored rows: per row ``routed_i - target * strong_i`` (paired, so the spread of the
+    strong model's own quality on these rows cancels); labelled rows: the binomial
+    standard error of the share on a good enough route.
+    """
+    n = len(routed)
+    if n < 2:
+        return 0.0
+    diff = routed - target * strong if strong is not None else routed
+    return float(np.std(diff, ddof=1) / np.sqrt(n))
 
 
 def _run_around(indices: np.ndarray, pick: int) -> np.ndarray:
@@ -345,6 +394,11 @@ exemplars), or send 95% of queries to a route at least as strong as they need (l
 exemplars); see :func:`calibrate_by_cross_validation`."""
 
 
+DEFAULT_STANDARD_ERRORS = 0.0
+"""How far inside a quality target the cross-validated dial aims, in standard errors of
+the out-of-fold quality estimate (see :func:`calibrate_by_cross_validation`)."""
+
+
 def cross_validation_skip_reason(router: ExemplarRouter, folds: int = 5) -> str | None:
     """Why the dial cannot be calibrated within ``router``'s exemplars (``None``: it can)."""
     if router.settings.rule == "argmax":
@@ -363,6 +417,7 @@ def calibrate_by_cross_validation(
     target_strong_share: float | None = None,
     folds: int = 5,
     seed: int = 0,
+    standard_errors: float = DEFAULT_STANDARD_ERRORS,
 ) -> CalibrationResult:
     """Set the dial for a stated target by cross-validation within the router's exemplars.
 
@@ -372,9 +427,14 @@ def calibrate_by_cross_validation(
     rows, and the expected operating point (share sent to the strongest route, quality
     as a fraction of always-strongest) is recorded with its spread over the folds.
 
+    With ``standard_errors`` above 0 a quality target is met only when the out-of-fold
+    estimate less that many of its standard errors reaches it (1: the target holds with
+    about 84% confidence on data like the exemplars, for more traffic to the strongest
+    route); the record keeps that lower bound.
+
     Raises:
         RouterConfigError: see :func:`cross_validation_skip_reason`; a target outside
-            [0, 1]; neither or both targets.
+            [0, 1]; neither or both targets; a negative ``standard_errors``.
 
     Example:
         >>> result = calibrate_by_cross_validation(router)  # doctest: +SKIP
@@ -388,6 +448,8 @@ def calibrate_by_cross_validation(
     )
 
     _check_target(target_strong_share, target_quality)
+    if not standard_errors >= 0.0:
+        raise RouterConfigError(f"standard_errors must be 0 or more, got {standard_errors}")
     reason = cross_validation_skip_reason(router, folds)
     if reason is not None:
         raise RouterConfigError(f"cannot calibrate by cross-validation: {reason}")
@@ -418,4 +480,5 @@ def calibrate_by_cross_validation(
         target_quality=target_quality,
         method="cross-validation",
         folds=fold_of[np.asarray(order)],
+        standard_errors=standard_errors,
     )

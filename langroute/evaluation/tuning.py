@@ -579,6 +579,7 @@ def build_router(
     show_progress: bool = False,
     quality_target: float | None = DEFAULT_QUALITY_TARGET,
     strong_share: float | None = None,
+    standard_errors: float | None = None,
     **options: Any,
 ) -> ExemplarRouter:
     """Build a router, tune it and set its dial for a stated target: ``langroute build``.
@@ -604,6 +605,9 @@ def build_router(
             quality (scored exemplars) or the share of queries on a route at least as
             strong as they need (labelled); ``None``: leave the dial as it is.
         strong_share: instead, a target share of queries sent to the strongest route.
+        standard_errors: how far inside a quality target the dial aims, in standard
+            errors of the cross-validated estimate (default:
+            :data:`~langroute.evaluation.calibration.DEFAULT_STANDARD_ERRORS`).
         **options: router settings (``k``, ``threshold``, ``index``, ...).
 
     Example:
@@ -642,5 +646,6 @@ def build_router(
                 target_strong_share=strong_share,
                 folds=folds,
                 seed=seed,
+                **({} if standard_errors is None else {"standard_errors": standard_errors}),
             )
     return router

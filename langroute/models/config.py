@@ -9,6 +9,9 @@ same file. TOML (``.toml``)::
     small = "openai:gpt-4o-mini"  # a LangChain init_chat_model spec
     large = { model = "anthropic:claude-sonnet-4-5", temperature = 0, max_output_tokens = 512 }
     local = "my_models.llama:make_model"   # "package.module:factory": anything else
+    # a list: equivalent models, tried in order before escalating (optional weights)
+    # medium = ["openai:gpt-4.1-mini", { model = "anthropic:claude-haiku-4-5", weight = 1 }]
+    # [routes.medium] with models = [...] and continue_streams = false: route options
 
     [judge]                       # optional: the model of the LLM judge grader
     model = "openai:gpt-4o"
@@ -51,6 +54,14 @@ A model spec is a string or a table:
   LangChain chat model with langchain-langroute). Modules are imported as usual, then
   from the models file's folder.
 
+A route may list several equivalent models (an array of specs, or a table with
+``models = [...]``): a failure of one that escalation covers tries the next before the
+call escalates to a stronger route. Each spec may set ``weight`` (relative share of
+first attempts; equal weights keep the order); a route table may set
+``continue_streams = false`` (a stream that breaks after text is not continued on the
+next model). :meth:`ModelsConfig.specs` lists a route's models; ``routes`` holds each
+route's first.
+
 Table keys for every spec: ``max_output_tokens`` (the answer-length cap, which also
 makes the budget estimate safe; default 1024; an option the model itself reads, such as
 ``max_tokens = 8192``, is its real cap, and a labelling budget reserves the larger) and
@@ -86,6 +97,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from langroute.dispatch.breakers import BreakerPolicy
+from langroute.dispatch.equivalents import EquivalentModel, RouteEquivalents
 from langroute.dispatch.routed_call import TokenUsage
 from langroute.errors import ModelsConfigError
 from langroute.router.dial_targets import AdaptiveDialConfig
@@ -109,7 +122,7 @@ MODEL_SPECS_ENTRY_POINT = "langroute.model_specs"
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 """The answer-length cap when a spec sets none (also the budget's output estimate)."""
 
-_COMMON_KEYS = ("max_output_tokens", "price_as")
+_COMMON_KEYS = ("max_output_tokens", "price_as", "weight")
 _OUTPUT_CAP_OPTIONS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "num_predict")
 """Options that set a model's output cap when passed to it (``max_tokens = 8192``)."""
 
@@ -164,6 +177,15 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     max_output_tokens: int = Field(default=DEFAULT_MAX_OUTPUT_TOKENS, ge=1)
     price_as: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    continue_streams: bool = True
+
+    @property
+    def model_name(self) -> str:
+        """The model's name: ``price_as``, else the part after ``provider:``, else the spec."""
+        if self.price_as:
+            return self.price_as
+        return self.spec.partition(":")[2] if self.kind == "chat" else self.spec
 
     @property
     def key(self) -> str:
@@ -236,6 +258,14 @@ class ServeConfig(BaseModel):
         max_tools: The most ``tools`` in one chat completion request.
         metrics_key_names: Label spend and budget metrics with the API key's name
             (off: ``/metrics`` shows no tenant names, only routes).
+        breakers: Circuit breakers per model (``true``, the default: the default
+            :class:`~langroute.dispatch.breakers.BreakerPolicy`; a table
+            ``[serve.breakers]`` sets ``failure_threshold``, ``failure_rate``, ``window``,
+            ``min_calls`` and ``cooldown_s``; ``false``: none).
+        fast_path: Relay requests whose routes all speak the OpenAI chat-completions API
+            (``openai:`` specs, with or without a ``base_url``) straight to the
+            provider over one shared HTTP client, without building LangChain objects
+            per request; ``false`` sends every request through the LangChain models.
         adaptive_dial: The ``[serve.adaptive_dial]`` table: an
             :class:`~langroute.adaptive_dial.AdaptiveDial` moves the router's
             threshold to hold its ``target`` (spend per hour, strong share or an
@@ -273,9 +303,18 @@ class ServeConfig(BaseModel):
     max_messages: int = Field(default=1000, ge=1)
     max_tools: int = Field(default=128, ge=0)
     metrics_key_names: bool = False
+    breakers: bool | BreakerPolicy = True
+    fast_path: bool = True
     adaptive_dial: AdaptiveDialConfig | None = None
     shadow_router: Path | None = None
     otel: bool = False
+
+    @property
+    def breaker_policy(self) -> BreakerPolicy | None:
+        """The circuit breakers' policy (``breakers = true``: the default; false: None)."""
+        if self.breakers is True:
+            return BreakerPolicy()
+        return self.breakers or None
 
     @model_validator(mode="after")
     def _one_router(self) -> ServeConfig:
@@ -305,6 +344,10 @@ class ModelsConfig(BaseModel):
 
     path: Path | None = None
     routes: dict[str, ModelSpec]
+    equivalents: dict[str, list[ModelSpec]] = Field(
+        default_factory=dict,
+        description="Routes with several models: every model, in order (the first is in routes).",
+    )
     judge: ModelSpec | None = None
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     serve: ServeConfig = Field(default_factory=ServeConfig)
@@ -330,6 +373,39 @@ class ModelsConfig(BaseModel):
                 f"{self._where()}no route {route!r}; routes: {self.route_names}"
             )
         return self.routes[route]
+
+    def specs(self, route: str) -> list[ModelSpec]:
+        """Every model of ``route``, preferred first (one unless it lists equivalents).
+
+        Raises:
+            ModelsConfigError: no such route.
+        """
+        return list(self.equivalents.get(route) or [self.spec(route)])
+
+    def route_equivalents(self) -> RouteEquivalents:
+        """Route -> its ordered models as plain data (names, weights, breaker keys).
+
+        Example:
+            >>> config = models_config_from_dict({"routes": {
+            ...     "small": ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"],
+            ...     "large": "openai:gpt-4o"}})
+            >>> [m.name for m in config.route_equivalents().models("small")]
+            ['gpt-4o-mini', 'claude-haiku-4-5']
+        """
+        return RouteEquivalents(
+            {
+                route: [
+                    EquivalentModel(
+                        name=spec.model_name,
+                        weight=spec.weight,
+                        breaker_key=spec.key,
+                        continue_streams=spec.continue_streams,
+                    )
+                    for spec in self.specs(route)
+                ]
+                for route in self.routes
+            }
+        )
 
     def _where(self) -> str:
         """``path: `` to start a message about this file (empty when it has no path)."""
@@ -390,6 +466,37 @@ def _parse_spec(route: str, value: Any, where: str) -> ModelSpec:
         return ModelSpec(route=route, spec=spec, kind=kind, options=table, **common)
     except ValueError as exc:
         raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
+
+
+def _parse_route(route: str, value: Any, where: str) -> list[ModelSpec]:
+    """A route's models: one spec, an array of specs, or a table with ``models = [...]``."""
+    options: dict[str, Any] = {}
+    if isinstance(value, Mapping) and "models" in value:
+        table = dict(value)
+        value = table.pop("models")
+        options = table
+        unknown = sorted(set(options) - {"continue_streams"})
+        if unknown:
+            raise ModelsConfigError(
+                f"{where}route {route!r}: unknown route key(s) {unknown}; a route table with "
+                "'models' may also set 'continue_streams'"
+            )
+        if not isinstance(options.get("continue_streams", True), bool):
+            raise ModelsConfigError(f"{where}route {route!r}: continue_streams must be true/false")
+        if not isinstance(value, list):
+            raise ModelsConfigError(f"{where}route {route!r}: 'models' must be an array of specs")
+    if not isinstance(value, list):
+        return [_parse_spec(route, value, where)]
+    if not value:
+        raise ModelsConfigError(f"{where}route {route!r}: the array of models is empty")
+    specs = []
+    for index, item in enumerate(value):
+        spec = _parse_spec(f"{route}[{index}]", item, where)
+        specs.append(spec.model_copy(update={"route": route, **options}))
+    keys = [spec.key for spec in specs]
+    if len(set(keys)) != len(keys):
+        raise ModelsConfigError(f"{where}route {route!r} lists one model twice: {keys}")
+    return specs
 
 
 def load_models_config(path: str | Path) -> ModelsConfig:
@@ -506,7 +613,9 @@ def models_config_from_dict(
     routes = data.get("routes")
     if not isinstance(routes, Mapping) or not routes:
         raise ModelsConfigError(f"{where}a [routes] table naming at least one route is required")
-    specs = {str(name): _parse_spec(str(name), value, where) for name, value in routes.items()}
+    every = {str(name): _parse_route(str(name), value, where) for name, value in routes.items()}
+    specs = {name: models[0] for name, models in every.items()}
+    equivalents = {name: models for name, models in every.items() if len(models) > 1}
     judge = data.get("judge")
     judge_spec = _parse_spec("judge", judge, where) if judge is not None else None
     prices = data.get("prices") or {}
@@ -523,6 +632,7 @@ def models_config_from_dict(
     return ModelsConfig(
         path=path,
         routes=specs,
+        equivalents=equivalents,
         judge=judge_spec,
         prices=dict(prices),
         serve=serve,

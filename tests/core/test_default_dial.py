@@ -101,6 +101,10 @@ def test_cli_build_and_info_print_the_operating_point(tmp_path):
     assert "threshold 0.5 as given (not calibrated)" in fixed.stdout
     target = run_cli("build", data, "-o", "t", *common, "--quality-target", "0.9", cwd=tmp_path)
     assert "keep 90% of the strongest route's quality" in target.stdout
+    inside = run_cli("build", data, "-o", "i", *common, "--standard-errors", "1", cwd=tmp_path)
+    assert "with 1 standard error to spare (lower bound" in inside.stdout
+    saved = json.loads((tmp_path / "i" / "manifest.json").read_text())["calibration"]
+    assert saved["standard_errors"] == 1.0 and saved["quality_lower_bound"] >= 0.95
     bad = run_cli("build", data, "-o", "b", *common, "--quality-target", "1.5", cwd=tmp_path)
     assert bad.returncode != 0
 
@@ -108,3 +112,34 @@ def test_cli_build_and_info_print_the_operating_point(tmp_path):
 def test_the_fold_spread_is_finite():
     record = CalibrationResult.model_validate(build(topic_rows(300)).calibration)
     assert np.isfinite(record.strong_share_sd) and np.isfinite(record.quality_fraction_sd)
+
+
+def test_aiming_standard_errors_inside_the_target_buys_quality_with_strong_share():
+    rows = topic_rows(300)
+    router = scored_router(rows, k=40, weighting="uniform")
+    at_mean = calibrate_by_cross_validation(router, standard_errors=0.0)
+    inside = calibrate_by_cross_validation(router, standard_errors=2.0)
+    # the point estimate just reaches the target; the lower bound is the point itself
+    assert at_mean.quality_lower_bound == pytest.approx(at_mean.quality_fraction_of_strong)
+    assert at_mean.quality_fraction_of_strong >= 0.95
+    # two standard errors inside: the lower bound reaches the target, the point is above it
+    assert inside.standard_errors == 2.0 and inside.quality_lower_bound >= 0.95
+    assert inside.quality_fraction_of_strong > inside.quality_lower_bound
+    assert inside.quality_fraction_of_strong > at_mean.quality_fraction_of_strong
+    assert inside.strong_share > at_mean.strong_share
+    assert router.threshold == pytest.approx(inside.threshold)
+    assert "2 standard errors to spare" in inside.summary()
+    assert "to spare" not in at_mean.summary()
+    with pytest.raises(RouterConfigError, match="standard_errors must be 0 or more"):
+        calibrate_by_cross_validation(router, standard_errors=-1.0)
+
+
+def test_a_labelled_target_gets_a_binomial_lower_bound():
+    router = build_router(
+        topic_rows(300, labelled=True), routes=["small", "large"], embedder=HashingEmbedder(1024)
+    )
+    record = calibrate_by_cross_validation(router, standard_errors=1.0)
+    share = record.quality  # of queries on a route at least as strong as they need
+    standard_error = np.sqrt(share * (1 - share) / (record.n - 1))
+    assert record.quality_lower_bound == pytest.approx(share - standard_error)
+    assert record.quality_lower_bound >= 0.95

@@ -215,3 +215,22 @@ async def test_a_stream_broken_after_output_is_a_partial_unmeasured_attempt():
     assert received == ["text"]
     (attempt,) = call.attempts
     assert attempt.partial and attempt.failed and not attempt.measured
+
+
+async def test_an_async_stream_the_caller_leaves_closes_the_providers_stream():
+    call = new_call()
+    closed: list[str] = []
+
+    async def open_stream(route: str):
+        try:
+            for index in range(10):
+                yield f"{route}-{index}"
+        finally:
+            closed.append(route)  # the provider's connection would be released here
+
+    stream = escalation(call).astream(open_stream)
+    assert await stream.__anext__() == ("small", "small-0")
+    await stream.aclose()  # the caller left after one chunk
+    assert closed == ["small"]
+    [attempt] = call.attempts
+    assert attempt.route == "small" and attempt.error is None

@@ -47,7 +47,7 @@ from langchain_langroute.cascade import (
     META_TIER_NAME,
 )
 from langchain_langroute.chat_models import ROUTING_LLM_TYPE
-from langchain_langroute.events import CALL_FAILED_EVENT, ROUTE_EVENT
+from langchain_langroute.events import CALL_CONTINUED_EVENT, CALL_FAILED_EVENT, ROUTE_EVENT
 from langchain_langroute.query import last_human_message
 from langchain_langroute.route_models import (
     usage_of_message,
@@ -81,6 +81,7 @@ class _Run:
     model_hint: str | None
     decision: dict[str, Any] | None = None
     failed_call: dict[str, Any] | None = None
+    continued_call: dict[str, Any] | None = None  # a stream continued on another model
     query: str | None = None  # the last user message, kept with store_queries=True
 
     def routed_query(self) -> str | None:
@@ -278,11 +279,14 @@ class CostCallbackHandler(BaseCallbackHandler):
                 run = self._runs.get(run_id)
                 if run is not None:
                     run.decision = dict(data)
-        elif name == CALL_FAILED_EVENT and isinstance(data, Mapping):
+        elif name in (CALL_FAILED_EVENT, CALL_CONTINUED_EVENT) and isinstance(data, Mapping):
             with self._lock:
                 run = self._runs.get(run_id)
                 if run is not None and isinstance(data.get("call"), Mapping):
-                    run.failed_call = dict(data["call"])
+                    if name == CALL_FAILED_EVENT:
+                        run.failed_call = dict(data["call"])
+                    else:
+                        run.continued_call = dict(data["call"])
         elif name == CASCADE_EVENT and isinstance(data, Mapping):
             with self._lock:
                 pending = self._pending.pop(str(data.get("attempt_id")), None)
@@ -312,6 +316,10 @@ class CostCallbackHandler(BaseCallbackHandler):
         if generation is not None and generation.generation_info:
             info = {**generation.generation_info, **info}
         usage = usage_of_message(message)
+        if run.continued_call is not None:  # every attempt, each with its own usage
+            continued = RoutedCall.model_validate(run.continued_call)
+            self._dispatch(run, continued.ledger_records(framework=self.framework))
+            return
         meta = RouteMetadata.from_metadata(info)  # a RoutingChatModel answer
         own_run = meta is not None
         if meta is None and isinstance(run.metadata.get(ROUTE_KEY), Mapping):

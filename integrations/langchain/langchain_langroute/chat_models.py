@@ -39,8 +39,11 @@ from langchain_core.runnables.config import ensure_config, get_config_list, get_
 from langchain_core.runnables.utils import gather_with_concurrency
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langroute.dispatch.breakers import BreakerRegistry
 from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
+from langroute.dispatch.equivalents import RouteEquivalents
 from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.latency import LatencyPolicy
 from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall
 from langroute.protocols import Router
 from langroute.router.conversation import (
@@ -55,6 +58,8 @@ from langroute.router.warmup import WarmUp, start_warm_up
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from langchain_langroute.events import (
+    BREAKER_EVENT,
+    CALL_CONTINUED_EVENT,
     CALL_FAILED_EVENT,
     ROUTE_EVENT,
     EventTarget,
@@ -75,6 +80,12 @@ from langchain_langroute.route_models import (
     stream_usage_kwargs,
     usage_of_message,
     with_route_settings,
+)
+from langchain_langroute.routes import (
+    continuation_messages,
+    delivered_text,
+    route_equivalents,
+    routes_of,
 )
 
 __all__ = [
@@ -171,7 +182,10 @@ class RoutingChatModel(BaseChatModel):
     """A :class:`langroute.protocols.Router` (``ExemplarRouter`` or anything with the same
     routing methods)."""
     models: dict[str, Any]
-    """Route name -> the chat model (a ``BaseChatModel``) that answers that route."""
+    """Route name -> the chat model (a ``BaseChatModel``) that answers that route, a list
+    of equivalent chat models (tried in order before escalating), or a
+    :class:`~langchain_langroute.routes.Route` (weights, options). After construction it
+    holds each route's first model; :attr:`route_equivalents` lists them all."""
     query_extractor: Callable[[Sequence[BaseMessage]], str | None] = Field(
         default=last_human_message
     )
@@ -220,6 +234,17 @@ class RoutingChatModel(BaseChatModel):
     """Default stop sequences, passed to the chosen model when a call gives none."""
     streaming: bool = False
     """Stream from the chosen model even on ``invoke`` (callbacks see tokens)."""
+    breakers: BreakerRegistry | None = None
+    """Circuit breakers per model (:class:`langroute.dispatch.breakers.BreakerRegistry`):
+    a model that keeps failing is skipped at once until a probe after its cool-down
+    succeeds. Share one registry between routing models of a process. ``None``: off."""
+    latency_policy: LatencyPolicy | None = None
+    """Try each route's equivalents fastest first by a moving latency percentile, never
+    across price tiers (:class:`langroute.dispatch.latency.LatencyPolicy`). ``None``:
+    the declared (or weighted) order."""
+    continue_streams: bool = True
+    """Continue a stream that breaks after text on the next model (equivalent, else
+    stronger), in the same stream; a route given as a ``Route`` decides for itself."""
     warm_up: WarmUp = False
     """Load the router's encoder at construction, so the first request does not pay for
     it: ``True`` before the constructor returns, ``"background"`` in a daemon thread
@@ -238,6 +263,7 @@ class RoutingChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     _model_names: dict[str, str] = PrivateAttr(default_factory=dict)
+    _members: dict[str, list[BaseChatModel]] = PrivateAttr(default_factory=dict)
     _dispatcher: RouteDispatcher = PrivateAttr()
 
     # ------------------------------------------------------------------ validation
@@ -250,16 +276,26 @@ class RoutingChatModel(BaseChatModel):
                 is asked of a router without ``warm_up()``.
         """
         super().__init__(**kwargs)
-        check_chat_models(self.models)
+        routes = routes_of(self.models, self.continue_streams)
+        check_chat_models(
+            {
+                f"{r}[{i}]" if len(s.models) > 1 else r: m
+                for r, s in routes.items()
+                for i, m in enumerate(s.models)
+            }
+        )
         updates = {
             name: getattr(self, name) for name in STANDARD_PARAMS if getattr(self, name) is not None
         }
         if updates:
-            self.models = {
-                route: with_route_settings(route, model, updates)
-                for route, model in self.models.items()
-            }
-        self._model_names = {route: model_name_of(model) for route, model in self.models.items()}
+            for route, spec in routes.items():
+                spec.models = [with_route_settings(route, model, updates) for model in spec.models]
+        self._members = {route: list(spec.models) for route, spec in routes.items()}
+        self.models = {route: members[0] for route, members in self._members.items()}
+        names = {
+            route: [model_name_of(m) for m in members] for route, members in self._members.items()
+        }
+        self._model_names = {route: route_names[0] for route, route_names in names.items()}
         context, sessions = self.context, self.sessions
         if "query_extractor" in self.model_fields_set and context == AUTO and sessions == AUTO:
             context, sessions = None, False  # the caller's extractor decides what is routed
@@ -271,6 +307,8 @@ class RoutingChatModel(BaseChatModel):
             context=context,
             sessions=sessions,
             readers=READERS,
+            equivalents=route_equivalents(routes, names, self.latency_policy),
+            breakers=self.breakers,
             shadow=self.shadow,
             telemetry=self.telemetry,
             scoped=self.scoped_learning,
@@ -298,6 +336,11 @@ class RoutingChatModel(BaseChatModel):
     def route_models(self) -> dict[str, str]:
         """Route name -> the model name of that route's chat model."""
         return dict(self._model_names)
+
+    @property
+    def route_equivalents(self) -> RouteEquivalents:
+        """Route -> its ordered equivalent models (plain data; also for code outside LangChain)."""
+        return self._dispatcher.equivalents
 
     @property
     def strongest_route(self) -> str:
@@ -364,8 +407,12 @@ class RoutingChatModel(BaseChatModel):
     def _delegate_call(
         self, route: str, kwargs: dict[str, Any]
     ) -> tuple[BaseChatModel, dict[str, Any]]:
-        """The model to call for ``route`` and the kwargs for its ``_generate``/``_stream``."""
-        delegate = self.models[route]
+        """The model to call for ``route`` and the kwargs for its ``_generate``/``_stream``.
+
+        ``route`` may be a :class:`~langroute.dispatch.equivalents.RouteTarget` naming one
+        of the route's equivalent models.
+        """
+        delegate = self._members[route][getattr(route, "index", 0)]
         call_kwargs = dict(kwargs)
         tools = call_kwargs.pop("tools", None)
         tool_choice = call_kwargs.pop("tool_choice", None)
@@ -447,6 +494,70 @@ class RoutingChatModel(BaseChatModel):
 
     def _escalation(self, call: RoutedCall) -> Escalation[Any]:
         return self._dispatcher.escalation(call)
+
+    def _resume(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Callable[[list[Any]], Callable[[str], Iterator[ChatGenerationChunk]] | None]:
+        """Continues a stream that broke after text, on a target (None: a tool call broke)."""
+
+        def resume(so_far: list[Any]) -> Callable[[str], Iterator[ChatGenerationChunk]] | None:
+            text = delivered_text(so_far)
+            if text is None:
+                return None
+
+            def open_continuation(target: str) -> Iterator[ChatGenerationChunk]:
+                delegate, call_kwargs = self._delegate_call(target, kwargs)
+                followed = continuation_messages(messages, text)
+                return delegate_stream(delegate, followed, stop, call_kwargs)
+
+            return open_continuation
+
+        return resume
+
+    def _aresume(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Callable[[list[Any]], Callable[[str], AsyncIterator[ChatGenerationChunk]] | None]:
+        """Async :meth:`_resume`."""
+
+        def resume(
+            so_far: list[Any],
+        ) -> Callable[[str], AsyncIterator[ChatGenerationChunk]] | None:
+            text = delivered_text(so_far)
+            if text is None:
+                return None
+
+            def open_continuation(target: str) -> AsyncIterator[ChatGenerationChunk]:
+                delegate, call_kwargs = self._delegate_call(target, kwargs)
+                followed = continuation_messages(messages, text)
+                return adelegate_stream(delegate, followed, stop, call_kwargs)
+
+            return open_continuation
+
+        return resume
+
+    def _breaker_events(
+        self,
+        escalation: Escalation[Any],
+        run_manager: CallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        """Announce the breaker state changes a call caused (``"langroute_breaker"``)."""
+        if self.emit_events and escalation.breaker_changes:
+            target = self._event_target(run_manager, call)
+            for change in escalation.breaker_changes:
+                dispatch(BREAKER_EVENT, change.model_dump(mode="json"), target)
+
+    async def _abreaker_events(
+        self,
+        escalation: Escalation[Any],
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        call: _CallContext | None,
+    ) -> None:
+        """Async :meth:`_breaker_events`."""
+        if self.emit_events and escalation.breaker_changes:
+            target = self._event_target(run_manager, call, asynchronous=True)
+            for change in escalation.breaker_changes:
+                await adispatch(BREAKER_EVENT, change.model_dump(mode="json"), target)
 
     # ------------------------------------------------------------------ custom events
     def _event_target(
@@ -586,11 +697,14 @@ class RoutingChatModel(BaseChatModel):
                 return generate_from_stream(chunks)
             return delegate._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
 
+        escalation = self._escalation(routed)
         try:
-            _, result = self._escalation(routed).run(generate)
+            _, result = escalation.run(generate)
         except Exception:
             self._emit_failure(routed, run_manager, call)
             raise
+        finally:
+            self._breaker_events(escalation, run_manager, call)
         if result.generations:
             self._annotate(result.generations[0], routed, routed.model)
         return result
@@ -632,11 +746,14 @@ class RoutingChatModel(BaseChatModel):
                 messages, stop=stop, run_manager=run_manager, **call_kwargs
             )
 
+        escalation = self._escalation(routed)
         try:
-            _, result = await self._escalation(routed).arun(agenerate)
+            _, result = await escalation.arun(agenerate)
         except Exception:
             await self._aemit_failure(routed, run_manager, call)
             raise
+        finally:
+            await self._abreaker_events(escalation, run_manager, call)
         if result.generations:
             self._annotate(result.generations[0], routed, routed.model)
         return result
@@ -658,14 +775,21 @@ class RoutingChatModel(BaseChatModel):
             return delegate_stream(delegate, messages, stop, call_kwargs)
 
         names = StreamedModelName()
+        escalation = self._escalation(routed)
+        resume = self._resume(messages, stop, kwargs)
         try:
-            for _, chunk in self._escalation(routed).stream(open_stream):
+            for _, chunk in escalation.stream(open_stream, resume=resume):
                 if names.first:
                     self._annotate(chunk, routed, None)
                 yield names.pass_on(chunk)
         except Exception:
             self._emit_failure(routed, run_manager, call)
             raise
+        finally:
+            self._breaker_events(escalation, run_manager, call)
+        if any(attempt.partial for attempt in routed.attempts):
+            data = {"call": routed.model_dump(mode="json")}
+            dispatch(CALL_CONTINUED_EVENT, data, self._event_target(run_manager, call))
         closing = names.closing(routed)
         if closing is not None:
             yield closing
@@ -687,14 +811,22 @@ class RoutingChatModel(BaseChatModel):
             return adelegate_stream(delegate, messages, stop, call_kwargs)
 
         names = StreamedModelName()
+        escalation = self._escalation(routed)
+        resume = self._aresume(messages, stop, kwargs)
         try:
-            async for _, chunk in self._escalation(routed).astream(open_stream):
+            async for _, chunk in escalation.astream(open_stream, resume=resume):
                 if names.first:
                     self._annotate(chunk, routed, None)
                 yield names.pass_on(chunk)
         except Exception:
             await self._aemit_failure(routed, run_manager, call)
             raise
+        finally:
+            await self._abreaker_events(escalation, run_manager, call)
+        if any(attempt.partial for attempt in routed.attempts):
+            data = {"call": routed.model_dump(mode="json")}
+            target = self._event_target(run_manager, call, asynchronous=True)
+            await adispatch(CALL_CONTINUED_EVENT, data, target)
         closing = names.closing(routed)
         if closing is not None:
             yield closing

@@ -22,6 +22,8 @@ from langchain_core.callbacks import (
 )
 
 __all__ = [
+    "BREAKER_EVENT",
+    "CALL_CONTINUED_EVENT",
     "CALL_FAILED_EVENT",
     "ROUTE_EVENT",
     "EventTarget",
@@ -39,6 +41,20 @@ CALL_FAILED_EVENT = "langroute_call_failed"
 Its data is ``{"call": RoutedCall.model_dump(mode="json")}``: every attempt, each with
 its own route, model and error (a stream that broke after escalating included), so a
 cost handler can record each paid attempt.
+"""
+
+CALL_CONTINUED_EVENT = "langroute_call_continued"
+"""Name of the custom event dispatched when a stream that broke after text was continued
+on another model and ended. Its data is ``{"call": RoutedCall.model_dump(mode="json")}``:
+the broken attempt (``partial``) and the continuation, each with its own model and usage,
+so a cost handler records one row per attempt."""
+
+BREAKER_EVENT = "langroute_breaker"
+"""Name of the custom event dispatched when a call moved a model's circuit breaker.
+
+Its data is a :class:`langroute.dispatch.breakers.BreakerChange` as JSON: ``key`` (the
+model), ``old`` and ``new`` state (``"closed"``, ``"open"``, ``"half_open"``) and the
+breaker's ``status``.
 """
 
 RunManager = (

@@ -537,11 +537,13 @@ async def test_astream_escalates_before_the_first_chunk(router, large):
     assert chunks[0].response_metadata["langroute"]["route"] == "large"
 
 
-def test_no_escalation_after_the_first_chunk(router, large):
+def test_no_escalation_after_the_first_chunk_when_continuation_is_off(router, large):
     flaky = ScriptedChatModel(
         model="gpt-4o-mini", mid_stream_failures={1: FakeProviderError("connection reset")}
     )
-    llm = RoutingChatModel(router=router, models={"small": flaky, "large": large})
+    llm = RoutingChatModel(
+        router=router, models={"small": flaky, "large": large}, continue_streams=False
+    )
     received = []
     with pytest.raises(FakeProviderError, match="connection reset"):
         for chunk in llm.stream(EASY):

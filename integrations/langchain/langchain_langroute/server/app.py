@@ -18,17 +18,20 @@ unreachable: ``/healthz``, and feedback, with ``Retry-After``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from langchain_core.messages import AIMessage, AIMessageChunk
-from langroute.dispatch.routed_call import RouteMetadata, error_text
+from langroute.dispatch.dispatcher import RouteDispatcher
+from langroute.dispatch.escalation import Escalation
+from langroute.dispatch.routed_call import ROUTE_KEY, RoutedCall, RouteMetadata, error_text
 from langroute.errors import (
     AllRoutesFailedError,
     DatabaseUnavailableError,
@@ -41,14 +44,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
 from langchain_langroute.server.budgets import Reservation, StreamTally, media_parts
-from langchain_langroute.server.gateway import Gateway, response_id
+from langchain_langroute.server.fast_path import READERS, delivers, relay_chunk, route_request
+from langchain_langroute.server.gateway import ANONYMOUS, Gateway, response_id
 from langchain_langroute.server.openai_format import (
     ApiError,
     ChatCompletionRequest,
     ChunkWriter,
     completion_body,
     error_body,
-    parse_request,
+    parse_request_json,
     to_messages,
 )
 from langchain_langroute.server.redaction import redact_secrets
@@ -65,6 +69,8 @@ __all__ = ["FeedbackRequest", "create_app", "decision_headers"]
 HEADER_PREFIX = "x-langroute-"
 SESSION_HEADER = HEADER_PREFIX + "session"
 """Request header naming the conversation (or ``metadata.session_id`` in the body, first)."""
+PATH_HEADER = HEADER_PREFIX + "path"
+"""Response header: ``fast`` (relayed to an OpenAI-compatible provider) or ``langchain``."""
 
 
 class FeedbackRequest(BaseModel):
@@ -138,9 +144,25 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The FastAPI app serving a :class:`Gateway` (its OpenAPI schema at ``/openapi.json``)."""
-    app = FastAPI(title="langroute", docs_url=None, redoc_url=None)
+def create_app(gateway: Gateway, *, close_gateway: bool = False) -> FastAPI:
+    """The FastAPI app serving a :class:`Gateway` (its OpenAPI schema at ``/openapi.json``).
+
+    The fast path's shared HTTP client opens when the server starts and closes when it
+    stops (the app's lifespan); with ``close_gateway``, the gateway is closed then too
+    (an app a worker process made for itself).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.fast.start()
+        try:
+            yield
+        finally:
+            await gateway.fast.aclose()
+            if close_gateway:
+                gateway.close()
+
+    app = FastAPI(title="langroute", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.gateway = gateway
     settings = gateway.settings
 
@@ -199,6 +221,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 "failed": stats.failed,
                 "unavailable": stats.unavailable,
             },
+            "breakers": gateway.breakers.health() if gateway.breakers is not None else None,
         }
         dial = getattr(gateway, "dial", None)
         if dial is not None:
@@ -289,8 +312,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         started = time.perf_counter()
         key = authenticate(request)
         raw = await read_body(request, settings.max_body_bytes)
-        body = parse_request(raw, check_input)
-        messages = to_messages(body.messages)
+        data, body = parse_request_json(raw, check_input)
         try:
             forced = gateway.forced_route(body.model)
         except LookupError as exc:
@@ -338,6 +360,15 @@ def create_app(gateway: Gateway) -> FastAPI:
             forced = gateway.cheapest_route
             model = gateway.degraded_llm
             extra_headers[HEADER_PREFIX + "budget"] = "degraded"
+        dispatcher = gateway.fast_dispatcher(forced, degraded=model is gateway.degraded_llm)
+        if dispatcher is not None:
+            fast = _FastCall(gateway, body, started, record_id, extra_headers, reservation)
+            try:
+                return await fast.run(dispatcher, data, raw, key, session, forced)
+            finally:
+                fast.release_unless_streaming()
+        messages = to_messages(body.messages)
+        extra_headers[PATH_HEADER] = "langchain"
         call = _Call(gateway, body, started, record_id, extra_headers, reservation)
         try:
             runnable: Any = model
@@ -516,6 +547,144 @@ class _Call:
             media_type="text/event-stream",
             headers={**self.headers, **decision_headers(meta), "cache-control": "no-cache"},
         )
+
+
+class _FastCall(_Call):
+    """One chat completion on the fast path: the provider's JSON relayed as it arrives.
+
+    The router decides through the routing model's dispatcher and the call runs along
+    its escalation path (:class:`~langroute.dispatch.escalation.Escalation`, reading the
+    provider's JSON with :data:`~langchain_langroute.server.fast_path.READERS`); the
+    call's ledger rows are written by :meth:`Gateway.record_call`.
+    """
+
+    async def run(
+        self,
+        dispatcher: RouteDispatcher,
+        data: Mapping[str, Any],
+        raw: bytes,
+        key: ApiKey | None,
+        session: str | None,
+        forced: str | None,
+    ) -> Response:
+        """Decide, call the provider (escalating on failures), and answer or stream."""
+        self.headers[PATH_HEADER] = "fast"
+        request, query = route_request(
+            data["messages"],
+            forced=forced,
+            conversations=dispatcher.routes_conversations,
+            session=session,
+            scope=key.name if key is not None else ANONYMOUS,
+        )
+        call = dispatcher.start(await dispatcher.adecide(request))
+        call.record_id = self.record_id
+        escalation = dispatcher.escalation(call, readers=READERS)
+        if self.body.stream:
+            return await self._streamed(call, escalation, data, raw, key, query)
+        try:
+            _, answer = await self.gateway.fast.complete(escalation, data)
+        except Exception as exc:
+            self._fail(exc, call, key, query)
+            raise
+        self.gateway.record_call(call, key, query)
+        meta = _route_metadata(call)
+        self._count(meta, 200)
+        answer["id"] = self.id
+        return JSONResponse(answer, headers={**self.headers, **decision_headers(meta)})
+
+    def _fail(
+        self, exc: Exception, call: RoutedCall, key: ApiKey | None, query: str | None
+    ) -> None:
+        """Record a call that got no answer; raise what the client gets, if ``exc`` is one.
+
+        Every route failed: a 502; the provider refused the request: the same 4xx; any
+        other error returns, for the caller to raise on.
+        """
+        self.gateway.record_call(call, key, query)
+        error = self.client_error(exc)
+        if error is not None:
+            raise error from exc
+
+    async def _streamed(
+        self,
+        call: RoutedCall,
+        escalation: Escalation[Any],
+        data: Mapping[str, Any],
+        raw: bytes,
+        key: ApiKey | None,
+        query: str | None,
+    ) -> Response:
+        """Wait for the first chunk with output (escalating until one comes), then relay."""
+        gateway = self.gateway
+        chunks = gateway.fast.stream(escalation, data)
+        try:
+            _, first = await chunks.__anext__()
+        except Exception as exc:
+            self._fail(exc, call, key, query)
+            raise
+        meta = _route_metadata(call)
+        tally = gateway.streams.open(
+            self.record_id,
+            StreamTally(
+                route=call.route, model=call.model, input_tokens=StreamTally.estimate_input(raw)
+            ),
+        )
+        include_usage = self.body.include_usage
+        ended = False
+
+        def end(status: int) -> None:
+            # once, however the stream ended: its rows (a stream left early is charged
+            # for what it sent), the reservation, the metrics
+            nonlocal ended
+            if ended:
+                return
+            ended = True
+            try:
+                gateway.record_call(call, key, query, tally)
+            finally:
+                self._end_stream()
+                self._count(meta, status)
+
+        async def events() -> AsyncIterator[str]:
+            status = 499  # until it ends otherwise: the client left
+            try:
+                chunk = first
+                while True:
+                    relayed = relay_chunk(chunk, self.id, include_usage)
+                    if relayed is not None:
+                        yield _sse(relayed)
+                        tally.chunks += delivers(chunk)  # counted once the yield returned
+                    try:
+                        _, chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                tally.finished = True
+                status = 200
+            except Exception as exc:  # the stream broke after the answer began
+                status = 502
+                message = redact_secrets(error_text(exc))
+                yield _sse(error_body(message, type="api_error", code="upstream_error"))
+            finally:
+                try:
+                    if not tally.finished:  # left early: end the provider's stream
+                        await chunks.aclose()
+                finally:
+                    end(status)
+            yield "data: [DONE]\n\n"
+
+        body = events()
+        self.streaming = True
+        # a response whose body never starts (the client left at once) still ends it
+        weakref.finalize(body, end, 499)
+        return StreamingResponse(
+            body,
+            media_type="text/event-stream",
+            headers={**self.headers, **decision_headers(meta), "cache-control": "no-cache"},
+        )
+
+
+def _route_metadata(call: RoutedCall) -> RouteMetadata | None:
+    return RouteMetadata.from_metadata({ROUTE_KEY: call.metadata()})
 
 
 def _sse(data: dict[str, Any]) -> str:

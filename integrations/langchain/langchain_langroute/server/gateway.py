@@ -15,8 +15,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langroute.costs import CostLedger, LedgerRecord, Pricer
-from langroute.costs.records import Verdict, new_record_id
+from langroute.costs.records import UNMEASURED_KEY, Verdict, new_record_id
+from langroute.dispatch.breakers import BreakerRegistry
+from langroute.dispatch.dispatcher import RouteDispatcher
 from langroute.dispatch.escalation import escalation_path
+from langroute.dispatch.routed_call import RoutedCall
 from langroute.errors import ModelsConfigError, RouterConfigError
 from langroute.models.config import ModelsConfig
 from langroute.postgres.database import is_postgres_url
@@ -29,21 +32,25 @@ from langchain_langroute.callbacks import QUERY_METADATA, RECORD_ID_METADATA
 from langchain_langroute.chat_models import RoutingChatModel
 from langchain_langroute.completion_models import chat_model_from_spec
 from langchain_langroute.query import last_human_message
+from langchain_langroute.routes import Route
 from langchain_langroute.server.access import KEY_METADATA, KeyRing, Spend
 from langchain_langroute.server.budgets import (
     Budgets,
     Reservation,
     StreamChargingHandler,
     StreamTallies,
+    StreamTally,
     warn_memory_ledger,
 )
 from langchain_langroute.server.dial import start_dial
+from langchain_langroute.server.fast_path import FastPath
 from langchain_langroute.server.feedback import FeedbackQuorum, FeedbackRate, teach_router
 from langchain_langroute.server.metrics import ServeMetrics
 from langchain_langroute.server.upstream import EscalatingError
 
 __all__ = [
     "ANONYMOUS",
+    "FAST_PATH_FRAMEWORK",
     "QUERY_METADATA",
     "RESPONSE_METADATA",
     "Gateway",
@@ -55,6 +62,8 @@ RESPONSE_METADATA = RECORD_ID_METADATA
 """Run metadata key: the ledger ``record_id`` that the call's answer gets."""
 ANONYMOUS = "anonymous"
 """The key name of requests to a server without a keys file."""
+FAST_PATH_FRAMEWORK = "serve"
+"""The ``framework`` of the ledger rows of calls that took the fast path."""
 _RESPONSE_PREFIX = "chatcmpl-"
 
 
@@ -107,7 +116,7 @@ class Gateway:
         config: ModelsConfig,
         *,
         router: Router | None = None,
-        models: Mapping[str, BaseChatModel] | None = None,
+        models: Mapping[str, BaseChatModel | Route] | None = None,
         ledger: CostLedger | None = None,
     ) -> None:
         self.config = config
@@ -120,15 +129,32 @@ class Gateway:
             self.router = router
         else:
             self.router, self.replica = _load_router(config)
+        # routes that speak the OpenAI API are relayed without LangChain objects; models
+        # passed in are the caller's own, so every call goes through them
+        self.fast = (
+            FastPath.from_config({r: config.specs(r) for r in config.routes}, self.settings)
+            if models is None
+            else FastPath({}, {route: "its model was passed in" for route in config.routes})
+        )
         if models is None:
             folder = config.path.parent if config.path is not None else None
-            built = {}
-            for route, spec in config.routes.items():
+            built: dict[str, BaseChatModel | Route] = {}
+            for route in config.routes:
+                specs = config.specs(route)
                 try:
-                    built[route] = chat_model_from_spec(spec, folder)
+                    chat_models = [chat_model_from_spec(spec, folder) for spec in specs]
                 except ModelsConfigError as exc:
                     raise ModelsConfigError(f"{where}route {route!r}: {exc}") from exc
+                built[route] = Route(
+                    models=chat_models,
+                    weights=[spec.weight for spec in specs],
+                    continue_streams=specs[0].continue_streams,
+                    breaker_keys=[spec.key for spec in specs],
+                )
             models = built
+        # one registry per process, shared by both routing models (and /healthz)
+        policy = self.settings.breaker_policy
+        self.breakers = BreakerRegistry(policy) if policy is not None else None
 
         # a client key's feedback teaches its own routing at once, the shared router only
         # once enough keys agree (FeedbackQuorum)
@@ -149,6 +175,7 @@ class Gateway:
                     warm_up=True,
                     escalate_on=(EscalatingError,),
                     escalation_order=escalation_order,
+                    breakers=self.breakers,
                     shadow=shadow,
                     telemetry=telemetry,
                     scoped_learning=self.scoped,
@@ -217,6 +244,41 @@ class Gateway:
             raise LookupError(model) from None
 
     # ------------------------------------------------------------------ calls
+    def fast_dispatcher(self, forced: str | None, *, degraded: bool) -> RouteDispatcher | None:
+        """The dispatcher of a call that takes the fast path (``None``: the LangChain path).
+
+        A call takes the fast path when every route it may reach (the forced route and
+        those it escalates to, else every route) is one the fast path serves.
+        """
+        dispatcher = (self.degraded_llm if degraded else self.llm).dispatcher
+        order = dispatcher.escalation_order
+        reachable = escalation_path(forced, order) if forced else order
+        return dispatcher if self.fast.covers(reachable) else None
+
+    def record_call(
+        self,
+        call: RoutedCall,
+        key: ApiKey | None,
+        query: str | None,
+        tally: StreamTally | None = None,
+    ) -> None:
+        """Write a fast-path call's ledger rows (what the cost handler does for LangChain).
+
+        A stream that ended before its end (``tally``) is charged for what it sent, as
+        :class:`~langchain_langroute.server.budgets.StreamChargingHandler` charges one.
+        """
+        metadata: dict[str, Any] = {KEY_METADATA: key.name if key is not None else ANONYMOUS}
+        kept = query if self.settings.stores_queries else None
+        records = call.ledger_records(framework=FAST_PATH_FRAMEWORK, metadata=metadata, query=kept)
+        if tally is not None and records:
+            charged = tally.charged(records[-1])
+            if charged is not None:
+                charged.metadata.pop(UNMEASURED_KEY, None)  # estimated, so priced
+                records[-1] = charged.model_copy(update={"record_id": call.record_id})
+        stored = [self.ledger.record(record) for record in records]
+        if stored:
+            self._on_records(metadata, stored)
+
     def call_config(
         self,
         key: ApiKey | None,

@@ -24,6 +24,7 @@ __all__ = [
     "error_body",
     "json_object",
     "parse_request",
+    "parse_request_json",
     "to_messages",
     "usage_body",
 ]
@@ -180,11 +181,22 @@ def parse_request(
     Raises:
         ApiError: 400, the body is not JSON or a field is missing or invalid (named).
     """
+    return parse_request_json(body, check)[1]
+
+
+def parse_request_json(
+    body: bytes, check: Callable[[dict[str, Any]], None] | None = None
+) -> tuple[dict[str, Any], ChatCompletionRequest]:
+    """:func:`parse_request`, with the body's JSON object as it came (to forward it).
+
+    Raises:
+        ApiError: see :func:`parse_request`.
+    """
     data = json_object(body)
     if check is not None:
         check(data)
     try:
-        return ChatCompletionRequest.model_validate(data)
+        return data, ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = _field(tuple(error["loc"]))

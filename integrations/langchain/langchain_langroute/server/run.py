@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from fastapi import FastAPI
 from langroute.errors import LangrouteError
-from langroute.models.config import ModelsConfig
+from langroute.models.config import ModelsConfig, ServeConfig, load_models_config
 
 from langchain_langroute.server.app import create_app
 from langchain_langroute.server.gateway import Gateway
 from langchain_langroute.server.redaction import redact_logs, redact_secrets
 
-__all__ = ["bind", "run_server", "serve_in_thread"]
+__all__ = ["bind", "run_server", "serve_in_thread", "worker_app", "workers_refusal"]
+
+WORKER_CONFIG_ENV = "LANGROUTE_SERVE_CONFIG"
+"""Environment variable naming the models file each worker process serves (``--workers``)."""
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -44,13 +49,112 @@ def _server(app: FastAPI, drain_seconds: float = 10.0) -> object:
         app,
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan="on",  # the fast path's HTTP client opens and closes with the server
         timeout_graceful_shutdown=drain_seconds,
     )
     return uvicorn.Server(config)
 
 
-def run_server(config: ModelsConfig, *, host: str | None = None, port: int | None = None) -> None:
+def workers_refusal(settings: ServeConfig) -> str | None:
+    """Why a ``[serve]`` table cannot be served by several worker processes (``None``: it can).
+
+    Each worker is a process of its own, like a replica: what a server keeps in memory
+    is kept once per worker. So several workers are refused where replicas could not
+    share it either: a ``memory`` ledger (each worker would keep its own, and feedback
+    on another worker's answer would not be found), a JSONL ledger (one file cannot
+    take appends from several processes), a keys file on a ledger that is not Postgres
+    (budgets and their reservations are shared between processes only in Postgres:
+    N workers would let a key spend N budgets), and ``learn`` on a router that is not
+    shared through Postgres (each worker would learn alone).
+
+    Example:
+        >>> workers_refusal(ServeConfig(ledger="costs.db"))
+        >>> workers_refusal(ServeConfig(ledger="costs.jsonl"))[:40]
+        'a JSONL ledger cannot take appends from '
+    """
+    from langroute.postgres.database import is_postgres_url
+
+    ledger = settings.ledger
+    if ledger == "memory":
+        return (
+            'with ledger = "memory" each worker keeps its own ledger (feedback on another '
+            "worker's answer is not found); use a .db file or a postgresql:// URL"
+        )
+    if ledger.endswith(".jsonl"):
+        return (
+            "a JSONL ledger cannot take appends from several processes at once; "
+            "use a .db file or a postgresql:// URL"
+        )
+    if settings.keys is not None and not is_postgres_url(ledger):
+        return (
+            "with a keys file, budgets (and their reservations) are shared between "
+            "processes only on a postgresql:// ledger; on this one, N workers would let "
+            "a key spend N budgets"
+        )
+    if settings.learn and settings.shared_router is None:
+        return (
+            "with learn = true each worker would learn alone; share the router through "
+            "Postgres ([serve] shared_router) or run one worker"
+        )
+    return None
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (uvicorn's app factory for ``--workers``).
+
+    It serves the models file named by :data:`WORKER_CONFIG_ENV` and closes its gateway
+    (writing its ledger) when the worker stops.
+    """
+    config = load_models_config(Path(os.environ[WORKER_CONFIG_ENV]))
+    return create_app(Gateway(config), close_gateway=True)
+
+
+def _run_workers(config: ModelsConfig, host: str | None, port: int | None, workers: int) -> None:
+    """Serve with ``workers`` processes sharing one listening socket (uvicorn's supervisor)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    settings = config.serve
+    problem = workers_refusal(settings)
+    if problem is not None:
+        raise LangrouteError(f"--workers {workers}: {problem}")
+    if config.path is None:
+        raise LangrouteError("--workers needs a models file: each worker process reads it")
+    os.environ[WORKER_CONFIG_ENV] = str(config.path.resolve())
+    sock = bind(host or settings.host, settings.port if port is None else port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    server_config = uvicorn.Config(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=settings.drain_seconds,
+    )
+    redact_logs("uvicorn", "uvicorn.error", "langroute")
+    print(
+        redact_secrets(
+            f"langroute serve: listening on http://{bound_host}:{bound_port} "
+            f"({workers} workers, ledger {settings.ledger}, "
+            f"drain {settings.drain_seconds:g} s)"
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        Multiprocess(server_config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+def run_server(
+    config: ModelsConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+) -> None:
     """Serve a models file until interrupted (the ``langroute serve`` command).
 
     Prints ``langroute serve: listening on http://HOST:PORT`` to stderr once the port is
@@ -59,9 +163,16 @@ def run_server(config: ModelsConfig, *, host: str | None = None, port: int | Non
     still running then are cut) and writes the ledger's pending records. Credentials
     (database passwords, keys) are masked in what it prints and logs.
 
+    With ``workers`` > 1, that many processes serve the one socket, each with its own
+    gateway; :func:`workers_refusal` says which settings refuse it.
+
     Raises:
-        LangrouteError: The router, a model, the keys file or the ledger cannot be set up.
+        LangrouteError: The router, a model, the keys file or the ledger cannot be set up,
+            or the settings cannot be served by several workers.
     """
+    if workers > 1:
+        _run_workers(config, host, port, workers)
+        return
     try:
         gateway = Gateway(config)
     except LangrouteError as exc:  # a database URL in the message keeps no password

@@ -55,9 +55,12 @@ from llama_index.llms.langroute.routed_run import (
     pinned_iter,
 )
 
+from langroute.dispatch.breakers import BreakerRegistry
 from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
+from langroute.dispatch.equivalents import EquivalentModel, RouteEquivalents
+from langroute.dispatch.latency import LatencyPolicy
 from langroute.dispatch.routed_call import ROUTE_KEY, RouteMetadata
-from langroute.errors import InvalidQueryError
+from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
 from langroute.router.conversation import ConversationContext, SessionTracker
 from langroute.router.decision import RouteDecision
@@ -105,7 +108,15 @@ class RoutingLLM(FunctionCallingLLM):
         router: The router (a :class:`langroute.protocols.Router`, such as an
             :class:`~langroute.ExemplarRouter`); its ``routes`` are ordered cheapest to
             strongest.
-        models: One LLM per route name (route -> LLM), like the LangChain ``RoutingChatModel``.
+        models: One LLM per route name (route -> LLM), like the LangChain ``RoutingChatModel``,
+            or a list of equivalent LLMs (tried in order: a failure that ``escalate_on``
+            covers moves to the route's next LLM before the call escalates). After
+            construction ``models`` holds each route's first LLM.
+        breakers: Circuit breakers per model
+            (:class:`langroute.dispatch.breakers.BreakerRegistry`): a model that keeps
+            failing is skipped at once until a probe after its cool-down succeeds.
+        latency_policy: Try a route's equivalents fastest first, never across price
+            tiers (:class:`langroute.dispatch.latency.LatencyPolicy`).
         query_extractor: Where to find the text to route on (default:
             :class:`~llama_index.llms.langroute.query.QueryExtractor`).
         escalate_on: Exception types that send a call on to the next stronger route;
@@ -198,6 +209,7 @@ class RoutingLLM(FunctionCallingLLM):
         "the context's default. Keys: RoutingLLM.session(key, scope), else the transcript.",
     )
     _dispatcher: RouteDispatcher = PrivateAttr()
+    _members: dict[str, list[LLM]] = PrivateAttr(default_factory=dict)
     warm_up: WarmUp = Field(
         default=False,
         exclude=True,
@@ -221,7 +233,7 @@ class RoutingLLM(FunctionCallingLLM):
     def __init__(
         self,
         router: Router,
-        models: Mapping[str, LLM],
+        models: Mapping[str, LLM | Sequence[LLM]],
         *,
         query_extractor: QueryExtractorProtocol | None = None,
         escalate_on: Sequence[type[BaseException]] = (Exception,),
@@ -231,6 +243,8 @@ class RoutingLLM(FunctionCallingLLM):
         context: ConversationContext | Auto | None = AUTO,
         sessions: bool | SessionTracker | Auto = AUTO,
         callback_manager: CallbackManager | None = None,
+        breakers: BreakerRegistry | None = None,
+        latency_policy: LatencyPolicy | None = None,
         shadow: Any = None,
         telemetry: Any = None,
         **kwargs: Any,
@@ -246,9 +260,13 @@ class RoutingLLM(FunctionCallingLLM):
             for name, value in (("timeout", timeout), ("max_retries", max_retries))
             if value is not None
         }
+        members = {
+            route: [with_route_limits(route, llm, limits) for llm in _as_list(route, value)]
+            for route, value in models.items()
+        }
         super().__init__(
             router=router,
-            models={route: with_route_limits(route, llm, limits) for route, llm in models.items()},
+            models={route: llms[0] for route, llms in members.items()},
             query_extractor=query_extractor or QueryExtractor(),
             escalate_on=tuple(escalate_on),
             timeout=timeout,
@@ -262,6 +280,7 @@ class RoutingLLM(FunctionCallingLLM):
         )
         if query_extractor is not None and context == AUTO and sessions == AUTO:
             context, sessions = None, False  # the caller's extractor decides what is routed
+        self._members = members
         self._dispatcher = RouteDispatcher(
             router,
             {route: self.model_for(route) for route in self.models},
@@ -269,6 +288,14 @@ class RoutingLLM(FunctionCallingLLM):
             context=context,
             sessions=sessions,
             readers=READERS,
+            equivalents=RouteEquivalents(
+                {
+                    r: [EquivalentModel(name=llm.metadata.model_name) for llm in llms]
+                    for r, llms in members.items()
+                },
+                reorder=latency_policy,
+            ),
+            breakers=breakers,
             shadow=shadow,
             telemetry=telemetry,
         )
@@ -293,13 +320,24 @@ class RoutingLLM(FunctionCallingLLM):
         models = self.__dict__.get("models")
         if not models:
             return
-        for llm in models.values():
-            llm.callback_manager = self.callback_manager
+        members = getattr(self, "_members", None) or {r: [m] for r, m in models.items()}
+        for llms in members.values():
+            for llm in llms:
+                llm.callback_manager = self.callback_manager
 
     @property
     def routes(self) -> list[str]:
         """Route names, cheapest first."""
         return list(self.router.routes)
+
+    @property
+    def route_equivalents(self) -> RouteEquivalents:
+        """Route -> its ordered equivalent models (plain data, also for code outside LlamaIndex)."""
+        return self._dispatcher.equivalents
+
+    def _llm_for(self, route: str) -> LLM:
+        """The LLM an attempt calls: the route's equivalent a ``RouteTarget`` names."""
+        return self._members[route][getattr(route, "index", 0)]
 
     @property
     def dispatcher(self) -> RouteDispatcher:
@@ -483,7 +521,7 @@ class RoutingLLM(FunctionCallingLLM):
 
     def _call(self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], R]) -> R:
         run = self._escalation(routing, kind)
-        _, response = run.escalation.run(lambda route: invoke(route, self.models[route]))
+        _, response = run.escalation.run(lambda route: invoke(route, self._llm_for(route)))
         run.completed(response)
         return annotate(response, run.call.metadata())
 
@@ -491,7 +529,7 @@ class RoutingLLM(FunctionCallingLLM):
         self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], Awaitable[R]]
     ) -> R:
         run = self._escalation(routing, kind)
-        _, response = await run.escalation.arun(lambda route: invoke(route, self.models[route]))
+        _, response = await run.escalation.arun(lambda route: invoke(route, self._llm_for(route)))
         run.completed(response)
         return annotate(response, run.call.metadata())
 
@@ -500,7 +538,7 @@ class RoutingLLM(FunctionCallingLLM):
     ) -> Generator[R, None, None]:
         """Stream from the chosen route, escalating until the first chunk arrives."""
         run = self._escalation(routing, kind)
-        chunks = run.escalation.stream(lambda route: invoke(route, self.models[route]))
+        chunks = run.escalation.stream(lambda route: invoke(route, self._llm_for(route)))
         last: R | None = None
         info: dict[str, Any] | None = None
         try:
@@ -520,7 +558,7 @@ class RoutingLLM(FunctionCallingLLM):
     ) -> AsyncGenerator[R, None]:
         """Async :meth:`_stream`."""
         run = self._escalation(routing, kind)
-        chunks = run.escalation.astream(lambda route: invoke(route, self.models[route]))
+        chunks = run.escalation.astream(lambda route: invoke(route, self._llm_for(route)))
         last: R | None = None
         info: dict[str, Any] | None = None
         try:
@@ -827,6 +865,11 @@ class RoutingLLM(FunctionCallingLLM):
     def _llm_for_response(self, response: ChatResponse) -> LLM:
         record = RouteMetadata.from_metadata(response.additional_kwargs)
         if record is not None and record.route in self.models:
+            served = record.model or ""
+            for llm in self._members.get(record.route, []):  # the equivalent that answered
+                name = llm.metadata.model_name
+                if served == name or served.startswith(f"{name}-"):
+                    return llm
             return self.models[record.route]
         return self.models[getattr(self.router, "fallback", self.routes[-1])]
 
@@ -859,3 +902,12 @@ class RoutingLLM(FunctionCallingLLM):
         return llm.get_tool_calls_from_response(
             response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
         )
+
+
+def _as_list(route: str, value: LLM | Sequence[LLM]) -> list[LLM]:
+    """A route's LLMs: one, or a list of equivalents (never an empty one)."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if not value:
+            raise RouterConfigError(f"models[{route!r}] is an empty list; give an LLM")
+        return list(value)
+    return [value]  # type: ignore[list-item]

@@ -1,0 +1,564 @@
+"""The fast path of ``langroute serve``: OpenAI-compatible routes relayed as they are.
+
+A route whose model speaks the OpenAI chat-completions API (an ``openai:`` spec, with or
+without a ``base_url``: OpenAI, vLLM, Ollama's ``/v1``, OpenRouter, Together, Groq, an
+Azure OpenAI ``/openai/v1`` endpoint...) needs no LangChain model per request: the
+client's JSON body is forwarded with ``model`` set to the route's model (and the
+route's settings as defaults), through one shared :class:`httpx.AsyncClient` per
+process, and the answer (or its SSE stream) is relayed as it arrives. Usage is read
+from the provider's JSON (a stream asks for ``stream_options.include_usage`` and drops
+the usage chunk again when its client did not ask for it).
+
+What the LangChain path guarantees still holds: the router decides through the same
+:class:`~langroute.dispatch.dispatcher.RouteDispatcher`, and each call runs along its
+escalation path through the core's :class:`~langroute.dispatch.escalation.Escalation`
+(with :data:`READERS`, which read the provider's JSON), so ledger rows, budgets,
+escalation and client-fault errors are the same. Other providers (Anthropic, ...) and
+routes with settings the fast path does not know keep the LangChain path
+(:attr:`FastPath.skipped` says why, per route).
+
+:meth:`FastPath.upstream_for` is the one place a route's upstream is chosen.
+
+Example:
+    >>> from langroute.models.config import ModelSpec
+    >>> spec = ModelSpec(route="small", spec="openai:gpt-4o-mini", kind="chat",
+    ...                  options={"base_url": "http://127.0.0.1:8001/v1", "api_key": "k"})
+    >>> upstream = upstream_from_spec(spec)
+    >>> upstream.url, upstream.model, upstream.defaults["max_tokens"]
+    ('http://127.0.0.1:8001/v1/chat/completions', 'gpt-4o-mini', 1024)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from langroute.dispatch.dispatcher import AnswerReaders, RouteRequest
+from langroute.dispatch.escalation import Escalation, max_usage
+from langroute.dispatch.routed_call import TokenUsage
+from langroute.models.config import ModelSpec, ServeConfig
+from langroute.router.conversation import ChatTurn
+from langroute.router.query_text import Query
+
+__all__ = [
+    "READERS",
+    "FastPath",
+    "OpenAIUpstream",
+    "UpstreamError",
+    "delivers",
+    "relay_chunk",
+    "route_request",
+    "upstream_from_spec",
+]
+
+_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_DEFAULT_TIMEOUT_S = 600.0  # the openai SDK's own default
+_DEFAULT_RETRIES = 2  # the openai SDK's own default
+_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_RETRY_WAIT_S = 8.0
+# ChatOpenAI options that say how to reach the provider (several spellings of each)
+_BASE_URL_OPTIONS = ("base_url", "openai_api_base")
+_API_KEY_OPTIONS = ("api_key", "openai_api_key")
+_ORGANIZATION_OPTIONS = ("organization", "openai_organization")
+_TIMEOUT_OPTIONS = ("timeout", "request_timeout")
+# ChatOpenAI options that become request fields: defaults the client's own fields override
+_BODY_OPTIONS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "reasoning_effort",
+    "logprobs",
+    "top_logprobs",
+    "service_tier",
+)
+_MERGED_OPTIONS = ("model_kwargs", "extra_body")  # tables merged into the request body
+_CLIENT_OPTIONS = ("max_retries", "default_headers")
+# how LangChain calls the provider; the fast path streams when the client asks
+_IGNORED_OPTIONS = ("streaming", "stream_usage")
+_OUTPUT_CAPS = ("max_tokens", "max_completion_tokens")
+_SERVER_FIELDS = ("metadata",)  # langroute's own (the session); not forwarded
+
+
+class UpstreamError(Exception):
+    """An upstream answered with an HTTP error, or sent something that is no answer.
+
+    Shaped like the ``openai`` SDK's ``APIStatusError`` where it matters here
+    (``status_code``, ``body``, ``message``), so that
+    :func:`~langchain_langroute.server.upstream.client_fault` and
+    :class:`~langchain_langroute.server.upstream.EscalatingError` judge it alike.
+
+    Args:
+        message: What went wrong.
+        status_code: The HTTP status (``None``: the answer, not the status, was wrong).
+        body: The provider's JSON error body, if it sent one.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
+        super().__init__(f"HTTP {status_code}: {message}" if status_code else message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+
+
+@dataclass(frozen=True)
+class OpenAIUpstream:
+    """Where one route's requests go on the fast path, and what the route adds to them.
+
+    Attributes:
+        route: The route.
+        model: The model name sent upstream.
+        url: The chat-completions URL.
+        headers: Request headers (authorization, the route's default headers).
+        defaults: Request fields the route sets unless the client gives them.
+        timeout: Seconds to wait for the provider (connect, and between chunks).
+        max_retries: Retries of one request on a rate limit, a 5xx or a lost connection
+            before the route counts as failed (and the call escalates).
+    """
+
+    route: str
+    model: str
+    url: str
+    headers: Mapping[str, str]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float = _DEFAULT_TIMEOUT_S
+    max_retries: int = _DEFAULT_RETRIES
+
+    def body(self, request: Mapping[str, Any], *, stream: bool) -> bytes:
+        """The JSON body sent upstream for a client's request ``request``."""
+        data = {name: value for name, value in request.items() if name not in _SERVER_FIELDS}
+        capped = any(data.get(name) is not None for name in _OUTPUT_CAPS)
+        for name, value in self.defaults.items():
+            if name in data or (capped and name in _OUTPUT_CAPS):
+                continue
+            data[name] = value
+        data["model"] = self.model
+        if not stream:  # OpenAI refuses stream_options on an answer that is not streamed
+            data.pop("stream_options", None)
+        else:
+            data["stream"] = True
+            asked = data.get("stream_options")
+            options = asked if isinstance(asked, dict) else {}
+            data["stream_options"] = {**options, "include_usage": True}
+        return json.dumps(data).encode("utf-8")
+
+
+def _first(options: Mapping[str, Any], names: Iterable[str]) -> Any:
+    return next((options[name] for name in names if options.get(name) is not None), None)
+
+
+def upstream_from_spec(
+    spec: ModelSpec, settings: ServeConfig | None = None
+) -> OpenAIUpstream | str:
+    """The fast path's upstream of a route, or why the route keeps the LangChain path.
+
+    Only ``openai:`` specs qualify (the provider's URL is their ``base_url`` option,
+    else ``OPENAI_BASE_URL``/``OPENAI_API_BASE``, else OpenAI's); options the fast path
+    does not know send the route through its LangChain model, which does.
+
+    Args:
+        spec: The route's spec from the models file.
+        settings: The ``[serve]`` table (its ``timeout`` and ``max_retries`` win over the
+            route's own, as they do for the LangChain models).
+    """
+    provider, _, model = spec.spec.partition(":")
+    if spec.kind != "chat" or provider != "openai" or not model:
+        return f"{spec.spec!r} is not an OpenAI chat-completions model"
+    options = dict(spec.options)
+    known = {
+        *_BASE_URL_OPTIONS,
+        *_API_KEY_OPTIONS,
+        *_ORGANIZATION_OPTIONS,
+        *_TIMEOUT_OPTIONS,
+        *_BODY_OPTIONS,
+        *_MERGED_OPTIONS,
+        *_CLIENT_OPTIONS,
+        *_IGNORED_OPTIONS,
+    }
+    unknown = sorted(name for name in options if name not in known)
+    if unknown:
+        return f"options {unknown} are passed to its LangChain model"
+    base = (
+        _first(options, _BASE_URL_OPTIONS)
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or _DEFAULT_BASE_URL
+    )
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    api_key = _first(options, _API_KEY_OPTIONS) or os.environ.get("OPENAI_API_KEY")
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    organization = _first(options, _ORGANIZATION_OPTIONS) or os.environ.get("OPENAI_ORG_ID")
+    if organization:
+        headers["openai-organization"] = str(organization)
+    extra_headers = options.get("default_headers")
+    if isinstance(extra_headers, Mapping):
+        headers.update({str(k).lower(): str(v) for k, v in extra_headers.items()})
+    defaults: dict[str, Any] = {"max_tokens": spec.max_output_tokens}
+    for name in _BODY_OPTIONS:
+        if options.get(name) is not None:
+            defaults[name] = options[name]
+    if "max_completion_tokens" in defaults:
+        defaults.pop("max_tokens")  # the provider takes one of the two
+    for name in _MERGED_OPTIONS:
+        if isinstance(options.get(name), Mapping):
+            defaults.update(options[name])
+    timeout = settings.timeout if settings is not None else None
+    if timeout is None:
+        given = _first(options, _TIMEOUT_OPTIONS)
+        timeout = float(given) if isinstance(given, int | float) else _DEFAULT_TIMEOUT_S
+    retries = settings.max_retries if settings is not None else None
+    if retries is None:
+        given = options.get("max_retries")
+        retries = given if isinstance(given, int) and given >= 0 else _DEFAULT_RETRIES
+    return OpenAIUpstream(
+        route=spec.route,
+        model=model,
+        url=str(base).rstrip("/") + "/chat/completions",
+        headers=headers,
+        defaults=defaults,
+        timeout=timeout,
+        max_retries=retries,
+    )
+
+
+# ---------------------------------------------------------------- reading the JSON
+def _usage_of(payload: Any) -> TokenUsage | None:
+    usage = payload.get("usage") if isinstance(payload, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    try:
+        return TokenUsage(
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(cached or 0),
+        )
+    except (TypeError, ValueError):  # a provider's nonsense is no usage, not a failure
+        return None
+
+
+def _model_of(route: str, payload: Any) -> str | None:
+    model = payload.get("model") if isinstance(payload, Mapping) else None
+    return model if isinstance(model, str) and model else None
+
+
+def delivers(chunk: Any) -> bool:
+    """Whether a ``chat.completion.chunk`` carries output (text, a refusal, tool calls)."""
+    choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
+    for choice in choices or ():
+        delta = choice.get("delta") if isinstance(choice, Mapping) else None
+        if isinstance(delta, Mapping) and (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("function_call")
+            or delta.get("refusal")
+        ):
+            return True
+    return False
+
+
+READERS = AnswerReaders(
+    usage_of=_usage_of, model_of=_model_of, merge_usage=max_usage, delivers=delivers
+)
+"""How the escalation reads the provider's JSON: usage (a stream's last chunk, or running
+totals some servers send on every chunk: the largest wins), the served model, and which
+chunks deliver output (a stream escalates until one does)."""
+
+
+def relay_chunk(
+    chunk: dict[str, Any], response_id: str, include_usage: bool
+) -> dict[str, Any] | None:
+    """A provider's chunk as the client gets it (``None``: not for this client).
+
+    The chunk takes the response's id; when the client did not ask for usage, the
+    usage chunk (no choices) is dropped and the other chunks lose their ``usage`` field.
+
+    Example:
+        >>> relay_chunk({"id": "up-1", "choices": [], "usage": {"total_tokens": 3}},
+        ...             "chatcmpl-1", include_usage=False) is None
+        True
+    """
+    chunk["id"] = response_id
+    if not include_usage:
+        if not chunk.get("choices") and chunk.get("usage") is not None:
+            return None
+        chunk.pop("usage", None)
+    return chunk
+
+
+# ---------------------------------------------------------------- reading the request
+_NOT_ATTACHMENTS = frozenset({"text", "input_text", "refusal"})
+
+
+def _text_and_attachments(content: Any) -> tuple[str, int]:
+    if isinstance(content, str):
+        return content.strip(), 0
+    texts: list[str] = []
+    attachments = 0
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, Mapping):
+            continue
+        if part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str):
+            texts.append(part["text"].strip())
+        elif part.get("type") not in _NOT_ATTACHMENTS:
+            attachments += 1
+    return "\n".join(text for text in texts if text), attachments
+
+
+_TURN_ROLES = {"user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
+
+
+def route_request(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    forced: str | None,
+    conversations: bool,
+    session: str | None,
+    scope: str,
+) -> tuple[RouteRequest, str | None]:
+    """What the dispatcher decides on, read from OpenAI messages; and the routed query.
+
+    The same reading as the LangChain path's (``chat_turns``, ``last_human_message``):
+    user turns are routed on; system and developer messages count as ``system`` turns.
+
+    Example:
+        >>> request, query = route_request(
+        ...     [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi "}],
+        ...     forced=None, conversations=False, session=None, scope="team-a")
+        >>> request.query, query
+        ('hi', 'hi')
+    """
+    turns: list[ChatTurn] = []
+    query: str | None = None
+    for message in messages:
+        role = message.get("role")
+        text, attachments = _text_and_attachments(message.get("content"))
+        if role == "user" and text:
+            query = Query(text, attachments=attachments) if attachments else text
+        turn_role = _TURN_ROLES.get(str(role), "system")
+        turns.append(ChatTurn(role=turn_role, text=text))
+    if forced is not None:
+        return RouteRequest(forced=forced), query
+    if conversations:
+        return RouteRequest(turns=turns, session_key=session, session_scope=scope), query
+    # the scope also picks what the caller taught its own routing (scoped learning)
+    return RouteRequest(query=query, session_scope=scope), query
+
+
+# ---------------------------------------------------------------- the calls
+class FastPath:
+    """The fast path's upstreams and the one HTTP client they share.
+
+    Args:
+        upstreams: Route -> its upstream, for the routes the fast path serves.
+        skipped: Route -> why it keeps the LangChain path.
+
+    Use :meth:`from_config` to build it from a models file.
+    """
+
+    def __init__(
+        self,
+        upstreams: Mapping[str, OpenAIUpstream | Sequence[OpenAIUpstream]],
+        skipped: Mapping[str, str] | None = None,
+    ) -> None:
+        # route -> one upstream per equivalent model, in the models file's order
+        self.upstreams: dict[str, list[OpenAIUpstream]] = {
+            route: [found] if isinstance(found, OpenAIUpstream) else list(found)
+            for route, found in upstreams.items()
+        }
+        self.skipped = dict(skipped or {})
+        self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_config(
+        cls, routes: Mapping[str, ModelSpec | Sequence[ModelSpec]], settings: ServeConfig
+    ) -> FastPath:
+        """The fast path of a models file's routes (none when ``[serve] fast_path`` is off).
+
+        ``routes``: route -> its spec, or its equivalent models' specs (preferred first).
+        A route is served here only when every one of its models can be.
+        """
+        if not settings.fast_path:
+            return cls({}, {route: "[serve] fast_path = false" for route in routes})
+        upstreams: dict[str, list[OpenAIUpstream]] = {}
+        skipped: dict[str, str] = {}
+        for route, specs in routes.items():
+            found = [
+                upstream_from_spec(spec, settings)
+                for spec in ([specs] if isinstance(specs, ModelSpec) else specs)
+            ]
+            refusals = [item for item in found if isinstance(item, str)]
+            if refusals:
+                skipped[route] = refusals[0]
+            else:
+                upstreams[route] = [item for item in found if not isinstance(item, str)]
+        return cls(upstreams, skipped)
+
+    def covers(self, routes: Iterable[str]) -> bool:
+        """Whether every route of ``routes`` (a call's escalation path) is served here."""
+        return all(route in self.upstreams for route in routes)
+
+    def upstream_for(self, route: str) -> OpenAIUpstream:
+        """Where an attempt goes: the one place an upstream is chosen.
+
+        ``route`` is the attempt's target: a route name, or the
+        :class:`~langroute.dispatch.equivalents.RouteTarget` of one of its equivalent
+        models (its ``index`` picks that model's upstream).
+        """
+        return self.upstreams[route][getattr(route, "index", 0)]
+
+    # ------------------------------------------------------------------ the client
+    async def start(self) -> None:
+        """Open the shared HTTP client (at server start)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=None, max_keepalive_connections=256, keepalive_expiry=30
+                ),
+                follow_redirects=False,
+            )
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client and its connections (at server shutdown)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The shared client (opened on first use when the server's start did not)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def _send(self, upstream: OpenAIUpstream, body: bytes, *, stream: bool) -> httpx.Response:
+        """POST ``body`` upstream, retrying what the openai SDK retries; an error raises.
+
+        Raises:
+            UpstreamError: The provider answered with an HTTP error.
+            httpx.HTTPError: The provider could not be reached, or timed out.
+        """
+        request = self.client.build_request(
+            "POST",
+            upstream.url,
+            content=body,
+            headers=upstream.headers,
+            timeout=httpx.Timeout(upstream.timeout),
+        )
+        for attempt in range(upstream.max_retries + 1):
+            last = attempt == upstream.max_retries
+            try:
+                response = await self.client.send(request, stream=stream)
+            except httpx.TransportError:
+                if last:
+                    raise
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            if response.status_code < 400:
+                return response
+            error = await _status_error(response)
+            if last or response.status_code not in _RETRY_STATUSES:
+                raise error
+            await asyncio.sleep(_retry_wait(response, attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def complete(
+        self, escalation: Escalation[Any], request: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """One answer along ``escalation``'s path: ``(route, the provider's JSON)``."""
+
+        async def invoke(route: str) -> dict[str, Any]:
+            upstream = self.upstream_for(route)
+            body = upstream.body(request, stream=False)
+            response = await self._send(upstream, body, stream=False)
+            try:
+                payload = response.json()
+            except ValueError as exc:
+                raise UpstreamError(f"the answer is not JSON: {exc}") from exc
+            if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+                raise UpstreamError("the answer is not a chat.completion object")
+            return payload
+
+        return await escalation.arun(invoke)
+
+    def stream(
+        self, escalation: Escalation[Any], request: Mapping[str, Any]
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The chunks of one streamed answer along ``escalation``'s path, as they arrive."""
+
+        async def open_stream(route: str) -> AsyncIterator[dict[str, Any]]:
+            upstream = self.upstream_for(route)
+            body = upstream.body(request, stream=True)
+            response = await self._send(upstream, body, stream=True)
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event names
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError as exc:
+                        raise UpstreamError(f"a stream chunk is not JSON: {exc}") from exc
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError("a stream chunk is not a JSON object")
+                    if "error" in chunk:  # an error sent mid-stream
+                        raise UpstreamError(_error_message(chunk), body=chunk)
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return escalation.astream(open_stream)
+
+
+def _error_message(body: Any) -> str:
+    inner = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(inner, Mapping) and inner.get("message"):
+        return str(inner["message"])
+    if isinstance(inner, str):
+        return inner
+    return json.dumps(body)[:500] if body is not None else "no details"
+
+
+async def _status_error(response: httpx.Response) -> UpstreamError:
+    """The error of an HTTP error answer (read, then closed)."""
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    message = _error_message(body) if body is not None else response.text[:500]
+    return UpstreamError(message, status_code=response.status_code, body=body)
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.5 * 2**attempt, _MAX_RETRY_WAIT_S) * (0.75 + random.random() / 4)
+
+
+def _retry_wait(response: httpx.Response, attempt: int) -> float:
+    """The provider's ``retry-after-ms``/``retry-after`` when short, else a backoff."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = response.headers.get(name)
+        try:
+            wait = float(value) * scale if value is not None else None
+        except ValueError:
+            wait = None
+        if wait is not None and 0 <= wait <= _MAX_RETRY_WAIT_S:
+            return wait
+    return _backoff(attempt)

@@ -1,0 +1,67 @@
+"""Equivalent LLMs and circuit breakers with the real llama-index ``OpenAI`` client.
+
+The LLMs talk HTTP to ``tests/provider_server.py``; faults are scripted per model and
+asserted through the requests the fake received, never timings.
+"""
+
+from __future__ import annotations
+
+from llama_index.core.llms import ChatMessage
+from llama_index.llms.langroute import RouteMetadata, RoutingLLM, track_costs
+from llama_index.llms.openai import OpenAI
+
+from langroute.dispatch.breakers import BreakerPolicy, BreakerRegistry
+
+MINI, OTHER, LARGE = "gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"
+QUESTION = [ChatMessage(role="user", content="what is the capital of france")]  # -> small
+
+
+def llms(provider) -> dict:
+    def openai(name: str) -> OpenAI:
+        return OpenAI(model=name, api_base=provider.openai_url, api_key="test", max_retries=0)
+
+    return {"small": [openai(MINI), openai(OTHER)], "large": openai(LARGE)}
+
+
+def test_provider_down_fails_over_to_the_equivalent_at_the_cheap_price(router, provider):
+    provider.script(MINI, "500")
+    llm = RoutingLLM(router=router, models=llms(provider))
+    with track_costs() as costs:
+        response = llm.chat(QUESTION)
+    assert provider.models_asked() == [MINI, OTHER]
+    meta = RouteMetadata.from_metadata(response.additional_kwargs)
+    assert (meta.route, meta.model, meta.escalated) == ("small", OTHER, False)
+    records = costs.records()
+    assert [(r.route, r.model, r.error is not None) for r in records] == [
+        ("small", MINI, True),
+        ("small", OTHER, False),
+    ]
+    paid = records[1]
+    assert paid.cost == costs.pricer.cost(OTHER, paid.input_tokens, paid.output_tokens)
+    assert [m.name for m in llm.route_equivalents.models("small")] == [MINI, OTHER]
+
+
+async def test_a_stream_fails_over_before_its_first_text(router, provider):
+    provider.script(MINI, "429")
+    llm = RoutingLLM(router=router, models=llms(provider))
+    text = ""
+    async for chunk in await llm.astream_chat(QUESTION):
+        text += chunk.delta or ""
+    assert text == f"answer from {OTHER}" and provider.models_asked() == [MINI, OTHER]
+
+
+def test_breaker_opens_after_n_failures_and_half_opens_later(router, provider):
+    now = [0.0]
+    breakers = BreakerRegistry(
+        BreakerPolicy(failure_threshold=2, cooldown_s=60), clock=lambda: now[0]
+    )
+    provider.script(MINI, "500")
+    llm = RoutingLLM(router=router, models=llms(provider), breakers=breakers)
+    for _ in range(3):
+        assert RouteMetadata.from_metadata(llm.chat(QUESTION).additional_kwargs).model == OTHER
+    assert provider.count(MINI) == 2  # the third call skipped it at once
+    now[0] = 60.0
+    provider.script(MINI, "ok")
+    meta = RouteMetadata.from_metadata(llm.chat(QUESTION).additional_kwargs)
+    assert provider.count(MINI) == 3 and meta.model.startswith(MINI)  # the probe answered
+    assert breakers.state(MINI) == "closed"
