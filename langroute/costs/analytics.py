@@ -9,9 +9,11 @@ operators read the few metadata keys that matter), and the feedback rows into
 
 * :func:`ledger_summary` is :func:`~langroute.costs.summarize` of a ledger (the
   ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`):
-  counts and token sums are ``GROUP BY`` aggregates (:data:`SUMMARY_QUERIES`); costs
-  come back one column at a time to be summed exactly with :func:`math.fsum`, as
-  ``summarize`` does, and latencies sorted by the database, for the percentiles.
+  counts and token sums are ``GROUP BY`` aggregates (:func:`summary_sql`: one scan per
+  route and one per request); each group's costs and latencies come back whole, to be
+  summed exactly with :func:`math.fsum`, as ``summarize`` does, and ranked for the
+  percentiles (:func:`percentiles`). :data:`SUMMARY_QUERIES` is the earlier form of the
+  same SQL (a query per column), kept for callers that read it.
 * :func:`session_requests` returns the calls ordered by request (``run_id``), so each
   request is complete when its last row arrives: :func:`langroute.monitoring.monitor_ledger`
   (the ``monitor`` command) folds them into every (segment, window) in one pass.
@@ -180,12 +182,6 @@ class Dialect:
         """The non-NULL texts of ``expr`` where ``condition`` holds (a list after :func:`texts`)."""
         function = COLLECT_TEXT if self.sqlite else "array_agg"
         return f"{function}({expr}) FILTER (WHERE {expr} IS NOT NULL AND {condition})"
-
-    def by_order(self, order: str) -> str:
-        """``order`` (a non-negative integer) as text whose text order is number order."""
-        if self.sqlite:
-            return f"printf('%020d', {order})"
-        return f"lpad(({order})::text, 20, '0')"
 
 
 SQLITE = Dialect(order="id")
@@ -1017,9 +1013,9 @@ def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> L
 def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSummary:
     """:func:`~langroute.costs.summarize` of a whole ledger, computed in its database.
 
-    Counts and token sums are SQL aggregates; costs come back one column at a time to
+    Counts and token sums are SQL aggregates; costs come back whole per group to
     be summed exactly (:func:`math.fsum`, as :func:`~langroute.costs.summarize` does)
-    and latencies in ascending order for the percentiles (:data:`SUMMARY_QUERIES`).
+    and latencies whole for the percentiles (:func:`summary_sql`).
 
     Args:
         source: A :class:`~langroute.costs.CostLedger`, a sink (SQLite and Postgres
