@@ -21,7 +21,8 @@ in a fresh process whose time and peak memory (``ru_maxrss``) are measured:
 change: ``git archive <commit> | tar -x -C /tmp/before``), so both are measured on the
 same ledgers; ``--skip-over ROWS`` leaves out runs on larger ledgers (the old code needs
 minutes and gigabytes per million rows). Results are printed as a table; with ``--save``
-they also go to ``benchmarks/results/ledger_scale-LABEL.json``.
+they are merged into ``benchmarks/results/ledger_scale.json`` (``code`` names the
+label).
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def write_sqlite(path: Path, rows: int, tenants: int) -> None:
                 if name == "metadata"
                 else int(record[name])
                 if name in ("escalated", "accepted") and record[name] is not None
-                else record.get(name)  # a column added since (shadow_*): NULL
+                else record.get(name)  # a column the generator leaves empty (shadow_*)
                 for name in COLUMN_NAMES
             )
         )
@@ -289,22 +290,23 @@ def main() -> None:
             f"{entry.get('seconds', '-'):>8} {entry.get('cpu_seconds', '-'):>8} "
             f"{entry.get('peak_rss_mb', '-'):>8}  {entry['status']}"
         )
-    if options.save:
-        target = REPO / "benchmarks" / "results" / f"ledger_scale-{options.label}.json"
-        target.write_text(
-            json.dumps(
-                {
-                    "machine": f"{platform.processor() or platform.machine()}, "
-                    f"{os.cpu_count()} cores (shared)",
-                    "python": platform.python_version(),
-                    "code": str(options.code),
-                    "tenants": options.tenants,
-                    "results": results,
-                },
-                indent=2,
-            )
-            + "\n"
+    if options.save:  # merged: a run replaces the entries it measured again
+        target = REPO / "benchmarks" / "results" / "ledger_scale.json"
+        saved = json.loads(target.read_text()) if target.exists() else {"results": []}
+        measured = {(e["rows"], e["format"], e["command"], e["code"]) for e in results}
+        kept = [
+            entry
+            for entry in saved["results"]
+            if (entry["rows"], entry["format"], entry["command"], entry["code"]) not in measured
+        ]
+        saved.update(
+            machine=f"{platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores (shared)",
+            python=platform.python_version(),
+            tenants=options.tenants,
+            results=kept + results,
         )
+        target.write_text(json.dumps(saved, indent=2) + "\n")
         print(f"saved {target}")
     if options.dir is None:
         for path in folder.iterdir():

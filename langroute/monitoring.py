@@ -59,7 +59,6 @@ from langroute.costs.analytics import (
     session_verdicts,
 )
 from langroute.costs.records import LedgerRecord
-from langroute.costs.summary import group_requests, summarize
 
 __all__ = [
     "Alarm",
@@ -200,87 +199,6 @@ class MonitorReport(BaseModel):
     alarms: list[Alarm] = Field(default_factory=list)
 
 
-class _Request:
-    """The parts of one request's records that monitoring reads."""
-
-    def __init__(self, records: Sequence[LedgerRecord], segment_key: str | None) -> None:
-        first = records[0]
-        self.records = records
-        self.time = min(r.timestamp for r in records)
-        self.segment = _segment(first, segment_key)
-        self.reason = first.reason
-        answered = [
-            r for r in records if r.error is None and r.accepted is not False and not r.overhead
-        ]
-        self.route = answered[-1].route if answered else None
-        self.record_ids = {r.record_id for r in records}
-        self.verdict: str | None = None  # the latest feedback on one of its calls
-        self.failed = any(r.error is not None for r in records)
-        self.escalated = any(r.escalated for r in records) or self.reason in (
-            "low_confidence",
-            "out_of_distribution",
-        )
-        similarities = [
-            r.metadata["max_similarity"]
-            for r in records
-            if isinstance(r.metadata.get("max_similarity"), (int, float))
-        ]
-        self.best_similarity = float(similarities[0]) if similarities else None
-
-
-def _segment(record: LedgerRecord, key: str | None) -> str | None:
-    if key is None:
-        return None
-    value = record.metadata.get(key.removeprefix("metadata."))
-    return "(none)" if value is None else str(value)
-
-
-def _stats(
-    requests: Sequence[_Request], start: datetime, end: datetime, segment: str | None
-) -> WindowStats:
-    count = len(requests)
-    records = [r for request in requests for r in request.records]
-
-    def share(flags: Iterable[bool]) -> float:
-        return sum(flags) / count if count else 0.0
-
-    routes: dict[str, int] = {}
-    for request in requests:
-        if request.route is not None:
-            routes[request.route] = routes.get(request.route, 0) + 1
-    cascade = [r for r in records if r.kind == "cascade"]
-    judged = [q for q in requests if q.verdict is not None]
-    by_route: dict[str, list[bool]] = {}
-    for q in judged:
-        by_route.setdefault(q.route or "(none)", []).append(q.verdict == "good")
-    similarities = [q.best_similarity for q in requests if q.best_similarity is not None]
-    summary = summarize(records)
-    return WindowStats(
-        start=start,
-        end=end,
-        segment=segment,
-        requests=count,
-        calls=len(records),
-        route_shares={route: n / count for route, n in sorted(routes.items())},
-        escalation_rate=share(q.escalated for q in requests),
-        out_of_distribution_rate=share(q.reason == "out_of_distribution" for q in requests),
-        low_confidence_rate=share(q.reason == "low_confidence" for q in requests),
-        error_rate=share(q.failed for q in requests),
-        cascade_rejection_rate=(
-            sum(r.accepted is False for r in cascade) / len(cascade) if cascade else None
-        ),
-        mean_best_similarity=math.fsum(similarities) / len(similarities) if similarities else None,
-        cost=summary.cost,
-        savings=summary.savings,
-        unmeasured_requests=summary.unmeasured_requests,
-        feedback=len(judged),
-        quality=sum(q.verdict == "good" for q in judged) / len(judged) if judged else None,
-        quality_by_route={
-            route: sum(flags) / len(flags) for route, flags in sorted(by_route.items())
-        },
-    )
-
-
 def _alarms(
     window: WindowStats, baseline: WindowStats, thresholds: MonitorThresholds
 ) -> list[Alarm]:
@@ -375,60 +293,24 @@ def monitor(
     Raises:
         ValueError: ``window`` is not positive, or ``baseline`` holds no request.
     """
-    if window <= timedelta(0):
-        raise ValueError("the window must be positive")
-    thresholds = thresholds or MonitorThresholds()
-    records = list(records)
-    calls = [r for r in records if not r.is_feedback]
-    requests = [_Request(group, segment_key) for group in group_requests(calls)]
-    requests.sort(key=lambda request: request.time)
-    _attach_feedback(requests, [r for r in records if r.is_feedback])
-    if not requests:
-        return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
-    # windows are aligned on whole multiples of their length (hours start on the hour)
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    origin = epoch + ((utc(requests[0].time) - epoch) // window) * window
-    if baseline is None:
-        baseline = (origin, origin + window)
-    segments = sorted({q.segment for q in requests}, key=lambda s: (s is None, s or ""))
-    baselines: list[WindowStats] = []
-    windows: list[WindowStats] = []
-    alarms: list[Alarm] = []
-    for segment in segments:
-        mine = [q for q in requests if q.segment == segment]
-        base_requests = [q for q in mine if baseline[0] <= q.time < baseline[1]]
-        base = _stats(base_requests, baseline[0], baseline[1], segment)
-        baselines.append(base)
-        by_window: dict[int, list[_Request]] = {}
-        for request in mine:
-            by_window.setdefault(int((request.time - origin) / window), []).append(request)
-        for index in sorted(by_window):
-            start = origin + index * window
-            stats = _stats(by_window[index], start, start + window, segment)
-            windows.append(stats)
-            in_baseline = baseline[0] <= start and start + window <= baseline[1]
-            if base.requests and not in_baseline:
-                alarms.extend(_alarms(stats, base, thresholds))
-    return _report(window, segment_key, thresholds, baseline, baselines, windows, alarms)
-
-
-def _attach_feedback(requests: Sequence[_Request], feedback: Sequence[LedgerRecord]) -> None:
-    """Give each judged request its latest verdict (counted in the window of the call).
-
-    Feedback on a call the records do not hold (outside the period read) is ignored.
-    """
-    owner = {record_id: q for q in requests for record_id in q.record_ids}
-    for record in sorted(feedback, key=lambda r: r.timestamp):
-        request = owner.get(record.feedback_for or "")
-        if request is not None:
-            request.verdict = record.verdict
+    return monitor_ledger(
+        list(records),  # staged in a temporary SQLite table, folded as a ledger is
+        window=window,
+        segment_key=segment_key,
+        baseline=baseline,
+        thresholds=thresholds,
+    )
 
 
 _UNSURE = ("low_confidence", "out_of_distribution")
 
 
 class _Window:
-    """One window's (or baseline's) aggregates, as ``monitoring._stats`` computes them."""
+    """One window's (or baseline's) aggregates: the one place window statistics are made.
+
+    :func:`monitor` (records in memory) and :func:`monitor_ledger` (a ledger where it
+    lives) both fold their requests here, so they cannot drift apart.
+    """
 
     __slots__ = (
         "calls",
@@ -470,11 +352,11 @@ class _Window:
     def add(self, rows: Sequence[CallRow], verdicts: Verdicts) -> None:
         """Fold one request's rows in (one loop: a million requests pass through here).
 
-        Reads as ``monitoring._Request`` and ``summarize`` do: the route of the last
-        call that answered (no error, not rejected, not a judge or LLM router), the first
-        numeric ``max_similarity``, the latest verdict on any of its calls, and its
-        serving calls' costs and baseline for savings. Rows are as stored: flags are
-        0/1, so a rejected answer's ``accepted`` is 0.
+        Reads a request as :func:`~langroute.costs.summarize` does for savings: the
+        route of the last call that answered (no error, not rejected, not a judge or
+        LLM router), the first numeric ``max_similarity``, the latest verdict on any of
+        its calls, and its serving calls' costs and baseline for savings. Rows are as
+        stored: flags are 0/1, so a rejected answer's ``accepted`` is 0.
         """
         reason = rows[0].reason
         route: str | None = None
@@ -533,6 +415,7 @@ class _Window:
             if not measured:
                 savings.unmeasured += 1
             elif baseline is not None and priced:
+                savings.compared += 1
                 savings.compared_baselines.append(baseline)
                 savings.compared_costs.extend(costs)
         if latest is not None:

@@ -9,9 +9,11 @@ operators read the few metadata keys that matter), and the feedback rows into
 
 * :func:`ledger_summary` is :func:`~langroute.costs.summarize` of a ledger (the
   ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`):
-  counts and token sums are ``GROUP BY`` aggregates (:data:`SUMMARY_QUERIES`); costs
-  come back one column at a time to be summed exactly with :func:`math.fsum`, as
-  ``summarize`` does, and latencies sorted by the database, for the percentiles.
+  counts and token sums are ``GROUP BY`` aggregates (:func:`summary_sql`: one scan per
+  route and one per request); each group's costs and latencies come back whole, to be
+  summed exactly with :func:`math.fsum`, as ``summarize`` does, and ranked for the
+  percentiles (:func:`percentiles`). :data:`SUMMARY_QUERIES` is the earlier form of the
+  same SQL (a query per column), kept for callers that read it.
 * :func:`session_requests` returns the calls ordered by request (``run_id``), so each
   request is complete when its last row arrives: :func:`langroute.monitoring.monitor_ledger`
   (the ``monitor`` command) folds them into every (segment, window) in one pass.
@@ -55,7 +57,7 @@ from langroute.costs.records import (
     LedgerRecord,
 )
 from langroute.costs.schema import ROW_ID_PREFIX
-from langroute.costs.summary import LedgerSummary, RouteCostSummary, _percentile
+from langroute.costs.summary import LedgerSummary, RouteCostSummary
 from langroute.errors import LedgerFormatError
 
 if TYPE_CHECKING:
@@ -161,6 +163,26 @@ class Dialect:
     def nulls_first(self) -> str:
         return "" if self.sqlite else " NULLS FIRST"
 
+    def collect(self, expr: str) -> str:
+        """An aggregate of the non-NULL floats of ``expr`` in the group, read by :func:`floats`.
+
+        The values come back whole (never summed in SQL) for :func:`math.fsum` and the
+        percentiles: SQLite's :data:`COLLECT` (a blob of doubles), Postgres' ``array_agg``.
+        """
+        if self.sqlite:
+            return f"{COLLECT}({expr}) FILTER (WHERE {expr} IS NOT NULL)"
+        return f"array_agg({expr}) FILTER (WHERE {expr} IS NOT NULL)"
+
+    def collect_where(self, expr: str, condition: str) -> str:
+        """:meth:`collect` of the rows where ``condition`` holds."""
+        function = COLLECT if self.sqlite else "array_agg"
+        return f"{function}({expr}) FILTER (WHERE {expr} IS NOT NULL AND {condition})"
+
+    def texts_where(self, expr: str, condition: str) -> str:
+        """The non-NULL texts of ``expr`` where ``condition`` holds (a list after :func:`texts`)."""
+        function = COLLECT_TEXT if self.sqlite else "array_agg"
+        return f"{function}({expr}) FILTER (WHERE {expr} IS NOT NULL AND {condition})"
+
 
 SQLITE = Dialect(order="id")
 POSTGRES = Dialect(order="seq", sqlite=False)
@@ -179,8 +201,23 @@ def _flag(condition: str) -> str:
     return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
 
 
+def _mentions(dialect: Dialect, key: str) -> str:
+    r"""Whether the metadata text may hold ``key``: JSON is parsed only where it does.
+
+    A key spelled with escapes (``\u0070urpose``) is not found by the text search, so
+    metadata holding any backslash is parsed too.
+    """
+    find = "instr(metadata, {})" if dialect.sqlite else "strpos(metadata, {}) > 0"
+    return f"({find.format(_literal(json.dumps(key)))} OR {find.format(_literal(chr(92)))})"
+
+
 def calls_select_sql(
-    dialect: Dialect, table: str, present: Iterable[str], segment_key: str | None
+    dialect: Dialect,
+    table: str,
+    present: Iterable[str],
+    segment_key: str | None,
+    *,
+    similarity: bool = True,
 ) -> str:
     """The SELECT of every call (no feedback) of a ledger table as :data:`CALLS` rows.
 
@@ -189,6 +226,8 @@ def calls_select_sql(
         table: The ledger table.
         present: Its columns (an older ledger lacks some: read as NULL).
         segment_key: A metadata key whose value's JSON text is the ``segment`` column.
+        similarity: Read ``metadata["max_similarity"]`` (``monitor`` needs it, the
+            summary does not: left NULL, one JSON read per row saved).
     """
     present = set(present)
     order = dialect.order
@@ -199,22 +238,32 @@ def calls_select_sql(
         f"CASE WHEN instr(metadata, 'NaN') OR instr(metadata, 'Infinity') "
         f"THEN {STRICT_JSON}(metadata) ELSE NULLIF(metadata, '') END"
         if dialect.sqlite
-        else "NULLIF(metadata, '')::json"
+        else f"CASE WHEN strpos(metadata, 'NaN') > 0 OR strpos(metadata, 'Infinity') > 0 "
+        f"THEN {PG_STRICT_JSON}(metadata) ELSE NULLIF(metadata, '')::json END"
     )
     key = _segment_key(segment_key)
     segment = "NULL" if key is None else dialect.json_text(key)
     roles = ", ".join(_literal(role) for role in sorted(OVERHEAD_ROLES))
-    unmeasured = f"COALESCE({dialect.json_text(UNMEASURED_KEY)}, '') = 'true'"
+    # most rows hold none of these keys: a text search spares parsing their JSON
+    unmeasured = (
+        f"{_mentions(dialect, UNMEASURED_KEY)} "
+        f"AND COALESCE({dialect.json_text(UNMEASURED_KEY)}, '') = 'true'"
+    )
+    labelling = (
+        f"{_mentions(dialect, PURPOSE_KEY)} "
+        f"AND {dialect.json_value(PURPOSE_KEY)} = {_literal(LABELLING_PURPOSE)}"
+    )
+    overhead = f"{_mentions(dialect, ROLE_KEY)} AND {dialect.json_value(ROLE_KEY)} IN ({roles})"
+    best = dialect.json_text("max_similarity") if similarity else "NULL"
     return f"""
         SELECT run_id, {order} AS ord, timestamp AS ts, kind, route, model,
                input_tokens, output_tokens, cached_tokens,
                cost, baseline_model, baseline_cost, latency_ms,
                escalated, {_flag("error IS NOT NULL")} AS failed, reason, accepted,
                {_flag(f"NOT ({unmeasured})")} AS measured,
-               {_flag(f"{dialect.json_value(PURPOSE_KEY)} = {_literal(LABELLING_PURPOSE)}")}
-                   AS labelling,
-               {_flag(f"{dialect.json_value(ROLE_KEY)} IN ({roles})")} AS overhead,
-               {dialect.json_text("max_similarity")} AS similarity,
+               {_flag(labelling)} AS labelling,
+               {_flag(overhead)} AS overhead,
+               {best} AS similarity,
                {segment} AS segment,
                COALESCE({record_id}, '{ROW_ID_PREFIX}' || {row_id}) AS record_id,
                CASE WHEN run_id IS NULL THEN {order} END AS solo
@@ -232,8 +281,15 @@ def feedback_select_sql(dialect: Dialect, table: str, present: Iterable[str]) ->
     )
 
 
+COLLECT = "langroute_collect"
+"""SQLite aggregate (see :func:`register_sqlite_functions`): its floats as a blob of doubles."""
+COLLECT_TEXT = "langroute_collect_text"
+"""SQLite aggregate: its texts as a JSON array."""
 STRICT_JSON = "langroute_strict_json"
 """SQLite function (see :func:`register_sqlite_functions`): metadata as strict JSON."""
+PG_STRICT_JSON = "pg_temp.langroute_strict_json"
+"""Postgres function that a session creates (see :class:`~langroute.postgres.PostgresSink`):
+metadata as ``json``, the ``NaN`` and ``Infinity`` Python's json writes as null."""
 JSON_GET = "langroute_json_get"
 """SQLite function: the JSON text of ``metadata[key]`` for any key."""
 
@@ -260,10 +316,56 @@ def _json_get(text: str | None, key: str) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+class _Collect:
+    """:data:`COLLECT`: the group's floats, returned whole as a blob of doubles."""
+
+    def __init__(self) -> None:
+        self.values = array("d")
+
+    def step(self, value: float) -> None:
+        self.values.append(value)
+
+    def finalize(self) -> bytes:
+        return self.values.tobytes()
+
+
+class _CollectText:
+    """:data:`COLLECT_TEXT`: the group's texts as a JSON array."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def step(self, value: str) -> None:
+        self.values.append(value)
+
+    def finalize(self) -> str:
+        return json.dumps(self.values)
+
+
+def floats(collected: bytes | Sequence[float] | None) -> array:
+    """The floats of a :meth:`Dialect.collect` column (empty when the group had none)."""
+    if collected is None:
+        return array("d")
+    if isinstance(collected, bytes):
+        values = array("d")
+        values.frombytes(collected)
+        return values
+    return array("d", collected)
+
+
+def texts(collected: str | Sequence[str] | None) -> list[str]:
+    """The texts of a :meth:`Dialect.texts_where` column."""
+    if collected is None:
+        return []
+    return json.loads(collected) if isinstance(collected, str) else list(collected)
+
+
 def register_sqlite_functions(conn: sqlite3.Connection) -> None:
-    """Give a SQLite connection the functions :func:`calls_select_sql` may call."""
+    """Give a SQLite connection the functions the analytics' SQL may call."""
     conn.create_function(STRICT_JSON, 1, _strict_json, deterministic=True)
     conn.create_function(JSON_GET, 2, _json_get, deterministic=True)
+    conn.create_aggregate(COLLECT, 1, _Collect)
+    conn.create_aggregate(COLLECT_TEXT, 1, _CollectText)
 
 
 class LedgerSession:
@@ -385,6 +487,7 @@ def staged_session(
     """
     conn = sqlite3.connect("")  # a private temporary database, on disk when it grows
     try:
+        register_sqlite_functions(conn)
         conn.execute(f"CREATE TABLE {CALLS} ({', '.join(_CALL_COLUMNS)}, solo)")
         conn.execute(f"CREATE TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
         insert = f"INSERT INTO {CALLS} VALUES ({', '.join('?' for _ in _CALL_COLUMNS)}, ?)"
@@ -411,7 +514,9 @@ def staged_session(
 
 
 @contextlib.contextmanager
-def open_session(source: Any, segment_key: str | None = None) -> Iterator[LedgerSession]:
+def open_session(
+    source: Any, segment_key: str | None = None, *, similarity: bool = True
+) -> Iterator[LedgerSession]:
     """A :class:`LedgerSession` over ``source``: a sink's own database, or records staged.
 
     A SQLite ledger is queried in place, a Postgres one through its sink's
@@ -421,6 +526,8 @@ def open_session(source: Any, segment_key: str | None = None) -> Iterator[Ledger
     Args:
         source: A :class:`~langroute.costs.CostLedger`, a sink, or records.
         segment_key: A metadata key whose value's JSON text the ``segment`` column holds.
+        similarity: Fill the ``similarity`` column (a database ledger leaves it NULL
+            otherwise: one JSON read per row saved where nothing needs it).
 
     Example:
         >>> with open_session([LedgerRecord(route="small")]) as session:
@@ -434,14 +541,15 @@ def open_session(source: Any, segment_key: str | None = None) -> Iterator[Ledger
     if isinstance(sink, (SQLiteSink, JSONLSink)) or hasattr(sink, "analytics_session"):
         flush_writers_of(sink)
     if isinstance(sink, SQLiteSink):
-        with _sqlite_session(sink, segment_key) as session:
+        with _sqlite_session(sink, segment_key, similarity) as session:
             refuse_invalid_calls(session, sink.path)
             yield session
     elif isinstance(sink, JSONLSink):
         with sink.stream() as records, staged_session(records, segment_key) as session:
             yield session
     elif hasattr(sink, "analytics_session"):
-        with sink.analytics_session(segment_key) as session:
+        options = {} if similarity else {"similarity": False}
+        with sink.analytics_session(segment_key, **options) as session:
             refuse_invalid_calls(session, getattr(sink, "url", None))
             yield session
     else:
@@ -480,7 +588,9 @@ def refuse_invalid_calls(session: LedgerSession, where: Any) -> None:
 
 
 @contextlib.contextmanager
-def _sqlite_session(sink: SQLiteSink, segment_key: str | None) -> Iterator[LedgerSession]:
+def _sqlite_session(
+    sink: SQLiteSink, segment_key: str | None, similarity: bool = True
+) -> Iterator[LedgerSession]:
     """A session over a SQLite ledger, on a read connection of its own.
 
     The calls' compact columns are copied into a temporary table (the SQL does the
@@ -505,7 +615,7 @@ def _sqlite_session(sink: SQLiteSink, segment_key: str | None) -> Iterator[Ledge
         register_sqlite_functions(conn)
         conn.execute("PRAGMA temp_store = FILE")  # a big ledger's copy spills to disk
         conn.execute("BEGIN")  # one snapshot for every query
-        calls = calls_select_sql(SQLITE, SQL_TABLE, present, segment_key)
+        calls = calls_select_sql(SQLITE, SQL_TABLE, present, segment_key, similarity=similarity)
         conn.execute(f"CREATE TEMP TABLE {CALLS} AS {calls}")
         feedback = feedback_select_sql(SQLITE, SQL_TABLE, present)
         conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
@@ -597,6 +707,7 @@ class RequestCosts:
 
     __slots__ = (
         "baselines",
+        "compared",
         "compared_baselines",
         "compared_costs",
         "escalated",
@@ -608,6 +719,7 @@ class RequestCosts:
         self.requests = 0
         self.escalated = 0
         self.unmeasured = 0
+        self.compared = 0  # requests whose costs and baseline are both known
         self.baselines = array("d")
         self.compared_baselines = array("d")
         self.compared_costs = array("d")
@@ -621,11 +733,16 @@ class RequestCosts:
         elif baseline is not None:
             self.baselines.append(baseline)
             if priced:
+                self.compared += 1
                 self.compared_baselines.append(baseline)
 
     def savings(self) -> tuple[float | None, float | None]:
-        """Savings and savings in percent of the compared baseline."""
-        if not self.compared_baselines:
+        """Savings and savings in percent of the compared baseline.
+
+        ``compared_baselines`` and ``compared_costs`` may hold negated values (those of
+        the requests left out, taken back from a total): :func:`math.fsum` is exact.
+        """
+        if not self.compared:
             return None, None
         base = math.fsum(self.compared_baselines)
         savings = base - math.fsum(self.compared_costs)
@@ -690,6 +807,7 @@ class _Part:
 
         requests = self.requests
         savings, savings_pct = requests.savings()
+        p50, p95 = percentiles(self.all_latencies, 50, 95)
         costs = [column for column in self.costs.values() if column]
         return LedgerSummary(
             routes=routes,
@@ -710,8 +828,8 @@ class _Part:
             baseline_cost=math.fsum(requests.baselines) if requests.baselines else None,
             savings=savings,
             savings_pct=savings_pct,
-            latency_p50_ms=_percentile(self.all_latencies, 50),
-            latency_p95_ms=_percentile(self.all_latencies, 95),
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
             first_timestamp=min((parse_timestamp(row[10]) for row in every), default=None),
             last_timestamp=max((parse_timestamp(row[11]) for row in every), default=None),
         )
@@ -721,7 +839,7 @@ class _Part:
             int(value) for value in self.routes[name][:9]
         )
         costs = self.costs.get(name)
-        latencies = self.latencies.get(name, array("d"))
+        p50, p95 = percentiles(self.latencies.get(name, array("d")), 50, 95)
         return RouteCostSummary(
             route=name,
             models=_by_first(self.models.get(name, {})),
@@ -736,8 +854,8 @@ class _Part:
             cost=math.fsum(costs) if costs else None,
             unpriced_calls=unpriced,
             unmeasured_calls=unmeasured,
-            latency_p50_ms=_percentile(latencies, 50),
-            latency_p95_ms=_percentile(latencies, 95),
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
         )
 
 
@@ -751,17 +869,101 @@ def _by_first(seen: dict[str, int]) -> list[str]:
     return sorted(seen, key=seen.__getitem__)
 
 
+def summary_sql(dialect: Dialect) -> dict[str, str]:
+    """The SQL behind :func:`ledger_summary` over a session's :data:`CALLS` table.
+
+    ``routes`` and ``requests`` are one scan each; costs, baselines and latencies come
+    back whole per group (:meth:`Dialect.collect`), to be summed with :func:`math.fsum`
+    and ranked for the percentiles in Python, as :func:`~langroute.costs.summarize`
+    does. The savings compare the requests whose calls are all measured and priced and
+    that have a baseline: nearly all, so the costs and baselines of the others are taken
+    back from the totals (:func:`math.fsum` of the values and the others' negations is
+    exact). A request's costs are its ``MIN`` and ``MAX`` when it has one or two;
+    ``request_costs`` (``{labelling}`` and ``{run_ids}`` to fill) fetches them for
+    the few with three or more.
+    """
+    compared = "measured = 1 AND baseline IS NOT NULL AND priced = 1"
+    left_out = "measured = 1 AND baseline IS NOT NULL AND priced = 0"
+    others = f"NOT ({compared})"
+    return {
+        # per labelling flag, route, model and baseline model (few groups; merged per route)
+        "routes": f"""
+            SELECT labelling, route, model, baseline_model, COUNT(*), SUM(failed),
+                   SUM(escalated), SUM({_flag("accepted = 0")}), SUM(input_tokens),
+                   SUM(output_tokens), SUM(cached_tokens),
+                   SUM({_flag("cost IS NULL AND measured = 1")}), SUM(1 - measured),
+                   MIN(ord), MIN(ts), MAX(ts), {dialect.collect("cost")},
+                   {dialect.collect("latency_ms")}
+            FROM {CALLS} GROUP BY labelling, route, model, baseline_model""",
+        # one row per request, then the serving and the labelling requests apart (FILTER
+        # rather than GROUP BY: no second sort). Compared requests are most of them, so
+        # the few others are collected, to be taken back from the totals.
+        "requests": "SELECT "
+        + ", ".join(
+            f"""COUNT(*) FILTER (WHERE labelling = {part}),
+                SUM(escalated) FILTER (WHERE labelling = {part}),
+                SUM(1 - measured) FILTER (WHERE labelling = {part}),
+                COUNT(*) FILTER (WHERE labelling = {part} AND {compared}),
+                {dialect.collect_where("baseline", f"labelling = {part} AND measured = 1")},
+                {dialect.collect_where("baseline", f"labelling = {part} AND {left_out}")},
+                {dialect.collect_where("low", f"labelling = {part} AND {others} AND costs <= 2")},
+                {dialect.collect_where("high", f"labelling = {part} AND {others} AND costs = 2")},
+                {dialect.texts_where("run_id", f"labelling = {part} AND {others} AND costs > 2")}"""
+            for part in (0, 1)
+        )
+        + f"""
+            FROM (SELECT labelling, run_id, MAX(escalated) AS escalated,
+                         MIN(measured) AS measured, MAX(baseline_cost) AS baseline,
+                         MIN({_flag("cost IS NOT NULL")}) AS priced, COUNT(cost) AS costs,
+                         MIN(cost) AS low, MAX(cost) AS high
+                  FROM {CALLS} GROUP BY {_REQUEST}) AS requests""",
+        "request_costs": f"""
+            SELECT cost FROM {CALLS}
+            WHERE labelling = {{labelling}} AND cost IS NOT NULL AND run_id IN ({{run_ids}})""",
+    }
+
+
+def percentiles(values: Sequence[float], *quantiles: float) -> list[float | None]:
+    """:func:`~langroute.costs.summary._percentile` of unsorted values, in linear time.
+
+    The same two order statistics are interpolated with the same arithmetic, so the
+    results are equal to the last bit; ``numpy.partition`` finds them without a sort.
+
+    Example:
+        >>> percentiles([4.0, 1.0, 3.0, 2.0], 50, 95)
+        [2.5, 3.85]
+    """
+    if not values:
+        return [None for _ in quantiles]
+    import numpy as np
+
+    data = np.frombuffer(values, dtype=np.float64) if isinstance(values, array) else values
+    data = np.asarray(data, dtype=np.float64)
+    positions = [(len(data) - 1) * q / 100 for q in quantiles]
+    ranks = sorted({bound for at in positions for bound in (math.floor(at), math.ceil(at))})
+    ranked = np.partition(data, ranks)
+    result: list[float | None] = []
+    for at in positions:
+        low, high = float(ranked[math.floor(at)]), float(ranked[math.ceil(at)])
+        result.append(low + (high - low) * (at - math.floor(at)))
+    return result
+
+
 def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> LedgerSummary:
+    sql = summary_sql(session.dialect)
     parts = (_Part(), _Part())
-    for labelling, route, model, baseline_model, *values in session.query(
-        SUMMARY_QUERIES["routes"]
-    ):
+    for labelling, route, model, baseline_model, *values in session.query(sql["routes"]):
         part = parts[labelling]
         first = values[9]
+        costs, latencies = floats(values[12]), floats(values[13])
+        values = values[:12]
         if model is not None:
             _first_seen(part.models.setdefault(route, {}), model, first)
         if baseline_model is not None:
             _first_seen(part.baseline_models, baseline_model, first)
+        part.costs.setdefault(route, array("d")).extend(costs)
+        part.latencies.setdefault(route, array("d")).extend(latencies)
+        part.all_latencies.extend(latencies)
         known = part.routes.get(route)
         if known is None:
             part.routes[route] = values
@@ -773,25 +975,34 @@ def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> L
                 min(known[10], values[10]),
                 max(known[11], values[11]),
             ]
-    for labelling, escalated, measured, baseline, priced in session.query(
-        SUMMARY_QUERIES["requests"]
-    ):
-        parts[labelling].requests.add_facts(escalated, measured, baseline, priced)
-    for labelling, route, cost, compared in session.query(SUMMARY_QUERIES["costs"]):
-        part = parts[labelling]
-        column = part.costs.get(route)
-        if column is None:
-            column = part.costs[route] = array("d")
-        column.append(cost)
-        if compared:
-            part.requests.compared_costs.append(cost)
-    for labelling, route, latency in session.query(SUMMARY_QUERIES["latencies"]):
-        part = parts[labelling]
-        column = part.latencies.get(route)
-        if column is None:
-            column = part.latencies[route] = array("d")
-        column.append(latency)  # in ascending order, so each column is sorted
-        part.all_latencies.append(latency)
+    long_requests: list[tuple[int, list[str]]] = []
+    for row in session.query(sql["requests"]):
+        for labelling in (0, 1):
+            count, escalated, unmeasured, compared, *collected = row[
+                9 * labelling : 9 * labelling + 9
+            ]
+            baselines, left_out, low, high, run_ids = collected
+            part = parts[labelling]
+            facts = part.requests
+            facts.requests, facts.escalated = count, int(escalated or 0)
+            facts.unmeasured, facts.compared = int(unmeasured or 0), compared
+            facts.baselines = floats(baselines)
+            # the compared requests' baselines and costs: every one, less those left out
+            facts.compared_baselines = array("d", facts.baselines)
+            facts.compared_baselines.extend(-value for value in floats(left_out))
+            facts.compared_costs = array("d")
+            for column in part.costs.values():
+                facts.compared_costs.extend(column)
+            for column in (floats(low), floats(high)):
+                facts.compared_costs.extend(-value for value in column)
+            long_requests.append((labelling, texts(run_ids)))
+    for labelling, run_ids in long_requests:
+        for chunk in range(0, len(run_ids), 50_000):
+            listed = ", ".join(_literal(run_id) for run_id in run_ids[chunk : chunk + 50_000])
+            query = sql["request_costs"].format(labelling=labelling, run_ids=listed)
+            parts[labelling].requests.compared_costs.extend(
+                -cost for (cost,) in session.query(query)
+            )
     serving, labelling = parts
     summary = serving.summary(order)
     if labelling.routes:
@@ -802,9 +1013,9 @@ def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> L
 def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSummary:
     """:func:`~langroute.costs.summarize` of a whole ledger, computed in its database.
 
-    Counts and token sums are SQL aggregates; costs come back one column at a time to
+    Counts and token sums are SQL aggregates; costs come back whole per group to
     be summed exactly (:func:`math.fsum`, as :func:`~langroute.costs.summarize` does)
-    and latencies in ascending order for the percentiles (:data:`SUMMARY_QUERIES`).
+    and latencies whole for the percentiles (:func:`summary_sql`).
 
     Args:
         source: A :class:`~langroute.costs.CostLedger`, a sink (SQLite and Postgres

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresSink"]
 
+_STRICT_JSON_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION {name}(metadata text) RETURNS json
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN NULLIF(metadata, '')::json;
+EXCEPTION WHEN invalid_text_representation THEN
+    -- Python's json wrote bare NaN / Infinity / -Infinity: read them as null
+    RETURN regexp_replace(metadata, '(-?Infinity|NaN)(?=\s*[,}}\]])', 'null', 'g')::json;
+END
+$$"""
+
 
 class PostgresSink:
     """Appends ledger records to the ``langroute_ledger`` table of a Postgres database.
@@ -166,11 +177,16 @@ class PostgresSink:
         return records
 
     @contextlib.contextmanager
-    def analytics_session(self, segment_key: str | None) -> Iterator[LedgerSession]:
+    def analytics_session(
+        self, segment_key: str | None, *, similarity: bool = True
+    ) -> Iterator[LedgerSession]:
         """A :class:`~langroute.costs.analytics.LedgerSession` over this database.
 
-        In one transaction, the calls' compact columns are copied into a temporary
-        table (dropped at commit); each query streams through a server-side cursor.
+        On a connection of its own (the writer's lock is not held while the queries
+        run), in one read-only transaction, the calls' compact columns are copied into a
+        temporary table (dropped at commit); each query streams through a server-side
+        cursor. Metadata that Python wrote with ``NaN`` or ``Infinity`` (which Postgres'
+        ``json`` refuses) is read with those values as ``null``, as SQLite reads it.
 
         Raises:
             DatabaseUnavailableError: The database cannot be reached.
@@ -180,6 +196,7 @@ class PostgresSink:
         from langroute.costs.analytics import (
             CALLS,
             FEEDBACK,
+            PG_STRICT_JSON,
             POSTGRES,
             LedgerSession,
             calls_select_sql,
@@ -194,20 +211,25 @@ class PostgresSink:
                 cursor.execute(sql)
                 yield from cursor
 
-        with self._lock:
-            try:
-                conn = self._connection()
-                with conn.transaction():
-                    select = calls_select_sql(POSTGRES, LEDGER_TABLE, self._names, segment_key)
-                    conn.execute(f"CREATE TEMP TABLE {CALLS} ON COMMIT DROP AS {select}")
-                    feedback = feedback_select_sql(POSTGRES, LEDGER_TABLE, self._names)
-                    conn.execute(f"CREATE TEMP TABLE {FEEDBACK} ON COMMIT DROP AS {feedback}")
-                    yield LedgerSession(POSTGRES, lambda sql: run(conn, sql))
-            except psycopg.OperationalError as exc:
-                self._drop()
-                raise DatabaseUnavailableError(
-                    f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
-                ) from exc
+        self.check()  # the schema exists (created or upgraded once, under the lock)
+        conn = connect(self.url, timeout=self.timeout)
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                conn.execute(_STRICT_JSON_FUNCTION.format(name=PG_STRICT_JSON))
+                select = calls_select_sql(
+                    POSTGRES, LEDGER_TABLE, self._names, segment_key, similarity=similarity
+                )
+                conn.execute(f"CREATE TEMP TABLE {CALLS} ON COMMIT DROP AS {select}")
+                feedback = feedback_select_sql(POSTGRES, LEDGER_TABLE, self._names)
+                conn.execute(f"CREATE TEMP TABLE {FEEDBACK} ON COMMIT DROP AS {feedback}")
+                yield LedgerSession(POSTGRES, lambda sql: run(conn, sql))
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
+            ) from exc
+        finally:
+            conn.close()
 
     def count(self) -> int:
         """Number of records."""

@@ -10,6 +10,7 @@ ties, segments of every JSON type, hours of traffic) is stored in each kind of s
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -274,7 +275,9 @@ def test_report_and_monitor_json_from_the_cli_equal_the_python_path(
             "monitor", str(path), "--json", "--segment", "tenant", "--window", "30m", cwd=tmp_path
         )
         expected = monitor(records, window=timedelta(minutes=30), segment_key="tenant")
-        assert json.loads(assert_clean(result)) == json.loads(expected.model_dump_json())
+        shown_report = json.loads(assert_clean(result))
+        assert shown_report.pop("dial_changes") == []  # no dial journal: none to show
+        assert shown_report == json.loads(expected.model_dump_json())
 
 
 def test_postgres_analytics_equal_the_python_path(postgres_url: str, records) -> None:
@@ -322,3 +325,132 @@ def test_a_database_row_the_record_checks_refuse_is_refused_by_the_sql_path(
         conn.execute(f"UPDATE ledger SET {column} = ?", (value,))
     with pytest.raises(LedgerFormatError, match="must be finite and not negative"):
         ledger_summary(CostLedger.open(str(path), validate=False))
+
+
+def _plain_percentile(values: list[float], q: float) -> float | None:
+    """numpy's default percentile, written out (linear between the closest ranks)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    at = (len(ordered) - 1) * q / 100
+    low, high = ordered[math.floor(at)], ordered[math.ceil(at)]
+    return low + (high - low) * (at - math.floor(at))
+
+
+def _plain_requests(calls: list[dict]) -> dict[object, list[dict]]:
+    """The calls of each request: those sharing a run_id; a call without one alone."""
+    requests: dict[object, list[dict]] = {}
+    for number, call in enumerate(calls):
+        key = call["run_id"] if call["run_id"] is not None else ("alone", number)
+        requests.setdefault(key, []).append(call)
+    return requests
+
+
+def test_report_and_monitor_json_equal_a_plain_python_computation(tmp_path: Path, records) -> None:
+    """The CLI's numbers, recomputed from the stored rows without the library's helpers."""
+    path = tmp_path / "plain.db"
+    store(records, path)
+    rows = [json.loads(record.model_dump_json()) for record in records]
+    calls = [row for row in rows if row["kind"] != "feedback"]
+    serving = [row for row in calls if row["metadata"].get("purpose") != "labelling"]
+
+    report = json.loads(assert_clean(run_cli("report", str(path), "--json", cwd=tmp_path)))
+    assert report["calls"] == len(serving)
+    assert report["requests"] == len(_plain_requests(serving))
+    assert report["cost"] == math.fsum(row["cost"] for row in serving if row["cost"] is not None)
+    latencies = [row["latency_ms"] for row in serving if row["latency_ms"] is not None]
+    assert report["latency_p50_ms"] == _plain_percentile(latencies, 50)
+    assert report["latency_p95_ms"] == _plain_percentile(latencies, 95)
+    for route in report["routes"]:
+        mine = [row for row in serving if row["route"] == route["route"]]
+        assert route["calls"] == len(mine)
+        assert route["errors"] == sum(row["error"] is not None for row in mine)
+        known = [row["cost"] for row in mine if row["cost"] is not None]
+        assert route["cost"] == (math.fsum(known) if known else None)
+        timed = [row["latency_ms"] for row in mine if row["latency_ms"] is not None]
+        assert route["latency_p95_ms"] == _plain_percentile(timed, 95)
+    baselines, compared_baselines, compared_costs = [], [], []
+    for group in _plain_requests(serving).values():
+        if any(row["metadata"].get("unmeasured") for row in group):
+            continue
+        known = [row["baseline_cost"] for row in group if row["baseline_cost"] is not None]
+        if known:
+            baselines.append(max(known))
+            if all(row["cost"] is not None for row in group):
+                compared_baselines.append(max(known))
+                compared_costs += [row["cost"] for row in group]
+    assert report["baseline_cost"] == math.fsum(baselines)
+    assert report["savings"] == math.fsum(compared_baselines) - math.fsum(compared_costs)
+    assert report["labelling"]["calls"] == len(calls) - len(serving)
+
+    shown = run_cli("monitor", str(path), "--json", "--window", "1h", cwd=tmp_path)
+    windows = json.loads(assert_clean(shown))["windows"]
+    by_hour: dict[str, list[list[dict]]] = {}
+    for group in _plain_requests(calls).values():
+        first = min(datetime.fromisoformat(row["timestamp"]) for row in group)
+        by_hour.setdefault(first.strftime("%Y-%m-%dT%H:00:00Z"), []).append(group)
+    assert [w["start"] for w in windows] == sorted(by_hour)
+    for window in windows:
+        groups = by_hour[window["start"]]
+        assert window["requests"] == len(groups)
+        assert window["calls"] == sum(len(group) for group in groups)
+        routes: dict[str, int] = {}
+        for group in groups:
+            answered = [
+                row
+                for row in group
+                if row["error"] is None
+                and row["accepted"] is not False
+                and row["metadata"].get("role") not in ("judge", "router")
+            ]
+            if answered and answered[-1]["route"] is not None:
+                routes[answered[-1]["route"]] = routes.get(answered[-1]["route"], 0) + 1
+        assert window["route_shares"] == {r: n / len(groups) for r, n in sorted(routes.items())}
+        unsure = ("low_confidence", "out_of_distribution")
+        escalated = sum(
+            any(row["escalated"] for row in group) or group[0]["reason"] in unsure
+            for group in groups
+        )
+        assert window["escalation_rate"] == escalated / len(groups)
+        spent = [
+            row["cost"]
+            for group in groups
+            for row in group
+            if row["cost"] is not None and row["metadata"].get("purpose") != "labelling"
+        ]
+        assert window["cost"] == (math.fsum(spent) if spent else None)
+
+
+def test_postgres_reads_metadata_python_wrote_with_nan(postgres_url: str) -> None:
+    rows = [
+        LedgerRecord(run_id="1", route="small", cost=0.5, metadata={"max_similarity": 0.5}),
+        LedgerRecord(
+            run_id="2", route="small", cost=0.25, metadata={"x": float("nan"), "y": [float("inf")]}
+        ),
+    ]
+    ledger = store(rows, postgres_url)
+    try:
+        assert dump(ledger_summary(ledger)) == dump(summarize(rows))
+        assert monitor_ledger(ledger).windows[0].mean_best_similarity == 0.5
+    finally:
+        ledger.close()
+
+
+def test_a_postgres_analytics_session_leaves_the_writer_free(postgres_url: str) -> None:
+    import threading
+
+    from langroute.costs.analytics import open_session
+
+    ledger = store([LedgerRecord(run_id="1", route="small", cost=0.5)], postgres_url)
+    try:
+        with open_session(ledger) as session:
+            writer = threading.Thread(
+                target=ledger.sink.write, args=(LedgerRecord(route="large"),), daemon=True
+            )
+            writer.start()
+            writer.join(20)
+            assert not writer.is_alive()  # the write did not wait for the session
+            assert list(session.query("SELECT COUNT(*) FROM langroute_calls")) == [(1,)]
+        assert ledger.sink.count() == 2
+    finally:
+        ledger.close()

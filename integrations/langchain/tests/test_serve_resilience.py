@@ -144,3 +144,43 @@ def test_a_stream_broken_after_text_continues_in_the_same_sse_stream(server, pro
         ("gpt-4o-mini", True),
         (HAIKU_SERVED, False),
     ]
+
+
+def test_the_fast_path_fails_over_to_an_openai_equivalent_and_keeps_breakers(tmp_path, provider):
+    # both equivalents speak the OpenAI API: the call is relayed (no LangChain objects),
+    # the attempt's target picks each equivalent's upstream, and the breaker applies
+    options = f'base_url = "{provider.openai_url}", api_key = "upstream-test"'
+    path = tmp_path / "models.toml"
+    path.write_text(
+        f"""
+[routes]
+small = [
+  {{ model = "openai:gpt-4o-mini", {options} }},
+  {{ model = "openai:gpt-4.1-mini", {options} }},
+]
+large = {{ model = "openai:gpt-4o", {options} }}
+
+[serve]
+ledger = "costs.db"
+max_retries = 0
+
+[serve.breakers]
+failure_threshold = 2
+cooldown_s = 600
+""",
+        encoding="utf-8",
+    )
+    provider.script("gpt-4o-mini", "500")
+    gateway = Gateway(load_models_config(path), router=make_router())
+    with contextlib.ExitStack() as stack:
+        stack.callback(gateway.close)
+        url = stack.enter_context(serve_in_thread(create_app(gateway)))
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        for _ in range(3):
+            raw = client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
+            assert raw.headers["x-langroute-path"] == "fast"
+            assert raw.headers["x-langroute-route"] == "small"
+            assert "x-langroute-escalated-from" not in raw.headers
+            assert raw.parse().model.startswith("gpt-4.1-mini")
+        assert provider.count("gpt-4o-mini") == 2  # the breaker opened: skipped at once
+        assert "gpt-4o" not in provider.models_asked()  # never escalated
