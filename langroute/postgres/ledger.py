@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +11,8 @@ from langroute.costs.records import LedgerRecord
 from langroute.errors import DatabaseUnavailableError, LedgerFormatError, SinkUnavailableError
 from langroute.postgres.database import (
     LEDGER_TABLE,
+    SchemaConnection,
     connect,
-    ensure_schema,
     ledger_columns,
     redact,
 )
@@ -62,8 +61,7 @@ class PostgresSink:
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self.url = url
         self.timeout = timeout
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection | None = None
+        self._db = SchemaConnection(url, timeout=timeout)
         names = [name for name, _, _ in ledger_columns()]
         self._names = names
         self._copy = f"COPY {LEDGER_TABLE} ({', '.join(names)}) FROM STDIN"
@@ -72,42 +70,14 @@ class PostgresSink:
     def __repr__(self) -> str:
         return f"PostgresSink({redact(self.url)!r})"
 
-    def _connection(self) -> psycopg.Connection:
-        """The open connection (a new one, with the schema ensured, after a failure)."""
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        conn = connect(self.url, timeout=self.timeout)
-        try:
-            ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
-
     def _run(self, work: Any) -> Any:
         """Run ``work(conn)`` in a transaction; an unreachable database is a clear error."""
         import psycopg
 
-        with self._lock:
-            try:
-                conn = self._connection()
-                with conn.transaction():
-                    return work(conn)
-            except psycopg.OperationalError as exc:  # the server went away mid-way
-                self._drop()
-                raise DatabaseUnavailableError(
-                    f"lost the connection to {redact(self.url)}: {' '.join(str(exc).split())}"
-                ) from exc
-            except psycopg.DataError as exc:  # the row itself (a NUL byte in text, ...)
-                raise ValueError(f"{self!r}: a record was rejected: {exc}") from exc
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        try:
+            return self._db.run(work)
+        except psycopg.DataError as exc:  # the row itself (a NUL byte in text, ...)
+            raise ValueError(f"{self!r}: a record was rejected: {exc}") from exc
 
     def write(self, record: LedgerRecord) -> None:
         """Insert one record (committed before returning).
@@ -250,5 +220,4 @@ class PostgresSink:
 
     def close(self) -> None:
         """Close the connection (a later call reopens it)."""
-        with self._lock:
-            self._drop()
+        self._db.close()
