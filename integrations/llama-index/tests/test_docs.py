@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["query", "usage", "events", "testing", "costs", "base", "cascade"]
+MODULES = ["query", "usage", "events", "testing", "costs", "base", "cascade", "route_targets"]
 
 
 @pytest.mark.parametrize("name", MODULES)

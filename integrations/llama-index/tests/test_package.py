@@ -25,6 +25,7 @@ EXPECTED = {  # public name -> the module that defines it
     "CascadeResult": f"{BASE}.cascade",
     "CascadeTierEvent": f"{BASE}.events",
     "CostCallbackHandler": f"{BASE}.costs",
+    "QueryEngineRoute": f"{BASE}.route_targets",
     "QueryExtractor": f"{BASE}.query",
     "QueryExtractorProtocol": f"{BASE}.query",
     "RouteAttemptFailedEvent": f"{BASE}.events",

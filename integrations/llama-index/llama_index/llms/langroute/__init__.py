@@ -24,6 +24,7 @@ from llama_index.llms.langroute.events import (
     RouteSelectedEvent,
 )
 from llama_index.llms.langroute.query import QueryExtractor, QueryExtractorProtocol
+from llama_index.llms.langroute.route_targets import QueryEngineRoute
 from llama_index.llms.langroute.usage import TokenUsage, extract_usage, merge_usage
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "CascadeResult",
     "CascadeTierEvent",
     "CostCallbackHandler",
+    "QueryEngineRoute",
     "QueryExtractor",
     "QueryExtractorProtocol",
     "RouteAttemptFailedEvent",

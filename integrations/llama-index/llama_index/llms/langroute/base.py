@@ -44,6 +44,7 @@ from llama_index.llms.langroute.route_llms import (
     stream_usage_kwargs,
     with_route_limits,
 )
+from llama_index.llms.langroute.route_targets import as_route_llm
 from llama_index.llms.langroute.routed_run import (
     PINNED,
     READERS,
@@ -111,7 +112,10 @@ class RoutingLLM(FunctionCallingLLM):
         models: One LLM per route name (route -> LLM), like the LangChain ``RoutingChatModel``,
             or a list of equivalent LLMs (tried in order: a failure that ``escalate_on``
             covers moves to the route's next LLM before the call escalates). After
-            construction ``models`` holds each route's first LLM.
+            construction ``models`` holds each route's first LLM. A route may also be a
+            query engine (``index.as_query_engine(llm=...)``): it is wrapped in a
+            :class:`~llama_index.llms.langroute.route_targets.QueryEngineRoute`, which
+            answers by querying it with the routed text.
         breakers: Circuit breakers per model
             (:class:`langroute.dispatch.breakers.BreakerRegistry`): a model that keeps
             failing is skipped at once until a probe after its cool-down succeeds.
@@ -233,7 +237,7 @@ class RoutingLLM(FunctionCallingLLM):
     def __init__(
         self,
         router: Router,
-        models: Mapping[str, LLM | Sequence[LLM]],
+        models: Mapping[str, LLM | Sequence[LLM] | Any],
         *,
         query_extractor: QueryExtractorProtocol | None = None,
         escalate_on: Sequence[type[BaseException]] = (Exception,),
@@ -261,7 +265,10 @@ class RoutingLLM(FunctionCallingLLM):
             if value is not None
         }
         members = {
-            route: [with_route_limits(route, llm, limits) for llm in _as_list(route, value)]
+            route: [
+                with_route_limits(route, as_route_llm(route, target), limits)
+                for target in _as_list(route, value)
+            ]
             for route, value in models.items()
         }
         super().__init__(
