@@ -6,6 +6,7 @@ asserted through the requests the fake received, never timings.
 
 from __future__ import annotations
 
+import pytest
 from llama_index.core.llms import ChatMessage
 from llama_index.llms.langroute import RouteMetadata, RoutingLLM, track_costs
 from llama_index.llms.openai import OpenAI
@@ -65,3 +66,41 @@ def test_breaker_opens_after_n_failures_and_half_opens_later(router, provider):
     meta = RouteMetadata.from_metadata(llm.chat(QUESTION).additional_kwargs)
     assert provider.count(MINI) == 3 and meta.model.startswith(MINI)  # the probe answered
     assert breakers.state(MINI) == "closed"
+
+
+def test_a_stream_broken_after_text_continues_on_the_equivalent(router, provider):
+    provider.script(MINI, "break:3")  # role chunk and two words, then the connection drops
+    llm = RoutingLLM(router=router, models=llms(provider))
+    with track_costs() as costs:
+        chunks = list(llm.stream_chat(QUESTION))
+    text = "".join(chunk.delta or "" for chunk in chunks)
+    assert text == f"answer from answer from {OTHER}"
+    assert chunks[-1].message.content == text  # the running text spans both attempts
+    assert provider.models_asked() == [MINI, OTHER]
+    continuation = provider.requests[1].body["messages"]
+    assert continuation[-2] == {"role": "assistant", "content": "answer from "}
+    assert "cut off" in str(continuation[-1]["content"])
+    records = costs.records()
+    assert [(r.route, r.error is not None) for r in records] == [("small", True), ("small", False)]
+    assert records[0].model.startswith(MINI) and records[1].model.startswith(OTHER)
+    assert not records[0].measured  # the broken stream was paid for, its usage unknown
+    assert records[1].input_tokens > 0 and records[1].cost is not None
+
+
+async def test_an_async_stream_broken_after_text_continues_on_the_equivalent(router, provider):
+    provider.script(MINI, "break:3")
+    llm = RoutingLLM(router=router, models=llms(provider))
+    chunks = [chunk async for chunk in await llm.astream_chat(QUESTION)]
+    assert "".join(c.delta or "" for c in chunks) == f"answer from answer from {OTHER}"
+    assert chunks[-1].message.content == f"answer from answer from {OTHER}"
+    assert provider.models_asked() == [MINI, OTHER]
+
+
+def test_a_stream_broken_on_the_last_model_raises_its_break(router, provider):
+    provider.script(LARGE, "break:3")
+    llm = RoutingLLM(router=router, models=llms(provider))
+    received = []
+    with pytest.raises(Exception, match=r"incomplete chunked read"):
+        for chunk in llm.stream_chat(QUESTION, route="large"):
+            received.append(chunk.delta)
+    assert "".join(received) == "answer from " and provider.models_asked() == [LARGE]

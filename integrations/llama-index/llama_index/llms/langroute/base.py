@@ -34,6 +34,12 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
 from llama_index.core.types import Model, TokenAsyncGen, TokenGen
+from llama_index.llms.langroute.continuation import (
+    acontinued,
+    continuation_messages,
+    continued,
+    delivered_text,
+)
 from llama_index.llms.langroute.events import (
     CallKind,
     RouteSelectedEvent,
@@ -59,6 +65,7 @@ from llama_index.llms.langroute.routed_run import (
 from langroute.dispatch.breakers import BreakerRegistry
 from langroute.dispatch.dispatcher import AUTO, Auto, RouteDispatcher, RouteRequest
 from langroute.dispatch.equivalents import EquivalentModel, RouteEquivalents
+from langroute.dispatch.escalation import Resume
 from langroute.dispatch.latency import LatencyPolicy
 from langroute.dispatch.routed_call import ROUTE_KEY, RouteMetadata
 from langroute.errors import InvalidQueryError, RouterConfigError
@@ -541,11 +548,20 @@ class RoutingLLM(FunctionCallingLLM):
         return annotate(response, run.call.metadata())
 
     def _stream(
-        self, routing: Routing, kind: CallKind, invoke: Callable[[str, LLM], Iterator[R]]
+        self,
+        routing: Routing,
+        kind: CallKind,
+        invoke: Callable[[str, LLM], Iterator[R]],
+        resume: Resume | None = None,
     ) -> Generator[R, None, None]:
-        """Stream from the chosen route, escalating until the first chunk arrives."""
+        """Stream from the chosen route, escalating until the first chunk arrives.
+
+        ``resume`` continues a stream that broke after text on the next model.
+        """
         run = self._escalation(routing, kind)
-        chunks = run.escalation.stream(lambda route: invoke(route, self._llm_for(route)))
+        chunks = run.escalation.stream(
+            lambda route: invoke(route, self._llm_for(route)), resume=resume
+        )
         last: R | None = None
         info: dict[str, Any] | None = None
         try:
@@ -562,10 +578,13 @@ class RoutingLLM(FunctionCallingLLM):
         routing: Routing,
         kind: CallKind,
         invoke: Callable[[str, LLM], Awaitable[AsyncIterator[R]]],
+        resume: Resume | None = None,
     ) -> AsyncGenerator[R, None]:
         """Async :meth:`_stream`."""
         run = self._escalation(routing, kind)
-        chunks = run.escalation.astream(lambda route: invoke(route, self._llm_for(route)))
+        chunks = run.escalation.astream(
+            lambda route: invoke(route, self._llm_for(route)), resume=resume
+        )
         last: R | None = None
         info: dict[str, Any] | None = None
         try:
@@ -659,8 +678,36 @@ class RoutingLLM(FunctionCallingLLM):
 
         return await self._acall(routing, "chat", invoke)
 
+    def _chat_resume(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], asynchronous: bool
+    ) -> Resume | None:
+        """Continues a chat stream that broke after text (not one with tools) on a target."""
+        if _TOOL_REQUEST_KEY in kwargs:
+            return None
+
+        def resume(so_far: list[Any]) -> Callable[[str], Any] | None:
+            text = delivered_text(so_far)
+            if text is None:
+                return None
+            followed = continuation_messages(messages, text)
+
+            def open_continuation(route: str) -> Any:
+                llm = self._llm_for(route)
+                args = self._chat_args(route, llm, followed, kwargs, stream=True)
+                if asynchronous:
+                    return acontinued(llm.astream_chat(**args), text)
+                return continued(llm.stream_chat(**args), text)
+
+            return open_continuation
+
+        return resume
+
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        """Stream a chat from the chosen route (escalating until the first chunk)."""
+        """Stream a chat from the chosen route (escalating until the first chunk).
+
+        A stream that breaks after text is continued on the next model (equivalent or
+        stronger) in the same stream, unless that model's route opted out.
+        """
         routing = self._chat_routing(messages, kwargs)
         return self._stream(
             routing,
@@ -668,6 +715,7 @@ class RoutingLLM(FunctionCallingLLM):
             lambda route, llm: llm.stream_chat(
                 **self._chat_args(route, llm, messages, kwargs, stream=True)
             ),
+            resume=self._chat_resume(messages, kwargs, asynchronous=False),
         )
 
     async def astream_chat(
@@ -681,7 +729,8 @@ class RoutingLLM(FunctionCallingLLM):
                 **self._chat_args(route, llm, messages, kwargs, stream=True)
             )
 
-        return self._astream(routing, "stream_chat", invoke)
+        resume = self._chat_resume(messages, kwargs, asynchronous=True)
+        return self._astream(routing, "stream_chat", invoke, resume=resume)
 
     # ------------------------------------------------------------------ complete
 

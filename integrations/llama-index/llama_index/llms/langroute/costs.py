@@ -92,12 +92,18 @@ class CostCallbackHandler(BaseEventHandler):
     def records_for(self, event: BaseEvent) -> list[LedgerRecord]:
         """The ledger records an event stands for ([] for other events)."""
         if isinstance(event, RouteCompletedEvent):
-            # the call's last attempt is the route that answered
+            # the attempts after the failed ones: the route that answered (and, for a
+            # stream continued after a break, the broken attempt before it)
             metadata = {**self.metadata, "call": event.kind, "streamed": event.streamed}
             query = (event.call.decision.query or None) if self.store_queries else None
-            return event.call.ledger_records(
-                framework=FRAMEWORK, metadata=metadata, query=query, attempt=-1
-            )
+            answering = range(len(event.failed_routes), len(event.call.attempts))
+            return [
+                record
+                for index in answering
+                for record in event.call.ledger_records(
+                    framework=FRAMEWORK, metadata=metadata, query=query, attempt=index
+                )
+            ]
         if isinstance(event, RouteAttemptFailedEvent):
             # the call's last attempt is the route that failed
             metadata = {**self.metadata, "next_route": event.next_route}
