@@ -76,6 +76,10 @@ def test_a_stream_broken_after_text_continues_on_the_equivalent(router, provider
     text = "".join(chunk.delta or "" for chunk in chunks)
     assert text == f"answer from answer from {OTHER}"
     assert chunks[-1].message.content == text  # the running text spans both attempts
+    first, last = (
+        RouteMetadata.from_metadata(c.additional_kwargs) for c in (chunks[0], chunks[-1])
+    )
+    assert first.model.startswith(MINI) and last.model.startswith(OTHER)
     assert provider.models_asked() == [MINI, OTHER]
     continuation = provider.requests[1].body["messages"]
     assert continuation[-2] == {"role": "assistant", "content": "answer from "}

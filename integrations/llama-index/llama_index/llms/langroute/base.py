@@ -564,10 +564,12 @@ class RoutingLLM(FunctionCallingLLM):
         )
         last: R | None = None
         info: dict[str, Any] | None = None
+        attempts = 0
         try:
             for _, chunk in chunks:
                 last = chunk
-                info = info or run.call.metadata()
+                if info is None or len(run.call.attempts) != attempts:  # a continuation began
+                    info, attempts = run.call.metadata(), len(run.call.attempts)
                 yield annotate(chunk, info)
         finally:
             chunks.close()
@@ -587,10 +589,12 @@ class RoutingLLM(FunctionCallingLLM):
         )
         last: R | None = None
         info: dict[str, Any] | None = None
+        attempts = 0
         try:
             async for _, chunk in chunks:
                 last = chunk
-                info = info or run.call.metadata()
+                if info is None or len(run.call.attempts) != attempts:  # a continuation began
+                    info, attempts = run.call.metadata(), len(run.call.attempts)
                 yield annotate(chunk, info)
         finally:
             await chunks.aclose()
