@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Dashboard", "DashboardSettings"]
 
+_MAX_OFFSET = 2**62  # SQLite and Postgres refuse an OFFSET past a signed 64-bit integer
+
 T = TypeVar("T")
 
 KEY_SEGMENT = "api_key"
@@ -398,6 +400,7 @@ class Dashboard:
         """
         key = self._segment_key(segment_key) if where.segment is not None else None
         limit = max(1, min(int(limit), 500))
+        offset = max(0, min(int(offset), _MAX_OFFSET))  # a client's number: SQL's range
 
         def work() -> dict[str, Any]:
             snapshot = self._state()

@@ -211,6 +211,8 @@ def test_the_decision_log_filters_and_pages(records, tmp_path: Path) -> None:
     assert ids(page["rows"]) == [r.record_id for r in newest_first[:20]]
     second = get(client, "decisions?limit=20&offset=20")
     assert ids(second["rows"]) == [r.record_id for r in newest_first[20:40]]
+    past_the_end = get(client, "decisions?offset=" + "9" * 40)  # a client's number
+    assert past_the_end["rows"] == [] and past_the_end["total"] == len(serving)
     first = page["rows"][0]
     record = newest_first[0]
     assert (first["confidence"], first["route"], first["reason"]) == (
