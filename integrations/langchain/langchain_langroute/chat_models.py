@@ -496,40 +496,26 @@ class RoutingChatModel(BaseChatModel):
         return self._dispatcher.escalation(call)
 
     def _resume(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> Callable[[list[Any]], Callable[[str], Iterator[ChatGenerationChunk]] | None]:
-        """Continues a stream that broke after text, on a target (None: a tool call broke)."""
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        opener: Callable[..., Any] = delegate_stream,
+    ) -> Callable[[list[Any]], Callable[[str], Any] | None]:
+        """Continues a stream that broke after text, on a target (None: a tool call broke).
 
-        def resume(so_far: list[Any]) -> Callable[[str], Iterator[ChatGenerationChunk]] | None:
+        ``opener`` opens the continuation's stream: ``delegate_stream``, or
+        ``adelegate_stream`` for an async stream.
+        """
+
+        def resume(so_far: list[Any]) -> Callable[[str], Any] | None:
             text = delivered_text(so_far)
             if text is None:
                 return None
 
-            def open_continuation(target: str) -> Iterator[ChatGenerationChunk]:
+            def open_continuation(target: str) -> Any:
                 delegate, call_kwargs = self._delegate_call(target, kwargs)
-                followed = continuation_messages(messages, text)
-                return delegate_stream(delegate, followed, stop, call_kwargs)
-
-            return open_continuation
-
-        return resume
-
-    def _aresume(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> Callable[[list[Any]], Callable[[str], AsyncIterator[ChatGenerationChunk]] | None]:
-        """Async :meth:`_resume`."""
-
-        def resume(
-            so_far: list[Any],
-        ) -> Callable[[str], AsyncIterator[ChatGenerationChunk]] | None:
-            text = delivered_text(so_far)
-            if text is None:
-                return None
-
-            def open_continuation(target: str) -> AsyncIterator[ChatGenerationChunk]:
-                delegate, call_kwargs = self._delegate_call(target, kwargs)
-                followed = continuation_messages(messages, text)
-                return adelegate_stream(delegate, followed, stop, call_kwargs)
+                return opener(delegate, continuation_messages(messages, text), stop, call_kwargs)
 
             return open_continuation
 
@@ -812,7 +798,7 @@ class RoutingChatModel(BaseChatModel):
 
         names = StreamedModelName()
         escalation = self._escalation(routed)
-        resume = self._aresume(messages, stop, kwargs)
+        resume = self._resume(messages, stop, kwargs, adelegate_stream)
         try:
             async for _, chunk in escalation.astream(open_stream, resume=resume):
                 if names.first:
