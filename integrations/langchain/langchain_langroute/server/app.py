@@ -336,7 +336,7 @@ def create_app(gateway: Gateway, *, close_gateway: bool = False) -> FastAPI:
             {"session_id": request.headers.get(SESSION_HEADER)},
         )
         try:
-            reservation = gateway.admit(
+            reservation = await gateway.aadmit(
                 key, raw, body.output_limit, forced, media=media_parts(body.messages)
             )
         except _UNREACHABLE as exc:  # budgets shared on Postgres: never admit unbudgeted

@@ -403,6 +403,24 @@ class Gateway:
         worst = self.budgets.worst_case(body, max_tokens, reachable, media)
         return self.budgets.reserve(key, worst)
 
+    async def aadmit(
+        self,
+        key: ApiKey | None,
+        body: bytes,
+        max_tokens: int | None,
+        forced: str | None,
+        *,
+        media: int = 0,
+    ) -> Reservation | bool:
+        """:meth:`admit` from the event loop, which a Postgres reservation must not block.
+
+        A reservation in Postgres (a round trip, or a connect timeout while the database
+        is away) runs on a worker thread; one in memory runs here.
+        """
+        if isinstance(self.spend, PostgresSpend) and key is not None and key.budget is not None:
+            return await asyncio.to_thread(self.admit, key, body, max_tokens, forced, media=media)
+        return self.admit(key, body, max_tokens, forced, media=media)
+
     def metrics_key(self, key: ApiKey | None) -> str | None:
         """The key name metrics may show (``None`` unless ``[serve] metrics_key_names``)."""
         if not self.settings.metrics_key_names:
