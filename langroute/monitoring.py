@@ -38,27 +38,22 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.costs.analytics import (
-    CallRow,
-    RequestCosts,
-    Verdicts,
-    open_session,
-    parse_timestamp,
-    session_requests,
-    session_verdicts,
-)
+from langroute.costs.analytics import EPOCH, Verdicts, open_session, session_verdicts
 from langroute.costs.records import LedgerRecord
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from langroute.costs.columns import CallColumns
 
 __all__ = [
     "Alarm",
@@ -302,20 +297,18 @@ def monitor(
     )
 
 
-_UNSURE = ("low_confidence", "out_of_distribution")
-
-
 class _Window:
-    """One window's (or baseline's) aggregates: the one place window statistics are made.
+    """One window's (or baseline's) aggregates, folded from :class:`_Requests` columns.
 
-    :func:`monitor` (records in memory) and :func:`monitor_ledger` (a ledger where it
-    lives) both fold their requests here, so they cannot drift apart.
+    :func:`monitor` (records in memory, staged), :func:`monitor_ledger` and
+    :func:`window_stats` all fold their requests in :func:`_fold`, so they cannot drift
+    apart.
     """
 
     __slots__ = (
         "calls",
         "cascade",
-        "costs",
+        "cost",
         "escalated",
         "failed",
         "good",
@@ -328,7 +321,8 @@ class _Window:
         "requests",
         "routes",
         "savings",
-        "similarities",
+        "similarity",
+        "unmeasured",
     )
 
     def __init__(self) -> None:
@@ -341,90 +335,14 @@ class _Window:
         self.failed = 0
         self.cascade = 0
         self.rejected = 0
-        self.similarities = array("d")
-        self.costs = array("d")
-        self.savings = RequestCosts()
+        self.similarity: float | None = None
+        self.cost: float | None = None
+        self.savings: float | None = None
+        self.unmeasured = 0
         self.judged = 0
         self.good = 0
         self.judged_by_route: dict[str, int] = {}
         self.good_by_route: dict[str, int] = {}
-
-    def add(self, rows: Sequence[CallRow], verdicts: Verdicts) -> None:
-        """Fold one request's rows in (one loop: a million requests pass through here).
-
-        Reads a request as :func:`~langroute.costs.summarize` does for savings: the
-        route of the last call that answered (no error, not rejected, not a judge or
-        LLM router), the first numeric ``max_similarity``, the latest verdict on any of
-        its calls, and its serving calls' costs and baseline for savings. Rows are as
-        stored: flags are 0/1, so a rejected answer's ``accepted`` is 0.
-        """
-        reason = rows[0].reason
-        route: str | None = None
-        failed = escalated = False
-        similarity: float | None = None
-        latest: tuple[datetime, int, str] | None = None
-        serving = 0
-        measured = priced = True
-        baseline: float | None = None
-        costs: list[float] = []
-        for row in rows:
-            if row.failed:
-                failed = True
-            elif row.accepted != 0 and not row.overhead:
-                route = row.route
-            if row.escalated:
-                escalated = True
-            if row.kind == "cascade":
-                self.cascade += 1
-                if row.accepted == 0:
-                    self.rejected += 1
-            if similarity is None and row.similarity is not None:
-                similarity = _number(row.similarity)
-            if not row.labelling:
-                serving += 1
-                if not row.measured:
-                    measured = False
-                if row.cost is None:
-                    priced = False
-                else:
-                    costs.append(row.cost)
-                cost = row.baseline_cost
-                if cost is not None and (baseline is None or cost > baseline):
-                    baseline = cost
-            if verdicts:
-                seen = verdicts.get(row.record_id)
-                if seen is not None and (latest is None or seen[:2] > latest[:2]):
-                    latest = seen
-        self.requests += 1
-        self.calls += len(rows)
-        if route is not None:
-            self.routes[route] = self.routes.get(route, 0) + 1
-        if escalated or reason in _UNSURE:
-            self.escalated += 1
-        if reason == "out_of_distribution":
-            self.out_of_distribution += 1
-        elif reason == "low_confidence":
-            self.low_confidence += 1
-        if failed:
-            self.failed += 1
-        if similarity is not None:
-            self.similarities.append(similarity)
-        if serving:
-            self.costs.extend(costs)
-            savings = self.savings
-            if not measured:
-                savings.unmeasured += 1
-            elif baseline is not None and priced:
-                savings.compared += 1
-                savings.compared_baselines.append(baseline)
-                savings.compared_costs.extend(costs)
-        if latest is not None:
-            judged = route or "(none)"
-            good = latest[2] == "good"
-            self.judged += 1
-            self.good += good
-            self.judged_by_route[judged] = self.judged_by_route.get(judged, 0) + 1
-            self.good_by_route[judged] = self.good_by_route.get(judged, 0) + good
 
     def stats(self, start: datetime, end: datetime, segment: str | None) -> WindowStats:
         count = self.requests
@@ -432,8 +350,6 @@ class _Window:
         def share(hits: int) -> float:
             return hits / count if count else 0.0
 
-        savings, _ = self.savings.savings()
-        similarities = self.similarities
         return WindowStats(
             start=start,
             end=end,
@@ -446,12 +362,10 @@ class _Window:
             low_confidence_rate=share(self.low_confidence),
             error_rate=share(self.failed),
             cascade_rejection_rate=self.rejected / self.cascade if self.cascade else None,
-            mean_best_similarity=(
-                math.fsum(similarities) / len(similarities) if similarities else None
-            ),
-            cost=math.fsum(self.costs) if self.costs else None,
-            savings=savings,
-            unmeasured_requests=self.savings.unmeasured,
+            mean_best_similarity=self.similarity,
+            cost=self.cost,
+            savings=self.savings,
+            unmeasured_requests=self.unmeasured,
             feedback=self.judged,
             quality=self.good / self.judged if self.judged else None,
             quality_by_route={
@@ -461,53 +375,202 @@ class _Window:
         )
 
 
-def _number(text: str) -> float | None:
-    """A JSON value's number as ``float(value)`` for ``int``/``float``/``bool``, else None."""
-    try:
-        return float(text)  # rounds exactly as json.loads, then float(), would
-    except ValueError:
-        return {"true": 1.0, "false": 0.0}.get(text)
+class _Requests:
+    """Each request's facts (one entry per request), from its calls' columns.
 
-
-def _segment_name(row: CallRow, segment_key: str | None) -> str | None:
-    if segment_key is None:
-        return None
-    value = None if row.segment is None else json.loads(row.segment)
-    return "(none)" if value is None else str(value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _window_stats(
-    groups: Iterable[list[CallRow]],
-    verdicts: Verdicts,
-    window: timedelta,
-    baseline: tuple[datetime, datetime] | None,
-    segment_key: str | None,
-) -> tuple[dict[tuple[str | None, int], _Window], dict[str | None, _Window]]:
-    """Fold each request into its (segment, window) and, if given, its baseline period.
-
-    Windows are keyed by their index from the epoch (whole multiples of ``window``).
+    Reads a request as :func:`~langroute.costs.summarize` does for savings: the route of
+    the last call that answered (no error, not rejected, not a judge or LLM router), the
+    first numeric ``max_similarity``, the latest verdict on any of its calls, its
+    serving calls' costs and largest baseline. ``row_request`` maps each call to its
+    request; ``row_cost`` is a serving call's cost (``NaN`` otherwise).
     """
-    windows: dict[tuple[str | None, int], _Window] = {}
-    periods: dict[str | None, _Window] = {}
-    for rows in groups:
-        # one ISO form throughout (langroute writes them): text order is time order
-        first = rows[0].timestamp if len(rows) == 1 else min(row.timestamp for row in rows)
-        time = parse_timestamp(first)
-        segment = _segment_name(rows[0], segment_key)
-        index = (time - _EPOCH) // window
-        slot = windows.get((segment, index))
-        if slot is None:
-            slot = windows[(segment, index)] = _Window()
-        slot.add(rows, verdicts)
-        if baseline is not None and baseline[0] <= time < baseline[1]:
-            period = periods.get(segment)
-            if period is None:
-                period = periods[segment] = _Window()
-            period.add(rows, verdicts)
-    return windows, periods
+
+    def __init__(self, calls: CallColumns, verdicts: Verdicts, segment_key: str | None) -> None:
+        import numpy as np
+
+        from langroute.costs.columns import (
+            CASCADE,
+            ESCALATED,
+            FAILED,
+            LABELLING,
+            LOW_CONFIDENCE,
+            MEASURED,
+            OUT_OF_DISTRIBUTION,
+            OVERHEAD,
+            REJECTED,
+            group_starts,
+        )
+
+        by_request = np.argsort(calls.request, kind="stable")  # a request's calls in order
+        starts = group_starts(calls.request[by_request])
+        count = len(starts)
+        self.calls = np.diff(np.append(starts, len(by_request)))
+        self.row_request = np.empty(len(by_request), dtype=np.int64)
+        self.row_request[by_request] = np.repeat(np.arange(count), self.calls)
+        first = by_request[starts]
+        flags = calls.flags[by_request]
+        position = np.arange(len(by_request))
+
+        def any_of(mask: np.ndarray) -> np.ndarray:
+            return np.maximum.reduceat(mask, starts) if count else mask[:0]
+
+        def count_of(mask: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(mask.astype(np.int64), starts) if count else starts
+
+        self.time = np.minimum.reduceat(calls.time[by_request], starts) if count else starts
+        answers = (flags & (FAILED | REJECTED | OVERHEAD)) == 0
+        last = np.maximum.reduceat(np.where(answers, position, -1), starts) if count else starts
+        named = np.array([name is not None for name in calls.routes] + [False], dtype=bool)
+        route = np.where(last >= 0, calls.route[by_request][np.maximum(last, 0)], -1)
+        self.route = np.where(named[route], route, -1)  # -1: no route answered
+        self.route_names = calls.routes
+        has = calls.has_similarity[by_request]
+        found = (
+            np.minimum.reduceat(np.where(has, position, len(position)), starts) if count else starts
+        )
+        self.has_similarity = found < len(position)
+        self.similarity = calls.similarity[by_request][np.minimum(found, max(len(position) - 1, 0))]
+        reason = calls.flags[first]  # a request's reason is its first call's
+        self.out_of_distribution = (reason & OUT_OF_DISTRIBUTION) != 0
+        self.low_confidence = (reason & LOW_CONFIDENCE) != 0
+        unsure = self.out_of_distribution | self.low_confidence
+        self.escalated = any_of((flags & ESCALATED) != 0) | unsure
+        self.failed = any_of((flags & FAILED) != 0)
+        cascade = (flags & CASCADE) != 0
+        self.cascade = count_of(cascade)
+        self.rejected = count_of(cascade & ((flags & REJECTED) != 0))
+        serving = (flags & LABELLING) == 0
+        unmeasured = any_of(serving & ((flags & MEASURED) == 0))
+        unpriced = any_of(serving & np.isnan(calls.cost[by_request]))
+        self.baseline = (
+            np.fmax.reduceat(np.where(serving, calls.baseline[by_request], np.nan), starts)
+            if count
+            else calls.baseline[:0]
+        )
+        served = any_of(serving)
+        self.unmeasured = served & unmeasured
+        self.compared = served & ~unmeasured & ~unpriced & ~np.isnan(self.baseline)
+        self.row_cost = np.where(calls.has(LABELLING), np.nan, calls.cost)
+        if segment_key is None:
+            self.segment_names: list[str | None] = [None]
+            self.segment = np.zeros(count, dtype=np.int64)
+        else:
+            self.segment_names = calls.segments
+            self.segment = calls.segment[first].astype(np.int64)
+        self.verdict = np.full(count, -1, dtype=np.int8)  # -1 none, 0 bad, 1 good
+        latest: dict[int, tuple[datetime, int, str]] = {}
+        for row, record_id in calls.judged:
+            seen = verdicts.get(record_id)
+            request = int(self.row_request[row])
+            if seen is not None and (request not in latest or seen[:2] > latest[request][:2]):
+                latest[request] = seen
+        for request, seen in latest.items():
+            self.verdict[request] = seen[2] == "good"
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def _fold(
+    requests: _Requests, index: np.ndarray, chosen: np.ndarray
+) -> dict[tuple[str | None, int], _Window]:
+    """The :class:`_Window` of each (segment, ``index``) of the ``chosen`` requests."""
+    import numpy as np
+
+    picked = np.flatnonzero(chosen)
+    if not len(picked):
+        return {}
+    ordered = picked[np.lexsort((index[picked], requests.segment[picked]))]
+    segment, slot = requests.segment[ordered], index[ordered]
+    change = np.concatenate(([True], (segment[1:] != segment[:-1]) | (slot[1:] != slot[:-1])))
+    starts = np.flatnonzero(change)
+    groups = len(starts)
+    group_of = np.full(len(requests), -1, dtype=np.int64)
+    group_of[ordered] = np.cumsum(change) - 1
+
+    def total(values: np.ndarray) -> list[int]:
+        return np.add.reduceat(values[ordered].astype(np.int64), starts).tolist()
+
+    def sums(values: np.ndarray, group: np.ndarray) -> tuple[list[float], list[int]]:
+        """The exact sum (math.fsum) and the count of ``values`` per group (-1: none)."""
+        kept = group >= 0
+        values, group = values[kept], group[kept]
+        arranged = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[arranged], np.arange(groups + 1)).tolist()
+        flat = values[arranged].tolist()
+        totals = [math.fsum(flat[low:high]) for low, high in zip(bounds, bounds[1:])]
+        return totals, np.diff(bounds).tolist()
+
+    counts = {
+        name: total(getattr(requests, name))
+        for name in (
+            "calls",
+            "escalated",
+            "out_of_distribution",
+            "low_confidence",
+            "failed",
+            "cascade",
+            "rejected",
+            "unmeasured",
+            "compared",
+        )
+    }
+    sizes = np.diff(np.append(starts, len(ordered))).tolist()
+    similarity, similar = sums(requests.similarity, np.where(requests.has_similarity, group_of, -1))
+    row_group = group_of[requests.row_request]
+    costs = np.isnan(requests.row_cost)
+    spent, priced = sums(requests.row_cost, np.where(costs, -1, row_group))
+    compared_row = requests.compared[requests.row_request] & ~costs
+    compared_costs, _ = sums(requests.row_cost, np.where(compared_row, row_group, -1))
+    baselines, _ = sums(requests.baseline, np.where(requests.compared, group_of, -1))
+    route_names = requests.route_names
+    answered = np.flatnonzero(requests.route >= 0)
+    windows = [_Window() for _ in range(groups)]
+    pairs, hits = np.unique(
+        np.stack((group_of[answered], requests.route[answered])), axis=1, return_counts=True
+    )
+    for group, route, count in zip(*pairs.tolist(), hits.tolist(), strict=True):
+        if group >= 0:
+            windows[group].routes[route_names[route]] = count
+    judged = np.flatnonzero((requests.verdict >= 0) & (group_of >= 0))
+    for request in judged.tolist():
+        window = windows[group_of[request]]
+        route = requests.route[request]
+        name = (route_names[route] if route >= 0 else None) or "(none)"
+        good = int(requests.verdict[request])
+        window.judged += 1
+        window.good += good
+        window.judged_by_route[name] = window.judged_by_route.get(name, 0) + 1
+        window.good_by_route[name] = window.good_by_route.get(name, 0) + good
+    result: dict[tuple[str | None, int], _Window] = {}
+    segments = segment[starts].tolist()
+    slots = slot[starts].tolist()
+    for group, window in enumerate(windows):
+        window.requests = sizes[group]
+        window.calls = counts["calls"][group]
+        window.escalated = counts["escalated"][group]
+        window.out_of_distribution = counts["out_of_distribution"][group]
+        window.low_confidence = counts["low_confidence"][group]
+        window.failed = counts["failed"][group]
+        window.cascade = counts["cascade"][group]
+        window.rejected = counts["rejected"][group]
+        window.unmeasured = counts["unmeasured"][group]
+        window.similarity = similarity[group] / similar[group] if similar[group] else None
+        window.cost = spent[group] if priced[group] else None
+        if counts["compared"][group]:
+            window.savings = baselines[group] - compared_costs[group]
+        result[(requests.segment_names[segments[group]], slots[group])] = window
+    return result
+
+
+def _read_requests(source: Any, segment_key: str | None) -> _Requests:
+    """The requests of a ledger, in one read of its calls."""
+    from langroute.costs.columns import read_calls
+
+    with open_session(source, segment_key, copy=False) as session:
+        verdicts = session_verdicts(session)
+        calls = read_calls(session, monitor=True, segment_key=segment_key, judged=bool(verdicts))
+    return _Requests(calls, verdicts, segment_key)
 
 
 def monitor_ledger(
@@ -520,8 +583,9 @@ def monitor_ledger(
 ) -> MonitorReport:
     """:func:`langroute.monitoring.monitor` of a whole ledger, in one pass over its calls.
 
-    Every (segment, window) pair is aggregated as its requests stream by, so many
-    segments cost no more than one.
+    The calls are read once, as columns (:func:`~langroute.costs.columns.read_calls`),
+    and every (segment, window) pair is aggregated from them at once, so many segments
+    cost no more than one.
 
     Args:
         source: A :class:`~langroute.costs.CostLedger`, a sink, or records.
@@ -543,16 +607,23 @@ def monitor_ledger(
     """
     if window <= timedelta(0):
         raise ValueError("the window must be positive")
+    import numpy as np
+
+    from langroute.costs.columns import micros
+
     thresholds = thresholds or MonitorThresholds()
-    with open_session(source, segment_key) as session:
-        verdicts = session_verdicts(session)
-        windows, periods = _window_stats(
-            session_requests(session), verdicts, window, baseline, segment_key
-        )
-    if not windows:
+    requests = _read_requests(source, segment_key)
+    if not len(requests):
         return MonitorReport(window=window, segment_key=segment_key, thresholds=thresholds)
+    every = np.ones(len(requests), dtype=bool)
+    windows = _fold(requests, requests.time // (window // timedelta(microseconds=1)), every)
+    periods: dict[str | None, _Window] = {}
+    if baseline is not None:
+        inside = (requests.time >= micros(baseline[0])) & (requests.time < micros(baseline[1]))
+        folded = _fold(requests, np.zeros(len(requests), dtype=np.int64), inside)
+        periods = {segment: slot for (segment, _), slot in folded.items()}
     first_index = min(index for _, index in windows)
-    origin = _EPOCH + first_index * window
+    origin = EPOCH + first_index * window
     if baseline is None:
         baseline = (origin, origin + window)
         periods = {
@@ -592,14 +663,14 @@ def window_stats(source: Any, start: datetime, end: datetime) -> WindowStats:
         ...              now + timedelta(minutes=1)).requests
         1
     """
-    slot = _Window()
-    with open_session(source) as session:
-        verdicts = session_verdicts(session)
-        for rows in session_requests(session):
-            first = rows[0].timestamp if len(rows) == 1 else min(row.timestamp for row in rows)
-            if start <= parse_timestamp(first) < end:
-                slot.add(rows, verdicts)
-    return slot.stats(start, end, None)
+    import numpy as np
+
+    from langroute.costs.columns import micros
+
+    requests = _read_requests(source, None)
+    inside = (requests.time >= micros(start)) & (requests.time < micros(end))
+    folded = _fold(requests, np.zeros(len(requests), dtype=np.int64), inside)
+    return folded.get((None, 0), _Window()).stats(start, end, None)
 
 
 def _report(

@@ -39,13 +39,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import sqlite3
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from langroute.costs.records import (
@@ -61,6 +62,7 @@ from langroute.costs.summary import LedgerSummary, RouteCostSummary
 from langroute.errors import LedgerFormatError
 
 if TYPE_CHECKING:
+    from langroute.costs.columns import CallColumns
     from langroute.costs.sinks import SQLiteSink
 
 __all__ = [
@@ -113,6 +115,8 @@ class CallRow(NamedTuple):
     record_id: str
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 Verdicts = dict[str, tuple[datetime, int, str]]
 """``record_id`` of a judged call -> (time, order, verdict) of its latest feedback."""
 
@@ -159,6 +163,11 @@ class Dialect:
             return f"(meta ->> {_literal('$.' + key)})"
         return f"(meta ->> {_literal(key)})"
 
+    def json_array(self, *exprs: str) -> str:
+        """A JSON array of ``exprs``, as text."""
+        joined = ", ".join(exprs)
+        return f"json_array({joined})" if self.sqlite else f"json_build_array({joined})::text"
+
     @property
     def nulls_first(self) -> str:
         return "" if self.sqlite else " NULLS FIRST"
@@ -201,13 +210,13 @@ def _flag(condition: str) -> str:
     return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
 
 
-def _mentions(dialect: Dialect, key: str) -> str:
-    r"""Whether the metadata text may hold ``key``: JSON is parsed only where it does.
+def _mentions(key: str) -> str:
+    r"""Whether Postgres metadata text may hold ``key``: JSON is parsed only where it does.
 
     A key spelled with escapes (``\u0070urpose``) is not found by the text search, so
     metadata holding any backslash is parsed too.
     """
-    find = "instr(metadata, {})" if dialect.sqlite else "strpos(metadata, {}) > 0"
+    find = "strpos(metadata, {}) > 0"
     return f"({find.format(_literal(json.dumps(key)))} OR {find.format(_literal(chr(92)))})"
 
 
@@ -218,6 +227,7 @@ def calls_select_sql(
     segment_key: str | None,
     *,
     similarity: bool = True,
+    raw_metadata: bool = False,
 ) -> str:
     """The SELECT of every call (no feedback) of a ledger table as :data:`CALLS` rows.
 
@@ -228,15 +238,17 @@ def calls_select_sql(
         segment_key: A metadata key whose value's JSON text is the ``segment`` column.
         similarity: Read ``metadata["max_similarity"]`` (``monitor`` needs it, the
             summary does not: left NULL, one JSON read per row saved).
+        raw_metadata: Add the metadata text as a last column, ``metadata``.
     """
     present = set(present)
     order = dialect.order
     record_id = "record_id" if "record_id" in present else "NULL"
     row_id = f"{order}" if dialect.sqlite else f"{order}::text"
-    # Python's json may have written NaN / Infinity, which SQLite's JSON reader refuses
+    # Python's json may have written NaN / Infinity, which the databases' JSON refuses.
+    # SQLite parses each row's metadata once (its lookups share the parse), which costs
+    # less than searching the text for each key; Postgres searches the text first.
     meta = (
-        f"CASE WHEN instr(metadata, 'NaN') OR instr(metadata, 'Infinity') "
-        f"THEN {STRICT_JSON}(metadata) ELSE NULLIF(metadata, '') END"
+        f"CASE WHEN json_valid(metadata) THEN metadata ELSE {STRICT_JSON}(metadata) END"
         if dialect.sqlite
         else f"CASE WHEN strpos(metadata, 'NaN') > 0 OR strpos(metadata, 'Infinity') > 0 "
         f"THEN {PG_STRICT_JSON}(metadata) ELSE NULLIF(metadata, '')::json END"
@@ -244,16 +256,17 @@ def calls_select_sql(
     key = _segment_key(segment_key)
     segment = "NULL" if key is None else dialect.json_text(key)
     roles = ", ".join(_literal(role) for role in sorted(OVERHEAD_ROLES))
-    # most rows hold none of these keys: a text search spares parsing their JSON
+
+    def mentions(key: str) -> str:
+        return "" if dialect.sqlite else f"{_mentions(key)} AND "
+
     unmeasured = (
-        f"{_mentions(dialect, UNMEASURED_KEY)} "
-        f"AND COALESCE({dialect.json_text(UNMEASURED_KEY)}, '') = 'true'"
+        f"{mentions(UNMEASURED_KEY)}COALESCE({dialect.json_text(UNMEASURED_KEY)}, '') = 'true'"
     )
     labelling = (
-        f"{_mentions(dialect, PURPOSE_KEY)} "
-        f"AND {dialect.json_value(PURPOSE_KEY)} = {_literal(LABELLING_PURPOSE)}"
+        f"{mentions(PURPOSE_KEY)}{dialect.json_value(PURPOSE_KEY)} = {_literal(LABELLING_PURPOSE)}"
     )
-    overhead = f"{_mentions(dialect, ROLE_KEY)} AND {dialect.json_value(ROLE_KEY)} IN ({roles})"
+    overhead = f"{mentions(ROLE_KEY)}{dialect.json_value(ROLE_KEY)} IN ({roles})"
     best = dialect.json_text("max_similarity") if similarity else "NULL"
     return f"""
         SELECT run_id, {order} AS ord, timestamp AS ts, kind, route, model,
@@ -267,6 +280,7 @@ def calls_select_sql(
                {segment} AS segment,
                COALESCE({record_id}, '{ROW_ID_PREFIX}' || {row_id}) AS record_id,
                CASE WHEN run_id IS NULL THEN {order} END AS solo
+               {", metadata" if raw_metadata else ""}
         FROM (SELECT *, {meta} AS meta FROM {table} WHERE kind <> 'feedback') AS calls
     """
 
@@ -308,7 +322,11 @@ def _strict_json(text: str | None) -> str | None:
     # Python wrote NaN / Infinity (which SQLite's JSON reader refuses) or nothing at all
     if not text:
         return None
-    return json.dumps(_finite(json.loads(text)))
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text  # not JSON: SQLite's reader refuses it ("malformed JSON")
+    return json.dumps(_finite(value))
 
 
 def _json_get(text: str | None, key: str) -> str | None:
@@ -379,15 +397,38 @@ class LedgerSession:
     Args:
         dialect: The database's dialect.
         run: Runs one query and returns an iterator over its rows.
+        where: The ledger's file or URL, named in errors.
+        raw_metadata: :data:`CALLS` has a ``metadata`` column, the ledger's text.
     """
 
-    def __init__(self, dialect: Dialect, run: Any) -> None:
+    def __init__(
+        self, dialect: Dialect, run: Any, where: Any = None, *, raw_metadata: bool = False
+    ) -> None:
         self.dialect = dialect
         self._run = run
+        self.where = where
+        self.raw_metadata = raw_metadata
 
     def query(self, sql: str) -> Iterator[tuple[Any, ...]]:
         """The rows of ``sql``, streamed."""
         return iter(self._run(sql))
+
+    def query_chunks(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of ``sql`` in lists of up to ``size`` (a cursor's ``fetchmany``)."""
+        rows = self._run(sql)
+        fetch = getattr(rows, "fetchmany", None)
+        try:
+            if fetch is None:
+                rows = iter(rows)
+                while chunk := list(itertools.islice(rows, size)):
+                    yield chunk
+            else:
+                while chunk := fetch(size):
+                    yield chunk
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFormatError(
+                f"not a readable SQLite ledger: {exc}", path=self.where
+            ) from exc
 
 
 def call_row(values: Sequence[Any]) -> CallRow:
@@ -488,7 +529,9 @@ def staged_session(
     conn = sqlite3.connect("")  # a private temporary database, on disk when it grows
     try:
         register_sqlite_functions(conn)
-        conn.execute(f"CREATE TABLE {CALLS} ({', '.join(_CALL_COLUMNS)}, solo)")
+        # the ledger order is the table's key: read in that order without a sort
+        columns = ", ".join("ord INTEGER PRIMARY KEY" if c == "ord" else c for c in _CALL_COLUMNS)
+        conn.execute(f"CREATE TABLE {CALLS} ({columns}, solo)")
         conn.execute(f"CREATE TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
         insert = f"INSERT INTO {CALLS} VALUES ({', '.join('?' for _ in _CALL_COLUMNS)}, ?)"
         key = _segment_key(segment_key)
@@ -515,7 +558,7 @@ def staged_session(
 
 @contextlib.contextmanager
 def open_session(
-    source: Any, segment_key: str | None = None, *, similarity: bool = True
+    source: Any, segment_key: str | None = None, *, similarity: bool = True, copy: bool = True
 ) -> Iterator[LedgerSession]:
     """A :class:`LedgerSession` over ``source``: a sink's own database, or records staged.
 
@@ -528,6 +571,10 @@ def open_session(
         segment_key: A metadata key whose value's JSON text the ``segment`` column holds.
         similarity: Fill the ``similarity`` column (a database ledger leaves it NULL
             otherwise: one JSON read per row saved where nothing needs it).
+        copy: Copy a SQLite ledger's calls into temporary tables (for several queries).
+            ``False`` makes :data:`CALLS` and :data:`FEEDBACK` views over the ledger,
+            read afresh by each query (for one pass, as :func:`~langroute.costs.columns.read_calls`
+            makes: it refuses the rows :func:`refuse_invalid_calls` would, as it reads them).
 
     Example:
         >>> with open_session([LedgerRecord(route="small")]) as session:
@@ -541,8 +588,9 @@ def open_session(
     if isinstance(sink, (SQLiteSink, JSONLSink)) or hasattr(sink, "analytics_session"):
         flush_writers_of(sink)
     if isinstance(sink, SQLiteSink):
-        with _sqlite_session(sink, segment_key, similarity) as session:
-            refuse_invalid_calls(session, sink.path)
+        with _sqlite_session(sink, segment_key, similarity, copy=copy) as session:
+            if copy:
+                refuse_invalid_calls(session, sink.path)
             yield session
     elif isinstance(sink, JSONLSink):
         with sink.stream() as records, staged_session(records, segment_key) as session:
@@ -550,18 +598,21 @@ def open_session(
     elif hasattr(sink, "analytics_session"):
         options = {} if similarity else {"similarity": False}
         with sink.analytics_session(segment_key, **options) as session:
-            refuse_invalid_calls(session, getattr(sink, "url", None))
+            session.where = getattr(sink, "url", None)
+            refuse_invalid_calls(session, session.where)
             yield session
     else:
         with staged_session(_records_of(source), segment_key) as session:
             yield session
 
 
+INVALID_CALL = """(cost < 0 OR baseline_cost < 0 OR latency_ms < 0
+    OR cost > 1e300 OR baseline_cost > 1e300 OR latency_ms > 1e300
+    OR ts < '1970' OR ts >= '3000')"""
+"""The SQL condition on a :data:`CALLS` row that the record checks refuse."""
 _INVALID_CALLS = f"""
     SELECT record_id, cost, baseline_cost, latency_ms, ts FROM {CALLS}
-    WHERE cost < 0 OR baseline_cost < 0 OR latency_ms < 0
-       OR cost > 1e300 OR baseline_cost > 1e300 OR latency_ms > 1e300
-       OR ts < '1970' OR ts >= '3000'
+    WHERE {INVALID_CALL}
     LIMIT 1
 """
 
@@ -589,12 +640,14 @@ def refuse_invalid_calls(session: LedgerSession, where: Any) -> None:
 
 @contextlib.contextmanager
 def _sqlite_session(
-    sink: SQLiteSink, segment_key: str | None, similarity: bool = True
+    sink: SQLiteSink, segment_key: str | None, similarity: bool = True, *, copy: bool = True
 ) -> Iterator[LedgerSession]:
     """A session over a SQLite ledger, on a read connection of its own.
 
     The calls' compact columns are copied into a temporary table (the SQL does the
-    JSON), then every query runs in SQLite.
+    JSON), then every query runs in SQLite. Without ``copy`` the temporary tables are
+    views and the read transaction stays open until the session ends (one snapshot; a
+    WAL ledger's writers are not held).
 
     Raises:
         LedgerFormatError: The file is not a SQLite langroute ledger.
@@ -615,12 +668,21 @@ def _sqlite_session(
         register_sqlite_functions(conn)
         conn.execute("PRAGMA temp_store = FILE")  # a big ledger's copy spills to disk
         conn.execute("BEGIN")  # one snapshot for every query
-        calls = calls_select_sql(SQLITE, SQL_TABLE, present, segment_key, similarity=similarity)
-        conn.execute(f"CREATE TEMP TABLE {CALLS} AS {calls}")
+        made = "TABLE" if copy else "VIEW"
+        calls = calls_select_sql(
+            SQLITE, SQL_TABLE, present, segment_key, similarity=similarity, raw_metadata=not copy
+        )
+        conn.execute(f"CREATE TEMP {made} {CALLS} AS {calls}")
         feedback = feedback_select_sql(SQLITE, SQL_TABLE, present)
-        conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
-        conn.execute("COMMIT")  # copied: the temp tables stay, the ledger is not held
-        yield LedgerSession(SQLITE, lambda sql: sqlite_rows(conn.execute(sql), sink.path))
+        conn.execute(f"CREATE TEMP {made} {FEEDBACK} AS {feedback}")
+        if copy:
+            conn.execute("COMMIT")  # copied: the temp tables stay, the ledger is not held
+        if copy:
+            yield LedgerSession(
+                SQLITE, lambda sql: sqlite_rows(conn.execute(sql), sink.path), where=sink.path
+            )
+        else:  # read in chunks (query_chunks): the cursor itself
+            yield LedgerSession(SQLITE, conn.execute, where=sink.path, raw_metadata=True)
     except sqlite3.DatabaseError as exc:
         raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=sink.path) from exc
     finally:
@@ -781,146 +843,113 @@ SUMMARY_QUERIES = {
 """The SQL behind :func:`ledger_summary`, over a session's :data:`CALLS` table."""
 
 
-class _Part:
-    """The query results of one part of a ledger (serving, or labelling calls)."""
+def _summarize_calls(calls: CallColumns, order: Sequence[str] | None) -> LedgerSummary:
+    """:func:`~langroute.costs.summarize` of a ledger's calls read as columns."""
+    import numpy as np
 
-    def __init__(self) -> None:
-        self.routes: dict[str | None, list[Any]] = {}
-        self.models: dict[str | None, dict[str, int]] = {}
-        self.baseline_models: dict[str, int] = {}
-        self.requests = RequestCosts()
-        self.costs: dict[str | None, array] = {}
-        self.latencies: dict[str | None, array] = {}
-        self.all_latencies = array("d")
+    from langroute.costs.columns import LABELLING
 
-    def summary(self, order: Sequence[str] | None) -> LedgerSummary:
-        named = [name for name in dict.fromkeys(order or ()) if name in self.routes]
-        rest = sorted(
-            (name for name in self.routes if name not in named),
-            key=lambda name: self.routes[name][9],
-        )
-        routes = [self._route(name) for name in [*named, *rest]]
-        every = list(self.routes.values())
-
-        def total(column: int) -> int:
-            return sum(int(row[column]) for row in every)
-
-        requests = self.requests
-        savings, savings_pct = requests.savings()
-        p50, p95 = percentiles(self.all_latencies, 50, 95)
-        costs = [column for column in self.costs.values() if column]
-        return LedgerSummary(
-            routes=routes,
-            requests=requests.requests,
-            calls=total(0),
-            errors=total(1),
-            escalations=total(2),
-            escalated_requests=requests.escalated,
-            escalation_rate=requests.escalated / requests.requests if requests.requests else 0.0,
-            input_tokens=total(4),
-            output_tokens=total(5),
-            cached_tokens=total(6),
-            cost=math.fsum(value for column in costs for value in column) if costs else None,
-            unpriced_calls=total(7),
-            unmeasured_calls=total(8),
-            unmeasured_requests=requests.unmeasured,
-            baseline_models=_by_first(self.baseline_models),
-            baseline_cost=math.fsum(requests.baselines) if requests.baselines else None,
-            savings=savings,
-            savings_pct=savings_pct,
-            latency_p50_ms=p50,
-            latency_p95_ms=p95,
-            first_timestamp=min((parse_timestamp(row[10]) for row in every), default=None),
-            last_timestamp=max((parse_timestamp(row[11]) for row in every), default=None),
-        )
-
-    def _route(self, name: str | None) -> RouteCostSummary:
-        calls, errors, escalations, rejected, inp, out, cached, unpriced, unmeasured = (
-            int(value) for value in self.routes[name][:9]
-        )
-        costs = self.costs.get(name)
-        p50, p95 = percentiles(self.latencies.get(name, array("d")), 50, 95)
-        return RouteCostSummary(
-            route=name,
-            models=_by_first(self.models.get(name, {})),
-            calls=calls,
-            errors=errors,
-            escalations=escalations,
-            escalation_rate=escalations / calls if calls else 0.0,
-            rejected=rejected,
-            input_tokens=inp,
-            output_tokens=out,
-            cached_tokens=cached,
-            cost=math.fsum(costs) if costs else None,
-            unpriced_calls=unpriced,
-            unmeasured_calls=unmeasured,
-            latency_p50_ms=p50,
-            latency_p95_ms=p95,
-        )
+    labelling = calls.has(LABELLING)
+    summary = _part_summary(calls, np.flatnonzero(~labelling), order)
+    if labelling.any():
+        part = _part_summary(calls, np.flatnonzero(labelling), order)
+        return summary.model_copy(update={"labelling": part})
+    return summary
 
 
-def _first_seen(seen: dict[str, int], name: str, order: int) -> None:
-    known = seen.get(name)
-    if known is None or order < known:
-        seen[name] = order
+def _call_counts(calls: CallColumns, rows: Any) -> dict[str, Any]:
+    """What a route's and a part's summaries both count over their calls (``rows``)."""
+    import numpy as np
 
+    from langroute.costs.columns import ESCALATED, FAILED, MEASURED, REJECTED
 
-def _by_first(seen: dict[str, int]) -> list[str]:
-    return sorted(seen, key=seen.__getitem__)
-
-
-def summary_sql(dialect: Dialect) -> dict[str, str]:
-    """The SQL behind :func:`ledger_summary` over a session's :data:`CALLS` table.
-
-    ``routes`` and ``requests`` are one scan each; costs, baselines and latencies come
-    back whole per group (:meth:`Dialect.collect`), to be summed with :func:`math.fsum`
-    and ranked for the percentiles in Python, as :func:`~langroute.costs.summarize`
-    does. The savings compare the requests whose calls are all measured and priced and
-    that have a baseline: nearly all, so the costs and baselines of the others are taken
-    back from the totals (:func:`math.fsum` of the values and the others' negations is
-    exact). A request's costs are its ``MIN`` and ``MAX`` when it has one or two;
-    ``request_costs`` (``{labelling}`` and ``{run_ids}`` to fill) fetches them for
-    the few with three or more.
-    """
-    compared = "measured = 1 AND baseline IS NOT NULL AND priced = 1"
-    left_out = "measured = 1 AND baseline IS NOT NULL AND priced = 0"
-    others = f"NOT ({compared})"
+    flags = calls.flags[rows]
+    cost = calls.cost[rows]
+    known = cost[~np.isnan(cost)]
+    measured = (flags & MEASURED) != 0
+    latency = calls.latency[rows]
+    p50, p95 = percentiles(latency[~np.isnan(latency)], 50, 95)
     return {
-        # per labelling flag, route, model and baseline model (few groups; merged per route)
-        "routes": f"""
-            SELECT labelling, route, model, baseline_model, COUNT(*), SUM(failed),
-                   SUM(escalated), SUM({_flag("accepted = 0")}), SUM(input_tokens),
-                   SUM(output_tokens), SUM(cached_tokens),
-                   SUM({_flag("cost IS NULL AND measured = 1")}), SUM(1 - measured),
-                   MIN(ord), MIN(ts), MAX(ts), {dialect.collect("cost")},
-                   {dialect.collect("latency_ms")}
-            FROM {CALLS} GROUP BY labelling, route, model, baseline_model""",
-        # one row per request, then the serving and the labelling requests apart (FILTER
-        # rather than GROUP BY: no second sort). Compared requests are most of them, so
-        # the few others are collected, to be taken back from the totals.
-        "requests": "SELECT "
-        + ", ".join(
-            f"""COUNT(*) FILTER (WHERE labelling = {part}),
-                SUM(escalated) FILTER (WHERE labelling = {part}),
-                SUM(1 - measured) FILTER (WHERE labelling = {part}),
-                COUNT(*) FILTER (WHERE labelling = {part} AND {compared}),
-                {dialect.collect_where("baseline", f"labelling = {part} AND measured = 1")},
-                {dialect.collect_where("baseline", f"labelling = {part} AND {left_out}")},
-                {dialect.collect_where("low", f"labelling = {part} AND {others} AND costs <= 2")},
-                {dialect.collect_where("high", f"labelling = {part} AND {others} AND costs = 2")},
-                {dialect.texts_where("run_id", f"labelling = {part} AND {others} AND costs > 2")}"""
-            for part in (0, 1)
-        )
-        + f"""
-            FROM (SELECT labelling, run_id, MAX(escalated) AS escalated,
-                         MIN(measured) AS measured, MAX(baseline_cost) AS baseline,
-                         MIN({_flag("cost IS NOT NULL")}) AS priced, COUNT(cost) AS costs,
-                         MIN(cost) AS low, MAX(cost) AS high
-                  FROM {CALLS} GROUP BY {_REQUEST}) AS requests""",
-        "request_costs": f"""
-            SELECT cost FROM {CALLS}
-            WHERE labelling = {{labelling}} AND cost IS NOT NULL AND run_id IN ({{run_ids}})""",
+        "calls": len(rows),
+        "errors": int(np.count_nonzero(flags & FAILED)),
+        "escalations": int(np.count_nonzero(flags & ESCALATED)),
+        "rejected": int(np.count_nonzero(flags & REJECTED)),
+        "input_tokens": int(calls.input_tokens[rows].sum()),
+        "output_tokens": int(calls.output_tokens[rows].sum()),
+        "cached_tokens": int(calls.cached_tokens[rows].sum()),
+        "cost": math.fsum(known.tolist()) if len(known) else None,
+        "unpriced_calls": int(np.count_nonzero(np.isnan(cost) & measured)),
+        "unmeasured_calls": int(np.count_nonzero(~measured)),
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
     }
+
+
+def _part_summary(calls: CallColumns, rows: Any, order: Sequence[str] | None) -> LedgerSummary:
+    """The summary of the calls ``rows`` (ascending): serving or labelling calls."""
+    import numpy as np
+
+    from langroute.costs.columns import ESCALATED, MEASURED, first_seen, group_starts
+    from langroute.costs.summary import summarize
+
+    if not len(rows):
+        return summarize([], order)
+    by_route = rows[np.argsort(calls.route[rows], kind="stable")]
+    codes = calls.route[by_route]
+    starts = group_starts(codes).tolist()
+    routes: dict[str | None, tuple[int, RouteCostSummary]] = {}
+    for start, end in zip(starts, [*starts[1:], len(by_route)], strict=True):
+        mine = by_route[start:end]
+        name = calls.routes[codes[start]]
+        counts = _call_counts(calls, mine)
+        calls_made = counts["calls"]
+        route = RouteCostSummary(
+            route=name,
+            models=first_seen(calls.model[mine], calls.models),
+            escalation_rate=counts["escalations"] / calls_made if calls_made else 0.0,
+            **counts,
+        )
+        routes[name] = (int(mine[0]), route)
+    named = [name for name in dict.fromkeys(order or ()) if name in routes]
+    rest = sorted((name for name in routes if name not in named), key=lambda n: routes[n][0])
+
+    # per request (the part's calls sharing a run_id): the facts behind savings
+    by_request = rows[np.argsort(calls.request[rows], kind="stable")]
+    starts_at = group_starts(calls.request[by_request])
+    flags = calls.flags[by_request]
+    cost = calls.cost[by_request]
+    escalated = np.maximum.reduceat((flags & ESCALATED) != 0, starts_at)
+    unmeasured = np.maximum.reduceat((flags & MEASURED) == 0, starts_at)
+    unpriced = np.maximum.reduceat(np.isnan(cost), starts_at)
+    baseline = np.fmax.reduceat(calls.baseline[by_request], starts_at)
+    with_baseline = ~unmeasured & ~np.isnan(baseline)
+    compared = with_baseline & ~unpriced
+    sizes = np.diff(np.append(starts_at, len(by_request)))
+    compared_costs = cost[np.repeat(compared, sizes)]
+    savings = savings_pct = None
+    if compared.any():
+        base = math.fsum(baseline[compared].tolist())
+        savings = base - math.fsum(compared_costs.tolist())
+        savings_pct = 100.0 * savings / base if base > 0 else None
+    requests = len(starts_at)
+    escalated_requests = int(np.count_nonzero(escalated))
+    counts = _call_counts(calls, rows)
+    del counts["rejected"]
+    time = calls.time[rows]
+    return LedgerSummary(
+        routes=[routes[name][1] for name in [*named, *rest]],
+        requests=requests,
+        escalated_requests=escalated_requests,
+        escalation_rate=escalated_requests / requests,
+        unmeasured_requests=int(np.count_nonzero(unmeasured)),
+        baseline_models=first_seen(calls.baseline_model[rows], calls.baseline_models),
+        baseline_cost=math.fsum(baseline[with_baseline].tolist()) if with_baseline.any() else None,
+        savings=savings,
+        savings_pct=savings_pct,
+        first_timestamp=EPOCH + timedelta(microseconds=int(time.min())),
+        last_timestamp=EPOCH + timedelta(microseconds=int(time.max())),
+        **counts,
+    )
 
 
 def percentiles(values: Sequence[float], *quantiles: float) -> list[float | None]:
@@ -933,7 +962,7 @@ def percentiles(values: Sequence[float], *quantiles: float) -> list[float | None
         >>> percentiles([4.0, 1.0, 3.0, 2.0], 50, 95)
         [2.5, 3.85]
     """
-    if not values:
+    if not len(values):
         return [None for _ in quantiles]
     import numpy as np
 
@@ -950,64 +979,9 @@ def percentiles(values: Sequence[float], *quantiles: float) -> list[float | None
 
 
 def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> LedgerSummary:
-    sql = summary_sql(session.dialect)
-    parts = (_Part(), _Part())
-    for labelling, route, model, baseline_model, *values in session.query(sql["routes"]):
-        part = parts[labelling]
-        first = values[9]
-        costs, latencies = floats(values[12]), floats(values[13])
-        values = values[:12]
-        if model is not None:
-            _first_seen(part.models.setdefault(route, {}), model, first)
-        if baseline_model is not None:
-            _first_seen(part.baseline_models, baseline_model, first)
-        part.costs.setdefault(route, array("d")).extend(costs)
-        part.latencies.setdefault(route, array("d")).extend(latencies)
-        part.all_latencies.extend(latencies)
-        known = part.routes.get(route)
-        if known is None:
-            part.routes[route] = values
-        else:  # the same route with another model: add up (first, earliest, latest)
-            sums = [int(a) + int(b) for a, b in zip(known[:9], values[:9], strict=True)]
-            part.routes[route] = [
-                *sums,
-                min(known[9], first),
-                min(known[10], values[10]),
-                max(known[11], values[11]),
-            ]
-    long_requests: list[tuple[int, list[str]]] = []
-    for row in session.query(sql["requests"]):
-        for labelling in (0, 1):
-            count, escalated, unmeasured, compared, *collected = row[
-                9 * labelling : 9 * labelling + 9
-            ]
-            baselines, left_out, low, high, run_ids = collected
-            part = parts[labelling]
-            facts = part.requests
-            facts.requests, facts.escalated = count, int(escalated or 0)
-            facts.unmeasured, facts.compared = int(unmeasured or 0), compared
-            facts.baselines = floats(baselines)
-            # the compared requests' baselines and costs: every one, less those left out
-            facts.compared_baselines = array("d", facts.baselines)
-            facts.compared_baselines.extend(-value for value in floats(left_out))
-            facts.compared_costs = array("d")
-            for column in part.costs.values():
-                facts.compared_costs.extend(column)
-            for column in (floats(low), floats(high)):
-                facts.compared_costs.extend(-value for value in column)
-            long_requests.append((labelling, texts(run_ids)))
-    for labelling, run_ids in long_requests:
-        for chunk in range(0, len(run_ids), 50_000):
-            listed = ", ".join(_literal(run_id) for run_id in run_ids[chunk : chunk + 50_000])
-            query = sql["request_costs"].format(labelling=labelling, run_ids=listed)
-            parts[labelling].requests.compared_costs.extend(
-                -cost for (cost,) in session.query(query)
-            )
-    serving, labelling = parts
-    summary = serving.summary(order)
-    if labelling.routes:
-        return summary.model_copy(update={"labelling": labelling.summary(order)})
-    return summary
+    from langroute.costs.columns import read_calls
+
+    return _summarize_calls(read_calls(session, summary=True), order)
 
 
 def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSummary:
@@ -1039,5 +1013,5 @@ def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSum
     sink = getattr(source, "sink", source)
     if isinstance(sink, MemorySink) or not hasattr(sink, "read"):
         return summarize(_records_of(source), order)  # in memory already: nothing to stage
-    with open_session(source, None) as session:
+    with open_session(source, None, similarity=False, copy=False) as session:
         return _summarize_session(session, order)
