@@ -491,15 +491,18 @@ def _fold(
     def total(values: np.ndarray) -> list[int]:
         return np.add.reduceat(values[ordered].astype(np.int64), starts).tolist()
 
-    def sums(values: np.ndarray, group: np.ndarray) -> tuple[list[float], list[int]]:
-        """The exact sum (math.fsum) and the count of ``values`` per group (-1: none)."""
-        kept = group >= 0
-        values, group = values[kept], group[kept]
-        arranged = np.argsort(group, kind="stable")
-        bounds = np.searchsorted(group[arranged], np.arange(groups + 1)).tolist()
-        flat = values[arranged].tolist()
-        totals = [math.fsum(flat[low:high]) for low, high in zip(bounds, bounds[1:])]
-        return totals, np.diff(bounds).tolist()
+    def sums(
+        values: np.ndarray, kept: np.ndarray, order: np.ndarray, bounds: np.ndarray
+    ) -> tuple[list[float], list[int]]:
+        """math.fsum and count of the ``kept`` values per group.
+
+        ``order`` lists the values group by group, each group starting at its ``bounds``.
+        """
+        kept = kept[order]
+        count = np.add.reduceat(kept.astype(np.int64), bounds)
+        edges = np.concatenate(([0], np.cumsum(count))).tolist()
+        flat = values[order][kept].tolist()
+        return [math.fsum(flat[low:high]) for low, high in zip(edges, edges[1:])], count.tolist()
 
     counts = {
         name: total(getattr(requests, name))
@@ -516,22 +519,27 @@ def _fold(
         )
     }
     sizes = np.diff(np.append(starts, len(ordered))).tolist()
-    similarity, similar = sums(requests.similarity, np.where(requests.has_similarity, group_of, -1))
+    # the requests are grouped along ``ordered``; their calls along ``ordered_rows``
     row_group = group_of[requests.row_request]
-    costs = np.isnan(requests.row_cost)
-    spent, priced = sums(requests.row_cost, np.where(costs, -1, row_group))
-    compared_row = requests.compared[requests.row_request] & ~costs
-    compared_costs, _ = sums(requests.row_cost, np.where(compared_row, row_group, -1))
-    baselines, _ = sums(requests.baseline, np.where(requests.compared, group_of, -1))
+    ordered_rows = np.flatnonzero(row_group >= 0)
+    ordered_rows = ordered_rows[np.argsort(row_group[ordered_rows], kind="stable")]
+    row_starts = np.searchsorted(row_group[ordered_rows], np.arange(groups))
+    similarity, similar = sums(requests.similarity, requests.has_similarity, ordered, starts)
+    known = ~np.isnan(requests.row_cost)
+    spent, priced = sums(requests.row_cost, known, ordered_rows, row_starts)
+    compared_row = requests.compared[requests.row_request] & known
+    compared_costs, _ = sums(requests.row_cost, compared_row, ordered_rows, row_starts)
+    baselines, _ = sums(requests.baseline, requests.compared, ordered, starts)
     route_names = requests.route_names
     answered = np.flatnonzero(requests.route >= 0)
     windows = [_Window() for _ in range(groups)]
-    pairs, hits = np.unique(
-        np.stack((group_of[answered], requests.route[answered])), axis=1, return_counts=True
+    names = max(len(route_names), 1)
+    keys, hits = np.unique(
+        group_of[answered] * names + requests.route[answered], return_counts=True
     )
-    for group, route, count in zip(*pairs.tolist(), hits.tolist(), strict=True):
-        if group >= 0:
-            windows[group].routes[route_names[route]] = count
+    for key, count in zip(keys.tolist(), hits.tolist(), strict=True):
+        if key >= 0:
+            windows[key // names].routes[route_names[key % names]] = count
     judged = np.flatnonzero((requests.verdict >= 0) & (group_of >= 0))
     for request in judged.tolist():
         window = windows[group_of[request]]
@@ -569,7 +577,7 @@ def _read_requests(source: Any, segment_key: str | None) -> _Requests:
 
     with open_session(source, segment_key, copy=False) as session:
         verdicts = session_verdicts(session)
-        calls = read_calls(session, monitor=True, segment_key=segment_key, judged=bool(verdicts))
+        calls = read_calls(session, monitor=True, segment_key=segment_key, judged=verdicts.keys())
     return _Requests(calls, verdicts, segment_key)
 
 

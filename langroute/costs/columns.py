@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,6 @@ import numpy as np
 from langroute.costs.analytics import (
     CALLS,
     EPOCH,
-    FEEDBACK,
     INVALID_CALL,
     LedgerSession,
     _segment_key,
@@ -77,7 +76,7 @@ _ROW_FLAGS = f"""(failed + {ESCALATED} * (CASE WHEN escalated <> 0 THEN 1 ELSE 0
     + {LOW_CONFIDENCE} * (CASE WHEN reason = 'low_confidence' THEN 1 ELSE 0 END)
     + {ALONE} * (CASE WHEN run_id IS NULL THEN 1 ELSE 0 END))"""
 _METADATA_FLAGS = f"({MEASURED} * measured + {LABELLING} * labelling + {OVERHEAD} * overhead)"
-_KEYS = tuple(json.dumps(key) for key in (PURPOSE_KEY, UNMEASURED_KEY, ROLE_KEY)) + ("\\",)
+_KEYS = (*(json.dumps(key) for key in (PURPOSE_KEY, UNMEASURED_KEY, ROLE_KEY)), "\\")
 _KEY_BYTES = tuple(key.encode() for key in _KEYS)
 SIMILARITY_KEY = "max_similarity"
 
@@ -324,16 +323,13 @@ def segment_name(text: str | None) -> str:
     return "(none)" if value is None else str(value)
 
 
-_JUDGED = f"CASE WHEN record_id IN (SELECT feedback_for FROM {FEEDBACK}) THEN record_id END"
-
-
 def read_calls(
     session: LedgerSession,
     *,
     summary: bool = False,
     monitor: bool = False,
     segment_key: str | None = None,
-    judged: bool = False,
+    judged: Collection[str] = (),
 ) -> CallColumns:
     """Every call of a session's :data:`~langroute.costs.analytics.CALLS`, as columns.
 
@@ -343,7 +339,8 @@ def read_calls(
         monitor: Read what ``monitor`` needs too (similarity, segment).
         segment_key: The metadata key of the segments (the session's, when it reads
             the metadata in SQL).
-        judged: Read the record ids of the calls that feedback names.
+        judged: The record ids that feedback names: the calls holding one are listed
+            in :attr:`CallColumns.judged`.
 
     Raises:
         LedgerFormatError: A call with a negative or infinite cost or latency, or a
@@ -374,7 +371,8 @@ def read_calls(
     if monitor and not in_python:
         selected += [("similarity", "similarity"), ("segment", "segment")]
     if judged:
-        selected.append(("judged", _JUDGED))
+        selected.append(("judged", raw.format("record_id")))
+        targets = {*judged, *(record_id.encode() for record_id in judged)}
     names = [name for name, _ in selected]
     columns = ", ".join(sql for _, sql in selected)
     # in ledger order: a SQLite ledger's row id, a staged table's key (no sort)
@@ -407,9 +405,9 @@ def read_calls(
         parts["request"].append(_fixed_width(values.pop("request")))
         if judged:
             judged_ids.extend(
-                (read + row, record_id)
+                (read + row, record_id.decode() if isinstance(record_id, bytes) else record_id)
                 for row, record_id in enumerate(values.pop("judged"))
-                if record_id is not None
+                if record_id in targets
             )
         for name, column in values.items():
             if name in coders:
