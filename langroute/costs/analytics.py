@@ -2,23 +2,23 @@
 
 ``langroute report`` and ``langroute monitor`` (and the dashboard) read ledgers of
 millions of rows. Building a :class:`~langroute.costs.LedgerRecord` per row costs
-minutes and gigabytes, so these functions never do. A :class:`LedgerSession` copies
-the calls' compact columns into a temporary table, :data:`CALLS` (the database's JSON
-operators read the few metadata keys that matter), and the feedback rows into
-:data:`FEEDBACK`; queries then run in the database:
+minutes and gigabytes, so these functions never do. A :class:`LedgerSession` exposes
+the calls' compact columns as :data:`CALLS` (the database's JSON operators read the few
+metadata keys that matter) and the feedback rows as :data:`FEEDBACK`: temporary tables
+for several queries, or views over a SQLite ledger for one pass:
 
 * :func:`ledger_summary` is :func:`~langroute.costs.summarize` of a ledger (the
-  ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`):
-  counts and token sums are ``GROUP BY`` aggregates (:func:`summary_sql`: one scan per
-  route and one per request); each group's costs and latencies come back whole, to be
-  summed exactly with :func:`math.fsum`, as ``summarize`` does, and ranked for the
-  percentiles (:func:`percentiles`). :data:`SUMMARY_QUERIES` is the earlier form of the
-  same SQL (a query per column), kept for callers that read it.
-* :func:`session_requests` returns the calls ordered by request (``run_id``), so each
-  request is complete when its last row arrives: :func:`langroute.monitoring.monitor_ledger`
-  (the ``monitor`` command) folds them into every (segment, window) in one pass.
-* :func:`request_groups` and :func:`latest_verdicts` give the same per request and per
-  judged call, for other views of a ledger.
+  ``report`` command, :meth:`CostLedger.summary <langroute.costs.CostLedger.summary>`),
+  and :func:`langroute.monitoring.monitor_ledger` the ``monitor`` command: both read
+  the calls once, as numpy columns (:func:`langroute.costs.columns.read_calls`: one
+  plain streamed ``SELECT``, no ``GROUP BY`` sort, no Python aggregate per row), group
+  them by request and route with numpy, sum costs exactly with :func:`math.fsum`, as
+  ``summarize`` does, and rank latencies for the percentiles (:func:`percentiles`).
+  :data:`SUMMARY_QUERIES` is an earlier, SQL form of the summary, kept for callers that
+  read it.
+* :func:`session_requests` returns the calls ordered by request (``run_id``), each
+  request whole; :func:`request_groups` and :func:`latest_verdicts` give the calls per
+  request and the verdict per judged call, for other views of a ledger.
 
 Sources (:func:`open_session`): a SQLite ledger is queried in place and a Postgres one
 through :meth:`PostgresSink.analytics_session
@@ -71,7 +71,6 @@ __all__ = [
     "SUMMARY_QUERIES",
     "CallRow",
     "LedgerSession",
-    "RequestCosts",
     "Verdicts",
     "latest_verdicts",
     "ledger_summary",
@@ -171,26 +170,6 @@ class Dialect:
     @property
     def nulls_first(self) -> str:
         return "" if self.sqlite else " NULLS FIRST"
-
-    def collect(self, expr: str) -> str:
-        """An aggregate of the non-NULL floats of ``expr`` in the group, read by :func:`floats`.
-
-        The values come back whole (never summed in SQL) for :func:`math.fsum` and the
-        percentiles: SQLite's :data:`COLLECT` (a blob of doubles), Postgres' ``array_agg``.
-        """
-        if self.sqlite:
-            return f"{COLLECT}({expr}) FILTER (WHERE {expr} IS NOT NULL)"
-        return f"array_agg({expr}) FILTER (WHERE {expr} IS NOT NULL)"
-
-    def collect_where(self, expr: str, condition: str) -> str:
-        """:meth:`collect` of the rows where ``condition`` holds."""
-        function = COLLECT if self.sqlite else "array_agg"
-        return f"{function}({expr}) FILTER (WHERE {expr} IS NOT NULL AND {condition})"
-
-    def texts_where(self, expr: str, condition: str) -> str:
-        """The non-NULL texts of ``expr`` where ``condition`` holds (a list after :func:`texts`)."""
-        function = COLLECT_TEXT if self.sqlite else "array_agg"
-        return f"{function}({expr}) FILTER (WHERE {expr} IS NOT NULL AND {condition})"
 
 
 SQLITE = Dialect(order="id")
@@ -295,10 +274,6 @@ def feedback_select_sql(dialect: Dialect, table: str, present: Iterable[str]) ->
     )
 
 
-COLLECT = "langroute_collect"
-"""SQLite aggregate (see :func:`register_sqlite_functions`): its floats as a blob of doubles."""
-COLLECT_TEXT = "langroute_collect_text"
-"""SQLite aggregate: its texts as a JSON array."""
 STRICT_JSON = "langroute_strict_json"
 """SQLite function (see :func:`register_sqlite_functions`): metadata as strict JSON."""
 PG_STRICT_JSON = "pg_temp.langroute_strict_json"
@@ -334,56 +309,10 @@ def _json_get(text: str | None, key: str) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-class _Collect:
-    """:data:`COLLECT`: the group's floats, returned whole as a blob of doubles."""
-
-    def __init__(self) -> None:
-        self.values = array("d")
-
-    def step(self, value: float) -> None:
-        self.values.append(value)
-
-    def finalize(self) -> bytes:
-        return self.values.tobytes()
-
-
-class _CollectText:
-    """:data:`COLLECT_TEXT`: the group's texts as a JSON array."""
-
-    def __init__(self) -> None:
-        self.values: list[str] = []
-
-    def step(self, value: str) -> None:
-        self.values.append(value)
-
-    def finalize(self) -> str:
-        return json.dumps(self.values)
-
-
-def floats(collected: bytes | Sequence[float] | None) -> array:
-    """The floats of a :meth:`Dialect.collect` column (empty when the group had none)."""
-    if collected is None:
-        return array("d")
-    if isinstance(collected, bytes):
-        values = array("d")
-        values.frombytes(collected)
-        return values
-    return array("d", collected)
-
-
-def texts(collected: str | Sequence[str] | None) -> list[str]:
-    """The texts of a :meth:`Dialect.texts_where` column."""
-    if collected is None:
-        return []
-    return json.loads(collected) if isinstance(collected, str) else list(collected)
-
-
 def register_sqlite_functions(conn: sqlite3.Connection) -> None:
     """Give a SQLite connection the functions the analytics' SQL may call."""
     conn.create_function(STRICT_JSON, 1, _strict_json, deterministic=True)
     conn.create_function(JSON_GET, 2, _json_get, deterministic=True)
-    conn.create_aggregate(COLLECT, 1, _Collect)
-    conn.create_aggregate(COLLECT_TEXT, 1, _CollectText)
 
 
 class LedgerSession:
@@ -764,53 +693,6 @@ def latest_verdicts(source: Any) -> Verdicts:
 # ---------------------------------------------------------------------------- summary
 
 
-class RequestCosts:
-    """Per-request counts and the costs behind savings (as ``summarize`` computes them)."""
-
-    __slots__ = (
-        "baselines",
-        "compared",
-        "compared_baselines",
-        "compared_costs",
-        "escalated",
-        "requests",
-        "unmeasured",
-    )
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.escalated = 0
-        self.unmeasured = 0
-        self.compared = 0  # requests whose costs and baseline are both known
-        self.baselines = array("d")
-        self.compared_baselines = array("d")
-        self.compared_costs = array("d")
-
-    def add_facts(self, escalated: Any, measured: Any, baseline: float | None, priced: Any) -> None:
-        """One request, by its SQL aggregates (its calls' costs are added apart)."""
-        self.requests += 1
-        self.escalated += bool(escalated)
-        if not measured:
-            self.unmeasured += 1
-        elif baseline is not None:
-            self.baselines.append(baseline)
-            if priced:
-                self.compared += 1
-                self.compared_baselines.append(baseline)
-
-    def savings(self) -> tuple[float | None, float | None]:
-        """Savings and savings in percent of the compared baseline.
-
-        ``compared_baselines`` and ``compared_costs`` may hold negated values (those of
-        the requests left out, taken back from a total): :func:`math.fsum` is exact.
-        """
-        if not self.compared:
-            return None, None
-        base = math.fsum(self.compared_baselines)
-        savings = base - math.fsum(self.compared_costs)
-        return savings, (100.0 * savings / base if base > 0 else None)
-
-
 # Each query returns the labelling flag first: 0 = serving, 1 = labelling calls.
 _REQUEST = "labelling, run_id, solo"
 SUMMARY_QUERIES = {
@@ -987,9 +869,9 @@ def _summarize_session(session: LedgerSession, order: Sequence[str] | None) -> L
 def ledger_summary(source: Any, order: Sequence[str] | None = None) -> LedgerSummary:
     """:func:`~langroute.costs.summarize` of a whole ledger, computed in its database.
 
-    Counts and token sums are SQL aggregates; costs come back whole per group to
-    be summed exactly (:func:`math.fsum`, as :func:`~langroute.costs.summarize` does)
-    and latencies whole for the percentiles (:func:`summary_sql`).
+    The calls are read once as columns (:func:`~langroute.costs.columns.read_calls`);
+    costs are summed exactly (:func:`math.fsum`, as :func:`~langroute.costs.summarize`
+    does) and latencies ranked for the percentiles.
 
     Args:
         source: A :class:`~langroute.costs.CostLedger`, a sink (SQLite and Postgres

@@ -454,3 +454,76 @@ def test_a_postgres_analytics_session_leaves_the_writer_free(postgres_url: str) 
         assert ledger.sink.count() == 2
     finally:
         ledger.close()
+
+
+def test_timestamps_read_as_columns_equal_the_records(tmp_path: Path) -> None:
+    """The vectorised reading of langroute's own form, and every other form read apart."""
+    from langroute.costs.analytics import parse_timestamp
+    from langroute.costs.columns import epoch_micros, micros
+
+    stamps = [
+        "2026-11-01T00:00:00.604800+00:00",
+        "2026-11-01T00:00:00+00:00",
+        "2024-02-29T23:59:59.000001+00:00",  # a leap day
+        "1970-01-01T00:00:00+00:00",
+        "2999-12-31T23:59:59.999999+00:00",
+        "2026-11-01T05:00:00+05:00",  # another offset
+        "2026-11-01T00:00:00Z",
+        "2026-11-01T00:00:00.5+00:00",  # a short fraction
+        "2026-11-01 00:00:00+00:00",
+    ]
+    expected = [micros(parse_timestamp(stamp)) for stamp in stamps]
+    assert epoch_micros(stamps).tolist() == expected
+    assert epoch_micros([stamp.encode() for stamp in stamps]).tolist() == expected
+    with pytest.raises(ValueError, match="day value is outside"):
+        epoch_micros(["2023-02-29T00:00:00+00:00"])  # no leap day that year: refused
+
+
+def test_run_ids_group_exactly(tmp_path: Path) -> None:
+    """Calls group by their exact run id: empty, NUL-ended, long, and ids whose hashes meet."""
+    run_ids = ["", "\x01", "a", "a\x00", "é", "x" * 70, "x" * 69 + "y", None, None, "a", ""]
+    rows = [
+        LedgerRecord(run_id=run_id, route="small", cost=0.5, baseline_cost=1.0 + number)
+        for number, run_id in enumerate(run_ids)
+    ]
+    ledger = store(rows, tmp_path / "ids.db")
+    summary = ledger_summary(ledger)
+    assert summary.requests == len(rows) - 2  # "a" and "" twice; each None alone
+    assert dump(summary) == dump(summarize(rows))
+    assert dump(monitor_ledger(ledger)) == dump(monitor(rows))
+
+
+def test_metadata_read_in_python_as_the_records_read_it(tmp_path: Path) -> None:
+    """Keys spelled with escapes, repeated keys and NaN in metadata another tool wrote."""
+    path = tmp_path / "meta.db"
+    ledger = store([LedgerRecord(run_id=f"r{i}", route="small", cost=0.5) for i in range(6)], path)
+    texts = [
+        '{"\\u0070urpose": "labelling"}',
+        '{"purpose": "x", "purpose": "labelling"}',
+        '{"role": "judge", "x": NaN, "max_similarity": 0.25}',
+        '{"unmeasured": true, "max_similarity": "high"}',
+        '{"note": "a \\"role\\" in a string", "max_similarity": 1}',
+        '{"max_similarity": Infinity, "tenant": "t"}',
+    ]
+    with sqlite3.connect(path) as conn:
+        for number, text in enumerate(texts, start=1):
+            conn.execute("UPDATE ledger SET metadata = ? WHERE id = ?", (text, number))
+    records = ledger.sink.read()
+    assert [r.labelling for r in records] == [True, True, False, False, False, False]
+    assert dump(ledger_summary(ledger)) == dump(summarize(records))
+    report = monitor_ledger(ledger, segment_key="tenant")
+    assert report.windows[0].mean_best_similarity == (0.25 + 1.0) / 2  # "high", Infinity: none
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE ledger SET metadata = '{\"purpose\": ' WHERE id = 1")
+    with pytest.raises(Exception, match="metadata is not JSON"):
+        ledger_summary(CostLedger.open(str(path), validate=False))
+
+
+def test_token_counts_past_the_packed_range(tmp_path: Path) -> None:
+    rows = [
+        LedgerRecord(run_id="a", route="small", input_tokens=2**21, output_tokens=3),
+        LedgerRecord(run_id="b", route="small", input_tokens=5, output_tokens=2**40),
+        LedgerRecord(run_id="c", route="large", input_tokens=7, cached_tokens=2**21 - 1),
+    ]
+    ledger = store(rows, tmp_path / "tokens.db")
+    assert dump(ledger_summary(ledger)) == dump(summarize(rows))
