@@ -527,3 +527,20 @@ def test_token_counts_past_the_packed_range(tmp_path: Path) -> None:
     ]
     ledger = store(rows, tmp_path / "tokens.db")
     assert dump(ledger_summary(ledger)) == dump(summarize(rows))
+
+
+def test_report_and_monitor_write_nothing_to_the_ledger(tmp_path: Path, records) -> None:
+    """The calls are read through temporary views: the ledger's file is left as it was."""
+    import hashlib
+
+    path = tmp_path / "read-only.db"
+    store(records, path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    sink = SQLiteSink(path)
+    assert dump(ledger_summary(sink)) == dump(summarize(records))
+    assert dump(monitor_ledger(sink, segment_key="tenant")) == dump(
+        monitor(records, segment_key="tenant")
+    )
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
