@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from langroute.embedders import set_encoder_threads
 from langroute.errors import LangrouteError
 from langroute.models.config import ModelsConfig, ServeConfig, load_models_config
 
@@ -106,6 +107,7 @@ def worker_app() -> FastAPI:
     (writing its ledger) when the worker stops.
     """
     config = load_models_config(Path(os.environ[WORKER_CONFIG_ENV]))
+    set_encoder_threads(1)
     return create_app(Gateway(config), close_gateway=True)
 
 
@@ -173,6 +175,10 @@ def run_server(
     if workers > 1:
         _run_workers(config, host, port, workers)
         return
+    # one intra-op thread per query, queries encoded side by side: a lone short query
+    # runs faster on one thread than spread over every core, and under load the cores
+    # each encode a request of their own
+    set_encoder_threads(1)
     try:
         gateway = Gateway(config)
     except LangrouteError as exc:  # a database URL in the message keeps no password
