@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -21,7 +22,14 @@ from langchain_langroute.server.app import create_app
 from langchain_langroute.server.gateway import Gateway
 from langchain_langroute.server.redaction import redact_logs, redact_secrets
 
-__all__ = ["bind", "run_server", "serve_in_thread", "worker_app", "workers_refusal"]
+__all__ = [
+    "bind",
+    "freeze_startup_objects",
+    "run_server",
+    "serve_in_thread",
+    "worker_app",
+    "workers_refusal",
+]
 
 WORKER_CONFIG_ENV = "LANGROUTE_SERVE_CONFIG"
 """Environment variable naming the models file each worker process serves (``--workers``)."""
@@ -108,7 +116,21 @@ def worker_app() -> FastAPI:
     """
     config = load_models_config(Path(os.environ[WORKER_CONFIG_ENV]))
     set_encoder_threads(1)
-    return create_app(Gateway(config), close_gateway=True)
+    app = create_app(Gateway(config), close_gateway=True)
+    freeze_startup_objects()
+    return app
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up allocated out of the garbage collector's full collections.
+
+    The frameworks, models and routers loaded at start are a few hundred thousand
+    objects that live as long as the server; a full collection walked them all (about
+    100-250 ms here: a pause for every request under way). Frozen, a collection walks
+    only what was made since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _run_workers(config: ModelsConfig, host: str | None, port: int | None, workers: int) -> None:
@@ -191,6 +213,7 @@ def run_server(
         sock = bind(host or settings.host, settings.port if port is None else port)
         bound_host, bound_port = sock.getsockname()[:2]
         server = _server(create_app(gateway), settings.drain_seconds)
+        freeze_startup_objects()
         redact_logs("uvicorn", "uvicorn.error", "langroute")
         print(
             redact_secrets(
