@@ -558,6 +558,8 @@ def route_conversation(
         (decision,) = router.route_vectors(
             [current], _mixed(vectors, context.weights(len(texts)))[None, :]
         )
+        # the current turn's own vector, for the steps after routing (per-caller learning)
+        decision = decision.with_query_vector(vectors[-1])
     elif context.strategy == "window_text":
         decision = router.route(context.separator.join(texts))
     else:
@@ -571,7 +573,12 @@ def route_conversation(
         key, continues = derived_session_key(turns, scope), previous_session_key(turns, scope)
     if key is None:
         return decision
-    current_vector = vectors[-1] if vectors is not None else _vectors(router, [current])[0]
+    if vectors is not None:
+        current_vector = vectors[-1]
+    elif context.strategy == "current_only" and decision.query_vector is not None:
+        current_vector = decision.query_vector  # the router embedded the current turn
+    else:
+        current_vector = _vectors(router, [current])[0]
     return sessions.apply(
         key, decision, list(router.routes), current, current_vector, continues=continues
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DecisionReason = Literal[
     "vote",  # label vote over the k nearest exemplars
@@ -124,6 +127,23 @@ class ShadowDecision(BaseModel):
         return self.route is None
 
 
+class _Carried:
+    """A value a decision carries for the steps after routing, not part of what it is.
+
+    ``==`` ignores it (every two are equal), so decisions compare by their fields alone.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes | None = None) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Carried)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class RouteDecision(BaseModel):
     """The outcome of routing one query, with everything needed to explain it.
 
@@ -190,6 +210,42 @@ class RouteDecision(BaseModel):
         default=None,
         description="A candidate router's decision on the same request (shadow evaluation).",
     )
+    _query_vector: _Carried = PrivateAttr(default_factory=_Carried)
+
+    @property
+    def query_vector(self) -> np.ndarray | None:
+        """The embedding of :attr:`query` the router made for this decision (float32), or None.
+
+        Set by a router that embedded :attr:`query` itself (``ExemplarRouter.route``, a
+        conversation's current turn), so a step after routing (per-caller learning)
+        reuses it instead of embedding the query again. Not serialised, ignored by
+        ``==``, kept by ``model_copy``; ``None`` when the router made none (batches,
+        vectors given by the caller, other routers).
+
+        Example:
+            >>> router.route("hello there").query_vector.shape  # doctest: +SKIP
+            (384,)
+        """
+        data = self._query_vector.value
+        if data is None:
+            return None
+        import numpy as np
+
+        return np.frombuffer(data, dtype=np.float32)
+
+    def with_query_vector(self, vector: Any) -> RouteDecision:
+        """A copy that carries ``vector`` (the embedding of :attr:`query`) as :attr:`query_vector`.
+
+        Example:
+            >>> d = RouteDecision(route="a", confidence=1.0, reason="forced", query="hi")
+            >>> d.with_query_vector([0.6, 0.8]).query_vector.tolist()
+            [0.6000000238418579, 0.800000011920929]
+        """
+        import numpy as np
+
+        copy = self.model_copy()
+        copy._query_vector = _Carried(np.asarray(vector, dtype=np.float32).ravel().tobytes())
+        return copy
 
     @property
     def escalated(self) -> bool:
