@@ -563,11 +563,10 @@ def route_conversation(
         # the router timed its search of the mixed vector; the turns' embedding is ours
         timings = {**decision.timings_ms}
         timings["embed"] = timings.get("embed", 0.0) + embed_ms
-        decision = decision.model_copy(
-            update={"elapsed_ms": decision.elapsed_ms + embed_ms, "timings_ms": timings}
+        # and the current turn's own vector, for the steps after routing (per-caller learning)
+        decision = decision.with_query_vector(
+            vectors[-1], elapsed_ms=decision.elapsed_ms + embed_ms, timings_ms=timings
         )
-        # the current turn's own vector, for the steps after routing (per-caller learning)
-        decision = decision.with_query_vector(vectors[-1])
     elif context.strategy == "window_text":
         decision = router.route(context.separator.join(texts))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     import numpy as np
@@ -130,16 +130,17 @@ class ShadowDecision(BaseModel):
 class _Carried:
     """A value a decision carries for the steps after routing, not part of what it is.
 
-    ``==`` ignores it (every two are equal), so decisions compare by their fields alone.
+    ``==`` ignores it (equal to any other, and to ``None``, a decision's default), so
+    decisions compare by their fields alone.
     """
 
     __slots__ = ("value",)
 
-    def __init__(self, value: bytes | None = None) -> None:
+    def __init__(self, value: bytes) -> None:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Carried)
+        return other is None or isinstance(other, _Carried)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -210,7 +211,15 @@ class RouteDecision(BaseModel):
         default=None,
         description="A candidate router's decision on the same request (shadow evaluation).",
     )
-    _query_vector: _Carried = PrivateAttr(default_factory=_Carried)
+    # a field, not a private attribute: a model with private attributes pays for their
+    # set-up on every construction (about doubling it), and decisions are built by the
+    # thousand in evaluation; with_query_vector sets it, query_vector reads it
+    carried_vector: Any = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="Internal: the embedding behind query_vector (not serialised, ignored by ==).",
+    )
 
     @property
     def query_vector(self) -> np.ndarray | None:
@@ -226,15 +235,16 @@ class RouteDecision(BaseModel):
             >>> router.route("hello there").query_vector.shape  # doctest: +SKIP
             (384,)
         """
-        data = self._query_vector.value
-        if data is None:
+        if not isinstance(self.carried_vector, _Carried):
             return None
         import numpy as np
 
-        return np.frombuffer(data, dtype=np.float32)
+        return np.frombuffer(self.carried_vector.value, dtype=np.float32)
 
-    def with_query_vector(self, vector: Any) -> RouteDecision:
+    def with_query_vector(self, vector: Any, **update: Any) -> RouteDecision:
         """A copy that carries ``vector`` (the embedding of :attr:`query`) as :attr:`query_vector`.
+
+        ``update`` changes fields in the same copy (as ``model_copy(update=...)``).
 
         Example:
             >>> d = RouteDecision(route="a", confidence=1.0, reason="forced", query="hi")
@@ -243,9 +253,8 @@ class RouteDecision(BaseModel):
         """
         import numpy as np
 
-        copy = self.model_copy()
-        copy._query_vector = _Carried(np.asarray(vector, dtype=np.float32).ravel().tobytes())
-        return copy
+        data = np.asarray(vector, dtype=np.float32).ravel().tobytes()
+        return self.model_copy(update={**update, "carried_vector": _Carried(data)})
 
     @property
     def escalated(self) -> bool:

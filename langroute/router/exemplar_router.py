@@ -871,7 +871,7 @@ class ExemplarRouter:
         update = {"elapsed_ms": elapsed, "timings_ms": timings}
         if keep:
             kept = zip(decisions, vectors, strict=True)
-            return [d.model_copy(update=update).with_query_vector(v) for d, v in kept]
+            return [d.with_query_vector(v, **update) for d, v in kept]
         return [d.model_copy(update=update) for d in decisions]
 
     def neighbours(self, queries: Sequence[str], k: int | None = None) -> engine.Neighbourhood:
