@@ -47,13 +47,30 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langroute.costs.analytics import EPOCH, Verdicts, open_session, session_verdicts
+from langroute.costs.analytics import (
+    CASCADE,
+    EPOCH,
+    ESCALATED,
+    FAILED,
+    LABELLING,
+    LOW_CONFIDENCE,
+    MEASURED,
+    OUT_OF_DISTRIBUTION,
+    OVERHEAD,
+    REJECTED,
+    Verdicts,
+    group_starts,
+    micros,
+    open_session,
+    read_calls,
+    session_verdicts,
+)
 from langroute.costs.records import LedgerRecord
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from langroute.costs.columns import CallColumns
+    from langroute.costs.analytics import CallColumns
 
 __all__ = [
     "Alarm",
@@ -388,19 +405,6 @@ class _Requests:
     def __init__(self, calls: CallColumns, verdicts: Verdicts, segment_key: str | None) -> None:
         import numpy as np
 
-        from langroute.costs.columns import (
-            CASCADE,
-            ESCALATED,
-            FAILED,
-            LABELLING,
-            LOW_CONFIDENCE,
-            MEASURED,
-            OUT_OF_DISTRIBUTION,
-            OVERHEAD,
-            REJECTED,
-            group_starts,
-        )
-
         by_request = np.argsort(calls.request, kind="stable")  # a request's calls in order
         starts = group_starts(calls.request[by_request])
         count = len(starts)
@@ -573,8 +577,6 @@ def _fold(
 
 def _read_requests(source: Any, segment_key: str | None) -> _Requests:
     """The requests of a ledger, in one read of its calls."""
-    from langroute.costs.columns import read_calls
-
     with open_session(source, segment_key, copy=False) as session:
         verdicts = session_verdicts(session)
         calls = read_calls(session, monitor=True, segment_key=segment_key, judged=verdicts.keys())
@@ -591,7 +593,7 @@ def monitor_ledger(
 ) -> MonitorReport:
     """:func:`langroute.monitoring.monitor` of a whole ledger, in one pass over its calls.
 
-    The calls are read once, as columns (:func:`~langroute.costs.columns.read_calls`),
+    The calls are read once, as columns (:func:`~langroute.costs.analytics.read_calls`),
     and every (segment, window) pair is aggregated from them at once, so many segments
     cost no more than one.
 
@@ -616,8 +618,6 @@ def monitor_ledger(
     if window <= timedelta(0):
         raise ValueError("the window must be positive")
     import numpy as np
-
-    from langroute.costs.columns import micros
 
     thresholds = thresholds or MonitorThresholds()
     requests = _read_requests(source, segment_key)
@@ -672,8 +672,6 @@ def window_stats(source: Any, start: datetime, end: datetime) -> WindowStats:
         1
     """
     import numpy as np
-
-    from langroute.costs.columns import micros
 
     requests = _read_requests(source, None)
     inside = (requests.time >= micros(start)) & (requests.time < micros(end))

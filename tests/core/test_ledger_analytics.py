@@ -458,8 +458,7 @@ def test_a_postgres_analytics_session_leaves_the_writer_free(postgres_url: str) 
 
 def test_timestamps_read_as_columns_equal_the_records(tmp_path: Path) -> None:
     """The vectorised reading of langroute's own form, and every other form read apart."""
-    from langroute.costs.analytics import parse_timestamp
-    from langroute.costs.columns import epoch_micros, micros
+    from langroute.costs.analytics import epoch_micros, micros, parse_timestamp
 
     stamps = [
         "2026-11-01T00:00:00.604800+00:00",
