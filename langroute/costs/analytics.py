@@ -949,7 +949,7 @@ def _similarities(parsed: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
     values = [item.get(SIMILARITY_KEY) if type(item) is dict else None for item in parsed]
-    if not all(type(value) in _NUMERIC for value in values):  # numpy would read "0.5"
+    if not set(map(type, values)) <= _NUMERIC:  # numpy would read a text "0.5" as 0.5
         values = [value if type(value) in _NUMERIC else None for value in values]
     try:
         numbers = np.array(values, dtype=np.float64)  # None: NaN
