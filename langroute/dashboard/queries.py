@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from langroute.costs.analytics import CALLS, FEEDBACK, LedgerSession, parse_timestamp
 from langroute.costs.summary import _percentile
+from langroute.errors import LedgerFormatError
 
 __all__ = [
     "DecisionFilter",
@@ -40,6 +43,7 @@ __all__ = [
     "decision_count",
     "decision_rows",
     "index_calls",
+    "ledger_view",
     "model_mix",
     "overhead_cost",
     "quality_by",
@@ -344,6 +348,47 @@ def index_calls(session: LedgerSession) -> None:
             list(
                 session.query(f"CREATE INDEX IF NOT EXISTS {CALLS}_{column} ON {CALLS} ({column})")
             )
+
+
+@contextlib.contextmanager
+def ledger_view(path: Path, segment_key: str | None) -> Iterator[LedgerSession]:
+    """A session over a SQLite ledger read in place: :data:`CALLS` is a view of its rows.
+
+    The ledger is opened read-only; a decision-log page reads the newest rows first
+    and stops at the page's end (no copy of the calls). A ledger file not written yet
+    reads as empty.
+
+    Raises:
+        LedgerFormatError: The file is not a SQLite ledger.
+    """
+    from langroute.costs.analytics import (
+        SQLITE,
+        calls_select_sql,
+        register_sqlite_functions,
+        staged_session,
+    )
+    from langroute.costs.sinks import SQL_TABLE, sqlite_rows
+
+    if not path.is_file():
+        with staged_session((), segment_key) as session:
+            yield session
+        return
+    uri = "file:" + path.resolve().as_posix().replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({SQL_TABLE})")}
+        if not present:
+            with staged_session((), segment_key) as session:
+                yield session
+            return
+        register_sqlite_functions(conn)
+        calls = calls_select_sql(SQLITE, SQL_TABLE, present, segment_key)
+        conn.execute(f"CREATE TEMP VIEW {CALLS} AS {calls}")
+        yield LedgerSession(SQLITE, lambda sql: sqlite_rows(conn.execute(sql), path))
+    except sqlite3.DatabaseError as exc:
+        raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=path) from exc
+    finally:
+        conn.close()
 
 
 def _where(where: DecisionFilter) -> str:
