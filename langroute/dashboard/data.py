@@ -227,9 +227,6 @@ class Dashboard:
     def _rolled(self, snapshot: _Snapshot) -> LedgerRollup:
         """The rollup, with the rows of ``snapshot``'s state folded (worker thread only)."""
         rollup = self._rollup
-        if rollup is not None and rollup.detached:  # the ledger file appeared since
-            rollup.close()
-            rollup = None
         if rollup is None:
             rollup = self._rollup = LedgerRollup.over(
                 self._reader,

@@ -598,6 +598,7 @@ class LedgerRollup:
         self.segment_key = segment_key
         self._reset = reset
         self._keys_ready: set[str] = set()
+        self._opened = _file_identity(source.path) if isinstance(source, _SQLiteLedger) else None
 
     @classmethod
     def over(
@@ -630,13 +631,11 @@ class LedgerRollup:
 
     @property
     def detached(self) -> bool:
-        """A SQLite ledger that did not exist when the rollup opened, and does now."""
+        """A SQLite ledger file that is not the one the connection opened (new, replaced)."""
         source = self.source
         if not isinstance(source, _SQLiteLedger):
             return False
-        attached = self.conn.execute("PRAGMA database_list").fetchall()
-        main = next((row[2] for row in attached if row[1] == "main"), "")
-        return not main and source.path.is_file()
+        return _file_identity(source.path) != self._opened
 
     def close(self) -> None:
         """Close the connection."""
@@ -664,6 +663,14 @@ class LedgerRollup:
             LedgerFormatError: A row the record checks refuse (negative cost...), or a
                 file that is not a ledger.
         """
+        if self.detached:  # the ledger file appeared or was replaced since: open it again
+            assert isinstance(self.source, _SQLiteLedger)
+            fresh = _open_sidecar(
+                LedgerRollup, self.source.path, self.window_seconds, self.segment_key
+            )
+            self.conn.close()
+            self.conn, self._reset, self._opened = fresh.conn, fresh._reset, fresh._opened
+            self._keys_ready.clear()
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")  # one writer folds at a time; one ledger snapshot
@@ -761,9 +768,22 @@ class LedgerRollup:
             "route = CASE WHEN labelling IS NULL THEN excluded.route ELSE route END, "
             "labelling = COALESCE(labelling, excluded.labelling)"
         )
+        conn.execute("CREATE TEMP TABLE touched (target TEXT PRIMARY KEY)")
+        conn.execute("INSERT INTO touched SELECT target FROM new_verdicts")
+        if last > 0:  # verdicts folded before their call was written: their call is here now
+            conn.execute(
+                f"INSERT OR IGNORE INTO touched SELECT v.target FROM verdicts AS v "
+                f"JOIN {CALLS} AS c ON c.record_id = v.target WHERE v.labelling IS NULL"
+            )
+            conn.execute(
+                "UPDATE verdicts SET request = c.request, route = c.route, "
+                f"labelling = c.labelling FROM {CALLS} AS c "
+                "WHERE verdicts.labelling IS NULL AND c.record_id = verdicts.target"
+            )
         conn.execute(
-            "CREATE TEMP TABLE judged_requests AS SELECT t.request, MAX(n.latest) AS latest "
-            "FROM new_verdicts AS n JOIN targets AS t ON t.record_id = n.target GROUP BY t.request"
+            "CREATE TEMP TABLE judged_requests AS SELECT request, MAX(latest) AS latest "
+            "FROM verdicts WHERE target IN (SELECT target FROM touched) AND request IS NOT NULL "
+            "GROUP BY request"
         )
         conn.execute(
             "UPDATE req SET verdict = COALESCE(max(req.verdict, j.latest), req.verdict, j.latest) "
@@ -1222,6 +1242,15 @@ def _by_first(seen: dict[str, int]) -> list[str]:
 # ---------------------------------------------------------------------------- the cache file
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The file's device and inode (``None`` when there is none): replaced files differ."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 def _connect_sidecar(ledger: Path, store: str) -> sqlite3.Connection:
     """A connection with the ledger (read-only, if it exists) as ``main`` and the store."""
     if ledger.is_file():
@@ -1267,7 +1296,11 @@ def _open_sidecar(
     )
     if not writable:  # never write through a link, nor where we may not: a private copy
         return _fresh(cls, ledger, "", window_seconds, segment_key)
-    conn = _connect_sidecar(ledger, str(store))
+    try:
+        conn = _connect_sidecar(ledger, str(store))
+    except sqlite3.DatabaseError:  # not a database at all
+        _remove(store)
+        return _fresh(cls, ledger, str(store), window_seconds, segment_key)
     if _valid(conn):
         return cls(
             conn,
