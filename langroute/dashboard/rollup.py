@@ -186,20 +186,22 @@ _REQUEST_COLUMNS: dict[str, tuple[str, str]] = {
 
 _CALL_GROUPS = ("labelling", "overhead", "route", "model", "baseline_model")
 _CALL_COLUMNS: dict[str, tuple[str, str]] = {
-    "calls": ("COUNT(*)", "sum"),
-    "failed": ("SUM(failed)", "sum"),
-    "escalated": ("SUM(escalated)", "sum"),
-    "rejected": ("SUM(CASE WHEN accepted = 0 THEN 1 ELSE 0 END)", "sum"),
-    "input_tokens": ("SUM(input_tokens)", "sum"),
-    "output_tokens": ("SUM(output_tokens)", "sum"),
-    "cached_tokens": ("SUM(cached_tokens)", "sum"),
-    "unpriced": ("SUM(cost IS NULL AND measured = 1)", "sum"),
-    "unmeasured": ("SUM(1 - measured)", "sum"),
-    "first_ord": ("MIN(ord)", "min"),
-    "first_ts": ("MIN(ts)", "min"),
-    "last_ts": ("MAX(ts)", "max"),
-    "cost": ("SUM(cost)", "sum"),
+    # name: (its value for one call, how calls merge)
+    "calls": ("1", "sum"),
+    "failed": ("failed", "sum"),
+    "escalated": ("escalated", "sum"),
+    "rejected": ("CASE WHEN accepted = 0 THEN 1 ELSE 0 END", "sum"),
+    "input_tokens": ("input_tokens", "sum"),
+    "output_tokens": ("output_tokens", "sum"),
+    "cached_tokens": ("cached_tokens", "sum"),
+    "unpriced": ("cost IS NULL AND measured = 1", "sum"),
+    "unmeasured": ("1 - measured", "sum"),
+    "first_ord": ("ord", "min"),
+    "first_ts": ("ts", "min"),
+    "last_ts": ("ts", "max"),
+    "cost": ("cost", "sum"),
 }
+"""Per call, added into its (labelling, overhead, route, model, baseline model) row."""
 
 _PART_WINDOW_COLUMNS = (
     "requests",
@@ -213,47 +215,59 @@ _PART_WINDOW_COLUMNS = (
 
 
 def _part_window(part: str) -> list[str]:
-    """Per window, a part's (serving ``s``, labelling ``l``) request aggregates for ``report``."""
+    """A part's (serving ``s``, labelling ``l``) facts of one request, for ``report``."""
     served = f"{part}_calls > 0"
     measured = f"{served} AND {part}_unmeasured = 0"
     compared = f"{measured} AND {part}_baseline IS NOT NULL AND {part}_unpriced = 0"
     return [
-        f"SUM({served})",
-        f"SUM({served} AND {part}_escalated <> 0)",
-        f"SUM({served} AND {part}_unmeasured > 0)",
-        f"SUM(CASE WHEN {measured} THEN {part}_baseline END)",
-        f"SUM({compared})",
-        f"SUM(CASE WHEN {compared} THEN {part}_baseline END)",
-        f"SUM(CASE WHEN {compared} THEN {part}_cost END)",
+        served,
+        f"{served} AND {part}_escalated <> 0",
+        f"{served} AND {part}_unmeasured > 0",
+        f"CASE WHEN {measured} THEN {part}_baseline END",
+        compared,
+        f"CASE WHEN {compared} THEN {part}_baseline END",
+        f"CASE WHEN {compared} THEN {part}_cost END",
     ]
 
 
 _VERDICT_OF = "substr({}, " + str(_STAMP_WIDTH + _ORD_WIDTH + 2) + ")"
 """The verdict in a packed latest verdict (time, row order, ``=verdict``)."""
-_VERDICT = _VERDICT_OF.format("verdict")
-_ROUTE = f"substr(answer, {_ORD_WIDTH + 2})"
-_HAS_ROUTE = f"answer IS NOT NULL AND {_after_ord('answer')} <> ''"
+_REASON = _after_ord("first_reason")
+
+
+def _route_key(packed: str) -> str:
+    """A request's route packed after the row order as a group key.
+
+    ``''``: no such call; ``'='``: a call of no route; ``'==name'``: route ``name``.
+    """
+    return f"CASE WHEN {packed} IS NULL THEN '' ELSE '=' || {_after_ord(packed)} END"
+
+
 _WINDOW_COLUMNS = {
-    "requests": "COUNT(*)",
-    "calls": "SUM(calls)",
-    "escalated": f"SUM(escalated <> 0 OR {_after_ord('first_reason')} "
-    f"IN ({', '.join(repr('=' + reason) for reason in _UNSURE)}))",
-    "out_of_distribution": f"SUM({_after_ord('first_reason')} = '=out_of_distribution')",
-    "low_confidence": f"SUM({_after_ord('first_reason')} = '=low_confidence')",
-    "failed": "SUM(failed)",
-    "cascade": "SUM(cascade)",
-    "rejected": "SUM(rejected)",
-    "similarity_sum": f"SUM(CAST({_after_ord('similarity')} AS REAL))",
-    "similarity_count": "COUNT(similarity)",
-    "cost": "SUM(CASE WHEN s_calls > 0 THEN s_cost END)",
-    "judged": "COUNT(verdict)",
-    "good": f"SUM({_VERDICT} = 'good')",
+    # name: its value for one request (added up per window, answering and failed route)
+    "requests": "1",
+    "calls": "calls",
+    "escalated": f"escalated <> 0 OR {_REASON} "
+    f"IN ({', '.join(repr('=' + reason) for reason in _UNSURE)})",
+    "out_of_distribution": f"{_REASON} = '=out_of_distribution'",
+    "low_confidence": f"{_REASON} = '=low_confidence'",
+    "failed": "failed",
+    "cascade": "cascade",
+    "rejected": "rejected",
+    "similarity_sum": f"CAST({_after_ord('similarity')} AS REAL)",
+    "similarity_count": "similarity IS NOT NULL",
+    "cost": "CASE WHEN s_calls > 0 THEN s_cost END",
+    "judged": "verdict IS NOT NULL",
+    "good": f"verdict IS NOT NULL AND {_VERDICT_OF.format('verdict')} = 'good'",
+    "failed_over": "first_failure IS NOT NULL AND answered <> 0",
+    "unanswered": "first_failure IS NOT NULL AND answered = 0",
     **{
         f"{part}_{name}": sql
         for part in ("s", "l")
         for name, sql in zip(_PART_WINDOW_COLUMNS, _part_window(part), strict=True)
     },
 }
+"""Per request, added into its (window, answering route, first failed route) row."""
 
 _TABLES = {
     "meta": "name TEXT PRIMARY KEY, value TEXT",
@@ -264,28 +278,46 @@ _TABLES = {
     + f", PRIMARY KEY ({', '.join(_CALL_GROUPS)})",
     "latency": "labelling, route, bin, calls, low, high, PRIMARY KEY (labelling, route, bin)",
     "mix": "win, model, calls, PRIMARY KEY (win, model)",
-    "windows": "win INTEGER PRIMARY KEY, " + ", ".join(_WINDOW_COLUMNS),
-    "window_routes": "win, route, requests, PRIMARY KEY (win, route)",
-    "window_quality": "win, route, judged, good, PRIMARY KEY (win, route)",
-    "window_failovers": "win, route, failed_over, unanswered, PRIMARY KEY (win, route)",
+    "windows": "win, answer, failure, "
+    + ", ".join(_WINDOW_COLUMNS)
+    + ", PRIMARY KEY (win, answer, failure)",
     "verdicts": "target TEXT PRIMARY KEY, latest TEXT NOT NULL, request, route, labelling",
     "segments": "key, segment, day, calls, errors, escalated, cost, requests, "
     "PRIMARY KEY (key, segment, day)",
     "segment_keys": "key TEXT PRIMARY KEY, last INTEGER NOT NULL",
 }
-"""The rollup's tables (all ``WITHOUT ROWID`` but ``windows``)."""
+"""The rollup's tables."""
 
 
 def _create_tables(conn: sqlite3.Connection) -> None:
     for name, body in _TABLES.items():
-        rowid = "" if name == "windows" else " WITHOUT ROWID"
-        conn.execute(f"CREATE TABLE rollup.{name} ({body}){rowid}")
+        conn.execute(f"CREATE TABLE rollup.{name} ({body}) WITHOUT ROWID")
     conn.execute("CREATE INDEX rollup.req_win ON req (win)")
 
 
-def _upsert(table: str, keys: tuple[str, ...], columns: dict[str, tuple[str, str]]) -> str:
-    merges = ", ".join(_merge(name, how) for name, (_, how) in columns.items())
+def _upsert(keys: tuple[str, ...], columns: dict[str, str]) -> str:
+    """``ON CONFLICT`` merging each of ``columns`` (name: ``sum``, ``min``, ``max``)."""
+    merges = ", ".join(_merge(name, how) for name, how in columns.items())
     return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {merges}"
+
+
+def _add_rows(
+    table: str, keys: dict[str, str], columns: dict[str, tuple[str, str]], rows: str
+) -> str:
+    """Add ``rows`` one by one into ``table``'s key rows (an upsert each: no sort).
+
+    Args:
+        table: The table.
+        keys: Its key columns: the expression of each.
+        columns: Its other columns: (the expression of one row, how rows merge).
+        rows: ``FROM ... WHERE ...`` of the rows.
+    """
+    values = ", ".join((*keys.values(), *(sql for sql, _ in columns.values())))
+    hows = {name: how for name, (_, how) in columns.items()}
+    return (
+        f"INSERT INTO {table} ({', '.join((*keys, *columns))}) SELECT {values} {rows} "
+        + _upsert(tuple(keys), hows)
+    )
 
 
 # ---------------------------------------------------------------------------- results
@@ -731,27 +763,32 @@ class LedgerRollup:
             f"CREATE TEMP TABLE new_req AS SELECT request, {aggregates} "
             f"FROM {CALLS} GROUP BY request"
         )
+        # the first fold (an empty rollup) adds up every window: no window is marked
+        first = last == 0
         conn.execute("CREATE TEMP TABLE dirty (win INTEGER PRIMARY KEY)")
-        conn.execute(
-            "INSERT OR IGNORE INTO dirty SELECT req.win FROM new_req JOIN req USING (request)"
-        )
+        if not first:
+            conn.execute(
+                "INSERT OR IGNORE INTO dirty SELECT req.win FROM new_req JOIN req USING (request)"
+            )
         # a request's first serving call is one of these rows when it had none before
         conn.execute(
             "CREATE TEMP TABLE firsts AS SELECT new_req.first_serving AS ord FROM new_req "
-            "LEFT JOIN req USING (request) "
-            "WHERE new_req.first_serving IS NOT NULL AND req.first_serving IS NULL"
+            + ("" if first else "LEFT JOIN req USING (request) ")
+            + "WHERE new_req.first_serving IS NOT NULL"
+            + ("" if first else " AND req.first_serving IS NULL")
         )
         names = ", ".join(_REQUEST_COLUMNS)
         win_of = _epoch("min(ts_first, excluded.ts_first)")
         conn.execute(
             f"INSERT INTO req (request, win, {names}) "
             f"SELECT request, {_epoch('ts_first')} / {window}, {names} FROM new_req WHERE true "
-            + _upsert("req", ("request",), _REQUEST_COLUMNS)
+            + _upsert(("request",), {name: how for name, (_, how) in _REQUEST_COLUMNS.items()})
             + f", win = {win_of} / {window}"
         )
-        conn.execute(
-            "INSERT OR IGNORE INTO dirty SELECT req.win FROM new_req JOIN req USING (request)"
-        )
+        if not first:
+            conn.execute(
+                "INSERT OR IGNORE INTO dirty SELECT req.win FROM new_req JOIN req USING (request)"
+            )
         # 2. feedback: the latest verdict on each judged call, then on each request
         conn.execute(
             f"CREATE TEMP TABLE new_verdicts AS SELECT feedback_for AS target, {_LATEST} AS latest "
@@ -789,33 +826,38 @@ class LedgerRollup:
             "UPDATE req SET verdict = COALESCE(max(req.verdict, j.latest), req.verdict, j.latest) "
             "FROM judged_requests AS j WHERE req.request = j.request"
         )
-        conn.execute(
-            "INSERT OR IGNORE INTO dirty "
-            "SELECT req.win FROM judged_requests JOIN req USING (request)"
-        )
-        # 3. per call: routes and models, latencies, models per window, segments
-        groups = ", ".join(f"{_tagged(name)}" for name in _CALL_GROUPS[2:])
-        calls_aggregates = ", ".join(sql for sql, _ in _CALL_COLUMNS.values())
-        conn.execute(
-            f"INSERT INTO calls_by SELECT labelling, overhead, {groups}, {calls_aggregates} "
-            f"FROM {CALLS} WHERE true GROUP BY labelling, overhead, {groups} "
-            + _upsert("calls_by", _CALL_GROUPS, _CALL_COLUMNS)
-        )
+        if not first:
+            conn.execute(
+                "INSERT OR IGNORE INTO dirty "
+                "SELECT req.win FROM judged_requests JOIN req USING (request)"
+            )
+        # 3. per call, added up one by one: routes and models, latencies, models, segments
+        keys = {"labelling": "labelling", "overhead": "overhead"}
+        keys.update({name: _tagged(name) for name in _CALL_GROUPS[2:]})
+        conn.execute(_add_rows("calls_by", keys, _CALL_COLUMNS, f"FROM {CALLS} WHERE true"))
         bin_ = (
             f"CASE WHEN latency_ms > 0 THEN CAST(floor(ln(latency_ms) * {LATENCY_BINS_PER_E}) "
             f"AS INTEGER) ELSE {_ZERO_BIN} END"
         )
         conn.execute(
-            f"INSERT INTO latency SELECT labelling, {_tagged('route')}, {bin_} AS bin, COUNT(*), "
-            f"MIN(latency_ms), MAX(latency_ms) FROM {CALLS} WHERE latency_ms IS NOT NULL "
-            f"GROUP BY labelling, {_tagged('route')}, bin "
-            "ON CONFLICT (labelling, route, bin) DO UPDATE SET calls = calls + excluded.calls, "
-            "low = min(low, excluded.low), high = max(high, excluded.high)"
+            _add_rows(
+                "latency",
+                {"labelling": "labelling", "route": _tagged("route"), "bin": bin_},
+                {
+                    "calls": ("1", "sum"),
+                    "low": ("latency_ms", "min"),
+                    "high": ("latency_ms", "max"),
+                },
+                f"FROM {CALLS} WHERE latency_ms IS NOT NULL",
+            )
         )
         conn.execute(
-            f"INSERT INTO mix SELECT {_epoch('ts')} / {window} AS w, {_tagged('model')}, COUNT(*) "
-            f"FROM {CALLS} WHERE labelling = 0 GROUP BY w, {_tagged('model')} "
-            "ON CONFLICT (win, model) DO UPDATE SET calls = calls + excluded.calls"
+            _add_rows(
+                "mix",
+                {"win": f"{_epoch('ts')} / {window}", "model": _tagged("model")},
+                {"calls": ("1", "sum")},
+                f"FROM {CALLS} WHERE labelling = 0",
+            )
         )
         self._add_segments(self.segment_key)
         conn.execute(
@@ -823,20 +865,26 @@ class LedgerRollup:
         )
         self._keys_ready.add(self.segment_key)
         # 4. the windows the new requests and verdicts touched, again from their requests
-        self._recompute_windows()
+        self._recompute_windows(everything=first)
         return upto
 
     def _add_segments(self, key: str) -> None:
         """Add the staged calls to their segment's day (requests by their first serving call)."""
+        # a parameter is no column: the key goes in as a literal
+        literal = "'" + key.replace("'", "''") + "'"
         self.conn.execute(
-            f"INSERT INTO segments SELECT ?, {_tagged('segment')}, substr(ts, 1, 10) AS day, "
-            "COUNT(*), SUM(failed), SUM(escalated), SUM(cost), "
-            "SUM(ord IN (SELECT ord FROM firsts)) "
-            f"FROM {CALLS} WHERE labelling = 0 GROUP BY {_tagged('segment')}, day "
-            "ON CONFLICT (key, segment, day) DO UPDATE SET calls = calls + excluded.calls, "
-            "errors = errors + excluded.errors, escalated = escalated + excluded.escalated, "
-            f"{_merge('cost', 'sum')}, requests = requests + excluded.requests",
-            (key,),
+            _add_rows(
+                "segments",
+                {"key": literal, "segment": _tagged("segment"), "day": "substr(ts, 1, 10)"},
+                {
+                    "calls": ("1", "sum"),
+                    "errors": ("failed", "sum"),
+                    "escalated": ("escalated", "sum"),
+                    "cost": ("cost", "sum"),
+                    "requests": ("ord IN (SELECT ord FROM firsts)", "sum"),
+                },
+                f"FROM {CALLS} WHERE labelling = 0",
+            )
         )
 
     def _fold_segments(self, key: str, last: int, upto: int) -> None:
@@ -859,29 +907,18 @@ class LedgerRollup:
         conn.execute("INSERT OR REPLACE INTO segment_keys VALUES (?, ?)", (key, int(staged)))
         _drop_temp(conn)
 
-    def _recompute_windows(self) -> None:
+    def _recompute_windows(self, everything: bool) -> None:
+        """Add up again the windows the fold touched (every window: ``everything``)."""
         conn = self.conn
-        dirty = "win IN (SELECT win FROM dirty)"
-        for table in ("windows", "window_routes", "window_quality", "window_failovers"):
-            conn.execute(f"DELETE FROM {table} WHERE {dirty}")
-        columns = ", ".join(_WINDOW_COLUMNS.values())
-        conn.execute(
-            f"INSERT INTO windows SELECT win, {columns} FROM req WHERE {dirty} GROUP BY win"
-        )
-        conn.execute(
-            f"INSERT INTO window_routes SELECT win, {_ROUTE} AS route, COUNT(*) FROM req "
-            f"WHERE {dirty} AND {_HAS_ROUTE} GROUP BY win, route"
-        )
-        conn.execute(
-            f"INSERT INTO window_quality SELECT win, CASE WHEN {_HAS_ROUTE} AND {_ROUTE} <> '' "
-            f"THEN {_ROUTE} ELSE '(none)' END AS route, COUNT(*), SUM({_VERDICT} = 'good') "
-            f"FROM req WHERE {dirty} AND verdict IS NOT NULL GROUP BY win, route"
-        )
-        conn.execute(
-            f"INSERT INTO window_failovers SELECT win, {_after_ord('first_failure')} AS route, "
-            "SUM(answered), SUM(1 - answered) FROM req "
-            f"WHERE {dirty} AND first_failure IS NOT NULL GROUP BY win, route"
-        )
+        dirty = "true" if everything else "win IN (SELECT win FROM dirty)"
+        conn.execute(f"DELETE FROM windows WHERE {dirty}")
+        keys = {
+            "win": "win",
+            "answer": _route_key("answer"),
+            "failure": _route_key("first_failure"),
+        }
+        columns = {name: (sql, "sum") for name, sql in _WINDOW_COLUMNS.items()}
+        conn.execute(_add_rows("windows", keys, columns, f"FROM req WHERE {dirty}"))
 
     def ensure_segment_key(self, key: str) -> None:
         """Fold ``key``'s segments up to the rows folded, the first time it is asked for."""
@@ -1069,18 +1106,27 @@ class LedgerRollup:
         from langroute.monitoring import WindowStats
 
         conn = self.conn
+        routed = "substr(answer, 1, 2) = '=='"
         shares: dict[int, dict[str, int]] = {}
-        for win, route, requests in conn.execute("SELECT win, route, requests FROM window_routes"):
+        for win, route, requests in conn.execute(
+            f"SELECT win, substr(answer, 3), SUM(requests) FROM windows WHERE {routed} "
+            "GROUP BY win, answer"
+        ):
             shares.setdefault(win, {})[route] = requests
         quality: dict[int, dict[str, tuple[int, int]]] = {}
-        for win, route, judged, good in conn.execute("SELECT * FROM window_quality"):
+        for win, route, judged, good in conn.execute(
+            f"SELECT win, CASE WHEN {routed} AND length(answer) > 2 THEN substr(answer, 3) "
+            "ELSE '(none)' END AS label, SUM(judged), SUM(good) FROM windows "
+            "GROUP BY win, label HAVING SUM(judged) > 0"
+        ):
             quality.setdefault(win, {})[route] = (judged, good)
         names = list(_WINDOW_COLUMNS)
         width = timedelta(seconds=self.window_seconds)
         epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
         result = []
+        sums = ", ".join(f"SUM({name})" for name in names)
         for win, *values in conn.execute(
-            f"SELECT win, {', '.join(names)} FROM windows ORDER BY win"
+            f"SELECT win, {sums} FROM windows GROUP BY win ORDER BY win"
         ):
             row = dict(zip(names, values, strict=True))
             count = row["requests"]
@@ -1157,10 +1203,11 @@ class LedgerRollup:
     def errors(self) -> list[tuple[str | None, int, int, int, int]]:
         """Per route (serving, no judge or router calls): calls, failed, failed over, unanswered."""
         failovers: dict[str | None, list[int]] = {}
-        for route, over, unanswered in self.conn.execute(
-            "SELECT route, SUM(failed_over), SUM(unanswered) FROM window_failovers GROUP BY route"
+        for failure, over, unanswered in self.conn.execute(
+            "SELECT failure, SUM(failed_over), SUM(unanswered) FROM windows "
+            "WHERE failure <> '' GROUP BY failure"
         ):
-            failovers[_untag(route)] = [int(over or 0), int(unanswered or 0)]
+            failovers[_untag(failure[1:])] = [int(over or 0), int(unanswered or 0)]
         rows = []
         for route, calls, failed in self.conn.execute(
             "SELECT route, SUM(calls), SUM(failed) FROM calls_by "
