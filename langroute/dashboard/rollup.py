@@ -47,9 +47,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -400,10 +402,15 @@ class _Source:
         raise NotImplementedError
 
     def identity(self, conn: sqlite3.Connection) -> str:
+        """What names the ledger: its first row (another first row: another ledger)."""
         return ""
 
     def mark(self, conn: sqlite3.Connection, last: int) -> str:
+        """The row ``last`` and how many rows reach up to it (changed: fold again)."""
         return ""
+
+    def close(self) -> None:
+        """Close what the source keeps open."""
 
     def judged_segments(
         self, conn: sqlite3.Connection, segment_key: str
@@ -411,6 +418,7 @@ class _Source:
         raise NotImplementedError
 
 
+_CURSORS = itertools.count()
 _REQUEST_KEY = "CASE WHEN run_id IS NULL THEN 's' || solo ELSE 'r' || run_id END"
 
 
@@ -456,7 +464,14 @@ class _SQLiteLedger(_Source):
         return self._row(conn, "ORDER BY id")
 
     def mark(self, conn: sqlite3.Connection, last: int) -> str:
-        return self._row(conn, f"WHERE id = {int(last)}")
+        from langroute.costs.sinks import SQL_TABLE
+
+        if not self.present(conn):
+            return ""
+        (count,) = conn.execute(
+            f"SELECT COUNT(*) FROM main.{SQL_TABLE} WHERE id <= {int(last)}"
+        ).fetchone()
+        return json.dumps([count, self._row(conn, f"WHERE id = {int(last)}")])
 
     def stage(self, conn: sqlite3.Connection, last: int, segment_key: str | None) -> int:
         from langroute.costs.sinks import SQL_TABLE
@@ -538,6 +553,134 @@ def _judged_by_segment(
         FROM {calls} AS calls JOIN {verdicts} AS v ON v.target = calls.record_id
         WHERE calls.labelling = 0 GROUP BY calls.segment"""
     return [(segment, int(judged), int(good or 0)) for segment, judged, good in conn.execute(sql)]
+
+
+class _PostgresLedger(_Source):
+    """A Postgres ledger: the calls after the last one folded, streamed into the rollup.
+
+    Sequence numbers may commit out of order (several writers): a fold reads up to the
+    largest committed ``seq`` and the mark counts the rows up to it, so a row that
+    commits later under a smaller ``seq`` changes the count and the ledger is folded
+    again.
+    """
+
+    incremental = True
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self._conn: Any = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _pg(self) -> Any:
+        from langroute.costs.analytics import PG_STRICT_JSON
+        from langroute.postgres.database import connect
+        from langroute.postgres.ledger import _STRICT_JSON_FUNCTION
+
+        if self._conn is None or self._conn.closed:
+            self.sink.check()  # the schema exists, its columns known
+            self._conn = connect(self.sink.url, autocommit=True, timeout=self.sink.timeout)
+            self._conn.execute(_STRICT_JSON_FUNCTION.format(name=PG_STRICT_JSON))
+        return self._conn
+
+    def _stream(self, sql: str, params: Any = None) -> Iterator[tuple[Any, ...]]:
+        conn = self._pg()
+        with conn.transaction(), conn.cursor(name=f"langroute_rollup_{next(_CURSORS)}") as cursor:
+            cursor.itersize = 10_000
+            cursor.execute(sql, params)
+            yield from cursor
+
+    def _one(self, sql: str) -> Any:
+        return self._pg().execute(sql).fetchone()
+
+    def _rows(self, where: str) -> str:
+        from langroute.postgres.database import LEDGER_TABLE
+
+        return f"(SELECT * FROM {LEDGER_TABLE} WHERE {where}) AS src"
+
+    def identity(self, conn: sqlite3.Connection) -> str:
+        from langroute.postgres.database import LEDGER_TABLE
+
+        row = self._one(
+            f"SELECT seq, timestamp, kind, run_id, route FROM {LEDGER_TABLE} ORDER BY seq LIMIT 1"
+        )
+        return json.dumps(None if row is None else list(row))
+
+    def mark(self, conn: sqlite3.Connection, last: int) -> str:
+        from langroute.postgres.database import LEDGER_TABLE
+
+        (count,) = self._one(f"SELECT count(*) FROM {LEDGER_TABLE} WHERE seq <= {int(last)}")
+        row = self._one(
+            f"SELECT seq, timestamp, kind, run_id, route FROM {LEDGER_TABLE} "
+            f"WHERE seq = {int(last)}"
+        )
+        return json.dumps([count, None if row is None else list(row)])
+
+    def _copy(self, conn: sqlite3.Connection, table: str, sql: str, params: Any = None) -> None:
+        rows = self._stream(sql, params)
+        first = next(rows, None)
+        if first is None:
+            return
+        insert = f"INSERT INTO {table} VALUES ({', '.join('?' for _ in first)})"
+        conn.execute(insert, first)
+        while batch := list(itertools.islice(rows, 10_000)):
+            conn.executemany(insert, batch)
+
+    def stage(self, conn: sqlite3.Connection, last: int, segment_key: str | None) -> int:
+        from langroute.costs.analytics import _CALL_COLUMNS, POSTGRES
+        from langroute.postgres.database import LEDGER_TABLE
+
+        (upto,) = self._one(f"SELECT COALESCE(MAX(seq), 0) FROM {LEDGER_TABLE}")
+        rows = self._rows(f"seq > {int(last)} AND seq <= {int(upto)}")
+        names = self.sink._names
+        conn.execute(f"CREATE TEMP TABLE staged ({', '.join(_CALL_COLUMNS)}, solo)")
+        self._copy(conn, "staged", calls_select_sql(POSTGRES, rows, names, segment_key))
+        conn.execute(
+            f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_REQUEST_KEY} AS request FROM staged"
+        )
+        conn.execute("DROP TABLE staged")
+        conn.execute(f"CREATE TEMP TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
+        self._copy(conn, FEEDBACK, feedback_select_sql(POSTGRES, rows, names))
+        return int(upto)
+
+    def _calls_of(
+        self, conn: sqlite3.Connection, table: str, targets: list[str], upto: int, key: Any
+    ) -> None:
+        """Stage the calls whose record id is in ``targets`` as the temporary ``table``."""
+        from langroute.costs.analytics import _CALL_COLUMNS, POSTGRES
+
+        conn.execute(f"CREATE TEMP TABLE {table}_rows ({', '.join(_CALL_COLUMNS)}, solo)")
+        prefix = len(ROW_ID_PREFIX)
+        row_ids = [
+            int(t[prefix:]) for t in targets if t.startswith(ROW_ID_PREFIX) and t[prefix:].isdigit()
+        ]
+        where = f"(record_id = ANY(%(ids)s) OR seq = ANY(%(rows)s)) AND seq <= {int(upto)}"
+        if "record_id" not in self.sink._names:
+            where = f"seq = ANY(%(rows)s) AND seq <= {int(upto)}"
+        sql = calls_select_sql(POSTGRES, self._rows(where), self.sink._names, key, similarity=False)
+        self._copy(conn, f"{table}_rows", sql, {"ids": targets, "rows": row_ids})
+        conn.execute(
+            f"CREATE TEMP TABLE {table} AS SELECT *, {_REQUEST_KEY} AS request FROM {table}_rows"
+        )
+
+    def stage_targets(self, conn: sqlite3.Connection, upto: int) -> None:
+        targets = [row[0] for row in conn.execute(f"SELECT DISTINCT feedback_for FROM {FEEDBACK}")]
+        self._calls_of(conn, "targets", targets, upto, None)
+
+    def judged_segments(
+        self, conn: sqlite3.Connection, segment_key: str
+    ) -> list[tuple[str | None, int, int]]:
+        targets = [row[0] for row in conn.execute("SELECT target FROM verdicts")]
+        last = int(_meta(conn).get("last", "0"))
+        try:
+            self._calls_of(conn, "judged", targets, last, segment_key)
+            return _judged_by_segment(conn, "judged")
+        finally:
+            conn.execute("DROP TABLE IF EXISTS temp.judged")
+            conn.execute("DROP TABLE IF EXISTS temp.judged_rows")
 
 
 class _Staged(_Source):
@@ -657,9 +800,13 @@ class LedgerRollup:
             return _open_sidecar(cls, sink.path, int(window_seconds), segment_key)
         conn = sqlite3.connect("", isolation_level=None, check_same_thread=True)
         register_sqlite_functions(conn)
+        conn.execute("PRAGMA temp_store = FILE")
         conn.execute("ATTACH '' AS rollup")
         _create_tables(conn)
-        return cls(conn, _Staged(source), window_seconds=window_seconds, segment_key=segment_key)
+        staged: _Source = _Staged(source)
+        if type(sink).__name__ == "PostgresSink":  # without importing psycopg for others
+            staged = _PostgresLedger(sink)
+        return cls(conn, staged, window_seconds=window_seconds, segment_key=segment_key)
 
     @property
     def detached(self) -> bool:
@@ -670,8 +817,9 @@ class LedgerRollup:
         return _file_identity(source.path) != self._opened
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
         self.conn.close()
+        self.source.close()
 
     def __enter__(self) -> LedgerRollup:
         return self
