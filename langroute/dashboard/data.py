@@ -370,7 +370,7 @@ class Dashboard:
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
             rollup = self._rolled(snapshot)
-            latency = [queries.LatencyRow(**vars(row)) for row in rollup.latencies()]
+            latency = rollup.latencies()
             errors = [
                 queries.RouteErrors(
                     route=route,

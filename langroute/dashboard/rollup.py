@@ -74,6 +74,7 @@ from langroute.costs.summary import LedgerSummary, RouteCostSummary
 from langroute.errors import LedgerFormatError
 
 if TYPE_CHECKING:
+    from langroute.dashboard.queries import LatencyRow
     from langroute.monitoring import MonitorReport, MonitorThresholds, WindowStats
 
 __all__ = [
@@ -374,17 +375,6 @@ def _segment_name(text: str | None) -> str:
     return "(none)" if value is None else str(value)
 
 
-@dataclass(frozen=True)
-class RouteLatency:
-    """Latency percentiles of one route's serving calls (``route`` ``None``: all routes)."""
-
-    route: str | None
-    calls: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-
-
 # ---------------------------------------------------------------------------- sources
 
 
@@ -405,12 +395,22 @@ class _Source:
         """What names the ledger: its first row (another first row: another ledger)."""
         return ""
 
-    def mark(self, conn: sqlite3.Connection, last: int) -> str:
-        """The row ``last`` and how many rows reach up to it (changed: fold again)."""
+    def mark(self, conn: sqlite3.Connection, last: int, since: _Since = None) -> str:
+        """The row ``last`` and how many rows reach up to it (changed: fold again).
+
+        ``since``: a row and the count up to it, to count only the rows after it.
+        """
         return ""
 
     def close(self) -> None:
         """Close what the source keeps open."""
+
+    def segment_calls(self, conn: sqlite3.Connection, last: int, upto: int, key: str) -> str:
+        """The calls in ``(last, upto]`` with ``key``'s segment, as a relation to read."""
+        self.stage(conn, last, key)
+        if self.incremental:
+            conn.execute(f"DELETE FROM {CALLS} WHERE ord > {int(upto)}")
+        return CALLS
 
     def judged_segments(
         self, conn: sqlite3.Connection, segment_key: str
@@ -419,6 +419,8 @@ class _Source:
 
 
 _CURSORS = itertools.count()
+_Since = tuple[int, int] | None
+"""A row folded before and the count of rows up to it (a mark counts only the rows after)."""
 _REQUEST_KEY = "CASE WHEN run_id IS NULL THEN 's' || solo ELSE 'r' || run_id END"
 
 
@@ -463,15 +465,16 @@ class _SQLiteLedger(_Source):
     def identity(self, conn: sqlite3.Connection) -> str:
         return self._row(conn, "ORDER BY id")
 
-    def mark(self, conn: sqlite3.Connection, last: int) -> str:
+    def mark(self, conn: sqlite3.Connection, last: int, since: _Since = None) -> str:
         from langroute.costs.sinks import SQL_TABLE
 
         if not self.present(conn):
             return ""
-        (count,) = conn.execute(
-            f"SELECT COUNT(*) FROM main.{SQL_TABLE} WHERE id <= {int(last)}"
+        start, count = since or (0, 0)
+        (more,) = conn.execute(
+            f"SELECT COUNT(*) FROM main.{SQL_TABLE} WHERE id > {int(start)} AND id <= {int(last)}"
         ).fetchone()
-        return json.dumps([count, self._row(conn, f"WHERE id = {int(last)}")])
+        return json.dumps([count + more, self._row(conn, f"WHERE id = {int(last)}")])
 
     def stage(self, conn: sqlite3.Connection, last: int, segment_key: str | None) -> int:
         from langroute.costs.sinks import SQL_TABLE
@@ -489,6 +492,17 @@ class _SQLiteLedger(_Source):
         feedback = feedback_select_sql(SQLITE, rows, present)
         conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
         return upto
+
+    def segment_calls(self, conn: sqlite3.Connection, last: int, upto: int, key: str) -> str:
+        """Read in place (no copy): only the columns the segments need are computed."""
+        from langroute.costs.sinks import SQL_TABLE
+
+        present = self.present(conn)
+        if not present:
+            _stage_empty(conn)
+            return CALLS
+        rows = f"(SELECT * FROM main.{SQL_TABLE} WHERE id > {int(last)} AND id <= {int(upto)})"
+        return f"({calls_select_sql(SQLITE, rows, present, key, similarity=False)})"
 
     def stage_targets(self, conn: sqlite3.Connection, upto: int) -> None:
         from langroute.costs.sinks import SQL_TABLE
@@ -609,10 +623,14 @@ class _PostgresLedger(_Source):
         )
         return json.dumps(None if row is None else list(row))
 
-    def mark(self, conn: sqlite3.Connection, last: int) -> str:
+    def mark(self, conn: sqlite3.Connection, last: int, since: _Since = None) -> str:
         from langroute.postgres.database import LEDGER_TABLE
 
-        (count,) = self._one(f"SELECT count(*) FROM {LEDGER_TABLE} WHERE seq <= {int(last)}")
+        start, count = since or (0, 0)
+        (more,) = self._one(
+            f"SELECT count(*) FROM {LEDGER_TABLE} WHERE seq > {int(start)} AND seq <= {int(last)}"
+        )
+        count += more
         row = self._one(
             f"SELECT seq, timestamp, kind, run_id, route FROM {LEDGER_TABLE} "
             f"WHERE seq = {int(last)}"
@@ -735,9 +753,18 @@ def _meta(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT name, value FROM rollup.meta"))
 
 
-def _drop_temp(conn: sqlite3.Connection) -> None:
+def _marked_count(mark: str | None) -> int:
+    """The count of rows a mark holds (0 when it holds none)."""
+    try:
+        count = json.loads(mark or "null")[0]
+    except (ValueError, TypeError, IndexError, KeyError):
+        return 0
+    return count if isinstance(count, int) else 0
+
+
+def _drop_temp(conn: sqlite3.Connection, keep: tuple[str, ...] = ()) -> None:
     for name, kind in conn.execute("SELECT name, type FROM temp.sqlite_master").fetchall():
-        if kind in ("table", "view"):
+        if kind in ("table", "view") and name not in keep:
             conn.execute(f"DROP {kind.upper()} IF EXISTS temp.{name}")
 
 
@@ -881,14 +908,15 @@ class LedgerRollup:
             self._clear()
             last = 0
         upto = self._fold(last)
+        since = (last, _marked_count(meta.get("mark"))) if last else None
         conn.executemany(
             "INSERT OR REPLACE INTO rollup.meta VALUES (?, ?)",
-            [*expected.items(), ("last", str(upto)), ("mark", source.mark(conn, upto))],
+            [*expected.items(), ("last", str(upto)), ("mark", source.mark(conn, upto, since))],
         )
-        # the other segment keys already in use follow
+        # the other segment keys already in use follow (the same new rows: the same firsts)
         for key, key_last in conn.execute("SELECT key, last FROM segment_keys").fetchall():
             if key != self.segment_key and key_last < upto:
-                self._fold_segments(key, key_last, upto)
+                self._fold_segments(key, key_last, upto, same_rows=key_last == last)
 
     def _clear(self) -> None:
         for name in _TABLES:
@@ -1016,43 +1044,43 @@ class LedgerRollup:
         self._recompute_windows(everything=first)
         return upto
 
-    def _add_segments(self, key: str) -> None:
-        """Add the staged calls to their segment's day (requests by their first serving call)."""
-        # a parameter is no column: the key goes in as a literal
-        literal = "'" + key.replace("'", "''") + "'"
+    def _add_segments(self, key: str, calls: str = CALLS) -> None:
+        """Add ``calls`` to their segment's day (requests by their first serving call).
+
+        Grouped before they are added: a key may have tens of thousands of values.
+        """
+        literal = "'" + key.replace("'", "''") + "'"  # the key as a value, not a parameter
+        segment = _tagged("segment")
         self.conn.execute(
-            _add_rows(
-                "segments",
-                {"key": literal, "segment": _tagged("segment"), "day": "substr(ts, 1, 10)"},
-                {
-                    "calls": ("1", "sum"),
-                    "errors": ("failed", "sum"),
-                    "escalated": ("escalated", "sum"),
-                    "cost": ("cost", "sum"),
-                    "requests": ("ord IN (SELECT ord FROM firsts)", "sum"),
-                },
-                f"FROM {CALLS} WHERE labelling = 0",
+            f"INSERT INTO segments SELECT {literal}, {segment} AS tagged, "
+            "substr(ts, 1, 10) AS day, COUNT(*), SUM(failed), SUM(escalated), SUM(cost), "
+            "SUM(ord IN (SELECT ord FROM firsts)) "
+            f"FROM {calls} WHERE labelling = 0 GROUP BY tagged, day "
+            + _upsert(
+                ("key", "segment", "day"),
+                {name: "sum" for name in ("calls", "errors", "escalated", "cost", "requests")},
             )
         )
 
-    def _fold_segments(self, key: str, last: int, upto: int) -> None:
-        """Fold another segment key's calls after ``last`` (up to the rows folded)."""
+    def _fold_segments(self, key: str, last: int, upto: int, same_rows: bool = False) -> None:
+        """Fold another segment key's calls after ``last`` (up to the rows folded).
+
+        ``same_rows``: the main fold just folded these rows; its ``firsts`` are theirs.
+        """
         conn = self.conn
-        _drop_temp(conn)
-        staged = self.source.stage(conn, last, key)
-        if self.source.incremental:
-            conn.execute(f"DELETE FROM {CALLS} WHERE ord > {int(upto)}")
-            staged = upto
+        _drop_temp(conn, keep=("firsts",) if same_rows else ())
+        calls = self.source.segment_calls(conn, last, upto, key)
         span = (
-            f"first_serving > {int(last)} AND first_serving <= {int(staged)}"
+            f"first_serving > {int(last)} AND first_serving <= {int(upto)}"
             if self.source.incremental
             else "first_serving IS NOT NULL"
         )
-        conn.execute(
-            f"CREATE TEMP TABLE firsts AS SELECT first_serving AS ord FROM req WHERE {span}"
-        )
-        self._add_segments(key)
-        conn.execute("INSERT OR REPLACE INTO segment_keys VALUES (?, ?)", (key, int(staged)))
+        if not same_rows:
+            conn.execute(
+                f"CREATE TEMP TABLE firsts AS SELECT first_serving AS ord FROM req WHERE {span}"
+            )
+        self._add_segments(key, calls)
+        conn.execute("INSERT OR REPLACE INTO segment_keys VALUES (?, ?)", (key, int(upto)))
         _drop_temp(conn)
 
     def _recompute_windows(self, everything: bool) -> None:
@@ -1328,8 +1356,10 @@ class LedgerRollup:
             points.setdefault(win, {})[_untag(model) or "(none)"] = int(calls)
         return [(epoch + win * width, calls) for win, calls in points.items()]
 
-    def latencies(self) -> list[RouteLatency]:
+    def latencies(self) -> list[LatencyRow]:
         """p50 / p95 / p99 per route of the serving calls, then all routes (from the histogram)."""
+        from langroute.dashboard.queries import LatencyRow
+
         histograms = self._histograms(0)
         every = _Histogram()
         for histogram in histograms.values():
@@ -1337,8 +1367,8 @@ class LedgerRollup:
                 every.add(bin_, int(calls), low, high)
         ordered = sorted(histograms, key=lambda name: (name is None, name or ""))
 
-        def row(route: str | None, histogram: _Histogram) -> RouteLatency:
-            return RouteLatency(
+        def row(route: str | None, histogram: _Histogram) -> LatencyRow:
+            return LatencyRow(
                 route=route,
                 calls=histogram.count,
                 p50_ms=histogram.percentile(50),
