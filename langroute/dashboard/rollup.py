@@ -50,6 +50,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ __all__ = [
     "LATENCY_RELATIVE_ERROR",
     "LedgerRollup",
     "cache_path",
+    "postgres_cache_path",
 ]
 
 SCHEMA_VERSION = "1"
@@ -823,17 +825,17 @@ class LedgerRollup:
         from langroute.costs.sinks import SQLiteSink
 
         sink = getattr(source, "sink", source)
+        window = int(window_seconds)
         if isinstance(sink, SQLiteSink):
-            return _open_sidecar(cls, sink.path, int(window_seconds), segment_key)
-        conn = sqlite3.connect("", isolation_level=None, check_same_thread=True)
-        register_sqlite_functions(conn)
-        conn.execute("PRAGMA temp_store = FILE")
-        conn.execute("ATTACH '' AS rollup")
-        _create_tables(conn)
-        staged: _Source = _Staged(source)
+            return _open_store(
+                cls, _SQLiteLedger(sink.path), cache_path(sink.path), window, segment_key
+            )
         if type(sink).__name__ == "PostgresSink":  # without importing psycopg for others
-            staged = _PostgresLedger(sink)
-        return cls(conn, staged, window_seconds=window_seconds, segment_key=segment_key)
+            store = postgres_cache_path(sink.url)
+            with contextlib.suppress(OSError):
+                store.parent.mkdir(parents=True, exist_ok=True)
+            return _open_store(cls, _PostgresLedger(sink), store, window, segment_key)
+        return _fresh(cls, _Staged(source), None, window, segment_key)
 
     @property
     def detached(self) -> bool:
@@ -872,8 +874,12 @@ class LedgerRollup:
         """
         if self.detached:  # the ledger file appeared or was replaced since: open it again
             assert isinstance(self.source, _SQLiteLedger)
-            fresh = _open_sidecar(
-                LedgerRollup, self.source.path, self.window_seconds, self.segment_key
+            fresh = _open_store(
+                LedgerRollup,
+                self.source,
+                cache_path(self.source.path),
+                self.window_seconds,
+                self.segment_key,
             )
             self.conn.close()
             self.conn, self._reset, self._opened = fresh.conn, fresh._reset, fresh._opened
@@ -1476,9 +1482,10 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
-def _connect_sidecar(ledger: Path, store: str) -> sqlite3.Connection:
-    """A connection with the ledger (read-only, if it exists) as ``main`` and the store."""
-    if ledger.is_file():
+def _connect(source: _Source, store: str) -> sqlite3.Connection:
+    """A connection with the store attached, and a SQLite ledger (read-only) as ``main``."""
+    ledger = source.path if isinstance(source, _SQLiteLedger) else None
+    if ledger is not None and ledger.is_file():
         uri = "file:" + ledger.resolve().as_posix().replace("?", "%3f").replace("#", "%23")
         conn = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None, timeout=30)
     else:
@@ -1512,37 +1519,38 @@ def _valid(conn: sqlite3.Connection) -> bool:
         reference.close()
 
 
-def _open_sidecar(
-    cls: type[LedgerRollup], ledger: Path, window_seconds: int, segment_key: str
+def _open_store(
+    cls: type[LedgerRollup],
+    source: _Source,
+    store: Path | None,
+    window_seconds: int,
+    segment_key: str,
 ) -> LedgerRollup:
-    store = cache_path(ledger)
-    writable = not store.is_symlink() and (
-        store.is_file() or (ledger.parent.is_dir() and _can_write(ledger.parent))
-    )
-    if not writable:  # never write through a link, nor where we may not: a private copy
-        return _fresh(cls, ledger, "", window_seconds, segment_key)
+    """The rollup of ``source`` kept in the file ``store`` (``None``: in a temporary one).
+
+    A store that is not a database, not this version's or not writable is replaced
+    (never through a symbolic link: then a temporary store).
+    """
+    if store is not None:
+        folder = store.parent
+        if store.is_symlink() or not (
+            store.is_file() or (folder.is_dir() and os.access(folder, os.W_OK))
+        ):
+            store = None
+    if store is None:
+        return _fresh(cls, source, None, window_seconds, segment_key)
     try:
-        conn = _connect_sidecar(ledger, str(store))
+        conn = _connect(source, str(store))
     except sqlite3.DatabaseError:  # not a database at all
         _remove(store)
-        return _fresh(cls, ledger, str(store), window_seconds, segment_key)
-    if _valid(conn):
-        return cls(
-            conn,
-            _SQLiteLedger(ledger),
-            window_seconds=window_seconds,
-            segment_key=segment_key,
-            reset=_resetter(ledger, window_seconds, segment_key),
-        )
-    conn.close()
-    _remove(store)
-    return _fresh(cls, ledger, str(store), window_seconds, segment_key)
-
-
-def _can_write(folder: Path) -> bool:
-    import os
-
-    return os.access(folder, os.W_OK)
+        return _fresh(cls, source, store, window_seconds, segment_key)
+    if not _valid(conn):
+        conn.close()
+        _remove(store)
+        return _fresh(cls, source, store, window_seconds, segment_key)
+    rollup = cls(conn, source, window_seconds=window_seconds, segment_key=segment_key)
+    rollup._reset = _resetter(source, store, window_seconds, segment_key)
+    return rollup
 
 
 def _remove(store: Path) -> None:
@@ -1555,34 +1563,48 @@ def _remove(store: Path) -> None:
 
 
 def _fresh(
-    cls: type[LedgerRollup], ledger: Path, store: str, window_seconds: int, segment_key: str
+    cls: type[LedgerRollup],
+    source: _Source,
+    store: Path | None,
+    window_seconds: int,
+    segment_key: str,
 ) -> LedgerRollup:
-    conn = _connect_sidecar(ledger, store)
+    conn = _connect(source, "" if store is None else str(store))
     _create_tables(conn)
     conn.execute("INSERT INTO rollup.meta VALUES ('version', ?)", (SCHEMA_VERSION,))
-    reset = _resetter(ledger, window_seconds, segment_key) if store else None
-    return cls(
-        conn,
-        _SQLiteLedger(ledger),
-        window_seconds=window_seconds,
-        segment_key=segment_key,
-        reset=reset,
-    )
+    rollup = cls(conn, source, window_seconds=window_seconds, segment_key=segment_key)
+    if store is not None:
+        rollup._reset = _resetter(source, store, window_seconds, segment_key)
+    return rollup
 
 
-def _resetter(ledger: Path, window_seconds: int, segment_key: str) -> Any:
+def _resetter(source: _Source, store: Path, window_seconds: int, segment_key: str) -> Any:
     def reset(rollup: LedgerRollup) -> None:
         """Replace a store that failed with a new one (once: the new one does not reset)."""
         rollup.conn.close()
-        store = cache_path(ledger)
         with contextlib.suppress(OSError):
             _remove(store)
         try:
-            fresh = _fresh(LedgerRollup, ledger, str(store), window_seconds, segment_key)
+            fresh = _fresh(LedgerRollup, source, store, window_seconds, segment_key)
         except (OSError, sqlite3.DatabaseError):
-            fresh = _fresh(LedgerRollup, ledger, "", window_seconds, segment_key)
+            fresh = _fresh(LedgerRollup, source, None, window_seconds, segment_key)
         rollup.conn = fresh.conn
         rollup._reset = None
         rollup._keys_ready.clear()
 
     return reset
+
+
+def postgres_cache_path(url: str) -> Path:
+    """Where the rollup of a Postgres ledger is kept: the user's cache, one file per database.
+
+    ``LANGROUTE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/langroute``, else
+    ``~/.cache/langroute``), ``dashboard/``, a hash of the URL without its password.
+    """
+    import hashlib
+
+    from langroute.embedders.onnx import cache_dir
+    from langroute.postgres.database import redact
+
+    digest = hashlib.sha256(redact(url).encode()).hexdigest()[:24]
+    return cache_dir() / "dashboard" / f"postgres-{digest}{CACHE_SUFFIX}"

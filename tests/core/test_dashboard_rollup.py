@@ -20,7 +20,7 @@ from langroute.costs import CostLedger, LedgerRecord
 from langroute.costs.analytics import ledger_summary
 from langroute.dashboard import Dashboard
 from langroute.dashboard.queries import DecisionFilter
-from langroute.dashboard.rollup import LedgerRollup, cache_path
+from langroute.dashboard.rollup import LedgerRollup, cache_path, postgres_cache_path
 from langroute.monitoring import MonitorThresholds, monitor_ledger
 
 from .test_dashboard import assert_same_numbers
@@ -114,9 +114,8 @@ def test_folding_in_steps_equals_folding_once_and_the_cli(target: Path | str) ->
         assert rollup.segments("tenant") and rollup.quality()
     finally:
         rollup.close()
-    if not isinstance(path, Path):
-        return  # a Postgres ledger's rollup lives as long as its dashboard
-    assert cache_path(path).is_file()
+    kept = cache_path(path) if isinstance(path, Path) else postgres_cache_path(path)
+    assert kept.is_file()
     # a new process reads the kept rollup and folds only what came since
     append(path, [LedgerRecord(route="small", cost=0.5, metadata={"tenant": "late"})])
     with rollup_of(path) as reopened:
