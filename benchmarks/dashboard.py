@@ -146,7 +146,8 @@ def main() -> None:
     dashboard, api = client()  # a restart: the rollup kept beside the ledger is read
     cold = page_load(api, PANELS)
     record_id = api.get("/api/decisions?limit=1").json()["rows"][0]["record_id"]
-    warm = page_load(api, [*PANELS, f"why/{record_id}"])
+    warm = page_load(api, PANELS)
+    why = page_load(api, [f"why/{record_id}"])
     filters = page_load(api, FILTERS)
     append_rows(path, options.append, options.tenants)
     appended = page_load(api, PANELS)
@@ -164,6 +165,7 @@ def main() -> None:
         "first_fold_page": first,
         "cold_page": cold,
         "warm_page": warm,
+        "why_card": why,
         "decision_log_filters": filters,
         "appended_rows": options.append,
         "page_after_append": appended,

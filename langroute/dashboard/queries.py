@@ -95,7 +95,10 @@ def _segment_value(text: str | None) -> str:
 
 
 class SegmentRow(BaseModel):
-    """One segment's (a tenant's, a key's, a tag's) traffic."""
+    """One segment's (a tenant's, a key's, a tag's) serving calls.
+
+    ``requests`` counts the requests whose first serving call carries the segment.
+    """
 
     segment: str
     requests: int
