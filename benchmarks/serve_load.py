@@ -69,7 +69,7 @@ spec = importlib.util.spec_from_file_location("provider_server", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules["provider_server"] = module
 spec.loader.exec_module(module)
-server = module.FakeProvider().start()
+server = module.FakeProvider(keep_alive=sys.argv[2] == "keep-alive").start()
 print(server.port, flush=True)
 while True:
     time.sleep(3600)
@@ -164,9 +164,20 @@ async def phase(
     return summary
 
 
-def start_provider() -> tuple[subprocess.Popen[str], int]:
+def start_provider(keep_alive: bool = False) -> tuple[subprocess.Popen[str], int]:
+    """The fake provider in its own process: the process and its port.
+
+    ``keep_alive``: its answers keep the connection open (as real providers' do), so
+    clients and servers reuse pooled connections; otherwise each answer closes it.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-c", PROVIDER, str(REPO / "tests" / "provider_server.py")],
+        [
+            sys.executable,
+            "-c",
+            PROVIDER,
+            str(REPO / "tests" / "provider_server.py"),
+            "keep-alive" if keep_alive else "close",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -339,7 +350,7 @@ def start_litellm(
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Direct, LiteLLM's proxy, langroute's LangChain path and its fast path, in one run."""
-    provider, port = start_provider()
+    provider, port = start_provider(args.keep_alive)
     folder = Path(tempfile.mkdtemp(prefix="langroute-serve-compare-"))
     servers: dict[str, Any] = {}
     try:
@@ -393,8 +404,13 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "server_stack": server_stack(),
         "note": "concurrency 1: plain requests; loads: half of the clients stream; the fake "
-        "upstream closes each connection after its answer (every server reconnects); "
-        "LiteLLM runs with uvloop (its venv has it), langroute as --uvloop-python says",
+        + (
+            "upstream keeps connections open (pooled connections reused); "
+            if args.keep_alive
+            else "upstream closes each connection after its answer (every server reconnects); "
+        )
+        + "LiteLLM runs with uvloop (its venv has it), langroute as --uvloop-python says",
+        "keep_alive": args.keep_alive,
         "servers": servers,
     }
 
@@ -425,6 +441,12 @@ def main() -> None:
     parser.add_argument(
         "--loads", type=int, nargs="+", default=[10, 64, 200], help="--compare: client counts"
     )
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="the fake provider keeps connections open (as real providers do): pooled "
+        "connections are reused; by default each answer closes its connection",
+    )
     add_output_options(parser, "serve_load.json", flag="--output")
     args = parser.parse_args()
     name = "serve_compare.json" if args.compare else "serve_load.json"
@@ -436,7 +458,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
 
-    provider, port = start_provider()
+    provider, port = start_provider(args.keep_alive)
     folder = Path(tempfile.mkdtemp(prefix="langroute-serve-load-"))
     try:
         direct = asyncio.run(

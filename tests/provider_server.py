@@ -137,7 +137,10 @@ class _Server(ThreadingHTTPServer):
 class FakeProvider:
     """The fake server: start it, point clients at :attr:`openai_url` / :attr:`anthropic_url`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
+        # keep_alive: answers keep their connection open as real providers do (load
+        # benchmarks); tests keep the default, one request per connection
+        self.keep_alive = keep_alive
         self._lock = threading.Lock()
         self._scripts: dict[str, _Script] = {}
         self.requests: list[Request] = []
@@ -227,6 +230,9 @@ class FakeProvider:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeProvider
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY a kept-alive
+    # connection waits for the client's delayed ACK (40 ms) before the body
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -236,8 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
         # one request per connection: a client never reuses a connection that an earlier
         # test's broken stream left half-closed (a stale pooled connection fails the next
         # request with a connection error, which is not what a test scripted)
-        self.send_header("Connection", "close")
-        self.close_connection = True
+        if not self.fake.keep_alive:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         super().end_headers()
 
     def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None):

@@ -33,7 +33,13 @@ from langroute.embedders.sentence_transformer import (
     conversion_hint,
     embedder_for_fingerprint,
 )
-from langroute.embedders.threads import configure_torch_threads, encoder_threads, num_threads
+from langroute.embedders.threads import (
+    configure_torch_threads,
+    encoder_calls,
+    encoder_threads,
+    num_threads,
+    set_encoder_threads,
+)
 
 __all__ = [
     "BACKENDS",
@@ -54,6 +60,7 @@ __all__ = [
     "embedder_for_fingerprint",
     "embedder_from_spec",
     "embedding_dimension",
+    "encoder_calls",
     "encoder_threads",
     "export_onnx",
     "ffn_matmuls",
@@ -61,4 +68,5 @@ __all__ = [
     "normalize",
     "num_threads",
     "onnx_export_dir",
+    "set_encoder_threads",
 ]

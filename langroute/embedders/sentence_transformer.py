@@ -13,7 +13,7 @@ import numpy as np
 
 from langroute.embedders.base import embedding_dimension, normalize
 from langroute.embedders.onnx import OnnxEncoder
-from langroute.embedders.threads import configure_torch_threads, encoder_threads
+from langroute.embedders.threads import configure_torch_threads, encoder_calls, encoder_threads
 
 __all__ = [
     "BACKENDS",
@@ -34,27 +34,29 @@ DEFAULT_BACKEND = "onnx"
 
 
 class _SharedEncoder:
-    """One loaded model per process and settings, with the lock that serialises its calls.
+    """One loaded model per process and settings, with the gate its calls pass.
 
-    Calls run one at a time: each gets all the encoder's intra-op threads, and callers'
-    threads never multiply them (concurrent single queries are batched before they get
-    here, see :mod:`langroute.router.batching`).
+    At most :func:`~langroute.embedders.threads.encoder_calls` calls run at once (one,
+    when each gets every core's intra-op thread), so callers' threads never multiply
+    the encoder's beyond the cores (concurrent single queries are also batched before
+    they get here, see :mod:`langroute.router.batching`).
     """
 
     _registry: ClassVar[dict[tuple[Any, ...], _SharedEncoder]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int) -> None:
         self.model: Any = None
+        self.threads = threads
         self.load_lock = threading.Lock()
-        self.call_lock = threading.Lock()
+        self.call_lock = threading.BoundedSemaphore(encoder_calls(threads))
 
     @classmethod
-    def get(cls, key: tuple[Any, ...]) -> _SharedEncoder:
+    def get(cls, key: tuple[Any, ...], threads: int) -> _SharedEncoder:
         with cls._registry_lock:
             shared = cls._registry.get(key)
             if shared is None:
-                shared = cls._registry[key] = cls()
+                shared = cls._registry[key] = cls(threads)
             return shared
 
 
@@ -81,8 +83,9 @@ class SentenceTransformerEmbedder:
     * ``openvino``: passed to sentence-transformers as is.
 
     Every embedder with the same model and backend shares one loaded encoder in the
-    process; its calls run one at a time with :func:`encoder_threads` intra-op threads
-    (``LANGROUTE_NUM_THREADS`` sets them).
+    process; each call gets :func:`encoder_threads` intra-op threads
+    (``LANGROUTE_NUM_THREADS`` sets them) and as many calls run at once as the cores
+    hold (one, with a thread per core).
 
     Example:
         >>> emb = SentenceTransformerEmbedder()  # doctest: +SKIP
@@ -168,8 +171,9 @@ class SentenceTransformerEmbedder:
     def _shared_encoder(self) -> _SharedEncoder:
         if self._shared is None:
             kwargs = tuple(sorted((k, repr(v)) for k, v in self._model_kwargs.items()))
-            key = (self._resolved_path(), self._backend, self._device, kwargs, encoder_threads())
-            self._shared = _SharedEncoder.get(key)
+            threads = encoder_threads()
+            key = (self._resolved_path(), self._backend, self._device, kwargs, threads)
+            self._shared = _SharedEncoder.get(key, threads)
         return self._shared
 
     def _resolved_path(self) -> str:
@@ -183,11 +187,11 @@ class SentenceTransformerEmbedder:
         path = self._resolved_path()
         if self._backend in ("onnx", "onnx-int8"):
             return OnnxEncoder.from_model(
-                path, quantize=self._backend == "onnx-int8", threads=encoder_threads()
+                path, quantize=self._backend == "onnx-int8", threads=self._shared_encoder().threads
             )
         from sentence_transformers import SentenceTransformer
 
-        configure_torch_threads(encoder_threads())
+        configure_torch_threads(self._shared_encoder().threads)
         kwargs: dict[str, Any] = {"device": self._device, "local_files_only": True}
         if self._backend != "torch":
             kwargs["backend"] = self._backend

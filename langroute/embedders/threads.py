@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["configure_torch_threads", "encoder_threads", "num_threads"]
+__all__ = [
+    "configure_torch_threads",
+    "encoder_calls",
+    "encoder_threads",
+    "num_threads",
+    "set_encoder_threads",
+]
+
+_encoder_threads: int | None = None
+"""Set by :func:`set_encoder_threads` (``None``: :func:`num_threads`)."""
 
 
 def num_threads() -> int:
@@ -31,16 +40,50 @@ def num_threads() -> int:
 
 
 def encoder_threads() -> int:
-    """Intra-op threads of the process-wide encoder: :func:`num_threads`.
+    """Intra-op threads of each call of the process-wide encoder.
 
-    The encoder runs one call at a time (concurrent queries are batched first), so these
-    threads never multiply with the callers' threads.
+    ``LANGROUTE_NUM_THREADS`` wins; then what :func:`set_encoder_threads` set (``langroute
+    serve`` sets 1); otherwise :func:`num_threads`. Calls run :func:`encoder_calls` at a
+    time, so their threads together never exceed the cores.
 
     Example:
         >>> encoder_threads() >= 1
         True
     """
+    if _encoder_threads is not None and not os.environ.get("LANGROUTE_NUM_THREADS", "").strip():
+        return _encoder_threads
     return num_threads()
+
+
+def encoder_calls(threads: int) -> int:
+    """How many encoder calls of ``threads`` intra-op threads may run at once: cores / threads.
+
+    Example:
+        >>> encoder_calls(num_threads()) == 1
+        True
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, num_threads()) // max(1, threads))
+
+
+def set_encoder_threads(threads: int | None) -> None:
+    """Give encoders loaded from now on ``threads`` intra-op threads per call (``None``: reset).
+
+    For a server: one short query gains little from several threads (each of the
+    model's small operations would wake them all), while requests encoded side by side
+    use every core. ``LANGROUTE_NUM_THREADS`` still wins.
+
+    Example:
+        >>> set_encoder_threads(1); encoder_threads() >= 1; set_encoder_threads(None)
+        True
+    """
+    global _encoder_threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"encoder threads must be at least 1, not {threads}")
+    _encoder_threads = threads
 
 
 def configure_torch_threads(threads: int | None = None) -> None:

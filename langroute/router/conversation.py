@@ -554,9 +554,17 @@ def route_conversation(
     current = texts[-1]
     vectors: np.ndarray | None = None
     if context.strategy == "window":
+        started = time.perf_counter()
         vectors = _vectors(router, texts)
+        embed_ms = (time.perf_counter() - started) * 1000
         (decision,) = router.route_vectors(
             [current], _mixed(vectors, context.weights(len(texts)))[None, :]
+        )
+        # the router timed its search of the mixed vector; the turns' embedding is ours
+        timings = {**decision.timings_ms}
+        timings["embed"] = timings.get("embed", 0.0) + embed_ms
+        decision = decision.model_copy(
+            update={"elapsed_ms": decision.elapsed_ms + embed_ms, "timings_ms": timings}
         )
     elif context.strategy == "window_text":
         decision = router.route(context.separator.join(texts))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,27 @@ def test_window_mixes_earlier_turns_in_embedding_space(router: ExemplarRouter) -
     mixed = vectors.sum(axis=0) / np.linalg.norm(vectors.sum(axis=0))
     (direct,) = router.route_vectors(["yes do that"], mixed[None, :])
     assert direct.probabilities == pytest.approx(decision.probabilities, abs=1e-5)
+
+
+def test_a_window_decision_counts_the_turns_embedding_in_its_time() -> None:
+    class Slow(HashingEmbedder):
+        def embed_queries(self, texts):
+            time.sleep(0.05)
+            return super().embed_queries(texts)
+
+    slow = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=[Exemplar(text=HARD, route="large"), Exemplar(text=EASY, route="small")],
+        embedder=Slow(),
+        min_similarity=0.0,
+        k=2,
+    )
+    decision = route_conversation(
+        slow, chat(HARD, "yes do that"), ConversationContext(strategy="window")
+    )
+    # the turns were embedded here, not by the router's own route(): still routing time
+    assert decision.timings_ms["embed"] >= 50
+    assert decision.elapsed_ms >= decision.timings_ms["embed"] + decision.timings_ms["search"]
 
 
 def test_window_text_joins_turns_and_batches_match(router: ExemplarRouter) -> None:

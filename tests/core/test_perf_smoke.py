@@ -240,6 +240,32 @@ def test_num_threads_respects_environment(monkeypatch):
     assert num_threads() == 1  # unreadable: falls through to OMP_NUM_THREADS
 
 
+def test_a_server_sets_one_thread_per_call_and_calls_side_by_side(monkeypatch):
+    from langroute.embedders import encoder_calls, encoder_threads, set_encoder_threads
+    from langroute.embedders.sentence_transformer import _SharedEncoder
+
+    monkeypatch.delenv("LANGROUTE_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = num_threads()
+    assert encoder_threads() == cores and encoder_calls(cores) == 1  # a batch job
+    set_encoder_threads(1)
+    try:
+        assert encoder_threads() == 1
+        assert encoder_calls(1) == cores  # as many one-thread calls as cores at once
+        monkeypatch.setenv("LANGROUTE_NUM_THREADS", "2")
+        assert encoder_threads() == 2  # the environment still wins
+    finally:
+        set_encoder_threads(None)
+    assert encoder_threads() == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        set_encoder_threads(0)
+    # the gate: a one-thread encoder lets `cores` callers in at once, never more
+    gate = _SharedEncoder(threads=1).call_lock
+    entered = [gate.acquire(blocking=False) for _ in range(cores + 1)]
+    assert entered == [True] * cores + [False]
+    assert _SharedEncoder(threads=cores).call_lock.acquire(blocking=False)
+
+
 def test_small_searches_leave_faiss_threads_as_they_were():
     import faiss
 

@@ -395,3 +395,24 @@ def test_the_callers_key_scopes_the_decision_on_both_readings(conversations):
     )
     assert request.session_scope == "team-a" and query == "hi"
     assert (request.turns is not None) is conversations
+
+
+def test_stream_lines_of_any_length_and_split_characters_come_whole():
+    from langchain_langroute.server.fast_path import _lines
+
+    class Arriving:  # what aiohttp's StreamReader gives: bytes as they arrive
+        def __init__(self, data: bytes, size: int) -> None:
+            self.pieces = [data[i : i + size] for i in range(0, len(data), size)]
+
+        async def iter_any(self):
+            for piece in self.pieces:
+                yield piece
+
+    long = "é" * 150_000  # 300 KB on one line (aiohttp's own readline stops at 64 KiB)
+    body = f"data: {long}\r\n\r\ndata: [DONE]\n\ntail".encode()
+
+    async def read(size: int) -> list[str]:
+        return [line async for line in _lines(Arriving(body, size))]
+
+    for size in (1, 7, 4096, len(body)):  # "é" is two bytes: odd sizes split it
+        assert asyncio.run(read(size)) == [f"data: {long}", "", "data: [DONE]", "", "tail"]

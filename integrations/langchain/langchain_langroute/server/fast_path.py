@@ -4,10 +4,11 @@ A route whose model speaks the OpenAI chat-completions API (an ``openai:`` spec,
 without a ``base_url``: OpenAI, vLLM, Ollama's ``/v1``, OpenRouter, Together, Groq, an
 Azure OpenAI ``/openai/v1`` endpoint...) needs no LangChain model per request: the
 client's JSON body is forwarded with ``model`` set to the route's model (and the
-route's settings as defaults), through one shared :class:`httpx.AsyncClient` per
-process, and the answer (or its SSE stream) is relayed as it arrives. Usage is read
-from the provider's JSON (a stream asks for ``stream_options.include_usage`` and drops
-the usage chunk again when its client did not ask for it).
+route's settings as defaults), through one shared :class:`aiohttp.ClientSession` per
+process (a quarter of httpx's CPU per call), and the answer (or its SSE stream) is
+relayed as it arrives. Usage is read from the provider's JSON (a stream asks for
+``stream_options.include_usage`` and drops the usage chunk again when its client did not
+ask for it).
 
 What the LangChain path guarantees still holds: the router decides through the same
 :class:`~langroute.dispatch.dispatcher.RouteDispatcher`, and each call runs along its
@@ -38,7 +39,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from langroute.dispatch.dispatcher import AnswerReaders, RouteRequest
 from langroute.dispatch.escalation import Escalation, max_usage
 from langroute.dispatch.routed_call import TokenUsage
@@ -379,7 +380,7 @@ class FastPath:
             for route, found in upstreams.items()
         }
         self.skipped = dict(skipped or {})
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_config(
@@ -421,55 +422,57 @@ class FastPath:
 
     # ------------------------------------------------------------------ the client
     async def start(self) -> None:
-        """Open the shared HTTP client (at server start)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=None, max_keepalive_connections=256, keepalive_expiry=30
-                ),
-                follow_redirects=False,
-            )
+        """Open the shared HTTP session (at server start, on the server's event loop)."""
+        if self._session is None:
+            self._session = _new_session()
 
     async def aclose(self) -> None:
-        """Close the shared HTTP client and its connections (at server shutdown)."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Close the shared HTTP session and its connections (at server shutdown)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        """The shared client (opened on first use when the server's start did not)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
-        return self._client
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session (opened on first use when the server's start did not)."""
+        if self._session is None or self._session.closed:
+            self._session = _new_session()
+        return self._session
 
-    async def _send(self, upstream: OpenAIUpstream, body: bytes, *, stream: bool) -> httpx.Response:
+    async def _send(self, upstream: OpenAIUpstream, body: bytes) -> aiohttp.ClientResponse:
         """POST ``body`` upstream, retrying what the openai SDK retries; an error raises.
+
+        The answer's body is left to read (a stream, or JSON): the caller releases it.
 
         Raises:
             UpstreamError: The provider answered with an HTTP error.
-            httpx.HTTPError: The provider could not be reached, or timed out.
+            aiohttp.ClientError, TimeoutError: The provider could not be reached, or
+                timed out.
         """
-        request = self.client.build_request(
-            "POST",
-            upstream.url,
-            content=body,
-            headers=upstream.headers,
-            timeout=httpx.Timeout(upstream.timeout),
+        # as the openai SDK's httpx timeout: each connect and each read, not the whole
+        # answer (a long stream is no timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=upstream.timeout, sock_read=upstream.timeout
         )
         for attempt in range(upstream.max_retries + 1):
             last = attempt == upstream.max_retries
             try:
-                response = await self.client.send(request, stream=stream)
-            except httpx.TransportError:
+                response = await self.session.post(
+                    upstream.url,
+                    data=body,
+                    headers=upstream.headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except (aiohttp.ClientError, TimeoutError):
                 if last:
                     raise
                 await asyncio.sleep(_backoff(attempt))
                 continue
-            if response.status_code < 400:
+            if response.status < 400:
                 return response
             error = await _status_error(response)
-            if last or response.status_code not in _RETRY_STATUSES:
+            if last or response.status not in _RETRY_STATUSES:
                 raise error
             await asyncio.sleep(_retry_wait(response, attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -482,9 +485,9 @@ class FastPath:
         async def invoke(route: str) -> dict[str, Any]:
             upstream = self.upstream_for(route)
             body = upstream.body(request, stream=False)
-            response = await self._send(upstream, body, stream=False)
+            response = await self._send(upstream, body)
             try:
-                payload = response.json()
+                payload = json.loads(await response.read())
             except ValueError as exc:
                 raise UpstreamError(f"the answer is not JSON: {exc}") from exc
             if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
@@ -501,9 +504,9 @@ class FastPath:
         async def open_stream(route: str) -> AsyncIterator[dict[str, Any]]:
             upstream = self.upstream_for(route)
             body = upstream.body(request, stream=True)
-            response = await self._send(upstream, body, stream=True)
+            response = await self._send(upstream, body)
             try:
-                async for line in response.aiter_lines():
+                async for line in _lines(response.content):
                     if not line.startswith("data:"):
                         continue  # blank separators, comments, event names
                     data = line[5:].strip()
@@ -519,7 +522,7 @@ class FastPath:
                         raise UpstreamError(_error_message(chunk), body=chunk)
                     yield chunk
             finally:
-                await response.aclose()
+                response.close()  # read to the end, or left early: not reused half-read
 
         return escalation.astream(open_stream)
 
@@ -533,25 +536,59 @@ def _error_message(body: Any) -> str:
     return json.dumps(body)[:500] if body is not None else "no details"
 
 
-async def _status_error(response: httpx.Response) -> UpstreamError:
-    """The error of an HTTP error answer (read, then closed)."""
+async def _status_error(response: aiohttp.ClientResponse) -> UpstreamError:
+    """The error of an HTTP error answer (read, then released)."""
     try:
-        await response.aread()
+        raw = await response.read()
     finally:
-        await response.aclose()
+        response.release()
     try:
-        body: Any = response.json()
+        body: Any = json.loads(raw)
     except ValueError:
         body = None
-    message = _error_message(body) if body is not None else response.text[:500]
-    return UpstreamError(message, status_code=response.status_code, body=body)
+    text = raw.decode("utf-8", "replace")[:500]
+    message = _error_message(body) if body is not None else text
+    return UpstreamError(message, status_code=response.status, body=body)
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The lines of a body as they arrive (any length: aiohttp's own lines stop at 64 KiB).
+
+    Pieces of an unfinished line are joined once, when its end comes: linear time.
+    """
+    pending: list[bytes] = []
+    async for data in content.iter_any():
+        *ended, rest = data.split(b"\n")
+        for piece in ended:
+            pending.append(piece)
+            yield b"".join(pending).rstrip(b"\r").decode("utf-8", "replace")
+            pending = []
+        if rest:
+            pending.append(rest)
+    if pending:
+        yield b"".join(pending).rstrip(b"\r").decode("utf-8", "replace")
+
+
+def _new_session() -> aiohttp.ClientSession:
+    """The shared session: no cap on connections, proxies and CAs from the environment.
+
+    As httpx (which the openai SDK uses) does: ``HTTPS_PROXY``/``NO_PROXY`` are honoured,
+    certificates are checked against ``SSL_CERT_FILE`` or certifi's bundle.
+    """
+    import ssl
+
+    import certifi
+
+    context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=context)
+    return aiohttp.ClientSession(connector=connector, trust_env=True)
 
 
 def _backoff(attempt: int) -> float:
     return min(0.5 * 2**attempt, _MAX_RETRY_WAIT_S) * (0.75 + random.random() / 4)
 
 
-def _retry_wait(response: httpx.Response, attempt: int) -> float:
+def _retry_wait(response: aiohttp.ClientResponse, attempt: int) -> float:
     """The provider's ``retry-after-ms``/``retry-after`` when short, else a backoff."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = response.headers.get(name)
