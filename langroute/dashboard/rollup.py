@@ -11,13 +11,12 @@ afterwards folds only the rows appended since (ids above the last one folded):
   baseline, its first failed call, the latest verdict on any of its calls. Every column
   merges (a sum, a min or a max, some over text that packs the row order before the
   value), so a request whose calls straddle two folds is merged, not counted twice.
-* ``windows`` (and ``window_routes``, ``window_quality``, ``window_failovers``): the
-  requests aggregated per window of ``monitor`` (whole multiples of the window since
-  1970, by each request's first call); a fold recomputes only the windows its requests
-  touch.
-* ``calls_by``, ``latency``, ``mix``, ``segments``: per-call aggregates (per route,
-  model and baseline model; a latency histogram per route; calls per model and window;
-  per segment and day), added to.
+* ``windows``: the requests added up per window of ``monitor`` (whole multiples of the
+  window since 1970, by each request's first call), answering route and first failed
+  route; a fold adds up again only the windows its requests touch.
+* ``calls_by``, ``latency``, ``segments``: per-call aggregates (per window, route,
+  model and baseline model; a latency histogram per route; per segment and day),
+  added to.
 * ``verdicts``: the latest verdict on each judged call, with the call's request and route.
 
 Panels read these tables only (hundreds of rows, not millions). Totals equal ``report
@@ -150,17 +149,21 @@ def _merge(column: str, how: str) -> str:
 
 _ANSWERS = "failed = 0 AND (accepted IS NULL OR accepted <> 0) AND overhead = 0"
 """A call that answered (``monitor`` reads the request's route from the last one)."""
-_NUMERIC = "similarity IN ('true', 'false') OR json_type(similarity) IN ('integer', 'real')"
+_NUMERIC = (
+    "similarity IN ('true', 'false') OR unicode(similarity) = 45 "
+    "OR unicode(similarity) BETWEEN 48 AND 57"
+)
+"""A JSON number (``-`` or a digit first: the text is JSON), or a boolean (``monitor``'s)."""
 
 # one row per request of the new calls: every column merges with the stored one
 _REQUEST_COLUMNS: dict[str, tuple[str, str]] = {
     # name: (aggregate over the request's new calls, how it merges)
     "ts_first": ("MIN(ts)", "min"),
     "calls": ("COUNT(*)", "sum"),
-    "first_reason": (f"MIN({_ORD} || {_tagged('reason')})", "min"),
-    "answer": (f"MAX(CASE WHEN {_ANSWERS} THEN {_ORD} || {_tagged('route')} END)", "max"),
+    "first_reason": (f"MIN(o || {_tagged('reason')})", "min"),
+    "answer": (f"MAX(CASE WHEN {_ANSWERS} THEN o || {_tagged('route')} END)", "max"),
     "similarity": (
-        f"MIN(CASE WHEN {_NUMERIC} THEN {_ORD} || CASE similarity WHEN 'true' THEN '1' "
+        f"MIN(CASE WHEN {_NUMERIC} THEN o || CASE similarity WHEN 'true' THEN '1' "
         "WHEN 'false' THEN '0' ELSE similarity END END)",
         "min",
     ),
@@ -181,15 +184,15 @@ _REQUEST_COLUMNS: dict[str, tuple[str, str]] = {
         )
     },
     "first_failure": (
-        f"MIN(CASE WHEN labelling = 0 AND overhead = 0 AND failed = 1 "
-        f"THEN {_ORD} || {_tagged('route')} END)",
+        "MIN(CASE WHEN labelling = 0 AND overhead = 0 AND failed = 1 "
+        "THEN o || " + _tagged("route") + " END)",
         "min",
     ),
     "answered": (f"MAX(labelling = 0 AND {_ANSWERS})", "max"),
     "first_serving": ("MIN(CASE WHEN labelling = 0 THEN ord END)", "min"),
 }
 
-_CALL_GROUPS = ("labelling", "overhead", "route", "model", "baseline_model")
+_CALL_GROUPS = ("win", "labelling", "overhead", "route", "model", "baseline_model")
 _CALL_COLUMNS: dict[str, tuple[str, str]] = {
     # name: (its value for one call, how calls merge)
     "calls": ("1", "sum"),
@@ -206,7 +209,7 @@ _CALL_COLUMNS: dict[str, tuple[str, str]] = {
     "last_ts": ("ts", "max"),
     "cost": ("cost", "sum"),
 }
-"""Per call, added into its (labelling, overhead, route, model, baseline model) row."""
+"""Per call, added into its (window, labelling, overhead, route, model, baseline model) row."""
 
 _PART_WINDOW_COLUMNS = (
     "requests",
@@ -282,7 +285,6 @@ _TABLES = {
     "calls_by": ", ".join((*_CALL_GROUPS, *_CALL_COLUMNS))
     + f", PRIMARY KEY ({', '.join(_CALL_GROUPS)})",
     "latency": "labelling, route, bin, calls, low, high, PRIMARY KEY (labelling, route, bin)",
-    "mix": "win, model, calls, PRIMARY KEY (win, model)",
     "windows": "win, answer, failure, "
     + ", ".join(_WINDOW_COLUMNS)
     + ", PRIMARY KEY (win, answer, failure)",
@@ -424,6 +426,8 @@ _CURSORS = itertools.count()
 _Since = tuple[int, int] | None
 """A row folded before and the count of rows up to it (a mark counts only the rows after)."""
 _REQUEST_KEY = "CASE WHEN run_id IS NULL THEN 's' || solo ELSE 'r' || run_id END"
+_STAGED = f"{_REQUEST_KEY} AS request, {_ORD} AS o"
+"""What staged calls add: their request's key, their row order packed (read by the folds)."""
 
 
 class _SQLiteLedger(_Source):
@@ -488,9 +492,7 @@ class _SQLiteLedger(_Source):
         upto = self.last(conn)
         rows = f"(SELECT * FROM main.{SQL_TABLE} WHERE id > {int(last)} AND id <= {upto})"
         calls = calls_select_sql(SQLITE, rows, present, segment_key)
-        conn.execute(
-            f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_REQUEST_KEY} AS request FROM ({calls})"
-        )
+        conn.execute(f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_STAGED} FROM ({calls})")
         feedback = feedback_select_sql(SQLITE, rows, present)
         conn.execute(f"CREATE TEMP TABLE {FEEDBACK} AS {feedback}")
         return upto
@@ -524,9 +526,7 @@ class _SQLiteLedger(_Source):
             where = f"({by_row} OR record_id IN (SELECT feedback_for FROM {FEEDBACK}))"
         rows = f"(SELECT * FROM main.{SQL_TABLE} WHERE {where} AND id <= {int(upto)})"
         calls = calls_select_sql(SQLITE, rows, present, None, similarity=False)
-        conn.execute(
-            f"CREATE TEMP TABLE targets AS SELECT *, {_REQUEST_KEY} AS request FROM ({calls})"
-        )
+        conn.execute(f"CREATE TEMP TABLE targets AS SELECT *, {_STAGED} FROM ({calls})")
 
     def judged_segments(
         self, conn: sqlite3.Connection, segment_key: str
@@ -556,7 +556,7 @@ _LATEST = f"MAX({_fixed_stamp('ts')} || {_ORD} || '=' || verdict)"
 def _stage_empty(conn: sqlite3.Connection) -> None:
     from langroute.costs.analytics import _CALL_COLUMNS
 
-    conn.execute(f"CREATE TEMP TABLE {CALLS} ({', '.join(_CALL_COLUMNS)}, solo, request)")
+    conn.execute(f"CREATE TEMP TABLE {CALLS} ({', '.join(_CALL_COLUMNS)}, solo, request, o)")
     conn.execute(f"CREATE TEMP TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
 
 
@@ -658,13 +658,22 @@ class _PostgresLedger(_Source):
         names = self.sink._names
         conn.execute(f"CREATE TEMP TABLE staged ({', '.join(_CALL_COLUMNS)}, solo)")
         self._copy(conn, "staged", calls_select_sql(POSTGRES, rows, names, segment_key))
-        conn.execute(
-            f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_REQUEST_KEY} AS request FROM staged"
-        )
+        conn.execute(f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_STAGED} FROM staged")
         conn.execute("DROP TABLE staged")
         conn.execute(f"CREATE TEMP TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
         self._copy(conn, FEEDBACK, feedback_select_sql(POSTGRES, rows, names))
         return int(upto)
+
+    def segment_calls(self, conn: sqlite3.Connection, last: int, upto: int, key: str) -> str:
+        """Only the columns the segments need come over (Postgres computes no others)."""
+        from langroute.costs.analytics import POSTGRES
+
+        columns = "ord, ts, labelling, failed, escalated, cost, segment"
+        rows = self._rows(f"seq > {int(last)} AND seq <= {int(upto)}")
+        calls = calls_select_sql(POSTGRES, rows, self.sink._names, key, similarity=False)
+        conn.execute(f"CREATE TEMP TABLE segment_calls ({columns})")
+        self._copy(conn, "segment_calls", f"SELECT {columns} FROM ({calls}) AS calls")
+        return "segment_calls"
 
     def _calls_of(
         self, conn: sqlite3.Connection, table: str, targets: list[str], upto: int, key: Any
@@ -682,9 +691,7 @@ class _PostgresLedger(_Source):
             where = f"seq = ANY(%(rows)s) AND seq <= {int(upto)}"
         sql = calls_select_sql(POSTGRES, self._rows(where), self.sink._names, key, similarity=False)
         self._copy(conn, f"{table}_rows", sql, {"ids": targets, "rows": row_ids})
-        conn.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT *, {_REQUEST_KEY} AS request FROM {table}_rows"
-        )
+        conn.execute(f"CREATE TEMP TABLE {table} AS SELECT *, {_STAGED} FROM {table}_rows")
 
     def stage_targets(self, conn: sqlite3.Connection, upto: int) -> None:
         targets = [row[0] for row in conn.execute(f"SELECT DISTINCT feedback_for FROM {FEEDBACK}")]
@@ -729,9 +736,7 @@ class _Staged(_Source):
                 f"INSERT INTO {FEEDBACK} VALUES (?, ?, ?, ?)",
                 (tuple(row) for row in session.query(f"SELECT * FROM {FEEDBACK}")),
             )
-        conn.execute(
-            f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_REQUEST_KEY} AS request FROM staged"
-        )
+        conn.execute(f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_STAGED} FROM staged")
         conn.execute("DROP TABLE staged")
         upto = conn.execute(f"SELECT COALESCE(MAX(ord), -1) + 1 FROM {CALLS}").fetchone()[0]
         if segment_key is not None:  # the whole ledger is here: its verdicts too
@@ -1014,8 +1019,8 @@ class LedgerRollup:
                 "SELECT req.win FROM judged_requests JOIN req USING (request)"
             )
         # 3. per call, added up one by one: routes and models, latencies, models, segments
-        keys = {"labelling": "labelling", "overhead": "overhead"}
-        keys.update({name: _tagged(name) for name in _CALL_GROUPS[2:]})
+        keys = {"win": f"{_epoch('ts')} / {window}", "labelling": "labelling"}
+        keys.update(overhead="overhead", **{name: _tagged(name) for name in _CALL_GROUPS[3:]})
         conn.execute(_add_rows("calls_by", keys, _CALL_COLUMNS, f"FROM {CALLS} WHERE true"))
         bin_ = (
             f"CASE WHEN latency_ms > 0 THEN CAST(floor(ln(latency_ms) * {LATENCY_BINS_PER_E}) "
@@ -1031,14 +1036,6 @@ class LedgerRollup:
                     "high": ("latency_ms", "max"),
                 },
                 f"FROM {CALLS} WHERE latency_ms IS NOT NULL",
-            )
-        )
-        conn.execute(
-            _add_rows(
-                "mix",
-                {"win": f"{_epoch('ts')} / {window}", "model": _tagged("model")},
-                {"calls": ("1", "sum")},
-                f"FROM {CALLS} WHERE labelling = 0",
             )
         )
         self._add_segments(self.segment_key)
@@ -1094,13 +1091,12 @@ class LedgerRollup:
         conn = self.conn
         dirty = "true" if everything else "win IN (SELECT win FROM dirty)"
         conn.execute(f"DELETE FROM windows WHERE {dirty}")
-        keys = {
-            "win": "win",
-            "answer": _route_key("answer"),
-            "failure": _route_key("first_failure"),
-        }
-        columns = {name: (sql, "sum") for name, sql in _WINDOW_COLUMNS.items()}
-        conn.execute(_add_rows("windows", keys, columns, f"FROM req WHERE {dirty}"))
+        answer, failure = _route_key("answer"), _route_key("first_failure")
+        sums = ", ".join(f"SUM({sql})" for sql in _WINDOW_COLUMNS.values())
+        conn.execute(
+            f"INSERT INTO windows SELECT win, {answer} AS a, {failure} AS f, {sums} "
+            f"FROM req WHERE {dirty} GROUP BY win, a, f"
+        )
 
     def ensure_segment_key(self, key: str) -> None:
         """Fold ``key``'s segments up to the rows folded, the first time it is asked for."""
@@ -1151,8 +1147,13 @@ class LedgerRollup:
         Latency percentiles come from the histogram (:data:`LATENCY_RELATIVE_ERROR`).
         """
         parts = self._parts()
+        groups = ", ".join(_CALL_GROUPS[1:])  # every window together
+        totals = ", ".join(
+            f"{'SUM' if how == 'sum' else how.upper()}({name})"
+            for name, (_, how) in _CALL_COLUMNS.items()
+        )
         rows: list[tuple[Any, ...]] = self.conn.execute(
-            f"SELECT {', '.join((*_CALL_GROUPS, *_CALL_COLUMNS))} FROM calls_by"
+            f"SELECT {groups}, {totals} FROM calls_by GROUP BY {groups}"
         ).fetchall()
         serving = self._part_summary(0, [row for row in rows if row[0] == 0], parts[0])
         labelling_rows = [row for row in rows if row[0] == 1]
@@ -1357,7 +1358,8 @@ class LedgerRollup:
         width = timedelta(seconds=self.window_seconds)
         points: dict[int, dict[str, int]] = {}
         for win, model, calls in self.conn.execute(
-            "SELECT win, model, calls FROM mix ORDER BY win"
+            "SELECT win, model, SUM(calls) FROM calls_by WHERE labelling = 0 "
+            "GROUP BY win, model ORDER BY win"
         ):
             points.setdefault(win, {})[_untag(model) or "(none)"] = int(calls)
         return [(epoch + win * width, calls) for win, calls in points.items()]
