@@ -241,8 +241,8 @@ class Dashboard:
     def _session(self, snapshot: _Snapshot, segment_key: str | None) -> LedgerSession:
         """A session for the decision log, kept open for the snapshot (one per key).
 
-        A SQLite ledger is read in place (its calls as a view: a page reads only the
-        rows it shows); other ledgers are copied into an analytics session.
+        A SQLite or Postgres ledger is read in place (its calls as a view: a page reads
+        only the rows it shows); other ledgers are copied into an analytics session.
         """
         segment_key = segment_key or self.settings.segment_keys[0]
         session = snapshot.sessions.get(segment_key)
@@ -250,6 +250,9 @@ class Dashboard:
             sink = getattr(self._reader, "sink", None)
             if isinstance(sink, SQLiteSink):
                 session = snapshot.stack.enter_context(queries.ledger_view(sink.path, segment_key))
+            elif type(sink).__name__ == "PostgresSink":
+                view = queries.postgres_view(sink, segment_key)
+                session = snapshot.stack.enter_context(view)
             else:
                 reader = self._open()
                 if reader is not self._target:

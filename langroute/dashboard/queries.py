@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -41,6 +42,7 @@ __all__ = [
     "decision_rows",
     "index_calls",
     "ledger_view",
+    "postgres_view",
 ]
 
 
@@ -203,6 +205,41 @@ def ledger_view(path: Path, segment_key: str | None) -> Iterator[LedgerSession]:
         yield LedgerSession(SQLITE, lambda sql: sqlite_rows(conn.execute(sql), path))
     except sqlite3.DatabaseError as exc:
         raise LedgerFormatError(f"not a readable SQLite ledger: {exc}", path=path) from exc
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def postgres_view(sink: Any, segment_key: str | None) -> Iterator[LedgerSession]:
+    """A session over a Postgres ledger read in place: :data:`CALLS` is a temporary view.
+
+    On a connection of its own; each query runs in its own transaction through a
+    server-side cursor. A page reads the newest rows by ``seq`` and stops at its end.
+
+    Raises:
+        DatabaseUnavailableError: The database cannot be reached.
+    """
+    import itertools
+
+    from langroute.costs.analytics import PG_STRICT_JSON, POSTGRES, calls_select_sql
+    from langroute.postgres.database import LEDGER_TABLE, connect
+    from langroute.postgres.ledger import _STRICT_JSON_FUNCTION
+
+    sink.check()  # the schema exists, its columns known
+    conn = connect(sink.url, autocommit=True, timeout=sink.timeout)
+    cursors = itertools.count()
+
+    def run(sql: str) -> Iterator[Any]:
+        with conn.transaction(), conn.cursor(name=f"langroute_log_{next(cursors)}") as cursor:
+            cursor.itersize = 1_000
+            cursor.execute(sql)
+            yield from cursor
+
+    try:
+        conn.execute(_STRICT_JSON_FUNCTION.format(name=PG_STRICT_JSON))
+        calls = calls_select_sql(POSTGRES, LEDGER_TABLE, sink._names, segment_key)
+        conn.execute(f"CREATE TEMP VIEW {CALLS} AS {calls}")
+        yield LedgerSession(POSTGRES, run)
     finally:
         conn.close()
 
