@@ -23,8 +23,9 @@ Every error raised on purpose by langroute derives from :class:`LangrouteError`:
     └── AllRoutesFailedError     every route raised (integrations; attempts attached)
 
 Warnings (filter them with :mod:`warnings`): :class:`TornLinesWarning` (torn ledger
-lines skipped), :class:`LedgerWriteWarning` (ledger records lost) and
-:class:`UnpricedModelWarning` (a model with no known price).
+lines skipped), :class:`LedgerWriteWarning` (ledger records lost),
+:class:`SpendWriteWarning` (budget settlements lost) and :class:`UnpricedModelWarning`
+(a model with no known price).
 
 ``ExemplarFormatError``, ``RouterConfigError`` and ``InvalidQueryError`` also derive
 from :class:`ValueError` so callers that catch ``ValueError`` keep working
@@ -59,6 +60,7 @@ __all__ = [
     "RouterStoreError",
     "SchemaVersionError",
     "SinkUnavailableError",
+    "SpendWriteWarning",
     "TornLinesWarning",
     "UnknownRecordError",
     "UnpricedModelWarning",
@@ -276,6 +278,15 @@ class LedgerWriteWarning(RuntimeWarning):
     The counts are in :attr:`CostLedger.stats <langroute.costs.CostLedger.stats>`
     (``dropped``, ``failed``). A full queue warns once per overflow (until the queue has
     drained); every failed write warns, naming the sink and the error.
+    """
+
+
+class SpendWriteWarning(RuntimeWarning):
+    """Budget settlements or releases were lost before reaching Postgres.
+
+    :class:`~langroute.postgres.spend.PostgresSpend` queues them for its writer; past
+    ``max_pending`` (a long outage) new ones are dropped (warned once per overflow),
+    and one the database refuses is dropped alone. Counted in ``PostgresSpend.dropped``.
     """
 
 

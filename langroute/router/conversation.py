@@ -563,8 +563,9 @@ def route_conversation(
         # the router timed its search of the mixed vector; the turns' embedding is ours
         timings = {**decision.timings_ms}
         timings["embed"] = timings.get("embed", 0.0) + embed_ms
-        decision = decision.model_copy(
-            update={"elapsed_ms": decision.elapsed_ms + embed_ms, "timings_ms": timings}
+        # and the current turn's own vector, for the steps after routing (per-caller learning)
+        decision = decision.with_query_vector(
+            vectors[-1], elapsed_ms=decision.elapsed_ms + embed_ms, timings_ms=timings
         )
     elif context.strategy == "window_text":
         decision = router.route(context.separator.join(texts))
@@ -579,7 +580,12 @@ def route_conversation(
         key, continues = derived_session_key(turns, scope), previous_session_key(turns, scope)
     if key is None:
         return decision
-    current_vector = vectors[-1] if vectors is not None else _vectors(router, [current])[0]
+    if vectors is not None:
+        current_vector = vectors[-1]
+    elif context.strategy == "current_only" and decision.query_vector is not None:
+        current_vector = decision.query_vector  # the router embedded the current turn
+    else:
+        current_vector = _vectors(router, [current])[0]
     return sessions.apply(
         key, decision, list(router.routes), current, current_vector, continues=continues
     )

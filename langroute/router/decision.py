@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DecisionReason = Literal[
     "vote",  # label vote over the k nearest exemplars
@@ -124,6 +127,24 @@ class ShadowDecision(BaseModel):
         return self.route is None
 
 
+class _Carried:
+    """A value a decision carries for the steps after routing, not part of what it is.
+
+    ``==`` ignores it (equal to any other, and to ``None``, a decision's default), so
+    decisions compare by their fields alone.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, _Carried)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class RouteDecision(BaseModel):
     """The outcome of routing one query, with everything needed to explain it.
 
@@ -190,6 +211,50 @@ class RouteDecision(BaseModel):
         default=None,
         description="A candidate router's decision on the same request (shadow evaluation).",
     )
+    # a field, not a private attribute: a model with private attributes pays for their
+    # set-up on every construction (about doubling it), and decisions are built by the
+    # thousand in evaluation; with_query_vector sets it, query_vector reads it
+    carried_vector: Any = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="Internal: the embedding behind query_vector (not serialised, ignored by ==).",
+    )
+
+    @property
+    def query_vector(self) -> np.ndarray | None:
+        """The embedding of :attr:`query` the router made for this decision (float32), or None.
+
+        Set by a router that embedded :attr:`query` itself (``ExemplarRouter.route``, a
+        conversation's current turn), so a step after routing (per-caller learning)
+        reuses it instead of embedding the query again. Not serialised, ignored by
+        ``==``, kept by ``model_copy``; ``None`` when the router made none (batches,
+        vectors given by the caller, other routers).
+
+        Example:
+            >>> router.route("hello there").query_vector.shape  # doctest: +SKIP
+            (384,)
+        """
+        if not isinstance(self.carried_vector, _Carried):
+            return None
+        import numpy as np
+
+        return np.frombuffer(self.carried_vector.value, dtype=np.float32)
+
+    def with_query_vector(self, vector: Any, **update: Any) -> RouteDecision:
+        """A copy that carries ``vector`` (the embedding of :attr:`query`) as :attr:`query_vector`.
+
+        ``update`` changes fields in the same copy (as ``model_copy(update=...)``).
+
+        Example:
+            >>> d = RouteDecision(route="a", confidence=1.0, reason="forced", query="hi")
+            >>> d.with_query_vector([0.6, 0.8]).query_vector.tolist()
+            [0.6000000238418579, 0.800000011920929]
+        """
+        import numpy as np
+
+        data = np.asarray(vector, dtype=np.float32).ravel().tobytes()
+        return self.model_copy(update={**update, "carried_vector": _Carried(data)})
 
     @property
     def escalated(self) -> bool:

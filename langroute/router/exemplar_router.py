@@ -728,7 +728,7 @@ class ExemplarRouter:
         prepared = self._prepare_one(query)
         cached = self._cached_vector(prepared[0])
         if cached is not None:
-            return self._route_vectors([prepared], cached, start, per_query=False)[0]
+            return self._route_vectors([prepared], cached, start, per_query=False, keep=True)[0]
         return self.batcher.submit((prepared, start))
 
     async def aroute(self, query: str) -> RouteDecision:
@@ -737,7 +737,7 @@ class ExemplarRouter:
         prepared = self._prepare_one(query)
         cached = self._cached_vector(prepared[0])
         if cached is not None:
-            return self._route_vectors([prepared], cached, start, per_query=False)[0]
+            return self._route_vectors([prepared], cached, start, per_query=False, keep=True)[0]
         return await self.batcher.asubmit((prepared, start))
 
     def route_batch(self, queries: Sequence[str]) -> list[RouteDecision]:
@@ -823,7 +823,9 @@ class ExemplarRouter:
         A query that queued behind another batch reports the wait as ``timings_ms["wait"]``.
         """
         began = time.perf_counter()
-        decisions = self._route_vectors([p for p, _ in items], None, began, per_query=False)
+        decisions = self._route_vectors(
+            [p for p, _ in items], None, began, per_query=False, keep=True
+        )
         out = []
         for decision, (_, start), wait in zip(decisions, items, waits):
             timings = dict(decision.timings_ms)
@@ -841,8 +843,13 @@ class ExemplarRouter:
         start: float,
         *,
         per_query: bool,
+        keep: bool = False,
     ) -> list[RouteDecision]:
-        """Embed (unless ``vectors``), search and decide; time it, the encoder's load apart."""
+        """Embed (unless ``vectors``), search and decide; time it, the encoder's load apart.
+
+        ``keep``: each decision carries its query's vector (``query_vector``), for the
+        single queries of :meth:`route` (a batch's decisions would hold them all).
+        """
         load_s = load_encoder(self.embedder) if vectors is None else 0.0
         if vectors is None:
             vectors = self.embedder.embed_queries([text for text, _ in prepared])
@@ -861,9 +868,11 @@ class ExemplarRouter:
         if load_s:
             timings["load"] = load_s * 1000
         elapsed = (done - start - load_s) * 1000 / n
-        return [
-            d.model_copy(update={"elapsed_ms": elapsed, "timings_ms": timings}) for d in decisions
-        ]
+        update = {"elapsed_ms": elapsed, "timings_ms": timings}
+        if keep:
+            kept = zip(decisions, vectors, strict=True)
+            return [d.with_query_vector(v, **update) for d, v in kept]
+        return [d.model_copy(update=update) for d in decisions]
 
     def neighbours(self, queries: Sequence[str], k: int | None = None) -> engine.Neighbourhood:
         """The ``k`` nearest exemplars of each query (default: ``settings.k``), as arrays.

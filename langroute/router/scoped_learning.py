@@ -11,6 +11,10 @@ The label of a taught query follows the shared router's rule
 (:func:`~langroute.router.learning.learned_label`): a good answer labels it the route
 that gave it, a bad one the next stronger route, and later outcomes on the same text
 update its counts.
+
+A query is embedded once: the overlay uses the vector the shared router made for its
+decision (:attr:`~langroute.router.decision.RouteDecision.query_vector`) and embeds the
+query itself only when the decision carries none (a router that keeps no vectors).
 """
 
 from __future__ import annotations
@@ -114,12 +118,29 @@ class ScopedLearning:
             found = self._scopes.get(scope)
             return list(found.taught.values()) if found is not None else []
 
-    def _vector(self, text: str) -> np.ndarray:
+    def _embedded_text(self, query: str) -> str:
+        """What the router embeds for ``query`` (cleaned, and cut as its settings cut it).
+
+        Raises:
+            InvalidQueryError: ``query`` has no visible text.
+        """
+        from langroute.router.query_text import clean_query
+
+        text = clean_query(query[: self.max_chars])
+        settings = getattr(self.router, "settings", None)
+        return settings.prepare(text)[0] if hasattr(settings, "prepare") else text
+
+    @staticmethod
+    def _unit(vector: Any) -> np.ndarray:
         import numpy as np
 
-        vector = np.asarray(self.router.embedder.embed_queries([text]), dtype=np.float32)[0]
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0 else vector
+
+    def _vector(self, query: str) -> np.ndarray:
+        vector = self.router.embedder.embed_queries([self._embedded_text(query)])
+        return self._unit(vector)
 
     def learn(self, scope: str, query: str, route: str, *, good: bool) -> str | None:
         """Teach ``scope``'s routing one outcome: ``route``'s answer to ``query`` was good or bad.
@@ -165,13 +186,22 @@ class ScopedLearning:
                 self._scopes.popitem(last=False)
             return entry.route
 
-    def nearest(self, scope: str | None, query: str) -> tuple[TaughtQuery, float] | None:
-        """``scope``'s taught query nearest to ``query`` and its similarity (``None``: none)."""
+    def nearest(
+        self, scope: str | None, query: str, *, vector: Any = None
+    ) -> tuple[TaughtQuery, float] | None:
+        """``scope``'s taught query nearest to ``query`` and its similarity (``None``: none).
+
+        Args:
+            scope: The caller.
+            query: The query.
+            vector: ``query``'s embedding, when the router already made it (else it is
+                embedded here).
+        """
         import numpy as np
 
         if not self.has(scope) or not query:
             return None
-        vector = self._vector(query[: self.max_chars])
+        vector = self._vector(query) if vector is None else self._unit(vector)
         with self._lock:
             found = self._scopes.get(scope) if scope is not None else None
             if found is None or not found.taught:
@@ -191,11 +221,19 @@ class ScopedLearning:
         It applies when ``query`` is within ``min_similarity`` of a query ``scope``
         taught and at least as near to it as to the shared router's nearest exemplar;
         the decision then takes the taught label, with reason ``"scoped_learned"`` and a
-        ``stage_note`` naming the taught query.
+        ``stage_note`` naming the taught query. The decision's ``query_vector`` is used
+        when it is the embedding of ``query`` (no second embedding).
         """
-        if query is None or decision.route not in self.routes:
+        from langroute.errors import InvalidQueryError
+
+        if query is None or decision.route not in self.routes or not self.has(scope):
             return decision
-        near = self.nearest(scope, query)
+        try:
+            text = self._embedded_text(query)
+        except InvalidQueryError:
+            return decision
+        vector = decision.query_vector if decision.query == text else None
+        near = self.nearest(scope, query, vector=vector)
         if near is None:
             return decision
         entry, similarity = near

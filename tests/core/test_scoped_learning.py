@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import pytest
 
 from langroute import Exemplar, ExemplarRouter
 from langroute.dispatch.dispatcher import RouteDispatcher, RouteRequest
 from langroute.embedders import HashingEmbedder
 from langroute.errors import RouterConfigError
+from langroute.router.conversation import ChatTurn
+from langroute.router.decision import RouteDecision
 from langroute.router.scoped_learning import ScopedLearning
 
 MODELS = {"small": "gpt-4o-mini", "large": "gpt-4o"}
@@ -110,3 +115,82 @@ def test_bad_input_is_refused_with_a_clear_error(setup):
         ScopedLearning(router, min_similarity=2.0)
     with pytest.raises(RouterConfigError, match="embedder"):
         ScopedLearning(object())
+
+
+class CountingEmbedder(HashingEmbedder):
+    """The real hashing embedder, keeping every text it is asked to embed as a query."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.queries.extend(texts)
+        return super().embed_queries(texts)
+
+
+def counted_router(cache_size: int) -> tuple[ExemplarRouter, CountingEmbedder]:
+    counting = CountingEmbedder()
+    router = make_router()
+    return (
+        ExemplarRouter(
+            routes=router.routes,
+            exemplars=router.exemplars,
+            embedder=counting,
+            cache_size=cache_size,
+        ),
+        counting,
+    )
+
+
+@pytest.mark.parametrize("cache_size", [0, 4096], ids=["no-cache", "cache"])
+async def test_a_query_of_a_caller_that_taught_is_embedded_once(cache_size):
+    router, counting = counted_router(cache_size)
+    scoped = ScopedLearning(router)
+    dispatcher = RouteDispatcher(router, MODELS, context=None, sessions=False, scoped=scoped)
+    scoped.learn("key-a", "hello there my friend", "small", good=False)
+    counting.queries.clear()
+    moved = decide(dispatcher, "hello there my friend please", "key-a")
+    assert moved.route == "large" and moved.reason == "scoped_learned"
+    assert decide(dispatcher, "hello there my friend today", "key-b").route == "small"
+    request = RouteRequest(query="hello there my friend again", session_scope="key-a")
+    assert (await dispatcher.adecide(request)).reason == "scoped_learned"
+    long = "hello there my friend " * 200  # cut by the router: the cut text, once
+    assert decide(dispatcher, long, "key-a").truncated
+    assert counting.queries == [
+        "hello there my friend please",
+        "hello there my friend today",
+        "hello there my friend again",
+        router.settings.prepare(long)[0],
+    ]
+
+
+def test_a_conversation_turn_of_a_caller_that_taught_is_embedded_once():
+    router, counting = counted_router(0)
+    scoped = ScopedLearning(router)
+    dispatcher = RouteDispatcher(router, MODELS, scoped=scoped)  # window:1, sessions
+    scoped.learn("key-a", "hello there my friend", "small", good=False)
+    counting.queries.clear()
+    turns = [
+        ChatTurn(role="user", text="hello there my friend today"),
+        ChatTurn(role="assistant", text="hi"),
+        ChatTurn(role="user", text="hello there my friend please"),
+    ]
+    decision = dispatcher.decide(RouteRequest(turns=turns, session_scope="key-a"))
+    assert decision.reason == "scoped_learned" and decision.session is not None
+    # the window's two user turns, each once: routing, the session and the overlay share them
+    assert counting.queries == ["hello there my friend today", "hello there my friend please"]
+
+
+def test_a_decision_carries_the_vector_of_its_query_and_compares_without_it():
+    router, _ = counted_router(0)
+    decision = router.route("hello there my friend")
+    assert decision.query_vector is not None
+    expected = HashingEmbedder().embed_queries(["hello there my friend"])[0]
+    assert np.allclose(decision.query_vector, expected)
+    assert decision.model_copy(update={"route": "large"}).query_vector is not None
+    assert "vector" not in decision.model_dump_json() and "vector" not in repr(decision)
+    assert decision == decision.model_copy(update={})  # equality: fields only
+    bare = RouteDecision(**decision.model_dump())
+    assert bare.query_vector is None and bare == decision
+    assert all(d.query_vector is None for d in router.route_batch(["hello", "prove it"]))

@@ -162,6 +162,7 @@ async def test_two_replicas_on_one_postgres_share_one_budget(tmp_path, provider,
         assert answered and all(r.status_code == 429 for r in results if isinstance(r, Exception))
         for server in servers:
             server.gateway.ledger.flush()
+            server.gateway.spend.flush()  # settlements are written off the request path
         rows = [r for r in servers[0].gateway.ledger.records() if not r.is_feedback]
         assert len(rows) == len(answered)  # both replicas' answers, in the one ledger
         key = servers[0].gateway.keyring.keys().named("team-a")

@@ -666,6 +666,9 @@ class _FastCall(_Call):
             except Exception as exc:  # the stream broke after the answer began
                 status = 502
                 message = redact_secrets(error_text(exc))
+                # charged before the client hears of it: a client may stop reading at
+                # the error event, and its next look at its spend must include this
+                end(status)
                 yield _sse(error_body(message, type="api_error", code="upstream_error"))
             finally:
                 try:

@@ -30,6 +30,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.instrumentation.dispatcher import active_instrument_tags
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
@@ -70,8 +71,14 @@ from langroute.dispatch.latency import LatencyPolicy
 from langroute.dispatch.routed_call import ROUTE_KEY, RouteMetadata
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
-from langroute.router.conversation import ConversationContext, SessionTracker
+from langroute.router.conversation import (
+    ConversationContext,
+    SessionTracker,
+    session_key_from,
+    session_scope_from,
+)
 from langroute.router.decision import RouteDecision
+from langroute.router.scoped_learning import ScopedLearning
 from langroute.router.warmup import WarmUp, start_warm_up
 
 __all__ = ["ROUTE_KEY", "RouteMetadata", "RoutingLLM"]
@@ -137,6 +144,14 @@ class RoutingLLM(FunctionCallingLLM):
         max_retries: Retry count for every route's LLM (replacing its own); ``0`` makes a
             rate-limited route escalate after its first request (llama-index's
             ``OpenAI`` otherwise retries a 429 a dozen times before raising).
+        scoped_learning: What each caller taught
+            (:class:`langroute.router.scoped_learning.ScopedLearning`), applied to that
+            caller's calls only. The caller is named with ``llm.session(None,
+            scope="key-a")`` (or a session key and a scope), or with LlamaIndex's
+            instrumentation tags, ``instrument_tags({"tenant": "key-a"})`` (``api_key``,
+            ``tenant_id``, ``tenant`` or ``user_id``; ``session_id``, ``thread_id`` or
+            ``conversation_id`` name the session), which LlamaIndex also puts on every
+            event of the run.
         warm_up: Load the router's encoder at construction, so the first query does not
             pay for it: ``True`` before returning, ``"background"`` in a daemon thread (a
             query that arrives first waits for that load, recorded apart from its
@@ -184,6 +199,16 @@ class RoutingLLM(FunctionCallingLLM):
             with llm.force_route("large"):
                 query_engine.query("...")
             llm.complete("...", route="small")
+
+        Learning per caller (one tenant's feedback re-routes that tenant only)::
+
+            from langroute.router.scoped_learning import ScopedLearning
+
+            scoped = ScopedLearning(router)
+            llm = RoutingLLM(router=router, models=models, scoped_learning=scoped)
+            scoped.learn("key-a", "capital of France?", "small", good=False)
+            with llm.session(None, scope="key-a"):
+                query_engine.query("capital of France?")  # -> "large" for key-a only
     """
 
     router: Router = Field(exclude=True, description="The router (langroute.protocols.Router).")
@@ -218,6 +243,13 @@ class RoutingLLM(FunctionCallingLLM):
         description="Keep one route per conversation (no downgrade within a topic): True, "
         "False or a langroute.router.conversation.SessionTracker; 'auto' (default): on with "
         "the context's default. Keys: RoutingLLM.session(key, scope), else the transcript.",
+    )
+    scoped_learning: Any = Field(
+        default=None,
+        exclude=True,
+        description="What each caller taught (langroute.router.scoped_learning."
+        "ScopedLearning), applied to that caller's calls only; the caller: "
+        "RoutingLLM.session(key, scope) or instrument_tags({'tenant': ...}).",
     )
     _dispatcher: RouteDispatcher = PrivateAttr()
     _members: dict[str, list[LLM]] = PrivateAttr(default_factory=dict)
@@ -258,6 +290,7 @@ class RoutingLLM(FunctionCallingLLM):
         latency_policy: LatencyPolicy | None = None,
         shadow: Any = None,
         telemetry: Any = None,
+        scoped_learning: ScopedLearning | None = None,
         **kwargs: Any,
     ) -> None:
         if query_extractor is not None and not isinstance(query_extractor, QueryExtractorProtocol):
@@ -290,6 +323,7 @@ class RoutingLLM(FunctionCallingLLM):
             sessions=sessions,
             shadow=shadow,
             telemetry=telemetry,
+            scoped_learning=scoped_learning,
             **kwargs,
         )
         if query_extractor is not None and context == AUTO and sessions == AUTO:
@@ -312,6 +346,7 @@ class RoutingLLM(FunctionCallingLLM):
             breakers=breakers,
             shadow=shadow,
             telemetry=telemetry,
+            scoped=scoped_learning,
         )
         if callback_manager is not None:
             self._share_callback_manager()
@@ -427,8 +462,12 @@ class RoutingLLM(FunctionCallingLLM):
         """Route chat calls made inside the block as the conversation ``key`` (sessions).
 
         ``scope`` names the caller (an API key, a tenant, a user): sessions never cross
-        it. Without a key, the session is derived from the transcript, which never joins
-        two callers' different conversations.
+        it, and with ``scoped_learning`` what that caller taught applies (to chat,
+        completion and prompt calls alike). Without a key, the session is derived from
+        the transcript, which never joins two callers' different conversations. Outside
+        a block, LlamaIndex's ``instrument_tags`` can name both (``session_id`` /
+        ``thread_id`` / ``conversation_id``, ``api_key`` / ``tenant_id`` / ``tenant`` /
+        ``user_id``).
 
         Example:
             >>> with llm.session("thread-42", scope="user-7"):  # doctest: +SKIP
@@ -441,6 +480,19 @@ class RoutingLLM(FunctionCallingLLM):
             _SESSION_KEY.reset(token)
 
     # ------------------------------------------------------------------ deciding
+
+    @staticmethod
+    def _caller() -> tuple[str | None, str | None]:
+        """The caller's session key and scope: :meth:`session`, then instrumentation tags."""
+        key, scope = _SESSION_KEY.get()
+        if key is not None and scope is not None:
+            return key, scope
+        tags = active_instrument_tags.get()
+        return key or session_key_from(tags), scope or session_scope_from(tags)
+
+    def _scope(self) -> str | None:
+        """The caller a plain query is decided for (only read with ``scoped_learning``)."""
+        return self._caller()[1] if self.scoped_learning is not None else None
 
     def _pinned(self) -> Routing | None:
         pinned = PINNED.get()
@@ -468,12 +520,14 @@ class RoutingLLM(FunctionCallingLLM):
 
     def _select(self, query: str | None, source: str, forced: str | None = None) -> Routing:
         """Decide (sync) and announce the decision."""
-        decision = self._dispatcher.decide(RouteRequest(query=query, forced=forced))
+        request = RouteRequest(query=query, forced=forced, session_scope=self._scope())
+        decision = self._dispatcher.decide(request)
         return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     async def _aselect(self, query: str | None, source: str, forced: str | None = None) -> Routing:
         """Decide (async) and announce the decision."""
-        decision = await self._dispatcher.adecide(RouteRequest(query=query, forced=forced))
+        request = RouteRequest(query=query, forced=forced, session_scope=self._scope())
+        decision = await self._dispatcher.adecide(request)
         return self._emit_selected(Routing(uuid.uuid4().hex, decision), query, source)
 
     def _routing(
@@ -617,10 +671,10 @@ class RoutingLLM(FunctionCallingLLM):
         query = self.query_extractor.from_messages(source)
         if self._dispatcher.routes_conversations:
             turns = chat_turns(source)
-            key, scope = _SESSION_KEY.get()
+            key, scope = self._caller()
             request = RouteRequest(turns=turns, session_key=key, session_scope=scope)
             return None, request, query
-        return None, RouteRequest(query=query), query
+        return None, RouteRequest(query=query, session_scope=self._scope()), query
 
     def _chat_routing(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Routing:
         pinned, request, query = self._chat_request(messages, kwargs)
