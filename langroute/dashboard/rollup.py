@@ -2,8 +2,8 @@
 
 ``report`` and ``monitor`` read every call of a ledger each time; on a million rows that
 takes seconds, too slow for a page. The dashboard folds the ledger once into small
-tables instead, in SQL alone (``INSERT ... SELECT ... GROUP BY``, no Python per row), and
-afterwards folds only the rows appended since (ids above the last one folded):
+tables instead, in SQL (``INSERT ... SELECT``: no Python per row for a SQLite ledger),
+and afterwards folds only the rows appended since (ids above the last one folded):
 
 * ``req``: one row per request (calls sharing a ``run_id``; a call without one is its
   own), with what ``report`` and ``monitor`` read of it: its first time, first reason,
@@ -27,12 +27,14 @@ smallest and largest latency: a percentile lies within its bin, so it is off by 
 :data:`LATENCY_RELATIVE_ERROR` of itself (exact when its bin holds at most two values).
 
 Where the rollup lives: beside a SQLite ledger, in ``LEDGER.dashboard-cache`` (a SQLite
-file of its own: the ledger is opened read-only and never written), kept across runs so
-a restarted dashboard folds only what is new. It records the ledger's first row and the
-last row folded; a ledger replaced or cut shorter is folded again from scratch, and so
-is a cache file that is not one (corrupt, foreign, another version). Other ledgers
-(JSONL, Postgres, records in memory) are folded from scratch into a temporary database
-when they change.
+file of its own: the ledger is opened read-only and never written), and for a Postgres
+ledger in the user's cache (:func:`postgres_cache_path`; its new calls stream in), kept
+across runs so a restarted dashboard folds only what is new. It records the ledger's
+first row, the last row folded and how many rows reach up to it: a ledger replaced, cut
+shorter or missing a row below that one (a Postgres writer committing late) is folded
+again from scratch, and so is a cache file that is not one (corrupt, foreign, another
+version). JSONL ledgers and records in memory are folded from scratch into a temporary
+database when they change.
 
 Example:
     >>> from langroute.costs import LedgerRecord
@@ -799,13 +801,12 @@ class LedgerRollup:
         *,
         window_seconds: int,
         segment_key: str,
-        reset: Any = None,
     ) -> None:
         self.conn = conn
         self.source = source
         self.window_seconds = int(window_seconds)
         self.segment_key = segment_key
-        self._reset = reset
+        self._reset: Any = None  # replaces a kept store that fails (see _resetter)
         self._keys_ready: set[str] = set()
         self._opened = _file_identity(source.path) if isinstance(source, _SQLiteLedger) else None
 
