@@ -1,16 +1,19 @@
 """What the dashboard page shows, computed from a ledger and kept until the ledger changes.
 
-:class:`Dashboard` answers one method per panel. The numbers come from the functions
-behind ``langroute report`` and ``langroute monitor``
-(:func:`~langroute.costs.analytics.ledger_summary`,
-:func:`~langroute.monitoring.monitor_ledger`) and from the SQL in
-:mod:`langroute.dashboard.queries`, so the page agrees with the command line.
+:class:`Dashboard` answers one method per panel. Totals, windows, latency, errors,
+segments and quality are read from the ledger's rollup
+(:class:`~langroute.dashboard.rollup.LedgerRollup`: per-request and per-window
+aggregates folded by SQL, kept beside a SQLite ledger and extended with the rows
+appended since), with the numbers of ``langroute report`` and ``langroute monitor``
+(to float rounding; latency percentiles within
+:data:`~langroute.dashboard.rollup.LATENCY_RELATIVE_ERROR`). The decision log is SQL
+over the ledger itself (:mod:`langroute.dashboard.queries`).
 
-A million-row ledger takes seconds to aggregate, so results are kept and recomputed
-only when the ledger changed (its file's size or time, a database's row count),
-checked at most every ``refresh_seconds``. Every database read runs on one worker
-thread, which also owns the analytics sessions it keeps open between page loads
-(SQLite connections and Postgres transactions belong to the thread that opened them).
+When the ledger changed (its file's size or time, a database's row count; checked at
+most every ``refresh_seconds``), the rollup folds the new rows and the panels are read
+again. Every database read runs on one worker thread, which also owns the connections
+it keeps open between page loads (SQLite connections and Postgres transactions belong
+to the thread that opened them).
 
 Example:
     >>> from langroute.costs import CostLedger, LedgerRecord
@@ -32,12 +35,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langroute.costs.analytics import LedgerSession, open_session
 from langroute.costs.ledger import CostLedger
+from langroute.costs.sinks import SQLiteSink
 from langroute.dashboard import queries
-from langroute.monitoring import MonitorThresholds, monitor_ledger
+from langroute.dashboard.rollup import LATENCY_RELATIVE_ERROR, LedgerRollup
+from langroute.monitoring import MonitorThresholds
 
 if TYPE_CHECKING:
     from langroute.serving.keys import ApiKey
@@ -64,10 +69,20 @@ class DashboardSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    window: timedelta = timedelta(hours=1)
+    window: timedelta = Field(
+        default=timedelta(hours=1), description="Whole seconds (the rollup's windows)."
+    )
     segment_keys: tuple[str, ...] = Field(default=(KEY_SEGMENT, "tenant", "tag"), min_length=1)
     thresholds: MonitorThresholds = Field(default_factory=MonitorThresholds)
     refresh_seconds: float = Field(default=10.0, ge=0)
+
+    @field_validator("window")
+    @classmethod
+    def _whole_seconds(cls, window: timedelta) -> timedelta:
+        seconds = window.total_seconds()
+        if seconds < 1 or seconds != int(seconds):
+            raise ValueError(f"the window must be whole seconds, at least one: {window}")
+        return window
 
 
 def _target(source: str | Path | CostLedger) -> str | Path | CostLedger:
@@ -114,6 +129,7 @@ class _Snapshot:
     def __init__(self, fingerprint: Any) -> None:
         self.fingerprint = fingerprint
         self.made = datetime.now(timezone.utc)
+        self.folded = False  # the rollup has folded the rows of this state
         self.results: dict[Any, Any] = {}
         self.sessions: dict[str, LedgerSession] = {}
         self.stack = contextlib.ExitStack()
@@ -153,6 +169,7 @@ class Dashboard:
         self._label = _label(self._target)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="langroute-dashboard")
         self._snapshot: _Snapshot | None = None
+        self._rollup: LedgerRollup | None = None
         self._checked = 0.0
         self._closed = False
         self._lock = threading.Lock()
@@ -207,20 +224,41 @@ class Dashboard:
 
         return self._run(work)
 
-    def _session(self, snapshot: _Snapshot, segment_key: str | None) -> LedgerSession:
-        """An analytics session kept open for the snapshot (its own reader per key).
+    def _rolled(self, snapshot: _Snapshot) -> LedgerRollup:
+        """The rollup, with the rows of ``snapshot``'s state folded (worker thread only)."""
+        rollup = self._rollup
+        if rollup is None:
+            rollup = self._rollup = LedgerRollup.over(
+                self._reader,
+                window_seconds=int(self.settings.window.total_seconds()),
+                segment_key=self.settings.segment_keys[0],
+            )
+        if not snapshot.folded:
+            rollup.refresh()
+            snapshot.folded = True
+        return rollup
 
-        Panels that read no segment (``None``) share the first segment key's session:
-        copying a big ledger's calls is the slow part, done once for both.
+    def _session(self, snapshot: _Snapshot, segment_key: str | None) -> LedgerSession:
+        """A session for the decision log, kept open for the snapshot (one per key).
+
+        A SQLite or Postgres ledger is read in place (its calls as a view: a page reads
+        only the rows it shows); other ledgers are copied into an analytics session.
         """
         segment_key = segment_key or self.settings.segment_keys[0]
         session = snapshot.sessions.get(segment_key)
         if session is None:
-            reader = self._open()
-            if reader is not self._target:
-                snapshot.stack.callback(reader.close)
-            session = snapshot.stack.enter_context(open_session(reader, segment_key))
-            queries.index_calls(session)
+            sink = getattr(self._reader, "sink", None)
+            if isinstance(sink, SQLiteSink):
+                session = snapshot.stack.enter_context(queries.ledger_view(sink.path, segment_key))
+            elif type(sink).__name__ == "PostgresSink":
+                view = queries.postgres_view(sink, segment_key)
+                session = snapshot.stack.enter_context(view)
+            else:
+                reader = self._open()
+                if reader is not self._target:
+                    snapshot.stack.callback(reader.close)
+                session = snapshot.stack.enter_context(open_session(reader, segment_key))
+                queries.index_calls(session)
             snapshot.sessions[segment_key] = session
         return session
 
@@ -262,6 +300,8 @@ class Dashboard:
         def shut() -> None:
             if self._snapshot is not None:
                 self._snapshot.stack.close()
+            if self._rollup is not None:
+                self._rollup.close()
             if self._reader is not self._target:
                 self._reader.close()
 
@@ -280,16 +320,21 @@ class Dashboard:
         return {"ledger": self._label, "as_of": snapshot.made.isoformat()}
 
     def summary(self) -> dict[str, Any]:
-        """Totals: ``report --json`` (``report``), and the judge / LLM-router spend in it."""
+        """Totals: ``report --json`` (``report``), and the judge / LLM-router spend in it.
+
+        Sums equal ``report``'s to float rounding; its latency percentiles come from
+        the rollup's histogram (within ``latency_relative_error`` of them).
+        """
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
-            report = self._reader.summary()
-            overhead = queries.overhead_cost(self._session(snapshot, None))
+            rollup = self._rolled(snapshot)
+            report = rollup.summary()
             return {
                 **self._meta(snapshot),
                 "report": report.model_dump(mode="json"),
-                "overhead_cost": overhead,
+                "overhead_cost": rollup.overhead_cost(),
                 "labelling_cost": None if report.labelling is None else report.labelling.cost,
+                "latency_relative_error": LATENCY_RELATIVE_ERROR,
             }
 
         return self._cached("summary", compute)
@@ -309,12 +354,12 @@ class Dashboard:
         """``monitor --json`` over the whole ledger (windows, alarms, dial changes), model mix."""
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
-            settings = self.settings
-            report = monitor_ledger(
-                self._reader, window=settings.window, thresholds=settings.thresholds
-            )
-            seconds = int(settings.window.total_seconds()) or 1
-            mix = queries.model_mix(self._session(snapshot, None), seconds)
+            rollup = self._rolled(snapshot)
+            report = rollup.monitor(self.settings.thresholds)
+            mix = [
+                queries.ModelMixPoint(start=start, calls=calls)
+                for start, calls in rollup.model_mix()
+            ]
             return {
                 **self._meta(snapshot),
                 "monitor": report.model_dump(mode="json") | {"dial_changes": self._dial_changes()},
@@ -324,14 +369,27 @@ class Dashboard:
         return self._cached("timeline", compute)
 
     def latency(self) -> dict[str, Any]:
-        """Latency percentiles per route, and errors and failovers per route."""
+        """Latency percentiles per route (from the rollup's histogram), errors and failovers."""
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
-            session = self._session(snapshot, None)
+            rollup = self._rolled(snapshot)
+            latency = rollup.latencies()
+            errors = [
+                queries.RouteErrors(
+                    route=route,
+                    calls=calls,
+                    errors=failed,
+                    error_rate=failed / calls if calls else 0.0,
+                    failed_over=over,
+                    unanswered=unanswered,
+                )
+                for route, calls, failed, over, unanswered in rollup.errors()
+            ]
             return {
                 **self._meta(snapshot),
-                "latency": _dumps(queries.route_latencies(session)),
-                "errors": _dumps(queries.route_errors(session)),
+                "latency": _dumps(latency),
+                "latency_relative_error": LATENCY_RELATIVE_ERROR,
+                "errors": _dumps(errors),
             }
 
         return self._cached("latency", compute)
@@ -341,19 +399,21 @@ class Dashboard:
         key = self._segment_key(key)
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
-            session = self._session(snapshot, key)
-            rows = [row.model_dump(mode="json") for row in queries.segment_rows(session)]
+            rollup = self._rolled(snapshot)
+            rows = [
+                queries.SegmentRow(**row).model_dump(mode="json") for row in rollup.segments(key)
+            ]
             return {
                 **self._meta(snapshot),
                 "key": key,
                 "keys": list(self.settings.segment_keys),
                 "segments": rows,
-                "budgets": self._budgets(session) if key == KEY_SEGMENT else [],
+                "budgets": self._budgets(rollup) if key == KEY_SEGMENT else [],
             }
 
         return self._cached(("segments", key), compute)
 
-    def _budgets(self, session: LedgerSession) -> list[dict[str, Any]]:
+    def _budgets(self, rollup: LedgerRollup) -> list[dict[str, Any]]:
         from langroute.serving.keys import period_start
 
         keys = [key for key in (self.api_keys() if self.api_keys else ()) if key.budget is not None]
@@ -363,7 +423,7 @@ class Dashboard:
             spent = spent_by_period.get(key.period)
             if spent is None:
                 start = period_start(key.period)
-                spent = spent_by_period[key.period] = queries.spend_since(session, start)
+                spent = spent_by_period[key.period] = rollup.spend_since(KEY_SEGMENT, start)
             used = spent.get(key.name, 0.0)
             budget = float(key.budget or 0.0)
             rows.append(
@@ -381,7 +441,12 @@ class Dashboard:
         """Feedback per route (the latest verdict on each judged call)."""
 
         def compute(snapshot: _Snapshot) -> dict[str, Any]:
-            rows = queries.quality_by(self._session(snapshot, None))
+            rows = [
+                queries.QualityRow(route=route, judged=judged, good=good, quality=good / judged)
+                for route, judged, good in self._rolled(snapshot).quality()
+                if judged
+            ]
+            rows.sort(key=lambda row: (row.route is None, row.route or ""))
             return {**self._meta(snapshot), "routes": [row.model_dump(mode="json") for row in rows]}
 
         return self._cached("quality", compute)
@@ -404,10 +469,14 @@ class Dashboard:
 
         def work() -> dict[str, Any]:
             snapshot = self._state()
+            rollup = self._rolled(snapshot)
             session = self._session(snapshot, key)
             counted = ("count", key, where.model_dump_json())  # kept: a count scans every call
             if counted not in snapshot.results:
-                snapshot.results[counted] = queries.decision_count(session, where)
+                unfiltered = where == queries.DecisionFilter()
+                snapshot.results[counted] = (
+                    rollup.serving_calls() if unfiltered else queries.decision_count(session, where)
+                )
             total = snapshot.results[counted]
             page = queries.decision_rows(session, where, offset=offset, limit=limit)
             rows = []

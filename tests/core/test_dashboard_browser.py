@@ -25,7 +25,7 @@ from langroute.costs import CostLedger, LedgerRecord
 from langroute.dashboard import Dashboard, create_dashboard_app
 from langroute.dashboard.app import free_socket
 
-from .test_dashboard import cli_json, demo_ledger  # noqa: F401 (a fixture)
+from .test_dashboard import SUM_TOLERANCE, cli_json, demo_ledger  # noqa: F401 (a fixture)
 from .test_ledger_analytics import generated_records, store
 
 VIEWS = ["overview", "routing", "latency", "segments", "quality", "decisions", "exemplars"]
@@ -140,7 +140,8 @@ def test_an_empty_ledger_draws_every_view_without_errors(
 def _check_totals(page: Any, report: dict[str, Any]) -> None:
     for key in ("requests", "calls", "cost", "baseline_cost", "savings", "errors"):
         card = page.locator(f'[data-key="{key}"]')
-        assert json.loads(card.get_attribute("data-value")) == report[key], key
+        shown = json.loads(card.get_attribute("data-value"))
+        assert shown == pytest.approx(report[key], rel=SUM_TOLERANCE), key
     saved = page.locator('[data-key="savings"] .value').inner_text()
     assert saved == (f"${report['savings']:.6f}" if report["savings"] < 0.01 else saved)
     shown = page.locator('[data-key="requests"] .value').inner_text()

@@ -280,8 +280,8 @@ const TOTALS = [
   ["savings_pct", "saved %", (v) => (v === null || v === undefined ? "n/a" : v.toFixed(1) + "%")],
   ["escalation_rate", "requests escalated", pct],
   ["errors", "failed calls", count],
-  ["latency_p50_ms", "p50 latency ms", ms],
-  ["latency_p95_ms", "p95 latency ms", ms],
+  ["latency_p50_ms", "p50 latency ms (±0.1 %)", ms],
+  ["latency_p95_ms", "p95 latency ms (±0.1 %)", ms],
 ];
 
 async function overview() {
@@ -367,6 +367,9 @@ async function routing() {
 async function latency() {
   const data = await api("latency");
   const rows = data.latency;
+  const within = (100 * data.latency_relative_error).toFixed(1);
+  document.getElementById("latency-note").textContent = "Percentiles come from a histogram of "
+    + `log-spaced bins per route (each bin keeps its lowest and highest latency): each is within ${within} % of the exact one.`;
   const named = rows.filter((r) => r.route !== null || rows.length === 1);
   const perRoute = rows.slice(0, -1);
   barList(document.getElementById("chart-latency"),
