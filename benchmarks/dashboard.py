@@ -79,7 +79,7 @@ def append_rows(path: Path, rows: int, tenants: int) -> None:
     """``rows`` more rows, a week after the generated ones (new requests, their verdicts)."""
     from datetime import datetime, timedelta
 
-    from ledger_scale import generate
+    from ledger_scale import generate, row_values
 
     from langroute.costs.schema import COLUMN_NAMES
 
@@ -92,16 +92,7 @@ def append_rows(path: Path, rows: int, tenants: int) -> None:
         record["timestamp"] = (datetime.fromisoformat(record["timestamp"]) + later).isoformat()
         if record["run_id"] is not None:
             record["run_id"] = "appended-" + record["run_id"]
-        batch.append(
-            tuple(
-                json.dumps(record[name])
-                if name == "metadata"
-                else int(record[name])
-                if name in ("escalated", "accepted") and record[name] is not None
-                else record.get(name)
-                for name in names
-            )
-        )
+        batch.append(row_values(record, names))
     conn.execute("BEGIN")
     insert = f"INSERT INTO ledger ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
     conn.executemany(insert, batch)

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,18 @@ def generate(rows: int, tenants: int, seed: int = 0) -> Any:
             }
 
 
+def row_values(record: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """A generated record as the values of the ledger table's columns ``names``."""
+    return tuple(
+        json.dumps(record[name])
+        if name == "metadata"
+        else int(record[name])
+        if name in ("escalated", "accepted") and record[name] is not None
+        else record.get(name)  # a column the generator leaves empty (shadow_*)
+        for name in names
+    )
+
+
 def write_sqlite(path: Path, rows: int, tenants: int) -> None:
     sys.path.insert(0, str(REPO))
     from langroute.costs.schema import COLUMN_NAMES
@@ -166,16 +179,7 @@ def write_sqlite(path: Path, rows: int, tenants: int) -> None:
     conn.execute("BEGIN")
     batch = []
     for record in generate(rows, tenants):
-        batch.append(
-            tuple(
-                json.dumps(record[name])
-                if name == "metadata"
-                else int(record[name])
-                if name in ("escalated", "accepted") and record[name] is not None
-                else record.get(name)  # a column the generator leaves empty (shadow_*)
-                for name in COLUMN_NAMES
-            )
-        )
+        batch.append(row_values(record, COLUMN_NAMES))
         if len(batch) >= 50_000:
             conn.executemany(_SQL_INSERT, batch)
             batch.clear()
