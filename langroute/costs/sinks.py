@@ -590,14 +590,7 @@ class SQLiteSink:
 
     def _check_columns(self, conn: sqlite3.Connection) -> set[str]:
         """The ledger table's columns; raises if one that every version has is missing."""
-        present = {row[1] for row in conn.execute(f"PRAGMA table_info({_SQL_TABLE})")}
-        missing = [name for name in COLUMN_NAMES if name not in present and name not in _SQL_ADDED]
-        if missing:
-            raise LedgerFormatError(
-                f"table {_SQL_TABLE!r} lacks columns {missing}: not a langroute ledger",
-                path=self.path,
-            )
-        return present
+        return sqlite_ledger_columns(conn, self.path)
 
     def write(self, record: LedgerRecord) -> None:
         """Insert one record (committed before returning).
@@ -735,6 +728,21 @@ class SQLiteSink:
             _close_connections(self._connections)
         self._local = threading.local()
         self._ready_pid = None
+
+
+def sqlite_ledger_columns(conn: sqlite3.Connection, path: Path) -> set[str]:
+    """The columns of the ledger table in ``conn``'s main database (empty: no table).
+
+    Raises:
+        LedgerFormatError: The table lacks a column every version of the ledger has.
+    """
+    present = {row[1] for row in conn.execute(f"PRAGMA main.table_info({_SQL_TABLE})")}
+    missing = [name for name in COLUMN_NAMES if name not in present and name not in _SQL_ADDED]
+    if present and missing:
+        raise LedgerFormatError(
+            f"table {_SQL_TABLE!r} lacks columns {missing}: not a langroute ledger", path=path
+        )
+    return present
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -221,12 +221,10 @@ def postgres_view(sink: Any, segment_key: str | None) -> Iterator[LedgerSession]
     """
     import itertools
 
-    from langroute.costs.analytics import PG_STRICT_JSON, POSTGRES, calls_select_sql
-    from langroute.postgres.database import LEDGER_TABLE, connect
-    from langroute.postgres.ledger import _STRICT_JSON_FUNCTION
+    from langroute.costs.analytics import POSTGRES, calls_select_sql
+    from langroute.postgres.database import LEDGER_TABLE
 
-    sink.check()  # the schema exists, its columns known
-    conn = connect(sink.url, autocommit=True, timeout=sink.timeout)
+    conn = sink.analytics_connection()
     cursors = itertools.count()
 
     def run(sql: str) -> Iterator[Any]:
@@ -236,7 +234,6 @@ def postgres_view(sink: Any, segment_key: str | None) -> Iterator[LedgerSession]
             yield from cursor
 
     try:
-        conn.execute(_STRICT_JSON_FUNCTION.format(name=PG_STRICT_JSON))
         calls = calls_select_sql(POSTGRES, LEDGER_TABLE, sink._names, segment_key)
         conn.execute(f"CREATE TEMP VIEW {CALLS} AS {calls}")
         yield LedgerSession(POSTGRES, run)

@@ -441,17 +441,9 @@ class _SQLiteLedger(_Source):
         self.path = path
 
     def present(self, conn: sqlite3.Connection) -> set[str]:
-        from langroute.costs.schema import COLUMN_NAMES
-        from langroute.costs.sinks import _SQL_ADDED, SQL_TABLE
+        from langroute.costs.sinks import sqlite_ledger_columns
 
-        present = {row[1] for row in conn.execute(f"PRAGMA main.table_info({SQL_TABLE})")}
-        missing = [name for name in COLUMN_NAMES if name not in present and name not in _SQL_ADDED]
-        if present and missing:
-            raise LedgerFormatError(
-                f"table {SQL_TABLE!r} lacks columns {missing}: not a langroute ledger",
-                path=self.path,
-            )
-        return present
+        return sqlite_ledger_columns(conn, self.path)
 
     def last(self, conn: sqlite3.Connection) -> int:
         from langroute.costs.sinks import SQL_TABLE
@@ -594,14 +586,8 @@ class _PostgresLedger(_Source):
             self._conn = None
 
     def _pg(self) -> Any:
-        from langroute.costs.analytics import PG_STRICT_JSON
-        from langroute.postgres.database import connect
-        from langroute.postgres.ledger import _STRICT_JSON_FUNCTION
-
         if self._conn is None or self._conn.closed:
-            self.sink.check()  # the schema exists, its columns known
-            self._conn = connect(self.sink.url, autocommit=True, timeout=self.sink.timeout)
-            self._conn.execute(_STRICT_JSON_FUNCTION.format(name=PG_STRICT_JSON))
+            self._conn = self.sink.analytics_connection()
         return self._conn
 
     def _stream(self, sql: str, params: Any = None) -> Iterator[tuple[Any, ...]]:

@@ -146,6 +146,26 @@ class PostgresSink:
                 ) from exc
         return records
 
+    def analytics_connection(self) -> psycopg.Connection:
+        """A connection of its own for reading (autocommit), with the strict-JSON function.
+
+        ``pg_temp.langroute_strict_json`` reads metadata that Python wrote with ``NaN``
+        or ``Infinity`` as ``null``, as SQLite reads it. The caller closes it.
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        from langroute.costs.analytics import PG_STRICT_JSON
+
+        self.check()  # the schema exists, its columns known
+        conn = connect(self.url, autocommit=True, timeout=self.timeout)
+        try:
+            conn.execute(_STRICT_JSON_FUNCTION.format(name=PG_STRICT_JSON))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     @contextlib.contextmanager
     def analytics_session(
         self, segment_key: str | None, *, similarity: bool = True
