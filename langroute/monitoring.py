@@ -82,6 +82,7 @@ __all__ = [
     "monitor_ledger",
     "parse_duration",
     "plot_monitor",
+    "report_of_windows",
     "window_stats",
 ]
 
@@ -643,19 +644,13 @@ def monitor_ledger(
         by_segment.setdefault(segment, []).append(index)
     baselines: list[WindowStats] = []
     stats: list[WindowStats] = []
-    alarms = []
     for segment in segments:
-        base = periods.get(segment, _Window()).stats(baseline[0], baseline[1], segment)
-        baselines.append(base)
+        baselines.append(periods.get(segment, _Window()).stats(baseline[0], baseline[1], segment))
         for index in sorted(by_segment[segment]):
             start = origin + (index - first_index) * window
             # popped: each window's accumulators go as its stats arrive (20k segments)
-            current = windows.pop((segment, index)).stats(start, start + window, segment)
-            stats.append(current)
-            in_baseline = baseline[0] <= start and start + window <= baseline[1]
-            if base.requests and not in_baseline:
-                alarms.extend(_alarms(current, base, thresholds))
-    return _report(window, segment_key, thresholds, baseline, baselines, stats, alarms)
+            stats.append(windows.pop((segment, index)).stats(start, start + window, segment))
+    return report_of_windows(window, segment_key, thresholds, baseline, baselines, stats)
 
 
 def window_stats(source: Any, start: datetime, end: datetime) -> WindowStats:
@@ -677,6 +672,44 @@ def window_stats(source: Any, start: datetime, end: datetime) -> WindowStats:
     inside = (requests.time >= micros(start)) & (requests.time < micros(end))
     folded = _fold(requests, np.zeros(len(requests), dtype=np.int64), inside)
     return folded.get((None, 0), _Window()).stats(start, end, None)
+
+
+def report_of_windows(
+    window: timedelta,
+    segment_key: str | None,
+    thresholds: MonitorThresholds,
+    baseline: tuple[datetime, datetime],
+    baselines: list[WindowStats],
+    windows: list[WindowStats],
+) -> MonitorReport:
+    """The monitor report of windows' stats, each checked against its segment's baseline.
+
+    A window outside the baseline period raises the alarms its figures call for against
+    the baseline of its segment (one with requests); :func:`monitor_ledger` and the
+    dashboard's rollup both report through here.
+
+    Raises:
+        ValueError: No baseline holds a request.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        >>> base = WindowStats(start=t, end=t + timedelta(hours=1), requests=50)
+        >>> later = WindowStats(start=t + timedelta(hours=1), end=t + timedelta(hours=2),
+        ...                     requests=50)
+        >>> report = report_of_windows(timedelta(hours=1), None, MonitorThresholds(),
+        ...                            (base.start, base.end), [base], [base, later])
+        >>> [(alarm.kind, alarm.start.hour) for alarm in report.alarms]  # not the baseline's
+        [('too_greedy', 1)]
+    """
+    by_segment = {base.segment: base for base in baselines}
+    alarms: list[Alarm] = []
+    for current in windows:
+        base = by_segment.get(current.segment)
+        in_baseline = baseline[0] <= current.start and current.end <= baseline[1]
+        if base is not None and base.requests and not in_baseline:
+            alarms.extend(_alarms(current, base, thresholds))
+    return _report(window, segment_key, thresholds, baseline, baselines, windows, alarms)
 
 
 def _report(

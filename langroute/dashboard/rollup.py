@@ -1257,19 +1257,14 @@ class LedgerRollup:
 
     def monitor(self, thresholds: MonitorThresholds) -> MonitorReport:
         """``monitor``'s report of the whole ledger, unsegmented (the first window the baseline)."""
-        from langroute.monitoring import MonitorReport, _alarms, _report
+        from langroute.monitoring import MonitorReport, report_of_windows
 
         window = timedelta(seconds=self.window_seconds)
         stats = self.windows()
         if not stats:
             return MonitorReport(window=window, thresholds=thresholds)
         base = stats[0]
-        baseline = (base.start, base.end)
-        alarms = []
-        if base.requests:
-            for current in stats[1:]:
-                alarms.extend(_alarms(current, base, thresholds))
-        return _report(window, None, thresholds, baseline, [base], stats, alarms)
+        return report_of_windows(window, None, thresholds, (base.start, base.end), [base], stats)
 
     def windows(self) -> list[WindowStats]:
         """Each window's :class:`~langroute.monitoring.WindowStats`, in time order."""
