@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALLS",
+    "CALL_COLUMNS",
     "FEEDBACK",
     "SUMMARY_QUERIES",
     "CallColumns",
@@ -132,7 +133,7 @@ CALLS = "langroute_calls"
 FEEDBACK = "langroute_feedback"
 """The temporary table of a session: (feedback_for, verdict, ts, ord) per feedback row."""
 
-_CALL_COLUMNS = (
+CALL_COLUMNS = (
     "run_id", "ord", "ts", "kind", "route", "model", "input_tokens", "output_tokens",
     "cached_tokens", "cost", "baseline_model", "baseline_cost", "latency_ms", "escalated",
     "failed", "reason", "accepted", "measured", "labelling", "overhead", "similarity",
@@ -464,10 +465,10 @@ def staged_session(
     try:
         register_sqlite_functions(conn)
         # the ledger order is the table's key: read in that order without a sort
-        columns = ", ".join("ord INTEGER PRIMARY KEY" if c == "ord" else c for c in _CALL_COLUMNS)
+        columns = ", ".join("ord INTEGER PRIMARY KEY" if c == "ord" else c for c in CALL_COLUMNS)
         conn.execute(f"CREATE TABLE {CALLS} ({columns}, solo)")
         conn.execute(f"CREATE TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
-        insert = f"INSERT INTO {CALLS} VALUES ({', '.join('?' for _ in _CALL_COLUMNS)}, ?)"
+        insert = f"INSERT INTO {CALLS} VALUES ({', '.join('?' for _ in CALL_COLUMNS)}, ?)"
         key = _segment_key(segment_key)
         calls: list[tuple[Any, ...]] = []
         feedback: list[tuple[Any, ...]] = []
@@ -635,7 +636,7 @@ def _records_of(source: Any) -> Sequence[LedgerRecord]:
 
 def session_requests(session: LedgerSession) -> Iterator[list[CallRow]]:
     """Each request's rows as stored: timestamps as text, flags as 0/1 (no conversion)."""
-    columns = ", ".join(_CALL_COLUMNS)
+    columns = ", ".join(CALL_COLUMNS)
     nulls = session.dialect.nulls_first
     rows = session.query(f"SELECT {columns} FROM {CALLS} ORDER BY run_id{nulls}, ord")
     make = CallRow._make

@@ -195,7 +195,7 @@ _REQUEST_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 _CALL_GROUPS = ("win", "labelling", "overhead", "route", "model", "baseline_model")
-_CALL_COLUMNS: dict[str, tuple[str, str]] = {
+_CALL_SUMS: dict[str, tuple[str, str]] = {
     # name: (its value for one call, how calls merge)
     "calls": ("1", "sum"),
     "failed": ("failed", "sum"),
@@ -284,7 +284,7 @@ _TABLES = {
     "req": "request TEXT PRIMARY KEY, win INTEGER NOT NULL, "
     + ", ".join(_REQUEST_COLUMNS)
     + ", verdict",
-    "calls_by": ", ".join((*_CALL_GROUPS, *_CALL_COLUMNS))
+    "calls_by": ", ".join((*_CALL_GROUPS, *_CALL_SUMS))
     + f", PRIMARY KEY ({', '.join(_CALL_GROUPS)})",
     "latency": "labelling, route, bin, calls, low, high, PRIMARY KEY (labelling, route, bin)",
     "windows": "win, answer, failure, "
@@ -548,9 +548,9 @@ _LATEST = f"MAX({_fixed_stamp('ts')} || {_ORD} || '=' || verdict)"
 
 
 def _stage_empty(conn: sqlite3.Connection) -> None:
-    from langroute.costs.analytics import _CALL_COLUMNS
+    from langroute.costs.analytics import CALL_COLUMNS
 
-    conn.execute(f"CREATE TEMP TABLE {CALLS} ({', '.join(_CALL_COLUMNS)}, solo, request, o)")
+    conn.execute(f"CREATE TEMP TABLE {CALLS} ({', '.join(CALL_COLUMNS)}, solo, request, o)")
     conn.execute(f"CREATE TEMP TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
 
 
@@ -638,13 +638,13 @@ class _PostgresLedger(_Source):
             conn.executemany(insert, batch)
 
     def stage(self, conn: sqlite3.Connection, last: int, segment_key: str | None) -> int:
-        from langroute.costs.analytics import _CALL_COLUMNS, POSTGRES
+        from langroute.costs.analytics import CALL_COLUMNS, POSTGRES
         from langroute.postgres.database import LEDGER_TABLE
 
         (upto,) = self._one(f"SELECT COALESCE(MAX(seq), 0) FROM {LEDGER_TABLE}")
         rows = self._rows(f"seq > {int(last)} AND seq <= {int(upto)}")
         names = self.sink._names
-        conn.execute(f"CREATE TEMP TABLE staged ({', '.join(_CALL_COLUMNS)}, solo)")
+        conn.execute(f"CREATE TEMP TABLE staged ({', '.join(CALL_COLUMNS)}, solo)")
         self._copy(conn, "staged", calls_select_sql(POSTGRES, rows, names, segment_key))
         conn.execute(f"CREATE TEMP TABLE {CALLS} AS SELECT *, {_STAGED} FROM staged")
         conn.execute("DROP TABLE staged")
@@ -667,9 +667,9 @@ class _PostgresLedger(_Source):
         self, conn: sqlite3.Connection, table: str, targets: list[str], upto: int, key: Any
     ) -> None:
         """Stage the calls whose record id is in ``targets`` as the temporary ``table``."""
-        from langroute.costs.analytics import _CALL_COLUMNS, POSTGRES
+        from langroute.costs.analytics import CALL_COLUMNS, POSTGRES
 
-        conn.execute(f"CREATE TEMP TABLE {table}_rows ({', '.join(_CALL_COLUMNS)}, solo)")
+        conn.execute(f"CREATE TEMP TABLE {table}_rows ({', '.join(CALL_COLUMNS)}, solo)")
         prefix = len(ROW_ID_PREFIX)
         row_ids = [
             int(t[prefix:]) for t in targets if t.startswith(ROW_ID_PREFIX) and t[prefix:].isdigit()
@@ -706,9 +706,9 @@ class _Staged(_Source):
         self._judged: dict[str, list[tuple[str | None, int, int]]] = {}
 
     def stage(self, conn: sqlite3.Connection, last: int, segment_key: str | None) -> int:
-        from langroute.costs.analytics import _CALL_COLUMNS
+        from langroute.costs.analytics import CALL_COLUMNS
 
-        columns = (*_CALL_COLUMNS, "solo")
+        columns = (*CALL_COLUMNS, "solo")
         conn.execute(f"CREATE TEMP TABLE staged ({', '.join(columns)})")
         conn.execute(f"CREATE TEMP TABLE {FEEDBACK} (feedback_for, verdict, ts, ord)")
         insert = f"INSERT INTO staged VALUES ({', '.join('?' for _ in columns)})"
@@ -1008,7 +1008,7 @@ class LedgerRollup:
         # 3. per call, added up one by one: routes and models, latencies, models, segments
         keys = {"win": f"{_epoch('ts')} / {window}", "labelling": "labelling"}
         keys.update(overhead="overhead", **{name: _tagged(name) for name in _CALL_GROUPS[3:]})
-        conn.execute(_add_rows("calls_by", keys, _CALL_COLUMNS, f"FROM {CALLS} WHERE true"))
+        conn.execute(_add_rows("calls_by", keys, _CALL_SUMS, f"FROM {CALLS} WHERE true"))
         bin_ = (
             f"CASE WHEN latency_ms > 0 THEN CAST(floor(ln(latency_ms) * {LATENCY_BINS_PER_E}) "
             f"AS INTEGER) ELSE {_ZERO_BIN} END"
@@ -1137,7 +1137,7 @@ class LedgerRollup:
         groups = ", ".join(_CALL_GROUPS[1:])  # every window together
         totals = ", ".join(
             f"{'SUM' if how == 'sum' else how.upper()}({name})"
-            for name, (_, how) in _CALL_COLUMNS.items()
+            for name, (_, how) in _CALL_SUMS.items()
         )
         rows: list[tuple[Any, ...]] = self.conn.execute(
             f"SELECT {groups}, {totals} FROM calls_by GROUP BY {groups}"
@@ -1152,7 +1152,7 @@ class LedgerRollup:
     def _part_summary(
         self, labelling: int, rows: list[tuple[Any, ...]], requests: dict[str, Any]
     ) -> LedgerSummary:
-        names = list(_CALL_COLUMNS)
+        names = list(_CALL_SUMS)
         routes: dict[str | None, dict[str, Any]] = {}
         models: dict[str | None, dict[str, int]] = {}
         baseline_models: dict[str, int] = {}
