@@ -490,6 +490,8 @@ class FastPath:
                 payload = json.loads(await response.read())
             except ValueError as exc:
                 raise UpstreamError(f"the answer is not JSON: {exc}") from exc
+            finally:
+                response.release()  # however the read ended, the connection is given back
             if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
                 raise UpstreamError("the answer is not a chat.completion object")
             return payload
