@@ -154,6 +154,11 @@ class RouteMetadata(BaseModel):
     baseline_route: str
     baseline_model: str | None = None
     routing_ms: float = 0.0
+    encoder_ms: float = Field(
+        default=0.0,
+        description="The encoder's part of routing_ms: embedding the query (0: its vector was "
+        "cached).",
+    )
     router_load_ms: float = Field(
         default=0.0,
         description="The router's one-time encoder load this call waited for (not in routing_ms).",
@@ -206,7 +211,10 @@ class RouteMetadata(BaseModel):
             confidence=self.confidence,
             reason=self.reason,
             elapsed_ms=self.routing_ms,
-            timings_ms={"load": self.router_load_ms} if self.router_load_ms else {},
+            timings_ms={
+                **({"embed": self.encoder_ms} if self.encoder_ms else {}),
+                **({"load": self.router_load_ms} if self.router_load_ms else {}),
+            },
             max_similarity=self.max_similarity,
             context=self.context,
             session=self.session,
@@ -324,14 +332,19 @@ class RoutedCall(BaseModel):
         Keys: ``call_id``, ``route`` and ``model`` (what answered), ``confidence``,
         ``reason``, ``decided_route`` (the router's choice), ``escalated``,
         ``escalated_from``, ``attempts`` (the routes passed over, with ``route``, ``model``,
-        ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``
-        ``router_load_ms`` (the encoder's one-time load, kept out of ``routing_ms``),
+        ``error``, ``rejected``), ``baseline_route``, ``baseline_model``, ``routing_ms``,
+        ``encoder_ms`` (its part spent embedding the query), ``router_load_ms`` (the
+        encoder's one-time load, kept out of ``routing_ms``),
         ``max_similarity``, ``context`` (the conversation strategy), ``session``
         (:class:`~langroute.router.decision.SessionInfo`: stickiness or a topic shift),
         ``record_id`` (the answer's ledger record id, for feedback), and for decider chains
         ``stage``, ``stage_note`` and ``router_calls`` (the LLM router's calls), and with
         shadow evaluation ``shadow`` (:class:`~langroute.router.decision.ShadowDecision`).
         """
+        return self.route_metadata().model_dump(mode="json", exclude_none=False)
+
+    def route_metadata(self) -> RouteMetadata:
+        """The record of :meth:`metadata`, as the model (no JSON round trip)."""
         decision = self.decision
         return RouteMetadata(
             call_id=self.call_id,
@@ -346,6 +359,7 @@ class RoutedCall(BaseModel):
             baseline_route=self.baseline_route,
             baseline_model=self.baseline_model,
             routing_ms=decision.elapsed_ms,
+            encoder_ms=decision.timings_ms.get("embed", 0.0),
             router_load_ms=decision.timings_ms.get("load", 0.0),
             max_similarity=decision.max_similarity,
             context=decision.context,
@@ -355,7 +369,7 @@ class RoutedCall(BaseModel):
             stage_note=decision.stage_note,
             router_calls=decision.router_calls,
             shadow=decision.shadow,
-        ).model_dump(mode="json", exclude_none=False)
+        )
 
     def ledger_records(
         self,

@@ -76,6 +76,7 @@ class Server:
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
 
     def calls(self) -> list[Any]:
+        self.gateway.wait_settled()  # answers sent are settled just after
         return [r for r in self.gateway.ledger.records() if not r.is_feedback]
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
@@ -90,6 +91,9 @@ def test_an_openai_route_is_answered_on_the_fast_path(serve, provider, no_langch
         3,
     )
     assert row.metadata["api_key"] == "anonymous" and row.cost and row.cost > 0
+    # the encoder's part of the routing time, for what the server adds beyond it
+    encoder, routing = (float(raw.headers[f"x-langroute-{n}-ms"]) for n in ("encoder", "routing"))
+    assert 0 < encoder <= routing
 
 
 def test_fast_path_false_sends_requests_through_the_langchain_models(serve, provider):
@@ -416,3 +420,136 @@ def test_stream_lines_of_any_length_and_split_characters_come_whole():
 
     for size in (1, 7, 4096, len(body)):  # "é" is two bytes: odd sizes split it
         assert asyncio.run(read(size)) == [f"data: {long}", "", "data: [DONE]", "", "tail"]
+
+
+# ---------------------------------------------------------------- after the answer
+async def test_feedback_finds_an_answer_the_moment_it_arrived(serve, no_langchain_calls):
+    """An answer is settled (its ledger row, its spend) just after it went out: the
+    client's very next request, feedback on it, already finds it."""
+    server = serve()
+    client = server.aclient()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(20):
+            answer = await client.chat.completions.create(model="auto", messages=HELLO)
+            body = {"id": answer.id, "verdict": "good"}
+            feedback = await http.post("/v1/feedback", json=body)
+            assert feedback.status_code == 200, feedback.text
+    assert len(server.calls()) == 20
+
+
+def test_an_answer_is_settled_once_however_sending_ended():
+    from langchain_langroute.server.app import SettledResponse
+
+    settled: list[str] = []
+
+    async def broken_send(message: dict[str, Any]) -> None:
+        raise OSError("the client left")
+
+    response = SettledResponse({"ok": True}, {}, lambda: settled.append("sent"))
+    with pytest.raises(OSError):
+        asyncio.run(response({"type": "http"}, None, broken_send))
+    del response
+    assert settled == ["sent"]  # not again when the response is dropped
+
+    SettledResponse({"ok": True}, {}, lambda: settled.append("dropped"))  # never sent
+    import gc
+
+    gc.collect()
+    assert settled == ["sent", "dropped"]
+
+
+def test_an_unexpected_error_is_an_openai_shaped_500_and_is_logged(
+    serve, provider, monkeypatch, caplog
+):
+    server = serve()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug, with sk-secret-1234567890abcdef in it")
+
+    monkeypatch.setattr(Gateway, "fast_dispatcher", broken)
+    with caplog.at_level("ERROR", logger="langroute.serve"):
+        response = httpx.post(
+            server.url + "/v1/chat/completions", json={"model": "auto", "messages": HELLO}
+        )
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "a bug" in error["message"]
+    assert "sk-secret-1234567890abcdef" not in response.text
+    assert any("internal error" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("environment", "url", "proxy"),
+    [
+        ({}, "https://api.openai.com/v1/chat/completions", None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.openai.com/v1", "http://proxy:3128"),
+        ({"https_proxy": "http://low:3128"}, "https://api.openai.com/v1", "http://low:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://vllm.local:8000/v1", None),
+        ({"HTTP_PROXY": "http://plain:3128"}, "http://vllm.local:8000/v1", "http://plain:3128"),
+        ({"ALL_PROXY": "http://all:3128"}, "https://api.openai.com/v1", "http://all:3128"),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "openai.com,localhost"},
+            "https://api.openai.com/v1",
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://u:p@proxy:3128", "NO_PROXY": "example.org"},
+            "https://api.openai.com/v1",
+            "http://u:p@proxy:3128",
+        ),
+    ],
+)
+def test_each_upstream_takes_the_proxy_the_environment_names(monkeypatch, environment, url, proxy):
+    """As httpx (the openai SDK) reads the environment: by scheme, ALL_PROXY, NO_PROXY."""
+    from langchain_langroute.server.fast_path import environment_proxy
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert environment_proxy(url) == proxy
+    spec = ModelSpec(
+        route="small", spec="openai:gpt-4o-mini", kind="chat", options={"base_url": url}
+    )
+    assert upstream_from_spec(spec).proxy == proxy
+
+
+async def test_an_upstream_behind_a_proxy_is_reached_through_it(
+    serve, provider, monkeypatch, no_langchain_calls
+):
+    """HTTP_PROXY set when the server starts: the fast path's requests go through it."""
+    seen: list[bytes] = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # a forward proxy for plain HTTP: the request line names the whole URL
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        body = await reader.readexactly(length)
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", provider.port)
+        path = head.split(b" ", 2)[1].split(b"//", 1)[1].split(b"/", 1)[1]
+        rest = head.split(b"\r\n", 1)[1].replace(b"Connection: keep-alive", b"Connection: close")
+        upstream_writer.write(b"POST /" + path + b" HTTP/1.1\r\n" + rest + body)
+        writer.write(await upstream_reader.read())
+        await writer.drain()
+        writer.close()
+        upstream_writer.close()
+
+    proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    server = serve()
+    direct = httpx.AsyncClient(trust_env=False)  # the client itself goes straight to the server
+    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="none", http_client=direct)
+    async with proxy, direct:
+        answer = await client.chat.completions.create(model="auto", messages=HELLO)
+    assert answer.choices[0].message.content == "answer from gpt-4o-mini"
+    assert seen == [f"POST {provider.openai_url}/chat/completions HTTP/1.1".encode()]

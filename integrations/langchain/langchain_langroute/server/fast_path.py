@@ -125,6 +125,7 @@ class OpenAIUpstream:
         timeout: Seconds to wait for the provider (connect, and between chunks).
         max_retries: Retries of one request on a rate limit, a 5xx or a lost connection
             before the route counts as failed (and the call escalates).
+        proxy: The proxy its requests go through (``None``: straight to ``url``).
     """
 
     route: str
@@ -134,6 +135,7 @@ class OpenAIUpstream:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     timeout: float = _DEFAULT_TIMEOUT_S
     max_retries: int = _DEFAULT_RETRIES
+    proxy: str | None = None
 
     def body(self, request: Mapping[str, Any], *, stream: bool) -> bytes:
         """The JSON body sent upstream for a client's request ``request``."""
@@ -222,15 +224,39 @@ def upstream_from_spec(
     if retries is None:
         given = options.get("max_retries")
         retries = given if isinstance(given, int) and given >= 0 else _DEFAULT_RETRIES
+    url = str(base).rstrip("/") + "/chat/completions"
     return OpenAIUpstream(
         route=spec.route,
         model=model,
-        url=str(base).rstrip("/") + "/chat/completions",
+        url=url,
         headers=headers,
         defaults=defaults,
         timeout=timeout,
         max_retries=retries,
+        proxy=environment_proxy(url),
     )
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url``, as httpx (the openai SDK) reads it.
+
+    ``HTTPS_PROXY``/``HTTP_PROXY`` by the URL's scheme, else ``ALL_PROXY``; none for a
+    host ``NO_PROXY`` lists. Read once per upstream when the server starts: the shared
+    session does not look the environment up on each request (aiohttp's ``trust_env``
+    reads ``.netrc`` on a worker thread per request, a thread hop each time).
+
+    Example:
+        >>> environment_proxy("http://127.0.0.1:1/v1/chat/completions") is None or True
+        True
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    proxies = getproxies_environment()
+    parts = urlsplit(url)
+    if not parts.hostname or proxy_bypass_environment(parts.hostname, proxies):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all") or None
 
 
 # ---------------------------------------------------------------- reading the JSON
@@ -463,6 +489,7 @@ class FastPath:
                     headers=upstream.headers,
                     timeout=timeout,
                     allow_redirects=False,
+                    proxy=upstream.proxy,
                 )
             except (aiohttp.ClientError, TimeoutError):
                 if last:
@@ -572,10 +599,11 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
 
 
 def _new_session() -> aiohttp.ClientSession:
-    """The shared session: no cap on connections, proxies and CAs from the environment.
+    """The shared session: no cap on connections, CAs from the environment.
 
-    As httpx (which the openai SDK uses) does: ``HTTPS_PROXY``/``NO_PROXY`` are honoured,
-    certificates are checked against ``SSL_CERT_FILE`` or certifi's bundle.
+    As httpx (which the openai SDK uses) does: certificates are checked against
+    ``SSL_CERT_FILE`` or certifi's bundle. Proxies are each upstream's own
+    (:func:`environment_proxy`, read once), not looked up per request.
     """
     import ssl
 
@@ -583,7 +611,7 @@ def _new_session() -> aiohttp.ClientSession:
 
     context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=context)
-    return aiohttp.ClientSession(connector=connector, trust_env=True)
+    return aiohttp.ClientSession(connector=connector)
 
 
 def _backoff(attempt: int) -> float:

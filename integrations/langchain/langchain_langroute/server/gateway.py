@@ -9,7 +9,8 @@ routing logic of its own: every request is one call of the routing chat model, w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -198,6 +199,8 @@ class Gateway:
         self.feedback_rate = FeedbackRate(self.settings.feedback_per_minute)
         self.metrics = ServeMetrics(self._gauges)
         self.streams = StreamTallies()
+        self._unsettled = 0  # answers sent whose rows and budget are not settled yet
+        self._settled = threading.Condition()
         # the answer's row takes the response's record id (RESPONSE_METADATA), so
         # POST /v1/feedback finds it in this process or any other reading the ledger;
         # a stream left before its end is charged for what it sent
@@ -278,6 +281,37 @@ class Gateway:
         stored = [self.ledger.record(record) for record in records]
         if stored:
             self._on_records(metadata, stored)
+
+    def settlement(self, settle: Callable[[], None]) -> Callable[[], None]:
+        """``settle`` (an answer's bookkeeping, run once it was sent), counted until it ran.
+
+        :meth:`wait_settled` waits for every settlement handed out: a reader of the
+        ledger in this process (a test, an app serving in a thread) sees the rows of the
+        answers it got. Requests to the server need no wait: each is handled after the
+        settlements of the answers sent before it.
+        """
+        with self._settled:
+            self._unsettled += 1
+
+        def run() -> None:
+            try:
+                settle()
+            finally:
+                with self._settled:
+                    self._unsettled -= 1
+                    self._settled.notify_all()
+
+        return run
+
+    def wait_settled(self, timeout: float = 10.0) -> bool:
+        """Wait until every answer sent so far is settled; False if ``timeout`` ran out.
+
+        Example:
+            >>> gateway.wait_settled()  # doctest: +SKIP
+            True
+        """
+        with self._settled:
+            return self._settled.wait_for(lambda: self._unsettled == 0, timeout)
 
     def call_config(
         self,
