@@ -86,8 +86,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 async def one_request(
     client: httpx.AsyncClient, url: str, model: str, query: str, stream: bool
-) -> str | None:
-    """One request (read to its end); a plain answer's ``x-langroute-routing-ms``."""
+) -> httpx.Headers | None:
+    """One request (read to its end); a plain answer's headers (``x-langroute-*``)."""
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": query}]}
     if stream:
         body["stream"] = True
@@ -109,7 +109,7 @@ async def one_request(
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
     response.json()
-    return response.headers.get("x-langroute-routing-ms")
+    return response.headers
 
 
 async def phase(
@@ -270,31 +270,52 @@ async def single(url: str, count: int, model: str) -> dict[str, Any]:
     """``count`` plain requests one after another: latency and the reported routing time."""
     latencies: list[float] = []
     routing: list[float] = []
+    encoder: list[float] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), headers=AUTH) as client:
         for number in range(count):
             query = f"{QUERIES[number % len(QUERIES)]} (single {number})"
             started = time.perf_counter()
-            reported = await one_request(client, url, model, query, False)
+            headers = await one_request(client, url, model, query, False)
             latencies.append((time.perf_counter() - started) * 1000)
-            if reported is not None:
-                routing.append(float(reported))
+            if headers is not None and "x-langroute-routing-ms" in headers:
+                routing.append(float(headers["x-langroute-routing-ms"]))
+            if headers is not None and "x-langroute-encoder-ms" in headers:
+                encoder.append(float(headers["x-langroute-encoder-ms"]))
     return {
         "requests": count,
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "mean_ms": statistics.fmean(latencies),
         "routing_p50_ms": percentile(routing, 50),
+        "encoder_p50_ms": percentile(encoder, 50),
     }
 
 
 AUTH = {"Authorization": "Bearer x"}
 
 
+def answer_delay(provider_port: int, seconds: float) -> None:
+    """Make the fake provider wait ``seconds`` before each answer, as a real model takes time."""
+    url = f"http://127.0.0.1:{provider_port}/_fake/answer-delay"
+    httpx.post(url, json={"seconds": seconds}, timeout=10).raise_for_status()
+
+
 def measure(url: str, model: str, pid: int | None, args: argparse.Namespace) -> dict[str, Any]:
-    """Concurrency 1, then throughput at each client count; CPU per request of ``pid``."""
+    """Concurrency 1, then throughput at each client count; CPU per request of ``pid``.
+
+    With ``--answer-delay-ms``, the provider waits that long before each answer of the
+    concurrency-1 requests (not of the load phases, whose throughput it would cap).
+    """
     asyncio.run(phase(url, 8, 2.0, [model], AUTH))  # warm up: connections, the encoder
     before = cpu_seconds(pid) if pid else None
-    one = asyncio.run(single(url, args.single, model))
+    if args.answer_delay_ms:
+        answer_delay(args.provider_port, args.answer_delay_ms / 1000)
+    try:
+        one = asyncio.run(single(url, args.single, model))
+    finally:
+        if args.answer_delay_ms:
+            answer_delay(args.provider_port, 0.0)
+    one["answer_delay_ms"] = args.answer_delay_ms
     if before is not None and pid is not None:
         one["server_cpu_ms_per_request"] = (cpu_seconds(pid) - before) * 1000 / args.single
     loads = {}
@@ -351,6 +372,7 @@ def start_litellm(
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Direct, LiteLLM's proxy, langroute's LangChain path and its fast path, in one run."""
     provider, port = start_provider(args.keep_alive)
+    args.provider_port = port
     folder = Path(tempfile.mkdtemp(prefix="langroute-serve-compare-"))
     servers: dict[str, Any] = {}
     try:
@@ -400,6 +422,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             # the router's own time (the encoder, the search, the decision) is the
             # floor; what a server adds beyond it is its overhead
             one["added_beyond_routing_p50_ms"] = one["added_p50_ms"] - one["routing_p50_ms"]
+        if one.get("encoder_p50_ms") is not None:
+            # the encoder alone (embedding the query, from ``x-langroute-encoder-ms``):
+            # what routing must add; everything else is the server's
+            one["added_beyond_encoder_p50_ms"] = one["added_p50_ms"] - one["encoder_p50_ms"]
     return {
         "benchmark": "serve_load --compare",
         "single_requests": args.single,
@@ -450,6 +476,13 @@ def main() -> None:
         action="store_true",
         help="the fake provider keeps connections open (as real providers do): pooled "
         "connections are reused; by default each answer closes its connection",
+    )
+    parser.add_argument(
+        "--answer-delay-ms",
+        type=float,
+        default=0.0,
+        help="--compare: the fake provider waits this long before each concurrency-1 "
+        "answer, as a real model does (every process then idles between requests)",
     )
     add_output_options(parser, "serve_load.json", flag="--output")
     args = parser.parse_args()

@@ -145,6 +145,9 @@ class FakeProvider:
         self._scripts: dict[str, _Script] = {}
         self.requests: list[Request] = []
         self.answer_words: int | None = None
+        # seconds each OpenAI answer waits before it goes out, as a real model takes
+        # time: a load benchmark sets it (POST /_fake/answer-delay {"seconds": ...})
+        self.answer_delay = 0.0
         self._stopping = threading.Event()
         provider = self
 
@@ -186,6 +189,7 @@ class FakeProvider:
             self._scripts.clear()
             self.requests.clear()
             self.answer_words = None
+            self.answer_delay = 0.0
 
     def answer_text(self, requested: str, messages: list[dict[str, Any]]) -> str:
         """The text an answer holds (see :attr:`answer_words` for continuations)."""
@@ -288,7 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         try:
-            if self.path.rstrip("/").endswith("/chat/completions"):
+            if self.path == "/_fake/answer-delay":
+                self.fake.answer_delay = float(body["seconds"])
+                self._json(200, {"seconds": self.fake.answer_delay})
+            elif self.path.rstrip("/").endswith("/chat/completions"):
                 self._openai(body)
             elif self.path.rstrip("/").endswith("/messages"):
                 self._anthropic(body)
@@ -342,6 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
         step = self.fake._take("openai", body)
         if self._fault("openai", step):
             return
+        if self.fake.answer_delay:
+            time.sleep(self.fake.answer_delay)
         requested = str(body.get("model"))
         served = SERVED_MODELS.get(requested, requested)
         messages = body.get("messages") or []
