@@ -181,7 +181,11 @@ class RouteDecision(BaseModel):
         ),
     )
     threshold: float = Field(default=0.5, description="The dial in force for this decision.")
-    neighbours: list[Neighbour] = Field(default_factory=list)
+    neighbours: list[Neighbour] = Field(
+        default_factory=list,
+        description="The nearest exemplars, nearest first: the first 10 of the k that "
+        "decided (all k count in probabilities, estimates and escalation).",
+    )
     max_similarity: float | None = None
     query: str = Field(default="", description="The text routed on (truncated if long).")
     truncated: bool = False

@@ -443,3 +443,25 @@ def test_default_router_is_cached_on_disk(tmp_path, monkeypatch):
     rebuilt = ExemplarRouter.default(embedder=HashingEmbedder())
     assert rebuilt.exemplars == first.exemplars
     assert ExemplarRouter.load(cached, embedder=HashingEmbedder()).exemplars == first.exemplars
+
+
+def test_a_decision_lists_its_ten_nearest_neighbours_and_weighs_all_k():
+    """The explanation lists 10 neighbours; the vote counts every one of the k."""
+    query = "alpha beta gamma delta"
+    # the 10 nearest vote small; the 20 a little further all vote large
+    near = [Exemplar(text=f"{query} epsilon{i}", route="small") for i in range(10)]
+    far = [Exemplar(text=f"{query} zeta eta theta{i}", route="large") for i in range(20)]
+    router = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=near + far,
+        embedder=HashingEmbedder(),
+        k=30,
+        weighting="uniform",
+        min_similarity=0.0,
+    )
+    decision = router.route(query)
+    assert [n.route for n in decision.neighbours] == ["small"] * 10
+    sims = [n.similarity for n in decision.neighbours]
+    assert sims == sorted(sims, reverse=True)
+    assert decision.probabilities["large"] == pytest.approx(20 / 30)
+    assert decision.route == "large"
