@@ -144,10 +144,12 @@ class FakeProvider:
         self._lock = threading.Lock()
         self._scripts: dict[str, _Script] = {}
         self.requests: list[Request] = []
+        self.connections = 0  # connections accepted (pooled clients reuse theirs)
         self.answer_words: int | None = None
         # seconds each OpenAI answer waits before it goes out, as a real model takes
         # time: a load benchmark sets it (POST /_fake/answer-delay {"seconds": ...})
         self.answer_delay = 0.0
+        self.stream_end_delay = 0.0  # seconds between a stream's [DONE] and its body's end
         self._stopping = threading.Event()
         provider = self
 
@@ -190,6 +192,7 @@ class FakeProvider:
             self.requests.clear()
             self.answer_words = None
             self.answer_delay = 0.0
+            self.stream_end_delay = 0.0
 
     def answer_text(self, requested: str, messages: list[dict[str, Any]]) -> str:
         """The text an answer holds (see :attr:`answer_words` for continuations)."""
@@ -273,6 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _end_stream(self) -> None:
+        if self.fake.stream_end_delay:  # the body's end comes apart from its last event
+            time.sleep(self.fake.stream_end_delay)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -284,6 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def handle(self) -> None:
+        with self.fake._lock:
+            self.fake.connections += 1
         # a client that gave up (a timeout) resets its connection: nothing to report
         with contextlib.suppress(ConnectionError):
             super().handle()

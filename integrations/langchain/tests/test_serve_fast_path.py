@@ -437,6 +437,24 @@ async def test_feedback_finds_an_answer_the_moment_it_arrived(serve, no_langchai
     assert len(server.calls()) == 20
 
 
+async def test_a_finished_stream_gives_its_connection_back_for_the_next_call(
+    serve, provider, monkeypatch, no_langchain_calls
+):
+    """A stream read to its end leaves its upstream connection reusable: streams and
+    answers that follow go out on it, with no new connection (no new TLS handshake)."""
+    monkeypatch.setattr(provider, "keep_alive", True)  # as a real provider's connections
+    provider.stream_end_delay = 0.05  # the body ends apart from [DONE], as over a network
+    server = serve()
+    client = server.aclient()
+    before = provider.connections
+    for _ in range(3):
+        stream = await client.chat.completions.create(model="auto", messages=HELLO, stream=True)
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        await _until(lambda: not server.gateway.fast._draining)
+    await client.chat.completions.create(model="auto", messages=HELLO)
+    assert provider.connections - before == 1
+
+
 def test_an_answer_is_settled_once_however_sending_ended():
     from langchain_langroute.server.app import SettledResponse
 

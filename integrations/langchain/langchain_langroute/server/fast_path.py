@@ -407,6 +407,7 @@ class FastPath:
         }
         self.skipped = dict(skipped or {})
         self._session: aiohttp.ClientSession | None = None
+        self._draining: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(
@@ -454,6 +455,9 @@ class FastPath:
 
     async def aclose(self) -> None:
         """Close the shared HTTP session and its connections (at server shutdown)."""
+        for task in list(self._draining):  # finished streams: their connections go too
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -534,6 +538,7 @@ class FastPath:
             upstream = self.upstream_for(route)
             body = upstream.body(request, stream=True)
             response = await self._send(upstream, body)
+            whole = False  # read to its [DONE] or its end
             try:
                 async for line in _lines(response.content):
                     if not line.startswith("data:"):
@@ -550,10 +555,46 @@ class FastPath:
                     if "error" in chunk:  # an error sent mid-stream
                         raise UpstreamError(_error_message(chunk), body=chunk)
                     yield chunk
+                whole = True
             finally:
-                response.close()  # read to the end, or left early: not reused half-read
+                if whole:  # what follows [DONE] is read apart, the client is not kept
+                    self._release_after_end(response)
+                else:  # left early or broken: not reused half-read
+                    response.close()
 
         return escalation.astream(open_stream)
+
+    def _release_after_end(self, response: aiohttp.ClientResponse) -> None:
+        """Give a finished stream's connection back to the pool once its body has ended.
+
+        A stream's body still holds its end (the chunked terminator) after ``[DONE]``;
+        a connection closed instead of read to there is not reused, and the next call
+        connects again (a TLS handshake, with a real provider). Read in the background,
+        for at most :data:`_DRAIN_S` and :data:`_DRAIN_BYTES`; else the connection closes.
+        """
+
+        async def drain() -> None:
+            try:
+                async with asyncio.timeout(_DRAIN_S):
+                    left = _DRAIN_BYTES
+                    while left > 0 and (piece := await response.content.read(left)):
+                        left -= len(piece)
+                if response.content.at_eof():
+                    response.release()
+                    return
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                pass
+            response.close()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+
+_DRAIN_S = 1.0
+"""Seconds a finished stream's connection may take to end its body, to be reused."""
+_DRAIN_BYTES = 64 * 1024
+"""What a finished stream's body may still hold after ``[DONE]``, to be reused."""
 
 
 def _error_message(body: Any) -> str:
