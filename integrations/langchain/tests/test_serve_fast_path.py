@@ -319,6 +319,24 @@ def test_route_settings_are_defaults_that_the_clients_own_fields_override():
     assert body["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.parametrize("model", ["o3-mini", "o1", "gpt-5-mini"])
+def test_a_reasoning_model_gets_its_cap_as_max_completion_tokens(model):
+    """As the route's LangChain model sends it: OpenAI's reasoning models refuse
+    ``max_tokens``, and o-series models take system messages as ``developer``."""
+    spec = ModelSpec(route="large", spec=f"openai:{model}", kind="chat", options={})
+    upstream = upstream_from_spec(spec)
+    messages = [{"role": "system", "content": "be brief"}, *HELLO]
+    for request in ({"messages": messages}, {"messages": messages, "max_tokens": 7}):
+        body = json.loads(upstream.body(request, stream=False))
+        assert "max_tokens" not in body
+        assert body["max_completion_tokens"] == request.get("max_tokens", 1024)
+        roles = [m["role"] for m in body["messages"]]
+        assert roles[0] == ("developer" if model.startswith("o") else "system")
+    assert messages[0]["role"] == "system"  # the client's request is left as it came
+    plain = upstream_from_spec(ModelSpec(route="s", spec="openai:gpt-4o-mini", kind="chat"))
+    assert json.loads(plain.body({"messages": messages}, stream=False))["max_tokens"] == 1024
+
+
 def test_serve_timeout_and_retries_win_over_the_routes_own():
     settings = ServeConfig(timeout=7, max_retries=0)
     upstream = upstream_from_spec(_spec(timeout=60, max_retries=5), settings)

@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,10 @@ _CLIENT_OPTIONS = ("max_retries", "default_headers")
 _IGNORED_OPTIONS = ("streaming", "stream_usage")
 _OUTPUT_CAPS = ("max_tokens", "max_completion_tokens")
 _SERVER_FIELDS = ("metadata",)  # langroute's own (the session); not forwarded
+_REASONING_MODEL = re.compile(r"(o\d|gpt-5)")
+"""OpenAI's reasoning models: they refuse ``max_tokens`` (``max_completion_tokens``)."""
+_DEVELOPER_ROLE_MODEL = re.compile(r"o\d")
+"""o-series models, whose system messages langchain-openai sends as ``developer``."""
 
 
 class UpstreamError(Exception):
@@ -146,6 +151,12 @@ class OpenAIUpstream:
                 continue
             data[name] = value
         data["model"] = self.model
+        if _REASONING_MODEL.match(self.model) and "max_tokens" in data:
+            # as the route's LangChain model sends it (langchain-openai renames it)
+            cap = data.pop("max_tokens")
+            data.setdefault("max_completion_tokens", cap)
+        if _DEVELOPER_ROLE_MODEL.match(self.model) and isinstance(data.get("messages"), list):
+            data["messages"] = [_as_developer(message) for message in data["messages"]]
         if not stream:  # OpenAI refuses stream_options on an answer that is not streamed
             data.pop("stream_options", None)
         else:
@@ -154,6 +165,12 @@ class OpenAIUpstream:
             options = asked if isinstance(asked, dict) else {}
             data["stream_options"] = {**options, "include_usage": True}
         return json.dumps(data).encode("utf-8")
+
+
+def _as_developer(message: Any) -> Any:
+    if isinstance(message, Mapping) and message.get("role") == "system":
+        return {**message, "role": "developer"}
+    return message
 
 
 def _first(options: Mapping[str, Any], names: Iterable[str]) -> Any:
