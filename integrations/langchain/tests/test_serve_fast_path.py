@@ -494,6 +494,25 @@ def test_an_answer_is_settled_once_however_sending_ended():
     assert settled == ["sent", "dropped"]
 
 
+def test_middleware_added_to_the_app_sees_chat_completions_too(tmp_path, provider):
+    from fastapi.middleware.cors import CORSMiddleware
+
+    gateway = Gateway(load_models_config(write_config(tmp_path, provider)), router=make_router())
+    app = create_app(gateway)
+    app.add_middleware(CORSMiddleware, allow_origins=["https://app.example"])
+    try:
+        with serve_in_thread(app) as url:
+            response = httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": "auto", "messages": HELLO},
+                headers={"origin": "https://app.example"},
+            )
+    finally:
+        gateway.close()
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
 def test_an_unexpected_error_is_an_openai_shaped_500_and_is_logged(
     serve, provider, monkeypatch, caplog
 ):
