@@ -21,8 +21,10 @@ each server adds: the fake called directly, LiteLLM's proxy (a benchmark-only
 dependency, in its own virtual environment: ``--litellm /work/venvs/litellm/bin/litellm``,
 see ``benchmarks/requirements.txt``), ``langroute serve`` on its LangChain path
 (``[serve] fast_path = false``) and on its fast path. For each: latency at concurrency 1
-(median and p99 of ``--single`` plain requests, and the ``x-langroute-routing-ms`` the
-router reported), the server's CPU time per request (``/proc``: user + system of the
+(median and p99 of ``--single`` plain requests, the ``x-langroute-routing-ms`` and
+``x-langroute-encoder-ms`` the router reported, and for langroute the "ideal router":
+the fake called directly with each answer delayed by the encoder's median, see
+:func:`ideal_router`), the server's CPU time per request (``/proc``: user + system of the
 server process and its children), and requests per second at 10, 64 and 200 clients::
 
     python benchmarks/serve_load.py --compare --litellm /work/venvs/litellm/bin/litellm
@@ -330,6 +332,25 @@ def measure(url: str, model: str, pid: int | None, args: argparse.Namespace) -> 
     return {"concurrency_1": one, "load": loads}
 
 
+def ideal_router(args: argparse.Namespace, encoder_ms: float) -> dict[str, Any]:
+    """The fake called directly, each answer delayed by a server's encoder median.
+
+    What a router that added nothing but its encoder would give the client, on this
+    machine: a client (and a provider) left idle for that long wakes more slowly than
+    one answered at once, so "direct + the encoder's time" measured apart is below what
+    any process that works that long can reach. A server's latency minus this is what it
+    adds beyond its encoder, with the idle wake-ups counted on both sides.
+    """
+    answer_delay(args.provider_port, (args.answer_delay_ms + encoder_ms) / 1000)
+    try:
+        direct = f"http://127.0.0.1:{args.provider_port}/v1/chat/completions"
+        asyncio.run(single(direct, 20, "gpt-4o-mini"))  # warm up at this pace
+        result = asyncio.run(single(direct, args.single, "gpt-4o-mini"))
+    finally:
+        answer_delay(args.provider_port, 0.0)
+    return {"answer_delay_ms": args.answer_delay_ms + encoder_ms, "p50_ms": result["p50_ms"]}
+
+
 def start_litellm(
     litellm: str, folder: Path, provider_port: int
 ) -> tuple[subprocess.Popen[str], str]:
@@ -410,6 +431,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=120)
+            one = servers[name]["concurrency_1"]
+            if one.get("encoder_p50_ms"):
+                one["ideal_router"] = ideal_router(args, one["encoder_p50_ms"])
     finally:
         provider.kill()
         provider.wait()
@@ -426,6 +450,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             # the encoder alone (embedding the query, from ``x-langroute-encoder-ms``):
             # what routing must add; everything else is the server's
             one["added_beyond_encoder_p50_ms"] = one["added_p50_ms"] - one["encoder_p50_ms"]
+        if one.get("ideal_router"):
+            one["added_beyond_ideal_router_p50_ms"] = one["p50_ms"] - one["ideal_router"]["p50_ms"]
     return {
         "benchmark": "serve_load --compare",
         "single_requests": args.single,
