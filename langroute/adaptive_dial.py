@@ -30,8 +30,9 @@ Guarantees:
 
 The dial reads the ledger when :meth:`AdaptiveDial.update` is called and at most once
 per ``check_every_s`` (calling it after every request is cheap), or on its own timer
-(:meth:`AdaptiveDial.start`). Each reading scans the ledger's calls once, as
-``langroute monitor`` does. Thread-safe.
+(:meth:`AdaptiveDial.start`). Each reading reads the ledger's recent calls (from
+:data:`~langroute.monitoring.REQUEST_SPAN` before the window, by the ledger's timestamp
+index), not the whole ledger. Thread-safe.
 
 Example:
     >>> from langroute.costs import CostLedger

@@ -653,10 +653,29 @@ def session_requests(session: LedgerSession) -> Iterator[list[CallRow]]:
         yield group
 
 
-def session_verdicts(session: LedgerSession) -> Verdicts:
-    """The latest verdict on each judged call of a session (see :data:`Verdicts`)."""
+def since_condition(since: datetime | None) -> str:
+    """SQL: rows at or after ``since`` (``ts``, UTC ISO text, compares in time order).
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> since_condition(datetime(2026, 1, 2, tzinfo=timezone.utc))
+        "WHERE ts >= '2026-01-02T00:00:00+00:00'"
+        >>> since_condition(None)
+        ''
+    """
+    if since is None:
+        return ""
+    return f"WHERE ts >= {_literal(since.astimezone(timezone.utc).isoformat())}"
+
+
+def session_verdicts(session: LedgerSession, since: datetime | None = None) -> Verdicts:
+    """The latest verdict on each judged call of a session (see :data:`Verdicts`).
+
+    ``since``: only verdicts given at or after it (a call's verdict comes after it).
+    """
     latest: Verdicts = {}
-    for target, verdict, stamp, order in session.query(f"SELECT * FROM {FEEDBACK}"):
+    where = since_condition(since)
+    for target, verdict, stamp, order in session.query(f"SELECT * FROM {FEEDBACK} {where}"):
         if target is not None and verdict is not None:
             _keep_latest(latest, target, parse_timestamp(stamp), order, verdict)
     return latest
@@ -992,6 +1011,7 @@ def read_calls(
     monitor: bool = False,
     segment_key: str | None = None,
     judged: Collection[str] = (),
+    since: datetime | None = None,
 ) -> CallColumns:
     """Every call of a session's :data:`~langroute.costs.analytics.CALLS`, as columns.
 
@@ -1003,6 +1023,8 @@ def read_calls(
             the metadata in SQL).
         judged: The record ids that feedback names: the calls holding one are listed
             in :attr:`CallColumns.judged`.
+        since: Only the calls recorded at or after it (in SQL: a Postgres ledger's
+            timestamp index, or a SQLite one's, finds them without reading the rest).
 
     Raises:
         LedgerFormatError: A call with a negative or infinite cost or latency, or a
@@ -1046,7 +1068,13 @@ def read_calls(
     names = [name for name, _ in selected]
     columns = ", ".join(sql for _, sql in selected)
     # in ledger order: a SQLite ledger's row id, a staged table's key (no sort)
-    chunks = session.query_chunks(f"SELECT {columns} FROM {CALLS} ORDER BY ord", _CHUNK)
+    where = since_condition(since)
+    # a bounded read sorts its rows (+ord): SQLite would otherwise walk the whole table
+    # in row order to skip the sort, rather than find the recent rows by their index
+    order = "+ord" if since is not None else "ord"
+    chunks = session.query_chunks(
+        f"SELECT {columns} FROM {CALLS} {where} ORDER BY {order}", _CHUNK
+    )
     key = _segment_key(segment_key)
     coders = {name: _Codes() for name in names if name in _TEXTS}
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names if name in _KEPT}

@@ -504,7 +504,11 @@ _SQL_CREATE = (
     + ", ".join(f"{name} {decl}" for name, decl in LEDGER_COLUMNS)
     + ")"
 )
-_SQL_INDEX = f"CREATE INDEX IF NOT EXISTS {_SQL_TABLE}_record_id ON {_SQL_TABLE} (record_id)"
+_SQL_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS {_SQL_TABLE}_record_id ON {_SQL_TABLE} (record_id)",
+    # the recent rows, without reading the rest (the adaptive dial's window)
+    f"CREATE INDEX IF NOT EXISTS {_SQL_TABLE}_timestamp ON {_SQL_TABLE} (timestamp)",
+)
 _SQL_INSERT = (
     f"INSERT INTO {_SQL_TABLE} ({', '.join(COLUMN_NAMES)}) "
     f"VALUES ({', '.join('?' for _ in COLUMN_NAMES)})"
@@ -585,7 +589,8 @@ class SQLiteSink:
         for name, decl in LEDGER_COLUMNS:  # upgrade a ledger of an older version in place
             if name not in present:
                 conn.execute(f"ALTER TABLE {_SQL_TABLE} ADD COLUMN {name} {decl}")
-        conn.execute(_SQL_INDEX)
+        for index in _SQL_INDEXES:
+            conn.execute(index)
         self._ready_pid = os.getpid()
 
     def _check_columns(self, conn: sqlite3.Connection) -> set[str]:

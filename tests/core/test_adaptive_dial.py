@@ -252,3 +252,50 @@ def test_the_timer_starts_and_stops() -> None:
     with dial:
         assert dial._thread is not None and dial._thread.is_alive()
     assert dial._thread is None
+
+
+def test_a_window_reads_only_its_recent_rows_with_the_figures_of_a_whole_read(
+    tmp_path: Path,
+) -> None:
+    """window_stats reads from REQUEST_SPAN before the window (by the timestamp index)
+    and gives what a read of the whole ledger gives, requests astride the start too."""
+    import numpy as np
+
+    from langroute import monitoring
+    from langroute.costs.analytics import open_session, read_calls
+
+    ledger = CostLedger(tmp_path / "costs.db")
+    end = START + timedelta(hours=6)
+    start = end - timedelta(minutes=15)
+    for minute in range(0, 360, 3):  # a request every 3 minutes for 6 hours
+        at = START + timedelta(minutes=minute)
+        ledger.record(LedgerRecord(route="small", cost=0.01, run_id=f"r{minute}", timestamp=at))
+    # began before the window, escalated inside it: not one of the window's requests
+    ledger.record(
+        LedgerRecord(
+            route="small", cost=0.5, run_id="astride", timestamp=start - timedelta(minutes=5)
+        )
+    )
+    ledger.record(
+        LedgerRecord(
+            route="large",
+            cost=0.5,
+            run_id="astride",
+            timestamp=start + timedelta(minutes=1),
+            escalated=True,
+        )
+    )
+    ledger.close()
+
+    ledger = CostLedger(tmp_path / "costs.db")
+    stats = monitoring.window_stats(ledger, start, end)
+    whole = monitoring._read_requests(ledger, None)
+    inside = (whole.time >= monitoring.micros(start)) & (whole.time < monitoring.micros(end))
+    folded = monitoring._fold(whole, np.zeros(len(whole), dtype=np.int64), inside)
+    assert stats == folded[(None, 0)].stats(start, end, None)
+    assert stats.requests == 5 and stats.cost == pytest.approx(0.05)
+    with open_session(ledger, copy=False) as session:
+        since = start - monitoring.REQUEST_SPAN
+        recent = read_calls(session, since=since)
+    assert len(recent.time) == 25 + 2  # the last 75 minutes, not the 6 hours
+    assert recent.time.min() >= monitoring.micros(since)
