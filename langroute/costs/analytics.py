@@ -1072,9 +1072,7 @@ def read_calls(
     # a bounded read sorts its rows (+ord): SQLite would otherwise walk the whole table
     # in row order to skip the sort, rather than find the recent rows by their index
     order = "+ord" if since is not None else "ord"
-    chunks = session.query_chunks(
-        f"SELECT {columns} FROM {CALLS} {where} ORDER BY {order}", _CHUNK
-    )
+    chunks = session.query_chunks(f"SELECT {columns} FROM {CALLS} {where} ORDER BY {order}", _CHUNK)
     key = _segment_key(segment_key)
     coders = {name: _Codes() for name in names if name in _TEXTS}
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names if name in _KEPT}
