@@ -171,7 +171,7 @@ def row_values(record: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
 def write_sqlite(path: Path, rows: int, tenants: int) -> None:
     sys.path.insert(0, str(REPO))
     from langroute.costs.schema import COLUMN_NAMES
-    from langroute.costs.sinks import _SQL_CREATE, _SQL_INDEX, _SQL_INSERT
+    from langroute.costs.sinks import _SQL_CREATE, _SQL_INDEXES, _SQL_INSERT
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -185,7 +185,8 @@ def write_sqlite(path: Path, rows: int, tenants: int) -> None:
             batch.clear()
     conn.executemany(_SQL_INSERT, batch)
     conn.execute("COMMIT")
-    conn.execute(_SQL_INDEX)
+    for index in _SQL_INDEXES:
+        conn.execute(index)
     conn.close()
 
 

@@ -1553,6 +1553,8 @@ def _fresh(
     window_seconds: int,
     segment_key: str,
 ) -> LedgerRollup:
+    if store is not None and not _create_private(store, source):
+        store = None  # not ours to write (a link put there meanwhile): a temporary store
     conn = _connect(source, "" if store is None else str(store))
     _create_tables(conn)
     conn.execute("INSERT INTO rollup.meta VALUES ('version', ?)", (SCHEMA_VERSION,))
@@ -1560,6 +1562,28 @@ def _fresh(
     if store is not None:
         rollup._reset = _resetter(source, store, window_seconds, segment_key)
     return rollup
+
+
+def _create_private(store: Path, source: _Source) -> bool:
+    """Create the empty store, readable by no more than its ledger; False: it cannot be.
+
+    A SQLite ledger's permission bits (less the umask), else the owner's only; SQLite's
+    journals take the database file's. The store holds the ledger's figures (spend per
+    segment, tenants' names among them), which the default mode would have shown to
+    every user of the machine. One made meanwhile by another process is kept.
+    """
+    mode = 0o600
+    if isinstance(source, _SQLiteLedger):
+        with contextlib.suppress(OSError):
+            mode = source.path.stat().st_mode & 0o666
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(store, flags, mode))
+    except FileExistsError:
+        return not store.is_symlink()
+    except OSError:
+        return False
+    return True
 
 
 def _resetter(source: _Source, store: Path, window_seconds: int, segment_key: str) -> Any:

@@ -204,6 +204,19 @@ def test_reading_never_writes_the_ledger_nor_through_a_link(tmp_path: Path) -> N
     assert elsewhere.read_text() == "not yours"
 
 
+def test_the_cache_is_readable_by_no_more_than_its_ledger(tmp_path: Path) -> None:
+    """The rollup holds the ledger's figures: it takes the ledger's permission bits."""
+    path = tmp_path / "ledger.db"
+    store(generated_records(40, seed=3), path).close()
+    path.chmod(0o600)
+    with Dashboard(path) as dashboard:
+        assert dashboard.summary()["report"]["calls"] > 0
+    assert cache_path(path).stat().st_mode & 0o777 == 0o600
+    assert not any(
+        item.stat().st_mode & 0o077 for item in tmp_path.iterdir() if item.name != "elsewhere"
+    )
+
+
 def test_a_ledger_written_after_the_dashboard_opened_is_read(tmp_path: Path) -> None:
     from langroute.dashboard import DashboardSettings
 
