@@ -262,9 +262,10 @@ def environment_proxy(url: str) -> str | None:
     session does not look the environment up on each request (aiohttp's ``trust_env``
     reads ``.netrc`` on a worker thread per request, a thread hop each time).
 
-    Example:
-        >>> environment_proxy("http://127.0.0.1:1/v1/chat/completions") is None or True
-        True
+    Example (with ``HTTPS_PROXY=http://proxy:3128`` and ``NO_PROXY=intra.example``)::
+
+        environment_proxy("https://api.openai.com/v1/chat/completions")  # 'http://proxy:3128'
+        environment_proxy("https://vllm.intra.example/v1/chat/completions")  # None
     """
     from urllib.parse import urlsplit
     from urllib.request import getproxies_environment, proxy_bypass_environment
