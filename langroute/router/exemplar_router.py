@@ -906,7 +906,7 @@ class ExemplarRouter:
             exemplars = [[self._exemplars[key] for key in row] for row in keys]
             labels = [[self._labels[key] for key in row] for row in keys]
             scores = (
-                np.stack([np.stack([self._scores[key] for key in row]) for row in keys])
+                np.array([[self._scores[key] for key in row] for row in keys])
                 if keys and keys[0]
                 else np.zeros((len(keys), 0, n_routes))
             )

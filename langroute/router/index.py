@@ -256,16 +256,15 @@ class VectorIndex:
             out_sims = np.zeros((array.shape[0], k_eff), dtype=np.float32)
             out_keys: list[list[str]] = []
             for row in range(array.shape[0]):
-                keys: list[str] = []
-                for sim, faiss_id in zip(sims[row], ids[row]):
-                    key = key_of.get(int(faiss_id))
-                    if key is None:
-                        continue
-                    out_sims[row, len(keys)] = sim
-                    keys.append(key)
-                    if len(keys) == k_eff:
-                        break
-                out_keys.append(keys)
+                # the live hits in rank order (a removed exemplar's id, or -1, has no key),
+                # the first k_eff of them; plain ints, not numpy scalars, per hit
+                hits = [
+                    (col, key)
+                    for col, faiss_id in enumerate(ids[row].tolist())
+                    if (key := key_of.get(faiss_id)) is not None
+                ][:k_eff]
+                out_sims[row, : len(hits)] = sims[row, [col for col, _ in hits]]
+                out_keys.append([key for _, key in hits])
             # An approximate index may return fewer live hits than asked: trim to the shortest.
             shortest = min(len(keys) for keys in out_keys)
             if shortest < k_eff:
