@@ -552,11 +552,15 @@ def _open_file(directory: Path, name: str, dir_fd: int | None) -> BinaryIO:
 
 
 @contextmanager
-def _open_copy(directory: Path) -> Iterator[dict[str, BinaryIO | None] | None]:
+def _open_copy(
+    directory: Path, *, retired: bool = False
+) -> Iterator[dict[str, BinaryIO | None] | None]:
     """Open ``directory`` and each file of a saved router in it (None for a missing file).
 
     Open files keep one copy readable whatever saves do meanwhile. Yields None when
     the directory was replaced or removed before every file was open: open again.
+    ``retired``: the copy a save moved aside; it was whole when moved, so a file missing
+    from it is being removed by the save that just finished (open again: the new copy).
     """
     dir_fd = None
     if _DIR_FDS:
@@ -576,7 +580,7 @@ def _open_copy(directory: Path) -> Iterator[dict[str, BinaryIO | None] | None]:
             try:
                 handles[name] = _open_file(directory, name, dir_fd)
             except FileNotFoundError:
-                if dir_fd is not None and not _still_linked(directory, dir_fd):
+                if retired or (dir_fd is not None and not _still_linked(directory, dir_fd)):
                     replaced = True
                     break
                 handles[name] = None
@@ -631,7 +635,7 @@ def load_router(path: Path, embedder: Any = None) -> StoredRouter:
     _tidy(target)
     for _ in range(_READ_ATTEMPTS):
         directory = _copy_to_read(path, target)
-        with _open_copy(directory) as handles:
+        with _open_copy(directory, retired=directory != target) as handles:
             if handles is not None:
                 return _read_copy(directory, handles, embedder)
     raise RouterStoreError(

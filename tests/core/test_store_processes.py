@@ -246,3 +246,34 @@ def test_loads_while_another_process_saves_see_the_old_or_the_new_copy(tmp_path)
     assert len(versions - {(4, 10, "design a schema")}) == 2, versions
     assert int(saved) > 2
     assert beside(path) == ["r", "stop"]
+
+
+def test_a_load_that_meets_the_old_copy_being_removed_reads_the_new_one(tmp_path, monkeypatch):
+    """The race a saving process leaves for a load: the load finds only the copy moved
+    aside, then the save puts the new copy in and removes the old one while the load
+    opens its files. The load opens again and reads the new copy."""
+    from langroute.router import store
+
+    path = tmp_path / "r"
+    build(4).save(path)
+    retired = tmp_path / store._sibling_name(path, "old")
+    os.replace(path, retired)  # the save, between its two renames
+    new_copy = tmp_path / "new"
+    build(6).save(new_copy)
+    opened = store._open_file
+
+    def open_while_the_save_finishes(directory, name, dir_fd):
+        if directory == retired and name == "index.faiss" and not path.exists():
+            os.replace(new_copy, path)  # the save's second rename, then its clean-up
+            (retired / name).unlink()
+        return opened(directory, name, dir_fd)
+
+    monkeypatch.setattr(store, "_open_file", open_while_the_save_finishes)
+    lock = store._acquire_lock(path, wait=True)  # the save holds its lock throughout
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "interrupted save": one is running
+            loaded = ExemplarRouter.load(path, embedder=HashingEmbedder())
+    finally:
+        store._release_lock(path, lock)
+    assert len(loaded) == 6
