@@ -593,6 +593,7 @@ def test_two_replicas_on_one_postgres_share_what_they_learn_and_one_ledger(
         )
         assert raw.headers["x-langroute-route"] == "large"
         for server in servers:
+            server.gateway.wait_settled()  # an answer is settled just after it went out
             server.gateway.ledger.flush()
         shared = CostLedger(postgres_url)
         calls = [r for r in shared.records() if not r.is_feedback]

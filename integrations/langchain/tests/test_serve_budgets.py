@@ -161,6 +161,7 @@ async def test_two_replicas_on_one_postgres_share_one_budget(tmp_path, provider,
         answered = [r for r in results if not isinstance(r, Exception)]
         assert answered and all(r.status_code == 429 for r in results if isinstance(r, Exception))
         for server in servers:
+            server.gateway.wait_settled()  # an answer is settled just after it went out
             server.gateway.ledger.flush()
             server.gateway.spend.flush()  # settlements are written off the request path
         rows = [r for r in servers[0].gateway.ledger.records() if not r.is_feedback]

@@ -19,6 +19,7 @@ def test_the_dashboard_answers_admin_keys_with_the_served_calls(start, tmp_path)
     admin, _ = add_api_key(tmp_path / "keys.jsonl", "ops", role="admin")
     client, _ = add_api_key(tmp_path / "keys.jsonl", "team-a", budget=1.0, period="total")
     server.client(client).chat.completions.create(model="auto", messages=HELLO)
+    server.gateway.wait_settled()  # an answer is settled just after it went out
     server.gateway.ledger.flush()
 
     page = httpx.get(server.url + "/dashboard", follow_redirects=True)

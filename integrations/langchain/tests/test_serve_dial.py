@@ -49,6 +49,7 @@ def test_serve_moves_the_dial_from_its_ledger_and_monitor_shows_it(tmp_path, pro
         assert gateway.dial is not None and gateway.dial.floor == 0.9
         for _ in range(4):  # hard requests: all answered by the strong route
             server.client().chat.completions.create(model="auto", messages=PROOF)
+        gateway.wait_settled()  # an answer is settled just after it went out
         gateway.ledger.flush()
         change = gateway.dial.update(force=True)  # what the timer does every check_every_s
         assert change is not None and change.direction == "cheaper"

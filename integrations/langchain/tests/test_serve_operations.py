@@ -147,6 +147,7 @@ def test_a_ledger_that_cannot_be_written_holds_its_rows_and_healthz_says_503(on_
 def test_feedback_while_the_ledger_is_unreachable_is_a_503_with_retry_after(on_ledger, tmp_path):
     server = on_ledger()
     answer = server.client().chat.completions.create(model="auto", messages=HELLO)
+    server.gateway.wait_settled()  # an answer is settled just after it went out
     server.gateway.ledger.flush()
     ledger = tmp_path / "costs.jsonl"
     ledger.rename(tmp_path / "away.jsonl")
