@@ -474,6 +474,9 @@ async def test_a_finished_stream_gives_its_connection_back_for_the_next_call(
 
 
 def test_an_answer_is_settled_once_however_sending_ended():
+    import gc
+    import weakref
+
     from langchain_langroute.server.app import SettledResponse
 
     settled: list[str] = []
@@ -484,12 +487,13 @@ def test_an_answer_is_settled_once_however_sending_ended():
     response = SettledResponse({"ok": True}, {}, lambda: settled.append("sent"))
     with pytest.raises(OSError):
         asyncio.run(response({"type": "http"}, None, broken_send))
+    gone = weakref.ref(response)
     del response
-    assert settled == ["sent"]  # not again when the response is dropped
+    gc.collect()
+    assert gone() is None  # the response was collected, its finalizer ran...
+    assert settled == ["sent"]  # ...and did not settle it again
 
     SettledResponse({"ok": True}, {}, lambda: settled.append("dropped"))  # never sent
-    import gc
-
     gc.collect()
     assert settled == ["sent", "dropped"]
 
