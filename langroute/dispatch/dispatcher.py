@@ -66,6 +66,7 @@ from langroute.dispatch.escalation import (
 )
 from langroute.dispatch.routed_call import RoutedCall
 from langroute.dispatch.shadow import ShadowRouter, as_shadow
+from langroute.embedders.base import computes_in_process
 from langroute.errors import InvalidQueryError, RouterConfigError
 from langroute.protocols import Router
 from langroute.router.conversation import (
@@ -76,6 +77,7 @@ from langroute.router.conversation import (
     SessionTracker,
 )
 from langroute.router.decision import RouteDecision
+from langroute.router.exemplar_router import ExemplarRouter
 from langroute.router.query_text import has_visible_text
 from langroute.router.scoped_learning import ScopedLearning
 from langroute.telemetry import TelemetryOption, resolve_telemetry
@@ -247,6 +249,21 @@ class RouteDispatcher:
     def strongest_route(self) -> str:
         """The strongest route: the baseline of every call's savings."""
         return self.routes[-1]
+
+    @property
+    def decides_in_process(self) -> bool:
+        """Whether :meth:`decide` only computes, in this process: no I/O, no waiting.
+
+        True for an :class:`~langroute.router.exemplar_router.ExemplarRouter` whose
+        embedder computes here (:func:`~langroute.embedders.computes_in_process`) and no
+        shadow router. A server with no other request under way may then decide on its
+        event loop rather than hand the work to a thread and wait to be woken.
+        """
+        return (
+            self.shadow is None
+            and isinstance(self.router, ExemplarRouter)
+            and computes_in_process(self.router.embedder)
+        )
 
     @property
     def routes_conversations(self) -> bool:

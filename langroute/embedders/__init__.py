@@ -13,7 +13,13 @@ Example:
 """
 
 from langroute.embedders.adapters import as_embedder, embedder_from_spec, load_encoder
-from langroute.embedders.base import Embedder, embed_documents, embedding_dimension, normalize
+from langroute.embedders.base import (
+    Embedder,
+    computes_in_process,
+    embed_documents,
+    embedding_dimension,
+    normalize,
+)
 from langroute.embedders.cache import CachedEmbedder
 from langroute.embedders.hashing import HashingEmbedder
 from langroute.embedders.onnx import (
@@ -34,7 +40,10 @@ from langroute.embedders.sentence_transformer import (
     embedder_for_fingerprint,
 )
 from langroute.embedders.threads import (
+    REQUESTS_IN_FLIGHT,
+    RequestsInFlight,
     configure_torch_threads,
+    encoder_alone_threads,
     encoder_calls,
     encoder_threads,
     num_threads,
@@ -47,19 +56,23 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "INT8_MODEL_FILE",
     "ONNX_EXPORT_VERSION",
+    "REQUESTS_IN_FLIGHT",
     "CachedEmbedder",
     "Embedder",
     "HashingEmbedder",
     "OnnxEncoder",
+    "RequestsInFlight",
     "SentenceTransformerEmbedder",
     "as_embedder",
     "cache_dir",
+    "computes_in_process",
     "configure_torch_threads",
     "conversion_hint",
     "embed_documents",
     "embedder_for_fingerprint",
     "embedder_from_spec",
     "embedding_dimension",
+    "encoder_alone_threads",
     "encoder_calls",
     "encoder_threads",
     "export_onnx",

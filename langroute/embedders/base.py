@@ -49,6 +49,21 @@ def normalize(vectors: Any) -> np.ndarray:
     return np.ascontiguousarray(array / norms, dtype=np.float32)
 
 
+def computes_in_process(embedder: Any) -> bool:
+    """Whether ``embedder`` computes its vectors in this process (no network, no waiting).
+
+    True for langroute's own encoders (they say so with ``in_process = True``) and a
+    :class:`~langroute.embedders.CachedEmbedder` around one; False for anything else,
+    such as a LangChain or LlamaIndex embeddings object that may call an API.
+
+    Example:
+        >>> from langroute.embedders import HashingEmbedder
+        >>> computes_in_process(HashingEmbedder()), computes_in_process(object())
+        (True, False)
+    """
+    return getattr(embedder, "in_process", False) is True
+
+
 def embedding_dimension(model: Any) -> int:
     """``get_embedding_dimension`` (sentence-transformers >= 6) or the older name."""
     getter = getattr(model, "get_embedding_dimension", None)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from langroute.embedders.base import Embedder
+from langroute.embedders.base import Embedder, computes_in_process
 
 __all__ = ["DEFAULT_CACHE_MAX_BYTES", "CachedEmbedder"]
 
@@ -55,6 +55,11 @@ class CachedEmbedder:
     def dimension(self) -> int:
         """The wrapped embedder's dimension."""
         return self.inner.dimension
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the wrapped embedder computes its vectors in this process."""
+        return computes_in_process(self.inner)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Exemplars are embedded once; no caching needed."""

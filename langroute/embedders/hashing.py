@@ -25,6 +25,8 @@ class HashingEmbedder:
     """
 
     _TOKEN = re.compile(r"[a-z0-9]+")
+    in_process = True
+    """Its vectors are computed here (see :func:`~langroute.embedders.computes_in_process`)."""
 
     def __init__(self, dimension: int = 256) -> None:
         if dimension < 2:

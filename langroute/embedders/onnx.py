@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from langroute.embedders.base import embedding_dimension
+from langroute.embedders.threads import REQUESTS_IN_FLIGHT
 
 __all__ = [
     "INT8_MODEL_FILE",
@@ -218,6 +219,23 @@ def _export_fp32(model_path: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _session(model_file: Path, threads: int) -> Any:
+    """An onnxruntime session of ``model_file`` on ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if os.environ.get("LANGROUTE_ORT_SPIN", "0") != "1":
+        # idle workers sleep instead of spinning: spinning is faster on an idle machine
+        # but, measured beside a busy process, slower than one thread (and its p99 worse)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxEncoder:
     """A transformer exported to ONNX, run with onnxruntime, pooled and normalised in numpy.
 
@@ -225,11 +243,24 @@ class OnnxEncoder:
     that :class:`SentenceTransformerEmbedder` uses (``encode`` and
     ``get_embedding_dimension``). Imports neither torch nor
     sentence-transformers once the export is cached.
+
+    Each call runs on ``threads`` intra-op threads; with ``alone_threads`` above that, a
+    second session (about 100 MB more) runs the calls made while
+    :data:`~langroute.embedders.threads.REQUESTS_IN_FLIGHT` counts one request at most
+    on that many: the cores that would sit idle while the request waits for its vector.
+    Idle intra-op threads sleep rather than spin (``LANGROUTE_ORT_SPIN=1`` spins).
     """
 
-    def __init__(self, folder: Path, *, quantize: bool = False, threads: int = 1) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        quantize: bool = False,
+        threads: int = 1,
+        alone_threads: int | None = None,
+    ) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
@@ -240,19 +271,11 @@ class OnnxEncoder:
         self.meta = json.loads((folder / "meta.json").read_text())
         self.quantized = quantize
         self.threads = threads
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if os.environ.get("LANGROUTE_ORT_SPIN", "0") != "1":
-            # idle workers sleep instead of spinning: the index search and other
-            # requests that follow get the cores (spinning pools oversubscribe 2 cores)
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        name = INT8_MODEL_FILE if quantize else "model.onnx"
-        self.session = ort.InferenceSession(
-            str(folder / name), options, providers=["CPUExecutionProvider"]
+        self.alone_threads = max(threads, alone_threads or threads)
+        model_file = folder / (INT8_MODEL_FILE if quantize else "model.onnx")
+        self.session = _session(model_file, threads)
+        self.alone_session = (
+            _session(model_file, self.alone_threads) if self.alone_threads > threads else None
         )
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=int(self.meta["max_seq_length"]))
@@ -262,9 +285,21 @@ class OnnxEncoder:
         self._inputs: list[str] = list(self.meta["inputs"])
 
     @classmethod
-    def from_model(cls, model_path: str | Path, *, quantize: bool = False, threads: int = 1):
+    def from_model(
+        cls,
+        model_path: str | Path,
+        *,
+        quantize: bool = False,
+        threads: int = 1,
+        alone_threads: int | None = None,
+    ) -> OnnxEncoder:
         """Export ``model_path`` if needed (cached) and load it."""
-        return cls(export_onnx(model_path, quantize=quantize), quantize=quantize, threads=threads)
+        return cls(
+            export_onnx(model_path, quantize=quantize),
+            quantize=quantize,
+            threads=threads,
+            alone_threads=alone_threads,
+        )
 
     def get_embedding_dimension(self) -> int:
         """Embedding size."""
@@ -279,7 +314,10 @@ class OnnxEncoder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        tokens = self.session.run(None, feeds)[0]
+        session = self.session
+        if self.alone_session is not None and REQUESTS_IN_FLIGHT.alone():
+            session = self.alone_session
+        tokens = session.run(None, feeds)[0]
         if self.meta["pooling"] == "cls":
             return tokens[:, 0]
         weights = mask[:, :, None].astype(np.float32)

@@ -13,7 +13,12 @@ import numpy as np
 
 from langroute.embedders.base import embedding_dimension, normalize
 from langroute.embedders.onnx import OnnxEncoder
-from langroute.embedders.threads import configure_torch_threads, encoder_calls, encoder_threads
+from langroute.embedders.threads import (
+    configure_torch_threads,
+    encoder_alone_threads,
+    encoder_calls,
+    encoder_threads,
+)
 
 __all__ = [
     "BACKENDS",
@@ -45,18 +50,19 @@ class _SharedEncoder:
     _registry: ClassVar[dict[tuple[Any, ...], _SharedEncoder]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, alone_threads: int | None = None) -> None:
         self.model: Any = None
         self.threads = threads
+        self.alone_threads = alone_threads or threads
         self.load_lock = threading.Lock()
         self.call_lock = threading.BoundedSemaphore(encoder_calls(threads))
 
     @classmethod
-    def get(cls, key: tuple[Any, ...], threads: int) -> _SharedEncoder:
+    def get(cls, key: tuple[Any, ...], threads: int, alone_threads: int) -> _SharedEncoder:
         with cls._registry_lock:
             shared = cls._registry.get(key)
             if shared is None:
-                shared = cls._registry[key] = cls(threads)
+                shared = cls._registry[key] = cls(threads, alone_threads)
             return shared
 
 
@@ -93,6 +99,9 @@ class SentenceTransformerEmbedder:
         (1, 384)
         >>> faster = SentenceTransformerEmbedder(backend="onnx-int8")  # doctest: +SKIP
     """
+
+    in_process = True
+    """Its vectors are computed here (see :func:`~langroute.embedders.computes_in_process`)."""
 
     def __init__(
         self,
@@ -171,9 +180,9 @@ class SentenceTransformerEmbedder:
     def _shared_encoder(self) -> _SharedEncoder:
         if self._shared is None:
             kwargs = tuple(sorted((k, repr(v)) for k, v in self._model_kwargs.items()))
-            threads = encoder_threads()
-            key = (self._resolved_path(), self._backend, self._device, kwargs, threads)
-            self._shared = _SharedEncoder.get(key, threads)
+            threads, alone = encoder_threads(), encoder_alone_threads()
+            key = (self._resolved_path(), self._backend, self._device, kwargs, threads, alone)
+            self._shared = _SharedEncoder.get(key, threads, alone)
         return self._shared
 
     def _resolved_path(self) -> str:
@@ -186,8 +195,12 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         path = self._resolved_path()
         if self._backend in ("onnx", "onnx-int8"):
+            shared = self._shared_encoder()
             return OnnxEncoder.from_model(
-                path, quantize=self._backend == "onnx-int8", threads=self._shared_encoder().threads
+                path,
+                quantize=self._backend == "onnx-int8",
+                threads=shared.threads,
+                alone_threads=shared.alone_threads,
             )
         from sentence_transformers import SentenceTransformer
 

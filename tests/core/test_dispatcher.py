@@ -67,6 +67,21 @@ def test_auto_routes_conversations_only_for_a_router_that_routes_vectors(router)
     assert no_sessions is not None and no_sessions.sessions is None
 
 
+def test_only_a_router_that_computes_here_may_decide_on_a_servers_event_loop(router):
+    from .test_embedders import LangChainStyle
+
+    assert RouteDispatcher(router, MODELS).decides_in_process
+    # a router of unknown make, a shadow router beside it, an embedder behind an API
+    assert not RouteDispatcher(PlainRouter(router), MODELS).decides_in_process
+    assert not RouteDispatcher(router, MODELS, shadow=router).decides_in_process
+    behind_an_api = ExemplarRouter(
+        routes=["small", "large"],
+        exemplars=[Exemplar(text="hello there", route="small")],
+        embedder=LangChainStyle(),
+    )
+    assert not RouteDispatcher(behind_an_api, MODELS).decides_in_process
+
+
 def test_forced_by_route_or_model_name_and_an_unknown_name(router):
     dispatcher = RouteDispatcher(router, MODELS)
     assert dispatcher.decide(RouteRequest(forced="gpt-4o")).route == "large"

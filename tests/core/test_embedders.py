@@ -96,3 +96,15 @@ def test_cache_can_be_disabled():
         cache_size=0,
     )
     assert not isinstance(router.embedder, CachedEmbedder)
+
+
+def test_only_langroutes_own_encoders_say_they_compute_in_process():
+    from langroute.embedders import SentenceTransformerEmbedder, computes_in_process
+
+    assert computes_in_process(HashingEmbedder())
+    assert computes_in_process(SentenceTransformerEmbedder())  # nothing loaded to know it
+    assert computes_in_process(CachedEmbedder(HashingEmbedder()))
+    # a framework's embeddings may call an API: a server must not wait on them in its loop
+    assert not computes_in_process(as_embedder(LangChainStyle()))
+    assert not computes_in_process(CachedEmbedder(as_embedder(LlamaIndexStyle())))
+    assert not computes_in_process(LangChainStyle())

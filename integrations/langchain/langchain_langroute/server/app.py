@@ -33,6 +33,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langroute.dispatch.dispatcher import RouteDispatcher
 from langroute.dispatch.escalation import Escalation
 from langroute.dispatch.routed_call import RoutedCall, RouteMetadata, error_text
+from langroute.embedders.threads import REQUESTS_IN_FLIGHT
 from langroute.errors import (
     AllRoutesFailedError,
     DatabaseUnavailableError,
@@ -426,11 +427,19 @@ class _ServeApp(FastAPI):
     chat_completions: Callable[[Request], Awaitable[Response]] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # counted until its last byte is sent: the encoder takes every core only for a
+        # request alone in the process
+        with REQUESTS_IN_FLIGHT:
+            await self._http(scope, receive, send)
+
+    async def _http(self, scope: Any, receive: Any, send: Any) -> None:
         handler = self.chat_completions
         if (
             handler is None
             or self.user_middleware
-            or scope["type"] != "http"
             or scope["path"] != CHAT_PATH
             or scope["method"] != "POST"
         ):
@@ -627,7 +636,13 @@ class _FastCall(_Call):
             session=session,
             scope=key.name if key is not None else ANONYMOUS,
         )
-        call = dispatcher.start(await dispatcher.adecide(request))
+        if REQUESTS_IN_FLIGHT.count == 1 and dispatcher.decides_in_process:
+            # the only request under way: decided here, the encoder on every core, with
+            # no hand-over to a thread and back (1 to 2 ms at the median, 3 to 5 at p99)
+            decision = dispatcher.decide(request)
+        else:
+            decision = await dispatcher.adecide(request)
+        call = dispatcher.start(decision)
         call.record_id = self.record_id
         escalation = dispatcher.escalation(call, readers=READERS)
         if self.body.stream:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import FastAPI
-from langroute.embedders import set_encoder_threads
+from langroute.embedders import num_threads, set_encoder_threads
 from langroute.errors import LangrouteError
 from langroute.models.config import ModelsConfig, ServeConfig, load_models_config
 
@@ -115,6 +115,7 @@ def worker_app() -> FastAPI:
     (writing its ledger) when the worker stops.
     """
     config = load_models_config(Path(os.environ[WORKER_CONFIG_ENV]))
+    # the workers share the cores: none may take them all for a request of its own
     set_encoder_threads(1)
     app = create_app(Gateway(config), close_gateway=True)
     freeze_startup_objects()
@@ -197,10 +198,10 @@ def run_server(
     if workers > 1:
         _run_workers(config, host, port, workers)
         return
-    # one intra-op thread per query, queries encoded side by side: a lone short query
-    # runs faster on one thread than spread over every core, and under load the cores
-    # each encode a request of their own
-    set_encoder_threads(1)
+    # under load, one intra-op thread per call: the cores each encode a batch of their
+    # own and the event loop keeps one; a request alone in the server is encoded on
+    # every core, which would otherwise sit idle while it waits
+    set_encoder_threads(1, alone=num_threads())
     try:
         gateway = Gateway(config)
     except LangrouteError as exc:  # a database URL in the message keeps no password
