@@ -245,7 +245,7 @@ class OnnxEncoder:
     sentence-transformers once the export is cached.
 
     Each call runs on ``threads`` intra-op threads; with ``alone_threads`` above that, a
-    second session (about 100 MB more) runs the calls made while
+    second session (about 120 MB more) runs the calls made while
     :data:`~langroute.embedders.threads.REQUESTS_IN_FLIGHT` counts one request at most
     on that many: the cores that would sit idle while the request waits for its vector.
     Idle intra-op threads sleep rather than spin (``LANGROUTE_ORT_SPIN=1`` spins).

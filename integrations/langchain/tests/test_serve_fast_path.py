@@ -505,6 +505,27 @@ async def test_a_request_alone_is_decided_on_the_event_loop_and_one_beside_anoth
     assert on_loop == [True, True, False]
 
 
+def test_one_server_process_encodes_a_lone_request_on_every_core_and_workers_do_not(
+    monkeypatch,
+):
+    from langroute.embedders import encoder_alone_threads, encoder_threads, set_encoder_threads
+
+    from langchain_langroute.server.run import configure_encoder
+
+    monkeypatch.delenv("LANGROUTE_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the cores the process may use
+    try:
+        configure_encoder(workers=1)
+        assert (encoder_threads(), encoder_alone_threads()) == (1, 4)
+        configure_encoder(workers=3)  # the workers share the cores
+        assert (encoder_threads(), encoder_alone_threads()) == (1, 1)
+        monkeypatch.setenv("LANGROUTE_NUM_THREADS", "2")
+        configure_encoder(workers=1)
+        assert (encoder_threads(), encoder_alone_threads()) == (2, 2)  # the environment wins
+    finally:
+        set_encoder_threads(None)
+
+
 def test_an_answer_is_settled_once_however_sending_ended():
     import gc
     import weakref

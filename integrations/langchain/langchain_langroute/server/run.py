@@ -115,11 +115,29 @@ def worker_app() -> FastAPI:
     (writing its ledger) when the worker stops.
     """
     config = load_models_config(Path(os.environ[WORKER_CONFIG_ENV]))
-    # the workers share the cores: none may take them all for a request of its own
-    set_encoder_threads(1)
+    configure_encoder(workers=2)
     app = create_app(Gateway(config), close_gateway=True)
     freeze_startup_objects()
     return app
+
+
+def configure_encoder(workers: int) -> None:
+    """The encoder's threads in a server of ``workers`` processes (before it loads).
+
+    One intra-op thread per call: under load the cores each encode a batch of their own
+    and the event loop keeps one. A single process also encodes the query of a request
+    alone in it on every core, which would otherwise sit idle while it waits (see
+    :data:`~langroute.embedders.REQUESTS_IN_FLIGHT`); several workers share the cores,
+    so none takes them all. ``LANGROUTE_NUM_THREADS`` wins over both.
+
+    Example:
+        >>> from langroute.embedders import encoder_alone_threads, encoder_threads
+        >>> configure_encoder(workers=4)
+        >>> encoder_alone_threads() == encoder_threads()  # no wider calls
+        True
+        >>> set_encoder_threads(None)  # as it was
+    """
+    set_encoder_threads(1, alone=num_threads() if workers == 1 else None)
 
 
 def freeze_startup_objects() -> None:
@@ -198,10 +216,7 @@ def run_server(
     if workers > 1:
         _run_workers(config, host, port, workers)
         return
-    # under load, one intra-op thread per call: the cores each encode a batch of their
-    # own and the event loop keeps one; a request alone in the server is encoded on
-    # every core, which would otherwise sit idle while it waits
-    set_encoder_threads(1, alone=num_threads())
+    configure_encoder(workers=1)
     try:
         gateway = Gateway(config)
     except LangrouteError as exc:  # a database URL in the message keeps no password
