@@ -82,6 +82,43 @@ def test_only_a_router_that_computes_here_may_decide_on_a_servers_event_loop(rou
     assert not RouteDispatcher(behind_an_api, MODELS).decides_in_process
 
 
+@pytest.mark.parametrize("conversations", [True, False])
+async def test_the_one_request_a_server_has_is_decided_on_its_event_loop(
+    router, monkeypatch, conversations
+):
+    import asyncio
+
+    from langroute.embedders import REQUESTS_IN_FLIGHT
+    from langroute.router.conversation import ChatTurn
+
+    on_loop: list[bool] = []
+    embed = router.embedder.embed_queries
+
+    def spy(texts):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return embed(texts)
+
+    monkeypatch.setattr(router.embedder, "embed_queries", spy)
+    options = {} if conversations else {"context": None, "sessions": False}
+    dispatcher = RouteDispatcher(router, MODELS, **options)
+
+    def request(text: str) -> RouteRequest:
+        if conversations:
+            return RouteRequest(query=text, turns=[ChatTurn(role="user", text=text)])
+        return RouteRequest(query=text)
+
+    await dispatcher.adecide(request("not in a server"))
+    with REQUESTS_IN_FLIGHT:
+        await dispatcher.adecide(request("the one request a server has"))
+        with REQUESTS_IN_FLIGHT:
+            await dispatcher.adecide(request("one of two requests"))
+    assert on_loop == [False, True, False]
+
+
 def test_forced_by_route_or_model_name_and_an_unknown_name(router):
     dispatcher = RouteDispatcher(router, MODELS)
     assert dispatcher.decide(RouteRequest(forced="gpt-4o")).route == "large"

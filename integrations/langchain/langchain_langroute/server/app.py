@@ -636,13 +636,7 @@ class _FastCall(_Call):
             session=session,
             scope=key.name if key is not None else ANONYMOUS,
         )
-        if REQUESTS_IN_FLIGHT.count == 1 and dispatcher.decides_in_process:
-            # the only request under way: decided here, the encoder on every core, with
-            # no hand-over to a thread and back (1 to 2 ms at the median, 3 to 5 at p99)
-            decision = dispatcher.decide(request)
-        else:
-            decision = await dispatcher.adecide(request)
-        call = dispatcher.start(decision)
+        call = dispatcher.start(await dispatcher.adecide(request))
         call.record_id = self.record_id
         escalation = dispatcher.escalation(call, readers=READERS)
         if self.body.stream:
