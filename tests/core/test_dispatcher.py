@@ -7,6 +7,7 @@ import pytest
 from langroute import Exemplar, ExemplarRouter
 from langroute.dispatch.dispatcher import (
     AUTO,
+    ON_LOOP_MAX_CHARS,
     RouteDispatcher,
     RouteRequest,
     conversation_routing,
@@ -114,9 +115,10 @@ async def test_the_one_request_a_server_has_is_decided_on_its_event_loop(
     await dispatcher.adecide(request("not in a server"))
     with REQUESTS_IN_FLIGHT:
         await dispatcher.adecide(request("the one request a server has"))
+        await dispatcher.adecide(request("a long one " * (ON_LOOP_MAX_CHARS // 10)))
         with REQUESTS_IN_FLIGHT:
             await dispatcher.adecide(request("one of two requests"))
-    assert on_loop == [False, True, False]
+    assert on_loop == [False, True, False, False]
 
 
 def test_forced_by_route_or_model_name_and_an_unknown_name(router):
