@@ -515,12 +515,12 @@ def test_one_server_process_encodes_a_lone_request_on_every_core_and_workers_do_
     monkeypatch.delenv("LANGROUTE_NUM_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the cores the process may use
     try:
-        configure_encoder(workers=1)
+        configure_encoder(one_process=True)
         assert (encoder_threads(), encoder_alone_threads()) == (1, 4)
-        configure_encoder(workers=3)  # the workers share the cores
+        configure_encoder(one_process=False)  # workers share the cores
         assert (encoder_threads(), encoder_alone_threads()) == (1, 1)
         monkeypatch.setenv("LANGROUTE_NUM_THREADS", "2")
-        configure_encoder(workers=1)
+        configure_encoder(one_process=True)
         assert (encoder_threads(), encoder_alone_threads()) == (2, 2)  # the environment wins
     finally:
         set_encoder_threads(None)

@@ -115,14 +115,16 @@ def worker_app() -> FastAPI:
     (writing its ledger) when the worker stops.
     """
     config = load_models_config(Path(os.environ[WORKER_CONFIG_ENV]))
-    configure_encoder(workers=2)
+    configure_encoder(one_process=False)
     app = create_app(Gateway(config), close_gateway=True)
     freeze_startup_objects()
     return app
 
 
-def configure_encoder(workers: int) -> None:
-    """The encoder's threads in a server of ``workers`` processes (before it loads).
+def configure_encoder(*, one_process: bool) -> None:
+    """The encoder's threads in a server of one process, or in one of its workers.
+
+    Called before the encoder loads.
 
     One intra-op thread per call: under load the cores each encode a batch of their own
     and the event loop keeps one. A single process also encodes the query of a request
@@ -132,12 +134,12 @@ def configure_encoder(workers: int) -> None:
 
     Example:
         >>> from langroute.embedders import encoder_alone_threads, encoder_threads
-        >>> configure_encoder(workers=4)
+        >>> configure_encoder(one_process=False)
         >>> encoder_alone_threads() == encoder_threads()  # no wider calls
         True
         >>> set_encoder_threads(None)  # as it was
     """
-    set_encoder_threads(1, alone=num_threads() if workers == 1 else None)
+    set_encoder_threads(1, alone=num_threads() if one_process else None)
 
 
 def freeze_startup_objects() -> None:
@@ -216,7 +218,7 @@ def run_server(
     if workers > 1:
         _run_workers(config, host, port, workers)
         return
-    configure_encoder(workers=1)
+    configure_encoder(one_process=True)
     try:
         gateway = Gateway(config)
     except LangrouteError as exc:  # a database URL in the message keeps no password
