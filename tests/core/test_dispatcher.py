@@ -89,8 +89,13 @@ async def test_the_one_request_a_server_has_is_decided_on_its_event_loop(
 ):
     import asyncio
 
-    from langroute.embedders import REQUESTS_IN_FLIGHT
+    from langroute.dispatch import dispatcher as dispatcher_module
+    from langroute.embedders import RequestsInFlight
     from langroute.router.conversation import ChatTurn
+
+    # a gauge of this test's own: what other tests' servers left under way cannot count
+    gauge = RequestsInFlight()
+    monkeypatch.setattr(dispatcher_module, "REQUESTS_IN_FLIGHT", gauge)
 
     on_loop: list[bool] = []
     embed = router.embedder.embed_queries
@@ -113,10 +118,10 @@ async def test_the_one_request_a_server_has_is_decided_on_its_event_loop(
         return RouteRequest(query=text)
 
     await dispatcher.adecide(request("not in a server"))
-    with REQUESTS_IN_FLIGHT:
+    with gauge:
         await dispatcher.adecide(request("the one request a server has"))
         await dispatcher.adecide(request("a long one " * (ON_LOOP_MAX_CHARS // 10)))
-        with REQUESTS_IN_FLIGHT:
+        with gauge:
             await dispatcher.adecide(request("one of two requests"))
     assert on_loop == [False, True, False, False]
 

@@ -268,12 +268,17 @@ def test_a_server_sets_one_thread_per_call_and_calls_side_by_side(monkeypatch):
 
 def test_a_request_alone_in_a_server_is_encoded_on_every_core(monkeypatch):
     from langroute.embedders import (
-        REQUESTS_IN_FLIGHT,
         OnnxEncoder,
+        RequestsInFlight,
         encoder_alone_threads,
         encoder_threads,
         set_encoder_threads,
     )
+    from langroute.embedders import onnx as onnx_module
+
+    # a gauge of this test's own: what other tests' servers left under way cannot count
+    gauge = RequestsInFlight()
+    monkeypatch.setattr(onnx_module, "REQUESTS_IN_FLIGHT", gauge)
 
     monkeypatch.delenv("LANGROUTE_NUM_THREADS", raising=False)
     set_encoder_threads(1, alone=2)
@@ -300,13 +305,13 @@ def test_a_request_alone_in_a_server_is_encoded_on_every_core(monkeypatch):
             session, "run", lambda *a, _s=session.run, _n=name, **k: used.append(_n) or _s(*a, **k)
         )
     texts = ["Translate 'good morning' into French", "Prove that sqrt(2) is irrational"]
-    with REQUESTS_IN_FLIGHT:  # the one request under way
+    with gauge:  # the one request under way
         alone = encoder.encode(texts)
-        with REQUESTS_IN_FLIGHT:  # a second one arrived: each call keeps one thread
+        with gauge:  # a second one arrived: each call keeps one thread
             beside = encoder.encode(texts)
     assert used == ["alone_session", "session"]
     assert np.allclose(alone, beside, atol=1e-5)  # the same vectors either way
-    assert REQUESTS_IN_FLIGHT.count == 0
+    assert gauge.count == 0
 
 
 def test_small_searches_leave_faiss_threads_as_they_were():

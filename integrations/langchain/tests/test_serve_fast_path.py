@@ -479,6 +479,15 @@ async def test_a_request_alone_is_decided_on_the_event_loop_and_one_beside_anoth
     """Alone in the server, a request is decided on its event loop: no hand-over to a
     thread and back. Beside another under way, it is decided in a worker thread, and the
     loop goes on serving the other."""
+    from langroute.dispatch import dispatcher
+    from langroute.embedders import RequestsInFlight
+
+    from langchain_langroute.server import app
+
+    # a gauge of this test's own: what other tests' servers left under way cannot count
+    gauge = RequestsInFlight()
+    monkeypatch.setattr(app, "REQUESTS_IN_FLIGHT", gauge)
+    monkeypatch.setattr(dispatcher, "REQUESTS_IN_FLIGHT", gauge)
     server = serve()
     router = server.gateway.router
     on_loop: list[bool] = []
@@ -503,6 +512,14 @@ async def test_a_request_alone_is_decided_on_the_event_loop_and_one_beside_anoth
     second = await client.chat.completions.create(model="auto", messages=HELLO)  # ...and this
     assert (await first).choices[0].message.content and second.choices[0].message.content
     assert on_loop == [True, True, False]
+    # a stream the client leaves half read still leaves the count once the server let go
+    provider.answer_delay = 0.0
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        body = {"model": "auto", "messages": HELLO, "stream": True}
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            async for _ in response.aiter_lines():
+                break
+    await _until(lambda: gauge.count == 0)
 
 
 def test_one_server_process_encodes_a_lone_request_on_every_core_and_workers_do_not(
