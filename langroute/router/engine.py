@@ -51,13 +51,13 @@ PLAIN, LOW_CONFIDENCE, OUT_OF_DISTRIBUTION = 0, 1, 2
 """Reason codes of :attr:`Choice.reasons`."""
 
 _MARGIN_TOLERANCE = 1e-6
+"""A margin this close to ``min_margin`` counts as enough (float noise in the dial)."""
 EXPLAINED_NEIGHBOURS = 10
 """How many of the ``k`` neighbours a decision lists (:attr:`RouteDecision.neighbours`).
 
 Every neighbour counts in the decision; listing them is for explanations, and a tuned
 router's ``k`` of 100 to 200 made a listed neighbour each cost more than the search.
 """
-"""A margin this close to ``min_margin`` counts as enough (float noise in the dial)."""
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,14 @@ async def test_the_one_request_a_server_has_is_decided_on_its_event_loop(
         await dispatcher.adecide(request("a long one " * (ON_LOOP_MAX_CHARS // 10)))
         with gauge:
             await dispatcher.adecide(request("one of two requests"))
-    assert on_loop == [False, True, False, False]
+        if conversations:  # a short turn after a long one: both are embedded
+            long_then_short = [
+                ChatTurn(role="user", text="an earlier long turn " * 20),
+                ChatTurn(role="assistant", text="ok"),
+                ChatTurn(role="user", text="and now?"),
+            ]
+            await dispatcher.adecide(RouteRequest(turns=long_then_short))
+    assert on_loop == [False, True, False, False] + ([False] if conversations else [])
 
 
 def test_forced_by_route_or_model_name_and_an_unknown_name(router):
