@@ -20,10 +20,8 @@ at threshold 0.6).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,11 +38,9 @@ from langroute.evaluation.tuning import build_router
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import embed_once
-from results_path import add_output_options, output_path
+from quality import STRONG, WEAK, embed_once, routellm_files, routellm_parser
+from results_path import output_path, write_results
 
-WEAK = "mixtral-8x7b-instruct-v0.1"
-STRONG = "gpt-4-1106-preview"
 OLD_DEFAULT_THRESHOLD = 0.6
 
 
@@ -108,30 +104,18 @@ def run(name: str, path: Path, seed: int, cache_dir: Path | None = None) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     """Run both data sets and write the JSON figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
-    add_output_options(parser, "default_dial.json")
+    parser = routellm_parser(__doc__.splitlines()[0], "default_dial.json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=["mmlu", "gsm8k"], default=None)
-    parser.add_argument("--cache", type=Path, default=None, help="keep the vectors here")
     args = parser.parse_args(argv)
-    args.json = output_path(args.json, args.save, "default_dial.json")
-    folder = args.data / "routellm"
-    if not folder.is_dir():
-        parser.error(f"no RouteLLM data at {folder}")
-    results = {}
-    for name in ("gsm8k", "mmlu"):
-        if args.only in (None, name):
-            results[name] = run(name, folder / f"{name}.dev.jsonl", args.seed, args.cache)
-    figures = {
-        "benchmark": "default dial: build on one half with no flags, evaluate the other",
-        "python": platform.python_version(),
-        "machine": f"{os.cpu_count()} cores",
-        "results": results,
+    results = {
+        name: run(name, path, args.seed, args.cache)
+        for name, path in routellm_files(parser, args).items()
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_results(
+        output_path(args.json, args.save, "default_dial.json"),
+        "default dial: build on one half with no flags, evaluate the other",
+        results,
+    )
     return 0
 
 

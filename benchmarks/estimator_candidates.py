@@ -25,10 +25,8 @@ have picked, with its figure on the other half.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,8 +38,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import STRONG, WEAK, embed_once
-from results_path import add_output_options, output_path
+from quality import STRONG, WEAK, embed_once, routellm_files, routellm_parser
+from results_path import output_path, write_results
 
 from langroute import ExemplarRouter, load_exemplars
 from langroute.evaluation.datasets import assign_folds, is_contaminated
@@ -182,32 +180,19 @@ def run(name: str, path: Path, seed: int, cache_dir: Path | None) -> list[dict[s
 
 def main(argv: list[str] | None = None) -> int:
     """Run both data sets and write the JSON figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
-    add_output_options(parser, "estimator_candidates.json")
+    parser = routellm_parser(__doc__.splitlines()[0], "estimator_candidates.json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=["mmlu", "gsm8k"], default=None)
-    parser.add_argument("--cache", type=Path, default=None, help="keep the vectors here")
     args = parser.parse_args(argv)
-    args.json = output_path(args.json, args.save, "estimator_candidates.json")
-    folder = args.data / "routellm"
-    if not folder.is_dir():
-        parser.error(f"no RouteLLM data at {folder}")
     results = [
         result
-        for name in ("gsm8k", "mmlu")
-        if args.only in (None, name)
-        for result in run(name, folder / f"{name}.dev.jsonl", args.seed, args.cache)
+        for name, path in routellm_files(parser, args).items()
+        for result in run(name, path, args.seed, args.cache)
     ]
-    figures = {
-        "benchmark": "gain estimators: cross-validated on one half, scored once on the other",
-        "python": platform.python_version(),
-        "machine": f"{os.cpu_count()} cores",
-        "results": results,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_results(
+        output_path(args.json, args.save, "estimator_candidates.json"),
+        "gain estimators: cross-validated on one half, scored once on the other",
+        results,
+    )
     return 0
 
 

@@ -61,6 +61,34 @@ PUBLISHED = {  # RouteLLM, arXiv 2406.18665: best router, augmented data (APGR, 
 TARGETS = {"mmlu": 0.72, "gsm8k": 0.66, "banking77": 0.92, "clinc150": (0.90, 0.60)}
 
 
+ROUTELLM_SETS = ("gsm8k", "mmlu")
+"""RouteLLM's dev files under ``DATA/routellm``, smallest first."""
+
+
+def routellm_parser(description: str, results_name: str) -> argparse.ArgumentParser:
+    """The arguments every RouteLLM benchmark takes.
+
+    ``DATA`` (default ``../shared/data``), ``--json``/``--save`` (see ``results_path``),
+    ``--only`` one set and ``--cache`` (keep the vectors there).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
+    add_output_options(parser, results_name)
+    parser.add_argument("--only", choices=list(ROUTELLM_SETS), default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="keep the vectors here")
+    return parser
+
+
+def routellm_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Path]:
+    """Set name -> dev file of the sets asked for (``--only``); a parser error without data."""
+    folder = args.data / "routellm"
+    if not folder.is_dir():
+        parser.error(f"no RouteLLM data at {folder}")
+    return {
+        name: folder / f"{name}.dev.jsonl" for name in ROUTELLM_SETS if args.only in (None, name)
+    }
+
+
 def score_grid() -> list[dict[str, Any]]:
     """The decision rules tried on validation folds (similarity, loss and length evidence)."""
     weightings = [

@@ -15,9 +15,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import tempfile
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 """The published figures (tracked): written only with ``--save``."""
@@ -53,3 +56,16 @@ def output_path(named: Path | None, save: bool, name: str) -> Path:
     if named is not None:
         return named
     return (RESULTS if save else scratch_dir()) / name
+
+
+def write_results(path: Path, benchmark: str, results: Any) -> None:
+    """Write ``results`` as JSON under a header (what was measured, Python, cores)."""
+    figures = {
+        "benchmark": benchmark,
+        "python": platform.python_version(),
+        "machine": f"{os.cpu_count()} cores",
+        "results": results,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")

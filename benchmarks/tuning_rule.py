@@ -13,10 +13,8 @@ unseen half, and whether the unseen figure lies within validation ± one standar
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import STRONG, WEAK, embed_once
-from results_path import add_output_options, output_path
+from quality import STRONG, WEAK, embed_once, routellm_files, routellm_parser
+from results_path import output_path, write_results
 
 from langroute import ExemplarRouter, load_exemplars
 from langroute.evaluation import assign_folds, evaluate
@@ -68,26 +66,19 @@ def run(name: str, path: Path, seed: int) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run both data sets and write the JSON figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
-    add_output_options(parser, "tuning_rule.json")
+    parser = routellm_parser(__doc__.splitlines()[0], "tuning_rule.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    args.json = output_path(args.json, args.save, "tuning_rule.json")
-    folder = args.data / "routellm"
-    if not folder.is_dir():
-        parser.error(f"no RouteLLM data at {folder}")
-    results = []
-    for name in ("gsm8k", "mmlu"):
-        results += run(name, folder / f"{name}.dev.jsonl", args.seed)
-    figures = {
-        "benchmark": "tuning rule: validation APGR against the unseen half",
-        "python": platform.python_version(),
-        "results": results,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
+    results = [
+        result
+        for name, path in routellm_files(parser, args).items()
+        for result in run(name, path, args.seed)
+    ]
+    write_results(
+        output_path(args.json, args.save, "tuning_rule.json"),
+        "tuning rule: validation APGR against the unseen half",
+        results,
+    )
     return 0
 
 
