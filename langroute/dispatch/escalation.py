@@ -38,10 +38,12 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Sequence,
 )
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from langroute.dispatch.breakers import BreakerChange, BreakerRegistry
@@ -156,6 +158,172 @@ async def _next(iterator: AsyncIterator[T]) -> Any:
         return await iterator.__anext__()
     except StopAsyncIteration:
         return _END
+
+
+# The escalation logic is written once, as generators (``Escalation._answer_steps`` and
+# ``Escalation._stream_steps``) that yield the steps they need carried out; the sync and
+# async methods only carry them out (:func:`_drive`, :func:`_adrive`). A step that raises
+# is thrown back into the generator where it was asked for, so the logic reads as if it
+# made the call itself.
+
+
+@dataclass(slots=True)
+class _Invoke:
+    """Call ``invoke(target)``; the answer is sent back."""
+
+    target: RouteTarget
+
+
+@dataclass(slots=True)
+class _Open:
+    """Open ``opener(target)``'s stream; its iterator is sent back."""
+
+    target: RouteTarget
+    opener: Callable[[RouteTarget], Any]
+
+
+@dataclass(slots=True)
+class _Next:
+    """Read the next chunk of ``iterator``; the chunk (or ``_END``) is sent back."""
+
+    iterator: Any
+
+
+@dataclass(slots=True)
+class _Accept:
+    """Ask the caller's ``accept(target, answer)``; the verdict is sent back."""
+
+    target: RouteTarget
+    answer: Any
+
+
+@dataclass(slots=True)
+class _Close:
+    """End a provider's stream the call no longer reads."""
+
+    iterator: Any
+
+
+@dataclass(slots=True)
+class _Settle:
+    """What hooks returned: awaited by the async variants (sync hooks already ran)."""
+
+    values: list[Any]
+
+
+@dataclass(slots=True)
+class _Deliver:
+    """Hand ``(route, item)`` to the caller: a chunk, or the one answer."""
+
+    route: str
+    item: Any
+
+
+class _CallerLeft(Exception):
+    """Thrown into a stream's steps when the caller closed the stream."""
+
+
+_Step = _Invoke | _Open | _Next | _Accept | _Close | _Settle | _Deliver
+_Steps = Generator[_Step, Any, None]
+
+
+def _carry_out(step: _Step, invoke: Callable[[Any], Any] | None, accept: Any) -> Any:
+    """One step, sync; ``_Settle`` has nothing to wait for."""
+    if isinstance(step, _Next):
+        return next(step.iterator, _END)
+    if isinstance(step, _Invoke):
+        return invoke(step.target)  # type: ignore[misc]
+    if isinstance(step, _Open):
+        return iter(step.opener(step.target))
+    if isinstance(step, _Accept):
+        return accept(step.target, step.answer)
+    if isinstance(step, _Close):
+        _close(step.iterator)
+    return None
+
+
+async def _acarry_out(step: _Step, invoke: Callable[[Any], Any] | None, accept: Any) -> Any:
+    """One step, async: the provider's calls and every hook are awaited."""
+    if isinstance(step, _Next):
+        return await _next(step.iterator)
+    if isinstance(step, _Invoke):
+        return await invoke(step.target)  # type: ignore[misc]
+    if isinstance(step, _Open):
+        return (await _settle(step.opener(step.target))).__aiter__()
+    if isinstance(step, _Accept):
+        return await _settle(accept(step.target, step.answer))
+    if isinstance(step, _Close):
+        await _aclose(step.iterator)
+    elif isinstance(step, _Settle):
+        await _settle_all(step.values)
+    return None
+
+
+def _drive(
+    steps: _Steps, invoke: Callable[[Any], Any] | None, accept: Any
+) -> Iterator[tuple[str, Any]]:
+    """Carry ``steps`` out, sync, yielding what they deliver."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration:
+            return
+        reply, error = None, None
+        if isinstance(step, _Deliver):
+            try:
+                yield step.route, step.item
+            except GeneratorExit:
+                for rest in _after_caller_left(steps):
+                    _carry_out(rest, None, None)
+                raise
+            except BaseException as exc:  # thrown in by the caller: the stream broke
+                error = exc
+            continue
+        try:
+            reply = _carry_out(step, invoke, accept)
+        except BaseException as exc:
+            error = exc
+
+
+async def _adrive(
+    steps: _Steps, invoke: Callable[[Any], Any] | None, accept: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """Carry ``steps`` out, async, yielding what they deliver."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration:
+            return
+        reply, error = None, None
+        if isinstance(step, _Deliver):
+            try:
+                yield step.route, step.item
+            except GeneratorExit:
+                for rest in _after_caller_left(steps):
+                    await _acarry_out(rest, None, None)
+                raise
+            except BaseException as exc:  # thrown in by the caller: the stream broke
+                error = exc
+            continue
+        try:
+            reply = await _acarry_out(step, invoke, accept)
+        except BaseException as exc:
+            error = exc
+
+
+def _after_caller_left(steps: _Steps) -> Iterator[_Step]:
+    """The steps a stream still takes once its caller closed it (record, close)."""
+    try:
+        step = steps.throw(_CallerLeft())
+        while True:
+            yield step
+            step = steps.send(None)
+    except StopIteration:
+        return
 
 
 class Escalation(Generic[T]):
@@ -406,34 +574,8 @@ class Escalation(Generic[T]):
             AllRoutesFailedError: every target raised an error listed in ``escalate_on``
                 or was skipped by its open breaker.
         """
-        position = 0
-        while position < len(self.targets) or self._last_resort():
-            target = self.targets[position]
-            if self._gate(position)[0]:
-                position += 1
-                continue
-            started = time.perf_counter()
-            try:
-                answer = invoke(target)
-            except Exception as error:
-                if isinstance(error, self.propagate):
-                    self._release(target)
-                    raise
-                if self._failed(position, error, started)[0]:
-                    position += 1
-                    continue
-                raise
-            self._success(target, started)
-            attempt = self._answered(
-                target, self._served_by(target, answer), self.usage_of(answer), started
-            )
-            if accept is not None and not accept(target, answer) and not self._is_last(position):
-                self._record(attempt.model_copy(update={"rejected": True}))
-                position = self._next_route(position)
-                continue
-            self._record(attempt)
-            return target.route, answer
-        raise self.all_failed()
+        (answered,) = _drive(self._answer_steps(accept is not None), invoke, accept)
+        return answered
 
     async def arun(
         self,
@@ -442,23 +584,29 @@ class Escalation(Generic[T]):
         accept: Accept[T] | AsyncAccept[T] | None = None,
     ) -> tuple[str, T]:
         """Async :meth:`run`; ``accept`` and ``on_failure`` may be coroutines."""
+        steps = self._answer_steps(accept is not None)
+        (answered,) = [item async for item in _adrive(steps, invoke, accept)]
+        return answered
+
+    def _answer_steps(self, accepting: bool) -> _Steps:
+        """:meth:`run`'s logic, once for both variants (see :class:`_Invoke`)."""
         position = 0
         while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
             skipped, hooked = self._gate(position)
             if skipped:
-                await _settle_all(hooked)
+                yield _Settle(hooked)
                 position += 1
                 continue
             started = time.perf_counter()
             try:
-                answer = await invoke(target)
+                answer = yield _Invoke(target)
             except Exception as error:
                 if isinstance(error, self.propagate):
                     self._release(target)
                     raise
                 escalate, hooked = self._failed(position, error, started)
-                await _settle_all(hooked)
+                yield _Settle(hooked)
                 if escalate:
                     position += 1
                     continue
@@ -467,16 +615,15 @@ class Escalation(Generic[T]):
             attempt = self._answered(
                 target, self._served_by(target, answer), self.usage_of(answer), started
             )
-            if (
-                accept is not None
-                and not await _settle(accept(target, answer))
-                and not self._is_last(position)
-            ):
-                await _settle(self._record(attempt.model_copy(update={"rejected": True})))
-                position = self._next_route(position)
-                continue
-            await _settle(self._record(attempt))
-            return target.route, answer
+            if accepting:
+                accepted = yield _Accept(target, answer)
+                if not accepted and not self._is_last(position):
+                    yield _Settle([self._record(attempt.model_copy(update={"rejected": True}))])
+                    position = self._next_route(position)
+                    continue
+            yield _Settle([self._record(attempt)])
+            yield _Deliver(target.route, answer)
+            return
         raise self.all_failed()
 
     # ------------------------------------------------------------------ streams
@@ -541,7 +688,8 @@ class Escalation(Generic[T]):
         is delivered, the target is recorded as the answering attempt (``call.route`` is
         set); it is completed with the stream's usage, the model the chunks named, and
         its latency when the stream ends, breaks (the error is kept on the attempt,
-        marked ``partial``) or is closed by the caller. A stream whose chunks all
+        marked ``partial``) or is closed by the caller (which ends the provider's stream
+        at once: its connection goes back to the pool). A stream whose chunks all
         deliver nothing answers with them.
 
         A stream that breaks after delivering output raises, unless ``resume`` is given
@@ -554,75 +702,9 @@ class Escalation(Generic[T]):
         model can continue, :class:`~langroute.errors.AllRoutesFailedError`
         says that the stream broke after output was sent.
         """
-        opener: Callable[[str], Iterable[T]] = open_stream
-        delivered: list[T] = []
-        position = 0
-        while position < len(self.targets) or self._last_resort():
-            target = self.targets[position]
-            if self._gate(position)[0]:
-                position += 1
-                continue
-            started = time.perf_counter()
-            held: list[T] = []
-            try:
-                iterator = iter(opener(target))
-                for chunk in iterator:
-                    held.append(chunk)
-                    if self._delivers(chunk):
-                        break
-                if not held:
-                    raise self._empty(target)
-            except Exception as error:
-                if isinstance(error, self.propagate):
-                    self._release(target)
-                    raise
-                if self._failed(position, error, started)[0]:
-                    position += 1
-                    continue
-                raise
-            self._success(target, started)
-            if (
-                accept is not None
-                and opener is open_stream
-                and not accept(target, held[-1])
-                and not self._is_last(position)
-            ):
-                _close(iterator)
-                self._reject(target, held, started)
-                position = self._next_route(position)
-                continue
-            model, usage = self._seen(target, held)
-            self.call.add_attempt(
-                self._answered(target, model or self._model(target), None, started)
-            )
-            broke: BaseException | None = None
-            try:
-                for chunk in held:
-                    delivered.append(chunk)
-                    yield target.route, chunk
-                for chunk in iterator:
-                    model, usage = self._observe(target, chunk, model, usage)
-                    delivered.append(chunk)
-                    yield target.route, chunk
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                broke = exc
-            finally:
-                final = self._answered(target, model or self._model(target), usage, started, broke)
-                self._record(final, completes=True)
-            if broke is None:
-                return
-            if not self._broke(position, broke, resume):
-                raise broke
-            continuation = resume(list(delivered)) if resume is not None else None
-            if continuation is None:
-                raise broke
-            opener = continuation
-            position += 1
-        raise self.all_failed()
+        return _drive(self._stream_steps(open_stream, accept is not None, resume), None, accept)
 
-    async def astream(
+    def astream(
         self,
         open_stream: Callable[[str], AsyncIterable[T] | Awaitable[AsyncIterable[T]]],
         *,
@@ -630,24 +712,25 @@ class Escalation(Generic[T]):
         resume: Resume | None = None,
     ) -> AsyncIterator[tuple[str, T]]:
         """Async :meth:`stream`; ``open_stream`` and ``resume`` may return or await the stream."""
-        opener: Callable[[str], Any] = open_stream
-        delivered: list[T] = []
+        return _adrive(self._stream_steps(open_stream, accept is not None, resume), None, accept)
+
+    def _stream_steps(self, open_stream: Any, accepting: bool, resume: Resume | None) -> _Steps:
+        """:meth:`stream`'s logic, once for both variants (see :class:`_Invoke`)."""
+        opener = open_stream
+        delivered: list[Any] = []
         position = 0
         while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
             skipped, hooked = self._gate(position)
             if skipped:
-                await _settle_all(hooked)
+                yield _Settle(hooked)
                 position += 1
                 continue
             started = time.perf_counter()
-            held: list[T] = []
+            held: list[Any] = []
             try:
-                opened = opener(target)
-                if isinstance(opened, Awaitable):
-                    opened = await opened
-                iterator = opened.__aiter__()
-                while (chunk := await _next(iterator)) is not _END:
+                iterator = yield _Open(target, opener)
+                while (chunk := (yield _Next(iterator))) is not _END:
                     held.append(chunk)
                     if self._delivers(chunk):
                         break
@@ -658,22 +741,19 @@ class Escalation(Generic[T]):
                     self._release(target)
                     raise
                 escalate, hooked = self._failed(position, error, started)
-                await _settle_all(hooked)
+                yield _Settle(hooked)
                 if escalate:
                     position += 1
                     continue
                 raise
             self._success(target, started)
-            if (
-                accept is not None
-                and opener is open_stream
-                and not await _settle(accept(target, held[-1]))
-                and not self._is_last(position)
-            ):
-                await _aclose(iterator)
-                await _settle(self._reject(target, held, started))
-                position = self._next_route(position)
-                continue
+            if accepting and opener is open_stream:
+                accepted = yield _Accept(target, held[-1])
+                if not accepted and not self._is_last(position):
+                    yield _Close(iterator)
+                    yield _Settle([self._reject(target, held, started)])
+                    position = self._next_route(position)
+                    continue
             model, usage = self._seen(target, held)
             self.call.add_attempt(
                 self._answered(target, model or self._model(target), None, started)
@@ -682,22 +762,24 @@ class Escalation(Generic[T]):
             try:
                 for chunk in held:
                     delivered.append(chunk)
-                    yield target.route, chunk
-                while (chunk := await _next(iterator)) is not _END:
+                    yield _Deliver(target.route, chunk)
+                while (chunk := (yield _Next(iterator))) is not _END:
                     model, usage = self._observe(target, chunk, model, usage)
                     delivered.append(chunk)
-                    yield target.route, chunk
-            except GeneratorExit:
-                # the caller left: end the provider's stream now (its connection goes
-                # back to the pool) rather than when the garbage collector finds it
-                await _aclose(iterator)
-                raise
+                    yield _Deliver(target.route, chunk)
+            except _CallerLeft:
+                # the caller left: the attempt ends here, and the provider's stream is
+                # ended now (its connection goes back to the pool), not when the garbage
+                # collector finds it
+                served = model or self._model(target)
+                final = self._answered(target, served, usage, started)
+                yield _Settle([self._record(final, completes=True)])
+                yield _Close(iterator)
+                return
             except BaseException as exc:
                 broke = exc
-            finally:
-                served = model or self._model(target)
-                final = self._answered(target, served, usage, started, broke)
-                await _settle(self._record(final, completes=True))
+            final = self._answered(target, model or self._model(target), usage, started, broke)
+            yield _Settle([self._record(final, completes=True)])
             if broke is None:
                 return
             if not self._broke(position, broke, resume):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from langroute.dispatch.escalation import Escalation
@@ -215,6 +217,90 @@ async def test_a_stream_broken_after_output_is_a_partial_unmeasured_attempt():
     assert received == ["text"]
     (attempt,) = call.attempts
     assert attempt.partial and attempt.failed and not attempt.measured
+
+
+def test_a_stream_the_caller_leaves_closes_the_providers_stream():
+    call = new_call()
+    closed: list[str] = []
+    opened = []  # a client keeps its streams (a pool): dropping one does not end it
+
+    def chunks(route: str):
+        try:
+            for index in range(10):
+                yield f"{route}-{index}"
+        finally:
+            closed.append(route)  # the provider's connection would be released here
+
+    def open_stream(route: str):
+        opened.append(chunks(route))
+        return opened[-1]
+
+    stream = escalation(call).stream(open_stream)
+    assert next(stream) == ("small", "small-0")
+    stream.close()  # the caller left after one chunk
+    assert closed == ["small"]
+    [attempt] = call.attempts
+    assert attempt.route == "small" and attempt.error is None
+
+
+def test_sync_and_async_escalations_record_the_same_attempts():
+    """One logic behind run/arun and stream/astream: the records match, hooks included."""
+
+    def scenario(kind: str) -> list[tuple[str, str | None, bool]]:
+        call = new_call()
+        seen: list[str] = []
+        esc = Escalation(
+            call,
+            ["small", "medium", "large"],
+            model_for=lambda r: f"{r}-model",
+            escalate_on=(TimeoutError,),
+            on_attempt=lambda a: seen.append(a.route),
+        )
+
+        def fail_small(route: str) -> str:
+            if route == "small":
+                raise TimeoutError("slow")
+            return f"{route} answer"
+
+        def chunks(route: str):
+            if route == "small":
+                raise TimeoutError("slow")
+            yield f"{route} answer"
+
+        async def afail_small(route: str) -> str:
+            return fail_small(route)
+
+        async def achunks(route: str):
+            for chunk in chunks(route):
+                yield chunk
+
+        def accept(route: str, answer: str) -> bool:
+            return route != "medium"  # medium's answer is not good enough
+
+        if kind == "run":
+            esc.run(fail_small, accept=accept)
+        elif kind == "arun":
+            asyncio.run(esc.arun(afail_small, accept=accept))
+        elif kind == "stream":
+            list(esc.stream(chunks, accept=accept))
+        else:
+
+            async def drain() -> None:
+                async for _ in esc.astream(achunks, accept=accept):
+                    pass
+
+            asyncio.run(drain())
+        assert seen == [a.route for a in call.attempts]
+        return [(a.route, a.error, a.rejected) for a in call.attempts]
+
+    expected = [
+        ("small", "TimeoutError: slow", False),
+        ("medium", None, True),
+        ("large", None, False),
+    ]
+    assert {kind: scenario(kind) for kind in ("run", "arun", "stream", "astream")} == {
+        kind: expected for kind in ("run", "arun", "stream", "astream")
+    }
 
 
 async def test_an_async_stream_the_caller_leaves_closes_the_providers_stream():
