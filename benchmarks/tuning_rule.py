@@ -1,8 +1,9 @@
 """Does the tuned figure predict unseen data? The best-mean rule against the one-SE rule.
 
-Run: ``python benchmarks/tuning_rule.py [DATA] [--json PATH | --save]`` (``DATA``
-defaults to ``../shared/data``; results go to ``PATH``, else a scratch folder; ``--save``
-writes ``benchmarks/results/tuning_rule.json``).
+Run: ``python benchmarks/tuning_rule.py [DATA] [--json PATH | --save] [--only SET]
+[--cache DIR]`` (``DATA`` defaults to ``../shared/data``; results go to ``PATH``, else a
+scratch folder; ``--save`` writes ``benchmarks/results/tuning_rule.json``; ``--cache``
+keeps the vectors there).
 
 RouteLLM's dev files (MMLU, GSM8K) are split in two halves; a router is tuned by
 cross-validation within one half (:func:`langroute.evaluation.tuning.tune_router`, two
@@ -34,10 +35,10 @@ from langroute.evaluation.tuning import tune_router
 RULES = ("best", "simplest")
 
 
-def run(name: str, path: Path, seed: int) -> list[dict[str, Any]]:
+def run(name: str, path: Path, seed: int, cache_dir: Path | None = None) -> list[dict[str, Any]]:
     """Both directions of one data set, with each rule."""
     rows = load_exemplars(path)
-    embedder = embed_once(name, rows, None)
+    embedder = embed_once(name, rows, cache_dir)
     halves = assign_folds([r.text for r in rows], 2, seed)
     out = []
     for half in (0, 1):
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         result
         for name, path in routellm_files(parser, args).items()
-        for result in run(name, path, args.seed)
+        for result in run(name, path, args.seed, args.cache)
     ]
     write_results(
         output_path(args.json, args.save, "tuning_rule.json"),
