@@ -589,7 +589,7 @@ class Escalation(Generic[T]):
         return answered
 
     def _answer_steps(self, accepting: bool) -> _Steps:
-        """:meth:`run`'s logic, once for both variants (see :class:`_Invoke`)."""
+        """:meth:`run`'s logic, for both variants: steps that :func:`_drive` carries out."""
         position = 0
         while position < len(self.targets) or self._last_resort():
             target = self.targets[position]
@@ -715,7 +715,7 @@ class Escalation(Generic[T]):
         return _adrive(self._stream_steps(open_stream, accept is not None, resume), None, accept)
 
     def _stream_steps(self, open_stream: Any, accepting: bool, resume: Resume | None) -> _Steps:
-        """:meth:`stream`'s logic, once for both variants (see :class:`_Invoke`)."""
+        """:meth:`stream`'s logic, for both variants: steps that :func:`_drive` carries out."""
         opener = open_stream
         delivered: list[Any] = []
         position = 0
