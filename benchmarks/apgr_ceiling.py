@@ -86,7 +86,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return np.asarray(rankdata(values), dtype=np.float64)
 
 
-def one_direction(rows: list[Any], cache: Any, train_mask: np.ndarray) -> dict[str, float]:
+def one_direction(rows: list[Any], cache: Any, train_mask: np.ndarray) -> dict[str, Any]:
     """The APGR of every ranker, built on ``train_mask`` and scored on the rest."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -125,10 +125,12 @@ def one_direction(rows: list[Any], cache: Any, train_mask: np.ndarray) -> dict[s
     if len(subject_gain) > 1:  # GSM8K is one subject: nothing to tell
         rankers["subject oracle"] = subject
         rankers["router + subject oracle"] = _ranks(escalation) + _ranks(subject)
-    out = {name: round(cost_quality_curve(z, weak, strong).apgr, 4) for name, z in rankers.items()}
+    out: dict[str, Any] = {
+        name: round(cost_quality_curve(z, weak, strong).apgr, 4) for name, z in rankers.items()
+    }
     out["strong_share"] = round(point.strong_share, 4)
     out["quality_fraction_of_strong"] = round(point.quality / point.strong_quality, 4)
-    out["tuned"] = router.tuning["chosen"] if router.tuning else None  # type: ignore[assignment]
+    out["tuned"] = router.tuning["chosen"] if router.tuning else None
     return out
 
 
