@@ -363,8 +363,8 @@ class RouteDispatcher:
         """
         if (
             REQUESTS_IN_FLIGHT.count == 1
-            and self._routed_length(request) <= ON_LOOP_MAX_CHARS
             and self.decides_in_process
+            and self._routed_length(request) <= ON_LOOP_MAX_CHARS
         ):
             return self.decide(request)
         settled = self._settled(request)
